@@ -1,0 +1,170 @@
+"""The narrow kernel boundary.
+
+A backend supplies (1) a handful of array-plumbing helpers, so that the core algorithms in
+``semisep/tridiagonal.py`` etc. are written once for every array library, and (2) the three
+kernels that need speed or autograd care.  Everything else lives in the core.
+
+Kernel contract (shared by every backend)
+-----------------------------------------
+All kernel inputs are already broadcast and flattened to a leading batch dimension ``B``
+and share one dtype (real or complex, 32 or 64 bit); they may be non-contiguous views.
+With ``A = T - z I`` for one batch row:
+
+* ``alpha``: ``(B, N)``, ``alpha_i = A[i, i]``
+* ``beta``:  ``(B, N-1)``, ``beta_i = A[i, i+1] * A[i+1, i]``
+* ``b``, ``c``: ``(B, N-1)``, the upper and lower off-diagonals (only ``solve`` needs them apart)
+* ``pivmin``: ``(B,)`` real, the pivot guard: a pivot ``d`` with ``|d| < pivmin`` is replaced
+  by ``pivmin * d/|d|`` (``pivmin`` if ``d == 0``) and counted.
+* every kernel returns ``(result, guarded, singular)`` with ``guarded`` an int64 ``(B,)`` array
+  counting guarded pivots and ``singular`` a bool ``(B,)`` array, True where the row's matrix is
+  singular to working precision:
+    - resolvent_diagonal: some ``|gamma_i| < pivmin``, ``gamma_i = 1/G_ii``
+      (``|G_ii| <= ||A^{-1}||_2``, so this certifies ``cond_2(A) > 1/eps``);
+    - logdet, solve (left sweep only): the last pivot has ``|d_{N-1}| < pivmin``, or a pivot
+      ``d_k`` was guarded where ``|beta_k| <= pivmin**2`` (the leading block is singular and
+      (nearly) decoupled from the rest).
+
+The kernels:
+
+``resolvent_diagonal(alpha, beta, pivmin, method) -> (G (B, N), guarded, singular)``
+    ``G_ii = 1/(alpha_i - beta_{i-1} gL_{i-1} - beta_i gR_{i+1})`` from the LU / UL pivots
+    (DESIGN.md section 3).
+
+``logdet(alpha, beta, pivmin, method) -> (ld (B,), guarded, singular)``
+    ``log det A = sum_i log d_i`` with ``d_i = 1/gL_i``; complex dtype in, complex out with the
+    imaginary part in (-pi, pi]; real dtype in, *complex* out too (``log`` of a negative
+    determinant has imaginary part pi); the core decides whether to return it as real.
+
+``solve(alpha, b, c, f, pivmin, method) -> (x (B, N, k), guarded, singular)``
+    ``A x = f`` for ``f`` of shape ``(B, N, k)``.
+
+The torch backend's kernels are differentiable (``torch.autograd.Function`` with the O(N)
+backward of DESIGN.md section 3) with respect to every tensor argument except ``pivmin``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendError
+
+__all__ = ["Backend", "backend_for", "get_backend"]
+
+
+class Backend:
+    """Base class: the plumbing every backend provides.  See the module docstring."""
+
+    name: str = "abstract"
+    methods: tuple[str, ...] = ()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def is_array(self, x: Any) -> bool:
+        raise NotImplementedError
+
+    def asarray(self, x: Any, like: Any = None) -> Any:
+        """Convert ``x`` (array, scalar, list) to this backend's array type (on ``like``'s device)."""
+        raise NotImplementedError
+
+    def result_dtype(self, *xs: Any) -> Any:
+        """Promoted floating dtype of arrays and Python scalars; integers and bools -> float64."""
+        raise NotImplementedError
+
+    def astype(self, x: Any, dtype: Any) -> Any:
+        raise NotImplementedError
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
+        raise NotImplementedError
+
+    def concat(self, xs: list[Any], axis: int) -> Any:
+        raise NotImplementedError
+
+    def broadcast_to(self, x: Any, shape: tuple[int, ...]) -> Any:
+        raise NotImplementedError
+
+    def is_complex(self, dtype: Any) -> bool:
+        raise NotImplementedError
+
+    def eps(self, dtype: Any) -> float:
+        raise NotImplementedError
+
+    def all_finite(self, x: Any) -> bool:
+        raise NotImplementedError
+
+    def amax_abs(self, x: Any, axis: int) -> Any:
+        """``max(|x|)`` along ``axis`` (0 for an empty axis), real dtype."""
+        raise NotImplementedError
+
+    def to_numpy(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    # -- kernels ----------------------------------------------------------------------------
+    def resolvent_diagonal(self, alpha, beta, pivmin, method="auto"):
+        raise NotImplementedError
+
+    def logdet(self, alpha, beta, pivmin, method="auto"):
+        raise NotImplementedError
+
+    def solve(self, alpha, b, c, f, pivmin, method="auto"):
+        raise NotImplementedError
+
+    def check_method(self, method: str) -> str:
+        if method not in ("auto",) + self.methods:
+            raise ValueError(
+                f"method={method!r} is not available on the {self.name} backend; "
+                f"choose one of {('auto',) + self.methods}"
+            )
+        return method
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name`` ("numpy" or "torch"), created on first use."""
+    if name not in _BACKENDS:
+        if name == "numpy":
+            from .numpy import NumpyBackend
+
+            _BACKENDS[name] = NumpyBackend()
+        elif name == "torch":
+            try:
+                from .torch import TorchBackend
+            except ImportError as exc:  # torch missing or the backend module missing
+                raise BackendError(
+                    f"the torch backend is not available ({exc}); install semisep[torch]"
+                ) from exc
+            _BACKENDS[name] = TorchBackend()
+        else:
+            raise BackendError(f"unknown backend {name!r}; semisep has 'numpy' and 'torch'")
+    return _BACKENDS[name]
+
+
+def _is_torch(x: Any) -> bool:
+    mod = type(x).__module__
+    return mod.startswith("torch") and type(x).__name__ in ("Tensor", "Parameter")
+
+
+def backend_for(*arrays: Any) -> Backend:
+    """The backend of the arrays among ``arrays`` (None and Python scalars are ignored).
+
+    Raises :class:`~semisep.errors.BackendError` when torch tensors and NumPy arrays are mixed,
+    or when an argument is of an array type semisep has no backend for.
+    """
+    kinds = set()
+    for x in arrays:
+        if x is None or isinstance(x, (bool, int, float, complex, np.generic)):
+            continue
+        if _is_torch(x):
+            kinds.add("torch")
+        elif hasattr(x, "__array__") or isinstance(x, (list, tuple)):
+            kinds.add("numpy")
+        else:
+            raise BackendError(f"semisep has no backend for arrays of type {type(x).__name__}")
+    if len(kinds) > 1:
+        raise BackendError(
+            "mixed array types: got both torch tensors and NumPy arrays; convert one side "
+            "(torch.as_tensor(x) or t.numpy())"
+        )
+    return get_backend(kinds.pop() if kinds else "numpy")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ._interop import as_linear_operator
 from ._validation import broadcast_shapes, check_finite, split_rhs
 from .backends import Backend, backend_for
 from .errors import ShapeError, SingularMatrixError
@@ -180,6 +181,11 @@ class Tridiagonal:
             A[..., idx[1:], idx[:-1]] = bk.broadcast_to(self.lower, self._batch_shape + (n - 1,))
             A[..., idx[:-1], idx[1:]] = bk.broadcast_to(self.upper_, self._batch_shape + (n - 1,))
         return A
+
+    def aslinearoperator(self) -> Any:
+        """This operator as a ``scipy.sparse.linalg.LinearOperator`` (see
+        :func:`semisep._interop.as_linear_operator`; unbatched NumPy operators only)."""
+        return as_linear_operator(self)
 
     def __array__(self, dtype=None, copy=None):
         A = self._backend.to_numpy(self.to_dense())

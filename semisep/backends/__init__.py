@@ -17,12 +17,15 @@ With ``A = T - z I`` for one batch row:
   by ``pivmin * d/|d|`` (``pivmin`` if ``d == 0``) and counted.
 * every kernel returns ``(result, guarded, singular)`` with ``guarded`` an int64 ``(B,)`` array
   counting guarded pivots and ``singular`` a bool ``(B,)`` array, True where the row's matrix is
-  singular to working precision:
-    - resolvent_diagonal: some ``|gamma_i| < pivmin``, ``gamma_i = 1/G_ii``
-      (``|G_ii| <= ||A^{-1}||_2``, so this certifies ``cond_2(A) > 1/eps``);
-    - logdet, solve (left sweep only): the last pivot has ``|d_{N-1}| < pivmin``, or a pivot
-      ``d_k`` was guarded where ``|beta_k| <= pivmin**2`` (the leading block is singular and
-      (nearly) decoupled from the rest).
+  singular to working precision (``SINGULAR_FACTOR = 4``):
+    - resolvent_diagonal: some ``|gamma_i| < 4 pivmin``, ``gamma_i = 1/G_ii``
+      (``|G_ii| <= ||A^{-1}||_2``, so this certifies ``cond_2(A) > 1/(4 eps)``; a guarded
+      singular matrix comes back with some ``|G_ii| ~ 1/pivmin``, which the factor 4 catches);
+    - logdet, solve (left sweep only): the last pivot, before guarding, has
+      ``|d_{N-1}| < 4 pivmin``, or a pivot ``d_k`` (k < N-1) was guarded where
+      ``|beta_k| <= pivmin**2`` (a singular leading block decoupled from the rest).
+      Where a pivot was guarded the core also runs resolvent_diagonal's certificate, since the
+      guard can make a singular matrix look regular to the left sweep alone.
 
 The kernels:
 
@@ -50,7 +53,10 @@ import numpy as np
 
 from ..errors import BackendError
 
-__all__ = ["Backend", "backend_for", "get_backend"]
+__all__ = ["Backend", "backend_for", "get_backend", "SINGULAR_FACTOR"]
+
+#: ``|1/G_ii| < SINGULAR_FACTOR * pivmin`` marks a matrix singular to working precision.
+SINGULAR_FACTOR = 4.0
 
 
 class Backend:

@@ -1,0 +1,28 @@
+"""semisep: exact O(N) resolvent diagonals, solves and log-determinants of tridiagonal and
+semiseparable operators, on NumPy and torch (CPU and CUDA), with exact O(N)-memory gradients.
+
+>>> import numpy as np, semisep as ss
+>>> T = ss.Tridiagonal(np.full(8, -2.0), np.ones(7))      # the discrete Laplacian
+>>> G = ss.resolvent_diagonal(T, 1j)                       # diag((T - 1j I)^{-1}), O(N)
+>>> bool(np.all(np.abs(G) <= 1.0))                         # |G_ii| <= 1/|Im z| (T Hermitian)
+True
+"""
+
+from .errors import BackendError, NonFiniteError, SemisepError, ShapeError, SingularMatrixError
+from .tridiagonal import PivotInfo, Tridiagonal, logdet, resolvent_diagonal, solve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tridiagonal",
+    "PivotInfo",
+    "resolvent_diagonal",
+    "solve",
+    "logdet",
+    "SemisepError",
+    "ShapeError",
+    "NonFiniteError",
+    "SingularMatrixError",
+    "BackendError",
+    "__version__",
+]

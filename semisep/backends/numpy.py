@@ -1,0 +1,573 @@
+"""NumPy backend: numba-compiled sequential pivot sweeps, with plain NumPy ``_ref`` twins.
+
+The sweeps are the LU / UL pivot recursions of DESIGN.md section 3 for ``A = T - z I``::
+
+    gL_0 = 1/alpha_0,          gL_i = 1/(alpha_i - beta_{i-1} gL_{i-1})
+    gR_{N-1} = 1/alpha_{N-1},  gR_i = 1/(alpha_i - beta_i gR_{i+1})
+    G_ii = 1/(alpha_i - beta_{i-1} gL_{i-1} - beta_i gR_{i+1})
+
+Compiled kernels (``numba.njit``, ``parallel=True``) run over the batch with ``prange``; for a
+batch smaller than the thread count the left and right sweeps of one row run at once and the
+combine is split over the threads.  Complex reciprocals use ``conj(x) / |x|^2`` with one real
+division, falling back to ``1/x`` where ``|x|^2`` would overflow or underflow.
+
+The ``*_ref`` functions are the plain NumPy twins (a Python loop over N, vectorised over the
+batch); tests compare every compiled kernel with its twin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from numba import prange
+from numba.extending import overload
+
+from . import SINGULAR_FACTOR, Backend
+
+__all__ = [
+    "NumpyBackend",
+    "left_pivots",
+    "right_pivots",
+    "resolvent_diagonal_kernel",
+    "logdet_kernel",
+    "solve_kernel",
+    "left_pivots_ref",
+    "right_pivots_ref",
+    "resolvent_diagonal_ref",
+    "logdet_ref",
+    "solve_ref",
+]
+
+_JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
+
+
+# --------------------------------------------------------------------------------------------
+# scalar helpers
+# --------------------------------------------------------------------------------------------
+def _recip(x):  # pragma: no cover - replaced by the numba overload below
+    return 1.0 / x
+
+
+@overload(_recip, inline="always")
+def _recip_impl(x):
+    if isinstance(x, numba.types.Complex):
+
+        def impl(x):
+            re = x.real
+            im = x.imag
+            s = re * re + im * im
+            # one real division; |x|^2 overflows beyond ~1e154 (double) / ~1e19 (single) and
+            # underflows below their inverses: there, plain complex division is exact enough.
+            if s > 1e-290 and s < 1e290:
+                r = 1.0 / s
+                return complex(re * r, -im * r)
+            return 1.0 / x
+
+        return impl
+
+    def impl_real(x):
+        return 1.0 / x
+
+    return impl_real
+
+
+def _guard(d, pivmin):  # pragma: no cover - replaced by the numba overload below
+    return d
+
+
+@overload(_guard, inline="always")
+def _guard_impl(d, pivmin):
+    """Return (d', guarded): ``d' = pivmin * d/|d|`` (``pivmin`` if d == 0) when |d| < pivmin."""
+    if isinstance(d, numba.types.Complex):
+
+        def impl(d, pivmin):
+            a = abs(d)
+            if a < pivmin:
+                if a == 0.0:
+                    return d * 0 + pivmin, True
+                return d * (pivmin / a), True
+            return d, False
+
+        return impl
+
+    def impl_real(d, pivmin):
+        a = abs(d)
+        if a < pivmin:
+            if d < 0:
+                return d * 0 - pivmin, True
+            return d * 0 + pivmin, True
+        return d, False
+
+    return impl_real
+
+
+# --------------------------------------------------------------------------------------------
+# compiled row kernels (one batch row)
+# --------------------------------------------------------------------------------------------
+@numba.njit(**_JIT)
+def _left_row(alpha, beta, pivmin, gL):
+    """LU pivots of one row into gL (N,); returns (guarded, singular)."""
+    n = alpha.shape[0]
+    guarded = 0
+    singular = False
+    d, g = _guard(alpha[0], pivmin)
+    guarded += g
+    if g and n > 1 and abs(beta[0]) <= pivmin * pivmin:
+        singular = True
+    gl = _recip(d)
+    gL[0] = gl
+    for i in range(1, n):
+        d, g = _guard(alpha[i] - beta[i - 1] * gl, pivmin)
+        if g:
+            guarded += 1
+            if i < n - 1 and abs(beta[i]) <= pivmin * pivmin:
+                singular = True
+        gl = _recip(d)
+        gL[i] = gl
+    if abs(alpha[n - 1] - (beta[n - 2] * gL[n - 2] if n > 1 else 0.0)) < SINGULAR_FACTOR * pivmin:
+        singular = True  # the last pivot is 1/G_{N-1,N-1}
+    return guarded, singular
+
+
+@numba.njit(**_JIT)
+def _right_row(alpha, beta, pivmin, gR):
+    """UL pivots of one row into gR (N,); returns the number of guarded pivots."""
+    n = alpha.shape[0]
+    guarded = 0
+    d, g = _guard(alpha[n - 1], pivmin)
+    guarded += g
+    gr = _recip(d)
+    gR[n - 1] = gr
+    for i in range(n - 2, -1, -1):
+        d, g = _guard(alpha[i] - beta[i] * gr, pivmin)
+        guarded += g
+        gr = _recip(d)
+        gR[i] = gr
+    return guarded
+
+
+@numba.njit(**_JIT)
+def _combine_range(alpha, beta, gL, gR, pivmin, G, lo, hi):
+    """G_i for lo <= i < hi from stored gL and gR; returns True if some |gamma_i| < pivmin."""
+    n = alpha.shape[0]
+    singular = False
+    for i in range(lo, hi):
+        gam = alpha[i]
+        if i > 0:
+            gam = gam - beta[i - 1] * gL[i - 1]
+        if i < n - 1:
+            gam = gam - beta[i] * gR[i + 1]
+        if abs(gam) < SINGULAR_FACTOR * pivmin:
+            singular = True
+        G[i] = _recip(gam)
+    return singular
+
+
+@numba.njit(**_JIT)
+def _resolvent_row_fused(alpha, beta, pivmin, G):
+    """Left sweep stored in G, then the right sweep fused with the combine (gR never stored)."""
+    n = alpha.shape[0]
+    guarded, _ = _left_row(alpha, beta, pivmin, G)  # G holds gL for now
+    singular = False
+    # i = N-1: gamma = alpha - beta gL_{N-2}
+    gam = alpha[n - 1]
+    if n > 1:
+        gam = gam - beta[n - 2] * G[n - 2]
+    if abs(gam) < SINGULAR_FACTOR * pivmin:
+        singular = True
+    d, g = _guard(alpha[n - 1], pivmin)
+    guarded += g
+    gr = _recip(d)
+    G[n - 1] = _recip(gam)
+    for i in range(n - 2, -1, -1):
+        bg = beta[i] * gr
+        gam = alpha[i] - bg
+        if i > 0:
+            gam = gam - beta[i - 1] * G[i - 1]
+        if abs(gam) < SINGULAR_FACTOR * pivmin:
+            singular = True
+        d, g = _guard(alpha[i] - bg, pivmin)
+        guarded += g
+        gr = _recip(d)
+        G[i] = _recip(gam)
+    return guarded, singular
+
+
+@numba.njit(parallel=True, **_JIT)
+def _resolvent_batch(alpha, beta, pivmin, G, guarded, singular):
+    for k in prange(alpha.shape[0]):
+        guarded[k], singular[k] = _resolvent_row_fused(alpha[k], beta[k], pivmin[k], G[k])
+
+
+@numba.njit(parallel=True, **_JIT)
+def _resolvent_single(alpha, beta, pivmin, G, gR, guarded, singular, nthreads):
+    """One row on several threads: left and right sweeps at once, then a split combine."""
+    n = alpha.shape[0]
+    counts = np.zeros(2, np.int64)
+    for t in prange(2):
+        if t == 0:
+            g, s = _left_row(alpha, beta, pivmin, G)
+            counts[0] = g
+        else:
+            counts[1] = _right_row(alpha, beta, pivmin, gR)
+    guarded[0] = counts[0] + counts[1]
+    # combine in place: G[i] needs gL[i-1], which the previous block overwrites; keep the
+    # boundary values of gL before the blocks start writing.
+    nb = nthreads
+    edges = np.empty(nb + 1, np.int64)
+    for t in range(nb + 1):
+        edges[t] = (n * t) // nb
+    left_edge = np.empty(nb, G.dtype)
+    for t in range(nb):
+        left_edge[t] = G[edges[t] - 1] if edges[t] > 0 else G[0]
+    sing = np.zeros(nb, np.bool_)
+    for t in prange(nb):
+        lo = edges[t]
+        hi = edges[t + 1]
+        prev = left_edge[t]
+        for i in range(lo, hi):
+            gl_i = G[i]
+            gam = alpha[i]
+            if i > 0:
+                gam = gam - beta[i - 1] * prev
+            if i < n - 1:
+                gam = gam - beta[i] * gR[i + 1]
+            if abs(gam) < SINGULAR_FACTOR * pivmin:
+                sing[t] = True
+            G[i] = _recip(gam)
+            prev = gl_i
+    singular[0] = sing.any()
+
+
+@numba.njit(parallel=True, **_JIT)
+def _left_batch(alpha, beta, pivmin, gL, guarded, singular):
+    for k in prange(alpha.shape[0]):
+        guarded[k], singular[k] = _left_row(alpha[k], beta[k], pivmin[k], gL[k])
+
+
+@numba.njit(parallel=True, **_JIT)
+def _right_batch(alpha, beta, pivmin, gR, guarded):
+    for k in prange(alpha.shape[0]):
+        guarded[k] = _right_row(alpha[k], beta[k], pivmin[k], gR[k])
+
+
+@numba.njit(**_JIT)
+def _logdet_row(alpha, beta, pivmin):
+    """sum log|d_i| and the phase prod d_i/|d_i| (renormalised each step); no storage."""
+    n = alpha.shape[0]
+    guarded = 0
+    singular = False
+    logabs = 0.0
+    if n == 1 and abs(alpha[0]) < SINGULAR_FACTOR * pivmin:
+        singular = True
+    d, g = _guard(alpha[0], pivmin)
+    if g:
+        guarded += 1
+        if n > 1 and abs(beta[0]) <= pivmin * pivmin:
+            singular = True
+    a = abs(d)
+    logabs += np.log(a)
+    phase = d / a
+    gl = _recip(d)
+    for i in range(1, n):
+        draw = alpha[i] - beta[i - 1] * gl
+        if i == n - 1 and abs(draw) < SINGULAR_FACTOR * pivmin:
+            singular = True
+        d, g = _guard(draw, pivmin)
+        if g:
+            guarded += 1
+            if i < n - 1 and abs(beta[i]) <= pivmin * pivmin:
+                singular = True
+        a = abs(d)
+        logabs += np.log(a)
+        phase = phase * (d / a)
+        phase = phase / abs(phase)
+        gl = _recip(d)
+    return logabs, phase, guarded, singular
+
+
+@numba.njit(parallel=True, **_JIT)
+def _logdet_batch(alpha, beta, pivmin, logabs, phase, guarded, singular):
+    for k in prange(alpha.shape[0]):
+        logabs[k], phase[k], guarded[k], singular[k] = _logdet_row(alpha[k], beta[k], pivmin[k])
+
+
+@numba.njit(**_JIT)
+def _solve_row(alpha, b, c, f, pivmin, x, gL):
+    """Thomas algorithm without row exchanges; f, x: (N, k); gL: (N,) workspace."""
+    n = alpha.shape[0]
+    k = f.shape[1]
+    guarded = 0
+    singular = False
+    if n == 1 and abs(alpha[0]) < SINGULAR_FACTOR * pivmin:
+        singular = True
+    d, g = _guard(alpha[0], pivmin)
+    if g:
+        guarded += 1
+        if n > 1 and abs(b[0] * c[0]) <= pivmin * pivmin:
+            singular = True
+    gL[0] = _recip(d)
+    for j in range(k):
+        x[0, j] = f[0, j]
+    for i in range(1, n):
+        m = c[i - 1] * gL[i - 1]
+        draw = alpha[i] - m * b[i - 1]
+        if i == n - 1 and abs(draw) < SINGULAR_FACTOR * pivmin:
+            singular = True
+        d, g = _guard(draw, pivmin)
+        if g:
+            guarded += 1
+            if i < n - 1 and abs(b[i] * c[i]) <= pivmin * pivmin:
+                singular = True
+        gL[i] = _recip(d)
+        for j in range(k):
+            x[i, j] = f[i, j] - m * x[i - 1, j]
+    for j in range(k):
+        x[n - 1, j] = gL[n - 1] * x[n - 1, j]
+    for i in range(n - 2, -1, -1):
+        for j in range(k):
+            x[i, j] = gL[i] * (x[i, j] - b[i] * x[i + 1, j])
+    return guarded, singular
+
+
+@numba.njit(parallel=True, **_JIT)
+def _solve_batch(alpha, b, c, f, pivmin, x, gL, guarded, singular):
+    for r in prange(alpha.shape[0]):
+        guarded[r], singular[r] = _solve_row(alpha[r], b[r], c[r], f[r], pivmin[r], x[r], gL[r])
+
+
+# --------------------------------------------------------------------------------------------
+# public compiled entry points on (B, N) arrays
+# --------------------------------------------------------------------------------------------
+def _prep(*arrays):
+    return [np.ascontiguousarray(a) for a in arrays]
+
+
+def _pivmin(pivmin, dtype):
+    return np.ascontiguousarray(pivmin, dtype=np.finfo(dtype).dtype)
+
+
+def left_pivots(alpha, beta, pivmin):
+    """LU pivot reciprocals ``gL`` (B, N) and guarded counts (B,); compiled."""
+    alpha, beta = _prep(alpha, beta)
+    gL = np.empty_like(alpha)
+    guarded = np.zeros(alpha.shape[0], np.int64)
+    singular = np.zeros(alpha.shape[0], np.bool_)
+    _left_batch(alpha, beta, _pivmin(pivmin, alpha.dtype), gL, guarded, singular)
+    return gL, guarded
+
+
+def right_pivots(alpha, beta, pivmin):
+    """UL pivot reciprocals ``gR`` (B, N) and guarded counts (B,); compiled."""
+    alpha, beta = _prep(alpha, beta)
+    gR = np.empty_like(alpha)
+    guarded = np.zeros(alpha.shape[0], np.int64)
+    _right_batch(alpha, beta, _pivmin(pivmin, alpha.dtype), gR, guarded)
+    return gR, guarded
+
+
+def resolvent_diagonal_kernel(alpha, beta, pivmin):
+    """``diag(A^{-1})`` (B, N), guarded (B,), singular (B,); compiled, see the module docstring."""
+    alpha, beta = _prep(alpha, beta)
+    pivmin = _pivmin(pivmin, alpha.dtype)
+    B, N = alpha.shape
+    G = np.empty_like(alpha)
+    guarded = np.zeros(B, np.int64)
+    singular = np.zeros(B, np.bool_)
+    nthreads = numba.get_num_threads()
+    if B == 1 and nthreads > 1 and N >= 1 << 14:
+        gR = np.empty(N, alpha.dtype)
+        _resolvent_single(alpha[0], beta[0], pivmin[0], G[0], gR, guarded, singular, nthreads)
+    elif B > 0 and N > 0:
+        _resolvent_batch(alpha, beta, pivmin, G, guarded, singular)
+    return G, guarded, singular
+
+
+def logdet_kernel(alpha, beta, pivmin):
+    """``log det A`` (B,) complex, imaginary part in (-pi, pi]; guarded; singular. Compiled."""
+    alpha, beta = _prep(alpha, beta)
+    B = alpha.shape[0]
+    real = np.finfo(alpha.dtype).dtype
+    logabs = np.zeros(B, real)
+    phase = np.ones(B, alpha.dtype)
+    guarded = np.zeros(B, np.int64)
+    singular = np.zeros(B, np.bool_)
+    _logdet_batch(alpha, beta, _pivmin(pivmin, alpha.dtype), logabs, phase, guarded, singular)
+    return _logdet_from_phase(logabs, phase), guarded, singular
+
+
+def _logdet_from_phase(logabs, phase):
+    cdtype = np.result_type(logabs.dtype, np.complex64)
+    return (logabs + 1j * np.angle(phase)).astype(cdtype)
+
+
+def solve_kernel(alpha, b, c, f, pivmin):
+    """Solution of ``A x = f``, f: (B, N, k) -> x (B, N, k); guarded; singular. Compiled."""
+    alpha, b, c, f = _prep(alpha, b, c, f)
+    B, N = alpha.shape
+    x = np.empty_like(f)
+    gL = np.empty_like(alpha)
+    guarded = np.zeros(B, np.int64)
+    singular = np.zeros(B, np.bool_)
+    _solve_batch(alpha, b, c, f, _pivmin(pivmin, alpha.dtype), x, gL, guarded, singular)
+    return x, guarded, singular
+
+
+# --------------------------------------------------------------------------------------------
+# plain NumPy twins (loop over N, vectorised over the batch)
+# --------------------------------------------------------------------------------------------
+def _guard_ref(d, pivmin):
+    a = np.abs(d)
+    small = a < pivmin
+    if not small.any():
+        return d, small
+    unit = np.where(a == 0, 1.0, d / np.where(a == 0, 1.0, a))
+    if not np.iscomplexobj(d):
+        unit = np.where(a == 0, 1.0, np.sign(d))
+    return np.where(small, pivmin * unit, d).astype(d.dtype), small
+
+
+def left_pivots_ref(alpha, beta, pivmin):
+    B, N = alpha.shape
+    gL = np.empty_like(alpha)
+    guarded = np.zeros(B, np.int64)
+    singular = np.zeros(B, bool)
+    gl = None
+    for i in range(N):
+        d = alpha[:, i] if i == 0 else alpha[:, i] - beta[:, i - 1] * gl
+        if i == N - 1:
+            singular |= np.abs(d) < SINGULAR_FACTOR * pivmin
+        d, small = _guard_ref(d, pivmin)
+        guarded += small
+        if i < N - 1:
+            singular |= small & (np.abs(beta[:, i]) <= pivmin * pivmin)
+        gl = 1.0 / d
+        gL[:, i] = gl
+    return gL, guarded, singular
+
+
+def right_pivots_ref(alpha, beta, pivmin):
+    B, N = alpha.shape
+    gR = np.empty_like(alpha)
+    guarded = np.zeros(B, np.int64)
+    gr = None
+    for i in range(N - 1, -1, -1):
+        d = alpha[:, i] if i == N - 1 else alpha[:, i] - beta[:, i] * gr
+        d, small = _guard_ref(d, pivmin)
+        guarded += small
+        gr = 1.0 / d
+        gR[:, i] = gr
+    return gR, guarded
+
+
+def resolvent_diagonal_ref(alpha, beta, pivmin):
+    gL, gl_guarded, _ = left_pivots_ref(alpha, beta, pivmin)
+    gR, gr_guarded = right_pivots_ref(alpha, beta, pivmin)
+    gam = alpha.copy()
+    gam[:, 1:] -= beta * gL[:, :-1]
+    gam[:, :-1] -= beta * gR[:, 1:]
+    singular = (np.abs(gam) < SINGULAR_FACTOR * pivmin[:, None]).any(axis=1)
+    return 1.0 / gam, gl_guarded + gr_guarded, singular
+
+
+def logdet_ref(alpha, beta, pivmin):
+    gL, guarded, singular = left_pivots_ref(alpha, beta, pivmin)
+    d = 1.0 / gL
+    logabs = np.log(np.abs(d)).sum(axis=1)
+    phase = np.ones(alpha.shape[0], np.result_type(alpha.dtype, np.complex64))
+    for i in range(alpha.shape[1]):
+        phase = phase * (d[:, i] / np.abs(d[:, i]))
+        phase = phase / np.abs(phase)
+    return _logdet_from_phase(logabs, phase), guarded, singular
+
+
+def solve_ref(alpha, b, c, f, pivmin):
+    B, N = alpha.shape
+    beta = b * c
+    gL, guarded, singular = left_pivots_ref(alpha, beta, pivmin)
+    x = np.array(f, copy=True)
+    for i in range(1, N):
+        x[:, i] -= (c[:, i - 1] * gL[:, i - 1])[:, None] * x[:, i - 1]
+    x[:, N - 1] *= gL[:, N - 1][:, None]
+    for i in range(N - 2, -1, -1):
+        x[:, i] = gL[:, i][:, None] * (x[:, i] - b[:, i][:, None] * x[:, i + 1])
+    return x, guarded, singular
+
+
+# --------------------------------------------------------------------------------------------
+# the backend object
+# --------------------------------------------------------------------------------------------
+class NumpyBackend(Backend):
+    """CPU backend on NumPy arrays.
+
+    ``method``: ``"sequential"`` (compiled numba sweeps, parallel over the batch) or
+    ``"reference"`` (the plain NumPy twins, for tests).  ``"auto"`` is ``"sequential"``.
+    """
+
+    name = "numpy"
+    methods = ("sequential", "reference")
+
+    def is_array(self, x: Any) -> bool:
+        return isinstance(x, np.ndarray)
+
+    def asarray(self, x: Any, like: Any = None) -> Any:
+        return np.asarray(x)
+
+    def result_dtype(self, *xs: Any) -> Any:
+        dt = np.result_type(*xs)
+        if not np.issubdtype(dt, np.inexact):
+            dt = np.result_type(dt, np.float64)
+        if dt == np.float16 or dt.itemsize > 16:
+            raise TypeError(f"dtype {dt} is not supported; use float32/float64/complex64/complex128")
+        return dt
+
+    def astype(self, x: Any, dtype: Any) -> Any:
+        return np.asarray(x).astype(dtype, copy=False)
+
+    def zeros(self, shape, dtype, like=None):
+        return np.zeros(shape, dtype=dtype)
+
+    def concat(self, xs, axis):
+        return np.concatenate(xs, axis=axis)
+
+    def broadcast_to(self, x, shape):
+        return np.broadcast_to(x, shape)
+
+    def is_complex(self, dtype) -> bool:
+        return np.issubdtype(dtype, np.complexfloating)
+
+    def eps(self, dtype) -> float:
+        return float(np.finfo(dtype).eps)
+
+    def all_finite(self, x) -> bool:
+        return bool(np.isfinite(x).all())
+
+    def amax_abs(self, x, axis):
+        if x.shape[axis] == 0:
+            shape = list(x.shape)
+            del shape[axis]
+            return np.zeros(shape, np.finfo(x.dtype).dtype)
+        return np.abs(x).max(axis=axis)
+
+    def to_numpy(self, x):
+        return np.asarray(x)
+
+    def resolvent_diagonal(self, alpha, beta, pivmin, method="auto"):
+        method = self.check_method(method)
+        if method == "reference":
+            return resolvent_diagonal_ref(alpha, beta, pivmin)
+        return resolvent_diagonal_kernel(alpha, beta, pivmin)
+
+    def logdet(self, alpha, beta, pivmin, method="auto"):
+        method = self.check_method(method)
+        if method == "reference":
+            return logdet_ref(alpha, beta, pivmin)
+        return logdet_kernel(alpha, beta, pivmin)
+
+    def solve(self, alpha, b, c, f, pivmin, method="auto"):
+        method = self.check_method(method)
+        if method == "reference":
+            return solve_ref(alpha, b, c, f, pivmin)
+        return solve_kernel(alpha, b, c, f, pivmin)

@@ -79,7 +79,7 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import Backend
+from . import SINGULAR_FACTOR, Backend
 
 __all__ = ["TorchBackend"]
 
@@ -272,7 +272,12 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
         return G, D, mask
 
     G, D, mask = second_pass(guard=False)
-    if bool((~(D.abs() >= pm[:, None])).any()):  # a pivot needs the guard (or is not finite)
+    # |d| >= (|re d| + |im d|)/sqrt(2): a cheap sufficient test that no pivot needs the guard
+    # (NaN-aware); if it fails the guarded pass decides exactly (identical values where no
+    # guard fires).
+    Dr = torch.view_as_real(D) if D.is_complex() else D[..., None]
+    ok = Dr.abs().sum(dim=-1) >= (math.sqrt(2.0) * (1 + 4 * torch.finfo(rdt).eps)) * pm[:, None]
+    if not bool(ok.all()):
         G, D, mask = second_pass(guard=True)
         mask = _from_chunks(mask, N)
     else:
@@ -378,21 +383,27 @@ def _combine_resolvent(gL, gR, beta):
 
 
 def _resolvent_flags(G, pivmin):
-    """Contract: singular where some ``|1/G_ii| < pivmin`` (NaN-aware: a non-finite G counts)."""
+    """Contract: singular where some ``|gamma_i| = |1/G_ii| < SINGULAR_FACTOR * pivmin``
+    (NaN-aware: a non-finite G counts as singular)."""
     if G.shape[1] == 0:
         return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
-    return (~(G.abs() * pivmin.to(_real_dtype(G.dtype))[:, None] <= 1.0)).any(dim=1)
+    pm = pivmin.to(_real_dtype(G.dtype))[:, None]
+    return (~(G.abs() * (SINGULAR_FACTOR * pm) <= 1.0)).any(dim=1)
 
 
-def _left_flags(mask, beta, pivmin):
-    """Contract for logdet / solve: the last pivot was guarded, or a pivot ``d_k`` was guarded
-    where ``|beta_k| <= pivmin**2`` (a singular leading block, decoupled from the rest)."""
-    if mask.shape[1] == 0:
-        return torch.zeros(mask.shape[0], dtype=torch.bool, device=mask.device)
-    pm = pivmin.to(_real_dtype(beta.dtype))[:, None]
-    sing = mask[:, -1].clone()
-    if mask.shape[1] > 1:
-        sing |= (mask[:, :-1] & (beta.abs() <= pm * pm)).any(dim=1)
+def _left_flags(mask, alpha, beta, gL, pivmin):
+    """Contract for logdet / solve: the last pivot *before guarding*,
+    ``d_{N-1} = alpha_{N-1} - beta_{N-2} gL_{N-2}``, has ``|d_{N-1}| < SINGULAR_FACTOR * pivmin``,
+    or a pivot ``d_k`` (k < N-1) was guarded where ``|beta_k| <= pivmin**2`` (a singular leading
+    block decoupled from the rest).  NaN-aware."""
+    B, N = mask.shape
+    if N == 0:
+        return torch.zeros(B, dtype=torch.bool, device=mask.device)
+    pm = pivmin.to(_real_dtype(alpha.dtype))
+    d_last = alpha[:, -1] - beta[:, -1] * gL[:, -2] if N > 1 else alpha[:, 0]
+    sing = ~(d_last.abs() >= SINGULAR_FACTOR * pm)
+    if N > 1:
+        sing |= (mask[:, :-1] & (beta.abs() <= (pm * pm)[:, None])).any(dim=1)
     return sing
 
 
@@ -540,7 +551,7 @@ def _logdet_forward(alpha, beta, pivmin, method, L):
     else:
         gL, d, mask = _pivots_chunked(alpha, beta, pivmin, L)
     ld = _logdet_from_pivots(d)
-    singular = _left_flags(mask, beta, pivmin) | ~torch.isfinite(ld)
+    singular = _left_flags(mask, alpha, beta, gL, pivmin) | ~torch.isfinite(ld)
     return ld, mask.sum(dim=1).to(torch.int64), singular, gL
 
 
@@ -585,7 +596,7 @@ def _solve_forward(alpha, b, c, f, pivmin, method, L):
     else:
         gL, _, mask = _pivots_chunked(alpha, beta, pivmin, L)
         x = _solve_with_pivots(gL, b, c, f, "chunked", L)
-    singular = _left_flags(mask, beta, pivmin) | ~torch.isfinite(x).all(dim=2).all(dim=1)
+    singular = _left_flags(mask, alpha, beta, gL, pivmin) | ~torch.isfinite(x).all(dim=2).all(dim=1)
     return x, mask.sum(dim=1).to(torch.int64), singular, gL
 
 
@@ -629,12 +640,14 @@ class TorchBackend(Backend):
         return isinstance(x, torch.Tensor)
 
     def asarray(self, x: Any, like: Any = None) -> Any:
+        """``x`` as a tensor on ``like``'s device (tensors are returned as they are when already
+        there); Python and NumPy scalars/lists keep NumPy's dtype (float64, complex128, int64)."""
         device = like.device if isinstance(like, torch.Tensor) else None
         if isinstance(x, torch.Tensor):
             return x if device is None or x.device == device else x.to(device)
-        if isinstance(x, np.ndarray) or isinstance(x, np.generic):
-            return torch.as_tensor(np.asarray(x), device=device)
-        return torch.as_tensor(x, device=device)
+        # through NumPy, so that Python floats become float64 (complex128), never torch's
+        # default dtype: 0.3 + 0.1j must not be rounded to complex64
+        return torch.as_tensor(np.asarray(x), device=device)
 
     def result_dtype(self, *xs: Any) -> Any:
         """Promote like torch does, except that an integer/bool result becomes float64 (torch's
@@ -659,6 +672,8 @@ class TorchBackend(Backend):
             dt = torch.float64
         for v in scalars:
             dt = torch.result_type(torch.empty((), dtype=dt), v)
+        if dt not in (torch.float32, torch.float64, torch.complex64, torch.complex128):
+            raise TypeError(f"dtype {dt} is not supported; use float32/float64/complex64/complex128")
         return dt
 
     def astype(self, x: Any, dtype: Any) -> Any:
@@ -722,7 +737,7 @@ class TorchBackend(Backend):
         Returns ``(G (B, N), guarded (B,) int64, singular (B,) bool)``; ``guarded`` counts the
         guarded pivots of both sweeps (LU and UL)."""
         method = self._resolve_method(method, alpha)
-        pivmin = pivmin.to(_real_dtype(alpha.dtype))
+        pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain loop, differentiable by ordinary autograd
             gL, _, mL = _pivots_ref(alpha, beta, pivmin)
             gRr, _, mR = _pivots_ref(alpha.flip(1), beta.flip(1), pivmin)
@@ -740,11 +755,11 @@ class TorchBackend(Backend):
         """``log det(T - zI)`` for one matrix per batch row: ``(ld (B,) complex, guarded, singular)``;
         the imaginary part in (-pi, pi] (complex also for real input)."""
         method = self._resolve_method(method, alpha)
-        pivmin = pivmin.to(_real_dtype(alpha.dtype))
+        pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain loop, differentiable by ordinary autograd
             gL, d, mask = _pivots_ref(alpha, beta, pivmin)
             ld = _logdet_ref(d)
-            singular = _left_flags(mask, beta, pivmin) | ~torch.isfinite(ld)
+            singular = _left_flags(mask, alpha, beta, gL, pivmin) | ~torch.isfinite(ld)
             return ld, mask.sum(1).to(torch.int64), singular
         if self._needs_grad(alpha, beta):
             return _LogdetFn.apply(alpha, beta, pivmin, method, self.chunk_length)
@@ -756,7 +771,7 @@ class TorchBackend(Backend):
         """``x = (T - zI)^{-1} f`` for ``alpha (B, N)``, ``b, c (B, N-1)``, ``f (B, N, k)``:
         ``(x (B, N, k), guarded, singular)``."""
         method = self._resolve_method(method, alpha)
-        pivmin = pivmin.to(_real_dtype(alpha.dtype))
+        pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain loops, differentiable by ordinary autograd
             x, guarded, singular, _ = _solve_forward(alpha, b, c, f, pivmin, "reference", None)
             return x, guarded, singular

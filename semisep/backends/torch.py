@@ -169,20 +169,23 @@ def _pivots_ref(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor):
     torch ops only, so ordinary autograd can differentiate through it (the tests' oracle).
     """
     B, N = alpha.shape
+    if N == 0:
+        empty = alpha.new_zeros(B, 0)
+        return empty, empty, torch.zeros(B, 0, dtype=torch.bool, device=alpha.device)
     pm = pivmin.to(_real_dtype(alpha.dtype))
+    a_cols = alpha.unbind(1)
+    b_cols = beta.unbind(1)
     ds, gs, masks = [], [], []
     g = None
     for i in range(N):
-        d = alpha[:, i] if i == 0 else alpha[:, i] - beta[:, i - 1] * g
+        d = a_cols[0] if i == 0 else a_cols[i] - b_cols[i - 1] * g
         small = d.abs() < pm
-        d = torch.where(small, pm * _sgn1(d), d)
+        if bool(small.any()):  # the guard: pivmin * d/|d|, pivmin where d == 0
+            d = torch.where(small, pm * _sgn1(d), d)
         g = 1.0 / d
         ds.append(d)
         gs.append(g)
         masks.append(small)
-    if N == 0:
-        empty = alpha.new_zeros(B, 0)
-        return empty, empty, torch.zeros(B, 0, dtype=torch.bool, device=alpha.device)
     return torch.stack(gs, 1), torch.stack(ds, 1), torch.stack(masks, 1)
 
 
@@ -242,21 +245,11 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
     else:
         num = den = None
 
-    def second_pass(guard: bool):
+    def second_pass(g, guard: bool):
+        """The ratio recursion inside every chunk from the carries ``g (B, nc)``."""
         D = torch.empty_like(Ac)
         G = torch.empty_like(Ac)
         mask = torch.zeros(Ac.shape, dtype=torch.bool, device=Ac.device) if guard else None
-        g0 = Ac.new_zeros(B, nc)
-        if nc > 1:
-            if guard:
-                # carried pivot d = den/num, guarded like any other: pivmin * d/|d| (pivmin if 0)
-                smallc = den.abs() < pm[:, None] * num.abs()
-                dc = pm[:, None] * _sgn1(den * num.conj())
-                gc = torch.where(smallc, 1.0 / dc, num / torch.where(smallc, torch.ones_like(den), den))
-            else:
-                gc = num / den
-            g0[:, 1:] = gc
-        g = g0
         pmb = pm[:, None]
         for t in range(L):
             if not guard:
@@ -271,19 +264,54 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
                 g = torch.reciprocal(d, out=G[t])
         return G, D, mask
 
-    G, D, mask = second_pass(guard=False)
+    carries = Ac.new_zeros(B, nc)  # g_{-1}: anything finite (betap_0 = 0)
+    if nc > 1:
+        carries[:, 1:] = num / den
+    G, D, mask = second_pass(carries, guard=False)
     # |d| >= (|re d| + |im d|)/sqrt(2): a cheap sufficient test that no pivot needs the guard
-    # (NaN-aware); if it fails the guarded pass decides exactly (identical values where no
-    # guard fires).
+    # (NaN-aware); if it fails, the guarded pass decides exactly.
     Dr = torch.view_as_real(D) if D.is_complex() else D[..., None]
     ok = Dr.abs().sum(dim=-1) >= (math.sqrt(2.0) * (1 + 4 * torch.finfo(rdt).eps)) * pm[:, None]
     if not bool(ok.all()):
-        G, D, mask = second_pass(guard=True)
+        G, D, mask = _guarded_second_pass(second_pass, num, den, pm, B, nc, Ac, rdt)
         mask = _from_chunks(mask, N)
     else:
         mask = torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
     s = torch.exp2(ea.to(rdt))[:, None]
     return _from_chunks(G, N) * inv_s[:, None], _from_chunks(D, N) * s, mask
+
+
+def _guarded_second_pass(second_pass, num, den, pm, B, nc, Ac, rdt):
+    """The guarded second pass, with carries made consistent with the sweep near guard events.
+
+    A carried ``g = num/den`` is guarded like any pivot (``d = den/num``).  Near a (nearly) zero
+    leading minor the scan's projective carry and the previous chunk's own last pivot can differ
+    by O(1) (e.g. both guarded, with different phases), and a factorization mixing the two is
+    inconsistent (the solve's iterative refinement then converges slowly).  So wherever the
+    previous chunk ended on a guarded pivot, the carry was guarded, or the two differ by more than
+    sqrt(eps) relatively, the carry is replaced by the previous chunk's last pivot and the pass is
+    re-run -- exactly the sequential sweep across that boundary.  Only guarded problems get here;
+    it takes one or two extra passes unless guards cascade over many chunks (at most nc)."""
+    carries = Ac.new_zeros(B, nc)
+    if nc == 1:
+        return second_pass(carries, guard=True)
+    pmb = pm[:, None]
+    small = den.abs() < pmb * num.abs()
+    dc = pmb * _sgn1(den * num.conj())  # the carried pivot d = den/num, guarded
+    carries[:, 1:] = torch.where(small, 1.0 / dc, num / torch.where(small, torch.ones_like(den), den))
+    fixable = small.clone()
+    tol = math.sqrt(torch.finfo(rdt).eps)
+    for _ in range(nc):
+        G, D, mask = second_pass(carries, guard=True)
+        last = G[-1, :, :-1]  # the previous chunk's last pivot reciprocal, (B, nc-1)
+        cur = carries[:, 1:]
+        fix = fixable | mask[-1, :, :-1] | ((cur - last).abs() > tol * last.abs())
+        new = torch.where(fix, last, cur)
+        if torch.equal(new, cur):
+            break
+        carries = torch.cat([carries[:, :1], new], dim=1)
+        fixable = fixable & ~fix
+    return G, D, mask
 
 
 def _pivots_sequential_numpy(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor, right: bool):

@@ -31,6 +31,7 @@ __all__ = [
     "left_pivots",
     "right_pivots",
     "resolvent_diagonal_kernel",
+    "resolvent_diagonal_selected_kernel",
     "logdet_kernel",
     "solve_kernel",
     "left_pivots_ref",
@@ -241,6 +242,64 @@ def _resolvent_single(alpha, beta, pivmin, G, gR, guarded, singular, nthreads):
     singular[0] = sing.any()
 
 
+@numba.njit(**_JIT)
+def _resolvent_row_selected(alpha, beta, pivmin, idx, gL, out):
+    """G_ii at the positions idx only: the left sweep runs to max(idx) - 1, the right sweep
+    from N-1 down to min(idx) + 1 (fused with the combine at the selected positions)."""
+    n = alpha.shape[0]
+    k = idx.shape[0]
+    guarded = 0
+    singular = False
+    lo = n
+    hi = -1
+    for t in range(k):
+        lo = min(lo, idx[t])
+        hi = max(hi, idx[t])
+    # left pivots 0 .. hi-1
+    if hi >= 1:
+        d, g = _guard(alpha[0], pivmin)
+        guarded += g
+        gl = _recip(d)
+        gL[0] = gl
+        for i in range(1, hi):
+            d, g = _guard(alpha[i] - beta[i - 1] * gl, pivmin)
+            guarded += g
+            gl = _recip(d)
+            gL[i] = gl
+    # right sweep N-1 .. lo+1; the position idx[t] needs gR_{i+1}: walk the sorted order
+    order = np.argsort(idx)[::-1]
+    t = 0
+    gr = alpha[0] * 0  # gR_{i+1} for the current i (unused at i = N-1)
+    i = n - 1
+    while t < k:
+        target = idx[order[t]]
+        # advance the right sweep until gr = gR_{target+1}
+        while i > target:
+            if i == n - 1:
+                d, g = _guard(alpha[i], pivmin)
+            else:
+                d, g = _guard(alpha[i] - beta[i] * gr, pivmin)
+            guarded += g
+            gr = _recip(d)
+            i -= 1
+        gam = alpha[target]
+        if target > 0:
+            gam = gam - beta[target - 1] * gL[target - 1]
+        if target < n - 1:
+            gam = gam - beta[target] * gr
+        if abs(gam) < SINGULAR_FACTOR * pivmin:
+            singular = True
+        out[order[t]] = _recip(gam)
+        t += 1
+    return guarded, singular
+
+
+@numba.njit(parallel=True, **_JIT)
+def _resolvent_selected_batch(alpha, beta, pivmin, idx, gL, out, guarded, singular):
+    for r in prange(alpha.shape[0]):
+        guarded[r], singular[r] = _resolvent_row_selected(alpha[r], beta[r], pivmin[r], idx, gL[r], out[r])
+
+
 @numba.njit(parallel=True, **_JIT)
 def _left_batch(alpha, beta, pivmin, gL, guarded, singular):
     for k in prange(alpha.shape[0]):
@@ -383,6 +442,26 @@ def resolvent_diagonal_kernel(alpha, beta, pivmin):
     elif B > 0 and N > 0:
         _resolvent_batch(alpha, beta, pivmin, G, guarded, singular)
     return G, guarded, singular
+
+
+def resolvent_diagonal_selected_kernel(alpha, beta, pivmin, indices):
+    """``G_ii`` at ``indices`` (K,) for every row -> (B, K); guarded; singular. Compiled.
+
+    Work: the left sweep over ``[0, max(indices))``, the right sweep over
+    ``(min(indices), N)``, the combine at the K positions only.  The sweeps stay O(N) unless
+    the selected positions cluster at one end; the saving is the skipped combine (about a
+    third of the fused kernel's work) plus the sweep tails.
+    """
+    alpha, beta = _prep(alpha, beta)
+    idx = np.ascontiguousarray(indices, dtype=np.int64)
+    B, N = alpha.shape
+    out = np.empty((B, idx.shape[0]), alpha.dtype)
+    gL = np.empty_like(alpha)
+    guarded = np.zeros(B, np.int64)
+    singular = np.zeros(B, np.bool_)
+    if idx.shape[0] and B:
+        _resolvent_selected_batch(alpha, beta, _pivmin(pivmin, alpha.dtype), idx, gL, out, guarded, singular)
+    return out, guarded, singular
 
 
 def logdet_kernel(alpha, beta, pivmin):
@@ -559,6 +638,14 @@ class NumpyBackend(Backend):
         if method == "reference":
             return resolvent_diagonal_ref(alpha, beta, pivmin)
         return resolvent_diagonal_kernel(alpha, beta, pivmin)
+
+    def resolvent_diagonal_selected(self, alpha, beta, pivmin, indices, method="auto"):
+        method = self.check_method(method)
+        if method == "reference":
+            G, guarded, _ = resolvent_diagonal_ref(alpha, beta, pivmin)
+            G = G[:, indices]
+            return G, guarded, (np.abs(1.0 / G) < SINGULAR_FACTOR * pivmin[:, None]).any(axis=1)
+        return resolvent_diagonal_selected_kernel(alpha, beta, pivmin, indices)
 
     def logdet(self, alpha, beta, pivmin, method="auto"):
         method = self.check_method(method)

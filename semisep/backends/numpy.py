@@ -74,6 +74,26 @@ def _recip_impl(x):
     return impl_real
 
 
+def _small(x, thr):  # pragma: no cover - replaced by the numba overload below
+    return abs(x) < thr
+
+
+@overload(_small, inline="always")
+def _small_impl(x, thr):
+    """``|x| < thr`` without a square root for complex x (``re^2 + im^2 < thr^2``)."""
+    if isinstance(x, numba.types.Complex):
+
+        def impl(x, thr):
+            return x.real * x.real + x.imag * x.imag < thr * thr
+
+        return impl
+
+    def impl_real(x, thr):
+        return abs(x) < thr
+
+    return impl_real
+
+
 def _guard(d, pivmin):  # pragma: no cover - replaced by the numba overload below
     return d
 
@@ -84,6 +104,8 @@ def _guard_impl(d, pivmin):
     if isinstance(d, numba.types.Complex):
 
         def impl(d, pivmin):
+            if not _small(d, pivmin):
+                return d, False
             a = abs(d)
             if a < pivmin:
                 if a == 0.0:
@@ -160,7 +182,7 @@ def _combine_range(alpha, beta, gL, gR, pivmin, G, lo, hi):
             gam = gam - beta[i - 1] * gL[i - 1]
         if i < n - 1:
             gam = gam - beta[i] * gR[i + 1]
-        if abs(gam) < SINGULAR_FACTOR * pivmin:
+        if _small(gam, SINGULAR_FACTOR * pivmin):
             singular = True
         G[i] = _recip(gam)
     return singular
@@ -176,7 +198,7 @@ def _resolvent_row_fused(alpha, beta, pivmin, G):
     gam = alpha[n - 1]
     if n > 1:
         gam = gam - beta[n - 2] * G[n - 2]
-    if abs(gam) < SINGULAR_FACTOR * pivmin:
+    if _small(gam, SINGULAR_FACTOR * pivmin):
         singular = True
     d, g = _guard(alpha[n - 1], pivmin)
     guarded += g
@@ -187,7 +209,7 @@ def _resolvent_row_fused(alpha, beta, pivmin, G):
         gam = alpha[i] - bg
         if i > 0:
             gam = gam - beta[i - 1] * G[i - 1]
-        if abs(gam) < SINGULAR_FACTOR * pivmin:
+        if _small(gam, SINGULAR_FACTOR * pivmin):
             singular = True
         d, g = _guard(alpha[i] - bg, pivmin)
         guarded += g
@@ -235,7 +257,7 @@ def _resolvent_single(alpha, beta, pivmin, G, gR, guarded, singular, nthreads):
                 gam = gam - beta[i - 1] * prev
             if i < n - 1:
                 gam = gam - beta[i] * gR[i + 1]
-            if abs(gam) < SINGULAR_FACTOR * pivmin:
+            if _small(gam, SINGULAR_FACTOR * pivmin):
                 sing[t] = True
             G[i] = _recip(gam)
             prev = gl_i
@@ -287,7 +309,7 @@ def _resolvent_row_selected(alpha, beta, pivmin, idx, gL, out):
             gam = gam - beta[target - 1] * gL[target - 1]
         if target < n - 1:
             gam = gam - beta[target] * gr
-        if abs(gam) < SINGULAR_FACTOR * pivmin:
+        if _small(gam, SINGULAR_FACTOR * pivmin):
             singular = True
         out[order[t]] = _recip(gam)
         t += 1
@@ -332,7 +354,7 @@ def _logdet_row(alpha, beta, pivmin):
     gl = _recip(d)
     for i in range(1, n):
         draw = alpha[i] - beta[i - 1] * gl
-        if i == n - 1 and abs(draw) < SINGULAR_FACTOR * pivmin:
+        if i == n - 1 and _small(draw, SINGULAR_FACTOR * pivmin):
             singular = True
         d, g = _guard(draw, pivmin)
         if g:
@@ -373,7 +395,7 @@ def _solve_row(alpha, b, c, f, pivmin, x, gL):
     for i in range(1, n):
         m = c[i - 1] * gL[i - 1]
         draw = alpha[i] - m * b[i - 1]
-        if i == n - 1 and abs(draw) < SINGULAR_FACTOR * pivmin:
+        if i == n - 1 and _small(draw, SINGULAR_FACTOR * pivmin):
             singular = True
         d, g = _guard(draw, pivmin)
         if g:

@@ -49,7 +49,7 @@ def _pivmin(B, dtype):
     return torch.full((B,), 1e-30 if _eps(dtype) > 1e-10 else 1e-300, dtype=torch.float64)
 
 
-def problem(kind, N, B, dtype, seed=0):
+def problem(kind, N, B, dtype, seed=0, with_dense=True):
     """``alpha, b (upper), c (lower)`` in ``dtype`` and the dense ``A`` in 64-bit from the same
     (rounded) entries.  kind: "hermitian" (Hermitian T, complex z with Im z = 0.5 -- symmetric
     T with z outside the spectrum for real dtypes) or "nonsym" (non-symmetric, diagonally
@@ -74,7 +74,7 @@ def problem(kind, N, B, dtype, seed=0):
     alpha = torch.as_tensor(diag - z).to(dtype)
     b = torch.as_tensor(up).to(dtype)
     c = torch.as_tensor(lo).to(dtype)
-    A = dense(alpha.to(hi), b.to(hi), c.to(hi))
+    A = dense(alpha.to(hi), b.to(hi), c.to(hi)) if with_dense else None
     return alpha, b, c, A
 
 
@@ -283,8 +283,23 @@ def test_guard_fires_and_result_is_right(dtype, L):
         assert float((x - xd).abs().max() / xd.abs().max()) <= 100 * eps * cond, method
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128, torch.float32, torch.complex64], ids=str)
-def test_exactly_singular_is_flagged(dtype):
+def _singular_params():
+    out = []
+    for method in METHODS:
+        for dtype in (torch.float64, torch.complex128, torch.float32, torch.complex64):
+            marks = []
+            if method == "sequential" and dtype.is_complex:
+                marks = [pytest.mark.xfail(
+                    raises=SystemError, strict=False,
+                    reason="numpy backend (main) bug: its numba resolvent kernel divides by an exact "
+                           "complex zero gamma_i and raises ZeroDivisionError inside numba")]
+            out.append(pytest.param(method, dtype, marks=marks, id=f"{method}-{dtype}"))
+    return out
+
+
+@pytest.mark.parametrize("method, dtype", _singular_params())
+def test_exactly_singular_is_flagged(method, dtype):
+    METHODS = [method]  # noqa: N806 - one method per test case
     be = TorchBackend(chunk_length=1)
     pm = torch.full((2,), 2 * _eps(dtype), dtype=torch.float64)
     # row 0: [[1, 1], [1, 1]];  row 1: a regular matrix next to it
@@ -435,9 +450,9 @@ def test_backward_is_the_o_n_function_and_double_backward_raises():
     assert "LogdetFn" in type(ld.grad_fn).__name__
     x = be.solve(a, b, c, torch.ones(1, 20, 1, dtype=torch.complex128), pm, "chunked")[0]
     assert "SolveFn" in type(x.grad_fn).__name__
-    (ga,) = torch.autograd.grad(G.real.sum(), a, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable|differentiate"):
-        torch.autograd.grad(ga.abs().sum(), a)
+    (ga,) = torch.autograd.grad((G * G).real.sum(), a, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        ga.abs().sum().backward()
 
 
 def test_directional_derivative_large_n():
@@ -445,7 +460,7 @@ def test_directional_derivative_large_n():
     z = 0.2 + 0.3j): for a real loss L, dL[v] = Re(<grad, v>) with torch's convention."""
     B, N = 1, 2 ** 14
     g = torch.Generator().manual_seed(11)
-    alpha, b, c, _ = problem("hermitian", N, B, torch.complex128, seed=12)
+    alpha, b, c, _ = problem("hermitian", N, B, torch.complex128, seed=12, with_dense=False)
     f = torch.randn(B, N, 1, generator=g, dtype=torch.complex128)
     w = torch.randn(B, N, generator=g, dtype=torch.complex128)
     v = [torch.randn(t.shape, generator=g, dtype=torch.complex128) for t in (alpha, b, c, f)]
@@ -513,37 +528,38 @@ def _rel(G, Gref):
     return (G.to(Gref.dtype) - Gref).abs() / Gref.abs()
 
 
-@pytest.fixture(scope="module")
-def disordered_2_17():
+def _sequential_G(alpha, beta, pm):
+    """The independent sequential sweep: numba where available, else the reference loop."""
+    if HAVE_NUMBA:
+        return TorchBackend().resolvent_diagonal(alpha, beta, pm, "sequential")[0]
+    return _reference_G(alpha, beta, pm)
+
+
+def test_chunked_vs_reference_disordered_2_17():
+    """Disordered chain diag = -2 + U(-1, 1), off-diagonals 1, z = 0.3 + 1e-3 j, N = 2^17.
+
+    complex128: chunked against the plain torch reference loop, max relative error asserted
+    <= 1e-10 (measured 4.1e-12, median 1.6e-16).  complex64: chunked against the complex128
+    reference (the truth, so a stronger test than against a complex64 loop), median relative
+    asserted <= 1e-4 (measured 8e-8); and no worse than 4x the sequential complex64 sweep's own
+    median error (the max, ~2e-3, sits at the few entries where |G| is tiny, for both)."""
     N = 2 ** 17
     alpha, beta = _chain(N, True, 0.3 + 1e-3j)
     pm = torch.full((1,), 1e-300, dtype=torch.float64)
-    t0 = time.perf_counter()
     ref128 = _reference_G(alpha, beta, pm)
-    ref64 = _reference_G(alpha.to(torch.complex64), beta.to(torch.complex64), torch.full((1,), 1e-37))
-    return alpha, beta, pm, ref128, ref64, time.perf_counter() - t0
-
-
-def test_chunked_vs_reference_disordered_2_17(disordered_2_17):
-    """Disordered chain diag = -2 + U(-1, 1), off-diagonals 1, z = 0.3 + 1e-3 j, N = 2^17.
-
-    Measured (2-core CPU): complex128 max relative 4.1e-12, median 1.6e-16; complex64 against
-    the complex64 reference: median 8.4e-08 (max 2e-3 at the few entries where |G| is tiny and
-    both single-precision sweeps are inaccurate: see the complex128-truth line below)."""
-    alpha, beta, pm, ref128, ref64, _ = disordered_2_17
     G128, gu, si = TorchBackend().resolvent_diagonal(alpha, beta, pm, "chunked")
     assert not gu.any() and not si.any()
     r = _rel(G128, ref128)
     assert float(r.max()) <= 1e-10
-    G64, _, _ = TorchBackend().resolvent_diagonal(alpha.to(torch.complex64), beta.to(torch.complex64),
-                                                    torch.full((1,), 1e-37), "chunked")
+    a64, b64, pm64 = alpha.to(torch.complex64), beta.to(torch.complex64), torch.full((1,), 1e-37)
+    G64, _, _ = TorchBackend().resolvent_diagonal(a64, b64, pm64, "chunked")
     assert G64.dtype == torch.complex64
-    assert float(_rel(G64, ref64).median()) <= 1e-4
-    # against complex128 truth: chunked single precision is as good as the sequential sweep
-    r_ch, r_seq = _rel(G64, ref128), _rel(ref64, ref128)
-    print(f"\ndisordered 2^17: c128 max {float(r.max()):.2e}; c64 vs c128 truth: chunked median "
-          f"{float(r_ch.median()):.2e} max {float(r_ch.max()):.2e}, sequential median "
-          f"{float(r_seq.median()):.2e} max {float(r_seq.max()):.2e}")
+    r_ch = _rel(G64, ref128)
+    assert float(r_ch.median()) <= 1e-4
+    r_seq = _rel(_sequential_G(a64, b64, pm64), ref128)
+    print(f"\ndisordered 2^17: c128 max {float(r.max()):.2e} median {float(r.median()):.2e}; "
+          f"c64 vs c128 truth: chunked median {float(r_ch.median()):.2e} max {float(r_ch.max()):.2e}, "
+          f"sequential median {float(r_seq.median()):.2e} max {float(r_seq.max()):.2e}")
     assert float(r_ch.median()) <= 4 * float(r_seq.median()) + 1e-7
 
 
@@ -552,7 +568,7 @@ def test_clean_chain_inside_band_2_17():
     full-length scan loses ~N eps (DESIGN.md quotes 2e-2 in complex64 at 2^18).  The chunked form
     carries only a log-depth scan of N/L chunk products, then at most L sequential steps.
 
-    Measured against the complex128 sequential reference (2-core CPU, N = 2^17):
+    Measured against the complex128 sequential sweep (2-core CPU, N = 2^17):
     complex128: max 5.0e-16, median 3.3e-16;  complex64: max 2.7e-07, median 8.9e-08 relative.
     Asserted: 100 eps for the max relative error in both precisions (eps = 2.2e-16 / 1.2e-7),
     i.e. no growth with N at all -- a scan whose error grew like N eps would exceed it by 1000x.
@@ -560,7 +576,7 @@ def test_clean_chain_inside_band_2_17():
     N = 2 ** 17
     alpha, beta = _chain(N, False, 0.5 + 1e-3j)
     pm = torch.full((1,), 1e-300, dtype=torch.float64)
-    ref = _reference_G(alpha, beta, pm)
+    ref = _sequential_G(alpha, beta, pm)
     G128 = TorchBackend().resolvent_diagonal(alpha, beta, pm, "chunked")[0]
     G64 = TorchBackend().resolvent_diagonal(alpha.to(torch.complex64), beta.to(torch.complex64),
                                             torch.full((1,), 1e-37), "chunked")[0]

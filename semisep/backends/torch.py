@@ -178,11 +178,11 @@ def _pivots_ref(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor):
     ds, gs, masks = [], [], []
     g = None
     for i in range(N):
-        d = a_cols[0] if i == 0 else a_cols[i] - b_cols[i - 1] * g
+        d = a_cols[0] if i == 0 else torch.addcmul(a_cols[i], b_cols[i - 1], g, value=-1)
         small = d.abs() < pm
-        if bool(small.any()):  # the guard: pivmin * d/|d|, pivmin where d == 0
+        if small.any():  # the guard: pivmin * d/|d|, pivmin where d == 0
             d = torch.where(small, pm * _sgn1(d), d)
-        g = 1.0 / d
+        g = torch.reciprocal(d)
         ds.append(d)
         gs.append(g)
         masks.append(small)

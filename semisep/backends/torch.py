@@ -93,12 +93,35 @@ def _real_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.empty((), dtype=dtype).real.dtype if dtype.is_complex else dtype
 
 
-def _absmax(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """``max(|re|, |im|)`` over ``dims`` (negative dims), real; a cheap norm for renormalising."""
+def _absmax(x: torch.Tensor) -> torch.Tensor:
+    """``max(|re|, |im|)`` over the last dimension (of size 2), real: a cheap norm for
+    renormalising.  Written elementwise: reductions over tiny inner dimensions are slow in torch
+    (and pathologically so under CPU thread contention)."""
     if x.is_complex():
-        x = torch.view_as_real(x)
-        dims = tuple(d - 1 for d in dims) + (-1,)
-    return x.abs().amax(dim=dims)
+        r = torch.view_as_real(x).abs()
+        r = torch.maximum(r[..., 0], r[..., 1])  # over re/im
+    else:
+        r = x.abs()
+    return torch.maximum(r[..., 0], r[..., 1])
+
+
+def _mm2(A: torch.Tensor, B_: torch.Tensor) -> torch.Tensor:
+    """Batched 2x2 products ``A @ B`` over leading dims, written out elementwise (faster than
+    ``matmul`` or a broadcast-sum for 2x2 blocks)."""
+    a00, a01, a10, a11 = A[..., 0, 0], A[..., 0, 1], A[..., 1, 0], A[..., 1, 1]
+    b00, b01, b10, b11 = B_[..., 0, 0], B_[..., 0, 1], B_[..., 1, 0], B_[..., 1, 1]
+    row0 = torch.stack((torch.addcmul(a00 * b00, a01, b10), torch.addcmul(a00 * b01, a01, b11)), -1)
+    row1 = torch.stack((torch.addcmul(a10 * b00, a11, b10), torch.addcmul(a10 * b01, a11, b11)), -1)
+    return torch.stack((row0, row1), -2)
+
+
+def _absmax_rows(x: torch.Tensor) -> torch.Tensor:
+    """``max_j max(|re x_ij|, |im x_ij|)`` per row of a (B, N) tensor (0 for N == 0)."""
+    if x.shape[1] == 0:
+        return x.new_zeros(x.shape[0], dtype=_real_dtype(x.dtype))
+    if x.is_complex():
+        return torch.view_as_real(x).abs().amax(dim=(1, 2))
+    return x.abs().amax(dim=1)
 
 
 def _pow2_scale(m: torch.Tensor) -> torch.Tensor:
@@ -189,35 +212,65 @@ def _pivots_ref(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor):
     return torch.stack(gs, 1), torch.stack(ds, 1), torch.stack(masks, 1)
 
 
+def _chunk_layout(parts, offset, N, L, nc, pad_value, row_scale):
+    """The ``(L, B, nc)`` chunk layout of the rows ``parts`` (each ``(B_j, n)``, stacked along the
+    batch) placed at flat positions ``offset .. offset + n - 1`` of length-``nc L`` sequences,
+    multiplied by ``row_scale (B,)``, padded with ``pad_value``: two passes over the data."""
+    B = sum(p.shape[0] for p in parts)
+    ref = parts[0]
+    flat = torch.empty(B, nc * L, dtype=ref.dtype, device=ref.device)
+    n = ref.shape[1]
+    if offset:
+        flat[:, :offset] = pad_value
+    flat[:, offset + n:] = pad_value
+    r0 = 0
+    for p in parts:
+        torch.mul(p, row_scale[r0:r0 + p.shape[0], None], out=flat[r0:r0 + p.shape[0], offset:offset + n])
+        r0 += p.shape[0]
+    return flat.view(B, nc, L).permute(2, 0, 1).contiguous()
+
+
 def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor, L: int | None = None,
-                    renorm_every: int | None = None):
+                    renorm_every: int | None = None, both: bool = False):
     """LU pivots by the chunked Moebius scan (see the module docstring).  Same I/O as
     :func:`_pivots_ref`: ``alpha (B, N)``, ``beta (B, N-1)``, ``pivmin (B,)`` ->
-    ``(g, d, guarded_mask)``, each ``(B, N)``.  No autograd (call it under ``no_grad``)."""
-    B, N = alpha.shape
+    ``(g, d, guarded_mask)``, each ``(B, N)``.  No autograd (call it under ``no_grad``).
+
+    ``both=True``: also the sweep of the reversed sequence (the UL pivots, in reversed order),
+    stacked as rows ``B..2B-1`` of every output, and ``d`` is not returned (None)."""
+    B0, N = alpha.shape
+    B = 2 * B0 if both else B0
     rdt = _real_dtype(alpha.dtype)
     if N == 0 or B == 0:
         empty = alpha.new_zeros(B, N)
-        return empty, empty, torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
+        return empty, (None if both else empty), torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
     if L is None:
         L = _pivot_chunk_length(N)
     L = max(1, min(int(L), N))
     if renorm_every is None:
-        renorm_every = 4 if rdt == torch.float32 or rdt == torch.float16 else 8
+        renorm_every = 4 if rdt == torch.float32 else 8
 
-    # exact power-of-two prescaling: |alpha/s| < 1, |beta/s^2| < 1 (a zero row keeps s = 1)
-    ea = torch.frexp(alpha.abs().amax(dim=1))[1]
+    # exact power-of-two prescaling with m(x) = max(|re x|, |im x|): m(alpha/s) < 1 and
+    # m(beta/s^2) < 1, so |alpha/s| < sqrt 2, |beta/s^2| < sqrt 2 and one step of the three-term
+    # recursion grows the state by less than 3 (a zero row keeps s = 1)
+    ea = torch.frexp(_absmax_rows(alpha))[1]
     if N > 1:
-        eb = torch.frexp(beta.abs().amax(dim=1))[1]
+        eb = torch.frexp(_absmax_rows(beta))[1]
         ea = torch.maximum(ea, torch.div(eb + 1, 2, rounding_mode="floor"))
+    if both:
+        ea = torch.cat([ea, ea])
     inv_s = torch.exp2(-ea.to(rdt))  # (B,)
-    a = alpha * inv_s[:, None]
-    bp = _betap(beta) * (inv_s * inv_s)[:, None]
-    pm = pivmin.to(rdt) * inv_s  # (B,)
+    pm = pivmin.to(rdt) * inv_s[:B0] if not both else torch.cat([pivmin, pivmin]).to(rdt) * inv_s
 
-    Ac = _to_chunks(a, L, 1.0)  # (L, B, nc); padding: alpha = 1, betap = 0 (harmless d = 1)
-    Bc = _to_chunks(bp, L, 0.0)
-    nc = Ac.shape[2]
+    # chunk layout (L, B, nc), position i = k L + t; padding: alpha = 1, betap = 0 (d = 1, harmless)
+    nc = -(-N // L)
+    a_parts = [alpha, alpha.flip(1)] if both else [alpha]
+    Ac = _chunk_layout(a_parts, 0, N, L, nc, 1.0, inv_s)
+    if N > 1:
+        b_parts = [beta, beta.flip(1)] if both else [beta]
+        Bc = _chunk_layout(b_parts, 1, N, L, nc, 0.0, inv_s * inv_s)  # betap_i = beta_{i-1}
+    else:
+        Bc = torch.zeros_like(Ac)
 
     # (i) chunk transfer matrices: rows (prev, cur) of the three-term recursion on e_0, e_1
     if nc > 1:
@@ -229,15 +282,15 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
             new = torch.addcmul(Ac[t, :, :, None] * cur, Bc[t, :, :, None], prev, value=-1)
             prev, cur = cur, new
             if (t + 1) % renorm_every == 0 or t == L - 1:
-                sc = _pow2_scale(torch.maximum(_absmax(prev, (-1,)), _absmax(cur, (-1,))))[..., None]
+                sc = _pow2_scale(torch.maximum(_absmax(prev), _absmax(cur)))[..., None]
                 prev = prev * sc
                 cur = cur * sc
         Q = torch.stack((prev, cur), dim=-2)  # (B, nc, 2, 2), Q[..., i, j]
         # (ii) inclusive prefix products Q_k = P_k ... P_0, Hillis-Steele, renormalised per level
         off = 1
         while off < nc:
-            prod = (Q[:, off:, :, :, None] * Q[:, : nc - off, None, :, :]).sum(dim=-2)
-            prod = prod * _pow2_scale(_absmax(prod, (-2, -1)))[..., None, None]
+            prod = _mm2(Q[:, off:], Q[:, : nc - off])
+            prod = prod * _pow2_scale(torch.maximum(_absmax(prod[..., 0, :]), _absmax(prod[..., 1, :])))[..., None, None]
             Q = torch.cat((Q[:, :off], prod), dim=1)
             off *= 2
         num = Q[:, :-1, 0, 1]  # Q_{k-1} (0, 1)^T = (theta_{s_k - 2}, theta_{s_k - 1}) up to scale
@@ -270,15 +323,20 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
     G, D, mask = second_pass(carries, guard=False)
     # |d| >= (|re d| + |im d|)/sqrt(2): a cheap sufficient test that no pivot needs the guard
     # (NaN-aware); if it fails, the guarded pass decides exactly.
-    Dr = torch.view_as_real(D) if D.is_complex() else D[..., None]
-    ok = Dr.abs().sum(dim=-1) >= (math.sqrt(2.0) * (1 + 4 * torch.finfo(rdt).eps)) * pm[:, None]
+    if D.is_complex():
+        Dr = torch.view_as_real(D).abs()
+        ok = (Dr[..., 0] + Dr[..., 1]) >= (math.sqrt(2.0) * (1 + 4 * torch.finfo(rdt).eps)) * pm[:, None]
+    else:
+        ok = D.abs() >= pm[:, None]
     if not bool(ok.all()):
         G, D, mask = _guarded_second_pass(second_pass, num, den, pm, B, nc, Ac, rdt)
         mask = _from_chunks(mask, N)
     else:
         mask = torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
-    s = torch.exp2(ea.to(rdt))[:, None]
-    return _from_chunks(G, N) * inv_s[:, None], _from_chunks(D, N) * s, mask
+    g = torch.mul(_from_chunks(G, N), inv_s[:, None])
+    if both:
+        return g, None, mask
+    return g, _from_chunks(D, N) * torch.exp2(ea.to(rdt))[:, None], mask
 
 
 def _guarded_second_pass(second_pass, num, den, pm, B, nc, Ac, rdt):
@@ -329,17 +387,16 @@ def _pivots_sequential_numpy(alpha: torch.Tensor, beta: torch.Tensor, pivmin: to
 
 
 def _both_pivots(alpha, beta, pivmin, method: str, L: int | None):
-    """``(gL, gR, dL, maskL, maskR)`` by the chunked sweep: left and right sweeps are stacked
-    into one batch of ``2B`` rows (the right sweep is the left sweep of the reversed sequence)."""
+    """``(gL, gR, maskL, maskR)``.  Chunked: left and right sweeps run as one batch of ``2B``
+    rows (the right sweep is the left sweep of the reversed sequence)."""
     B, N = alpha.shape
-    a2 = torch.cat([alpha, alpha.flip(1)], dim=0)
-    b2 = torch.cat([beta, beta.flip(1)], dim=0)
-    p2 = torch.cat([pivmin, pivmin], dim=0)
     if method == "reference":
-        g, d, m = _pivots_ref(a2, b2, p2)
+        a2 = torch.cat([alpha, alpha.flip(1)], dim=0)
+        b2 = torch.cat([beta, beta.flip(1)], dim=0)
+        g, _, m = _pivots_ref(a2, b2, torch.cat([pivmin, pivmin], dim=0))
     else:
-        g, d, m = _pivots_chunked(a2, b2, p2, L)
-    return g[:B], g[B:].flip(1), d[:B], m[:B], m[B:].flip(1)
+        g, _, m = _pivots_chunked(alpha, beta, pivmin, L, both=True)
+    return g[:B], g[B:].flip(1), m[:B], m[B:].flip(1)
 
 
 # ==================================================================================================
@@ -416,6 +473,10 @@ def _resolvent_flags(G, pivmin):
     if G.shape[1] == 0:
         return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
     pm = pivmin.to(_real_dtype(G.dtype))[:, None]
+    if G.is_complex():  # cheap certificate first: |G| <= sqrt(2) max(|re G|, |im G|)
+        r = torch.view_as_real(G).abs()
+        if bool((torch.maximum(r[..., 0], r[..., 1]) * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm <= 1.0).all()):
+            return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
     return (~(G.abs() * (SINGULAR_FACTOR * pm) <= 1.0)).any(dim=1)
 
 
@@ -531,7 +592,7 @@ def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
         gL, _ = _pivots_sequential_numpy(alpha, beta, pivmin, right=False)
         gR, _ = _pivots_sequential_numpy(alpha, beta, pivmin, right=True)
         return G, guarded, singular, gL, gR
-    gL, gR, _, mL, mR = _both_pivots(alpha, beta, pivmin, method, L)
+    gL, gR, mL, mR = _both_pivots(alpha, beta, pivmin, method, L)
     G = _combine_resolvent(gL, gR, beta)
     guarded = mL.sum(dim=1) + mR.sum(dim=1)
     singular = _resolvent_flags(G, pivmin)

@@ -48,16 +48,30 @@ so the same code runs on CPU and CUDA.
   a right-hand side that vanishes on a prefix); the sequential chunk loop only ever multiplies a
   carry by one chunk's product.  (iii) Second in-chunk pass from the carries.
 
-Chunk length: ``L = 2^round(log2(sqrt(N)/2))`` clipped to [8, 512] for the pivots and
-``2^round(log2(sqrt(N)))`` for the affine scans (depth ~ 2L + N/L), tuned with
-``benchmarks/bench_torch_kernels.py`` on a 2-core CPU; ``TorchBackend(chunk_length=L)``
-overrides it (the tests use tiny ``L`` to exercise many chunks at small N).
+Chunk length.  Pivots: ``L = 2^round(log2(sqrt(N)/2))`` clipped to [8, 512]; a step costs
+~3.3 ops in pass (i) (two ops plus a renormalisation every 8 steps, every 4 in single precision)
+and 2 in pass (iii), a Hillis-Steele level ~14 ops on ``nc/2`` matrices, so the op count
+~5.3 L + 14 log2(N/L) favours short chunks while the scan's extra work ~nc log2(nc) favours
+long ones.  Affine scans: ``L = 2^round(log2(sqrt(N)))`` clipped to [8, 1024], which minimises
+the op count 2L + N/L of the two in-chunk passes plus the sequential chunk loop.  On the 2-core
+CPU these were checked with ``benchmarks/bench_torch_kernels.py --chunk L``, but the machine was
+shared and the timings too noisy to tune further.  ``TorchBackend(chunk_length=L)`` fixes L for
+both (the tests use tiny L to exercise many chunks at small N).  On CPU ``"auto"`` uses the
+compiled sequential kernels anyway; the chunked form is the CUDA path, where the cost is ~one
+kernel launch per op, i.e. ~(5.3 L + 14 log2(N/L)) launches per pivot sweep pair.
 
 The pivot guard (contract): a pivot ``d`` with ``|d| < pivmin`` becomes ``pivmin * d/|d|``
 (``pivmin`` if ``d == 0``) and is counted.  The chunked second pass first runs unguarded (two ops a
 step); if any pivot came out with ``|d| < pivmin`` (or not finite) the second pass is re-run with
 the guard in the loop.  Guards are thus applied exactly where a pivot is formed, as in the
 sequential sweep; the projective chunk scan needs none (a zero leading minor is just ``den = 0``).
+In that guarded re-run, a chunk whose predecessor ended on a guarded pivot (or whose carry had to
+be guarded, or disagrees with the predecessor's last pivot by more than sqrt(eps)) restarts from
+the predecessor's own last pivot instead of the scan's carry, so the factorization stays
+consistent across the boundary (see :func:`_guarded_second_pass`).  Known limitation: through a
+guarded pivot every Thomas solve is only O(eps/pivmin) accurate and relies on the core's
+iterative refinement; with very short chunks in float32 the chunked solve can need two
+refinement steps where the sequential one needs one (tests/test_backend_torch.py).
 
 Autograd
 --------
@@ -563,25 +577,28 @@ def _resolvent_backward(gbar, G, gL, gR, beta, L=None):
 
 
 class _ResolventDiagonalFn(torch.autograd.Function):
-    """``(alpha, beta) -> G = diag(A^{-1})`` with the O(N) backward; saves beta, G, gL, gR."""
+    """``(alpha, beta) -> G = diag(A^{-1})`` with the O(N) backward; saves beta, G, gL, gR
+    (4 N-vectors per row)."""
 
     @staticmethod
     def forward(ctx, alpha, beta, pivmin, method, L):
         G, guarded, singular, gL, gR = _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=True)
-        ctx.save_for_backward(alpha, beta, G, gL, gR)
-        ctx.L = L
+        ctx.save_for_backward(beta, G, gL, gR)
+        ctx.L, ctx.alpha_dtype = L, alpha.dtype
         ctx.mark_non_differentiable(guarded, singular)
         return G, guarded, singular
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gG, _g1, _g2):
-        alpha, beta, G, gL, gR = ctx.saved_tensors
+        beta, G, gL, gR = ctx.saved_tensors
         gbar = gG.conj() if gG.is_complex() else gG
         dalpha, dbeta = _resolvent_backward(gbar, G, gL, gR, beta, ctx.L)
         if dalpha.is_complex():
             dalpha, dbeta = dalpha.conj(), dbeta.conj()
-        return _grad_for(alpha, dalpha), _grad_for(beta, dbeta), None, None, None
+        if not ctx.alpha_dtype.is_complex and dalpha.is_complex():
+            dalpha = dalpha.real
+        return dalpha.to(ctx.alpha_dtype), _grad_for(beta, dbeta), None, None, None
 
 
 def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):

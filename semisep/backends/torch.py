@@ -664,20 +664,21 @@ def _logdet_forward(alpha, beta, pivmin, method, L):
 class _SolveFn(torch.autograd.Function):
     """``(alpha, b, c, f) -> x = A^{-1} f``; backward ``r = A^{-T} xbar`` (swap b and c, same
     pivots), ``da_j = -sum_k r_jk x_jk``, ``db_j = -sum_k r_jk x_{j+1,k}``,
-    ``dc_j = -sum_k r_{j+1,k} x_jk``, ``df = r``.  Saves b, c, gL, x."""
+    ``dc_j = -sum_k r_{j+1,k} x_jk``, ``df = r``.  Saves b, c, gL, x (O(N k))."""
 
     @staticmethod
     def forward(ctx, alpha, b, c, f, pivmin, method, L):
         x, guarded, singular, gL = _solve_forward(alpha, b, c, f, pivmin, method, L)
-        ctx.save_for_backward(alpha, b, c, f, gL, x)
-        ctx.method, ctx.L = method, L
+        ctx.save_for_backward(b, c, gL, x)
+        ctx.method, ctx.L, ctx.dtypes = method, L, (alpha.dtype, f.dtype)
         ctx.mark_non_differentiable(guarded, singular)
         return x, guarded, singular
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gx, _g1, _g2):
-        alpha, b, c, f, gL, x = ctx.saved_tensors
+        b, c, gL, x = ctx.saved_tensors
+        alpha, f = (torch.empty(0, dtype=dt) for dt in ctx.dtypes)  # dtype carriers only
         xbar = gx.conj() if gx.is_complex() else gx
         r = _solve_with_pivots(gL, c, b, xbar, "chunked", ctx.L)  # A^T: swap b and c, same pivots
         da = -(r * x).sum(dim=2)

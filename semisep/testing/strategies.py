@@ -12,7 +12,8 @@ both its row and its column sums: ``|a_ii| >= 1 + sum_{j != i} |a_ij|`` and
 the part off the tridiagonal (or off the diagonal) is scaled to Frobenius norm at most 1/2,
 so that ``sigma_min(A) >= 1/2``.  This is a statement about the operator itself (``z = 0``);
 a shift ``z`` near its spectrum can still make ``A - z I`` ill-conditioned.
-``well_conditioned=False`` draws the entries as they come, with no bound on the condition number (for tests of error paths and of the pivot guard).
+``well_conditioned=False`` draws the entries as they come, with no bound on the condition
+number (for tests of error paths and of the pivot guard).
 
 >>> from hypothesis import given, settings
 >>> from semisep.testing.strategies import tridiagonals

@@ -131,8 +131,10 @@ def tridiagonals(
 ) -> Any:
     """A :class:`semisep.Tridiagonal`.
 
-    Parameters (each a value or a strategy)
-    ----------------------------------------
+    Every parameter except ``backend`` and ``well_conditioned`` is a value or a strategy.
+
+    Parameters
+    ----------
     n : int, default ``integers(1, 16)``
     batch_shape : tuple, default one of :data:`BATCH_SHAPES`
     dtype : default one of :data:`DTYPES`

@@ -26,7 +26,7 @@ number (for tests of error paths and of the pivot guard).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from hypothesis import strategies as st
@@ -59,7 +59,7 @@ def _default(x: Any, default: SearchStrategy[Any]) -> SearchStrategy[Any]:
 def _entries(draw: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """An array of ``shape`` with real (and imaginary) parts in [-1, 1], in ``dtype``."""
     dt = np.dtype(dtype)
-    width = 32 if dt in (np.dtype(np.float32), np.dtype(np.complex64)) else 64
+    width: Literal[32, 64] = 32 if dt in (np.dtype(np.float32), np.dtype(np.complex64)) else 64
     elems = st.floats(-1.0, 1.0, width=width, allow_subnormal=False)
     real_dt = np.float32 if width == 32 else np.float64
     re = draw(hnp.arrays(real_dt, shape, elements=elems))
@@ -268,10 +268,13 @@ def semiseparables(
         def fro(x: np.ndarray) -> np.ndarray:
             return np.linalg.norm(x, axis=(-2, -1))
 
-        total = fro(P) * fro(Q) + (fro(Q) * fro(P) if sym else fro(R) * fro(S))
+        if R is None or S is None:  # symmetric: triu(Q P^T, 1) above the diagonal
+            total = 2 * fro(P) * fro(Q)
+        else:
+            total = fro(P) * fro(Q) + fro(R) * fro(S)
         s = np.sqrt(np.minimum(1.0, 0.5 / np.maximum(total, 1e-300)))[..., None, None]
         P, Q = (P * s).astype(dt), (Q * s).astype(dt)
-        if not sym:
+        if R is not None and S is not None:
             R, S = (R * s).astype(dt), (S * s).astype(dt)
     d, P, Q, R, S = _to_backend([d, P, Q, R, S], backend)
     return cls(d, P, Q, R, S)

@@ -16,8 +16,7 @@ from semisep.testing import (
     default_rtol,
 )
 from semisep.testing import strategies as sst
-
-from . import test_conformance_tridiagonal as tc
+from semisep.tests import test_conformance_tridiagonal as tc
 
 # -------------------------------------------------------------------------------------------
 # deliberately wrong operators

@@ -1,5 +1,7 @@
 """Tridiagonal passes the operator conformance battery (semisep.testing.OperatorConformance),
-symmetric and non-symmetric storage, real and complex dtypes, with torch gradient checks."""
+symmetric and non-symmetric storage, real and complex dtypes, with torch gradient checks.
+
+Shipped with the package, so semisep.test() runs it on the user's machine."""
 
 from __future__ import annotations
 

@@ -25,7 +25,6 @@ import torch
 
 from semisep.backends.torch import TorchBackend
 
-
 CLOCK = time.perf_counter
 
 
@@ -45,7 +44,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--chunk", type=int, default=None)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--kernel", default="resolvent_diagonal", choices=["resolvent_diagonal", "logdet", "solve"])
+    p.add_argument("--kernel", default="resolvent_diagonal",
+                   choices=["resolvent_diagonal", "logdet", "solve"])
     p.add_argument("--max-log2n", type=int, default=17)
     p.add_argument("--clock", choices=["wall", "process"], default="wall",
                    help="process: CPU time of this process (robust on a shared machine; with "
@@ -63,41 +63,45 @@ def main() -> None:
           f"kernel {args.kernel}, clock {args.clock}")
     print(f"{'N':>8} {'fwd ms':>9} {'fwd+bwd ms':>11} {'ratio':>6} {'ref ms':>9} {'Melem/s fwd':>12}")
     for lg in range(10, args.max_log2n + 1):
-        N = 2 ** lg
-        v = torch.rand(B, N, generator=g, dtype=torch.float64) * 2 - 1
-        alpha = (-2.0 + v - (0.3 + 1e-3j)).to(dt)
-        b = torch.ones(B, N - 1, dtype=dt)
-        c = torch.ones(B, N - 1, dtype=dt)
-        f = torch.randn(B, N, 1, generator=g, dtype=torch.float64).to(dt)
-        pm = torch.full((B,), 1e-13, dtype=torch.float64)
+        _bench_one(be, args, 2 ** lg, B, dt, g)
 
-        def call(a, bb, cc, ff, method):
-            if args.kernel == "resolvent_diagonal":
-                return be.resolvent_diagonal(a, bb * cc, pm, method)[0]
-            if args.kernel == "logdet":
-                return be.logdet(a, bb * cc, pm, method)[0]
-            return be.solve(a, bb, cc, ff, pm, method)[0]
 
-        def fwd():
+def _bench_one(be, args, N, B, dt, g) -> None:
+    """One line of the table: problem size N."""
+    v = torch.rand(B, N, generator=g, dtype=torch.float64) * 2 - 1
+    alpha = (-2.0 + v - (0.3 + 1e-3j)).to(dt)
+    b = torch.ones(B, N - 1, dtype=dt)
+    c = torch.ones(B, N - 1, dtype=dt)
+    f = torch.randn(B, N, 1, generator=g, dtype=torch.float64).to(dt)
+    pm = torch.full((B,), 1e-13, dtype=torch.float64)
+
+    def call(a, bb, cc, ff, method):
+        if args.kernel == "resolvent_diagonal":
+            return be.resolvent_diagonal(a, bb * cc, pm, method)[0]
+        if args.kernel == "logdet":
+            return be.logdet(a, bb * cc, pm, method)[0]
+        return be.solve(a, bb, cc, ff, pm, method)[0]
+
+    def fwd():
+        with torch.no_grad():
+            call(alpha, b, c, f, "chunked")
+
+    def fwdbwd():
+        a = alpha.detach().requires_grad_()
+        bb = b.detach().requires_grad_()
+        out = call(a, bb, c, f, "chunked")
+        out.real.sum().backward()
+
+    tf = _median_time(fwd, args.repeat)
+    tb = _median_time(fwdbwd, args.repeat)
+    if N <= 2 ** 12:
+        def ref():
             with torch.no_grad():
-                call(alpha, b, c, f, "chunked")
-
-        def fwdbwd():
-            a = alpha.detach().requires_grad_()
-            bb = b.detach().requires_grad_()
-            out = call(a, bb, c, f, "chunked")
-            out.real.sum().backward()
-
-        tf = _median_time(fwd, args.repeat)
-        tb = _median_time(fwdbwd, args.repeat)
-        if N <= 2 ** 12:
-            def ref():
-                with torch.no_grad():
-                    call(alpha, b, c, f, "reference")
-            tr = f"{_median_time(ref, 1) * 1e3:9.1f}"
-        else:
-            tr = f"{'-':>9}"
-        print(f"{N:>8} {tf * 1e3:9.2f} {tb * 1e3:11.2f} {tb / tf:6.2f} {tr} {B * N / tf / 1e6:12.1f}")
+                call(alpha, b, c, f, "reference")
+        tr = f"{_median_time(ref, 1) * 1e3:9.1f}"
+    else:
+        tr = f"{'-':>9}"
+    print(f"{N:>8} {tf * 1e3:9.2f} {tb * 1e3:11.2f} {tb / tf:6.2f} {tr} {B * N / tf / 1e6:12.1f}")
 
 
 if __name__ == "__main__":

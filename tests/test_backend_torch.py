@@ -18,7 +18,6 @@ so we assert 20 eps cond N (measured worst: 1.8 eps cond N, at N = 1).
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -349,9 +348,11 @@ def test_public_api_guarded_and_singular():
         assert int(np.asarray(info.pivots_guarded)) >= 1
         assert torch.allclose(x.double(), torch.linalg.solve(A, torch.tensor([1.0, 2.0, 3.0]).double()),
                               atol=1e-5)
-        S = ss.Tridiagonal(torch.tensor([1.0, 1.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64))
-        for call in (lambda: S.resolvent_diagonal(method=method), lambda: S.logdet(method=method),
-                     lambda: S.solve(torch.ones(2, dtype=torch.float64), method=method)):
+        S = ss.Tridiagonal(torch.tensor([1.0, 1.0], dtype=torch.float64),
+                           torch.tensor([1.0], dtype=torch.float64))
+        for call in (lambda S=S, m=method: S.resolvent_diagonal(method=m),
+                     lambda S=S, m=method: S.logdet(method=m),
+                     lambda S=S, m=method: S.solve(torch.ones(2, dtype=torch.float64), method=m)):
             with pytest.raises(SingularMatrixError):
                 call()
 
@@ -371,7 +372,8 @@ def test_gradcheck_complex128(N, method):
     f = torch.randn(B, N, 2, generator=torch.Generator().manual_seed(2), dtype=torch.complex128)
     pm = _pivmin(B, torch.complex128)
     args = [t.clone().requires_grad_() for t in (alpha, b, c, f)]
-    assert torch.autograd.gradcheck(lambda a, b_, c_: be.resolvent_diagonal(a, b_ * c_, pm, method)[0], args[:3])
+    assert torch.autograd.gradcheck(
+        lambda a, b_, c_: be.resolvent_diagonal(a, b_ * c_, pm, method)[0], args[:3])
     assert torch.autograd.gradcheck(lambda a, b_, c_: be.logdet(a, b_ * c_, pm, method)[0], args[:3])
     assert torch.autograd.gradcheck(lambda a, b_, c_, f_: be.solve(a, b_, c_, f_, pm, method)[0], args)
 
@@ -417,10 +419,13 @@ def test_gradcheck_all_real():
     f = torch.rand(B, N, 2, generator=g, dtype=torch.float64).requires_grad_()
     pm = _pivmin(B, torch.float64)
     for method in GRAD_METHODS:
-        assert torch.autograd.gradcheck(lambda a, b_, c_: be.resolvent_diagonal(a, b_ * c_, pm, method)[0], (a, bb, cc))
+        assert torch.autograd.gradcheck(
+            lambda a, b_, c_, m=method: be.resolvent_diagonal(a, b_ * c_, pm, m)[0], (a, bb, cc))
         # real matrix with a negative determinant: complex log det, real gradient of its real part
-        assert torch.autograd.gradcheck(lambda a, b_, c_: be.logdet(a - 3.5, b_ * c_, pm, method)[0], (a, bb, cc))
-        assert torch.autograd.gradcheck(lambda a, b_, c_, f_: be.solve(a, b_, c_, f_, pm, method)[0], (a, bb, cc, f))
+        assert torch.autograd.gradcheck(
+            lambda a, b_, c_, m=method: be.logdet(a - 3.5, b_ * c_, pm, m)[0], (a, bb, cc))
+        assert torch.autograd.gradcheck(
+            lambda a, b_, c_, f_, m=method: be.solve(a, b_, c_, f_, pm, m)[0], (a, bb, cc, f))
 
 
 def test_gradients_match_autograd_through_reference_loop():
@@ -444,7 +449,7 @@ def test_gradients_match_autograd_through_reference_loop():
     for L in (None, 1, 5, 64):
         for method in GRAD_METHODS:
             got = grads(TorchBackend(chunk_length=L), method)
-            for gg, rr in zip(got, ref):
+            for gg, rr in zip(got, ref, strict=True):
                 assert torch.allclose(gg, rr, rtol=1e-10, atol=1e-12), (L, method)
 
 
@@ -487,11 +492,12 @@ def test_directional_derivative_large_n():
     out = losses(*leaves)
     h = 1e-6
     with torch.no_grad():
-        plus = losses(*[t + h * d for t, d in zip((alpha, b, c, f), v)])
-        minus = losses(*[t - h * d for t, d in zip((alpha, b, c, f), v)])
+        plus = losses(*[t + h * d for t, d in zip((alpha, b, c, f), v, strict=True)])
+        minus = losses(*[t - h * d for t, d in zip((alpha, b, c, f), v, strict=True)])
     for k, Lk in enumerate(out):
         grads = torch.autograd.grad(Lk, leaves, retain_graph=True, allow_unused=True)
-        dd = sum(float((gk.conj() * vk).real.sum()) for gk, vk in zip(grads, v) if gk is not None)
+        dd = sum(float((gk.conj() * vk).real.sum())
+                 for gk, vk in zip(grads, v, strict=True) if gk is not None)
         fd = float(plus[k] - minus[k]) / (2 * h)
         assert abs(dd - fd) <= 1e-6 * max(1.0, abs(fd)), (k, dd, fd)
 
@@ -511,13 +517,15 @@ def test_public_api_gradcheck():
     rhs = torch.rand(2, N, generator=g, dtype=torch.float64).requires_grad_()
     for method in GRAD_METHODS:
         assert torch.autograd.gradcheck(
-            lambda d, lo, up, z: ss.Tridiagonal(d, lo, up).resolvent_diagonal(z, method=method), (d, lo, up, z),
+            lambda d, lo, up, z, m=method: ss.Tridiagonal(d, lo, up).resolvent_diagonal(z, method=m),
+            (d, lo, up, z),
             fast_mode=True)
         assert torch.autograd.gradcheck(
-            lambda d, lo, up, z: ss.Tridiagonal(d, lo, up).logdet(z, method=method), (d, lo, up, z),
+            lambda d, lo, up, z, m=method: ss.Tridiagonal(d, lo, up).logdet(z, method=m), (d, lo, up, z),
             fast_mode=True)
         assert torch.autograd.gradcheck(
-            lambda d, lo, up, z, r: ss.Tridiagonal(d, lo, up).solve(r, z, method=method), (d, lo, up, z, rhs),
+            lambda d, lo, up, z, r, m=method: ss.Tridiagonal(d, lo, up).solve(r, z, method=m),
+            (d, lo, up, z, rhs),
             fast_mode=True)
 
 
@@ -526,7 +534,9 @@ def test_public_api_gradcheck():
 # ------------------------------------------------------------------------------------------------
 def _chain(N, disorder, z, seed=0):
     g = torch.Generator().manual_seed(seed)
-    v = (torch.rand(1, N, generator=g, dtype=torch.float64) * 2 - 1) if disorder else torch.zeros(1, N, dtype=torch.float64)
+    v = torch.rand(1, N, generator=g, dtype=torch.float64) * 2 - 1
+    if not disorder:
+        v = torch.zeros_like(v)
     alpha = (-2.0 + v) - z
     beta = torch.ones(1, N - 1, dtype=torch.complex128)
     return alpha, beta

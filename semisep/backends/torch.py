@@ -304,7 +304,8 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
         off = 1
         while off < nc:
             prod = _mm2(Q[:, off:], Q[:, : nc - off])
-            prod = prod * _pow2_scale(torch.maximum(_absmax(prod[..., 0, :]), _absmax(prod[..., 1, :])))[..., None, None]
+            m = torch.maximum(_absmax(prod[..., 0, :]), _absmax(prod[..., 1, :]))
+            prod = prod * _pow2_scale(m)[..., None, None]
             Q = torch.cat((Q[:, :off], prod), dim=1)
             off *= 2
         num = Q[:, :-1, 0, 1]  # Q_{k-1} (0, 1)^T = (theta_{s_k - 2}, theta_{s_k - 1}) up to scale
@@ -316,7 +317,7 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
         """The ratio recursion inside every chunk from the carries ``g (B, nc)``."""
         D = torch.empty_like(Ac)
         G = torch.empty_like(Ac)
-        mask = torch.zeros(Ac.shape, dtype=torch.bool, device=Ac.device) if guard else None
+        mask = torch.zeros(Ac.shape, dtype=torch.bool, device=Ac.device)  # stays False unguarded
         pmb = pm[:, None]
         for t in range(L):
             if not guard:
@@ -538,7 +539,11 @@ def _solve_with_pivots(gL, b, c, f, method, L=None):
     zero = gL.new_zeros(B, 1)
     m1 = torch.cat([zero, -c * gL[:, :-1]], dim=1)  # (B, N)
     m2 = torch.cat([-gL[:, :-1] * b, zero], dim=1)
-    scan = _affine_scan_ref if method == "reference" else (lambda m, f_, reverse: _affine_scan_chunked(m, f_, reverse, L))
+    def scan(m, f_, reverse):
+        if method == "reference":
+            return _affine_scan_ref(m, f_, reverse)
+        return _affine_scan_chunked(m, f_, reverse, L)
+
     y = scan(m1, f, reverse=False)
     return scan(m2, gL[:, :, None] * y, reverse=True)
 
@@ -920,7 +925,7 @@ def _numpy_kernels_available() -> bool:
         try:
             from . import numpy as npb  # noqa: F401
 
-            _NUMPY_OK = hasattr(npb, "left_pivots") and hasattr(npb, "right_pivots") and hasattr(npb, "NumpyBackend")
+            _NUMPY_OK = all(hasattr(npb, n) for n in ("left_pivots", "right_pivots", "NumpyBackend"))
         except Exception:  # numba or the module missing
             _NUMPY_OK = False
     return _NUMPY_OK

@@ -6,6 +6,7 @@ Batch 8, complex128, N = 2^10 .. 2^17, a disordered chain ``diag = -2 + U(-1, 1)
 * the chunked forward of ``resolvent_diagonal``,
 * forward + backward (``G.abs().sum().backward()``-style loss through the O(N) backward),
 * the reference loop (``method="reference"``, small N only),
+* for scale, the compiled sequential CPU kernels (``method="sequential"``, forward),
 
 and the ratio (fwd+bwd)/fwd.  Usage::
 
@@ -23,7 +24,7 @@ import time
 
 import torch
 
-from semisep.backends.torch import TorchBackend
+from semisep.backends.torch import TorchBackend, _numpy_kernels_available
 
 CLOCK = time.perf_counter
 
@@ -61,7 +62,8 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {B}, {dt}, "
           f"kernel {args.kernel}, clock {args.clock}")
-    print(f"{'N':>8} {'fwd ms':>9} {'fwd+bwd ms':>11} {'ratio':>6} {'ref ms':>9} {'Melem/s fwd':>12}")
+    print(f"{'N':>8} {'fwd ms':>9} {'fwd+bwd ms':>11} {'ratio':>6} {'ref ms':>9} {'Melem/s fwd':>12} "
+          f"{'seq fwd ms':>11}")
     for lg in range(10, args.max_log2n + 1):
         _bench_one(be, args, 2 ** lg, B, dt, g)
 
@@ -101,7 +103,14 @@ def _bench_one(be, args, N, B, dt, g) -> None:
         tr = f"{_median_time(ref, 1) * 1e3:9.1f}"
     else:
         tr = f"{'-':>9}"
-    print(f"{N:>8} {tf * 1e3:9.2f} {tb * 1e3:11.2f} {tb / tf:6.2f} {tr} {B * N / tf / 1e6:12.1f}")
+    if _numpy_kernels_available():  # the compiled sequential kernels, for scale (CPU only)
+        def seq():
+            with torch.no_grad():
+                call(alpha, b, c, f, "sequential")
+        ts = f"{_median_time(seq, args.repeat) * 1e3:11.2f}"
+    else:
+        ts = f"{'-':>11}"
+    print(f"{N:>8} {tf * 1e3:9.2f} {tb * 1e3:11.2f} {tb / tf:6.2f} {tr} {B * N / tf / 1e6:12.1f} {ts}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,15 @@ semiseparable operators, on NumPy and torch (CPU and CUDA), with exact O(N)-memo
 True
 """
 
-from .errors import BackendError, NonFiniteError, SemisepError, ShapeError, SingularMatrixError
+from .errors import (
+    BackendError,
+    IllConditionedWarning,
+    NonFiniteError,
+    SemisepError,
+    ShapeError,
+    SingularMatrixError,
+)
+from .lowrank import TridiagonalPlusLowRank, WoodburyInfo
 from .tridiagonal import PivotInfo, Tridiagonal, logdet, resolvent_diagonal, solve
 
 __version__ = "0.1.0"
@@ -16,6 +24,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Tridiagonal",
     "PivotInfo",
+    "TridiagonalPlusLowRank",
+    "WoodburyInfo",
     "resolvent_diagonal",
     "solve",
     "logdet",
@@ -24,5 +34,6 @@ __all__ = [
     "NonFiniteError",
     "SingularMatrixError",
     "BackendError",
+    "IllConditionedWarning",
     "__version__",
 ]

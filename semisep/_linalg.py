@@ -193,3 +193,12 @@ def itemsize(x: Any) -> int:
     if it is None:
         return int(x.element_size())
     return int(it)
+
+
+def diagonal(bk, M: Any, offset: int = 0) -> Any:
+    """The ``offset`` diagonal of the last two axes (a copy for NumPy, so it can be stored)."""
+    if _is_torch(bk):
+        import torch
+
+        return torch.diagonal(M, offset, dim1=-2, dim2=-1).clone()
+    return np.diagonal(M, offset, axis1=-2, axis2=-1).copy()

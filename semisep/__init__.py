@@ -16,7 +16,9 @@ from .errors import (
     ShapeError,
     SingularMatrixError,
 )
+from .factorize import FactorizationHistory, FactorizationReport, check_factorization, factorize
 from .lowrank import TridiagonalPlusLowRank, WoodburyInfo
+from .semiseparable import Semiseparable
 from .tridiagonal import PivotInfo, Tridiagonal, logdet, resolvent_diagonal, solve
 
 __version__ = "0.1.0"
@@ -26,6 +28,11 @@ __all__ = [
     "PivotInfo",
     "TridiagonalPlusLowRank",
     "WoodburyInfo",
+    "Semiseparable",
+    "factorize",
+    "check_factorization",
+    "FactorizationReport",
+    "FactorizationHistory",
     "resolvent_diagonal",
     "solve",
     "logdet",

@@ -46,6 +46,9 @@ def dense_H(d, lo, up, U, V):
 
 
 def tolerance(dtype, d, lo, up, U, V, z, c=50.0):
+    """``c eps N cond(A) cond(K) m`` with ``m >= 1`` the cancellation factor of the final
+    Woodbury subtraction, ``max_i (|G_ii| + sum_k |X_ik W_ik|) / max_i |diag_i|`` (the sizes
+    of the two terms against the size of the result), all from the dense oracle."""
     A = ref.tridiagonal_to_dense(d, lo, up, z)
     n = A.shape[-1]
     batch = np.broadcast_shapes(A.shape[:-2], U.shape[:-2], V.shape[:-2])
@@ -55,9 +58,16 @@ def tolerance(dtype, d, lo, up, U, V, z, c=50.0):
     Vb = np.broadcast_to(V, batch + V.shape[-2:]).reshape((nb,) + V.shape[-2:])
     worst = 0.0
     for a, u, v in zip(A, Ub, Vb):
-        X = np.linalg.solve(a, u.astype(np.complex128))
+        ainv = np.linalg.inv(a)
+        X = ainv @ u
         K = np.eye(u.shape[-1]) + v.T @ X
-        worst = max(worst, np.linalg.cond(a) * (np.linalg.cond(K) if u.shape[-1] else 1.0))
+        m = 1.0
+        if u.shape[-1]:
+            W = np.linalg.solve(K, (ainv.T @ v).T).T
+            XW = np.abs(X * W).sum(axis=1)
+            res = np.diag(ainv) - (X * W).sum(axis=1)
+            m = max(1.0, float(np.max(np.abs(np.diag(ainv)) + XW) / np.max(np.abs(res))))
+        worst = max(worst, np.linalg.cond(a) * (np.linalg.cond(K) if u.shape[-1] else 1.0) * m)
     return c * eps_of(dtype) * A.shape[-1] * worst
 
 

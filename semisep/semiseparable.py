@@ -44,7 +44,8 @@ sinh g i)``, ``Q_j = (cosh g j, -sinh g j)``: each term is ~ e^{2 g j}/4 and the
 row i grows like ``eps e^{g i}``, total at ``g i ~ 36`` in float64.  Rank-one generators
 ``P_i = e^{-g i}``, ``Q_j = e^{g j}`` (decaying entries ``e^{-g (i-j)}``) have no such
 cancellation but leave the floating-point range: ``Q_j`` overflows at ``g j ~ 709`` (float64) /
-``88`` (float32), and ``P_i`` drops into subnormals (silent precision loss) and then to zero.
+``88`` (float32) although every entry is <= 1; the constructor's finiteness check then raises
+:class:`NonFiniteError` (tested).
 Use balanced or normalised generators (or the ``Tridiagonal`` / ``TridiagonalPlusLowRank``
 forms) when this matters.  The structured solve inherits the same limitation through ``M_i``.
 """

@@ -293,17 +293,10 @@ def test_guard_fires_and_result_is_right(dtype, L):
 
 
 def _singular_params():
-    out = []
-    for method in METHODS:
-        for dtype in (torch.float64, torch.complex128, torch.float32, torch.complex64):
-            marks = []
-            if method == "sequential" and dtype.is_complex:
-                marks = [pytest.mark.xfail(
-                    raises=SystemError, strict=False,
-                    reason="numpy backend (main) bug: its numba resolvent kernel divides by an exact "
-                           "complex zero gamma_i and raises ZeroDivisionError inside numba")]
-            out.append(pytest.param(method, dtype, marks=marks, id=f"{method}-{dtype}"))
-    return out
+    # (the numpy backend's numba kernel used to raise ZeroDivisionError on an exact complex zero
+    # gamma_i here; fixed on main in 75c0255, so the sequential cases are plain tests again)
+    return [pytest.param(m, dt, id=f"{m}-{dt}") for m in METHODS
+            for dt in (torch.float64, torch.complex128, torch.float32, torch.complex64)]
 
 
 @pytest.mark.parametrize("method, dtype", _singular_params())

@@ -86,6 +86,8 @@ class TridiagonalPlusLowRank:
     check_finite : bool, default True
         Raise :class:`~semisep.errors.NonFiniteError` if ``U`` or ``V`` hold NaN or inf.
 
+    Notes
+    -----
     The batch shape is the broadcast of ``T.batch_shape``, ``U.shape[:-2]``, ``V.shape[:-2]``.
     The dtype promotes ``T``'s with ``U``'s and ``V``'s (integers -> float64, float32 stays
     float32); ``T`` is re-cast to it.  NumPy arrays or torch tensors, not mixed.

@@ -684,9 +684,9 @@ class NumpyBackend(Backend):
             shape = list(x.shape)
             del shape[axis]
             return np.zeros(shape, np.finfo(x.dtype).dtype)
-        if np.iscomplexobj(x):
-            return np.maximum(np.abs(x.real).max(axis=axis), np.abs(x.imag).max(axis=axis))
-        return np.abs(x).max(axis=axis)
+        parts = (x.real, x.imag) if np.iscomplexobj(x) else (x,)
+        # max|v| = max(max v, -min v): two reductions, no temporary |v| array
+        return np.maximum.reduce([np.maximum(v.max(axis=axis), -v.min(axis=axis)) for v in parts])
 
     def to_numpy(self, x):
         return np.asarray(x)

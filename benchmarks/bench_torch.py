@@ -1,0 +1,178 @@
+"""Issue 3: the torch backend on CPU through the public API, forward and forward+backward.
+
+Batch 8, a disordered chain (diag = -2 + U(-1, 1) requiring grad, off-diagonals 1), z = 0.5 + 1e-3j,
+float64 inputs -> complex128 G, loss = sum |G|^2.  For each N: ``method="sequential"`` (the
+compiled sweeps, zero-copy; what "auto" picks on CPU) and ``method="chunked"`` (the GPU
+algorithm, here on CPU), forward and forward+backward; the NumPy backend's forward; and the
+seed-style theta/phi torch loop (timing baseline, up to 2^15).  All ratios come from the same
+run.  Memory: peak-RSS increase of one forward+backward in a fresh process (batch 4,
+N = 2^20, complex128), reported in complex128 numbers per element.
+
+    PYTHONPATH=. python benchmarks/bench_torch.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.baselines import theta_phi_torch  # noqa: E402
+from benchmarks.common import fmt_ratio, fmt_time, machine_info, median_time  # noqa: E402
+
+BATCH = 8
+Z = 0.5 + 1e-3j
+
+
+def _problem(n: int, batch: int, seed: int = 0):
+    import torch
+
+    rng = np.random.default_rng(seed)
+    d = torch.tensor(-2.0 + rng.uniform(-1, 1, (batch, n)), requires_grad=True)
+    off = torch.ones(n - 1, dtype=torch.float64)
+    return d, off
+
+
+def _fwd(d, off, method):
+    import semisep as ss
+
+    return ss.Tridiagonal(d, off).resolvent_diagonal(Z, method=method)
+
+
+def _fwd_bwd(d, off, method):
+    G = _fwd(d, off, method)
+    (G.real**2 + G.imag**2).sum().backward()
+    d.grad = None
+
+
+def _time_size(n: int, quick: bool) -> dict[str, Any]:
+    import torch
+
+    import semisep as ss
+
+    d, off = _problem(n, BATCH)
+    reps = 3 if quick else 7
+    row: dict[str, Any] = {"n": n}
+    with torch.no_grad():
+        for m in ("sequential", "chunked"):
+            row[f"{m}_fwd"] = median_time(lambda m=m: _fwd(d, off, m), repeats=reps).median
+    for m in ("sequential", "chunked"):
+        row[f"{m}_fwdbwd"] = median_time(lambda m=m: _fwd_bwd(d, off, m), repeats=reps).median
+    dn, offn = d.detach().numpy(), off.numpy()
+    Tn = ss.Tridiagonal(dn, offn)
+    row["numpy_fwd"] = median_time(lambda: Tn.resolvent_diagonal(Z), repeats=reps).median
+    if n <= (1 << 13 if quick else 1 << 15):
+        alpha = (d.detach() - Z).to(torch.complex128)
+        beta = torch.ones(BATCH, n - 1, dtype=torch.complex128)
+        row["theta_phi"] = median_time(lambda: theta_phi_torch(alpha, beta), repeats=1).median
+    return row
+
+
+def _memory_worker(n: int, batch: int, method: str) -> dict[str, float]:
+    import torch
+
+    torch.set_num_threads(2)
+    d, off = _problem(n, batch)
+    _fwd_bwd(*_problem(1024, batch), method)  # load and compile everything at small N first
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    _fwd_bwd(d, off, method)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"peak_increase_bytes": float(after - before), "elements": float(batch * n)}
+
+
+def _memory(quick: bool) -> list[dict[str, Any]]:
+    n, batch = (1 << 18, 4) if quick else (1 << 20, 4)
+    out = []
+    ctx = mp.get_context("spawn")
+    for method in ("sequential", "chunked"):
+        with ctx.Pool(1) as pool:
+            r = pool.apply(_memory_worker, (n, batch, method))
+        per_elem = r["peak_increase_bytes"] / r["elements"] / 16.0
+        out.append({"method": method, "n": n, "batch": batch,
+                    "peak_increase_bytes": r["peak_increase_bytes"],
+                    "complex128_per_element": per_elem})
+    return out
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    sizes = [1 << k for k in range(10, 18 if quick else 21, 1 if not quick else 2)]
+    rows = []
+    for n in sizes:
+        print(f"  bench_torch: N = {n}", flush=True)
+        rows.append(_time_size(n, quick))
+    mem = _memory(quick)
+    n_ratio = 1 << 17 if not quick else sizes[-1]
+    r17 = next(r for r in rows if r["n"] == n_ratio)
+    targets = []
+    for m in ("sequential", "chunked"):
+        ratio = r17[f"{m}_fwdbwd"] / r17[f"{m}_fwd"]
+        targets.append({"target": f"fwd+bwd <= 3x fwd ({m}, N = {n_ratio}, batch 8)",
+                        "measured": ratio, "verdict": "PASS" if ratio <= 3 else "MISS"})
+    for m in mem:
+        v = m["complex128_per_element"]
+        targets.append({"target": f"fwd+bwd adds <= 16 complex128 per element to the peak "
+                                  f"({m['method']}, batch {m['batch']}, N = {m['n']})",
+                        "measured": v, "verdict": "PASS" if v <= 16 else "MISS"})
+    r15 = next((r for r in rows if r["n"] == 1 << 15 and "theta_phi" in r), None)
+    if r15:
+        s = r15["theta_phi"] / r15["chunked_fwd"]
+        targets.append({"target": "chunked >= 30x faster than the seed-style loop (N = 2^15)",
+                        "measured": s, "verdict": "PASS" if s >= 30 else "MISS"})
+    head = ("| N | sequential fwd | seq fwd+bwd | ratio | chunked fwd | chunked fwd+bwd | ratio "
+            "| numpy fwd | torch seq / numpy | theta/phi loop | loop / chunked |\n|" + "---|" * 11)
+    lines = [head]
+    for r in rows:
+        tp = r.get("theta_phi")
+        lines.append(
+            f"| 2^{int(np.log2(r['n']))} | {fmt_time(r['sequential_fwd'])} | "
+            f"{fmt_time(r['sequential_fwdbwd'])} | {fmt_ratio(r['sequential_fwdbwd'] / r['sequential_fwd'])} | "
+            f"{fmt_time(r['chunked_fwd'])} | {fmt_time(r['chunked_fwdbwd'])} | "
+            f"{fmt_ratio(r['chunked_fwdbwd'] / r['chunked_fwd'])} | {fmt_time(r['numpy_fwd'])} | "
+            f"{fmt_ratio(r['sequential_fwd'] / r['numpy_fwd'])} | "
+            f"{fmt_time(tp) if tp else 'skipped'} | {fmt_ratio(tp / r['chunked_fwd']) if tp else 'skipped'} |"
+        )
+    mem_lines = ["| method | batch | N | peak increase | complex128 per element |", "|---|---|---|---|---|"]
+    for m in mem:
+        mem_lines.append(f"| {m['method']} | {m['batch']} | {m['n']} | "
+                         f"{m['peak_increase_bytes'] / 2**20:.1f} MiB | {m['complex128_per_element']:.2f} |")
+    tgt = ["| target | measured | verdict |", "|---|---|---|"] + [
+        f"| {t['target']} | {t['measured']:.3g} | {t['verdict']} |" for t in targets]
+    return {
+        "name": "torch",
+        "machine": machine_info(),
+        "rows": rows,
+        "memory": mem,
+        "targets": targets,
+        "markdown": {"table": "\n".join(lines), "memory": "\n".join(mem_lines),
+                     "targets": "\n".join(tgt)},
+        "plot": {
+            "title": "torch backend (CPU), batch 8, complex128",
+            "x_label": "N", "y_label": "seconds",
+            "x": [r["n"] for r in rows],
+            "series": {k: [r.get(k) for r in rows] for k in
+                       ("sequential_fwd", "sequential_fwdbwd", "chunked_fwd", "chunked_fwdbwd",
+                        "numpy_fwd", "theta_phi")},
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    res = run(quick=args.quick)
+    for part in ("table", "memory", "targets"):
+        print(res["markdown"][part] + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

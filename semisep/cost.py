@@ -58,6 +58,9 @@ __all__ = [
     "woodbury_resolvent_diagonal_flops",
     "woodbury_resolvent_diagonal_backward_flops",
     "dense_resolvent_diagonal_flops",
+    "core_saved_bytes",
+    "dense_core_saved_bytes",
+    "core_memory",
     "FLOP_RULES",
 ]
 
@@ -340,3 +343,105 @@ def dense_resolvent_diagonal_flops(n: int, complex: bool = True) -> int:
     """Dense baseline: LU of the N x N matrix and N right-hand sides (the identity),
     :func:`lu_solve_flops` ``(N, N)`` -- ``~ (8/3 + 8) N^3`` complex flops."""
     return lu_solve_flops(n, n, complex)
+
+
+# ================================================================================================
+# memory model of BirmanSchwingerCore (semisep.nn) in training
+# ================================================================================================
+def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
+                     checkpointing: bool = False, input_dtype: Any = None,
+                     z_bytes: int = 0) -> int:
+    """Bytes torch keeps for backward after ``BirmanSchwingerCore.forward`` (parameters
+    excluded: they are held anyway), at batch ``B``, as the implementation stores them.
+
+    ``f`` = itemsize of the compute dtype (float32: 4), ``c = 2 f`` (its complex dtype).
+
+    Checkpointed (``enable_gradient_checkpointing=True``): only the inputs,
+    ``B N itemsize(input_dtype) + z_bytes`` (``z_bytes``: a shift tensor that requires grad).
+
+    Plain, ``r = 0`` (tridiagonal only), by storage::
+
+        B N f         diag = v - 2 (kept by the pivot-guard scale computation)
+        B N f + B f   |alpha| and its row max (pivot-guard scale, differentiated through)
+        B             a bool mask of the same scale computation (``_maximum``)
+        B N c         alpha = diag - z (saved by the resolvent Function and by ``abs``)
+        B (N-1) c     beta = b c
+        3 B N c       G, gL, gR (the resolvent Function's O(N) backward state)
+
+    Plain, ``r > 0`` (Woodbury): the above (the scale computation runs twice, once for the
+    resolvent rows and once for the solve rows: ``3 B N f + 2 B (f + 1)``, and the solve's alpha
+    is one more ``B N c``), plus::
+
+        2 (N-1) c         the off-diagonals b, c as promoted for the solve (stored unbatched)
+        4 B N r c         the solve's right-hand side [U, V] and solution [X, Y] (B, N, 2r)
+        N r c             V promoted to complex for K = I + V^T X
+        B N r c           X laid out for that product (B r, N)
+        2 B r^2 c + 4 B r K and its LU factors (torch.linalg.solve), int32 pivots
+        B N r c           W^T = K^{-1} Y^T
+
+    i.e. ``B N (3f + 6c) + 6 B N r c + B (N-1) c + 2 (N-1) c + N r c + 2 B r^2 c + 4 B r
+    + 2 B (f + 1)``.  Checked exactly against ``saved_tensors_hooks`` in
+    ``tests/test_nn_core.py``; a row upgraded to float64 by ``precision="auto"`` adds its
+    float64 twin (not included).
+    """
+    if checkpointing:
+        return batch * n * itemsize(input_dtype or compute_dtype) + int(z_bytes)
+    f = itemsize(compute_dtype)
+    c = 2 * f
+    B = batch
+    if r == 0:
+        return B * n * (2 * f + 4 * c) + B * (n - 1) * c + B * (f + 1)
+    return (B * n * (3 * f + 6 * c) + 6 * B * n * r * c + B * (n - 1) * c + 2 * (n - 1) * c
+            + n * r * c + 2 * B * r * r * c + 4 * B * r + 2 * B * (f + 1))
+
+
+def dense_core_saved_bytes(n: int, batch: int, compute_dtype: Any = "float32") -> int:
+    """Saved-for-backward bytes of the dense counterpart ``diag(inv(H - zI))``
+    (``torch.linalg.inv`` keeps its (B, N, N) complex output): ``B N^2 c``."""
+    return batch * n * n * 2 * itemsize(compute_dtype)
+
+
+def core_memory(n: int, r: int, batch: int, input_dtype: Any = "float32",
+                param_dtype: Any = "float32", checkpointing: bool = False,
+                precision: str = "auto") -> dict:
+    """Memory of one training step of a model that uses ``BirmanSchwingerCore`` (Adam).
+
+    Keys (bytes)::
+
+        tridiagonal_bytes  the batch's tridiagonal operator: diag (B, N) + off-diagonal (N-1),
+                           compute dtype
+        lowrank_bytes      the parameters U, V: 2 N r, parameter dtype
+        activation_bytes   saved for backward: :func:`core_saved_bytes`
+        gradient_bytes     gradients of U, V: 2 N r
+        optimizer_bytes    Adam's two moments: 4 N r
+        total_bytes        the sum of the five
+        dense_total_bytes  the same step with a dense learned N x N matrix in place of U V^T:
+                           dense operators B N^2 (compute dtype), parameter + gradient + two
+                           moments 4 N^2 (parameter dtype), saved (B, N, N) complex inverse
+        memory_savings     1 - total_bytes / dense_total_bytes
+
+    ``precision``: "auto" computes in ``input_dtype``, "float32"/"float64" in that dtype.
+    """
+    compute = input_dtype if precision == "auto" else precision
+    f = itemsize(compute)
+    p = itemsize(param_dtype)
+    tri = (batch * n + (n - 1)) * f
+    low = 2 * n * r * p
+    act = core_saved_bytes(n, r, batch, compute, checkpointing, input_dtype)
+    grads = 2 * n * r * p
+    opt = 4 * n * r * p
+    total = tri + low + act + grads + opt
+    dense_total = batch * n * n * f + 4 * n * n * p + dense_core_saved_bytes(n, batch, compute)
+    return {
+        "tridiagonal_bytes": tri,
+        "lowrank_bytes": low,
+        "activation_bytes": act,
+        "gradient_bytes": grads,
+        "optimizer_bytes": opt,
+        "parameter_bytes": low,
+        "total_bytes": total,
+        "dense_total_bytes": dense_total,
+        "memory_savings": 1.0 - total / dense_total,
+        "batch_size": batch,
+        "checkpointing": bool(checkpointing),
+    }

@@ -13,6 +13,13 @@ from .tridiagonal import PivotInfo, Tridiagonal, logdet, resolvent_diagonal, sol
 
 __version__ = "0.1.0"
 
+
+def test(device=None, profile="quick", dtype=None, extra_args=(), seed=None):
+    """Run semisep's shipped property suite on this machine; see :func:`semisep._runner.test`."""
+    from ._runner import test as _test
+
+    return _test(device=device, profile=profile, dtype=dtype, extra_args=extra_args, seed=seed)
+
 __all__ = [
     "Tridiagonal",
     "PivotInfo",
@@ -24,5 +31,6 @@ __all__ = [
     "NonFiniteError",
     "SingularMatrixError",
     "BackendError",
+    "test",
     "__version__",
 ]

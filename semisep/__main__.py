@@ -1,4 +1,4 @@
-"""Command line: ``python -m semisep selfcheck``."""
+"""Command line: ``python -m semisep selfcheck | test``."""
 
 from __future__ import annotations
 
@@ -71,6 +71,17 @@ def _selfcheck(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _test(args: argparse.Namespace) -> int:
+    from ._runner import DeviceUnavailableError, test
+
+    try:
+        return test(device=args.device, profile=args.profile, dtype=args.dtype,
+                    extra_args=args.pytest_args, seed=args.seed)
+    except DeviceUnavailableError as exc:
+        print(f"semisep test: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="semisep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,7 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_selfcheck)
+    p = sub.add_parser(
+        "test", help="run semisep's property and conformance suite on this machine",
+        description="Run the shipped test suite with pytest; the exit code is pytest's "
+        "(2 if the requested device is missing). Arguments after -- go to pytest.",
+    )
+    p.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
+    p.add_argument("--profile", default="quick", choices=["quick", "thorough", "deep"])
+    p.add_argument("--dtype", default=None, help="only tests whose id mentions this dtype")
+    p.add_argument("--seed", type=int, default=None, help="hypothesis seed")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
+    p.set_defaults(func=_test)
     args = parser.parse_args(argv)
+    if getattr(args, "pytest_args", None) and args.pytest_args[:1] == ["--"]:
+        args.pytest_args = args.pytest_args[1:]
     return int(args.func(args))
 
 

@@ -205,8 +205,8 @@ class Tridiagonal:
 
     # -- the O(N) algorithms --------------------------------------------------------------------
     def resolvent_diagonal(
-        self, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
-        return_info: bool = False,
+        self, z: Any = 0.0, *, indices: Any = None, method: str = "auto",
+        check_finite: bool = True, return_info: bool = False,
     ) -> Any:
         """``diag((T - z I)^{-1})``, shape ``broadcast(batch_shape, z.shape) + (N,)``; O(N).
 
@@ -221,6 +221,12 @@ class Tridiagonal:
         method : "auto" | "sequential" | "reference" | "chunked" (torch)
             The kernel.  ``"auto"``: the compiled sequential sweeps for NumPy arrays and CPU
             tensors, the chunked scan for CUDA tensors (see the backend's docstring).
+        indices : sequence of int, optional
+            Compute ``G_ii`` only at these positions (shared by the whole batch; any order,
+            repeats allowed); the result then has shape ``batch + (len(indices),)``.  Exact,
+            differentiable.  The NumPy backend skips the combine step away from ``indices`` and
+            the sweep tails outside ``[min(indices), max(indices)]``; the sweeps themselves stay
+            O(N), so expect a modest saving unless the positions cluster at one end.
         return_info : bool
             Also return a :class:`PivotInfo`.
 
@@ -231,11 +237,19 @@ class Tridiagonal:
             (since ``|G_ii| <= ||A^{-1}||``) certifies ``cond(A) > 1/eps``.
         """
         rows = _shifted_rows(self, z, check_finite)
-        out, guarded, singular = self._backend.resolvent_diagonal(
-            rows.alpha, rows.beta, rows.pivmin, method=method
-        )
+        if indices is None:
+            out, guarded, singular = self._backend.resolvent_diagonal(
+                rows.alpha, rows.beta, rows.pivmin, method=method
+            )
+            width = self._n
+        else:
+            idx = _check_indices(indices, self._n)
+            out, guarded, singular = self._backend.resolvent_diagonal_selected(
+                rows.alpha, rows.beta, rows.pivmin, idx, method=method
+            )
+            width = int(idx.shape[0])
         _raise_if_singular(self._backend, singular, rows.batch, "resolvent_diagonal", z)
-        out = out.reshape(rows.batch + (self._n,))
+        out = out.reshape(rows.batch + (width,))
         return _with_info(out, rows, guarded, method, return_info)
 
     def logdet(
@@ -413,6 +427,23 @@ def _certify_if_guarded(bk: Backend, rows: _Rows, guarded: Any, singular: Any, m
 
 def _detach(x: Any) -> Any:
     return x.detach() if hasattr(x, "detach") else x
+
+
+def _check_indices(indices: Any, n: int) -> Any:
+    """``indices`` as an int64 NumPy array in [0, N); IndexError naming the bad entry."""
+    if hasattr(indices, "detach"):
+        indices = indices.detach().cpu().numpy()
+    idx = np.asarray(indices)
+    if idx.ndim != 1:
+        raise ShapeError(f"indices must be 1-d (shared by the batch), got shape {idx.shape}")
+    if idx.size and not np.issubdtype(idx.dtype, np.integer):
+        raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+    idx = idx.astype(np.int64)
+    bad = (idx < 0) | (idx >= n)
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise IndexError(f"indices[{j}] = {int(idx[j])} is out of range for N = {n}")
+    return idx
 
 
 def _raise_if_singular(bk: Backend, singular: Any, batch: tuple[int, ...], what: str, z: Any) -> None:

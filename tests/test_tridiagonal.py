@@ -288,3 +288,37 @@ def test_clean_chain_million_stays_finite():
     assert abs(G[n // 2] - g_inf) < 1e-10
     ld = T.logdet(1j)
     assert np.isfinite(ld)
+
+
+# -------------------------------------------------------------------------------------------
+# selected entries
+# -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["sequential", "reference"])
+@pytest.mark.parametrize(
+    "indices", [[0], [4], [39], [3, 17, 5, 5, 39, 0], list(range(40)), [20, 21, 22]]
+)
+def test_selected_entries_equal_full_diagonal(rng, method, indices):
+    d, lo, up = random_tridiagonal(rng, (3,), 40, np.complex128, dominant=True)
+    T = ss.Tridiagonal(d, lo, up)
+    full = T.resolvent_diagonal(0.2 + 0.1j)
+    sel = T.resolvent_diagonal(0.2 + 0.1j, indices=indices, method=method)
+    assert sel.shape == (3, len(indices))
+    assert np.max(np.abs(sel - full[:, indices])) <= 1e-14 * np.max(np.abs(full))
+
+
+def test_selected_entries_errors_and_empty():
+    T = ss.Tridiagonal(np.full(5, 3.0), np.ones(4))
+    with pytest.raises(IndexError, match=r"indices\[1\] = 5"):
+        T.resolvent_diagonal(1j, indices=[0, 5])
+    with pytest.raises(IndexError):
+        T.resolvent_diagonal(1j, indices=[-1])
+    with pytest.raises(TypeError, match="integers"):
+        T.resolvent_diagonal(1j, indices=[0.5])
+    assert T.resolvent_diagonal(1j, indices=[]).shape == (0,)
+
+
+def test_selected_entries_singular_judged_at_selection():
+    # z = 1 is an eigenvalue of the 5x5 chain with diagonal 2: singular wherever you look
+    T = ss.Tridiagonal(np.full(5, 2.0), np.ones(4))
+    with pytest.raises(np.linalg.LinAlgError):
+        T.resolvent_diagonal(1.0, indices=[0, 2])

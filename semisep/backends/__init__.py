@@ -41,6 +41,13 @@ The kernels:
 ``solve(alpha, b, c, f, pivmin, method) -> (x (B, N, k), guarded, singular)``
     ``A x = f`` for ``f`` of shape ``(B, N, k)``.
 
+``resolvent_diagonal_selected(alpha, beta, pivmin, indices, method) -> (G (B, K), guarded, singular)``
+    ``G_ii`` at the K positions ``indices`` (int64 numpy array, 0 <= i < N) only.  The base
+    class computes the full diagonal and gathers (correct, differentiable, no saving); a backend
+    may override it with a kernel that skips work (the NumPy backend stops the left sweep at
+    ``max(indices)``, the right sweep at ``min(indices)``, and combines only at ``indices``).
+    ``singular`` is judged at the selected positions only.
+
 The torch backend's kernels are differentiable (``torch.autograd.Function`` with the O(N)
 backward of DESIGN.md section 3) with respect to every tensor argument except ``pivmin``.
 """
@@ -114,6 +121,11 @@ class Backend:
 
     def solve(self, alpha, b, c, f, pivmin, method="auto"):
         raise NotImplementedError
+
+    def resolvent_diagonal_selected(self, alpha, beta, pivmin, indices, method="auto"):
+        """Default: the full diagonal, then a gather (see the module docstring)."""
+        G, guarded, singular = self.resolvent_diagonal(alpha, beta, pivmin, method=method)
+        return G[:, indices], guarded, singular
 
     def check_method(self, method: str) -> str:
         if method not in ("auto",) + self.methods:

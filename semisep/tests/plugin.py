@@ -1,0 +1,57 @@
+"""pytest plugin of the shipped suite: options, fixtures, hypothesis profiles.
+
+Loaded with ``-p semisep.tests.plugin`` (the runner and the repository's pytest config do that).
+
+
+``--semisep-device``: where torch tensors are created (``cpu``, ``cuda``, ``cuda:1``); the NumPy
+backend always runs.  Hypothesis profiles ``semisep-quick``, ``semisep-thorough``,
+``semisep-deep`` grow in size; all print the ``@reproduce_failure`` blob of a failing example.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+_COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("semisep-quick", max_examples=15, **_COMMON)
+settings.register_profile("semisep-thorough", max_examples=150, **_COMMON)
+settings.register_profile("semisep-deep", max_examples=1500, **_COMMON)
+
+EXAMPLES = {"run": 0}
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("semisep")
+    group.addoption(
+        "--semisep-device", default=None,
+        help="torch device for the torch-backend tests (cpu, cuda, cuda:N); default cpu",
+    )
+
+
+@pytest.fixture(scope="session")
+def device(request):
+    return request.config.getoption("--semisep-device") or "cpu"
+
+
+def _torch_available() -> bool:
+    """True when torch is installed.  If it is, the torch backend must import: a broken
+    backend is an error here, never a silently skipped half of the suite."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    from semisep.backends import get_backend
+
+    get_backend("torch")
+    return True
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        names = ["numpy"] + (["torch"] if _torch_available() else [])
+        metafunc.parametrize("backend", names)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    terminalreporter.write_line(f"semisep: hypothesis examples run: {EXAMPLES['run']}")

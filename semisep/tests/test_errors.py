@@ -1,0 +1,38 @@
+"""Every documented bad input raises the documented error, on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import semisep as ss
+
+from ._support import to_backend
+
+
+def test_shape_errors(backend, device):
+    t = lambda x: to_backend(np.asarray(x, float), backend, device)  # noqa: E731
+    with pytest.raises(ss.ShapeError, match="lower has shape"):
+        ss.Tridiagonal(t(np.ones(5)), t(np.ones(3)))
+    T = ss.Tridiagonal(t(np.full((2, 5), 3.0)), t(np.ones(4)))
+    with pytest.raises(ss.ShapeError, match="z"):
+        T.resolvent_diagonal(t(np.ones(3)))
+    with pytest.raises(ss.ShapeError, match="b has shape"):
+        T.solve(t(np.ones((2, 4))))
+
+
+def test_non_finite_rejected(backend, device):
+    t = lambda x: to_backend(np.asarray(x, float), backend, device)  # noqa: E731
+    with pytest.raises(ss.NonFiniteError, match="diag"):
+        ss.Tridiagonal(t([1.0, np.nan]), t([1.0]))
+    T = ss.Tridiagonal(t([3.0, 3.0]), t([1.0]))
+    with pytest.raises(ss.NonFiniteError, match="b"):
+        T.solve(t([1.0, np.inf]))
+
+
+def test_singular_raises_linalgerror(backend, device):
+    t = lambda x: to_backend(np.asarray(x, float), backend, device)  # noqa: E731
+    T = ss.Tridiagonal(t([2.0] * 5), t([1.0] * 4))  # z = 1 is an eigenvalue
+    for call in (T.resolvent_diagonal, T.logdet, lambda z: T.solve(t(np.ones(5)), z)):
+        with pytest.raises(np.linalg.LinAlgError, match="singular"):
+            call(1.0)

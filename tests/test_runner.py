@@ -1,0 +1,75 @@
+"""The user-facing test runner: semisep.test() / python -m semisep test."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from semisep._runner import DeviceUnavailableError, check_device
+
+
+def _run(code: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+def test_runner_passes_on_cpu_quick_profile():
+    r = _run(
+        """
+        import sys, semisep
+        sys.exit(semisep.test(profile="quick", extra_args=["-k", "resolvent_diagonal or errors"]))
+        """
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "semisep.test summary: device cpu, profile quick" in out
+    assert "passed" in out
+    examples = int(out.split("hypothesis examples run ")[1].split(",")[0])
+    assert examples > 0
+
+
+def test_runner_fails_on_a_broken_kernel_and_prints_reproduction():
+    r = _run(
+        """
+        import sys, semisep
+        from semisep.backends.numpy import NumpyBackend
+        good = NumpyBackend.resolvent_diagonal
+        def broken(self, *a, **k):
+            G, g, s = good(self, *a, **k)
+            return G * (1 + 1e-3), g, s          # a 0.1% error in every G_ii
+        NumpyBackend.resolvent_diagonal = broken
+        sys.exit(semisep.test(profile="quick", extra_args=["-k", "property_resolvent_diagonal and numpy"]))
+        """
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "Falsifying example" in out and "@reproduce_failure" in out
+    assert "FAILED (pytest exit code 1)" in out
+
+
+def test_cuda_without_device_is_a_clear_error_not_a_skip():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        assert check_device("cuda") == "cuda"
+        return
+    with pytest.raises(DeviceUnavailableError, match="no CUDA device"):
+        check_device("cuda")
+    r = subprocess.run(
+        [sys.executable, "-m", "semisep", "test", "--device", "cuda"], capture_output=True,
+        text=True, timeout=300,
+    )
+    assert r.returncode == 2 and "no CUDA device" in r.stderr
+
+
+def test_bad_device_and_profile_names():
+    with pytest.raises(ValueError, match="device must be"):
+        check_device("tpu")
+    import semisep
+
+    with pytest.raises(ValueError, match="profile"):
+        semisep.test(profile="huge")

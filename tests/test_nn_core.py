@@ -287,8 +287,9 @@ def test_gradcheck_v_U_V_z():
         return torch.func.functional_call(core, {"U": U, "V": V}, (v, z))[0]
 
     assert torch.autograd.gradcheck(f, (v, U, V, z), eps=1e-6, atol=1e-8, rtol=1e-6)
-    core.enable_gradient_checkpointing = True
-    assert torch.autograd.gradcheck(f, (v, U, V, z), eps=1e-6, atol=1e-8, rtol=1e-6)
+    core.enable_gradient_checkpointing = True  # (equality with the plain path: test below)
+    assert torch.autograd.gradcheck(f, (v, U, V, z), eps=1e-6, atol=1e-8, rtol=1e-6,
+                                    fast_mode=True)
 
 
 @needs_deps
@@ -337,7 +338,7 @@ def test_large_n_matches_sequential_reference():
     finite and equal to a central finite difference along a random direction."""
     n, B = 2 ** 15, 2
     core = BirmanSchwingerCore(n, init_scale=0.0, dtype=torch.float64)
-    assert float(core.U.abs().max()) == 0.0
+    assert float(core.U.detach().abs().max()) == 0.0
     rng = np.random.default_rng(4)
     v0 = rng.uniform(-1, 1, (B, n))
     v = torch.tensor(v0, requires_grad=True)

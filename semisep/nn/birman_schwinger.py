@@ -296,6 +296,7 @@ class BirmanSchwingerCore(nn.Module):
         self._calls = 0
         self._upgrades_total = 0
         self._last_batch_size: int | None = None
+        self._sym_cache: tuple | None = None
 
     # ------------------------------------------------------------------------------------------
     def extra_repr(self) -> str:
@@ -427,18 +428,21 @@ class BirmanSchwingerCore(nn.Module):
     def _lowrank_symmetric(self) -> bool:
         """``U V^T == V U^T`` to rounding: ``U V^T - V U^T = M J M^T`` with ``M = [U, V]``,
         ``J = [[0, I], [-I, 0]]``; with ``M = Q R`` its Frobenius norm is ``||R J R^T||_F``
-        (exact, O(N r^2)); symmetric when that is ``<= 8 r eps ||R||_F^2``."""
-        with torch.no_grad():
-            U, V = self.U.detach().double(), self.V.detach().double()
-            r = U.shape[1]
-            R = torch.linalg.qr(torch.cat([U, V], dim=1), mode="r")[1]
-            J = torch.zeros(2 * r, 2 * r, dtype=torch.float64, device=U.device)
-            J[:r, r:] = torch.eye(r, dtype=torch.float64)
-            J[r:, :r] = -torch.eye(r, dtype=torch.float64)
-            defect = torch.linalg.norm(R @ J @ R.T)
-            scale = torch.linalg.norm(R) ** 2
-            eps = float(torch.finfo(self.U.dtype).eps)
-            return bool(defect <= 8 * r * eps * scale)
+        (exact, O(N r^2), a NumPy QR in float64); symmetric when that is
+        ``<= 8 r eps ||R||_F^2`` (eps of the parameters' dtype).  Cached per parameter version."""
+        U, V = self.U, self.V
+        key = (id(U), U._version, id(V), V._version)
+        if self._sym_cache is not None and self._sym_cache[0] == key:
+            return self._sym_cache[1]
+        M = torch.cat([U.detach(), V.detach()], dim=1).to(torch.float64).cpu().numpy()
+        r = U.shape[1]
+        R = np.linalg.qr(M, mode="r")
+        J = np.block([[np.zeros((r, r)), np.eye(r)], [-np.eye(r), np.zeros((r, r))]])
+        defect = np.linalg.norm(R @ J @ R.T)
+        eps = float(torch.finfo(U.dtype).eps)
+        out = bool(defect <= 8 * r * eps * np.linalg.norm(R) ** 2)
+        self._sym_cache = (key, out)
+        return out
 
     def _diagnostics(self, v, z, G, guarded, cond, upgraded) -> dict:
         with torch.no_grad():

@@ -89,17 +89,18 @@ class SemiseparableMatrix(nn.Module):
         self.use_checkpointing = False
 
     # ------------------------------------------------------------------------------------------
-    def factorize(self, H: Any) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    def factorize(self, H: Any, **kwargs: Any) -> tuple[Any, torch.Tensor, torch.Tensor]:
         """Fit ``T + U V^T`` to the dense ``H`` (N, N) with :func:`semisep.factorize` at this
         module's rank, copy the result into the parameters and return ``(T, U, V)``: ``T`` a
         :class:`semisep.Tridiagonal` over the (live) parameter tensors, ``U``, ``V`` the
-        parameters."""
+        parameters.  ``kwargs`` go to :func:`semisep.factorize` (``max_iter``, ``tol``,
+        ``method``, ...)."""
         import semisep as ss
 
         Hn = _to_numpy(H)
         if Hn.shape != (self.n_seq, self.n_seq):
             raise ValueError(f"H must have shape ({self.n_seq}, {self.n_seq}), got {Hn.shape}")
-        op = ss.factorize(Hn, rank=self.rank)
+        op = ss.factorize(Hn, rank=self.rank, **kwargs)
         T = _field(op, "tridiagonal", "base", "T_part")
         with torch.no_grad():
             kw = {"dtype": self.diag.dtype, "device": self.diag.device}

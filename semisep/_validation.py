@@ -20,7 +20,7 @@ def broadcast_shapes(named: dict[str, tuple[int, ...]], what: str = "batch") -> 
         a = (1,) * (n - len(out)) + tuple(out)
         b = (1,) * (n - len(shape)) + tuple(shape)
         res = []
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             if x == y or y == 1:
                 res.append(x)
             elif x == 1:

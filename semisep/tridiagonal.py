@@ -159,7 +159,7 @@ class Tridiagonal:
         return int(np.prod(self.shape)) * _itemsize(self.diag)
 
     @property
-    def T(self) -> "Tridiagonal":
+    def T(self) -> Tridiagonal:
         """The transpose (never the conjugate transpose)."""
         if self.upper is None:
             return self

@@ -41,8 +41,11 @@ def random_tridiagonal(rng, batch, n, dtype, symmetric=False, dominant=False):
             upper = upper + 1j * rng.standard_normal(batch + (n - 1,))
     if dominant:
         diag = diag + 4.0 * np.sign(diag.real + (diag.real == 0))
-    cast = (lambda x: None if x is None else np.asarray(x).astype(dtype))
     del real
+
+    def cast(x):
+        return None if x is None else np.asarray(x).astype(dtype)
+
     return cast(diag), cast(lower), cast(upper)
 
 

@@ -9,7 +9,9 @@ from semisep.backends import numpy as nb
 
 
 def rows(rng, B, N, dtype):
-    alpha = rng.standard_normal((B, N)) + (1j * rng.standard_normal((B, N)) if np.dtype(dtype).kind == "c" else 0)
+    alpha = rng.standard_normal((B, N))
+    if np.dtype(dtype).kind == "c":
+        alpha = alpha + 1j * rng.standard_normal((B, N))
     b = rng.standard_normal((B, N - 1))
     c = rng.standard_normal((B, N - 1))
     if N > 300:

@@ -86,13 +86,16 @@ def solve_banded_tridiagonal(diag, lower, upper, b, z=0.0):
     dt = np.result_type(diag, z, bb)
     out = np.empty(bshape + bb.shape[-2:], dt)
     for idx in np.ndindex(bshape):
-        src = tuple(i if s > 1 else 0 for i, s in zip(idx[len(idx) - len(batch):], batch))
+        src = tuple(i if s > 1 else 0 for i, s in zip(idx[len(idx) - len(batch):], batch, strict=True))
         ab = np.zeros((3, n), dt)
         zz = z[src] if np.ndim(z) else z
         ab[1] = diag[src] - zz
         ab[0, 1:] = upper[src]
         ab[2, :-1] = lower[src]
-        bsrc = tuple(i if s > 1 else 0 for i, s in zip(idx[len(idx) - (bb.ndim - 2):], bb.shape[:-2]))
+        b_batch = bb.shape[:-2]
+        bsrc = tuple(
+            i if s > 1 else 0 for i, s in zip(idx[len(idx) - len(b_batch):], b_batch, strict=True)
+        )
         out[idx] = sla.solve_banded((1, 1), ab, bb[bsrc])
     return out[..., 0] if vec else out
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, settings
 
-_COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("semisep-quick", max_examples=15, **_COMMON)
-settings.register_profile("semisep-thorough", max_examples=150, **_COMMON)
-settings.register_profile("semisep-deep", max_examples=1500, **_COMMON)
+_BASE = settings(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("semisep-quick", _BASE, max_examples=15)
+settings.register_profile("semisep-thorough", _BASE, max_examples=150)
+settings.register_profile("semisep-deep", _BASE, max_examples=1500)
 
 EXAMPLES = {"run": 0}
 

@@ -208,7 +208,7 @@ def lu_solve_alg(K, B):
 
 def dot(xs, ys):
     acc = xs[0] * ys[0]
-    for x, y in zip(xs[1:], ys[1:]):
+    for x, y in zip(xs[1:], ys[1:], strict=True):
         acc = acc + x * y
     return acc
 
@@ -365,9 +365,9 @@ def test_woodbury_backward_flops(problem, rng):
                    [X[k][j] for k in range(r)] + [Y[k][j + 1] for k in range(r)])
               for j in range(n - 1)]
         da0, db0, dc0, _ = resolvent_backward(gb, G0, gL, gR, beta, Cb, Cc)
-        da = [x + y for x, y in zip(da, da0)]
-        db = [x + y for x, y in zip(db, db0)]
-        dc = [x + y for x, y in zip(dc, dc0)]
+        da = [x + y for x, y in zip(da, da0, strict=True)]
+        db = [x + y for x, y in zip(db, db0, strict=True)]
+        dc = [x + y for x, y in zip(dc, dc0, strict=True)]
         return da, db, dc, P, Vbar
 
     (da, db, dc, Ubar, Vbar), flops = measure(backward)

@@ -66,7 +66,7 @@ def dense_features(v, U, V, z):
     L = 0 if U is None else np.asarray(U, np.float64) @ np.asarray(V, np.float64).T
     zs = np.broadcast_to(np.asarray(z, dtype=complex), (v.shape[0],))
     return np.stack([np.diag(np.linalg.inv(H0 + np.diag(row) + L - zz * np.eye(n)))
-                     for row, zz in zip(v, zs)])
+                     for row, zz in zip(v, zs, strict=True)])
 
 
 def as_complex(features):
@@ -308,7 +308,7 @@ def test_checkpointed_gradients_equal_plain():
         f, _ = core(v, z)
         (f * w).sum().backward()
         grads.append([v.grad, core.U.grad, core.V.grad, z.grad])
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         assert a is not None and b is not None
         torch.testing.assert_close(a, b, rtol=1e-13, atol=0)
 

@@ -186,12 +186,12 @@ class _CheckpointedCore(torch.autograd.Function):
         needs = ctx.needs_input_grad[1:]
         with torch.enable_grad():
             inputs = [None if x is None else x.detach().requires_grad_(bool(need))
-                      for x, need in zip(saved, needs)]
+                      for x, need in zip(saved, needs, strict=True)]
             G, _, _, _ = ctx.core._structured(*inputs)
-            wrt = [x for x, need in zip(inputs, needs) if x is not None and need]
+            wrt = [x for x, need in zip(inputs, needs, strict=True) if x is not None and need]
             grads = iter(torch.autograd.grad(G, wrt, gG, allow_unused=True)) if wrt else iter(())
         out = [None]
-        for x, need in zip(inputs, needs):
+        for x, need in zip(inputs, needs, strict=True):
             out.append(next(grads) if (x is not None and need) else None)
         return tuple(out)
 
@@ -436,7 +436,7 @@ class BirmanSchwingerCore(nn.Module):
             return self._sym_cache[1]
         M = torch.cat([U.detach(), V.detach()], dim=1).to(torch.float64).cpu().numpy()
         r = U.shape[1]
-        R = np.linalg.qr(M, mode="r")
+        R = np.linalg.qr(M, mode="reduced").R
         J = np.block([[np.zeros((r, r)), np.eye(r)], [-np.eye(r), np.zeros((r, r))]])
         defect = np.linalg.norm(R @ J @ R.T)
         eps = float(torch.finfo(U.dtype).eps)

@@ -127,6 +127,19 @@ class SemiseparableMatrix(nn.Module):
 
         return ss.TridiagonalPlusLowRank(self.tridiagonal(), self.U, self.V)
 
+    def resolvent_diagonal(self, z: Any = 0.0, **kwargs: Any) -> torch.Tensor:
+        """``diag((H - zI)^{-1})``, exact (Woodbury), differentiable; see
+        :meth:`semisep.TridiagonalPlusLowRank.resolvent_diagonal`."""
+        return self.to_operator().resolvent_diagonal(z, **kwargs)
+
+    def solve(self, b: torch.Tensor, z: Any = 0.0, **kwargs: Any) -> torch.Tensor:
+        """``(H - zI)^{-1} b``, differentiable; see :meth:`semisep.TridiagonalPlusLowRank.solve`."""
+        return self.to_operator().solve(b, z, **kwargs)
+
+    def logdet(self, z: Any = 0.0, **kwargs: Any) -> torch.Tensor:
+        """``log det(H - zI)`` (determinant lemma), differentiable."""
+        return self.to_operator().logdet(z, **kwargs)
+
     def to_dense(self) -> torch.Tensor:
         """The dense (N, N) matrix (O(N^2); for tests and small N)."""
         H = torch.diag(self.diag) + torch.diag(self.upper, 1) + torch.diag(self.lower, -1)

@@ -424,3 +424,12 @@ def test_lowrank_nbytes(rng):
     T = ss.Tridiagonal(rng.standard_normal((B, n)), rng.standard_normal(n - 1))
     H = lr(T, rng.standard_normal((n, r)), rng.standard_normal((n, r)))
     assert H.nbytes == cost.lowrank_nbytes(n, r, "float64", diag_batch=(B,), symmetric=True)
+
+
+def test_import_semisep_does_not_import_torch_or_nn():
+    import subprocess
+    import sys
+
+    code = ("import sys, semisep, semisep.cost; "
+            "assert 'torch' not in sys.modules and 'semisep.nn' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -413,7 +413,8 @@ def core_memory(n: int, r: int, batch: int, input_dtype: Any = "float32",
         lowrank_bytes      the parameters U, V: 2 N r, parameter dtype
         activation_bytes   saved for backward: :func:`core_saved_bytes`
         gradient_bytes     gradients of U, V: 2 N r
-        optimizer_bytes    Adam's two moments: 4 N r
+        optimizer_bytes    Adam's state: two moments (4 N r) and a float32 ``step`` scalar per
+                           parameter tensor (8 bytes)
         total_bytes        the sum of the five
         dense_total_bytes  the same step with a dense learned N x N matrix in place of U V^T:
                            dense operators B N^2 (compute dtype), parameter + gradient + two
@@ -428,8 +429,8 @@ def core_memory(n: int, r: int, batch: int, input_dtype: Any = "float32",
     tri = (batch * n + (n - 1)) * f
     low = 2 * n * r * p
     act = core_saved_bytes(n, r, batch, compute, checkpointing, input_dtype)
-    grads = 2 * n * r * p
-    opt = 4 * n * r * p
+    grads = 2 * n * r * p  # U.grad, V.grad
+    opt = (4 * n * r * p + 2 * 4) if r else 0
     total = tri + low + act + grads + opt
     dense_total = batch * n * n * f + 4 * n * n * p + dense_core_saved_bytes(n, batch, compute)
     return {

@@ -20,7 +20,6 @@ from semisep.nn import (  # noqa: E402
     laplacian_pivots,
 )
 
-
 _MISSING = (None if hasattr(ss, "TridiagonalPlusLowRank")
             else "semisep.TridiagonalPlusLowRank (branch lowrank) not on main yet")
 needs_deps = pytest.mark.xfail(_MISSING is not None, reason=_MISSING or "", strict=True)
@@ -383,3 +382,31 @@ def test_bad_input():
     v[1, 3] = float("nan")
     with pytest.raises(ss.NonFiniteError):
         core(v)
+
+
+@pytest.mark.parametrize("use_semiseparable", WITH_LOWRANK)
+def test_training_memory_counts_are_measured(use_semiseparable):
+    """tridiagonal_bytes / lowrank_bytes against the operators' nbytes, gradient_bytes against
+    the .grad tensors, optimizer_bytes against Adam's state after one step."""
+    n, B = 128, 4
+    core = BirmanSchwingerCore(n, use_semiseparable=use_semiseparable, dtype=torch.float32)
+    v = torch.randn(B, n)
+    est = core.estimate_memory_usage(B, use_checkpointing=False)
+    T = ss.Tridiagonal(v - 2.0, torch.ones(n - 1))
+    assert est["tridiagonal_bytes"] == T.nbytes
+    held = sum(p.numel() * p.element_size() for p in core.parameters())
+    assert est["lowrank_bytes"] == held
+    f, d = core(v.requires_grad_())
+    assert d["memory_bytes"] == est["tridiagonal_bytes"] + est["lowrank_bytes"]
+    assert d["memory_savings"] == pytest.approx(1 - d["memory_bytes"] / (B * n * n * 4))
+    if not use_semiseparable:
+        assert est["gradient_bytes"] == est["optimizer_bytes"] == 0
+        return
+    opt = torch.optim.Adam(core.parameters())
+    f.square().sum().backward()
+    opt.step()
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in core.parameters())
+    assert est["gradient_bytes"] == grads
+    state = sum(t.numel() * t.element_size() for st in opt.state.values() for t in st.values()
+                if isinstance(t, torch.Tensor))
+    assert est["optimizer_bytes"] == state

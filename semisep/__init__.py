@@ -8,7 +8,17 @@ semiseparable operators, on NumPy and torch (CPU and CUDA), with exact O(N)-memo
 True
 """
 
-from .errors import BackendError, NonFiniteError, SemisepError, ShapeError, SingularMatrixError
+from .errors import (
+    BackendError,
+    IllConditionedWarning,
+    NonFiniteError,
+    SemisepError,
+    ShapeError,
+    SingularMatrixError,
+)
+from .factorize import FactorizationHistory, FactorizationReport, check_factorization, factorize
+from .lowrank import TridiagonalPlusLowRank, WoodburyInfo
+from .semiseparable import Semiseparable
 from .tridiagonal import PivotInfo, Tridiagonal, logdet, resolvent_diagonal, solve
 
 __version__ = "0.1.0"
@@ -23,6 +33,13 @@ def test(device=None, profile="quick", dtype=None, extra_args=(), seed=None):
 __all__ = [
     "Tridiagonal",
     "PivotInfo",
+    "TridiagonalPlusLowRank",
+    "WoodburyInfo",
+    "Semiseparable",
+    "factorize",
+    "check_factorization",
+    "FactorizationReport",
+    "FactorizationHistory",
     "resolvent_diagonal",
     "solve",
     "logdet",
@@ -31,6 +48,7 @@ __all__ = [
     "NonFiniteError",
     "SingularMatrixError",
     "BackendError",
+    "IllConditionedWarning",
     "test",
     "__version__",
 ]

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SemisepError", "ShapeError", "NonFiniteError", "SingularMatrixError", "BackendError"]
+__all__ = [
+    "SemisepError", "ShapeError", "NonFiniteError", "SingularMatrixError", "BackendError",
+    "IllConditionedWarning",
+]
 
 
 class SemisepError(Exception):
@@ -29,3 +32,8 @@ class SingularMatrixError(SemisepError, np.linalg.LinAlgError):
 
 class BackendError(SemisepError, TypeError):
     """Arrays of different libraries mixed in one call, or no backend for an array type."""
+
+
+class IllConditionedWarning(UserWarning):
+    """A result was computed, but through a badly conditioned intermediate (e.g. the Woodbury
+    capacitance matrix): expect to lose about ``log10(cond)`` significant digits."""

@@ -37,7 +37,8 @@ class PivotInfo:
         How many pivots had ``|d| < pivmin`` and were replaced by ``pivmin * d/|d|`` (a zero
         leading minor of an invertible matrix).  Zero for Hermitian ``T`` with ``Im z != 0``.
     pivmin : numpy.ndarray, shape ``batch_shape``
-        The guard threshold used, ``eps(dtype) * max(|alpha|, |b|, |c|)``.
+        The guard threshold used, ``eps(dtype) * s`` with ``s`` the largest entry of
+        ``T - z I`` measured as ``max(|Re|, |Im|)`` (within sqrt(2) of the largest modulus).
     method : str
         The kernel that ran (after resolving ``"auto"``).
     refinement_steps : int
@@ -388,17 +389,25 @@ def _shifted_rows(
         dt_args.append(extra_dtype)
     dtype = bk.result_dtype(*dt_args)
     n = op.n
-    diag = bk.astype(op.diag, dtype)
-    zz = bk.astype(z_arr, dtype)
-    alpha = diag - zz[..., None]
     rows = int(np.prod(batch))
+    # alpha = diag - z in one pass; a Python scalar z stays weakly typed (float32 stays single)
+    shift = z if _is_python_scalar(z) else z_arr[..., None]
+    alpha = bk.astype(op.diag - shift, dtype)
     alpha = bk.broadcast_to(alpha, batch + (n,)).reshape((rows, n))
-    lower = bk.broadcast_to(bk.astype(op.lower, dtype), batch + (n - 1,)).reshape((rows, n - 1))
-    upper = bk.broadcast_to(bk.astype(op.upper_, dtype), batch + (n - 1,)).reshape((rows, n - 1))
-    beta = lower * upper
+    # off-diagonal work on the arrays as held (often one (N-1,) array shared by the batch);
+    # the (rows, N-1) results are broadcast views, not copies
+    lo = bk.astype(op.lower, dtype)
+    up = lo if op.upper is None else bk.astype(op.upper, dtype)
+
+    def rows_of(x: Any, width: int) -> Any:
+        return bk.broadcast_to(x, batch + (width,)).reshape((rows, width))
+
+    lower, upper = rows_of(lo, n - 1), rows_of(up, n - 1)
+    beta = rows_of(lo * up, n - 1)
     scale = bk.amax_abs(alpha, axis=1)
     if n > 1:
-        scale = _maximum(scale, _maximum(bk.amax_abs(lower, axis=1), bk.amax_abs(upper, axis=1)))
+        off = _maximum(bk.amax_abs(lo, axis=-1), bk.amax_abs(up, axis=-1))
+        scale = _maximum(scale, bk.broadcast_to(off, batch).reshape((rows,)))
     eps = bk.eps(dtype)
     tiny = float(np.finfo(np.float32 if eps > 1e-10 else np.float64).tiny)
     pivmin = scale * eps

@@ -106,7 +106,9 @@ class Backend:
         raise NotImplementedError
 
     def amax_abs(self, x: Any, axis: int) -> Any:
-        """``max(|x|)`` along ``axis`` (0 for an empty axis), real dtype."""
+        """A scale ``s`` with ``max|x|/sqrt(2) <= s <= max|x|`` along ``axis`` (0 for an empty
+        axis), real dtype.  Used for ``pivmin``; ``s <= max|x|`` keeps the singularity
+        certificate valid (``pivmin <= eps ||A||_2``)."""
         raise NotImplementedError
 
     def to_numpy(self, x: Any) -> Any:

@@ -1,0 +1,417 @@
+"""``TridiagonalPlusLowRank``: H = T + U V^T, with exact Woodbury algorithms.
+
+Notation (DESIGN.md section 3): ``A = T - z I`` (tridiagonal, N x N), ``U, V`` of shape
+``(..., N, r)``, ``H - z I = A + U V^T``.  All tridiagonal work goes through
+:class:`~semisep.tridiagonal.Tridiagonal` (its O(N) pivot sweeps, one pass for a matrix
+right-hand side), so this file is written once for every backend.
+
+Woodbury (exact, never the diag(G) shortcut)::
+
+    X = A^{-1} U                 (N, r)   one tridiagonal solve with an (N, r) right-hand side
+    Y = A^{-T} V                 (N, r)   the transpose T.T (swap b and c; z is NOT conjugated)
+    K = I_r + V^T X              (r, r)   the capacitance matrix
+    (H - zI)^{-1} = A^{-1} - X K^{-1} V^T A^{-1}
+    diag((H - zI)^{-1})_i = G_ii - sum_k X_ik W_ik,    K W^T = Y^T   (W: (N, r))
+    log det(H - zI) = log det A + log det K             (matrix determinant lemma)
+
+Cost: O(N r) for products, O(N r + r^3) per right-hand side for solves (plus O(N r^2) to form
+K), O(N r^2 + r^3) for the resolvent diagonal and the log-determinant.
+
+Conditioning: Woodbury needs ``A = T - zI`` invertible (else :class:`SingularMatrixError` from
+the tridiagonal sweeps, even when ``H - zI`` itself is invertible) and is only as accurate as
+``K`` is well conditioned.  ``cond_2(K)`` is computed on every call (an r x r SVD); a ``K``
+singular to working precision (``cond_2(K) >= 1/(4 eps)``) raises
+:class:`SingularMatrixError`; ``cond_2(K) > 1e-3/eps`` emits an :class:`IllConditionedWarning`;
+``return_info=True`` returns the condition numbers in :class:`WoodburyInfo`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _linalg as la
+from ._validation import broadcast_shapes, split_rhs
+from ._validation import check_finite as _check_finite_arrays
+from .backends import SINGULAR_FACTOR, Backend, backend_for
+from .errors import IllConditionedWarning, ShapeError, SingularMatrixError
+from .tridiagonal import PivotInfo, Tridiagonal
+
+__all__ = ["TridiagonalPlusLowRank", "WoodburyInfo"]
+
+
+@dataclass(frozen=True)
+class WoodburyInfo:
+    """What a Woodbury computation did, returned with ``return_info=True``.
+
+    Attributes
+    ----------
+    pivots : dict[str, PivotInfo]
+        The tridiagonal sweeps that ran, by role: ``"resolvent_diagonal"`` (G_ii of ``T - zI``),
+        ``"solve"`` (``A^{-1}[b, U]``), ``"solve_transpose"`` (``A^{-T} V``; absent when
+        ``T`` is stored symmetric and the two solves shared one pass).
+    capacitance_cond : numpy.ndarray of float64, shape = the result's batch shape
+        ``cond_2(K)``, ``K = I_r + V^T (T - zI)^{-1} U``; ``inf`` never occurs (a singular
+        ``K`` raises).  Roughly ``log10(cond)`` digits of the correction are lost.
+    rank : int
+    """
+
+    pivots: dict = field(default_factory=dict)
+    capacitance_cond: Any = None
+    rank: int = 0
+
+    @property
+    def total_guarded(self) -> int:
+        """Guarded pivots over every sweep that ran."""
+        return sum(p.total_guarded for p in self.pivots.values())
+
+    @property
+    def worst_capacitance_cond(self) -> float:
+        return float(np.max(self.capacitance_cond)) if np.size(self.capacitance_cond) else 1.0
+
+
+class TridiagonalPlusLowRank:
+    """A batch of matrices ``H = T + U V^T``: tridiagonal plus rank r, N x N.
+
+    Parameters
+    ----------
+    T : Tridiagonal
+        The tridiagonal part, batch shape ``bT``.
+    U, V : arrays (..., N, r)
+        The low-rank factors (``U V^T``: transpose, not conjugate transpose); r = 0 allowed,
+        in which case every method reduces to ``T``'s.
+    check_finite : bool, default True
+        Raise :class:`~semisep.errors.NonFiniteError` if ``U`` or ``V`` hold NaN or inf.
+
+    The batch shape is the broadcast of ``T.batch_shape``, ``U.shape[:-2]``, ``V.shape[:-2]``.
+    The dtype promotes ``T``'s with ``U``'s and ``V``'s (integers -> float64, float32 stays
+    float32); ``T`` is re-cast to it.  NumPy arrays or torch tensors, not mixed.
+
+    Memory (:attr:`nbytes`): the arrays held, ``T.nbytes + U.nbytes + V.nbytes``; for
+    non-symmetric ``T``, ``(3N - 2 + 2 N r) * itemsize``.
+
+    Examples
+    --------
+    >>> import numpy as np, semisep as ss
+    >>> rng = np.random.default_rng(0)
+    >>> T = ss.Tridiagonal(np.full(6, 3.0), np.ones(5))
+    >>> U, V = rng.standard_normal((6, 2)), rng.standard_normal((6, 2))
+    >>> H = ss.TridiagonalPlusLowRank(T, U, V)
+    >>> Hd = T.to_dense() + U @ V.T
+    >>> bool(np.allclose(H.resolvent_diagonal(1j), np.diag(np.linalg.inv(Hd - 1j * np.eye(6)))))
+    True
+    """
+
+    def __init__(self, T: Tridiagonal, U: Any, V: Any, *, check_finite: bool = True):
+        if not isinstance(T, Tridiagonal):
+            raise TypeError(
+                f"T must be a semisep.Tridiagonal, got {type(T).__name__}; "
+                "build it with ss.Tridiagonal(diag, lower, upper)"
+            )
+        bk = backend_for(T.diag, U, V)
+        U = bk.asarray(U, like=T.diag)
+        V = bk.asarray(V, like=T.diag)
+        n = T.n
+        for name, x in (("U", U), ("V", V)):
+            if x.ndim < 2:
+                raise ShapeError(
+                    f"{name} has shape {tuple(x.shape)}: it must have shape (..., N, r) with "
+                    f"N = {n} (use shape (N, 1) for rank one)"
+                )
+            if x.shape[-2] != n:
+                raise ShapeError(
+                    f"{name} has shape {tuple(x.shape)} but T is {n} x {n}: {name} must have "
+                    f"shape (..., N, r) with N = {n}"
+                )
+        if U.shape[-1] != V.shape[-1]:
+            raise ShapeError(
+                f"U has shape {tuple(U.shape)} and V has shape {tuple(V.shape)}: their last "
+                "dimensions (the rank r) must agree"
+            )
+        self._batch_shape = broadcast_shapes(
+            {"T": T.batch_shape, "U": tuple(U.shape[:-2]), "V": tuple(V.shape[:-2])}
+        )
+        dtype = bk.result_dtype(T.diag, U, V)
+        if check_finite:
+            _check_finite_arrays(bk, U=U, V=V)
+        if T.dtype != dtype:
+            T = Tridiagonal(
+                bk.astype(T.diag, dtype), bk.astype(T.lower, dtype),
+                None if T.upper is None else bk.astype(T.upper, dtype), check_finite=False,
+            )
+        self._backend: Backend = bk
+        self.tridiagonal = T
+        self.U = bk.astype(U, dtype)
+        self.V = bk.astype(V, dtype)
+        self._n = n
+        self._dtype = dtype
+        #: set by :func:`semisep.factorize` (iterations, residual history); None otherwise
+        self.factorization = None
+
+    # -- structure ----------------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def n(self) -> int:
+        return self._n
+
+    @property
+    def rank(self) -> int:
+        """r, the number of columns of U and V."""
+        return int(self.U.shape[-1])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._batch_shape + (self._n, self._n)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self._batch_shape
+
+    @property
+    def dtype(self) -> Any:
+        return self._dtype
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays held: the tridiagonal's diagonals plus U and V (as stored, i.e.
+        without broadcasting)."""
+        return self.tridiagonal.nbytes + la.nbytes(self.U) + la.nbytes(self.V)
+
+    @property
+    def dense_nbytes(self) -> int:
+        """Bytes of a dense array of :attr:`shape` in :attr:`dtype`."""
+        return int(np.prod(self.shape)) * la.itemsize(self.U)
+
+    @property
+    def T(self) -> "TridiagonalPlusLowRank":
+        """The transpose ``T^T + V U^T`` (never the conjugate transpose)."""
+        return TridiagonalPlusLowRank(self.tridiagonal.T, self.V, self.U, check_finite=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"TridiagonalPlusLowRank(shape={self.shape}, rank={self.rank}, dtype={self.dtype}, "
+            f"backend={self._backend.name})"
+        )
+
+    def to_dense(self) -> Any:
+        """``T + U V^T`` as a dense array of shape ``batch_shape + (N, N)``; O(N^2 r)."""
+        return self.tridiagonal.to_dense() + self.U @ la.mT(self.V)
+
+    def __array__(self, dtype=None, copy=None):
+        A = self._backend.to_numpy(self.to_dense())
+        return A if dtype is None else A.astype(dtype)
+
+    # -- products -----------------------------------------------------------------------------
+    def matvec(self, x: Any) -> Any:
+        """``H x = T x + U (V^T x)`` for x (..., N) or (..., N, k); O(N r k)."""
+        return self._apply(self.tridiagonal.matvec, self.U, self.V, x)
+
+    def rmatvec(self, x: Any) -> Any:
+        """``H^T x = T^T x + V (U^T x)`` (transpose, not conjugate transpose)."""
+        return self._apply(self.tridiagonal.rmatvec, self.V, self.U, x)
+
+    def __matmul__(self, x: Any) -> Any:
+        return self.matvec(x)
+
+    def _apply(self, tri_apply, left, right, x):
+        bk = self._backend
+        backend_for(self.U, x)
+        x = bk.asarray(x, like=self.U)
+        is_vec, _, _ = split_rhs(x, len(self._batch_shape), self._n)
+        xx = x[..., None] if is_vec else x
+        y = tri_apply(xx)  # matrix right-hand side: (..., N, k)
+        dtype = y.dtype
+        y = y + bk.astype(left, dtype) @ (la.mT(bk.astype(right, dtype)) @ bk.astype(xx, dtype))
+        return y[..., 0] if is_vec else y
+
+    # -- Woodbury -----------------------------------------------------------------------------
+    def _prepare(self, z: Any, extra: dict | None = None, extra_dtype: Any = None):
+        """Full batch shape and dtype of a computation with shift ``z``."""
+        bk = self._backend
+        backend_for(self.U, z)
+        z_arr = bk.asarray(z, like=self.U)
+        shapes = {"operator": self._batch_shape, "z": tuple(z_arr.shape)}
+        if extra:
+            shapes.update(extra)
+        batch = broadcast_shapes(shapes)
+        args = [self.U, z if isinstance(z, (bool, int, float, complex)) else z_arr]
+        if extra_dtype is not None:
+            args.append(extra_dtype)
+        return batch, bk.result_dtype(*args)
+
+    def _low(self, M: Any, batch: tuple[int, ...], dtype: Any) -> Any:
+        bk = self._backend
+        return bk.broadcast_to(bk.astype(M, dtype), batch + tuple(M.shape[-2:]))
+
+    def _capacitance(self, X: Any, what: str, z: Any):
+        """``K = I_r + V^T X`` and its condition numbers; raises if K is singular."""
+        bk = self._backend
+        r = self.rank
+        K = la.eye(bk, r, X.dtype, like=X) + la.mT(bk.astype(self.V, X.dtype)) @ X
+        cond = la.condition_number(bk, K)
+        eps = bk.eps(X.dtype)
+        bad = ~(cond * eps < 1.0 / SINGULAR_FACTOR)
+        batch = tuple(K.shape[:-2])
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(np.atleast_1d(bad))[0]) if batch else ()
+            loc = f" at batch index {idx}" if batch else ""
+            zs = z if isinstance(z, (bool, int, float, complex)) else "the given z"
+            raise SingularMatrixError(
+                f"{what}: the capacitance matrix K = I_r + V^T (T - zI)^{{-1}} U (r = {r}) is "
+                f"singular to working precision{loc} (z = {zs}, cond_2(K) = "
+                f"{float(np.max(cond)):.3g}); since det(H - zI) = det(T - zI) det(K), H - zI "
+                "is singular (or too close to it for Woodbury in this dtype)"
+            )
+        worst = float(np.max(cond)) if cond.size else 1.0
+        if worst * eps > 1e-3:
+            warnings.warn(
+                f"{what}: ill-conditioned capacitance matrix, cond_2(K) = {worst:.3g}; expect "
+                f"about {np.log10(worst):.0f} lost digits in the low-rank correction",
+                IllConditionedWarning, stacklevel=3,
+            )
+        return K, cond
+
+    def solve(
+        self, b: Any, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
+        return_info: bool = False,
+    ) -> Any:
+        """``(H - z I)^{-1} b`` by Woodbury; O(N (k + r) + N r^2 + r^3).
+
+        ``b`` is a vector iff ``b.ndim == len(batch_shape) + 1`` (or 1), else a matrix
+        ``(..., N, k)`` (torch.linalg.solve's rule); result shape as for
+        :meth:`Tridiagonal.solve`.  One tridiagonal pass solves ``A [Y0, X] = [b, U]``, then
+        ``x = Y0 - X K^{-1} (V^T Y0)``.  ``method`` is passed to the tridiagonal kernels.
+        """
+        bk = self._backend
+        backend_for(self.U, b)
+        b = bk.asarray(b, like=self.U)
+        is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), self._n)
+        batch, dtype = self._prepare(z, extra={"b": b_batch}, extra_dtype=b)
+        bb = self._low(b[..., None] if is_vec else b, batch, dtype)
+        if self.rank == 0:
+            x, pinfo = self.tridiagonal.solve(
+                bb, z, method=method, check_finite=check_finite, return_info=True
+            )
+            cond = np.ones(batch)
+        else:
+            rhs = bk.concat([bb, self._low(self.U, batch, dtype)], axis=-1)
+            sol, pinfo = self.tridiagonal.solve(
+                rhs, z, method=method, check_finite=check_finite, return_info=True
+            )
+            y, X = sol[..., :k], sol[..., k:]
+            K, cond = self._capacitance(X, "solve", z)
+            Vt = la.mT(bk.astype(self.V, dtype))
+            x = y - X @ la.solve(bk, K, Vt @ y)
+        x = x[..., 0] if is_vec else x
+        if not return_info:
+            return x
+        return x, WoodburyInfo({"solve": pinfo}, cond, self.rank)
+
+    def logdet(
+        self, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
+        return_info: bool = False,
+    ) -> Any:
+        """``log det(H - zI) = log det(T - zI) + log det K`` (matrix determinant lemma).
+
+        Shape ``broadcast(batch_shape, z.shape)``.  Imaginary part in (-pi, pi] as with
+        ``numpy.linalg.slogdet``; real when the dtype is real and every determinant in the
+        batch is positive, complex (imaginary part pi where negative) otherwise -- the rule of
+        :meth:`Tridiagonal.logdet`.  O(N r^2 + r^3).
+        """
+        bk = self._backend
+        batch, dtype = self._prepare(z)
+        ldT, pT = self.tridiagonal.logdet(
+            z, method=method, check_finite=check_finite, return_info=True
+        )
+        pivots = {"logdet": pT}
+        if self.rank == 0:
+            out = ldT + bk.zeros(batch, ldT.dtype, like=ldT)
+            cond = np.ones(batch)
+        else:
+            X, pX = self.tridiagonal.solve(
+                self._low(self.U, batch, dtype), z, method=method, check_finite=False,
+                return_info=True,
+            )
+            pivots["solve"] = pX
+            K, cond = self._capacitance(X, "logdet", z)
+            sign, logabs = la.slogdet(bk, K)
+            cdt = la.complex_dtype(bk, logabs.dtype)
+            if bk.is_complex(dtype):
+                # add the phases and wrap into (-pi, pi], as slogdet does
+                phase = la.angle(bk, _expi(bk, ldT.imag + la.angle(bk, sign), cdt))
+                out = bk.astype(ldT.real + logabs, cdt) + 1j * bk.astype(phase, cdt)
+            else:
+                # real: det(T - zI) and det K are real, the phase is exactly 0 or pi
+                if bk.is_complex(ldT.dtype):
+                    re, negT = ldT.real, ldT.imag != 0
+                else:
+                    re, negT = ldT, ldT != ldT  # all False
+                neg = negT ^ (sign < 0)
+                out = re + logabs
+                if bool(neg.any()):
+                    out = bk.astype(out, cdt) + 1j * np.pi * bk.astype(neg, cdt)
+        if not return_info:
+            return out
+        return out, WoodburyInfo(pivots, cond, self.rank)
+
+    def resolvent_diagonal(
+        self, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
+        return_info: bool = False,
+    ) -> Any:
+        """``diag((H - zI)^{-1})``, exact, shape ``broadcast(batch_shape, z.shape) + (N,)``.
+
+        ``G_ii`` of ``A = T - zI`` from the O(N) pivot sweeps; ``X = A^{-1} U`` and
+        ``Y = A^{-T} V`` (one pass each with an (N, r) right-hand side; one shared pass when
+        ``T`` is stored symmetric, since then ``A^T = A``); ``K = I_r + V^T X``; ``K W^T = Y^T``;
+        ``diag_i = G_ii - sum_k X_ik W_ik``.  O(N r^2 + r^3).
+
+        Raises :class:`SingularMatrixError` if ``T - zI`` or ``K`` is singular to working
+        precision; ``return_info=True`` also returns a :class:`WoodburyInfo` (pivot counts and
+        ``cond_2(K)``).
+        """
+        bk = self._backend
+        batch, dtype = self._prepare(z)
+        G, pG = self.tridiagonal.resolvent_diagonal(
+            z, method=method, check_finite=check_finite, return_info=True
+        )
+        pivots = {"resolvent_diagonal": pG}
+        r = self.rank
+        if r == 0:
+            out = G + bk.zeros(batch + (self._n,), G.dtype, like=G)
+            cond = np.ones(batch)
+        else:
+            T = self.tridiagonal
+            Ub, Vb = self._low(self.U, batch, dtype), self._low(self.V, batch, dtype)
+            if T.is_symmetric_storage:  # A^T = A: one pass for [U, V]
+                XY, pX = T.solve(
+                    bk.concat([Ub, Vb], axis=-1), z, method=method, check_finite=False,
+                    return_info=True,
+                )
+                X, Y = XY[..., :r], XY[..., r:]
+                pivots["solve"] = pX
+            else:
+                X, pX = T.solve(Ub, z, method=method, check_finite=False, return_info=True)
+                Y, pY = T.T.solve(Vb, z, method=method, check_finite=False, return_info=True)
+                pivots["solve"] = pX
+                pivots["solve_transpose"] = pY
+            K, cond = self._capacitance(X, "resolvent_diagonal", z)
+            Wt = la.solve(bk, K, la.mT(Y))  # K W^T = Y^T, (..., r, N)
+            out = G - la.sum_(bk, X * la.mT(Wt), -1)
+        if not return_info:
+            return out
+        return out, WoodburyInfo(pivots, cond, r)
+
+
+def _expi(bk, phase, cdt):
+    """``exp(i phase)`` in the complex dtype ``cdt``."""
+    if bk.name == "torch":
+        import torch
+
+        return torch.exp(1j * bk.astype(phase, cdt))
+    return np.exp(1j * np.asarray(phase, dtype=cdt))

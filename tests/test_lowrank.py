@@ -1,0 +1,421 @@
+"""TridiagonalPlusLowRank (H = T + U V^T): every operation against dense NumPy/SciPy.
+
+Tolerances: ``C * eps * N * cond_2(T - zI) * cond_2(K)`` with C = 50 (the tridiagonal bound of
+tests/helpers.py times the conditioning of the Woodbury capacitance K), computed on the dense
+matrices, never "whatever passes".
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import semisep as ss
+from semisep import reference as ref
+
+from .helpers import eps_of, random_tridiagonal
+
+DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
+
+
+def relerr(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def make(rng, batch, n, r, dtype, symmetric=False, ubatch=None):
+    d, lo, up = random_tridiagonal(rng, batch, n, dtype, symmetric=symmetric)
+    ub = batch if ubatch is None else ubatch
+    cplx = np.dtype(dtype).kind == "c"
+
+    def arr(shape):
+        x = rng.standard_normal(shape) / np.sqrt(n)
+        return (x + 1j * rng.standard_normal(shape) / np.sqrt(n) if cplx else x).astype(dtype)
+
+    return d, lo, up, arr(ub + (n, r)), arr(ub + (n, r))
+
+
+def dense_H(d, lo, up, U, V):
+    """The oracle's dense H = T + U V^T (complex128 / float64)."""
+    T = ref.tridiagonal_to_dense(d, lo, up)
+    return T + np.asarray(U, np.result_type(U, np.float64)) @ np.swapaxes(V, -1, -2)
+
+
+def tolerance(dtype, d, lo, up, U, V, z, c=50.0):
+    """``c eps N cond(A) cond(K) m`` with ``m >= 1`` the cancellation factor of the final
+    Woodbury subtraction, ``max_i (|G_ii| + sum_k |X_ik W_ik|) / max_i |diag_i|`` (the sizes
+    of the two terms against the size of the result), all from the dense oracle."""
+    A = ref.tridiagonal_to_dense(d, lo, up, z)
+    n = A.shape[-1]
+    batch = np.broadcast_shapes(A.shape[:-2], U.shape[:-2], V.shape[:-2])
+    nb = int(np.prod(batch))
+    A = np.broadcast_to(A, batch + (n, n)).reshape((nb, n, n))
+    Ub = np.broadcast_to(U, batch + U.shape[-2:]).reshape((nb,) + U.shape[-2:])
+    Vb = np.broadcast_to(V, batch + V.shape[-2:]).reshape((nb,) + V.shape[-2:])
+    worst = 0.0
+    for a, u, v in zip(A, Ub, Vb):
+        ainv = np.linalg.inv(a)
+        X = ainv @ u
+        K = np.eye(u.shape[-1]) + v.T @ X
+        m = 1.0
+        if u.shape[-1]:
+            W = np.linalg.solve(K, (ainv.T @ v).T).T
+            XW = np.abs(X * W).sum(axis=1)
+            res = np.diag(ainv) - (X * W).sum(axis=1)
+            m = max(1.0, float(np.max(np.abs(np.diag(ainv)) + XW) / np.max(np.abs(res))))
+        worst = max(worst, np.linalg.cond(a) * (np.linalg.cond(K) if u.shape[-1] else 1.0) * m)
+    return c * eps_of(dtype) * A.shape[-1] * worst
+
+
+# -------------------------------------------------------------------------------------------
+# values against the dense reference
+# -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("r", [0, 1, 4])
+def test_resolvent_diagonal_matches_dense(rng, dtype, batch, symmetric, r):
+    n = 19
+    d, lo, up, U, V = make(rng, batch, n, r, dtype, symmetric)
+    z = 0.3 + 0.7j
+    H = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V)
+    G = H.resolvent_diagonal(z)
+    assert G.shape == batch + (n,)
+    assert G.dtype == np.result_type(np.dtype(dtype), np.complex64)
+    Hd = dense_H(d, lo, up, U, V) - z * np.eye(n)
+    Gref = np.diagonal(np.linalg.inv(Hd), axis1=-2, axis2=-1)
+    assert relerr(G, Gref) < tolerance(dtype, d, lo, up, U, V, z)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [None, 1, 3])
+@pytest.mark.parametrize("r", [0, 2])
+def test_solve_matches_dense(rng, dtype, k, r):
+    batch, n = (2,), 17
+    d, lo, up, U, V = make(rng, batch, n, r, dtype)
+    z = 0.1 - 0.5j
+    b = rng.standard_normal(batch + ((n,) if k is None else (n, k))).astype(dtype)
+    x = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V).solve(b, z)
+    assert x.shape == b.shape
+    Hd = dense_H(d, lo, up, U, V) - z * np.eye(n)
+    xr = np.linalg.solve(Hd, b[..., None] if k is None else b)
+    xr = xr[..., 0] if k is None else xr
+    assert relerr(x, xr) < tolerance(dtype, d, lo, up, U, V, z)
+
+
+def test_solve_broadcasts_rhs_and_z(rng):
+    n, r = 9, 2
+    d, lo, up, U, V = make(rng, (), n, r, np.float64)
+    H = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V)
+    z = np.array([0.5j, -0.2 + 1j, 2.0 + 0.1j])
+    b = rng.standard_normal((n, 2))
+    x = H.solve(b, z)  # z (3,) with an operator of batch (): result batch (3,)
+    assert x.shape == (3, n, 2)
+    Hd = dense_H(d, lo, up, U, V)
+    for i, zi in enumerate(z):
+        assert relerr(x[i], np.linalg.solve(Hd - zi * np.eye(n), b)) < 1e-12
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("r", [0, 1, 3])
+def test_logdet_matches_slogdet(rng, dtype, r):
+    batch, n = (3,), 15
+    d, lo, up, U, V = make(rng, batch, n, r, dtype)
+    z = -0.4 + 0.2j
+    ld = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V).logdet(z)
+    s, la_ = np.linalg.slogdet(dense_H(d, lo, up, U, V) - z * np.eye(n))
+    tol = tolerance(dtype, d, lo, up, U, V, z)
+    assert np.all(np.abs(ld.real - la_) < tol * np.maximum(1, np.abs(la_)) + tol)
+    assert np.all(np.abs(np.exp(1j * ld.imag) - s) < tol + 10 * eps_of(dtype))
+    assert np.all((ld.imag > -np.pi) & (ld.imag <= np.pi))
+
+
+def test_logdet_real_rule(rng):
+    n = 8
+    T = ss.Tridiagonal(np.full(n, 3.0), np.ones(n - 1))
+    U = rng.standard_normal((n, 2)) * 0.1
+    H = ss.TridiagonalPlusLowRank(T, U, U)  # SPD: T SPD plus U U^T
+    ld = H.logdet()
+    assert np.isrealobj(ld)
+    assert ld == pytest.approx(np.linalg.slogdet(H.to_dense())[1], rel=1e-13)
+    # negative determinant through K alone: T = I, U V^T = -2 e0 e0^T -> det = -1
+    e0 = np.zeros((n, 1))
+    e0[0] = 1
+    Hn = ss.TridiagonalPlusLowRank(ss.Tridiagonal(np.ones(n), np.zeros(n - 1)), -2 * e0, e0)
+    ldn = Hn.logdet()
+    assert np.iscomplexobj(ldn) and ldn.imag == np.pi and abs(ldn.real) < 1e-15
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_products_transpose_dense(rng, dtype):
+    batch, n, r = (2,), 11, 3
+    d, lo, up, U, V = make(rng, batch, n, r, dtype)
+    H = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V)
+    Hd = dense_H(d, lo, up, U, V)
+    tol = 20 * eps_of(dtype) * n
+    assert relerr(H.to_dense(), Hd) < tol
+    assert relerr(np.asarray(H), Hd) < tol
+    x = rng.standard_normal(batch + (n,)).astype(dtype)
+    X = rng.standard_normal(batch + (n, 4)).astype(dtype)
+    assert relerr(H @ x, np.einsum("...ij,...j->...i", Hd, x)) < tol
+    assert relerr(H.matvec(X), Hd @ X) < tol
+    assert relerr(H.rmatvec(X), np.swapaxes(Hd, -1, -2) @ X) < tol
+    assert relerr(H.T.to_dense(), np.swapaxes(Hd, -1, -2)) < tol  # transpose, no conjugate
+    assert H.shape == batch + (n, n) and H.batch_shape == batch and H.rank == r
+    assert H.dtype == np.dtype(dtype)
+
+
+def test_rank_zero_reduces_to_T(rng):
+    n = 13
+    d, lo, up = random_tridiagonal(rng, (), n, np.float64)
+    T = ss.Tridiagonal(d, lo, up)
+    H = ss.TridiagonalPlusLowRank(T, np.zeros((n, 0)), np.zeros((n, 0)))
+    z = 0.5 + 0.5j
+    assert np.array_equal(H.resolvent_diagonal(z), T.resolvent_diagonal(z))
+    assert np.array_equal(H.solve(np.ones(n), z), T.solve(np.ones(n), z))
+    assert H.logdet(z) == T.logdet(z)
+    assert np.array_equal(H.to_dense(), T.to_dense())
+
+
+def test_dtype_promotion(rng):
+    n = 6
+    T32 = ss.Tridiagonal(np.full(n, 3, np.float32), np.ones(n - 1, np.float32))
+    U32 = np.ones((n, 1), np.float32)
+    H = ss.TridiagonalPlusLowRank(T32, U32, U32)
+    assert H.dtype == np.float32 and H.tridiagonal.dtype == np.float32
+    assert H.resolvent_diagonal(0.5).dtype == np.float32
+    assert H.resolvent_diagonal(1j).dtype == np.complex64
+    assert H.solve(np.ones(n, np.float32)).dtype == np.float32
+    H64 = ss.TridiagonalPlusLowRank(T32, U32.astype(np.float64), U32)
+    assert H64.dtype == np.float64 and H64.tridiagonal.dtype == np.float64
+    Hi = ss.TridiagonalPlusLowRank(ss.Tridiagonal(np.full(n, 3), np.ones(n - 1, int)),
+                                   np.ones((n, 1), int), np.ones((n, 1), int))
+    assert Hi.dtype == np.float64
+
+
+# -------------------------------------------------------------------------------------------
+# the exact formula versus the two wrong ones the original system got close to
+# -------------------------------------------------------------------------------------------
+def _woodbury_variant(d, lo, up, U, V, z, variant):
+    """Dense-oracle versions of the Woodbury diagonal: the exact one and two wrong ones."""
+    A = ref.tridiagonal_to_dense(d, lo, up, z)
+    Ainv = np.linalg.inv(A)
+    G = np.diag(Ainv)
+    if variant == "shortcut":  # diag(G) in place of A^{-1}: resolvent of another matrix
+        X, Y = G[:, None] * U, G[:, None] * V
+    else:
+        X, Y = Ainv @ U, Ainv.T @ V
+    K = np.eye(U.shape[1]) + V.T @ X
+    if variant == "K^T":
+        K = K.T
+    W = np.linalg.solve(K, Y.T).T
+    return G - np.sum(X * W, axis=1), G
+
+
+def test_wrong_capacitance_orientation_and_diag_shortcut_fail(rng):
+    """On a non-symmetric problem (N = 64, r = 6, z = 1j) the exact Woodbury diagonal passes
+    its tolerance while K^T and the diag(G) shortcut miss by orders of magnitude."""
+    n, r, z = 64, 6, 1j
+    d, lo, up = random_tridiagonal(rng, (), n, np.float64)  # non-symmetric T
+    U = rng.standard_normal((n, r))
+    V = rng.standard_normal((n, r))
+    H = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V)
+    exact = np.diag(np.linalg.inv(dense_H(d, lo, up, U, V) - z * np.eye(n)))
+    ours = H.resolvent_diagonal(z)
+    tol = tolerance(np.float64, d, lo, up, U, V, z)
+    assert tol < 1e-6
+    assert relerr(ours, exact) < tol
+    oracle_exact, G = _woodbury_variant(d, lo, up, U, V, z, "exact")
+    assert relerr(oracle_exact, exact) < tol  # the formula itself, in the oracle
+    correction = np.max(np.abs(exact - G))
+    for variant in ("K^T", "shortcut"):
+        wrong, _ = _woodbury_variant(d, lo, up, U, V, z, variant)
+        err = relerr(wrong, exact)
+        assert err > 1e6 * tol, (variant, err, tol)
+        # and a large fraction of the correction itself
+        assert np.max(np.abs(wrong - exact)) > 0.1 * correction, variant
+
+
+# -------------------------------------------------------------------------------------------
+# info, conditioning, errors
+# -------------------------------------------------------------------------------------------
+def test_return_info_reports_capacitance_condition(rng):
+    n, r = 10, 2
+    d, lo, up, U, V = make(rng, (3,), n, r, np.float64)
+    H = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V)
+    G, info = H.resolvent_diagonal(1j, return_info=True)
+    assert isinstance(info, ss.WoodburyInfo) and info.rank == r
+    assert set(info.pivots) == {"resolvent_diagonal", "solve", "solve_transpose"}
+    assert info.capacitance_cond.shape == (3,)
+    for i in range(3):
+        A = ref.tridiagonal_to_dense(d[i], lo[i], up[i], 1j)
+        K = np.eye(r) + V[i].T @ np.linalg.solve(A, U[i])
+        assert info.capacitance_cond[i] == pytest.approx(np.linalg.cond(K), rel=1e-8)
+    x, info2 = H.solve(np.ones(n), 1j, return_info=True)
+    assert set(info2.pivots) == {"solve"} and info2.total_guarded == 0
+    Hs = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo), U, V)  # symmetric T: one shared pass
+    _, info3 = Hs.resolvent_diagonal(1j, return_info=True)
+    assert set(info3.pivots) == {"resolvent_diagonal", "solve"}
+
+
+def test_singular_capacitance_raises_and_ill_conditioned_warns():
+    n = 8
+    T = ss.Tridiagonal(np.ones(n), np.zeros(n - 1))  # T = I
+    e0 = np.zeros((n, 1))
+    e0[0] = 1.0
+    H = ss.TridiagonalPlusLowRank(T, -e0, e0)  # H = I - e0 e0^T: singular, K = 0
+    for call in (lambda: H.resolvent_diagonal(0.0), lambda: H.solve(np.ones(n)),
+                 lambda: H.logdet()):
+        with pytest.raises(ss.SingularMatrixError, match="capacitance"):
+            call()
+    # rank 1 always has cond(K) = 1; a rank-2 K with a tiny singular value instead
+    U = np.zeros((n, 2))
+    V = np.zeros((n, 2))
+    U[0, 0], V[0, 0] = 1.0, 1.0
+    U[1, 1], V[1, 1] = -(1 - 1e-14), 1.0
+    Hw = ss.TridiagonalPlusLowRank(T, U, V)
+    with pytest.warns(ss.IllConditionedWarning, match="cond_2"):
+        G, info = Hw.resolvent_diagonal(0.0, return_info=True)
+    assert info.worst_capacitance_cond > 1e13
+    assert np.all(np.isfinite(G))
+
+
+def test_errors_name_arguments():
+    n = 5
+    T = ss.Tridiagonal(np.full(n, 2.0), np.ones(n - 1))
+    with pytest.raises(ss.ShapeError, match="U has shape"):
+        ss.TridiagonalPlusLowRank(T, np.ones((n + 1, 2)), np.ones((n, 2)))
+    with pytest.raises(ss.ShapeError, match="last dimensions"):
+        ss.TridiagonalPlusLowRank(T, np.ones((n, 2)), np.ones((n, 3)))
+    with pytest.raises(ss.ShapeError, match="V has shape"):
+        ss.TridiagonalPlusLowRank(T, np.ones((n, 2)), np.ones(n))
+    with pytest.raises(ss.ShapeError, match="batch"):
+        ss.TridiagonalPlusLowRank(T, np.ones((2, n, 1)), np.ones((3, n, 1)))
+    bad = np.ones((n, 1))
+    bad[2] = np.nan
+    with pytest.raises(ss.NonFiniteError, match="U"):
+        ss.TridiagonalPlusLowRank(T, bad, np.ones((n, 1)))
+    with pytest.raises(TypeError, match="Tridiagonal"):
+        ss.TridiagonalPlusLowRank(np.eye(n), np.ones((n, 1)), np.ones((n, 1)))
+    H = ss.TridiagonalPlusLowRank(T, np.ones((n, 1)), np.ones((n, 1)))
+    with pytest.raises(ss.ShapeError, match="N = 5"):
+        H.solve(np.ones(n + 1))
+    with pytest.raises(ss.NonFiniteError):
+        H.resolvent_diagonal(np.nan)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ss.BackendError, match="mixed"):
+        ss.TridiagonalPlusLowRank(T, torch.ones(n, 1, dtype=torch.float64), np.ones((n, 1)))
+
+
+def test_memory_accounting_reproduces_the_table():
+    """N = 1024, r = 10, float32: dense 4.00 MiB; structured: what the operator holds.
+
+    Non-symmetric T holds diag (N) + lower (N-1) + upper (N-1) = 3070 floats, U and V hold
+    2 N r = 20480: 94200 bytes = 0.0898 MiB, i.e. the "about 0.09 MiB" of the original table
+    (which counted 3N; the true tridiagonal is 2 floats smaller).  Symmetric storage holds
+    one off-diagonal: 90108 bytes = 0.0859 MiB.
+    """
+    n, r = 1024, 10
+    T = ss.Tridiagonal(np.zeros(n, np.float32), np.zeros(n - 1, np.float32),
+                       np.zeros(n - 1, np.float32))
+    U = np.zeros((n, r), np.float32)
+    H = ss.TridiagonalPlusLowRank(T, U, U.copy())
+    mib = 2.0**20
+    assert H.dense_nbytes == 4 * n * n and f"{H.dense_nbytes / mib:.2f}" == "4.00"
+    assert H.nbytes == (3 * n - 2 + 2 * n * r) * 4 == 94200
+    assert f"{H.nbytes / mib:.2f}" == "0.09"
+    Hs = ss.TridiagonalPlusLowRank(ss.Tridiagonal(T.diag, T.lower), U, U.copy())
+    assert Hs.nbytes == (2 * n - 1 + 2 * n * r) * 4 == 90108
+    assert H.dense_nbytes / H.nbytes == pytest.approx(44.5, abs=0.1)
+
+
+# -------------------------------------------------------------------------------------------
+# hypothesis
+# -------------------------------------------------------------------------------------------
+@st.composite
+def lowrank_problems(draw):
+    batch = draw(st.sampled_from([(), (1,), (2,), (2, 1)]))
+    n = draw(st.integers(1, 16))
+    r = draw(st.integers(0, 4))
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.complex64, np.complex128]))
+    symmetric = draw(st.booleans())
+    seed = draw(st.integers(0, 2**32 - 1))
+    ubatch = draw(st.sampled_from([(), batch]))
+    rng = np.random.default_rng(seed)
+    d, lo, up, U, V = make(rng, batch, n, r, dtype, symmetric, ubatch=ubatch)
+    z = draw(st.one_of(
+        st.complex_numbers(max_magnitude=3, allow_nan=False, allow_infinity=False),
+        st.floats(-3, 3),
+    ))
+    return d, lo, up, U, V, z, dtype
+
+
+@given(lowrank_problems())
+def test_property_against_dense(p):
+    d, lo, up, U, V, z, dtype = p
+    n = d.shape[-1]
+    Hd = dense_H(d, lo, up, U, V) - z * np.eye(n)
+    A = ref.tridiagonal_to_dense(d, lo, up, z)
+    # the claim is for problems the dtype can represent: A and K well conditioned
+    tol = tolerance(dtype, d, lo, up, U, V, z)
+    assume(tol < 1e-2)
+    assume(np.max(np.linalg.cond(A.reshape((-1, n, n)))) < 1e-2 / eps_of(dtype))
+    H = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ss.IllConditionedWarning)
+        G = H.resolvent_diagonal(z)
+        x = H.solve(np.ones(n, dtype), z)
+    Gref = np.diagonal(np.linalg.inv(Hd), axis1=-2, axis2=-1)
+    assert G.shape == Gref.shape
+    assert relerr(G, Gref) < tol
+    xr = np.linalg.solve(Hd, np.broadcast_to(np.ones((n, 1)), Hd.shape[:-1] + (1,)))[..., 0]
+    assert relerr(x, xr) < tol
+
+
+# -------------------------------------------------------------------------------------------
+# torch backend: runs once semisep.backends.get_backend('torch') works
+# -------------------------------------------------------------------------------------------
+def _torch_or_skip():
+    torch = pytest.importorskip("torch")
+    try:
+        ss.backends.get_backend("torch")
+    except ss.BackendError as exc:
+        pytest.skip(f"torch backend not available: {exc}")
+    return torch
+
+
+def test_torch_matches_numpy(rng):
+    torch = _torch_or_skip()
+    n, r = 12, 3
+    d, lo, up, U, V = make(rng, (2,), n, r, np.complex128)
+    Hn = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V)
+    t = torch.as_tensor
+    Ht = ss.TridiagonalPlusLowRank(ss.Tridiagonal(t(d), t(lo), t(up)), t(U), t(V))
+    z = 0.2 + 0.9j
+    for a, b in ((Ht.resolvent_diagonal(z), Hn.resolvent_diagonal(z)),
+                 (Ht.solve(t(np.ones(n)), z), Hn.solve(np.ones(n), z)),
+                 (Ht.logdet(z), Hn.logdet(z)), (Ht.to_dense(), Hn.to_dense())):
+        assert isinstance(a, torch.Tensor)
+        assert relerr(a.numpy(), b) < 1e-12
+
+
+@pytest.mark.parametrize("what", ["resolvent_diagonal", "logdet", "solve"])
+def test_torch_gradcheck(rng, what):
+    torch = _torch_or_skip()
+    n, r = 7, 2
+    d, lo, up, U, V = make(rng, (), n, r, np.complex128)
+    args = [torch.tensor(a, requires_grad=True) for a in (d, lo, up, U, V)]
+    z = torch.tensor(0.3 + 0.8j, dtype=torch.complex128, requires_grad=True)
+    b = torch.tensor(rng.standard_normal(n) + 0j)
+
+    def f(d, lo, up, U, V, z):
+        H = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V)
+        if what == "solve":
+            return H.solve(b, z)
+        return getattr(H, what)(z)
+
+    assert torch.autograd.gradcheck(f, (*args, z), eps=1e-6, atol=1e-7, rtol=1e-5)

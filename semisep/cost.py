@@ -365,22 +365,22 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
         B N f + B f   |alpha| and its row max (pivot-guard scale, differentiated through)
         B             a bool mask of the same scale computation (``_maximum``)
         B N c         alpha = diag - z (saved by the resolvent Function and by ``abs``)
-        B (N-1) c     beta = b c
+        (N-1) c       beta = b c, on the off-diagonal as held (unbatched, a broadcast view)
         3 B N c       G, gL, gR (the resolvent Function's O(N) backward state)
 
     Plain, ``r > 0`` (Woodbury): the above (the scale computation runs twice, once for the
     resolvent rows and once for the solve rows: ``3 B N f + 2 B (f + 1)``, and the solve's alpha
     is one more ``B N c``), plus::
 
-        2 (N-1) c         the off-diagonals b, c as promoted for the solve (stored unbatched)
+        (N-1) c           the off-diagonal (b = c) as promoted for the solve (unbatched)
         4 B N r c         the solve's right-hand side [U, V] and solution [X, Y] (B, N, 2r)
         N r c             V promoted to complex for K = I + V^T X
         B N r c           X laid out for that product (B r, N)
         2 B r^2 c + 4 B r K and its LU factors (torch.linalg.solve), int32 pivots
         B N r c           W^T = K^{-1} Y^T
 
-    i.e. ``B N (3f + 6c) + 6 B N r c + B (N-1) c + 2 (N-1) c + N r c + 2 B r^2 c + 4 B r
-    + 2 B (f + 1)``.  Checked exactly against ``saved_tensors_hooks`` in
+    i.e. ``B N (3f + 6c) + 6 B N r c + 2 (N-1) c + N r c + 2 B r^2 c + 4 B r + 2 B (f + 1)``
+    (r > 0) and ``B N (2f + 4c) + (N-1) c + B (f + 1)`` (r = 0).  Checked exactly against ``saved_tensors_hooks`` in
     ``tests/test_nn_core.py``; a row upgraded to float64 by ``precision="auto"`` adds its
     float64 twin (not included).
     """
@@ -390,8 +390,8 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
     c = 2 * f
     B = batch
     if r == 0:
-        return B * n * (2 * f + 4 * c) + B * (n - 1) * c + B * (f + 1)
-    return (B * n * (3 * f + 6 * c) + 6 * B * n * r * c + B * (n - 1) * c + 2 * (n - 1) * c
+        return B * n * (2 * f + 4 * c) + (n - 1) * c + B * (f + 1)
+    return (B * n * (3 * f + 6 * c) + 6 * B * n * r * c + 2 * (n - 1) * c
             + n * r * c + 2 * B * r * r * c + 4 * B * r + 2 * B * (f + 1))
 
 

@@ -380,9 +380,9 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
         B N r c           W^T = K^{-1} Y^T
 
     i.e. ``B N (3f + 6c) + 6 B N r c + 2 (N-1) c + N r c + 2 B r^2 c + 4 B r + 2 B (f + 1)``
-    (r > 0) and ``B N (2f + 4c) + (N-1) c + B (f + 1)`` (r = 0).  Checked exactly against ``saved_tensors_hooks`` in
-    ``tests/test_nn_core.py``; a row upgraded to float64 by ``precision="auto"`` adds its
-    float64 twin (not included).
+    (r > 0) and ``B N (2f + 4c) + (N-1) c + B (f + 1)`` (r = 0).  Checked against
+    ``saved_tensors_hooks`` in ``tests/test_nn_core.py`` (exact when written); a row upgraded
+    to float64 by ``precision="auto"`` adds its float64 twin (not included).
     """
     if checkpointing:
         return batch * n * itemsize(input_dtype or compute_dtype) + int(z_bytes)

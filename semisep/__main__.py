@@ -1,4 +1,4 @@
-"""Command line: ``python -m semisep selfcheck | test``."""
+"""Command line: ``python -m semisep selfcheck | verify FILE.npy | bench | test``."""
 
 from __future__ import annotations
 
@@ -82,6 +82,64 @@ def _test(args: argparse.Namespace) -> int:
         return 2
 
 
+def _verify(args: argparse.Namespace) -> int:
+    """Factorize a dense matrix from a .npy file and report how well T + U V^T fits it."""
+    import json
+
+    import semisep as ss
+
+    try:
+        H = np.load(args.file, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        print(f"semisep verify: cannot read {args.file!r} as a .npy array: {exc}", file=sys.stderr)
+        return 2
+    if H.ndim != 2 or H.shape[0] != H.shape[1]:
+        print(f"semisep verify: {args.file!r} holds an array of shape {H.shape}; "
+              "a square matrix (N, N) is needed", file=sys.stderr)
+        return 2
+    if not np.issubdtype(H.dtype, np.number) or np.issubdtype(H.dtype, np.bool_):
+        print(f"semisep verify: {args.file!r} has dtype {H.dtype}; a numeric matrix is needed",
+              file=sys.stderr)
+        return 2
+    if not np.isfinite(H).all():
+        bad = np.argwhere(~np.isfinite(H))[0]
+        print(f"semisep verify: {args.file!r} holds NaN or inf (first at index {tuple(bad)})",
+              file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    op = ss.factorize(H, rank=args.rank)
+    report = ss.check_factorization(H, op, rtol=args.rtol)
+    elapsed = time.perf_counter() - t0
+    if args.json:
+        out = report.as_dict()
+        out.update(file=args.file, n=int(H.shape[0]), seconds=elapsed)
+        print(json.dumps(out, indent=2, default=float))
+    else:
+        print(f"semisep verify {args.file}: N = {H.shape[0]}, dtype {H.dtype}")
+        for key, value in report.as_dict().items():
+            print(f"  {key:>16}: {value}")
+        print(f"  {'time':>16}: {elapsed:.3f} s")
+        print("verify " + ("passed" if report.passes else
+                           f"FAILED: relative error {report.relative_error:.3g} > rtol {args.rtol}"))
+    return 0 if report.passes else 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Run the repository's benchmark suite (benchmarks/run_all.py)."""
+    import subprocess
+    from pathlib import Path
+
+    candidates = [Path.cwd() / "benchmarks", Path(__file__).resolve().parent.parent / "benchmarks"]
+    for folder in candidates:
+        if (folder / "run_all.py").is_file():
+            cmd = [sys.executable, str(folder / "run_all.py")] + (["--quick"] if args.quick else [])
+            return subprocess.call(cmd, cwd=str(folder.parent))
+    print("semisep bench: the benchmark suite lives in the repository's benchmarks/ folder, "
+          "which is not installed with the package; run this from a checkout of semisep",
+          file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="semisep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +148,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_selfcheck)
+    p = sub.add_parser(
+        "verify", help="factorize a dense matrix from a .npy file into T + U V^T and report",
+        description="Load a square matrix from FILE.npy, factorize it as tridiagonal plus rank "
+        "r (semisep.factorize) and print the FactorizationReport. Exit code 0 if the relative "
+        "Frobenius error is within --rtol, 1 if not, 2 for unreadable or invalid input.",
+    )
+    p.add_argument("file", help="a .npy file holding a square (N, N) matrix")
+    p.add_argument("--rank", type=int, default=None, help="rank r (default ceil(log2 N))")
+    p.add_argument("--rtol", type=float, default=1e-2, help="relative tolerance (default 1e-2)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_verify)
+    p = sub.add_parser(
+        "bench", help="run the benchmark suite (from a repository checkout)",
+        description="Run benchmarks/run_all.py: every comparison, medians as JSON, a Markdown "
+        "table and log-log PNG plots in bench-results/.",
+    )
+    p.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
+    p.set_defaults(func=_bench)
     p = sub.add_parser(
         "test", help="run semisep's property and conformance suite on this machine",
         description="Run the shipped test suite with pytest; the exit code is pytest's "

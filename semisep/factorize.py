@@ -271,8 +271,8 @@ def check_factorization(
     D = np.broadcast_to(D, batch + D.shape[-2:]).reshape((-1,) + D.shape[-2:])
     Hb = np.broadcast_to(Hn, batch + Hn.shape[-2:]).reshape((-1,) + Hn.shape[-2:])
     rel, spec = 0.0, 0.0
-    for d, h in zip(D, Hb):
-        nd, nh = np.linalg.norm(d), np.linalg.norm(h)
+    for d, h in zip(D, Hb, strict=True):
+        nd, nh = float(np.linalg.norm(d)), float(np.linalg.norm(h))
         rel = max(rel, _ratio(nd, nh))
         sd = _power_norm(d, power_iters, seed)
         sh = _power_norm(h, power_iters, seed)
@@ -297,7 +297,7 @@ def _power_norm(M: np.ndarray, iters: int, seed: int) -> float:
     """Estimate ``||M||_2`` by the power iteration on ``M^H M`` (a lower bound)."""
     n = M.shape[-1]
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal(n)
+    x: np.ndarray = np.asarray(rng.standard_normal(n))
     if np.iscomplexobj(M):
         x = x + 1j * rng.standard_normal(n)
     nx = np.linalg.norm(x)

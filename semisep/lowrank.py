@@ -38,7 +38,7 @@ from ._validation import broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import SINGULAR_FACTOR, Backend, backend_for
 from .errors import IllConditionedWarning, ShapeError, SingularMatrixError
-from .tridiagonal import PivotInfo, Tridiagonal
+from .tridiagonal import Tridiagonal
 
 __all__ = ["TridiagonalPlusLowRank", "WoodburyInfo"]
 
@@ -86,6 +86,8 @@ class TridiagonalPlusLowRank:
     check_finite : bool, default True
         Raise :class:`~semisep.errors.NonFiniteError` if ``U`` or ``V`` hold NaN or inf.
 
+    Notes
+    -----
     The batch shape is the broadcast of ``T.batch_shape``, ``U.shape[:-2]``, ``V.shape[:-2]``.
     The dtype promotes ``T``'s with ``U``'s and ``V``'s (integers -> float64, float32 stays
     float32); ``T`` is re-cast to it.  NumPy arrays or torch tensors, not mixed.
@@ -149,7 +151,7 @@ class TridiagonalPlusLowRank:
         self._n = n
         self._dtype = dtype
         #: set by :func:`semisep.factorize` (iterations, residual history); None otherwise
-        self.factorization = None
+        self.factorization: Any = None  # a FactorizationHistory when built by factorize()
 
     # -- structure ----------------------------------------------------------------------------
     @property
@@ -189,7 +191,7 @@ class TridiagonalPlusLowRank:
         return int(np.prod(self.shape)) * la.itemsize(self.U)
 
     @property
-    def T(self) -> "TridiagonalPlusLowRank":
+    def T(self) -> TridiagonalPlusLowRank:
         """The transpose ``T^T + V U^T`` (never the conjugate transpose)."""
         return TridiagonalPlusLowRank(self.tridiagonal.T, self.V, self.U, check_finite=False)
 

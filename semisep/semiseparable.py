@@ -193,7 +193,7 @@ class Semiseparable:
         return int(np.prod(self.shape)) * la.itemsize(self.diag)
 
     @property
-    def T(self) -> "Semiseparable":
+    def T(self) -> Semiseparable:
         """The transpose: ``tril(S R^T, -1) + diag(d) + triu(Q P^T, 1)``."""
         if self.is_symmetric_storage:
             return self

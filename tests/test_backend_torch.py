@@ -8,7 +8,8 @@ kernels, zero-copy) too where the numpy backend is importable.
 Tolerances (dense comparisons).  The pivot recursions are backward stable in the sense of
 Gaussian elimination without pivoting on these (Hermitian with Im z != 0, or diagonally
 dominant) matrices, so the normwise relative forward error of G and x is O(eps * cond_2(A));
-measured worst case over all the cases below: 0.9 eps cond.  We assert 50 eps cond (a factor
+measured worst case over all the cases below: 0.9 eps cond_2.  ``cond`` in the tests is the cheap
+upper bound sqrt(||A||_1 ||A||_inf ||A^-1||_1 ||A^-1||_inf) >= cond_2.  We assert 50 eps cond (a factor
 ~50 of margin, still far below anything a wrong formula produces).  log det is a sum of N pivot
 logs, each with a relative error O(eps cond): the absolute error accumulates at most linearly,
 so we assert 20 eps cond N (measured worst: 1.8 eps cond N, at N = 1).
@@ -17,7 +18,6 @@ so we assert 20 eps cond N (measured worst: 1.8 eps cond N, at N = 1).
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -49,7 +49,7 @@ def _pivmin(B, dtype):
     return torch.full((B,), 1e-30 if _eps(dtype) > 1e-10 else 1e-300, dtype=torch.float64)
 
 
-def problem(kind, N, B, dtype, seed=0):
+def problem(kind, N, B, dtype, seed=0, with_dense=True):
     """``alpha, b (upper), c (lower)`` in ``dtype`` and the dense ``A`` in 64-bit from the same
     (rounded) entries.  kind: "hermitian" (Hermitian T, complex z with Im z = 0.5 -- symmetric
     T with z outside the spectrum for real dtypes) or "nonsym" (non-symmetric, diagonally
@@ -74,12 +74,20 @@ def problem(kind, N, B, dtype, seed=0):
     alpha = torch.as_tensor(diag - z).to(dtype)
     b = torch.as_tensor(up).to(dtype)
     c = torch.as_tensor(lo).to(dtype)
-    A = dense(alpha.to(hi), b.to(hi), c.to(hi))
+    A = dense(alpha.to(hi), b.to(hi), c.to(hi)) if with_dense else None
     return alpha, b, c, A
 
 
 def dense(alpha, b, c):
     return torch.diag_embed(alpha) + torch.diag_embed(b, 1) + torch.diag_embed(c, -1)
+
+
+def _cond_bound(A, Ainv):
+    """An upper bound on cond_2(A), max over the batch: ||X||_2 <= sqrt(||X||_1 ||X||_inf)
+    (an SVD of the 300 x 300 matrices would dominate the test time)."""
+    def n2(X):
+        return torch.sqrt(torch.linalg.matrix_norm(X, 1) * torch.linalg.matrix_norm(X, float("inf")))
+    return float((n2(A) * n2(Ainv)).max())
 
 
 def _angle_diff(a, b):
@@ -153,10 +161,11 @@ def test_against_dense(N, dtype, kind):
     B = 3
     alpha, b, c, A = problem(kind, N, B, dtype, seed=N)
     eps = _eps(dtype)
-    cond = float(torch.linalg.cond(A).max())
+    Ainv = torch.linalg.inv(A)
+    cond = _cond_bound(A, Ainv)
     tol = 50 * eps * cond
     pm = _pivmin(B, dtype)
-    Gd = torch.linalg.inv(A).diagonal(dim1=-2, dim2=-1)
+    Gd = Ainv.diagonal(dim1=-2, dim2=-1)
     sgn, lab = torch.linalg.slogdet(A)
     f = torch.randn(B, N, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dtype)
     xd = torch.linalg.solve(A, f.to(A.dtype))
@@ -283,8 +292,16 @@ def test_guard_fires_and_result_is_right(dtype, L):
         assert float((x - xd).abs().max() / xd.abs().max()) <= 100 * eps * cond, method
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128, torch.float32, torch.complex64], ids=str)
-def test_exactly_singular_is_flagged(dtype):
+def _singular_params():
+    # (the numpy backend's numba kernel used to raise ZeroDivisionError on an exact complex zero
+    # gamma_i here; fixed on main in 75c0255, so the sequential cases are plain tests again)
+    return [pytest.param(m, dt, id=f"{m}-{dt}") for m in METHODS
+            for dt in (torch.float64, torch.complex128, torch.float32, torch.complex64)]
+
+
+@pytest.mark.parametrize("method, dtype", _singular_params())
+def test_exactly_singular_is_flagged(method, dtype):
+    METHODS = [method]  # noqa: N806 - one method per test case
     be = TorchBackend(chunk_length=1)
     pm = torch.full((2,), 2 * _eps(dtype), dtype=torch.float64)
     # row 0: [[1, 1], [1, 1]];  row 1: a regular matrix next to it
@@ -324,9 +341,11 @@ def test_public_api_guarded_and_singular():
         assert int(np.asarray(info.pivots_guarded)) >= 1
         assert torch.allclose(x.double(), torch.linalg.solve(A, torch.tensor([1.0, 2.0, 3.0]).double()),
                               atol=1e-5)
-        S = ss.Tridiagonal(torch.tensor([1.0, 1.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64))
-        for call in (lambda: S.resolvent_diagonal(method=method), lambda: S.logdet(method=method),
-                     lambda: S.solve(torch.ones(2, dtype=torch.float64), method=method)):
+        S = ss.Tridiagonal(torch.tensor([1.0, 1.0], dtype=torch.float64),
+                           torch.tensor([1.0], dtype=torch.float64))
+        for call in (lambda S=S, m=method: S.resolvent_diagonal(method=m),
+                     lambda S=S, m=method: S.logdet(method=m),
+                     lambda S=S, m=method: S.solve(torch.ones(2, dtype=torch.float64), method=m)):
             with pytest.raises(SingularMatrixError):
                 call()
 
@@ -346,7 +365,8 @@ def test_gradcheck_complex128(N, method):
     f = torch.randn(B, N, 2, generator=torch.Generator().manual_seed(2), dtype=torch.complex128)
     pm = _pivmin(B, torch.complex128)
     args = [t.clone().requires_grad_() for t in (alpha, b, c, f)]
-    assert torch.autograd.gradcheck(lambda a, b_, c_: be.resolvent_diagonal(a, b_ * c_, pm, method)[0], args[:3])
+    assert torch.autograd.gradcheck(
+        lambda a, b_, c_: be.resolvent_diagonal(a, b_ * c_, pm, method)[0], args[:3])
     assert torch.autograd.gradcheck(lambda a, b_, c_: be.logdet(a, b_ * c_, pm, method)[0], args[:3])
     assert torch.autograd.gradcheck(lambda a, b_, c_, f_: be.solve(a, b_, c_, f_, pm, method)[0], args)
 
@@ -392,10 +412,13 @@ def test_gradcheck_all_real():
     f = torch.rand(B, N, 2, generator=g, dtype=torch.float64).requires_grad_()
     pm = _pivmin(B, torch.float64)
     for method in GRAD_METHODS:
-        assert torch.autograd.gradcheck(lambda a, b_, c_: be.resolvent_diagonal(a, b_ * c_, pm, method)[0], (a, bb, cc))
+        assert torch.autograd.gradcheck(
+            lambda a, b_, c_, m=method: be.resolvent_diagonal(a, b_ * c_, pm, m)[0], (a, bb, cc))
         # real matrix with a negative determinant: complex log det, real gradient of its real part
-        assert torch.autograd.gradcheck(lambda a, b_, c_: be.logdet(a - 3.5, b_ * c_, pm, method)[0], (a, bb, cc))
-        assert torch.autograd.gradcheck(lambda a, b_, c_, f_: be.solve(a, b_, c_, f_, pm, method)[0], (a, bb, cc, f))
+        assert torch.autograd.gradcheck(
+            lambda a, b_, c_, m=method: be.logdet(a - 3.5, b_ * c_, pm, m)[0], (a, bb, cc))
+        assert torch.autograd.gradcheck(
+            lambda a, b_, c_, f_, m=method: be.solve(a, b_, c_, f_, pm, m)[0], (a, bb, cc, f))
 
 
 def test_gradients_match_autograd_through_reference_loop():
@@ -419,7 +442,7 @@ def test_gradients_match_autograd_through_reference_loop():
     for L in (None, 1, 5, 64):
         for method in GRAD_METHODS:
             got = grads(TorchBackend(chunk_length=L), method)
-            for gg, rr in zip(got, ref):
+            for gg, rr in zip(got, ref, strict=True):
                 assert torch.allclose(gg, rr, rtol=1e-10, atol=1e-12), (L, method)
 
 
@@ -435,9 +458,9 @@ def test_backward_is_the_o_n_function_and_double_backward_raises():
     assert "LogdetFn" in type(ld.grad_fn).__name__
     x = be.solve(a, b, c, torch.ones(1, 20, 1, dtype=torch.complex128), pm, "chunked")[0]
     assert "SolveFn" in type(x.grad_fn).__name__
-    (ga,) = torch.autograd.grad(G.real.sum(), a, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable|differentiate"):
-        torch.autograd.grad(ga.abs().sum(), a)
+    (ga,) = torch.autograd.grad((G * G).real.sum(), a, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        ga.abs().sum().backward()
 
 
 def test_directional_derivative_large_n():
@@ -445,7 +468,7 @@ def test_directional_derivative_large_n():
     z = 0.2 + 0.3j): for a real loss L, dL[v] = Re(<grad, v>) with torch's convention."""
     B, N = 1, 2 ** 14
     g = torch.Generator().manual_seed(11)
-    alpha, b, c, _ = problem("hermitian", N, B, torch.complex128, seed=12)
+    alpha, b, c, _ = problem("hermitian", N, B, torch.complex128, seed=12, with_dense=False)
     f = torch.randn(B, N, 1, generator=g, dtype=torch.complex128)
     w = torch.randn(B, N, generator=g, dtype=torch.complex128)
     v = [torch.randn(t.shape, generator=g, dtype=torch.complex128) for t in (alpha, b, c, f)]
@@ -462,17 +485,20 @@ def test_directional_derivative_large_n():
     out = losses(*leaves)
     h = 1e-6
     with torch.no_grad():
-        plus = losses(*[t + h * d for t, d in zip((alpha, b, c, f), v)])
-        minus = losses(*[t - h * d for t, d in zip((alpha, b, c, f), v)])
+        plus = losses(*[t + h * d for t, d in zip((alpha, b, c, f), v, strict=True)])
+        minus = losses(*[t - h * d for t, d in zip((alpha, b, c, f), v, strict=True)])
     for k, Lk in enumerate(out):
         grads = torch.autograd.grad(Lk, leaves, retain_graph=True, allow_unused=True)
-        dd = sum(float((gk.conj() * vk).real.sum()) for gk, vk in zip(grads, v) if gk is not None)
+        dd = sum(float((gk.conj() * vk).real.sum())
+                 for gk, vk in zip(grads, v, strict=True) if gk is not None)
         fd = float(plus[k] - minus[k]) / (2 * h)
         assert abs(dd - fd) <= 1e-6 * max(1.0, abs(fd)), (k, dd, fd)
 
 
 def test_public_api_gradcheck():
-    """Through ss.Tridiagonal with torch tensors: gradients reach diag, lower, upper and z."""
+    """Through ss.Tridiagonal with torch tensors: gradients reach diag, lower, upper and z (fast_mode:
+    a random projection of the Jacobian, since every call goes through the core's validation; the
+    kernels themselves get the full gradcheck above)."""
     import semisep as ss
 
     g = torch.Generator().manual_seed(13)
@@ -484,11 +510,16 @@ def test_public_api_gradcheck():
     rhs = torch.rand(2, N, generator=g, dtype=torch.float64).requires_grad_()
     for method in GRAD_METHODS:
         assert torch.autograd.gradcheck(
-            lambda d, lo, up, z: ss.Tridiagonal(d, lo, up).resolvent_diagonal(z, method=method), (d, lo, up, z))
+            lambda d, lo, up, z, m=method: ss.Tridiagonal(d, lo, up).resolvent_diagonal(z, method=m),
+            (d, lo, up, z),
+            fast_mode=True)
         assert torch.autograd.gradcheck(
-            lambda d, lo, up, z: ss.Tridiagonal(d, lo, up).logdet(z, method=method), (d, lo, up, z))
+            lambda d, lo, up, z, m=method: ss.Tridiagonal(d, lo, up).logdet(z, method=m), (d, lo, up, z),
+            fast_mode=True)
         assert torch.autograd.gradcheck(
-            lambda d, lo, up, z, r: ss.Tridiagonal(d, lo, up).solve(r, z, method=method), (d, lo, up, z, rhs))
+            lambda d, lo, up, z, r, m=method: ss.Tridiagonal(d, lo, up).solve(r, z, method=m),
+            (d, lo, up, z, rhs),
+            fast_mode=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -496,7 +527,9 @@ def test_public_api_gradcheck():
 # ------------------------------------------------------------------------------------------------
 def _chain(N, disorder, z, seed=0):
     g = torch.Generator().manual_seed(seed)
-    v = (torch.rand(1, N, generator=g, dtype=torch.float64) * 2 - 1) if disorder else torch.zeros(1, N, dtype=torch.float64)
+    v = torch.rand(1, N, generator=g, dtype=torch.float64) * 2 - 1
+    if not disorder:
+        v = torch.zeros_like(v)
     alpha = (-2.0 + v) - z
     beta = torch.ones(1, N - 1, dtype=torch.complex128)
     return alpha, beta
@@ -513,37 +546,40 @@ def _rel(G, Gref):
     return (G.to(Gref.dtype) - Gref).abs() / Gref.abs()
 
 
-@pytest.fixture(scope="module")
-def disordered_2_17():
+def _sequential_G(alpha, beta, pm):
+    """The independent sequential sweep: numba where available, else the reference loop."""
+    if HAVE_NUMBA:
+        return TorchBackend().resolvent_diagonal(alpha, beta, pm, "sequential")[0]
+    return _reference_G(alpha, beta, pm)
+
+
+def test_chunked_vs_reference_disordered_2_17():
+    """Disordered chain diag = -2 + U(-1, 1), off-diagonals 1, z = 0.3 + 1e-3 j, N = 2^17.
+
+    complex128: chunked against the plain torch reference loop, max relative error asserted
+    <= 1e-10 (measured 4.1e-12, median 1.6e-16).  complex64: chunked against the complex128
+    reference (the truth, so a stronger test than against a complex64 loop), median relative
+    asserted <= 1e-4 (measured 1.5e-7), and no worse than 4x the sequential complex64 sweep's
+    own median error (measured 1.1e-7).  The worst entries are not as good: max 1.2e-3 chunked
+    vs 7.7e-5 sequential, at the few sites where |G_ii| is tiny (relative error of a small
+    number); not asserted beyond the median, reported here and in the printout."""
     N = 2 ** 17
     alpha, beta = _chain(N, True, 0.3 + 1e-3j)
     pm = torch.full((1,), 1e-300, dtype=torch.float64)
-    t0 = time.perf_counter()
     ref128 = _reference_G(alpha, beta, pm)
-    ref64 = _reference_G(alpha.to(torch.complex64), beta.to(torch.complex64), torch.full((1,), 1e-37))
-    return alpha, beta, pm, ref128, ref64, time.perf_counter() - t0
-
-
-def test_chunked_vs_reference_disordered_2_17(disordered_2_17):
-    """Disordered chain diag = -2 + U(-1, 1), off-diagonals 1, z = 0.3 + 1e-3 j, N = 2^17.
-
-    Measured (2-core CPU): complex128 max relative 4.1e-12, median 1.6e-16; complex64 against
-    the complex64 reference: median 8.4e-08 (max 2e-3 at the few entries where |G| is tiny and
-    both single-precision sweeps are inaccurate: see the complex128-truth line below)."""
-    alpha, beta, pm, ref128, ref64, _ = disordered_2_17
     G128, gu, si = TorchBackend().resolvent_diagonal(alpha, beta, pm, "chunked")
     assert not gu.any() and not si.any()
     r = _rel(G128, ref128)
     assert float(r.max()) <= 1e-10
-    G64, _, _ = TorchBackend().resolvent_diagonal(alpha.to(torch.complex64), beta.to(torch.complex64),
-                                                    torch.full((1,), 1e-37), "chunked")
+    a64, b64, pm64 = alpha.to(torch.complex64), beta.to(torch.complex64), torch.full((1,), 1e-37)
+    G64, _, _ = TorchBackend().resolvent_diagonal(a64, b64, pm64, "chunked")
     assert G64.dtype == torch.complex64
-    assert float(_rel(G64, ref64).median()) <= 1e-4
-    # against complex128 truth: chunked single precision is as good as the sequential sweep
-    r_ch, r_seq = _rel(G64, ref128), _rel(ref64, ref128)
-    print(f"\ndisordered 2^17: c128 max {float(r.max()):.2e}; c64 vs c128 truth: chunked median "
-          f"{float(r_ch.median()):.2e} max {float(r_ch.max()):.2e}, sequential median "
-          f"{float(r_seq.median()):.2e} max {float(r_seq.max()):.2e}")
+    r_ch = _rel(G64, ref128)
+    assert float(r_ch.median()) <= 1e-4
+    r_seq = _rel(_sequential_G(a64, b64, pm64), ref128)
+    print(f"\ndisordered 2^17: c128 max {float(r.max()):.2e} median {float(r.median()):.2e}; "
+          f"c64 vs c128 truth: chunked median {float(r_ch.median()):.2e} max {float(r_ch.max()):.2e}, "
+          f"sequential median {float(r_seq.median()):.2e} max {float(r_seq.max()):.2e}")
     assert float(r_ch.median()) <= 4 * float(r_seq.median()) + 1e-7
 
 
@@ -552,15 +588,15 @@ def test_clean_chain_inside_band_2_17():
     full-length scan loses ~N eps (DESIGN.md quotes 2e-2 in complex64 at 2^18).  The chunked form
     carries only a log-depth scan of N/L chunk products, then at most L sequential steps.
 
-    Measured against the complex128 sequential reference (2-core CPU, N = 2^17):
-    complex128: max 5.0e-16, median 3.3e-16;  complex64: max 2.7e-07, median 8.9e-08 relative.
+    Measured against the complex128 sequential sweep (numba; 2-core CPU, N = 2^17):
+    complex128: max 6.9e-16, median 6.7e-16;  complex64: max 1.7e-07, median 5.0e-08 relative.
     Asserted: 100 eps for the max relative error in both precisions (eps = 2.2e-16 / 1.2e-7),
     i.e. no growth with N at all -- a scan whose error grew like N eps would exceed it by 1000x.
     """
     N = 2 ** 17
     alpha, beta = _chain(N, False, 0.5 + 1e-3j)
     pm = torch.full((1,), 1e-300, dtype=torch.float64)
-    ref = _reference_G(alpha, beta, pm)
+    ref = _sequential_G(alpha, beta, pm)
     G128 = TorchBackend().resolvent_diagonal(alpha, beta, pm, "chunked")[0]
     G64 = TorchBackend().resolvent_diagonal(alpha.to(torch.complex64), beta.to(torch.complex64),
                                             torch.full((1,), 1e-37), "chunked")[0]
@@ -588,3 +624,31 @@ def test_logdet_and_solve_large_n_chunked_vs_sequential():
     x, _, _ = be.solve(alpha, b, b, f, pm, "chunked")
     x2, _, _ = be.solve(alpha, b, b, f, pm, other)
     assert float((x - x2).abs().max() / x2.abs().max()) <= 1e-10
+
+
+def test_public_api_batch_shapes_against_numpy_backend():
+    """Batch shape (2, 3) with a broadcast z of shape (1, 3), symmetric real T: every torch method
+    against the numpy backend through ss.Tridiagonal, including ``indices=`` (base-class gather)."""
+    import semisep as ss
+
+    g = torch.Generator().manual_seed(21)
+    d = torch.randn(2, 3, 40, generator=g, dtype=torch.float64)
+    e = torch.randn(39, generator=g, dtype=torch.float64)
+    z = torch.tensor([[0.1 + 0.5j, -0.3 + 0.2j, 1j]])
+    T = ss.Tridiagonal(d, e)
+    Tn = ss.Tridiagonal(d.numpy(), e.numpy())
+    Gn = Tn.resolvent_diagonal(z.numpy())
+    ldn = Tn.logdet(z.numpy())
+    rhs = torch.randn(2, 3, 40, 2, generator=g, dtype=torch.float64)
+    xn = Tn.solve(rhs.numpy(), z.numpy())
+    for method in METHODS:
+        G = T.resolvent_diagonal(z, method=method)
+        assert G.shape == (2, 3, 40) and G.dtype == torch.complex128
+        assert np.abs(G.numpy() - Gn).max() <= 1e-12 * np.abs(Gn).max()
+        ld = T.logdet(z, method=method)
+        assert np.abs(ld.real.numpy() - ldn.real).max() <= 1e-11
+        assert np.abs(np.angle(np.exp(1j * (ld.imag.numpy() - ldn.imag)))).max() <= 1e-11
+        x = T.solve(rhs, z, method=method)
+        assert x.shape == (2, 3, 40, 2) and np.abs(x.numpy() - xn).max() <= 1e-12 * np.abs(xn).max()
+        Gi = T.resolvent_diagonal(z, method=method, indices=np.array([0, 17, 39]))
+        assert torch.equal(Gi, G[..., [0, 17, 39]])

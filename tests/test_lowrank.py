@@ -57,7 +57,7 @@ def tolerance(dtype, d, lo, up, U, V, z, c=50.0):
     Ub = np.broadcast_to(U, batch + U.shape[-2:]).reshape((nb,) + U.shape[-2:])
     Vb = np.broadcast_to(V, batch + V.shape[-2:]).reshape((nb,) + V.shape[-2:])
     worst = 0.0
-    for a, u, v in zip(A, Ub, Vb):
+    for a, u, v in zip(A, Ub, Vb, strict=False):
         ainv = np.linalg.inv(a)
         X = ainv @ u
         K = np.eye(u.shape[-1]) + v.T @ X

@@ -165,7 +165,7 @@ def test_cancellation_with_exponentially_growing_generators():
     assert np.max(err[60:]) > 1e6 * np.max(err[:10])
     # the loss grows with i (compare the means of consecutive blocks of 20 rows)
     blocks = [np.mean(err[k:k + 20]) for k in range(0, n, 20)]
-    assert all(b2 > 10 * b1 for b1, b2 in zip(blocks[1:], blocks[2:]))
+    assert all(b2 > 10 * b1 for b1, b2 in zip(blocks[1:], blocks[2:], strict=False))
 
 
 def test_decaying_entries_overflow_their_generators():

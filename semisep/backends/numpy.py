@@ -64,6 +64,11 @@ def _recip_impl(x):
             if s > 1e-290 and s < 1e290:
                 r = 1.0 / s
                 return complex(re * r, -im * r)
+            if re == 0.0 and im == 0.0:
+                # numba's complex division raises on zero whatever the error model; this is
+                # NumPy's value.  Only an exactly singular pivot gets here, and the kernels
+                # flag that row singular, so the core raises SingularMatrixError.
+                return complex(np.inf, np.nan)
             return 1.0 / x
 
         return impl

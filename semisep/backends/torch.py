@@ -48,16 +48,30 @@ so the same code runs on CPU and CUDA.
   a right-hand side that vanishes on a prefix); the sequential chunk loop only ever multiplies a
   carry by one chunk's product.  (iii) Second in-chunk pass from the carries.
 
-Chunk length: ``L = 2^round(log2(sqrt(N)/2))`` clipped to [8, 512] for the pivots and
-``2^round(log2(sqrt(N)))`` for the affine scans (depth ~ 2L + N/L), tuned with
-``benchmarks/bench_torch_kernels.py`` on a 2-core CPU; ``TorchBackend(chunk_length=L)``
-overrides it (the tests use tiny ``L`` to exercise many chunks at small N).
+Chunk length.  Pivots: ``L = 2^round(log2(sqrt(N)/2))`` clipped to [8, 512]; a step costs
+~3.3 ops in pass (i) (two ops plus a renormalisation every 8 steps, every 4 in single precision)
+and 2 in pass (iii), a Hillis-Steele level ~14 ops on ``nc/2`` matrices, so the op count
+~5.3 L + 14 log2(N/L) favours short chunks while the scan's extra work ~nc log2(nc) favours
+long ones.  Affine scans: ``L = 2^round(log2(sqrt(N)))`` clipped to [8, 1024], which minimises
+the op count 2L + N/L of the two in-chunk passes plus the sequential chunk loop.  On the 2-core
+CPU these were checked with ``benchmarks/bench_torch_kernels.py --chunk L``, but the machine was
+shared and the timings too noisy to tune further.  ``TorchBackend(chunk_length=L)`` fixes L for
+both (the tests use tiny L to exercise many chunks at small N).  On CPU ``"auto"`` uses the
+compiled sequential kernels anyway; the chunked form is the CUDA path, where the cost is ~one
+kernel launch per op, i.e. ~(5.3 L + 14 log2(N/L)) launches per pivot sweep pair.
 
 The pivot guard (contract): a pivot ``d`` with ``|d| < pivmin`` becomes ``pivmin * d/|d|``
 (``pivmin`` if ``d == 0``) and is counted.  The chunked second pass first runs unguarded (two ops a
 step); if any pivot came out with ``|d| < pivmin`` (or not finite) the second pass is re-run with
 the guard in the loop.  Guards are thus applied exactly where a pivot is formed, as in the
 sequential sweep; the projective chunk scan needs none (a zero leading minor is just ``den = 0``).
+In that guarded re-run, a chunk whose predecessor ended on a guarded pivot (or whose carry had to
+be guarded, or disagrees with the predecessor's last pivot by more than sqrt(eps)) restarts from
+the predecessor's own last pivot instead of the scan's carry, so the factorization stays
+consistent across the boundary (see :func:`_guarded_second_pass`).  Known limitation: through a
+guarded pivot every Thomas solve is only O(eps/pivmin) accurate and relies on the core's
+iterative refinement; with very short chunks in float32 the chunked solve can need two
+refinement steps where the sequential one needs one (tests/test_backend_torch.py).
 
 Autograd
 --------
@@ -93,12 +107,35 @@ def _real_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.empty((), dtype=dtype).real.dtype if dtype.is_complex else dtype
 
 
-def _absmax(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """``max(|re|, |im|)`` over ``dims`` (negative dims), real; a cheap norm for renormalising."""
+def _absmax(x: torch.Tensor) -> torch.Tensor:
+    """``max(|re|, |im|)`` over the last dimension (of size 2), real: a cheap norm for
+    renormalising.  Written elementwise: reductions over tiny inner dimensions are slow in torch
+    (and pathologically so under CPU thread contention)."""
     if x.is_complex():
-        x = torch.view_as_real(x)
-        dims = tuple(d - 1 for d in dims) + (-1,)
-    return x.abs().amax(dim=dims)
+        r = torch.view_as_real(x).abs()
+        r = torch.maximum(r[..., 0], r[..., 1])  # over re/im
+    else:
+        r = x.abs()
+    return torch.maximum(r[..., 0], r[..., 1])
+
+
+def _mm2(A: torch.Tensor, B_: torch.Tensor) -> torch.Tensor:
+    """Batched 2x2 products ``A @ B`` over leading dims, written out elementwise (faster than
+    ``matmul`` or a broadcast-sum for 2x2 blocks)."""
+    a00, a01, a10, a11 = A[..., 0, 0], A[..., 0, 1], A[..., 1, 0], A[..., 1, 1]
+    b00, b01, b10, b11 = B_[..., 0, 0], B_[..., 0, 1], B_[..., 1, 0], B_[..., 1, 1]
+    row0 = torch.stack((torch.addcmul(a00 * b00, a01, b10), torch.addcmul(a00 * b01, a01, b11)), -1)
+    row1 = torch.stack((torch.addcmul(a10 * b00, a11, b10), torch.addcmul(a10 * b01, a11, b11)), -1)
+    return torch.stack((row0, row1), -2)
+
+
+def _absmax_rows(x: torch.Tensor) -> torch.Tensor:
+    """``max_j max(|re x_ij|, |im x_ij|)`` per row of a (B, N) tensor (0 for N == 0)."""
+    if x.shape[1] == 0:
+        return x.new_zeros(x.shape[0], dtype=_real_dtype(x.dtype))
+    if x.is_complex():
+        return torch.view_as_real(x).abs().amax(dim=(1, 2))
+    return x.abs().amax(dim=1)
 
 
 def _pow2_scale(m: torch.Tensor) -> torch.Tensor:
@@ -178,46 +215,76 @@ def _pivots_ref(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor):
     ds, gs, masks = [], [], []
     g = None
     for i in range(N):
-        d = a_cols[0] if i == 0 else a_cols[i] - b_cols[i - 1] * g
+        d = a_cols[0] if i == 0 else torch.addcmul(a_cols[i], b_cols[i - 1], g, value=-1)
         small = d.abs() < pm
-        if bool(small.any()):  # the guard: pivmin * d/|d|, pivmin where d == 0
+        if small.any():  # the guard: pivmin * d/|d|, pivmin where d == 0
             d = torch.where(small, pm * _sgn1(d), d)
-        g = 1.0 / d
+        g = torch.reciprocal(d)
         ds.append(d)
         gs.append(g)
         masks.append(small)
     return torch.stack(gs, 1), torch.stack(ds, 1), torch.stack(masks, 1)
 
 
+def _chunk_layout(parts, offset, N, L, nc, pad_value, row_scale):
+    """The ``(L, B, nc)`` chunk layout of the rows ``parts`` (each ``(B_j, n)``, stacked along the
+    batch) placed at flat positions ``offset .. offset + n - 1`` of length-``nc L`` sequences,
+    multiplied by ``row_scale (B,)``, padded with ``pad_value``: two passes over the data."""
+    B = sum(p.shape[0] for p in parts)
+    ref = parts[0]
+    flat = torch.empty(B, nc * L, dtype=ref.dtype, device=ref.device)
+    n = ref.shape[1]
+    if offset:
+        flat[:, :offset] = pad_value
+    flat[:, offset + n:] = pad_value
+    r0 = 0
+    for p in parts:
+        torch.mul(p, row_scale[r0:r0 + p.shape[0], None], out=flat[r0:r0 + p.shape[0], offset:offset + n])
+        r0 += p.shape[0]
+    return flat.view(B, nc, L).permute(2, 0, 1).contiguous()
+
+
 def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor, L: int | None = None,
-                    renorm_every: int | None = None):
+                    renorm_every: int | None = None, both: bool = False):
     """LU pivots by the chunked Moebius scan (see the module docstring).  Same I/O as
     :func:`_pivots_ref`: ``alpha (B, N)``, ``beta (B, N-1)``, ``pivmin (B,)`` ->
-    ``(g, d, guarded_mask)``, each ``(B, N)``.  No autograd (call it under ``no_grad``)."""
-    B, N = alpha.shape
+    ``(g, d, guarded_mask)``, each ``(B, N)``.  No autograd (call it under ``no_grad``).
+
+    ``both=True``: also the sweep of the reversed sequence (the UL pivots, in reversed order),
+    stacked as rows ``B..2B-1`` of every output, and ``d`` is not returned (None)."""
+    B0, N = alpha.shape
+    B = 2 * B0 if both else B0
     rdt = _real_dtype(alpha.dtype)
     if N == 0 or B == 0:
         empty = alpha.new_zeros(B, N)
-        return empty, empty, torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
+        return empty, (None if both else empty), torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
     if L is None:
         L = _pivot_chunk_length(N)
     L = max(1, min(int(L), N))
     if renorm_every is None:
-        renorm_every = 4 if rdt == torch.float32 or rdt == torch.float16 else 8
+        renorm_every = 4 if rdt == torch.float32 else 8
 
-    # exact power-of-two prescaling: |alpha/s| < 1, |beta/s^2| < 1 (a zero row keeps s = 1)
-    ea = torch.frexp(alpha.abs().amax(dim=1))[1]
+    # exact power-of-two prescaling with m(x) = max(|re x|, |im x|): m(alpha/s) < 1 and
+    # m(beta/s^2) < 1, so |alpha/s| < sqrt 2, |beta/s^2| < sqrt 2 and one step of the three-term
+    # recursion grows the state by less than 3 (a zero row keeps s = 1)
+    ea = torch.frexp(_absmax_rows(alpha))[1]
     if N > 1:
-        eb = torch.frexp(beta.abs().amax(dim=1))[1]
+        eb = torch.frexp(_absmax_rows(beta))[1]
         ea = torch.maximum(ea, torch.div(eb + 1, 2, rounding_mode="floor"))
+    if both:
+        ea = torch.cat([ea, ea])
     inv_s = torch.exp2(-ea.to(rdt))  # (B,)
-    a = alpha * inv_s[:, None]
-    bp = _betap(beta) * (inv_s * inv_s)[:, None]
-    pm = pivmin.to(rdt) * inv_s  # (B,)
+    pm = pivmin.to(rdt) * inv_s[:B0] if not both else torch.cat([pivmin, pivmin]).to(rdt) * inv_s
 
-    Ac = _to_chunks(a, L, 1.0)  # (L, B, nc); padding: alpha = 1, betap = 0 (harmless d = 1)
-    Bc = _to_chunks(bp, L, 0.0)
-    nc = Ac.shape[2]
+    # chunk layout (L, B, nc), position i = k L + t; padding: alpha = 1, betap = 0 (d = 1, harmless)
+    nc = -(-N // L)
+    a_parts = [alpha, alpha.flip(1)] if both else [alpha]
+    Ac = _chunk_layout(a_parts, 0, N, L, nc, 1.0, inv_s)
+    if N > 1:
+        b_parts = [beta, beta.flip(1)] if both else [beta]
+        Bc = _chunk_layout(b_parts, 1, N, L, nc, 0.0, inv_s * inv_s)  # betap_i = beta_{i-1}
+    else:
+        Bc = torch.zeros_like(Ac)
 
     # (i) chunk transfer matrices: rows (prev, cur) of the three-term recursion on e_0, e_1
     if nc > 1:
@@ -229,15 +296,16 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
             new = torch.addcmul(Ac[t, :, :, None] * cur, Bc[t, :, :, None], prev, value=-1)
             prev, cur = cur, new
             if (t + 1) % renorm_every == 0 or t == L - 1:
-                sc = _pow2_scale(torch.maximum(_absmax(prev, (-1,)), _absmax(cur, (-1,))))[..., None]
+                sc = _pow2_scale(torch.maximum(_absmax(prev), _absmax(cur)))[..., None]
                 prev = prev * sc
                 cur = cur * sc
         Q = torch.stack((prev, cur), dim=-2)  # (B, nc, 2, 2), Q[..., i, j]
         # (ii) inclusive prefix products Q_k = P_k ... P_0, Hillis-Steele, renormalised per level
         off = 1
         while off < nc:
-            prod = (Q[:, off:, :, :, None] * Q[:, : nc - off, None, :, :]).sum(dim=-2)
-            prod = prod * _pow2_scale(_absmax(prod, (-2, -1)))[..., None, None]
+            prod = _mm2(Q[:, off:], Q[:, : nc - off])
+            m = torch.maximum(_absmax(prod[..., 0, :]), _absmax(prod[..., 1, :]))
+            prod = prod * _pow2_scale(m)[..., None, None]
             Q = torch.cat((Q[:, :off], prod), dim=1)
             off *= 2
         num = Q[:, :-1, 0, 1]  # Q_{k-1} (0, 1)^T = (theta_{s_k - 2}, theta_{s_k - 1}) up to scale
@@ -249,7 +317,7 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
         """The ratio recursion inside every chunk from the carries ``g (B, nc)``."""
         D = torch.empty_like(Ac)
         G = torch.empty_like(Ac)
-        mask = torch.zeros(Ac.shape, dtype=torch.bool, device=Ac.device) if guard else None
+        mask = torch.zeros(Ac.shape, dtype=torch.bool, device=Ac.device)  # stays False unguarded
         pmb = pm[:, None]
         for t in range(L):
             if not guard:
@@ -270,15 +338,20 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
     G, D, mask = second_pass(carries, guard=False)
     # |d| >= (|re d| + |im d|)/sqrt(2): a cheap sufficient test that no pivot needs the guard
     # (NaN-aware); if it fails, the guarded pass decides exactly.
-    Dr = torch.view_as_real(D) if D.is_complex() else D[..., None]
-    ok = Dr.abs().sum(dim=-1) >= (math.sqrt(2.0) * (1 + 4 * torch.finfo(rdt).eps)) * pm[:, None]
+    if D.is_complex():
+        Dr = torch.view_as_real(D).abs()
+        ok = (Dr[..., 0] + Dr[..., 1]) >= (math.sqrt(2.0) * (1 + 4 * torch.finfo(rdt).eps)) * pm[:, None]
+    else:
+        ok = D.abs() >= pm[:, None]
     if not bool(ok.all()):
         G, D, mask = _guarded_second_pass(second_pass, num, den, pm, B, nc, Ac, rdt)
         mask = _from_chunks(mask, N)
     else:
         mask = torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
-    s = torch.exp2(ea.to(rdt))[:, None]
-    return _from_chunks(G, N) * inv_s[:, None], _from_chunks(D, N) * s, mask
+    g = torch.mul(_from_chunks(G, N), inv_s[:, None])
+    if both:
+        return g, None, mask
+    return g, _from_chunks(D, N) * torch.exp2(ea.to(rdt))[:, None], mask
 
 
 def _guarded_second_pass(second_pass, num, den, pm, B, nc, Ac, rdt):
@@ -329,17 +402,16 @@ def _pivots_sequential_numpy(alpha: torch.Tensor, beta: torch.Tensor, pivmin: to
 
 
 def _both_pivots(alpha, beta, pivmin, method: str, L: int | None):
-    """``(gL, gR, dL, maskL, maskR)`` by the chunked sweep: left and right sweeps are stacked
-    into one batch of ``2B`` rows (the right sweep is the left sweep of the reversed sequence)."""
+    """``(gL, gR, maskL, maskR)``.  Chunked: left and right sweeps run as one batch of ``2B``
+    rows (the right sweep is the left sweep of the reversed sequence)."""
     B, N = alpha.shape
-    a2 = torch.cat([alpha, alpha.flip(1)], dim=0)
-    b2 = torch.cat([beta, beta.flip(1)], dim=0)
-    p2 = torch.cat([pivmin, pivmin], dim=0)
     if method == "reference":
-        g, d, m = _pivots_ref(a2, b2, p2)
+        a2 = torch.cat([alpha, alpha.flip(1)], dim=0)
+        b2 = torch.cat([beta, beta.flip(1)], dim=0)
+        g, _, m = _pivots_ref(a2, b2, torch.cat([pivmin, pivmin], dim=0))
     else:
-        g, d, m = _pivots_chunked(a2, b2, p2, L)
-    return g[:B], g[B:].flip(1), d[:B], m[:B], m[B:].flip(1)
+        g, _, m = _pivots_chunked(alpha, beta, pivmin, L, both=True)
+    return g[:B], g[B:].flip(1), m[:B], m[B:].flip(1)
 
 
 # ==================================================================================================
@@ -416,6 +488,10 @@ def _resolvent_flags(G, pivmin):
     if G.shape[1] == 0:
         return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
     pm = pivmin.to(_real_dtype(G.dtype))[:, None]
+    if G.is_complex():  # cheap certificate first: |G| <= sqrt(2) max(|re G|, |im G|)
+        r = torch.view_as_real(G).abs()
+        if bool((torch.maximum(r[..., 0], r[..., 1]) * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm <= 1.0).all()):
+            return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
     return (~(G.abs() * (SINGULAR_FACTOR * pm) <= 1.0)).any(dim=1)
 
 
@@ -463,7 +539,11 @@ def _solve_with_pivots(gL, b, c, f, method, L=None):
     zero = gL.new_zeros(B, 1)
     m1 = torch.cat([zero, -c * gL[:, :-1]], dim=1)  # (B, N)
     m2 = torch.cat([-gL[:, :-1] * b, zero], dim=1)
-    scan = _affine_scan_ref if method == "reference" else (lambda m, f_, reverse: _affine_scan_chunked(m, f_, reverse, L))
+    def scan(m, f_, reverse):
+        if method == "reference":
+            return _affine_scan_ref(m, f_, reverse)
+        return _affine_scan_chunked(m, f_, reverse, L)
+
     y = scan(m1, f, reverse=False)
     return scan(m2, gL[:, :, None] * y, reverse=True)
 
@@ -502,25 +582,28 @@ def _resolvent_backward(gbar, G, gL, gR, beta, L=None):
 
 
 class _ResolventDiagonalFn(torch.autograd.Function):
-    """``(alpha, beta) -> G = diag(A^{-1})`` with the O(N) backward; saves beta, G, gL, gR."""
+    """``(alpha, beta) -> G = diag(A^{-1})`` with the O(N) backward; saves beta, G, gL, gR
+    (4 N-vectors per row)."""
 
     @staticmethod
     def forward(ctx, alpha, beta, pivmin, method, L):
         G, guarded, singular, gL, gR = _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=True)
-        ctx.save_for_backward(alpha, beta, G, gL, gR)
-        ctx.L = L
+        ctx.save_for_backward(beta, G, gL, gR)
+        ctx.L, ctx.alpha_dtype = L, alpha.dtype
         ctx.mark_non_differentiable(guarded, singular)
         return G, guarded, singular
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gG, _g1, _g2):
-        alpha, beta, G, gL, gR = ctx.saved_tensors
+        beta, G, gL, gR = ctx.saved_tensors
         gbar = gG.conj() if gG.is_complex() else gG
         dalpha, dbeta = _resolvent_backward(gbar, G, gL, gR, beta, ctx.L)
         if dalpha.is_complex():
             dalpha, dbeta = dalpha.conj(), dbeta.conj()
-        return _grad_for(alpha, dalpha), _grad_for(beta, dbeta), None, None, None
+        if not ctx.alpha_dtype.is_complex and dalpha.is_complex():
+            dalpha = dalpha.real
+        return dalpha.to(ctx.alpha_dtype), _grad_for(beta, dbeta), None, None, None
 
 
 def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
@@ -531,7 +614,7 @@ def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
         gL, _ = _pivots_sequential_numpy(alpha, beta, pivmin, right=False)
         gR, _ = _pivots_sequential_numpy(alpha, beta, pivmin, right=True)
         return G, guarded, singular, gL, gR
-    gL, gR, _, mL, mR = _both_pivots(alpha, beta, pivmin, method, L)
+    gL, gR, mL, mR = _both_pivots(alpha, beta, pivmin, method, L)
     G = _combine_resolvent(gL, gR, beta)
     guarded = mL.sum(dim=1) + mR.sum(dim=1)
     singular = _resolvent_flags(G, pivmin)
@@ -586,20 +669,21 @@ def _logdet_forward(alpha, beta, pivmin, method, L):
 class _SolveFn(torch.autograd.Function):
     """``(alpha, b, c, f) -> x = A^{-1} f``; backward ``r = A^{-T} xbar`` (swap b and c, same
     pivots), ``da_j = -sum_k r_jk x_jk``, ``db_j = -sum_k r_jk x_{j+1,k}``,
-    ``dc_j = -sum_k r_{j+1,k} x_jk``, ``df = r``.  Saves b, c, gL, x."""
+    ``dc_j = -sum_k r_{j+1,k} x_jk``, ``df = r``.  Saves b, c, gL, x (O(N k))."""
 
     @staticmethod
     def forward(ctx, alpha, b, c, f, pivmin, method, L):
         x, guarded, singular, gL = _solve_forward(alpha, b, c, f, pivmin, method, L)
-        ctx.save_for_backward(alpha, b, c, f, gL, x)
-        ctx.method, ctx.L = method, L
+        ctx.save_for_backward(b, c, gL, x)
+        ctx.method, ctx.L, ctx.dtypes = method, L, (alpha.dtype, f.dtype)
         ctx.mark_non_differentiable(guarded, singular)
         return x, guarded, singular
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gx, _g1, _g2):
-        alpha, b, c, f, gL, x = ctx.saved_tensors
+        b, c, gL, x = ctx.saved_tensors
+        alpha, f = (torch.empty(0, dtype=dt) for dt in ctx.dtypes)  # dtype carriers only
         xbar = gx.conj() if gx.is_complex() else gx
         r = _solve_with_pivots(gL, c, b, xbar, "chunked", ctx.L)  # A^T: swap b and c, same pivots
         da = -(r * x).sum(dim=2)
@@ -841,7 +925,7 @@ def _numpy_kernels_available() -> bool:
         try:
             from . import numpy as npb  # noqa: F401
 
-            _NUMPY_OK = hasattr(npb, "left_pivots") and hasattr(npb, "right_pivots") and hasattr(npb, "NumpyBackend")
+            _NUMPY_OK = all(hasattr(npb, n) for n in ("left_pivots", "right_pivots", "NumpyBackend"))
         except Exception:  # numba or the module missing
             _NUMPY_OK = False
     return _NUMPY_OK

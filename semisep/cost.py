@@ -373,13 +373,14 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
     is one more ``B N c``), plus::
 
         (N-1) c           the off-diagonal (b = c) as promoted for the solve (unbatched)
-        4 B N r c         the solve's right-hand side [U, V] and solution [X, Y] (B, N, 2r)
+        2 B N r c         the solve's solution [X, Y] (B, N, 2r) (its right-hand side [U, V]
+                          is not kept: the solve's backward needs only the solution)
         N r c             V promoted to complex for K = I + V^T X
         B N r c           X laid out for that product (B r, N)
         2 B r^2 c + 4 B r K and its LU factors (torch.linalg.solve), int32 pivots
         B N r c           W^T = K^{-1} Y^T
 
-    i.e. ``B N (3f + 6c) + 6 B N r c + 2 (N-1) c + N r c + 2 B r^2 c + 4 B r + 2 B (f + 1)``
+    i.e. ``B N (3f + 6c) + 4 B N r c + 2 (N-1) c + N r c + 2 B r^2 c + 4 B r + 2 B (f + 1)``
     (r > 0) and ``B N (2f + 4c) + (N-1) c + B (f + 1)`` (r = 0).  Checked against
     ``saved_tensors_hooks`` in ``tests/test_nn_core.py`` (exact when written); a row upgraded
     to float64 by ``precision="auto"`` adds its float64 twin (not included).
@@ -391,7 +392,7 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
     B = batch
     if r == 0:
         return B * n * (2 * f + 4 * c) + (n - 1) * c + B * (f + 1)
-    return (B * n * (3 * f + 6 * c) + 6 * B * n * r * c + 2 * (n - 1) * c
+    return (B * n * (3 * f + 6 * c) + 4 * B * n * r * c + 2 * (n - 1) * c
             + n * r * c + 2 * B * r * r * c + 4 * B * r + 2 * B * (f + 1))
 
 

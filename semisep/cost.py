@@ -412,11 +412,16 @@ def core_memory(n: int, r: int, batch: int, input_dtype: Any = "float32",
         tridiagonal_bytes  the batch's tridiagonal operator: diag (B, N) + off-diagonal (N-1),
                            compute dtype
         lowrank_bytes      the parameters U, V: 2 N r, parameter dtype
-        activation_bytes   saved for backward: :func:`core_saved_bytes`
+        activation_bytes   saved between forward and backward: :func:`core_saved_bytes`
+        recompute_bytes    with checkpointing, the activations the backward rebuilds (the
+                           plain path's saved bytes, alive while this core's backward runs);
+                           0 without.  For one core the peak is therefore *not* lower with
+                           checkpointing; in a stack of L cores only one is rebuilt at a time,
+                           so L * activation_bytes + one recompute_bytes is the stack's peak
         gradient_bytes     gradients of U, V: 2 N r
         optimizer_bytes    Adam's state: two moments (4 N r) and a float32 ``step`` scalar per
                            parameter tensor (8 bytes)
-        total_bytes        the sum of the five
+        total_bytes        the sum of the six: the peak during backward
         dense_total_bytes  the same step with a dense learned N x N matrix in place of U V^T:
                            dense operators B N^2 (compute dtype), parameter + gradient + two
                            moments 4 N^2 (parameter dtype), saved (B, N, N) complex inverse
@@ -430,14 +435,16 @@ def core_memory(n: int, r: int, batch: int, input_dtype: Any = "float32",
     tri = (batch * n + (n - 1)) * f
     low = 2 * n * r * p
     act = core_saved_bytes(n, r, batch, compute, checkpointing, input_dtype)
+    rec = core_saved_bytes(n, r, batch, compute, False, input_dtype) if checkpointing else 0
     grads = 2 * n * r * p  # U.grad, V.grad
     opt = (4 * n * r * p + 2 * 4) if r else 0
-    total = tri + low + act + grads + opt
+    total = tri + low + act + rec + grads + opt
     dense_total = batch * n * n * f + 4 * n * n * p + dense_core_saved_bytes(n, batch, compute)
     return {
         "tridiagonal_bytes": tri,
         "lowrank_bytes": low,
         "activation_bytes": act,
+        "recompute_bytes": rec,
         "gradient_bytes": grads,
         "optimizer_bytes": opt,
         "parameter_bytes": low,

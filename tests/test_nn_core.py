@@ -168,12 +168,14 @@ def test_estimate_and_optimal_batch_size():
     for k in ("tridiagonal_bytes", "lowrank_bytes", "activation_bytes", "optimizer_bytes",
               "total_bytes", "dense_total_bytes", "memory_savings"):
         assert k in est
-    parts = ("tridiagonal_bytes", "lowrank_bytes", "activation_bytes", "gradient_bytes",
-             "optimizer_bytes")
+    parts = ("tridiagonal_bytes", "lowrank_bytes", "activation_bytes", "recompute_bytes",
+             "gradient_bytes", "optimizer_bytes")
     assert est["total_bytes"] == sum(est[k] for k in parts)
     assert est["lowrank_bytes"] == sum(p.numel() * p.element_size() for p in core.parameters())
     plain = core.estimate_memory_usage(16, use_checkpointing=False)
     assert plain["activation_bytes"] > 10 * est["activation_bytes"]
+    # the checkpointed backward rebuilds exactly the plain path's activations
+    assert est["recompute_bytes"] == plain["activation_bytes"] and plain["recompute_bytes"] == 0
     # exact search: B fits and B + 1 does not
     for budget in (3e6, 5e7, 1.5e10):
         b = core.compute_optimal_batch_size(budget, use_checkpointing=False, safety_factor=0.8)
@@ -182,6 +184,7 @@ def test_estimate_and_optimal_batch_size():
         assert core.estimate_memory_usage(b + 1, False)["total_bytes"] > 0.8 * budget
     big = core.compute_optimal_batch_size(1.5e10, use_checkpointing=True)
     assert big > 1024  # no hidden cap
+    assert core.estimate_memory_usage(big, True)["total_bytes"] <= 0.8 * 1.5e10
     assert core.compute_optimal_batch_size(1000, use_checkpointing=True) == 0
 
 

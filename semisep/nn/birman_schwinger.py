@@ -497,8 +497,9 @@ class BirmanSchwingerCore(nn.Module):
         """Bytes of one training step at ``batch_size`` (see :func:`semisep.cost.core_memory`).
 
         Keys: ``tridiagonal_bytes``, ``lowrank_bytes``, ``activation_bytes`` (saved for
-        backward), ``optimizer_bytes`` (Adam: two moments per parameter), ``gradient_bytes``,
-        ``parameter_bytes``, ``total_bytes``, ``dense_total_bytes``, ``memory_savings``.
+        backward), ``recompute_bytes`` (rebuilt by a checkpointed backward), ``optimizer_bytes``
+        (Adam: two moments and a step per parameter), ``gradient_bytes``, ``parameter_bytes``,
+        ``total_bytes`` (the peak during backward), ``dense_total_bytes``, ``memory_savings``.
         ``dtype`` is the input's dtype (default: the parameters').
         """
         from ..cost import core_memory
@@ -516,7 +517,9 @@ class BirmanSchwingerCore(nn.Module):
                                    dtype: torch.dtype | None = None) -> int:
         """The largest ``B`` with ``estimate_memory_usage(B)["total_bytes"] <=
         safety_factor * available_memory_bytes`` (exact: the estimate is affine in B and the
-        search is a bracket-and-bisect on it); 0 when not even ``B = 1`` fits."""
+        search is a bracket-and-bisect on it); 0 when not even ``B = 1`` fits.  For a single
+        core checkpointing does not raise it much: the backward rebuilds the activations
+        (``recompute_bytes``)."""
         budget = float(available_memory_bytes) * float(safety_factor)
 
         def fits(b: int) -> bool:
@@ -550,6 +553,7 @@ class BirmanSchwingerCore(nn.Module):
                 "tridiagonal": est["tridiagonal_bytes"],
                 "lowrank": est["lowrank_bytes"],
                 "activations": est["activation_bytes"],
+                "recompute": est["recompute_bytes"],
                 "optimizer": est["optimizer_bytes"],
                 "gradients": est["gradient_bytes"],
             },

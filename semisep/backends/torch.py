@@ -1,0 +1,830 @@
+"""The torch backend: chunked parallel pivot sweeps and affine scans, O(N) autograd.
+
+Everything here follows the kernel contract of :mod:`semisep.backends` and the mathematics of
+DESIGN.md section 3.  Notation for one batch row: ``A = T - z I`` (N x N tridiagonal),
+``alpha_i = A[i, i]``, ``b_i = A[i, i+1]``, ``c_i = A[i+1, i]``, ``beta_i = b_i c_i``.
+
+The two building blocks
+-----------------------
+1. **Pivot sweep** (LU pivots ``d_i``, ``gL_i = 1/d_i``)::
+
+       d_0 = alpha_0,   d_i = alpha_i - beta_{i-1} gL_{i-1}
+
+   With ``betap = [0, beta_0, ..., beta_{N-2}]`` each step is the Moebius map
+   ``g -> 1/(alpha_i - betap_i g)``, i.e. the 2x2 matrix ``M_i = [[0, 1], [-betap_i, alpha_i]]``
+   acting projectively on ``(num, den)`` with ``gL_i = num/den``.  The UL pivots ``gR`` are the
+   same sweep on the reversed sequence.  Functions: :func:`_pivots_chunked` /
+   :func:`_pivots_ref`.
+
+2. **First-order affine scan** ``y_i = m_i y_{i-1} + f_i`` (``y_{-1} = 0``), the two sweeps of a
+   solve and every backward pass.  Functions: :func:`_affine_scan_chunked` /
+   :func:`_affine_scan_ref`.
+
+The chunked form (``method="chunked"``)
+---------------------------------------
+The sequence is cut into ``nc = ceil(N/L)`` chunks of length ``L``; every loop below is a Python
+loop over ``L`` (or over the chunks) whose body is one vectorised torch op over ``batch x chunks``,
+so the same code runs on CPU and CUDA.
+
+* Pivots.  (i) In-chunk pass: the chunk transfer matrix ``P_k = M_{e_k} ... M_{s_k}``, computed as
+  the three-term recursion on the two unit vectors, renormalised by a power of two (``frexp``)
+  every few steps; the problem is first scaled by a power of two ``s`` so that
+  ``|alpha/s|, |beta/s^2| < 1`` (exact, and then one step grows the state by at most 2x).
+  (ii) Chunk scan: inclusive prefix products ``Q_k = P_k ... P_0`` by a log-depth Hillis-Steele
+  scan (``ceil(log2 nc)`` levels of batched 2x2 products, each level renormalised by a power of
+  two; projective quantities only need the direction, so no log-scale has to be kept -- the
+  log-determinant is the sum of ``log d_i`` of the second pass).  A log-depth scan is used here
+  because every level costs a handful of ops whatever ``nc`` is and the renormalisation makes
+  it overflow-proof.  (iii) Second in-chunk pass: the ordinary guarded ratio recursion
+  ``d = alpha - betap g``, ``g = 1/d`` started from the carried ``g_{s_k-1} = num/den`` of
+  ``Q_{k-1} (0, 1)^T``.  Values are therefore produced by at most ``L`` sequential steps from an
+  accurate carry, which keeps the accuracy close to the sequential sweep (a full-length scan is
+  not: DESIGN.md section 3).
+* Affine scans.  (i) In-chunk pass with zero carry gives the chunk's end value; the chunk's
+  multiplier is ``prod(m)`` over the chunk.  (ii) Chunk scan: a *sequential* loop over the
+  ``nc`` chunks (one ``addcmul`` each).  Unlike the pivot matrices, affine maps cannot be
+  renormalised, and a log-depth scan would form products of multipliers spanning many chunks,
+  which overflow (inf * 0 = nan) in cases where the answer is finite (a mildly non-normal T and
+  a right-hand side that vanishes on a prefix); the sequential chunk loop only ever multiplies a
+  carry by one chunk's product.  (iii) Second in-chunk pass from the carries.
+
+Chunk length: ``L = 2^round(log2(sqrt(N)/2))`` clipped to [8, 512] for the pivots and
+``2^round(log2(sqrt(N)))`` for the affine scans (depth ~ 2L + N/L), tuned with
+``benchmarks/bench_torch_kernels.py`` on a 2-core CPU; ``TorchBackend(chunk_length=L)``
+overrides it (the tests use tiny ``L`` to exercise many chunks at small N).
+
+The pivot guard (contract): a pivot ``d`` with ``|d| < pivmin`` becomes ``pivmin * d/|d|``
+(``pivmin`` if ``d == 0``) and is counted.  The chunked second pass first runs unguarded (two ops a
+step); if any pivot came out with ``|d| < pivmin`` (or not finite) the second pass is re-run with
+the guard in the loop.  Guards are thus applied exactly where a pivot is formed, as in the
+sequential sweep; the projective chunk scan needs none (a zero leading minor is just ``den = 0``).
+
+Autograd
+--------
+With any input requiring grad the kernels go through ``torch.autograd.Function`` s that save only
+O(N) tensors and whose backward is the O(N) recipe of DESIGN.md section 3, evaluated with the
+chunked affine scan.  torch's complex convention: for a real loss ``L`` torch hands the backward
+``grad_output = dL/d conj(y)``-style cotangents; the holomorphic recipe is applied to
+``gbar = conj(grad_output)`` and the results are conjugated.  Double backward is not supported
+(``once_differentiable``).  ``method="reference"`` instead differentiates through its plain
+loop with ordinary autograd -- slow, but an independent oracle for the tests.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import SINGULAR_FACTOR, Backend
+
+__all__ = ["TorchBackend"]
+
+
+# ==================================================================================================
+# small helpers
+# ==================================================================================================
+
+
+def _real_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.empty((), dtype=dtype).real.dtype if dtype.is_complex else dtype
+
+
+def _absmax(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``max(|re|, |im|)`` over ``dims`` (negative dims), real; a cheap norm for renormalising."""
+    if x.is_complex():
+        x = torch.view_as_real(x)
+        dims = tuple(d - 1 for d in dims) + (-1,)
+    return x.abs().amax(dim=dims)
+
+
+def _pow2_scale(m: torch.Tensor) -> torch.Tensor:
+    """``2^-e`` with ``m = mant * 2^e``, ``mant in [0.5, 1)``; 1 where ``m == 0``.  Exact."""
+    e = torch.frexp(m)[1]
+    return torch.exp2(-e.to(m.dtype))
+
+
+def _sgn1(d: torch.Tensor) -> torch.Tensor:
+    """``d/|d|``, and 1 where ``d == 0`` (the direction of the pivot guard)."""
+    return torch.sgn(d) + (d == 0).to(d.dtype)
+
+
+def _wrap_angle(x: torch.Tensor) -> torch.Tensor:
+    """Reduce an angle to ``(-pi, pi]``."""
+    two_pi = 2.0 * math.pi
+    return x - two_pi * torch.ceil((x - math.pi) / two_pi)
+
+
+def _pivot_chunk_length(n: int) -> int:
+    if n <= 8:
+        return max(n, 1)
+    lg = round(math.log2(math.sqrt(n) / 2.0)) if n >= 16 else 3
+    return int(min(max(2 ** lg, 8), 512, n))
+
+
+def _scan_chunk_length(n: int) -> int:
+    if n <= 8:
+        return max(n, 1)
+    lg = round(math.log2(math.sqrt(n)))
+    return int(min(max(2 ** lg, 8), 1024, n))
+
+
+def _to_chunks(x: torch.Tensor, L: int, pad_value: float) -> torch.Tensor:
+    """``(B, N, *rest) -> (L, B, nc, *rest)`` (contiguous), padding the end with ``pad_value``."""
+    B, N = x.shape[:2]
+    rest = x.shape[2:]
+    nc = -(-N // L)
+    pad = nc * L - N
+    if pad:
+        x = torch.cat([x, x.new_full((B, pad) + rest, pad_value)], dim=1)
+    x = x.reshape((B, nc, L) + rest)
+    return x.movedim(2, 0).contiguous()
+
+
+def _from_chunks(y: torch.Tensor, N: int) -> torch.Tensor:
+    """Inverse of :func:`_to_chunks`: ``(L, B, nc, *rest) -> (B, N, *rest)``."""
+    L, B, nc = y.shape[:3]
+    rest = y.shape[3:]
+    return y.movedim(0, 2).reshape((B, nc * L) + rest)[:, :N]
+
+
+def _betap(beta: torch.Tensor) -> torch.Tensor:
+    """``[0, beta_0, ..., beta_{N-2}]``: the coupling entering step ``i`` of the left sweep."""
+    return torch.cat([beta.new_zeros(beta.shape[0], 1), beta], dim=1)
+
+
+# ==================================================================================================
+# pivot sweeps
+# ==================================================================================================
+
+
+def _pivots_ref(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor):
+    """Reference twin of :func:`_pivots_chunked`: a plain sequential loop over N.
+
+    ``alpha (B, N)``, ``beta (B, N-1)``, ``pivmin (B,)``.  Returns ``(g, d, guarded_mask)``, each
+    ``(B, N)``: the guarded LU pivots ``d_i`` and ``g_i = 1/d_i``.  Written with out-of-place
+    torch ops only, so ordinary autograd can differentiate through it (the tests' oracle).
+    """
+    B, N = alpha.shape
+    pm = pivmin.to(_real_dtype(alpha.dtype))
+    ds, gs, masks = [], [], []
+    g = None
+    for i in range(N):
+        d = alpha[:, i] if i == 0 else alpha[:, i] - beta[:, i - 1] * g
+        small = d.abs() < pm
+        d = torch.where(small, pm * _sgn1(d), d)
+        g = 1.0 / d
+        ds.append(d)
+        gs.append(g)
+        masks.append(small)
+    if N == 0:
+        empty = alpha.new_zeros(B, 0)
+        return empty, empty, torch.zeros(B, 0, dtype=torch.bool, device=alpha.device)
+    return torch.stack(gs, 1), torch.stack(ds, 1), torch.stack(masks, 1)
+
+
+def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor, L: int | None = None,
+                    renorm_every: int | None = None):
+    """LU pivots by the chunked Moebius scan (see the module docstring).  Same I/O as
+    :func:`_pivots_ref`: ``alpha (B, N)``, ``beta (B, N-1)``, ``pivmin (B,)`` ->
+    ``(g, d, guarded_mask)``, each ``(B, N)``.  No autograd (call it under ``no_grad``)."""
+    B, N = alpha.shape
+    rdt = _real_dtype(alpha.dtype)
+    if N == 0 or B == 0:
+        empty = alpha.new_zeros(B, N)
+        return empty, empty, torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
+    if L is None:
+        L = _pivot_chunk_length(N)
+    L = max(1, min(int(L), N))
+    if renorm_every is None:
+        renorm_every = 4 if rdt == torch.float32 or rdt == torch.float16 else 8
+
+    # exact power-of-two prescaling: |alpha/s| < 1, |beta/s^2| < 1 (a zero row keeps s = 1)
+    ea = torch.frexp(alpha.abs().amax(dim=1))[1]
+    if N > 1:
+        eb = torch.frexp(beta.abs().amax(dim=1))[1]
+        ea = torch.maximum(ea, torch.div(eb + 1, 2, rounding_mode="floor"))
+    inv_s = torch.exp2(-ea.to(rdt))  # (B,)
+    a = alpha * inv_s[:, None]
+    bp = _betap(beta) * (inv_s * inv_s)[:, None]
+    pm = pivmin.to(rdt) * inv_s  # (B,)
+
+    Ac = _to_chunks(a, L, 1.0)  # (L, B, nc); padding: alpha = 1, betap = 0 (harmless d = 1)
+    Bc = _to_chunks(bp, L, 0.0)
+    nc = Ac.shape[2]
+
+    # (i) chunk transfer matrices: rows (prev, cur) of the three-term recursion on e_0, e_1
+    if nc > 1:
+        prev = alpha.new_zeros(B, nc, 2)
+        cur = alpha.new_zeros(B, nc, 2)
+        prev[..., 0] = 1.0
+        cur[..., 1] = 1.0
+        for t in range(L):
+            new = torch.addcmul(Ac[t, :, :, None] * cur, Bc[t, :, :, None], prev, value=-1)
+            prev, cur = cur, new
+            if (t + 1) % renorm_every == 0 or t == L - 1:
+                sc = _pow2_scale(torch.maximum(_absmax(prev, (-1,)), _absmax(cur, (-1,))))[..., None]
+                prev = prev * sc
+                cur = cur * sc
+        Q = torch.stack((prev, cur), dim=-2)  # (B, nc, 2, 2), Q[..., i, j]
+        # (ii) inclusive prefix products Q_k = P_k ... P_0, Hillis-Steele, renormalised per level
+        off = 1
+        while off < nc:
+            prod = (Q[:, off:, :, :, None] * Q[:, : nc - off, None, :, :]).sum(dim=-2)
+            prod = prod * _pow2_scale(_absmax(prod, (-2, -1)))[..., None, None]
+            Q = torch.cat((Q[:, :off], prod), dim=1)
+            off *= 2
+        num = Q[:, :-1, 0, 1]  # Q_{k-1} (0, 1)^T = (theta_{s_k - 2}, theta_{s_k - 1}) up to scale
+        den = Q[:, :-1, 1, 1]
+    else:
+        num = den = None
+
+    def second_pass(guard: bool):
+        D = torch.empty_like(Ac)
+        G = torch.empty_like(Ac)
+        mask = torch.zeros(Ac.shape, dtype=torch.bool, device=Ac.device) if guard else None
+        g0 = Ac.new_zeros(B, nc)
+        if nc > 1:
+            if guard:
+                # carried pivot d = den/num, guarded like any other: pivmin * d/|d| (pivmin if 0)
+                smallc = den.abs() < pm[:, None] * num.abs()
+                dc = pm[:, None] * _sgn1(den * num.conj())
+                gc = torch.where(smallc, 1.0 / dc, num / torch.where(smallc, torch.ones_like(den), den))
+            else:
+                gc = num / den
+            g0[:, 1:] = gc
+        g = g0
+        pmb = pm[:, None]
+        for t in range(L):
+            if not guard:
+                torch.addcmul(Ac[t], Bc[t], g, value=-1, out=D[t])
+                g = torch.reciprocal(D[t], out=G[t])
+            else:
+                d = torch.addcmul(Ac[t], Bc[t], g, value=-1)
+                small = d.abs() < pmb
+                d = torch.where(small, pmb * _sgn1(d), d)
+                D[t] = d
+                mask[t] = small
+                g = torch.reciprocal(d, out=G[t])
+        return G, D, mask
+
+    G, D, mask = second_pass(guard=False)
+    # |d| >= (|re d| + |im d|)/sqrt(2): a cheap sufficient test that no pivot needs the guard
+    # (NaN-aware); if it fails the guarded pass decides exactly (identical values where no
+    # guard fires).
+    Dr = torch.view_as_real(D) if D.is_complex() else D[..., None]
+    ok = Dr.abs().sum(dim=-1) >= (math.sqrt(2.0) * (1 + 4 * torch.finfo(rdt).eps)) * pm[:, None]
+    if not bool(ok.all()):
+        G, D, mask = second_pass(guard=True)
+        mask = _from_chunks(mask, N)
+    else:
+        mask = torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
+    s = torch.exp2(ea.to(rdt))[:, None]
+    return _from_chunks(G, N) * inv_s[:, None], _from_chunks(D, N) * s, mask
+
+
+def _pivots_sequential_numpy(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor, right: bool):
+    """LU (or UL) pivots from the compiled numpy kernels, zero-copy on CPU tensors.
+
+    Returns ``(g, guarded_count)``; the numpy kernels do not expose the per-pivot guard mask."""
+    from . import numpy as npb
+
+    fn = npb.right_pivots if right else npb.left_pivots
+    a = alpha.detach().resolve_conj().contiguous()
+    b = beta.detach().resolve_conj().contiguous()
+    p = pivmin.detach().to(_real_dtype(alpha.dtype)).contiguous()
+    g, guarded = fn(a.numpy(), b.numpy(), p.numpy())
+    return torch.from_numpy(np.asarray(g)), torch.from_numpy(np.asarray(guarded, dtype=np.int64))
+
+
+def _both_pivots(alpha, beta, pivmin, method: str, L: int | None):
+    """``(gL, gR, dL, maskL, maskR)`` by the chunked sweep: left and right sweeps are stacked
+    into one batch of ``2B`` rows (the right sweep is the left sweep of the reversed sequence)."""
+    B, N = alpha.shape
+    a2 = torch.cat([alpha, alpha.flip(1)], dim=0)
+    b2 = torch.cat([beta, beta.flip(1)], dim=0)
+    p2 = torch.cat([pivmin, pivmin], dim=0)
+    if method == "reference":
+        g, d, m = _pivots_ref(a2, b2, p2)
+    else:
+        g, d, m = _pivots_chunked(a2, b2, p2, L)
+    return g[:B], g[B:].flip(1), d[:B], m[:B], m[B:].flip(1)
+
+
+# ==================================================================================================
+# affine scans  y_i = m_i y_{i-1} + f_i
+# ==================================================================================================
+
+
+def _affine_scan_ref(m: torch.Tensor, f: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    """Reference twin of :func:`_affine_scan_chunked`: a plain loop over N.
+
+    ``m (B, N)``, ``f (B, N, k)``; ``y_i = m_i y_{i-1} + f_i`` with ``y_{-1} = 0`` (``reverse``:
+    ``y_i = m_i y_{i+1} + f_i`` with ``y_N = 0``).  Returns ``y (B, N, k)``."""
+    B, N, k = f.shape
+    order = range(N - 1, -1, -1) if reverse else range(N)
+    ys: list[Any] = [None] * N
+    y = torch.zeros(B, k, dtype=torch.result_type(m, f), device=f.device)
+    for i in order:
+        y = m[:, i, None] * y + f[:, i]
+        ys[i] = y
+    return torch.stack(ys, 1) if N else f.new_zeros(B, 0, k)
+
+
+def _affine_scan_chunked(m: torch.Tensor, f: torch.Tensor, reverse: bool = False, L: int | None = None):
+    """First-order affine scan by chunks (module docstring).  Same I/O as :func:`_affine_scan_ref`.
+    No autograd (call it under ``no_grad``)."""
+    B, N, k = f.shape
+    if N == 0 or B == 0 or k == 0:
+        return f.new_zeros(B, N, k)
+    if reverse:
+        return _affine_scan_chunked(m.flip(1), f.flip(1), False, L).flip(1)
+    if L is None:
+        L = _scan_chunk_length(N)
+    L = max(1, min(int(L), N))
+    Mc = _to_chunks(m, L, 0.0)[..., None]  # (L, B, nc, 1)
+    Fc = _to_chunks(f, L, 0.0)  # (L, B, nc, k)
+    nc = Mc.shape[2]
+    if nc > 1:
+        y = Fc[0]
+        for t in range(1, L):
+            y = torch.addcmul(Fc[t], Mc[t], y)
+        pm = torch.prod(Mc, dim=0)  # (B, nc, 1): the chunk's multiplier
+        carries = [y.new_zeros(B, k)]
+        c = carries[0]
+        for j in range(nc - 1):
+            c = torch.addcmul(y[:, j], pm[:, j], c)
+            carries.append(c)
+        y = torch.stack(carries, dim=1)  # (B, nc, k)
+    else:
+        y = Fc.new_zeros(B, nc, k)
+    out = torch.empty_like(Fc)
+    for t in range(L):
+        y = torch.addcmul(Fc[t], Mc[t], y, out=out[t])
+    return _from_chunks(out, N)
+
+
+# ==================================================================================================
+# forward kernels (no autograd): shared by the Functions and the no-grad paths
+# ==================================================================================================
+
+
+def _combine_resolvent(gL, gR, beta):
+    """``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})`` (``G_{N-1} = gL_{N-1}``), which equals
+    ``1/(alpha_i - beta_{i-1} gL_{i-1} - beta_i gR_{i+1})`` and stays finite (0) where an exact
+    zero leading minor makes ``gL_i = 0``."""
+    if gL.shape[1] <= 1:
+        return gL.clone()
+    corr = 1.0 - beta * gL[:, :-1] * gR[:, 1:]
+    return torch.cat([gL[:, :-1] / corr, gL[:, -1:]], dim=1)
+
+
+def _resolvent_flags(G, pivmin):
+    """Contract: singular where some ``|gamma_i| = |1/G_ii| < SINGULAR_FACTOR * pivmin``
+    (NaN-aware: a non-finite G counts as singular)."""
+    if G.shape[1] == 0:
+        return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
+    pm = pivmin.to(_real_dtype(G.dtype))[:, None]
+    return (~(G.abs() * (SINGULAR_FACTOR * pm) <= 1.0)).any(dim=1)
+
+
+def _left_flags(mask, alpha, beta, gL, pivmin):
+    """Contract for logdet / solve: the last pivot *before guarding*,
+    ``d_{N-1} = alpha_{N-1} - beta_{N-2} gL_{N-2}``, has ``|d_{N-1}| < SINGULAR_FACTOR * pivmin``,
+    or a pivot ``d_k`` (k < N-1) was guarded where ``|beta_k| <= pivmin**2`` (a singular leading
+    block decoupled from the rest).  NaN-aware."""
+    B, N = mask.shape
+    if N == 0:
+        return torch.zeros(B, dtype=torch.bool, device=mask.device)
+    pm = pivmin.to(_real_dtype(alpha.dtype))
+    d_last = alpha[:, -1] - beta[:, -1] * gL[:, -2] if N > 1 else alpha[:, 0]
+    sing = ~(d_last.abs() >= SINGULAR_FACTOR * pm)
+    if N > 1:
+        sing |= (mask[:, :-1] & (beta.abs() <= (pm * pm)[:, None])).any(dim=1)
+    return sing
+
+
+def _logdet_from_pivots(d: torch.Tensor, L: int | None = None) -> torch.Tensor:
+    """``sum_i log d_i`` as a complex number with imaginary part in (-pi, pi].
+
+    The angles are summed chunk by chunk and each partial sum reduced mod 2 pi before the chunk
+    sums are added, so the rounding error of the imaginary part is ~eps (L + N/L) pi rather than
+    ~eps N pi."""
+    B, N = d.shape
+    cdt = torch.complex64 if _real_dtype(d.dtype) == torch.float32 else torch.complex128
+    if N == 0:
+        return torch.zeros(B, dtype=cdt, device=d.device)
+    mag = torch.log(d.abs()).sum(dim=1)
+    if d.is_complex():
+        ang = torch.angle(d)
+    else:
+        ang = (d < 0).to(d.dtype) * math.pi
+    L = _scan_chunk_length(N) if L is None else L
+    part = _wrap_angle(_to_chunks(ang, L, 0.0).sum(dim=0))  # (B, nc)
+    ang = _wrap_angle(part.sum(dim=1))
+    return torch.complex(mag, ang).to(cdt)
+
+
+def _solve_with_pivots(gL, b, c, f, method, L=None):
+    """``A x = f`` given the LU pivots: ``y_i = f_i - c_{i-1} gL_{i-1} y_{i-1}``,
+    ``x_i = gL_i y_i - gL_i b_i x_{i+1}``.  ``f (B, N, k)`` -> ``x (B, N, k)``."""
+    B, N, k = f.shape
+    zero = gL.new_zeros(B, 1)
+    m1 = torch.cat([zero, -c * gL[:, :-1]], dim=1)  # (B, N)
+    m2 = torch.cat([-gL[:, :-1] * b, zero], dim=1)
+    scan = _affine_scan_ref if method == "reference" else (lambda m, f_, reverse: _affine_scan_chunked(m, f_, reverse, L))
+    y = scan(m1, f, reverse=False)
+    return scan(m2, gL[:, :, None] * y, reverse=True)
+
+
+# ==================================================================================================
+# autograd Functions (O(N) backward, DESIGN.md section 3)
+# ==================================================================================================
+
+
+def _grad_for(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Cast a gradient to its input's dtype: a real input gets the real part."""
+    if not x.is_complex() and g.is_complex():
+        g = g.real
+    return g.to(x.dtype)
+
+
+def _resolvent_backward(gbar, G, gL, gR, beta, L=None):
+    """Holomorphic-convention cotangents of ``G = diag(A^{-1})`` given ``gbar = dL/dG``.
+
+    ``s_i = gbar_i G_ii^2``; ``SL_j = rho_j SL_{j-1} + s_j`` with ``rho_j = beta_{j-1} gR_j^2``;
+    ``SR_j = lambda_j SR_{j+1} + s_j`` with ``lambda_j = beta_j gL_j^2``;
+    ``dL/dalpha_j = -(SL_j + SR_j - s_j)``, ``dL/dbeta_j = gR_{j+1} SL_j + gL_j SR_{j+1}``.
+    The two scans run as one chunked scan over ``2B`` rows."""
+    B, N = G.shape
+    s = gbar * G * G
+    zero = G.new_zeros(B, 1)
+    rho = torch.cat([zero, beta * gR[:, 1:] * gR[:, 1:]], dim=1)
+    lam = torch.cat([beta * gL[:, :-1] * gL[:, :-1], zero], dim=1)
+    m2 = torch.cat([rho, lam.flip(1)], dim=0)
+    f2 = torch.cat([s, s.flip(1)], dim=0)[:, :, None]
+    S = _affine_scan_chunked(m2, f2, reverse=False, L=L)[:, :, 0]
+    SL, SR = S[:B], S[B:].flip(1)
+    dalpha = -(SL + SR - s)
+    dbeta = gR[:, 1:] * SL[:, :-1] + gL[:, :-1] * SR[:, 1:]
+    return dalpha, dbeta
+
+
+class _ResolventDiagonalFn(torch.autograd.Function):
+    """``(alpha, beta) -> G = diag(A^{-1})`` with the O(N) backward; saves beta, G, gL, gR."""
+
+    @staticmethod
+    def forward(ctx, alpha, beta, pivmin, method, L):
+        G, guarded, singular, gL, gR = _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=True)
+        ctx.save_for_backward(alpha, beta, G, gL, gR)
+        ctx.L = L
+        ctx.mark_non_differentiable(guarded, singular)
+        return G, guarded, singular
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gG, _g1, _g2):
+        alpha, beta, G, gL, gR = ctx.saved_tensors
+        gbar = gG.conj() if gG.is_complex() else gG
+        dalpha, dbeta = _resolvent_backward(gbar, G, gL, gR, beta, ctx.L)
+        if dalpha.is_complex():
+            dalpha, dbeta = dalpha.conj(), dbeta.conj()
+        return _grad_for(alpha, dalpha), _grad_for(beta, dbeta), None, None, None
+
+
+def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
+    """``(G, guarded, singular, gL, gR)``.  ``"sequential"``: result and flags from the numpy
+    kernel, the saved pivots from its separate left/right sweeps."""
+    if method == "sequential":
+        G, guarded, singular = _numpy_kernel("resolvent_diagonal", alpha, beta, pivmin)
+        gL, _ = _pivots_sequential_numpy(alpha, beta, pivmin, right=False)
+        gR, _ = _pivots_sequential_numpy(alpha, beta, pivmin, right=True)
+        return G, guarded, singular, gL, gR
+    gL, gR, _, mL, mR = _both_pivots(alpha, beta, pivmin, method, L)
+    G = _combine_resolvent(gL, gR, beta)
+    guarded = mL.sum(dim=1) + mR.sum(dim=1)
+    singular = _resolvent_flags(G, pivmin)
+    return G, guarded.to(torch.int64), singular, gL, gR
+
+
+class _LogdetFn(torch.autograd.Function):
+    """``(alpha, beta) -> log det A``; backward ``d/dalpha_j = G_jj``,
+    ``d/dbeta_j = -gL_j G_{j+1,j+1}`` (from ``d log det/d b_j = G_{j+1,j}`` and
+    ``G_{j+1,j} = -c_j gL_j G_{j+1,j+1}``).  Saves alpha, beta, pivmin, gL; the right sweep is
+    recomputed in the backward."""
+
+    @staticmethod
+    def forward(ctx, alpha, beta, pivmin, method, L):
+        ld, guarded, singular, gL = _logdet_forward(alpha, beta, pivmin, method, L)
+        ctx.save_for_backward(alpha, beta, pivmin, gL)
+        ctx.method, ctx.L = method, L
+        ctx.mark_non_differentiable(guarded, singular)
+        return ld, guarded, singular
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gld, _g1, _g2):
+        alpha, beta, pivmin, gL = ctx.saved_tensors
+        if ctx.method == "sequential":
+            gR, _ = _pivots_sequential_numpy(alpha, beta, pivmin, right=True)
+        else:
+            g, _, _ = _pivots_chunked(alpha.flip(1), beta.flip(1), pivmin, ctx.L)
+            gR = g.flip(1)
+        G = _combine_resolvent(gL, gR, beta)
+        gbar = gld.conj()[:, None]
+        dalpha = gbar * G
+        dbeta = -gbar * gL[:, :-1] * G[:, 1:]
+        return _grad_for(alpha, dalpha.conj()), _grad_for(beta, dbeta.conj()), None, None, None
+
+
+def _logdet_forward(alpha, beta, pivmin, method, L):
+    """``(ld, guarded, singular, gL)``."""
+    if method == "sequential":
+        ld, guarded, singular = _numpy_kernel("logdet", alpha, beta, pivmin)
+        gL, _ = _pivots_sequential_numpy(alpha, beta, pivmin, right=False)
+        return ld, guarded, singular, gL
+    if method == "reference":
+        gL, d, mask = _pivots_ref(alpha, beta, pivmin)
+    else:
+        gL, d, mask = _pivots_chunked(alpha, beta, pivmin, L)
+    ld = _logdet_from_pivots(d)
+    singular = _left_flags(mask, alpha, beta, gL, pivmin) | ~torch.isfinite(ld)
+    return ld, mask.sum(dim=1).to(torch.int64), singular, gL
+
+
+class _SolveFn(torch.autograd.Function):
+    """``(alpha, b, c, f) -> x = A^{-1} f``; backward ``r = A^{-T} xbar`` (swap b and c, same
+    pivots), ``da_j = -sum_k r_jk x_jk``, ``db_j = -sum_k r_jk x_{j+1,k}``,
+    ``dc_j = -sum_k r_{j+1,k} x_jk``, ``df = r``.  Saves b, c, gL, x."""
+
+    @staticmethod
+    def forward(ctx, alpha, b, c, f, pivmin, method, L):
+        x, guarded, singular, gL = _solve_forward(alpha, b, c, f, pivmin, method, L)
+        ctx.save_for_backward(alpha, b, c, f, gL, x)
+        ctx.method, ctx.L = method, L
+        ctx.mark_non_differentiable(guarded, singular)
+        return x, guarded, singular
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gx, _g1, _g2):
+        alpha, b, c, f, gL, x = ctx.saved_tensors
+        xbar = gx.conj() if gx.is_complex() else gx
+        r = _solve_with_pivots(gL, c, b, xbar, "chunked", ctx.L)  # A^T: swap b and c, same pivots
+        da = -(r * x).sum(dim=2)
+        db = -(r[:, :-1] * x[:, 1:]).sum(dim=2)
+        dc = -(r[:, 1:] * x[:, :-1]).sum(dim=2)
+        if r.is_complex():
+            da, db, dc, r = da.conj(), db.conj(), dc.conj(), r.conj()
+        return (_grad_for(alpha, da), _grad_for(b, db), _grad_for(c, dc), _grad_for(f, r),
+                None, None, None)
+
+
+def _solve_forward(alpha, b, c, f, pivmin, method, L):
+    """``(x, guarded, singular, gL)``."""
+    beta = b * c
+    if method == "sequential":
+        x, guarded, singular = _numpy_kernel("solve", alpha, b, c, f, pivmin)
+        gL, _ = _pivots_sequential_numpy(alpha, beta, pivmin, right=False)
+        return x, guarded, singular, gL
+    if method == "reference":
+        gL, _, mask = _pivots_ref(alpha, beta, pivmin)
+        x = _solve_with_pivots(gL, b, c, f, "reference")
+    else:
+        gL, _, mask = _pivots_chunked(alpha, beta, pivmin, L)
+        x = _solve_with_pivots(gL, b, c, f, "chunked", L)
+    singular = _left_flags(mask, alpha, beta, gL, pivmin) | ~torch.isfinite(x).all(dim=2).all(dim=1)
+    return x, mask.sum(dim=1).to(torch.int64), singular, gL
+
+
+# ==================================================================================================
+# the backend
+# ==================================================================================================
+
+
+class TorchBackend(Backend):
+    """semisep's torch backend (CPU and CUDA tensors).
+
+    Kernels (contract in :mod:`semisep.backends`): ``resolvent_diagonal``, ``logdet``, ``solve``,
+    each returning ``(result, guarded, singular)`` and differentiable w.r.t. every tensor input
+    except ``pivmin`` (O(N) backward; double backward raises).
+
+    ``method``:
+
+    * ``"chunked"``: the chunked parallel scan of the module docstring (plain torch ops, same code
+      on CPU and CUDA; depth ~ 2L + log(N/L) vectorised steps).
+    * ``"sequential"``: CPU tensors only: the compiled (numba) sequential sweeps of the numpy
+      backend, called zero-copy; backward uses the chunked affine scans.
+    * ``"reference"``: a plain sequential torch loop over N (slow; tests only); its gradients come
+      from ordinary autograd through the loop.
+    * ``"auto"``: ``"chunked"`` on CUDA (and other non-CPU devices), ``"sequential"`` on CPU (or
+      ``"chunked"`` on CPU if the numpy backend's compiled kernels cannot be imported).
+
+    ``chunk_length``: fixed chunk length ``L`` for the chunked form (default: the N-dependent
+    heuristic of the module docstring).
+    """
+
+    name = "torch"
+    methods = ("sequential", "chunked", "reference")
+
+    def __init__(self, chunk_length: int | None = None):
+        if chunk_length is not None and int(chunk_length) < 1:
+            raise ValueError(f"chunk_length must be a positive integer, got {chunk_length!r}")
+        self.chunk_length = None if chunk_length is None else int(chunk_length)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def is_array(self, x: Any) -> bool:
+        return isinstance(x, torch.Tensor)
+
+    def asarray(self, x: Any, like: Any = None) -> Any:
+        """``x`` as a tensor on ``like``'s device (tensors are returned as they are when already
+        there); Python and NumPy scalars/lists keep NumPy's dtype (float64, complex128, int64)."""
+        device = like.device if isinstance(like, torch.Tensor) else None
+        if isinstance(x, torch.Tensor):
+            return x if device is None or x.device == device else x.to(device)
+        # through NumPy, so that Python floats become float64 (complex128), never torch's
+        # default dtype: 0.3 + 0.1j must not be rounded to complex64
+        return torch.as_tensor(np.asarray(x), device=device)
+
+    def result_dtype(self, *xs: Any) -> Any:
+        """Promote like torch does, except that an integer/bool result becomes float64 (torch's
+        default dtype is never consulted).  Tensors take part with their dtype; Python (and
+        NumPy) scalars only by kind (bool < int < float < complex), as in torch."""
+        dt = None
+        scalars = []
+        for x in xs:
+            if x is None:
+                continue
+            if isinstance(x, torch.Tensor):
+                dt = x.dtype if dt is None else torch.promote_types(dt, x.dtype)
+            elif isinstance(x, np.ndarray):
+                t = torch.from_numpy(np.ascontiguousarray(x))
+                dt = t.dtype if dt is None else torch.promote_types(dt, t.dtype)
+            else:
+                v = x.item() if isinstance(x, np.generic) else x
+                if not isinstance(v, (bool, int, float, complex)):
+                    raise TypeError(f"cannot take the dtype of {type(x).__name__}")
+                scalars.append(v)
+        if dt is None or not (dt.is_floating_point or dt.is_complex):
+            dt = torch.float64
+        for v in scalars:
+            dt = torch.result_type(torch.empty((), dtype=dt), v)
+        if dt not in (torch.float32, torch.float64, torch.complex64, torch.complex128):
+            raise TypeError(f"dtype {dt} is not supported; use float32/float64/complex64/complex128")
+        return dt
+
+    def astype(self, x: Any, dtype: Any) -> Any:
+        return x.to(dtype)
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
+        device = like.device if isinstance(like, torch.Tensor) else None
+        return torch.zeros(tuple(shape), dtype=dtype, device=device)
+
+    def concat(self, xs: list[Any], axis: int) -> Any:
+        return torch.cat(list(xs), dim=axis)
+
+    def broadcast_to(self, x: Any, shape: tuple[int, ...]) -> Any:
+        return torch.broadcast_to(x, tuple(shape))
+
+    def is_complex(self, dtype: Any) -> bool:
+        return bool(dtype.is_complex)
+
+    def eps(self, dtype: Any) -> float:
+        return float(torch.finfo(dtype).eps)
+
+    def all_finite(self, x: Any) -> bool:
+        return bool(torch.isfinite(x).all())
+
+    def amax_abs(self, x: Any, axis: int) -> Any:
+        a = x.abs()
+        if a.shape[axis] == 0:
+            shape = list(a.shape)
+            del shape[axis]
+            return a.new_zeros(shape)
+        return a.amax(dim=axis)
+
+    def to_numpy(self, x: Any) -> Any:
+        return x.detach().resolve_conj().resolve_neg().cpu().numpy()
+
+    # -- kernels ----------------------------------------------------------------------------
+    def _resolve_method(self, method: str, x: torch.Tensor) -> str:
+        self.check_method(method)
+        if method == "auto":
+            if x.device.type != "cpu":
+                return "chunked"
+            return "sequential" if _numpy_kernels_available() else "chunked"
+        if method == "sequential":
+            if x.device.type != "cpu":
+                raise ValueError(
+                    f"method='sequential' runs the compiled CPU kernels and needs CPU tensors; "
+                    f"got a tensor on {x.device}; use method='chunked' (or 'auto')"
+                )
+            if not _numpy_kernels_available():
+                raise ValueError("method='sequential' needs semisep.backends.numpy (numba kernels), "
+                                 "which could not be imported; use method='chunked'")
+        return method
+
+    @staticmethod
+    def _needs_grad(*xs) -> bool:
+        return torch.is_grad_enabled() and any(isinstance(x, torch.Tensor) and x.requires_grad for x in xs)
+
+    def resolvent_diagonal(self, alpha, beta, pivmin, method="auto"):
+        """``G_ii = [(T - zI)^{-1}]_ii`` for ``alpha (B, N)``, ``beta (B, N-1)``, ``pivmin (B,)``.
+
+        Returns ``(G (B, N), guarded (B,) int64, singular (B,) bool)``; ``guarded`` counts the
+        guarded pivots of both sweeps (LU and UL)."""
+        method = self._resolve_method(method, alpha)
+        pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
+        if method == "reference":  # plain loop, differentiable by ordinary autograd
+            gL, _, mL = _pivots_ref(alpha, beta, pivmin)
+            gRr, _, mR = _pivots_ref(alpha.flip(1), beta.flip(1), pivmin)
+            G = _resolvent_ref_combine(alpha, beta, gL, gRr.flip(1))
+            return G, (mL.sum(1) + mR.sum(1)).to(torch.int64), _resolvent_flags(G, pivmin)
+        if self._needs_grad(alpha, beta):
+            return _ResolventDiagonalFn.apply(alpha, beta, pivmin, method, self.chunk_length)
+        with torch.no_grad():
+            if method == "sequential":  # fused compiled kernel, no pivots kept
+                return _numpy_kernel("resolvent_diagonal", alpha, beta, pivmin)
+            G, guarded, singular, _, _ = _resolvent_forward(alpha, beta, pivmin, method, self.chunk_length)
+            return G, guarded, singular
+
+    def logdet(self, alpha, beta, pivmin, method="auto"):
+        """``log det(T - zI)`` for one matrix per batch row: ``(ld (B,) complex, guarded, singular)``;
+        the imaginary part in (-pi, pi] (complex also for real input)."""
+        method = self._resolve_method(method, alpha)
+        pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
+        if method == "reference":  # plain loop, differentiable by ordinary autograd
+            gL, d, mask = _pivots_ref(alpha, beta, pivmin)
+            ld = _logdet_ref(d)
+            singular = _left_flags(mask, alpha, beta, gL, pivmin) | ~torch.isfinite(ld)
+            return ld, mask.sum(1).to(torch.int64), singular
+        if self._needs_grad(alpha, beta):
+            return _LogdetFn.apply(alpha, beta, pivmin, method, self.chunk_length)
+        with torch.no_grad():
+            ld, guarded, singular, _ = _logdet_forward(alpha, beta, pivmin, method, self.chunk_length)
+            return ld, guarded, singular
+
+    def solve(self, alpha, b, c, f, pivmin, method="auto"):
+        """``x = (T - zI)^{-1} f`` for ``alpha (B, N)``, ``b, c (B, N-1)``, ``f (B, N, k)``:
+        ``(x (B, N, k), guarded, singular)``."""
+        method = self._resolve_method(method, alpha)
+        pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
+        if method == "reference":  # plain loops, differentiable by ordinary autograd
+            x, guarded, singular, _ = _solve_forward(alpha, b, c, f, pivmin, "reference", None)
+            return x, guarded, singular
+        if self._needs_grad(alpha, b, c, f):
+            return _SolveFn.apply(alpha, b, c, f, pivmin, method, self.chunk_length)
+        with torch.no_grad():
+            x, guarded, singular, _ = _solve_forward(alpha, b, c, f, pivmin, method, self.chunk_length)
+            return x, guarded, singular
+
+
+# ==================================================================================================
+# reference-only pieces and the numpy bridge
+# ==================================================================================================
+
+
+def _resolvent_ref_combine(alpha, beta, gL, gR):
+    """``G_ii = 1/(alpha_i - beta_{i-1} gL_{i-1} - beta_i gR_{i+1})`` (DESIGN.md's formula, kept
+    deliberately different from :func:`_combine_resolvent`)."""
+    B, N = alpha.shape
+    zero = alpha.new_zeros(B, 1)
+    left = torch.cat([zero, beta * gL[:, :-1]], dim=1) if N > 1 else zero[:, :N]
+    right = torch.cat([beta * gR[:, 1:], zero], dim=1) if N > 1 else zero[:, :N]
+    return 1.0 / (alpha - left - right)
+
+
+def _logdet_ref(d):
+    """``log det = sum_i log d_i``: complex log of every pivot, plain sum, wrapped."""
+    cdt = torch.complex64 if _real_dtype(d.dtype) == torch.float32 else torch.complex128
+    ld = torch.log(d.to(cdt)).sum(dim=1)
+    return torch.complex(ld.real, _wrap_angle(ld.imag))
+
+
+_NUMPY_OK: bool | None = None
+
+
+def _numpy_kernels_available() -> bool:
+    global _NUMPY_OK
+    if _NUMPY_OK is None:
+        try:
+            from . import numpy as npb  # noqa: F401
+
+            _NUMPY_OK = hasattr(npb, "left_pivots") and hasattr(npb, "right_pivots") and hasattr(npb, "NumpyBackend")
+        except Exception:  # numba or the module missing
+            _NUMPY_OK = False
+    return _NUMPY_OK
+
+
+def _numpy_kernel(name: str, *tensors):
+    """Run the numpy backend's kernel ``name`` on CPU tensors zero-copy; results as tensors."""
+    from . import get_backend
+
+    nb = get_backend("numpy")
+    args = [t.detach().resolve_conj().contiguous().numpy() for t in tensors]
+    res, guarded, singular = getattr(nb, name)(*args, method="auto")
+    return (torch.from_numpy(np.asarray(res)), torch.from_numpy(np.asarray(guarded, dtype=np.int64)),
+            torch.from_numpy(np.asarray(singular, dtype=bool)))

@@ -1,0 +1,426 @@
+"""semisep.cost: every count checked against something measured.
+
+* FLOP counts: the algorithm each count describes is run here on ``Counted`` scalars, which
+  apply ``semisep.cost.FLOP_RULES`` to every arithmetic operation they take part in; the run
+  must also produce the right numbers (checked against dense NumPy), so the instrumented code
+  is the algorithm, not a sketch of it.
+* Byte counts: against ``.nbytes`` of the real operators.
+* Saved-for-backward bytes: in ``tests/test_nn_core.py`` (saved_tensors_hooks).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import semisep as ss
+from semisep import cost
+
+
+# ------------------------------------------------------------------------------------------------
+# an operation-counting scalar
+# ------------------------------------------------------------------------------------------------
+class Counter:
+    flops = 0
+
+
+def _kind(x):
+    if isinstance(x, Counted):
+        return x.kind
+    return "C" if isinstance(x, complex) else "R"
+
+
+def _val(x):
+    return x.v if isinstance(x, Counted) else x
+
+
+class Counted:
+    """A scalar that adds FLOP_RULES[...] to Counter.flops for each operation."""
+
+    __slots__ = ("v", "kind")
+
+    def __init__(self, v, kind=None):
+        self.v = v
+        self.kind = kind or ("C" if isinstance(v, complex) else "R")
+
+    @staticmethod
+    def _bin(op, x, y, f):
+        kx, ky = _kind(x), _kind(y)
+        Counter.flops += cost.FLOP_RULES[(op, kx, ky)]
+        return Counted(f(_val(x), _val(y)), "C" if "C" in (kx, ky) else "R")
+
+    def __add__(self, o):
+        if isinstance(o, int) and o == 0:  # sum() / matmul start value: no arithmetic
+            return self
+        return self._bin("add", self, o, lambda a, b: a + b)
+
+    __radd__ = __add__
+
+    def __sub__(self, o):
+        return self._bin("add", self, o, lambda a, b: a - b)
+
+    def __rsub__(self, o):
+        return self._bin("add", o, self, lambda a, b: a - b)
+
+    def __mul__(self, o):
+        return self._bin("mul", self, o, lambda a, b: a * b)
+
+    def __rmul__(self, o):
+        return self._bin("mul", o, self, lambda a, b: a * b)
+
+    def __truediv__(self, o):
+        return self._bin("div", self, o, lambda a, b: a / b)
+
+    def __rtruediv__(self, o):
+        if not isinstance(o, Counted) and o == 1:
+            Counter.flops += cost.FLOP_RULES[("recip", self.kind)]
+            return Counted(1 / self.v, self.kind)
+        return self._bin("div", o, self, lambda a, b: a / b)
+
+    def __neg__(self):
+        return Counted(-self.v, self.kind)
+
+    def log(self):
+        Counter.flops += cost.FLOP_RULES[("log", self.kind)]
+        return Counted(np.log(self.v + 0j) if self.kind == "C" else np.log(self.v), self.kind)
+
+
+def C(x):
+    return [Counted(complex(v)) if np.iscomplexobj(x) else Counted(float(v)) for v in x]
+
+
+def vals(xs):
+    return np.array([_val(x) for x in xs])
+
+
+def measure(fn, *args):
+    Counter.flops = 0
+    out = fn(*args)
+    return out, Counter.flops
+
+
+# ------------------------------------------------------------------------------------------------
+# the algorithms, as the docstrings of semisep.cost describe them
+# ------------------------------------------------------------------------------------------------
+def pivots(alpha, beta):
+    n = len(alpha)
+    d = [alpha[0]]
+    gL = [1 / alpha[0]]
+    for i in range(1, n):
+        d.append(alpha[i] - beta[i - 1] * gL[i - 1])
+        gL.append(1 / d[i])
+    return d, gL
+
+
+def resolvent_diag(alpha, beta):
+    n = len(alpha)
+    d, gL = pivots(alpha, beta)
+    G = [None] * n
+    gR = [None] * n
+    gR[n - 1] = 1 / alpha[n - 1]
+    G[n - 1] = gL[n - 1]
+    for i in range(n - 2, -1, -1):
+        p = beta[i] * gR[i + 1]
+        G[i] = 1 / (d[i] - p)
+        gR[i] = 1 / (alpha[i] - p)
+    return G, gL, gR
+
+
+def logdet_alg(alpha, beta):
+    n = len(alpha)
+    d = [alpha[0]]
+    for i in range(1, n):
+        g = 1 / d[i - 1]
+        d.append(alpha[i] - beta[i - 1] * g)
+    return sum((x.log() for x in d[1:]), d[0].log())
+
+
+def solve_alg(alpha, b, c, F, gL=None):
+    """F: list of k columns."""
+    n = len(alpha)
+    if gL is None:
+        beta = [b[i] * c[i] for i in range(n - 1)]
+        Counter.flops -= sum(cost.FLOP_RULES[("mul", b[i].kind, c[i].kind)] for i in range(n - 1))
+        _, gL = pivots(alpha, beta)
+    m = [None] + [c[i - 1] * gL[i - 1] for i in range(1, n)]
+    out = []
+    for f in F:
+        y = [f[0]]
+        for i in range(1, n):
+            y.append(f[i] - m[i] * y[i - 1])
+        x = [None] * n
+        x[n - 1] = gL[n - 1] * y[n - 1]
+        for i in range(n - 2, -1, -1):
+            x[i] = gL[i] * (y[i] - b[i] * x[i + 1])
+        out.append(x)
+    return out
+
+
+def resolvent_backward(gbar, G, gL, gR, beta, b, c):
+    n = len(G)
+    s = [gbar[i] * (G[i] * G[i]) for i in range(n)]
+    rho = [None] + [beta[j - 1] * (gR[j] * gR[j]) for j in range(1, n)]
+    lam = [beta[j] * (gL[j] * gL[j]) for j in range(n - 1)] + [None]
+    SL = [s[0]]
+    for j in range(1, n):
+        SL.append(rho[j] * SL[j - 1] + s[j])
+    SR = [None] * n
+    SR[n - 1] = s[n - 1]
+    for j in range(n - 2, -1, -1):
+        SR[j] = lam[j] * SR[j + 1] + s[j]
+    gdg = [SL[j] + SR[j] - s[j] for j in range(n)]
+    da = [-x for x in gdg]
+    kappa = [gR[j + 1] * SL[j] + gL[j] * SR[j + 1] for j in range(n - 1)]
+    db = [c[j] * kappa[j] for j in range(n - 1)]
+    dc = [b[j] * kappa[j] for j in range(n - 1)]
+    dz = sum(gdg[1:], gdg[0])
+    return da, db, dc, dz
+
+
+def lu_solve_alg(K, B):
+    """K: r x r nested lists, B: r x k (columns = rhs); no pivoting; returns r x k."""
+    r = len(K)
+    K = [row[:] for row in K]
+    Ls = [[None] * r for _ in range(r)]
+    for p in range(r):
+        for i in range(p + 1, r):
+            l = K[i][p] / K[p][p]
+            Ls[i][p] = l
+            for j in range(p + 1, r):
+                K[i][j] = K[i][j] - l * K[p][j]
+    k = len(B[0])
+    X = [[None] * k for _ in range(r)]
+    for col in range(k):
+        y = [B[i][col] for i in range(r)]
+        for p in range(r):
+            for i in range(p + 1, r):
+                y[i] = y[i] - Ls[i][p] * y[p]
+        x = [None] * r
+        for i in range(r - 1, -1, -1):
+            acc = y[i]
+            for j in range(i + 1, r):
+                acc = acc - K[i][j] * x[j]
+            x[i] = acc / K[i][i]
+        for i in range(r):
+            X[i][col] = x[i]
+    return X
+
+
+def dot(xs, ys):
+    acc = xs[0] * ys[0]
+    for x, y in zip(xs[1:], ys[1:]):
+        acc = acc + x * y
+    return acc
+
+
+def woodbury_alg(alpha, b, c, beta, U, V):
+    """U, V: lists of r columns (each N); beta = b c given.  Returns G (N)."""
+    n, r = len(alpha), len(U)
+    G0, _, _ = resolvent_diag(alpha, beta)
+    _, gL = pivots(alpha, beta)
+    X = solve_alg(alpha, b, c, U, gL)  # r columns
+    Y = solve_alg(alpha, c, b, V, gL)  # transpose: swap b and c
+    K = [[dot(V[k], X[l]) for l in range(r)] for k in range(r)]
+    for k in range(r):
+        K[k][k] = K[k][k] + 1.0
+    Wt = lu_solve_alg(K, [Y[k] for k in range(r)])  # r x N
+    G = [G0[i] - dot([X[k][i] for k in range(r)], [Wt[k][i] for k in range(r)]) for i in range(n)]
+    return G, beta
+
+
+@pytest.fixture
+def problem(rng):
+    n = 9
+    a = rng.standard_normal(n) - 2.0
+    b = rng.standard_normal(n - 1)
+    c = rng.standard_normal(n - 1)
+    z = 0.3 + 0.7j
+    A = np.diag(a - z) + np.diag(b, 1) + np.diag(c, -1)
+    return n, a - z, b, c, A
+
+
+def _cx(x):
+    return C(np.asarray(x, dtype=complex))
+
+
+# ------------------------------------------------------------------------------------------------
+# FLOP counts
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("is_complex", [True, False])
+def test_resolvent_diagonal_flops(problem, is_complex):
+    n, alpha, b, c, A = problem
+    if not is_complex:
+        alpha = alpha.real
+        A = A.real + 0 * A.imag
+        A = np.diag(alpha) + np.diag(b, 1) + np.diag(c, -1)
+    conv = _cx if is_complex else C
+    beta = b * c
+    (G, _, _), flops = measure(resolvent_diag, conv(alpha), conv(beta))
+    np.testing.assert_allclose(vals(G), np.diag(np.linalg.inv(A)), rtol=1e-12)
+    assert flops == cost.resolvent_diagonal_flops(n, complex=is_complex)
+
+
+def test_logdet_flops(problem):
+    n, alpha, b, c, A = problem
+    ld, flops = measure(logdet_alg, _cx(alpha), _cx(b * c))
+    sign, la = np.linalg.slogdet(A)
+    np.testing.assert_allclose(np.exp(ld.v), sign * np.exp(la), rtol=1e-12)
+    assert flops == cost.logdet_flops(n, complex=True)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_solve_flops(problem, rng, k):
+    n, alpha, b, c, A = problem
+    F = rng.standard_normal((k, n)) + 0j
+    x, flops = measure(solve_alg, _cx(alpha), _cx(b), _cx(c), [_cx(f) for f in F])
+    np.testing.assert_allclose(np.array([vals(xx) for xx in x]), np.linalg.solve(A, F.T).T,
+                               rtol=1e-11)
+    assert flops == cost.solve_flops(n, k, complex=True)
+
+
+def test_resolvent_backward_flops(problem, rng):
+    n, alpha, b, c, A = problem
+    gbar = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    Cb, Cc = _cx(b), _cx(c)
+    beta = [Cb[i] * Cc[i] for i in range(n - 1)]
+    G, gL, gR = resolvent_diag(_cx(alpha), beta)
+    (da, db, dc, dz), flops = measure(resolvent_backward, _cx(gbar), G, gL, gR, beta, Cb, Cc)
+    # dense check: L = sum gbar_i G_ii, dG = -G dA G
+    Ginv = np.linalg.inv(A)
+    GDG = Ginv @ np.diag(gbar) @ Ginv
+    np.testing.assert_allclose(vals(da), -np.diag(GDG), rtol=1e-10)
+    np.testing.assert_allclose(vals(db), -np.diag(GDG, -1), rtol=1e-10)  # dL/dA_{j,j+1}
+    np.testing.assert_allclose(vals(dc), -np.diag(GDG, 1), rtol=1e-10)
+    np.testing.assert_allclose(dz.v, np.trace(GDG), rtol=1e-10)
+    assert flops == cost.resolvent_diagonal_backward_flops(n, complex=True)
+
+
+@pytest.mark.parametrize("r,k", [(1, 2), (4, 3)])
+def test_lu_solve_flops(rng, r, k):
+    K = rng.standard_normal((r, r)) + 1j * rng.standard_normal((r, r)) + 3 * np.eye(r)
+    B = rng.standard_normal((r, k)) + 0j
+    X, flops = measure(lu_solve_alg, [_cx(row) for row in K], [_cx(row) for row in B])
+    np.testing.assert_allclose(np.array([vals(row) for row in X]), np.linalg.solve(K, B),
+                               rtol=1e-12)
+    assert flops == cost.lu_solve_flops(r, k, complex=True)
+
+
+@pytest.mark.parametrize("r", [1, 3])
+def test_woodbury_flops(problem, rng, r):
+    n, alpha, b, c, A = problem
+    U = rng.standard_normal((n, r))
+    V = rng.standard_normal((n, r))
+    (G, _), flops = measure(woodbury_alg, _cx(alpha), _cx(b), _cx(c), _cx(b * c),
+                            [_cx(U[:, k]) for k in range(r)], [_cx(V[:, k]) for k in range(r)])
+    np.testing.assert_allclose(vals(G), np.diag(np.linalg.inv(A + U @ V.T)), rtol=1e-10)
+    assert flops == cost.woodbury_resolvent_diagonal_flops(n, r, complex=True)
+    assert cost.woodbury_resolvent_diagonal_flops(n, 0) == cost.resolvent_diagonal_flops(n)
+
+
+def test_woodbury_backward_flops(problem, rng):
+    """Reverse mode through the Woodbury steps, counted, checked against the dense gradient."""
+    n, alpha, b, c, A = problem
+    r = 2
+    U = rng.standard_normal((n, r))
+    V = rng.standard_normal((n, r))
+    gbar = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    Ca, Cb, Cc = _cx(alpha), _cx(b), _cx(c)
+    Uc = [_cx(U[:, k]) for k in range(r)]
+    Vc = [_cx(V[:, k]) for k in range(r)]
+    beta = [Cb[i] * Cc[i] for i in range(n - 1)]
+    G0, gL, gR = resolvent_diag(Ca, beta)
+    X = solve_alg(Ca, Cb, Cc, Uc, gL)
+    Y = solve_alg(Ca, Cc, Cb, Vc, gL)
+    K = [[dot(Vc[k], X[l]) for l in range(r)] for k in range(r)]
+    for k in range(r):
+        K[k][k] = K[k][k] + 1.0
+    Wt = lu_solve_alg(K, Y)
+    gb = _cx(gbar)
+
+    def backward():
+        Xbar = [[-(gb[i] * Wt[k][i]) for i in range(n)] for k in range(r)]
+        Wbar = [[-(gb[i] * X[k][i]) for i in range(n)] for k in range(r)]
+        KT = [[K[j][i] for j in range(r)] for i in range(r)]
+        Z = lu_solve_alg(KT, Wbar)  # r x N
+        Ybar = Z
+        Kbar = [[-dot(Z[k], [Wt[l][i] for i in range(n)]) for l in range(r)] for k in range(r)]
+        # Xbar += V Kbar ; Vbar = X Kbar^T
+        for l in range(r):
+            for i in range(n):
+                Xbar[l][i] = Xbar[l][i] + dot([Vc[k][i] for k in range(r)],
+                                              [Kbar[k][l] for k in range(r)])
+        Vbar = [[dot([X[l][i] for l in range(r)], [Kbar[k][l] for l in range(r)])
+                 for i in range(n)] for k in range(r)]
+        P = solve_alg(Ca, Cc, Cb, Xbar, gL)  # A^{-T} Xbar
+        Q = solve_alg(Ca, Cb, Cc, Ybar, gL)  # A^{-1} Ybar
+        for k in range(r):
+            for i in range(n):
+                Vbar[k][i] = Vbar[k][i] + Q[k][i]
+        da = [-dot([P[k][j] for k in range(r)] + [Q[k][j] for k in range(r)],
+                   [X[k][j] for k in range(r)] + [Y[k][j] for k in range(r)]) for j in range(n)]
+        db = [-dot([P[k][j] for k in range(r)] + [Q[k][j + 1] for k in range(r)],
+                   [X[k][j + 1] for k in range(r)] + [Y[k][j] for k in range(r)])
+              for j in range(n - 1)]
+        dc = [-dot([P[k][j + 1] for k in range(r)] + [Q[k][j] for k in range(r)],
+                   [X[k][j] for k in range(r)] + [Y[k][j + 1] for k in range(r)])
+              for j in range(n - 1)]
+        da0, db0, dc0, _ = resolvent_backward(gb, G0, gL, gR, beta, Cb, Cc)
+        da = [x + y for x, y in zip(da, da0)]
+        db = [x + y for x, y in zip(db, db0)]
+        dc = [x + y for x, y in zip(dc, dc0)]
+        return da, db, dc, P, Vbar
+
+    (da, db, dc, Ubar, Vbar), flops = measure(backward)
+    # dense: L = sum gbar_i R_ii, R = (A + U V^T)^{-1};  dL/dH = -(R D R)^T
+    R = np.linalg.inv(A + U @ V.T)
+    Hbar = -(R @ np.diag(gbar) @ R).T
+    np.testing.assert_allclose(vals(da), np.diag(Hbar), rtol=1e-9)
+    np.testing.assert_allclose(vals(db), np.diag(Hbar, 1), rtol=1e-9)
+    np.testing.assert_allclose(vals(dc), np.diag(Hbar, -1), rtol=1e-9)
+    np.testing.assert_allclose(np.array([vals(u) for u in Ubar]).T, Hbar @ V, rtol=1e-9)
+    np.testing.assert_allclose(np.array([vals(v) for v in Vbar]).T, Hbar.T @ U, rtol=1e-9)
+    assert flops == cost.woodbury_resolvent_diagonal_backward_flops(n, r, complex=True)
+
+
+def test_dense_flops_is_lu():
+    assert cost.dense_resolvent_diagonal_flops(5) == cost.lu_solve_flops(5, 5)
+    # leading term (8/3 + 8) N^3 complex flops
+    n = 400
+    assert abs(cost.dense_resolvent_diagonal_flops(n) / n**3 - (8 / 3 + 8)) < 0.1
+
+
+# ------------------------------------------------------------------------------------------------
+# bytes of operators
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_tridiagonal_nbytes(rng, dtype, symmetric):
+    n, B = 11, 3
+    d = rng.standard_normal((B, n)).astype(dtype)
+    lo = rng.standard_normal(n - 1).astype(dtype)
+    up = None if symmetric else rng.standard_normal(n - 1).astype(dtype)
+    T = ss.Tridiagonal(d, lo, up)
+    assert T.nbytes == cost.tridiagonal_nbytes(n, dtype, diag_batch=(B,), symmetric=symmetric)
+    assert T.dense_nbytes == cost.dense_nbytes(n, dtype, batch=(B,))
+
+
+def test_itemsize_names():
+    import torch
+
+    for dt in (np.float32, np.float64, np.complex64, np.complex128):
+        assert cost.itemsize(dt) == np.dtype(dt).itemsize
+    for dt in (torch.float32, torch.float64, torch.complex64, torch.complex128):
+        assert cost.itemsize(dt) == torch.empty((), dtype=dt).element_size()
+    assert cost.complex_dtype_of(torch.float32) == "complex64"
+    with pytest.raises(ValueError):
+        cost.itemsize("quaternion")
+
+
+def test_lowrank_nbytes(rng):
+    n, r, B = 10, 3, 2
+    lr = getattr(ss, "TridiagonalPlusLowRank", None)
+    if lr is None:
+        pytest.xfail("semisep.TridiagonalPlusLowRank (branch lowrank) has not landed on main")
+    T = ss.Tridiagonal(rng.standard_normal((B, n)), rng.standard_normal(n - 1))
+    H = lr(T, rng.standard_normal((n, r)), rng.standard_normal((n, r)))
+    assert H.nbytes == cost.lowrank_nbytes(n, r, "float64", diag_batch=(B,), symmetric=True)

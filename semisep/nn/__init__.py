@@ -15,3 +15,16 @@ from . import functional
 from .functional import MaskedResolvent, masked_resolvent_diagonal
 
 __all__ = ["functional", "MaskedResolvent", "masked_resolvent_diagonal"]
+from .sparse import (
+    ImportancePredictor,
+    LearnedInterpolator,
+    LearnedSparsityG_ii,
+    SparseBKBlock,
+    SparseBKCore,
+    gumbel_sigmoid,
+    linear_interpolate,
+    topk_mask,
+)
+
+__all__ += ["ImportancePredictor", "LearnedInterpolator", "LearnedSparsityG_ii", "SparseBKBlock",
+            "SparseBKCore", "gumbel_sigmoid", "linear_interpolate", "topk_mask"]

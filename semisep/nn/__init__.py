@@ -28,3 +28,6 @@ from .sparse import (
 
 __all__ += ["ImportancePredictor", "LearnedInterpolator", "LearnedSparsityG_ii", "SparseBKBlock",
             "SparseBKCore", "gumbel_sigmoid", "linear_interpolate", "topk_mask"]
+from .multiscale import AdaptiveDownsampling, AdaptiveUpsampling, BKCore, BKLayer, MultiScaleBKLayer
+
+__all__ += ["AdaptiveDownsampling", "AdaptiveUpsampling", "BKCore", "BKLayer", "MultiScaleBKLayer"]

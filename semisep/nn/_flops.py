@@ -29,6 +29,7 @@ from __future__ import annotations
 from ..cost import resolvent_diagonal_flops
 
 __all__ = ["linear_flops", "layernorm_flops", "bk_core_flops", "bk_layer_flops",
+           "selected_resolvent_flops", "chunked_masked_resolvent_flops",
            "multiscale_bk_layer_flops", "GELU_FLOPS"]
 
 GELU_FLOPS = 8
@@ -111,3 +112,61 @@ def multiscale_bk_layer_flops(batch: int, n: int, d: int, hidden: int, refine_ke
     p["elementwise"] += rows * d  # conv bias
     p["elementwise"] += 4 * rows * d
     return _total(p)
+
+
+# ================================================================================================
+# selected / masked resolvent diagonals (the work the kernels in semisep.backends.numpy and
+# semisep.nn.functional actually do)
+# ================================================================================================
+_CADD, _CMUL, _CREC, _CDIV = 2, 6, 5, 11
+
+
+def selected_resolvent_flops(n: int, indices) -> int:
+    """One row of ``semisep.backends.numpy.resolvent_diagonal_selected_kernel`` (complex):
+    the left sweep over pivots ``0 .. hi-1`` (``hi = max(indices)``): ``5 + 13 (hi - 1)``; the
+    right sweep from ``N-1`` down to ``lo + 1`` (``lo = min(indices)``): ``5 + 13 (N - 2 - lo)``;
+    the combine ``gamma = alpha - beta gL - beta gR``, ``G = 1/gamma`` at each of the K indices:
+    ``2 * 6 + 2 * 2 + 5 = 21`` (the end terms at ``i = 0`` and ``i = N-1`` are skipped).
+    With every index this is the full kernel's work up to the fused right sweep's reuse of
+    ``alpha_i - beta_i gR_{i+1}``; compare with :func:`semisep.cost.resolvent_diagonal_flops`."""
+    idx = [int(i) for i in indices]
+    if not idx:
+        return 0
+    lo, hi = min(idx), max(idx)
+    step = _CMUL + _CADD + _CREC
+    left = (_CREC + (hi - 1) * step) if hi >= 1 else 0
+    right = (_CREC + (n - 2 - lo) * step) if lo < n - 1 else 0
+    comb = 0
+    for i in idx:
+        comb += _CREC + (_CMUL + _CADD) * ((i > 0) + (i < n - 1))
+    return left + right + comb
+
+
+def chunked_masked_resolvent_flops(batch: int, n: int, chunk: int, active_chunks: int, kept: int) -> dict:
+    """The chunked pivot scan of the torch backend, both sweeps, complex, as run by
+    ``semisep.nn.functional.masked_resolvent_diagonal(method="chunked")``.
+
+    ``nc = ceil(n / chunk)`` chunks per row and sweep (``2 batch nc`` in all):
+
+    * pass (i), every chunk: ``chunk`` steps of ``new = alpha cur - betap prev`` on 2-vectors
+      (4 complex mul + 2 complex add = 28);
+    * scan (ii): ``ceil(log2 nc)`` levels, at most ``nc - 1`` 2x2 complex products per level and
+      row (8 mul + 4 add = 56) -- an upper bound (level ``l`` forms ``nc - 2^l`` products,
+      counted exactly here);
+    * pass (iii), ``active_chunks`` (row, chunk) pairs only: ``chunk`` steps of
+      ``d = alpha - betap g`` (6 + 2), ``g = 1/d`` (5) = 13;
+    * combine at the ``kept`` entries: ``beta gL gR`` (2 mul), ``1 - .`` (1), ``gL / .`` (11) = 24.
+
+    Renormalisation (power-of-two scalings) and the guard check are not counted.
+    """
+    nc = -(-n // chunk)
+    rows = 2 * batch
+    p1 = rows * nc * chunk * (4 * _CMUL + 2 * _CADD)
+    scan = 0
+    off = 1
+    while off < nc:
+        scan += rows * (nc - off) * (8 * _CMUL + 4 * _CADD)
+        off *= 2
+    p3 = active_chunks * chunk * (_CMUL + _CADD + _CREC)
+    comb = kept * (2 * _CMUL + 1 + _CDIV)
+    return {"pass1": p1, "scan": scan, "pass2": p3, "combine": comb, "total": p1 + scan + p3 + comb}

@@ -361,16 +361,12 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
 
     Plain, ``r = 0`` (tridiagonal only), by storage::
 
-        B N f         diag = v - 2 (kept by the pivot-guard scale computation)
-        B N f + B f   |alpha| and its row max (pivot-guard scale, differentiated through)
-        B             a bool mask of the same scale computation (``_maximum``)
-        B N c         alpha = diag - z (saved by the resolvent Function and by ``abs``)
+        B N f         the real diagonal v - 2, kept by the subtraction alpha = diag - z
+                      (the pivot-guard scale is computed on detached copies and keeps nothing)
         (N-1) c       beta = b c, on the off-diagonal as held (unbatched, a broadcast view)
         3 B N c       G, gL, gR (the resolvent Function's O(N) backward state)
 
-    Plain, ``r > 0`` (Woodbury): the above (the scale computation runs twice, once for the
-    resolvent rows and once for the solve rows: ``3 B N f + 2 B (f + 1)``, and the solve's alpha
-    is one more ``B N c``), plus::
+    Plain, ``r > 0`` (Woodbury): the above, plus the solve's alpha ``B N c`` and::
 
         (N-1) c           the off-diagonal (b = c) as promoted for the solve (unbatched)
         2 B N r c         the solve's solution [X, Y] (B, N, 2r) (its right-hand side [U, V]
@@ -380,8 +376,8 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
         2 B r^2 c + 4 B r K and its LU factors (torch.linalg.solve), int32 pivots
         B N r c           W^T = K^{-1} Y^T
 
-    i.e. ``B N (3f + 6c) + 4 B N r c + 2 (N-1) c + N r c + 2 B r^2 c + 4 B r + 2 B (f + 1)``
-    (r > 0) and ``B N (2f + 4c) + (N-1) c + B (f + 1)`` (r = 0).  Checked against
+    i.e. ``B N (f + 4c) + 4 B N r c + 2 (N-1) c + N r c + 2 B r^2 c + 4 B r`` (r > 0) and
+    ``B N (f + 3c) + (N-1) c`` (r = 0).  Checked against
     ``saved_tensors_hooks`` in ``tests/test_nn_core.py`` (exact when written); a row upgraded
     to float64 by ``precision="auto"`` adds its float64 twin (not included).
     """
@@ -391,9 +387,9 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
     c = 2 * f
     B = batch
     if r == 0:
-        return B * n * (2 * f + 4 * c) + (n - 1) * c + B * (f + 1)
-    return (B * n * (3 * f + 6 * c) + 4 * B * n * r * c + 2 * (n - 1) * c
-            + n * r * c + 2 * B * r * r * c + 4 * B * r + 2 * B * (f + 1))
+        return B * n * (f + 3 * c) + (n - 1) * c
+    return (B * n * (f + 4 * c) + 4 * B * n * r * c + 2 * (n - 1) * c
+            + n * r * c + 2 * B * r * r * c + 4 * B * r)
 
 
 def dense_core_saved_bytes(n: int, batch: int, compute_dtype: Any = "float32") -> int:

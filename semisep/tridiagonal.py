@@ -404,9 +404,10 @@ def _shifted_rows(
 
     lower, upper = rows_of(lo, n - 1), rows_of(up, n - 1)
     beta = rows_of(lo * up, n - 1)
-    scale = bk.amax_abs(alpha, axis=1)
+    # the guard threshold is a constant of the computation: no autograd graph for it
+    scale = bk.amax_abs(_detach(alpha), axis=1)
     if n > 1:
-        off = _maximum(bk.amax_abs(lo, axis=-1), bk.amax_abs(up, axis=-1))
+        off = _maximum(bk.amax_abs(_detach(lo), axis=-1), bk.amax_abs(_detach(up), axis=-1))
         scale = _maximum(scale, bk.broadcast_to(off, batch).reshape((rows,)))
     eps = bk.eps(dtype)
     tiny = float(np.finfo(np.float32 if eps > 1e-10 else np.float64).tiny)

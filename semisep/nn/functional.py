@@ -1,0 +1,323 @@
+"""Functional pieces of :mod:`semisep.nn`: the resolvent diagonal at per-sample selected positions.
+
+:func:`masked_resolvent_diagonal` computes, for a batch of tridiagonal matrices ``T`` (N x N) and a
+per-row keep-mask ``m`` (``m[b, i] = 1``: compute, ``0``: skip),
+
+    G_ii = [(T - z I)^{-1}]_ii = gL_i / (1 - beta_i gL_i gR_{i+1})      (G_{N-1} = gL_{N-1})
+
+exactly at the kept positions, with the LU / UL pivot ratios ``gL``, ``gR`` of DESIGN.md section 3
+(``alpha_i = a_i - z``, ``beta_i = b_i c_i``).  It returns the kept values **and** the mask
+(:class:`MaskedResolvent`); skipped positions get no value at all -- the caller decides what goes
+there (SparseBKCore puts the output of its interpolator; ``MaskedResolvent.dense(fill)`` scatters
+into an explicit fill).
+
+What skipping can and cannot save
+---------------------------------
+``G_ii`` at one position needs ``gL_i`` (the left sweep over ``0..i``) and ``gR_{i+1}`` (the right
+sweep over ``N-1..i+1``).  The sweeps are first-order recursions: whatever the mask, the pivots
+before the last kept position (left) and after the first kept position (right) must be
+propagated, so the sweeps stay O(N).  Only two things can be skipped:
+
+1. the **combine** ``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})`` at skipped positions (every
+   method below does this: the combine runs on the gathered kept entries only);
+2. in the **chunked** form (``method="chunked"``, the torch backend's parallel scan): the pivots
+   inside a chunk of length ``L`` are produced by (i) a pass that builds the chunk's 2x2
+   transfer matrix, (ii) a scan over chunks, (iii) a *second in-chunk pass* that materialises
+   the ``L`` pivots from the carried value.  Passes (i) and (ii) carry information across the
+   chunk and cannot be skipped; pass (iii) is only needed in chunks that contain a position
+   whose pivot is used (left sweep: a kept ``i``; right sweep: ``i + 1`` for a kept ``i``).
+   Inactive chunks are dropped from pass (iii) by compacting the active ``(row, chunk)`` pairs.
+   This saves real work only when whole chunks are skipped, i.e. when the mask is *clustered*
+   (blocks of skipped positions at least ``L`` long).  For an unstructured mask at sparsity
+   ``s`` a chunk is all-skipped with probability about ``s^L`` -- essentially never for
+   ``L >= 8`` -- and the saving is the combine step alone.
+
+With gradients required the O(N) backward of DESIGN.md section 3 needs *every* pivot
+(``SL_j = rho_j SL_{j-1} + s_j`` runs through all ``j`` even when the cotangent vanishes at
+skipped positions), so the differentiable path computes the full diagonal with the backend's
+autograd kernel and gathers the kept entries: exact gradients, no saving.
+``benchmarks/bench_sparse.py`` measures all of this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..backends import SINGULAR_FACTOR, backend_for
+from ..errors import ShapeError, SingularMatrixError
+from ..tridiagonal import Tridiagonal, _shifted_rows
+
+__all__ = ["MaskedResolvent", "masked_resolvent_diagonal", "laplacian_resolvent_diagonal_masked"]
+
+
+@dataclass
+class MaskedResolvent:
+    """The resolvent diagonal at the kept positions of a mask.
+
+    Attributes
+    ----------
+    values : complex tensor, shape ``(K,)``
+        ``G_ii`` at the positions ``mask.nonzero()`` in row-major order (``K = mask.sum()``);
+        differentiable w.r.t. the operator and ``z`` when they require grad.
+    mask : bool tensor, shape ``batch + (N,)``
+        True where ``G_ii`` was computed.
+    work : dict
+        Measured work of the call (counts, not estimates): ``"method"``, ``"combined"`` (combine
+        steps run = K), ``"positions"`` (B N), and for ``method="chunked"`` without grad
+        ``"second_pass_steps"`` / ``"second_pass_steps_full"`` (pivot-materialisation steps run /
+        those a full computation runs, both sweeps, padding included).
+    """
+
+    values: torch.Tensor
+    mask: torch.Tensor
+    work: dict = field(default_factory=dict)
+
+    def dense(self, fill: Any) -> torch.Tensor:
+        """``batch + (N,)`` tensor with ``G_ii`` where ``mask`` and ``fill`` elsewhere.
+
+        ``fill`` is required (a number or a tensor broadcastable to ``batch + (N,)``): skipped
+        positions have no resolvent value, so the caller names what stands there.
+        Differentiable w.r.t. ``values`` (and ``fill`` if it is a tensor)."""
+        out = torch.as_tensor(fill, dtype=self.values.dtype, device=self.values.device)
+        out = torch.broadcast_to(out, self.mask.shape)
+        flat = out.reshape(-1).clone() if not out.requires_grad else out.reshape(-1) * 1
+        idx = self.mask.reshape(-1).nonzero().squeeze(1)
+        flat = flat.index_put((idx,), self.values)
+        return flat.reshape(self.mask.shape)
+
+    def per_row(self) -> torch.Tensor:
+        """``values`` as ``batch + (k,)`` when every row keeps the same number ``k`` of
+        positions (e.g. a top-k mask); ``ValueError`` otherwise."""
+        counts = self.mask.reshape(-1, self.mask.shape[-1]).sum(dim=1)
+        if counts.numel() and not bool((counts == counts[0]).all()):
+            raise ValueError("rows keep different numbers of positions; use .values with .mask "
+                             "or .dense(fill)")
+        k = int(counts[0]) if counts.numel() else 0
+        return self.values.reshape(tuple(self.mask.shape[:-1]) + (k,))
+
+
+# ==================================================================================================
+# the chunked pivot sweep with a skippable second pass
+# ==================================================================================================
+def _chunk_length(n: int) -> int:
+    from ..backends.torch import _pivot_chunk_length
+
+    return _pivot_chunk_length(n)
+
+
+def _pivots_chunked_needed(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor,
+                           need: torch.Tensor, L: int | None = None):
+    """LU pivot reciprocals ``gL`` where ``need`` (B, N) is True, by the chunked Moebius scan.
+
+    Same algorithm and numbers as ``semisep.backends.torch._pivots_chunked`` (power-of-two
+    prescaling, chunk transfer matrices renormalised by ``frexp``, Hillis-Steele scan over the
+    chunks, guarded ratio recursion in the second pass), except that the second in-chunk pass
+    runs only on the ``(row, chunk)`` pairs containing a needed position.
+
+    Returns ``(g, steps_run, steps_full)``: ``g (B, N)`` with the pivot reciprocals in every
+    active chunk and NaN in the chunks that were skipped (internal: never returned to users),
+    and the number of second-pass steps run / a full pass would run (``L * active``,
+    ``L * B * nc``).
+    """
+    from ..backends.torch import _absmax, _betap, _from_chunks, _pow2_scale, _real_dtype, _sgn1, _to_chunks
+
+    B, N = alpha.shape
+    rdt = _real_dtype(alpha.dtype)
+    if L is None:
+        L = _chunk_length(N)
+    L = max(1, min(int(L), N))
+    renorm_every = 4 if rdt == torch.float32 else 8
+
+    ea = torch.frexp(alpha.abs().amax(dim=1))[1]
+    if N > 1:
+        eb = torch.frexp(beta.abs().amax(dim=1))[1]
+        ea = torch.maximum(ea, torch.div(eb + 1, 2, rounding_mode="floor"))
+    inv_s = torch.exp2(-ea.to(rdt))
+    a = alpha * inv_s[:, None]
+    bp = _betap(beta) * (inv_s * inv_s)[:, None]
+    pm = pivmin.to(rdt) * inv_s
+
+    Ac = _to_chunks(a, L, 1.0)  # (L, B, nc)
+    Bc = _to_chunks(bp, L, 0.0)
+    nc = Ac.shape[2]
+    g0 = Ac.new_zeros(B, nc)
+    if nc > 1:  # (i) transfer matrices and (ii) their prefix products: every chunk
+        prev = alpha.new_zeros(B, nc, 2)
+        cur = alpha.new_zeros(B, nc, 2)
+        prev[..., 0] = 1.0
+        cur[..., 1] = 1.0
+        for t in range(L):
+            new = torch.addcmul(Ac[t, :, :, None] * cur, Bc[t, :, :, None], prev, value=-1)
+            prev, cur = cur, new
+            if (t + 1) % renorm_every == 0 or t == L - 1:
+                sc = _pow2_scale(torch.maximum(_absmax(prev), _absmax(cur)))[..., None]
+                prev = prev * sc
+                cur = cur * sc
+        Q = torch.stack((prev, cur), dim=-2)
+        off = 1
+        while off < nc:
+            prod = (Q[:, off:, :, :, None] * Q[:, : nc - off, None, :, :]).sum(dim=-2)
+            prod = prod * _pow2_scale(_absmax(_absmax(prod)))[..., None, None]  # max over the 2x2 block
+            Q = torch.cat((Q[:, :off], prod), dim=1)
+            off *= 2
+        num = Q[:, :-1, 0, 1]
+        den = Q[:, :-1, 1, 1]
+        smallc = den.abs() < pm[:, None] * num.abs()
+        dc = pm[:, None] * _sgn1(den * num.conj())
+        g0[:, 1:] = torch.where(smallc, 1.0 / dc, num / torch.where(smallc, torch.ones_like(den), den))
+
+    # (iii) second pass on the active (row, chunk) pairs only
+    active = _to_chunks(need, L, False).any(dim=0)  # (B, nc)
+    rows, chunks = active.nonzero(as_tuple=True)
+    n_act = int(rows.shape[0])
+    Aa = Ac[:, rows, chunks]  # (L, n_act)
+    Ba = Bc[:, rows, chunks]
+    pma = pm[rows]
+    ga = g0[rows, chunks]
+
+    def second_pass(guard: bool):
+        G = torch.empty_like(Aa)
+        g = ga
+        for t in range(L):
+            d = torch.addcmul(Aa[t], Ba[t], g, value=-1)
+            if guard:
+                d = torch.where(d.abs() < pma, pma * _sgn1(d), d)
+            g = torch.reciprocal(d, out=G[t])
+        return G
+
+    Ga = second_pass(False)
+    # 1/|g| = |d| < pivmin somewhere (or non-finite): re-run with the guard in the loop
+    if n_act and not bool((Ga.abs() * pma <= 1.0).all()):
+        Ga = second_pass(True)
+    Gc = torch.full_like(Ac, float("nan"))
+    Gc[:, rows, chunks] = Ga
+    g = _from_chunks(Gc, N) * inv_s[:, None]
+    return g, L * n_act, L * B * nc
+
+
+def _masked_chunked_values(alpha, beta, pivmin, keep, L):
+    """Kept ``G_ii`` (row-major, (K,)) with skippable second passes; see the module docstring."""
+    B, N = alpha.shape
+    needL = keep
+    needR = torch.zeros_like(keep)
+    if N > 1:
+        needR[:, 1:] = keep[:, :-1]  # G_i needs gR_{i+1}
+    a2 = torch.cat([alpha, alpha.flip(1)], dim=0)
+    b2 = torch.cat([beta, beta.flip(1)], dim=0)
+    p2 = torch.cat([pivmin, pivmin], dim=0)
+    n2 = torch.cat([needL, needR.flip(1)], dim=0)
+    g, run, full = _pivots_chunked_needed(a2, b2, p2, n2, L)
+    gL, gR = g[:B], g[B:].flip(1)
+    return _combine_at(gL, gR, beta, keep), run, full
+
+
+def _combine_at(gL, gR, beta, keep):
+    """``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})`` on the kept entries only (``G_{N-1} = gL_{N-1}``)."""
+    B, N = gL.shape
+    r, i = keep.nonzero(as_tuple=True)
+    gl = gL[r, i]
+    if N == 1:
+        return gl
+    last = i == N - 1
+    j = torch.where(last, torch.zeros_like(i), i)  # a valid index for beta; masked out below
+    corr = beta[r, j] * gl * gR[r, torch.where(last, torch.zeros_like(i), i + 1)]
+    corr = torch.where(last, torch.zeros_like(corr), corr)
+    return gl / (1.0 - corr)
+
+
+# ==================================================================================================
+# public function
+# ==================================================================================================
+def masked_resolvent_diagonal(diag: Any, lower: Any, upper: Any = None, z: Any = 1j, mask: Any = None,
+                              *, method: str = "auto", chunk_length: int | None = None,
+                              check_finite: bool = True) -> MaskedResolvent:
+    """``diag((T - z I)^{-1})`` at the positions where ``mask`` is set, per batch row.
+
+    Parameters
+    ----------
+    diag : tensor ``(..., N)``; lower, upper : tensors ``(..., N-1)`` (``upper=None``: symmetric)
+        The tridiagonal ``T`` as in :class:`semisep.Tridiagonal` (torch tensors, CPU or CUDA).
+    z : scalar or tensor broadcastable to the batch shape
+        The shift (default ``1j``).
+    mask : bool or 0/1 tensor, broadcastable to ``batch + (N,)``
+        ``1``: compute ``G_ii``; ``0``: skip.  Kept sets may differ between rows.  (A
+        straight-through mask whose *values* are 0/1 is accepted; it is read as ``mask > 0.5``
+        and not differentiated -- the caller handles the mask's own gradient.)
+    method : "auto" | "chunked" | "sequential" | "reference"
+        Without gradients: ``"chunked"`` runs the chunked scan and skips the second in-chunk
+        pass in chunks that need no pivot (module docstring); ``"sequential"`` (CPU) and
+        ``"reference"`` compute the full diagonal with the torch backend's kernel and gather.
+        ``"auto"``: ``"sequential"`` for CPU tensors (the compiled fused sweep is faster than the
+        chunked scan on CPU, with or without skipping: see ``benchmarks/bench_sparse.py``),
+        ``"chunked"`` elsewhere.  With gradients every method computes the full diagonal (the
+        O(N) backward needs every pivot) and gathers.
+    chunk_length : int, optional
+        ``L`` for ``"chunked"`` (default: the torch backend's heuristic ``~sqrt(N)/2``).
+
+    Returns
+    -------
+    MaskedResolvent
+        ``values`` (K,) complex at ``mask.nonzero()`` (row-major), ``mask`` (bool, ``batch +
+        (N,)``), ``work`` (measured counts).  Skipped positions carry no value.
+
+    Raises
+    ------
+    SingularMatrixError
+        If ``|1/G_ii| < 4 pivmin`` at some kept position (``T - zI`` singular to working
+        precision, the contract of :mod:`semisep.backends`).
+    """
+    if mask is None:
+        raise ValueError("mask is required: a bool/0-1 tensor broadcastable to batch + (N,)")
+    T = Tridiagonal(diag, lower, upper, check_finite=check_finite)
+    bk = T.backend
+    if bk.name != "torch":
+        raise TypeError("masked_resolvent_diagonal takes torch tensors; for NumPy arrays with "
+                        "indices shared by the batch use Tridiagonal.resolvent_diagonal(z, indices=...)")
+    backend_for(T.diag, mask)
+    rows = _shifted_rows(T, z, check_finite)
+    N = T.n
+    mask = torch.as_tensor(mask, device=rows.alpha.device)
+    if mask.dtype != torch.bool:
+        mask = mask.detach() > 0.5
+    try:
+        mask = torch.broadcast_to(mask, rows.batch + (N,))
+    except RuntimeError as exc:
+        raise ShapeError(f"mask has shape {tuple(mask.shape)}, which does not broadcast to the "
+                         f"batch + (N,) = {rows.batch + (N,)} of the operator and z") from exc
+    keep = mask.reshape(-1, N)
+    B = keep.shape[0]
+    needs_grad = torch.is_grad_enabled() and (rows.alpha.requires_grad or rows.beta.requires_grad)
+    if method == "auto":
+        method = "sequential" if rows.alpha.device.type == "cpu" else "chunked"
+    work: dict = {"method": method, "positions": B * N, "combined": int(keep.sum())}
+    if needs_grad or method != "chunked":
+        G, _, _ = bk.resolvent_diagonal(rows.alpha, rows.beta, rows.pivmin, method=method)
+        values = G[keep]
+        work["combined"] = B * N  # the full kernel combines everywhere
+        work["gathered"] = True
+    else:
+        with torch.no_grad():
+            L = chunk_length if chunk_length is not None else getattr(bk, "chunk_length", None)
+            values, run, full = _masked_chunked_values(rows.alpha, rows.beta, rows.pivmin, keep, L)
+        work["second_pass_steps"] = run
+        work["second_pass_steps_full"] = full
+    pm = rows.pivmin.to(values.real.dtype)[keep.nonzero(as_tuple=True)[0]]
+    bad = ~(values.abs() * (SINGULAR_FACTOR * pm) <= 1.0)
+    if bool(bad.any()):
+        k = int(bad.nonzero()[0, 0])
+        r, i = keep.nonzero()[k].tolist()
+        raise SingularMatrixError(
+            f"masked_resolvent_diagonal: T - z I is singular to working precision at batch row {r} "
+            f"(|1/G_ii| < {SINGULAR_FACTOR:g} pivmin at i = {i}); {int(bad.sum())} kept entries affected")
+    return MaskedResolvent(values, mask, work)
+
+
+def laplacian_resolvent_diagonal_masked(v: torch.Tensor, z: Any, mask: Any, **kwargs: Any) -> MaskedResolvent:
+    """:func:`masked_resolvent_diagonal` for ``H = H0 + diag(v)``, ``H0`` the discrete Laplacian
+    (diagonal ``-2``, off-diagonals ``1``): ``v (B, N)`` real or complex."""
+    ones = torch.ones(v.shape[-1] - 1, dtype=v.dtype if not v.is_complex() else v.real.dtype, device=v.device)
+    return masked_resolvent_diagonal(v - 2.0, ones, None, z, mask, **kwargs)
+

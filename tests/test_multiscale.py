@@ -28,8 +28,12 @@ def test_shapes_and_stats(n):
 
 
 def test_flops_saved_ratio_depends_on_shapes():
-    ratios = {(n, d): 1 - multiscale_bk_layer_flops(1, n, d, 2 * d)["total"] / bk_layer_flops(1, n, d, 2 * d)["total"]
-              for n in (16, 1024) for d in (4, 64)}
+    ratios = {
+        (n, d): 1
+        - multiscale_bk_layer_flops(1, n, d, 2 * d)["total"] / bk_layer_flops(1, n, d, 2 * d)["total"]
+        for n in (16, 1024)
+        for d in (4, 64)
+    }
     assert len({round(r, 6) for r in ratios.values()}) == 4
     # the core dominates for wide models: the saving approaches the half-resolution bound 1/2
     assert 0.35 < ratios[(1024, 64)] < 0.5
@@ -37,7 +41,9 @@ def test_flops_saved_ratio_depends_on_shapes():
     assert ratios[(1024, 4)] < ratios[(1024, 64)]
 
 
-@pytest.mark.parametrize("cls,count", [(BKLayer, bk_layer_flops), (MultiScaleBKLayer, multiscale_bk_layer_flops)])
+@pytest.mark.parametrize(
+    "cls,count", [(BKLayer, bk_layer_flops), (MultiScaleBKLayer, multiscale_bk_layer_flops)]
+)
 @pytest.mark.parametrize("n,d", [(32, 8), (33, 12)])
 def test_matmul_and_conv_counts_equal_torch_flop_counter(cls, count, n, d):
     layer = cls(d, n)
@@ -46,8 +52,10 @@ def test_matmul_and_conv_counts_equal_torch_flop_counter(cls, count, n, d):
         layer(x)
     c = count(3, n, d, 2 * d)
     assert fc.get_total_flops() == c["matmul"] + c.get("conv", 0)
-    assert c["resolvent"] == 3 * (2 * (n if cls is BKLayer else (n + 1) // 2)
-                                  + resolvent_diagonal_flops(n if cls is BKLayer else (n + 1) // 2))
+    assert c["resolvent"] == 3 * (
+        2 * (n if cls is BKLayer else (n + 1) // 2)
+        + resolvent_diagonal_flops(n if cls is BKLayer else (n + 1) // 2)
+    )
 
 
 def test_core_resolvent_is_exact_at_low_resolution():

@@ -41,8 +41,9 @@ def _t(x):
 # ------------------------------------------------------------------------------------------------
 # masked_resolvent_diagonal
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("method,L", [("chunked", None), ("chunked", 3), ("chunked", 4),
-                                      ("sequential", None), ("reference", None)])
+@pytest.mark.parametrize(
+    "method,L", [("chunked", None), ("chunked", 3), ("chunked", 4), ("sequential", None), ("reference", None)]
+)
 @pytest.mark.parametrize("complex_t", [False, True])
 def test_masked_values_equal_dense_reference(rng, method, L, complex_t):
     B, N = 4, 29
@@ -53,8 +54,9 @@ def test_masked_values_equal_dense_reference(rng, method, L, complex_t):
     block = np.zeros((B, N), bool)
     block[0, :5] = block[1, 20:] = block[2, 11:13] = True  # row 3 keeps nothing
     for m in masks + [block, np.ones((B, N), bool)]:
-        r = masked_resolvent_diagonal(_t(diag), _t(lower), _t(upper), z, torch.from_numpy(m),
-                                      method=method, chunk_length=L)
+        r = masked_resolvent_diagonal(
+            _t(diag), _t(lower), _t(upper), z, torch.from_numpy(m), method=method, chunk_length=L
+        )
         assert r.values.shape == (int(m.sum()),)
         np.testing.assert_allclose(r.values.numpy(), ref[m], rtol=TOL64, atol=TOL64)
         assert torch.equal(r.mask, torch.from_numpy(m))
@@ -65,8 +67,9 @@ def test_chunked_skips_second_pass_only_for_empty_chunks(rng):
     diag, lower, _ = _problem(rng, B, N)
     block = np.zeros((B, N), bool)
     block[:, 8:16] = True  # one chunk per row in the left sweep
-    r = masked_resolvent_diagonal(_t(diag), _t(lower), None, 1j, torch.from_numpy(block),
-                                  method="chunked", chunk_length=L)
+    r = masked_resolvent_diagonal(
+        _t(diag), _t(lower), None, 1j, torch.from_numpy(block), method="chunked", chunk_length=L
+    )
     full = 2 * B * (N // L) * L
     assert r.work["second_pass_steps_full"] == full
     # left sweep: chunk 1; right sweep needs gR at 9..16 -> positions in two chunks of the reversed
@@ -78,14 +81,21 @@ def test_chunked_skips_second_pass_only_for_empty_chunks(rng):
     # an unstructured mask at 50% touches every chunk: no pass is skipped
     m = np.zeros((B, N), bool)
     m[:, ::2] = True
-    r = masked_resolvent_diagonal(_t(diag), _t(lower), None, 1j, torch.from_numpy(m),
-                                  method="chunked", chunk_length=L)
+    r = masked_resolvent_diagonal(
+        _t(diag), _t(lower), None, 1j, torch.from_numpy(m), method="chunked", chunk_length=L
+    )
     assert r.work["second_pass_steps"] == full
 
 
 def test_masked_n1_and_dense_and_per_row(rng):
-    r = masked_resolvent_diagonal(torch.tensor([[3.0]], dtype=torch.float64), torch.zeros(1, 0, dtype=torch.float64),
-                                  None, 1j, torch.tensor([[True]]), method="chunked")
+    r = masked_resolvent_diagonal(
+        torch.tensor([[3.0]], dtype=torch.float64),
+        torch.zeros(1, 0, dtype=torch.float64),
+        None,
+        1j,
+        torch.tensor([[True]]),
+        method="chunked",
+    )
     np.testing.assert_allclose(r.values.numpy(), [1 / (3 - 1j)], rtol=TOL64)
     diag, lower, _ = _problem(rng, 3, 10)
     m = torch.from_numpy(np.stack([np.arange(10) % 2 == 0, np.arange(10) < 5, np.arange(10) >= 5]))
@@ -105,7 +115,9 @@ def test_masked_singular_and_bad_mask():
     diag = torch.zeros(1, 4, dtype=torch.float64)
     lower = torch.zeros(1, 3, dtype=torch.float64)
     with pytest.raises(SingularMatrixError):
-        masked_resolvent_diagonal(diag, lower, None, 0.0, torch.ones(1, 4, dtype=torch.bool), method="chunked")
+        masked_resolvent_diagonal(
+            diag, lower, None, 0.0, torch.ones(1, 4, dtype=torch.bool), method="chunked"
+        )
     with pytest.raises(ValueError):
         masked_resolvent_diagonal(diag + 1, lower, None, 1j, torch.ones(1, 5, dtype=torch.bool))
 
@@ -121,8 +133,11 @@ def test_masked_gradcheck_wrt_v_and_z(rng):
         r = masked_resolvent_diagonal(v - 2.0, ones, None, torch.complex(zr, zi), m)
         return torch.view_as_real(r.values)
 
-    args = (v0.clone().requires_grad_(), torch.tensor(0.2, dtype=torch.float64, requires_grad=True),
-            torch.tensor(0.9, dtype=torch.float64, requires_grad=True))
+    args = (
+        v0.clone().requires_grad_(),
+        torch.tensor(0.2, dtype=torch.float64, requires_grad=True),
+        torch.tensor(0.9, dtype=torch.float64, requires_grad=True),
+    )
     assert torch.autograd.gradcheck(f, args)
 
 
@@ -198,11 +213,15 @@ def test_kept_exact_and_skipped_interpolated_in_training(interp):
     assert ratio.item() == pytest.approx(1 - keep.double().mean().item())
     kept_only = torch.where(keep[..., None], torch.from_numpy(exact), torch.zeros(()))
     if interp == "linear":  # the skipped values are the linear interpolation of the kept ones
-        np.testing.assert_allclose(f.detach().numpy(), linear_interpolate(kept_only, keep).numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            f.detach().numpy(), linear_interpolate(kept_only, keep).numpy(), rtol=1e-12, atol=1e-12
+        )
     # skipped positions never see their own exact value: changing v changes G everywhere, but the
     # fill must equal the interpolator applied to the kept values only
     interp_out = core.interpolate(kept_only, keep, v).detach().numpy()
-    np.testing.assert_allclose(f.detach().numpy()[~keep.numpy()], interp_out[~keep.numpy()], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        f.detach().numpy()[~keep.numpy()], interp_out[~keep.numpy()], rtol=1e-12, atol=1e-12
+    )
 
 
 def test_gradients_flow_through_straight_through_mask():

@@ -53,7 +53,9 @@ class BKLayer(nn.Module):
     ``forward(x (B, N, d_model), z=1j) -> (out (B, N, d_model), stats)`` with
     ``stats["flops"]`` = :func:`semisep.nn._flops.bk_layer_flops` for this call's shapes."""
 
-    def __init__(self, d_model: int, n_seq: int, hidden: int | None = None, z: Any = 1j, method: str = "auto"):
+    def __init__(
+        self, d_model: int, n_seq: int, hidden: int | None = None, z: Any = 1j, method: str = "auto"
+    ):
         super().__init__()
         self.n_seq = n_seq
         self.norm = nn.LayerNorm(d_model)
@@ -117,8 +119,15 @@ class MultiScaleBKLayer(nn.Module):
     :mod:`semisep.nn._flops` for the shapes of the call.
     """
 
-    def __init__(self, d_model: int, n_seq: int, hidden: int | None = None, z: Any = 1j,
-                 refine_kernel: int = 3, method: str = "auto"):
+    def __init__(
+        self,
+        d_model: int,
+        n_seq: int,
+        hidden: int | None = None,
+        z: Any = 1j,
+        refine_kernel: int = 3,
+        method: str = "auto",
+    ):
         super().__init__()
         if refine_kernel % 2 != 1:
             raise ValueError(f"refine_kernel must be odd, got {refine_kernel}")
@@ -142,6 +151,10 @@ class MultiScaleBKLayer(nn.Module):
         out = x + self.g_low * up + self.g_ref * r
         ms = multiscale_bk_layer_flops(B, N, D, self.core.hidden, self.refine_kernel)["total"]
         full = bk_layer_flops(B, N, D, self.core.hidden)["total"]
-        stats = {"flops": ms, "flops_full": full, "flops_saved_ratio": 1.0 - ms / full,
-                 "n_low": h_low.shape[1]}
+        stats = {
+            "flops": ms,
+            "flops_full": full,
+            "flops_saved_ratio": 1.0 - ms / full,
+            "n_low": h_low.shape[1],
+        }
         return out, stats

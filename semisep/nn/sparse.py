@@ -52,8 +52,9 @@ __all__ = [
 # ==================================================================================================
 # masks
 # ==================================================================================================
-def gumbel_sigmoid(logits: torch.Tensor, tau: float = 1.0, hard: bool = True,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def gumbel_sigmoid(
+    logits: torch.Tensor, tau: float = 1.0, hard: bool = True, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Relaxed Bernoulli sample with keep-probability ``sigmoid(logits)``.
 
     ``soft = sigmoid((logits + l) / tau)`` with logistic noise ``l = log u - log(1 - u)``,
@@ -119,13 +120,15 @@ class ImportancePredictor(nn.Module):
     The last bias starts at ``logit(init_keep)`` so the initial keep rate is about ``init_keep``.
     """
 
-    def __init__(self, d_model: int, context_kernel: int = 1, hidden: int | None = None,
-                 init_keep: float = 0.5):
+    def __init__(
+        self, d_model: int, context_kernel: int = 1, hidden: int | None = None, init_keep: float = 0.5
+    ):
         super().__init__()
         h = hidden or max(d_model // 2, 1)
         self.inp = nn.Linear(d_model, h)
-        self.context = (nn.Conv1d(h, h, context_kernel, padding=context_kernel // 2)
-                        if context_kernel > 1 else None)
+        self.context = (
+            nn.Conv1d(h, h, context_kernel, padding=context_kernel // 2) if context_kernel > 1 else None
+        )
         self.out = nn.Linear(h, 1)
         p = min(max(init_keep, 1e-4), 1 - 1e-4)
         with torch.no_grad():
@@ -154,8 +157,10 @@ class LearnedInterpolator(nn.Module):
         super().__init__()
         pad = kernel // 2
         self.net = nn.Sequential(
-            nn.Conv1d(4, hidden, kernel, padding=pad), nn.ReLU(),
-            nn.Conv1d(hidden, hidden, kernel, padding=pad), nn.ReLU(),
+            nn.Conv1d(4, hidden, kernel, padding=pad),
+            nn.ReLU(),
+            nn.Conv1d(hidden, hidden, kernel, padding=pad),
+            nn.ReLU(),
             nn.Conv1d(hidden, 2, kernel, padding=pad),
         )
         with torch.no_grad():
@@ -207,14 +212,24 @@ class LearnedSparsityG_ii(nn.Module):
     In training a row that would keep nothing keeps its highest-logit position.
     """
 
-    def __init__(self, d_model: int, n_seq: int, target_sparsity: float = 0.5, tau: float = 1.0,
-                 interpolation_method: str = "learned", context_kernel: int = 5, method: str = "auto",
-                 interpolator_hidden: int = 16):
+    def __init__(
+        self,
+        d_model: int,
+        n_seq: int,
+        target_sparsity: float = 0.5,
+        tau: float = 1.0,
+        interpolation_method: str = "learned",
+        context_kernel: int = 5,
+        method: str = "auto",
+        interpolator_hidden: int = 16,
+    ):
         super().__init__()
         if not 0.0 <= target_sparsity < 1.0:
             raise ValueError(f"target_sparsity must be in [0, 1), got {target_sparsity}")
         if interpolation_method not in ("learned", "linear"):
-            raise ValueError(f"interpolation_method must be 'learned' or 'linear', got {interpolation_method!r}")
+            raise ValueError(
+                f"interpolation_method must be 'learned' or 'linear', got {interpolation_method!r}"
+            )
         if tau <= 0:
             raise ValueError(f"tau must be positive, got {tau}")
         self.d_model, self.n_seq = int(d_model), int(n_seq)
@@ -222,9 +237,12 @@ class LearnedSparsityG_ii(nn.Module):
         self.tau = float(tau)
         self.interpolation_method = interpolation_method
         self.method = method
-        self.predictor = ImportancePredictor(d_model, context_kernel=context_kernel,
-                                             init_keep=1.0 - target_sparsity)
-        self.interpolator = LearnedInterpolator(interpolator_hidden) if interpolation_method == "learned" else None
+        self.predictor = ImportancePredictor(
+            d_model, context_kernel=context_kernel, init_keep=1.0 - target_sparsity
+        )
+        self.interpolator = (
+            LearnedInterpolator(interpolator_hidden) if interpolation_method == "learned" else None
+        )
         self._last_mask: torch.Tensor | None = None
         self._stats = {"calls": 0, "skipped": 0, "positions": 0}
 
@@ -250,13 +268,16 @@ class LearnedSparsityG_ii(nn.Module):
 
     def forward(self, x: torch.Tensor, v: torch.Tensor, z: Any = 1j, training: bool | None = None):
         if x.ndim != 3 or v.ndim != 2 or x.shape[:2] != v.shape:
-            raise ValueError(f"expected x (B, N, d_model) and v (B, N); got {tuple(x.shape)} and {tuple(v.shape)}")
+            raise ValueError(
+                f"expected x (B, N, d_model) and v (B, N); got {tuple(x.shape)} and {tuple(v.shape)}"
+            )
         training = self.training if training is None else bool(training)
         logits = self.predictor(x)
         m = self.make_mask(logits, training)
         keep = m.detach() > 0.5
-        grad = torch.is_grad_enabled() and (m.requires_grad or v.requires_grad
-                                            or any(p.requires_grad for p in self.parameters()))
+        grad = torch.is_grad_enabled() and (
+            m.requires_grad or v.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
         if grad:
             # full diagonal: the backward needs every pivot; values at skipped positions enter
             # only the straight-through gradient (exact_i - interp_i), never the forward value
@@ -273,8 +294,11 @@ class LearnedSparsityG_ii(nn.Module):
         self._stats["calls"] += 1
         self._stats["skipped"] += int((~keep).sum())
         self._stats["positions"] += keep.numel()
-        self._last = {"sparsity_ratio": float(sparsity), "num_computed": float(keep.sum(1).float().mean()),
-                      "n": keep.shape[1]}
+        self._last = {
+            "sparsity_ratio": float(sparsity),
+            "num_computed": float(keep.sum(1).float().mean()),
+            "n": keep.shape[1],
+        }
         return features, m, sparsity
 
     def sparsity_loss(self, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -288,7 +312,11 @@ class LearnedSparsityG_ii(nn.Module):
     def get_sparsity_stats(self) -> dict:
         """Measured statistics: the last forward's ``sparsity_ratio`` and ``num_computed`` (mean
         kept per row), the mean sparsity over all calls since :meth:`reset_stats`, the target."""
-        last = getattr(self, "_last", None) or {"sparsity_ratio": float("nan"), "num_computed": float("nan"), "n": 0}
+        last = getattr(self, "_last", None) or {
+            "sparsity_ratio": float("nan"),
+            "num_computed": float("nan"),
+            "n": 0,
+        }
         pos = self._stats["positions"]
         return {
             "target_sparsity": self.target_sparsity,
@@ -312,10 +340,26 @@ class SparseBKCore(LearnedSparsityG_ii):
     sparsity_ratio)``.  See :class:`LearnedSparsityG_ii` for the definitions.
     """
 
-    def __init__(self, d_model: int, n_seq: int, target_sparsity: float = 0.5, tau: float = 1.0,
-                 interpolation_method: str = "learned", method: str = "auto", interpolator_hidden: int = 16):
-        super().__init__(d_model, n_seq, target_sparsity, tau, interpolation_method, context_kernel=1,
-                         method=method, interpolator_hidden=interpolator_hidden)
+    def __init__(
+        self,
+        d_model: int,
+        n_seq: int,
+        target_sparsity: float = 0.5,
+        tau: float = 1.0,
+        interpolation_method: str = "learned",
+        method: str = "auto",
+        interpolator_hidden: int = 16,
+    ):
+        super().__init__(
+            d_model,
+            n_seq,
+            target_sparsity,
+            tau,
+            interpolation_method,
+            context_kernel=1,
+            method=method,
+            interpolator_hidden=interpolator_hidden,
+        )
 
 
 class SparseBKBlock(nn.Module):
@@ -328,14 +372,30 @@ class SparseBKBlock(nn.Module):
     ``get_sparsity_stats()`` the core's measured statistics.
     """
 
-    def __init__(self, d_model: int, n_seq: int, target_sparsity: float = 0.5, tau: float = 1.0,
-                 interpolation_method: str = "learned", context_kernel: int = 5, z: Any = 1j,
-                 sparsity_loss_weight: float = 0.01, method: str = "auto"):
+    def __init__(
+        self,
+        d_model: int,
+        n_seq: int,
+        target_sparsity: float = 0.5,
+        tau: float = 1.0,
+        interpolation_method: str = "learned",
+        context_kernel: int = 5,
+        z: Any = 1j,
+        sparsity_loss_weight: float = 0.01,
+        method: str = "auto",
+    ):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
         self.v_proj = nn.Linear(d_model, 1)
-        self.core = LearnedSparsityG_ii(d_model, n_seq, target_sparsity, tau, interpolation_method,
-                                        context_kernel=context_kernel, method=method)
+        self.core = LearnedSparsityG_ii(
+            d_model,
+            n_seq,
+            target_sparsity,
+            tau,
+            interpolation_method,
+            context_kernel=context_kernel,
+            method=method,
+        )
         self.out_proj = nn.Linear(2, d_model)
         self.z = z
         self.sparsity_loss_weight = float(sparsity_loss_weight)

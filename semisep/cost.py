@@ -14,23 +14,26 @@ Byte-counting rules
 * "Saved for backward" counts each distinct storage torch keeps alive for the backward pass once
   (the measurement dedupes by storage, as the allocator does).
 
-FLOP-counting rules (one *flop* = one real floating-point operation)
-------------------------------------------------------------------
-==========================  ======  =============================================================
-operation                   flops   note
-==========================  ======  =============================================================
-real  +, -, *, /            1
-complex + complex           2
-real +/- complex            1       only the real part changes
-real * complex              2
-complex * complex           6       4 mul + 2 add
-1 / complex                 5       ``conj(x) / (x.re^2 + x.im^2)``: 2 mul + 1 add + 2 div
-complex / real              2
-real / complex              7       reciprocal (5) then real * complex (2)
-complex / complex           11      ``|y|^2`` (3) + ``x * conj(y)`` (6) + 2 div
-negation, conj, copies      0
-complex log                 6       ``log|x|^2`` (2 mul + add + log) + halving + ``atan2``
-==========================  ======  =============================================================
+FLOP-counting rules (one flop = one real floating-point operation)
+-------------------------------------------------------------------
+
+::
+
+    ==========================  ======  =============================================================
+    operation                   flops   note
+    ==========================  ======  =============================================================
+    real  +, -, *, /            1
+    complex + complex           2
+    real +/- complex            1       only the real part changes
+    real * complex              2
+    complex * complex           6       4 mul + 2 add
+    1 / complex                 5       ``conj(x) / (x.re^2 + x.im^2)``: 2 mul + 1 add + 2 div
+    complex / real              2
+    real / complex              7       reciprocal (5) then real * complex (2)
+    complex / complex           11      ``|y|^2`` (3) + ``x * conj(y)`` (6) + 2 div
+    negation, conj, copies      0
+    complex log                 6       ``log|x|^2`` (2 mul + add + log) + halving + ``atan2``
+    ==========================  ======  =============================================================
 
 "complex" below means the shifted matrix ``A = T - z I`` is complex (complex ``z`` or complex
 ``T``); ``complex=False`` counts the same algorithm in real arithmetic.  Counts are per batch row;

@@ -81,12 +81,12 @@ def hilbert_schmidt_norm_sq(w: torch.Tensor, g_diag: torch.Tensor, gR: torch.Ten
 
     ``A`` is tridiagonal with super-diagonal ``b`` (``upper``) and sub-diagonal ``c``
     (``lower``, default ``upper``: symmetric).  From DESIGN.md section 3,
-    ``G_ij = G_{i,j-1} (-b_{j-1}) gR_j`` for ``j > i``, so
+    ``G_ij = G_{i,j-1} (-b_{j-1}) gR_j`` for ``j > i``, so::
 
         G_ij = G_ii prod_{k=i+1}^{j} (-b_{k-1} gR_k),    G_ji = G_ii prod_{k=i+1}^{j} (-c_{k-1} gR_k),
 
     and with ``m_k = |b_{k-1} gR_k|^2``, ``f_i = w_i |G_ii|^2`` the sum over ``i < j`` is an
-    affine scan:
+    affine scan::
 
         S_0 = f_0,   S_j = m_j S_{j-1} + f_j                  (S_j = sum_{i<=j} f_i prod m)
         sum_{i<j} w_i |G_ij|^2 w_j = sum_{j>=1} w_j m_j S_{j-1}
@@ -234,10 +234,12 @@ class BirmanSchwingerCore(nn.Module):
         perturbation of ``H0 + diag(v)``.
     history_size : int, default 1000
         How many calls of diagnostics :meth:`get_statistics` keeps (a ``deque``).
-    dtype, device : parameter dtype (default float32) and device.
+    dtype, device
+        Parameter dtype (default float32) and device.
 
-    Diagnostics (every entry is computed from this call's data)
-    ------------------------------------------------------------
+    Notes
+    -----
+    **Diagnostics** (every entry is computed from this call's data):
     ``all_finite`` (bool), ``pivots_guarded`` (int, total), ``max_abs_G`` (float),
     ``resolvent_bound`` (``1/min|Im z|`` when ``H`` is Hermitian -- no low-rank term, or
     ``U V^T`` symmetric to rounding -- and ``Im z != 0``; else None; ``max_abs_G <= bound``
@@ -250,8 +252,8 @@ class BirmanSchwingerCore(nn.Module):
     tridiagonal part plus ``U``, ``V``), ``memory_savings`` (``1 - memory_bytes`` / bytes of the
     B dense N x N matrices in the same dtype).
 
-    What this is not (the original's mistakes, not reproduced)
-    ----------------------------------------------------------
+    **What this is not** (the original's mistakes, not reproduced):
+
     * No "Mourre estimate" flag: the original's was a constant (always False, later always True)
       independent of the input.  Nothing here is a constant.
     * No Schatten-norm clipping: the original rescaled ``v`` when its Schatten estimate crossed

@@ -64,8 +64,11 @@ class SemiseparableMatrix(nn.Module):
         N.
     rank : int or None
         r; default ``ceil(log2 N)`` (at least 1).
-    dtype, device : parameter dtype (default float32) and device.
+    dtype, device
+        Parameter dtype (default float32) and device.
 
+    Notes
+    -----
     Initialisation: ``T = 0``; ``U, V ~ (1e-2 / sqrt(N)) randn`` (small but nonzero, so that
     both factors receive gradients); :meth:`factorize` overwrites all of them.
     """

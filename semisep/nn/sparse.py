@@ -205,6 +205,8 @@ class LearnedSparsityG_ii(nn.Module):
     method : str
         Resolvent kernel method (``semisep.nn.functional.masked_resolvent_diagonal``).
 
+    Notes
+    -----
     ``forward(x (B, N, d_model), v (B, N) real, z=1j, training=None)`` returns
     ``(features (B, N, 2), mask (B, N), sparsity_ratio)``: ``features = [Re, Im]``; ``mask``
     1 = computed exactly, 0 = interpolated (straight-through in training: values 0/1, gradient of

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,16 +75,32 @@ def _time_size(n: int, quick: bool) -> dict[str, Any]:
     return row
 
 
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def _memory_worker(n: int, batch: int, method: str) -> dict[str, float]:
+    """Peak RSS of one forward+backward above the RSS just before it.
+
+    Inputs are built and everything is imported and JIT-compiled (a run at small N) first; then
+    the kernel's high-water mark is reset (``/proc/self/clear_refs`` = 5, Linux >= 4.0), so the
+    compile's own peak cannot hide the call's.
+    """
     import torch
 
     torch.set_num_threads(2)
     d, off = _problem(n, batch)
-    _fwd_bwd(*_problem(1024, batch), method)  # load and compile everything at small N first
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    _fwd_bwd(*_problem(1024, batch), method)
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    before = _status_kib("VmRSS")
     _fwd_bwd(d, off, method)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"peak_increase_bytes": float(after - before), "elements": float(batch * n)}
+    peak = _status_kib("VmHWM")
+    return {"peak_increase_bytes": float((peak - before) * 1024), "elements": float(batch * n)}
 
 
 def _memory(quick: bool) -> list[dict[str, Any]]:
@@ -133,7 +148,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         tp = r.get("theta_phi")
         lines.append(
             f"| 2^{int(np.log2(r['n']))} | {fmt_time(r['sequential_fwd'])} | "
-            f"{fmt_time(r['sequential_fwdbwd'])} | {fmt_ratio(r['sequential_fwdbwd'] / r['sequential_fwd'])} | "
+            f"{fmt_time(r['sequential_fwdbwd'])} | "
+            f"{fmt_ratio(r['sequential_fwdbwd'] / r['sequential_fwd'])} | "
             f"{fmt_time(r['chunked_fwd'])} | {fmt_time(r['chunked_fwdbwd'])} | "
             f"{fmt_ratio(r['chunked_fwdbwd'] / r['chunked_fwd'])} | {fmt_time(r['numpy_fwd'])} | "
             f"{fmt_ratio(r['sequential_fwd'] / r['numpy_fwd'])} | "

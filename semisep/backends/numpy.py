@@ -32,6 +32,8 @@ __all__ = [
     "right_pivots",
     "resolvent_diagonal_kernel",
     "resolvent_diagonal_selected_kernel",
+    "resolvent_diagonal_with_pivots",
+    "resolvent_diagonal_backward",
     "logdet_kernel",
     "solve_kernel",
     "left_pivots_ref",
@@ -328,6 +330,48 @@ def _resolvent_selected_batch(alpha, beta, pivmin, idx, gL, out, guarded, singul
 
 
 @numba.njit(parallel=True, **_JIT)
+def _resolvent_pivots_batch(alpha, beta, pivmin, G, gL, gR, guarded, singular):
+    for k in prange(alpha.shape[0]):
+        g1, _ = _left_row(alpha[k], beta[k], pivmin[k], gL[k])
+        g2 = _right_row(alpha[k], beta[k], pivmin[k], gR[k])
+        guarded[k] = g1 + g2
+        singular[k] = _combine_range(alpha[k], beta[k], gL[k], gR[k], pivmin[k], G[k], 0, alpha.shape[1])
+
+
+@numba.njit(**_JIT)
+def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta):
+    """O(N) backward of ``G = diag(A^{-1})`` for one row, holomorphic convention.
+
+    ``s_i = gbar_i G_i^2``; ``SL_j = beta_{j-1} gR_j^2 SL_{j-1} + s_j`` (stored in dalpha);
+    ``SR_j = beta_j gL_j^2 SR_{j+1} + s_j`` (carried);
+    ``dalpha_j = -(SL_j + SR_j - s_j)``, ``dbeta_j = gR_{j+1} SL_j + gL_j SR_{j+1}``.
+    Writes only the two outputs: no temporaries.
+    """
+    n = G.shape[0]
+    sl = gbar[0] * G[0] * G[0]
+    dalpha[0] = sl
+    for j in range(1, n):
+        sl = beta[j - 1] * gR[j] * gR[j] * sl + gbar[j] * G[j] * G[j]
+        dalpha[j] = sl
+    s = gbar[n - 1] * G[n - 1] * G[n - 1]
+    sr = s
+    dalpha[n - 1] = -(dalpha[n - 1] + sr - s)
+    for j in range(n - 2, -1, -1):
+        sr_next = sr
+        s = gbar[j] * G[j] * G[j]
+        sr = beta[j] * gL[j] * gL[j] * sr_next + s
+        slj = dalpha[j]
+        dbeta[j] = gR[j + 1] * slj + gL[j] * sr_next
+        dalpha[j] = -(slj + sr - s)
+
+
+@numba.njit(parallel=True, **_JIT)
+def _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta):
+    for k in prange(G.shape[0]):
+        _resolvent_backward_row(gbar[k], G[k], gL[k], gR[k], beta[k], dalpha[k], dbeta[k])
+
+
+@numba.njit(parallel=True, **_JIT)
 def _left_batch(alpha, beta, pivmin, gL, guarded, singular):
     for k in prange(alpha.shape[0]):
         guarded[k], singular[k] = _left_row(alpha[k], beta[k], pivmin[k], gL[k])
@@ -497,6 +541,32 @@ def resolvent_diagonal_selected_kernel(alpha, beta, pivmin, indices):
     if idx.shape[0] and B:
         _resolvent_selected_batch(alpha, beta, _pivmin(pivmin, alpha.dtype), idx, gL, out, guarded, singular)
     return out, guarded, singular
+
+
+def resolvent_diagonal_with_pivots(alpha, beta, pivmin):
+    """``(G, gL, gR, guarded, singular)``: the resolvent diagonal and the LU / UL pivot
+    reciprocals it was combined from (what the O(N) backward needs), in one compiled pass per
+    sweep."""
+    alpha, beta = _prep(alpha, beta)
+    B, N = alpha.shape
+    G, gL, gR = np.empty_like(alpha), np.empty_like(alpha), np.empty_like(alpha)
+    guarded = np.zeros(B, np.int64)
+    singular = np.zeros(B, np.bool_)
+    if B and N:
+        _resolvent_pivots_batch(alpha, beta, _pivmin(pivmin, alpha.dtype), G, gL, gR, guarded, singular)
+    return G, gL, gR, guarded, singular
+
+
+def resolvent_diagonal_backward(gbar, G, gL, gR, beta):
+    """``(dL/dalpha (B, N), dL/dbeta (B, N-1))`` from ``gbar = dL/dG`` (holomorphic convention:
+    no conjugation here) by the two affine scans of DESIGN.md section 3; compiled, in place."""
+    gbar, G, gL, gR, beta = _prep(gbar, G, gL, gR, beta)
+    B, N = G.shape
+    dalpha = np.empty_like(G)
+    dbeta = np.empty((B, max(N - 1, 0)), G.dtype)
+    if B and N:
+        _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta)
+    return dalpha, dbeta
 
 
 def logdet_kernel(alpha, beta, pivmin):

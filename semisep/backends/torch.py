@@ -387,6 +387,14 @@ def _guarded_second_pass(second_pass, num, den, pm, B, nc, Ac, rdt):
     return G, D, mask
 
 
+def _np_view(t: torch.Tensor) -> np.ndarray:
+    """A NumPy view of a CPU tensor (conjugation resolved; copied only if not strided along N)."""
+    t = t.detach().resolve_conj()
+    if t.dim() and t.shape[-1] > 1 and t.stride(-1) != 1:
+        t = t.contiguous()
+    return t.numpy()
+
+
 def _pivots_sequential_numpy(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor, right: bool):
     """LU (or UL) pivots from the compiled numpy kernels, zero-copy on CPU tensors.
 
@@ -589,7 +597,7 @@ class _ResolventDiagonalFn(torch.autograd.Function):
     def forward(ctx, alpha, beta, pivmin, method, L):
         G, guarded, singular, gL, gR = _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=True)
         ctx.save_for_backward(beta, G, gL, gR)
-        ctx.L, ctx.alpha_dtype = L, alpha.dtype
+        ctx.L, ctx.alpha_dtype, ctx.method = L, alpha.dtype, method
         ctx.mark_non_differentiable(guarded, singular)
         return G, guarded, singular
 
@@ -598,7 +606,16 @@ class _ResolventDiagonalFn(torch.autograd.Function):
     def backward(ctx, gG, _g1, _g2):
         beta, G, gL, gR = ctx.saved_tensors
         gbar = gG.conj() if gG.is_complex() else gG
-        dalpha, dbeta = _resolvent_backward(gbar, G, gL, gR, beta, ctx.L)
+        if ctx.method == "sequential":  # CPU tensors: the compiled in-place scans
+            from . import numpy as npb
+
+            gb = gbar.to(G.dtype)
+            da, db = npb.resolvent_diagonal_backward(
+                _np_view(gb), _np_view(G), _np_view(gL), _np_view(gR), _np_view(beta.to(G.dtype))
+            )
+            dalpha, dbeta = torch.from_numpy(da), torch.from_numpy(db)
+        else:
+            dalpha, dbeta = _resolvent_backward(gbar, G, gL, gR, beta, ctx.L)
         if dalpha.is_complex():
             dalpha, dbeta = dalpha.conj(), dbeta.conj()
         if not ctx.alpha_dtype.is_complex and dalpha.is_complex():
@@ -610,9 +627,15 @@ def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
     """``(G, guarded, singular, gL, gR)``.  ``"sequential"``: result and flags from the numpy
     kernel, the saved pivots from its separate left/right sweeps."""
     if method == "sequential":
-        G, guarded, singular = _numpy_kernel("resolvent_diagonal", alpha, beta, pivmin)
-        gL, _ = _pivots_sequential_numpy(alpha, beta, pivmin, right=False)
-        gR, _ = _pivots_sequential_numpy(alpha, beta, pivmin, right=True)
+        if not need_pivots:
+            G, guarded, singular = _numpy_kernel("resolvent_diagonal", alpha, beta, pivmin)
+            return G, guarded, singular, None, None
+        from . import numpy as npb
+
+        a, b = _np_view(alpha), _np_view(beta)
+        p = pivmin.detach().to(_real_dtype(alpha.dtype)).contiguous().numpy()
+        out = npb.resolvent_diagonal_with_pivots(a, b, p)
+        G, gL, gR, guarded, singular = (torch.from_numpy(np.asarray(x)) for x in out)
         return G, guarded, singular, gL, gR
     gL, gR, mL, mR = _both_pivots(alpha, beta, pivmin, method, L)
     G = _combine_resolvent(gL, gR, beta)

@@ -652,3 +652,29 @@ def test_public_api_batch_shapes_against_numpy_backend():
         assert x.shape == (2, 3, 40, 2) and np.abs(x.numpy() - xn).max() <= 1e-12 * np.abs(xn).max()
         Gi = T.resolvent_diagonal(z, method=method, indices=np.array([0, 17, 39]))
         assert torch.equal(Gi, G[..., [0, 17, 39]])
+
+
+
+def _loss(d):
+    import semisep as ss
+
+    return ss.Tridiagonal(d, torch.ones(5, dtype=torch.float64)).resolvent_diagonal(1j).abs().sum()
+
+
+def test_torch_func_transforms_raise_a_clear_error():
+    """torch.func (grad, vmap, jvp) needs setup_context/vmap on the autograd Functions, which
+    they do not have: torch raises a RuntimeError naming exactly that (documented)."""
+    d = torch.linspace(-2.5, -1.5, 6, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="setup_context"):
+        torch.func.grad(_loss)(d)
+
+
+@pytest.mark.xfail(strict=True, reason="torch.compile is not supported: dynamo tries to trace the "
+                   "numba dispatcher and the custom autograd Functions (fails inside torch); "
+                   "a torch.compiler.disable boundary was tried and still broke in the backward")
+def test_torch_compile():
+    d1 = torch.linspace(-2.5, -1.5, 6, dtype=torch.float64, requires_grad=True)
+    d2 = d1.detach().clone().requires_grad_(True)
+    torch.compile(_loss)(d1).backward()
+    _loss(d2).backward()
+    assert torch.allclose(d1.grad, d2.grad, rtol=1e-12, atol=0)

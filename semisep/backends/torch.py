@@ -743,7 +743,12 @@ def _solve_forward(alpha, b, c, f, pivmin, method, L):
 class TorchBackend(Backend):
     """semisep's torch backend (CPU and CUDA tensors).
 
-    Kernels (contract in :mod:`semisep.backends`): ``resolvent_diagonal``, ``logdet``, ``solve``,
+    Transforms: ``torch.func`` (grad, vmap, jvp) is not supported -- the autograd Functions
+    define no ``setup_context``; torch raises a RuntimeError saying so.  ``torch.compile`` is
+    not supported either (dynamo cannot trace the numba calls; it fails inside torch).  Call
+    semisep outside compiled regions (e.g. under ``torch.compiler.disable``).
+
+        Kernels (contract in :mod:`semisep.backends`): ``resolvent_diagonal``, ``logdet``, ``solve``,
     each returning ``(result, guarded, singular)`` and differentiable w.r.t. every tensor input
     except ``pivmin`` (O(N) backward; double backward raises).
 

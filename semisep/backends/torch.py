@@ -748,7 +748,7 @@ class TorchBackend(Backend):
     not supported either (dynamo cannot trace the numba calls; it fails inside torch).  Call
     semisep outside compiled regions (e.g. under ``torch.compiler.disable``).
 
-        Kernels (contract in :mod:`semisep.backends`): ``resolvent_diagonal``, ``logdet``, ``solve``,
+    Kernels (contract in :mod:`semisep.backends`): ``resolvent_diagonal``, ``logdet``, ``solve``,
     each returning ``(result, guarded, singular)`` and differentiable w.r.t. every tensor input
     except ``pivmin`` (O(N) backward; double backward raises).
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from . import _linalg as la
+from ._operator import StructuredOperator
 from ._validation import broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import SINGULAR_FACTOR, Backend, backend_for
@@ -73,7 +74,7 @@ class WoodburyInfo:
         return float(np.max(self.capacitance_cond)) if np.size(self.capacitance_cond) else 1.0
 
 
-class TridiagonalPlusLowRank:
+class TridiagonalPlusLowRank(StructuredOperator):
     """A batch of matrices ``H = T + U V^T``: tridiagonal plus rank r, N x N.
 
     Parameters
@@ -155,29 +156,9 @@ class TridiagonalPlusLowRank:
 
     # -- structure ----------------------------------------------------------------------------
     @property
-    def backend(self) -> Backend:
-        return self._backend
-
-    @property
-    def n(self) -> int:
-        return self._n
-
-    @property
     def rank(self) -> int:
         """r, the number of columns of U and V."""
         return int(self.U.shape[-1])
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._batch_shape + (self._n, self._n)
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        return self._batch_shape
-
-    @property
-    def dtype(self) -> Any:
-        return self._dtype
 
     @property
     def nbytes(self) -> int:
@@ -205,9 +186,6 @@ class TridiagonalPlusLowRank:
         """``T + U V^T`` as a dense array of shape ``batch_shape + (N, N)``; O(N^2 r)."""
         return self.tridiagonal.to_dense() + self.U @ la.mT(self.V)
 
-    def __array__(self, dtype=None, copy=None):
-        A = self._backend.to_numpy(self.to_dense())
-        return A if dtype is None else A.astype(dtype)
 
     # -- products -----------------------------------------------------------------------------
     def matvec(self, x: Any) -> Any:
@@ -217,9 +195,6 @@ class TridiagonalPlusLowRank:
     def rmatvec(self, x: Any) -> Any:
         """``H^T x = T^T x + V (U^T x)`` (transpose, not conjugate transpose)."""
         return self._apply(self.tridiagonal.rmatvec, self.V, self.U, x)
-
-    def __matmul__(self, x: Any) -> Any:
-        return self.matvec(x)
 
     def _apply(self, tri_apply, left, right, x):
         bk = self._backend

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from . import _linalg as la
+from ._operator import StructuredOperator
 from ._validation import broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import Backend, backend_for
@@ -65,7 +66,7 @@ from .errors import ShapeError, SingularMatrixError
 __all__ = ["Semiseparable"]
 
 
-class Semiseparable:
+class Semiseparable(StructuredOperator):
     """A batch of semiseparable matrices in generator form, N x N.
 
     ``S = tril(P Q^T, -1) + diag(d) + triu(R S^T, 1)``: ``S_ij = P_i . Q_j`` (j < i),
@@ -136,26 +137,6 @@ class Semiseparable:
 
     # -- structure ----------------------------------------------------------------------------
     @property
-    def backend(self) -> Backend:
-        return self._backend
-
-    @property
-    def n(self) -> int:
-        return self._n
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._batch_shape + (self._n, self._n)
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        return self._batch_shape
-
-    @property
-    def dtype(self) -> Any:
-        return self._dtype
-
-    @property
     def is_symmetric_storage(self) -> bool:
         """True when constructed with ``R = S = None`` (upper triangle = lower transposed)."""
         return self.R is None
@@ -218,9 +199,6 @@ class Semiseparable:
             + (self.R_ @ la.mT(self.S_)) * up
         )
 
-    def __array__(self, dtype=None, copy=None):
-        A = self._backend.to_numpy(self.to_dense())
-        return A if dtype is None else A.astype(dtype)
 
     # -- products -----------------------------------------------------------------------------
     def matvec(self, x: Any) -> Any:
@@ -230,9 +208,6 @@ class Semiseparable:
     def rmatvec(self, x: Any) -> Any:
         """``S^T x`` (transpose, not conjugate transpose)."""
         return self._apply(self.S_, self.R_, self.Q, self.P, x)
-
-    def __matmul__(self, x: Any) -> Any:
-        return self.matvec(x)
 
     def _apply(self, P, Q, R, S, x):
         bk = self._backend

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._interop import as_linear_operator
+from ._operator import StructuredOperator
 from ._validation import broadcast_shapes, check_finite, split_rhs
 from .backends import Backend, backend_for
 from .errors import ShapeError, SingularMatrixError
@@ -55,7 +55,7 @@ class PivotInfo:
         return int(np.sum(self.pivots_guarded))
 
 
-class Tridiagonal:
+class Tridiagonal(StructuredOperator):
     """A batch of tridiagonal matrices ``T`` (N x N), real or complex, any array backend.
 
     Parameters
@@ -118,28 +118,6 @@ class Tridiagonal:
 
     # -- structure ----------------------------------------------------------------------------
     @property
-    def backend(self) -> Backend:
-        return self._backend
-
-    @property
-    def n(self) -> int:
-        """Matrix size N."""
-        return self._n
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """``batch_shape + (N, N)``."""
-        return self._batch_shape + (self._n, self._n)
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        return self._batch_shape
-
-    @property
-    def dtype(self) -> Any:
-        return self._dtype
-
-    @property
     def is_symmetric_storage(self) -> bool:
         """True when constructed with ``upper=None`` (one off-diagonal array held)."""
         return self.upper is None
@@ -183,14 +161,6 @@ class Tridiagonal:
             A[..., idx[:-1], idx[1:]] = bk.broadcast_to(self.upper_, self._batch_shape + (n - 1,))
         return A
 
-    def aslinearoperator(self) -> Any:
-        """This operator as a ``scipy.sparse.linalg.LinearOperator`` (see
-        :func:`semisep._interop.as_linear_operator`; unbatched NumPy operators only)."""
-        return as_linear_operator(self)
-
-    def __array__(self, dtype=None, copy=None):
-        A = self._backend.to_numpy(self.to_dense())
-        return A if dtype is None else A.astype(dtype)
 
     # -- products -----------------------------------------------------------------------------
     def matvec(self, x: Any) -> Any:
@@ -201,8 +171,6 @@ class Tridiagonal:
         """``T^T @ x`` (transpose, not conjugate transpose)."""
         return _tridiagonal_matvec(self, self.diag, self.upper_, self.lower, x)
 
-    def __matmul__(self, x: Any) -> Any:
-        return self.matvec(x)
 
     # -- the O(N) algorithms --------------------------------------------------------------------
     def resolvent_diagonal(

@@ -39,3 +39,22 @@ def test_batched_or_torch_operator_rejected():
     T = ss.Tridiagonal(np.ones((2, 3)) * 3, np.ones(2))
     with pytest.raises(ss.ShapeError, match="unbatched"):
         T.aslinearoperator()
+
+
+def test_every_operator_is_a_linear_operator(rng):
+    """StructuredOperator gives every operator aslinearoperator(), with SciPy's adjoint."""
+    n, r = 20, 2
+    T = ss.Tridiagonal(rng.standard_normal(n) + 3, rng.standard_normal(n - 1), rng.standard_normal(n - 1))
+    U = rng.standard_normal((n, r)) + 1j * rng.standard_normal((n, r))
+    V = rng.standard_normal((n, r))
+    ops = [
+        ss.TridiagonalPlusLowRank(T, U, V),
+        ss.Semiseparable(rng.standard_normal(n), rng.standard_normal((n, r)), rng.standard_normal((n, r)),
+                         rng.standard_normal((n, r)), rng.standard_normal((n, r))),
+    ]
+    x = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    for op in ops:
+        L, A = op.aslinearoperator(), np.asarray(op)
+        assert np.allclose(L @ x, A @ x, rtol=1e-13)
+        assert np.allclose(L.rmatvec(x), A.conj().T @ x, rtol=1e-13)
+        assert np.allclose(op @ x, A @ x, rtol=1e-13)

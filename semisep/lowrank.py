@@ -378,7 +378,10 @@ class TridiagonalPlusLowRank(StructuredOperator):
                 pivots["solve"] = pX
                 pivots["solve_transpose"] = pY
             K, cond = self._capacitance(X, "resolvent_diagonal", z)
-            Wt = la.solve(bk, K, la.mT(Y))  # K W^T = Y^T, (..., r, N)
+            # K W^T = Y^T, (..., r, N): factor the r x r K once against I_r and apply K^{-1}
+            # with one matmul -- a LAPACK solve with N right-hand sides cost 15 of 40 ms here
+            Kinv = la.solve(bk, K, la.eye(bk, r, K.dtype, like=K))
+            Wt = Kinv @ la.mT(Y)
             out = G - la.sum_(bk, X * la.mT(Wt), -1)
         if not return_info:
             return out

@@ -376,10 +376,10 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
                           is not kept: the solve's backward needs only the solution)
         N r c             V promoted to complex for K = I + V^T X
         B N r c           X laid out for that product (B r, N)
-        2 B r^2 c + 4 B r K and its LU factors (torch.linalg.solve), int32 pivots
+        3 B r^2 c + 4 B r K, its LU factors and K^{-1} (kept by the matmul), int32 pivots
         B N r c           W^T = K^{-1} Y^T
 
-    i.e. ``B N (f + 4c) + 4 B N r c + 2 (N-1) c + N r c + 2 B r^2 c + 4 B r`` (r > 0) and
+    i.e. ``B N (f + 4c) + 4 B N r c + 2 (N-1) c + N r c + 3 B r^2 c + 4 B r`` (r > 0) and
     ``B N (f + 3c) + (N-1) c`` (r = 0).  Checked against
     ``saved_tensors_hooks`` in ``tests/test_nn_core.py`` (exact when written); a row upgraded
     to float64 by ``precision="auto"`` adds its float64 twin (not included).
@@ -392,7 +392,7 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
     if r == 0:
         return B * n * (f + 3 * c) + (n - 1) * c
     return (B * n * (f + 4 * c) + 4 * B * n * r * c + 2 * (n - 1) * c
-            + n * r * c + 2 * B * r * r * c + 4 * B * r)
+            + n * r * c + 3 * B * r * r * c + 4 * B * r)
 
 
 def dense_core_saved_bytes(n: int, batch: int, compute_dtype: Any = "float32") -> int:

@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from . import _linalg as la
 from ._operator import StructuredOperator
-from ._validation import broadcast_shapes, check_finite, split_rhs
+from ._validation import broadcast_shapes, split_rhs
+from ._validation import check_finite as _require_finite  # the methods have a check_finite flag
 from .backends import Backend, backend_for
 from .errors import ShapeError, SingularMatrixError
 
@@ -114,7 +116,7 @@ class Tridiagonal(StructuredOperator):
         self._n = n
         self._dtype = dtype
         if check_finite:
-            _check(bk, diag=self.diag, lower=self.lower, upper=self.upper)
+            _require_finite(bk, diag=self.diag, lower=self.lower, upper=self.upper)
 
     # -- structure ----------------------------------------------------------------------------
     @property
@@ -130,12 +132,12 @@ class Tridiagonal(StructuredOperator):
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays this operator holds (``upper=None`` holds one off-diagonal)."""
-        return sum(_nbytes(x) for x in (self.diag, self.lower, self.upper) if x is not None)
+        return sum(la.nbytes(x) for x in (self.diag, self.lower, self.upper) if x is not None)
 
     @property
     def dense_nbytes(self) -> int:
         """Bytes a dense array of ``self.shape`` in ``self.dtype`` would take."""
-        return int(np.prod(self.shape)) * _itemsize(self.diag)
+        return int(np.prod(self.shape)) * la.itemsize(self.diag)
 
     @property
     def T(self) -> Tridiagonal:
@@ -264,7 +266,7 @@ class Tridiagonal(StructuredOperator):
         backend_for(self.diag, b)  # mixed array types -> BackendError
         b = bk.asarray(b, like=self.diag)
         if check_finite:
-            _check(bk, b=b)
+            _require_finite(bk, b=b)
         is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), self._n)
         rows = _shifted_rows(self, z, check_finite, extra={"b": b_batch}, extra_dtype=b)
         n = self._n
@@ -278,7 +280,7 @@ class Tridiagonal(StructuredOperator):
         steps = 0
         if bool((guarded > 0).any()):
             # one step of iterative refinement with the unguarded matrix: x += A^{-1}(f - A x)
-            r = bb - _rows_matvec(rows.alpha, lower, upper, x, bk)
+            r = bb - _apply_tridiagonal(bk, rows.alpha, lower, upper, x)
             dx, _, _ = bk.solve(rows.alpha, upper, lower, r, rows.pivmin, method=method)
             x = x + dx
             steps = 1
@@ -322,24 +324,6 @@ class _Rows:
     dtype: Any
 
 
-def _check(bk: Backend, **arrays: Any) -> None:
-    check_finite(bk, **arrays)
-
-
-def _nbytes(x: Any) -> int:
-    nb = getattr(x, "nbytes", None)
-    if nb is None:  # torch
-        return int(x.numel() * x.element_size())
-    return int(nb)
-
-
-def _itemsize(x: Any) -> int:
-    it = getattr(x, "itemsize", None)
-    if it is None:
-        return int(x.element_size())
-    return int(it)
-
-
 def _shifted_rows(
     op: Tridiagonal, z: Any, check: bool, extra: dict | None = None, extra_dtype: Any = None
 ) -> _Rows:
@@ -347,7 +331,7 @@ def _shifted_rows(
     backend_for(op.diag, z)  # mixed array types -> BackendError
     z_arr = bk.asarray(z, like=op.diag)
     if check:
-        _check(bk, z=z_arr)
+        _require_finite(bk, z=z_arr)
     shapes = {"operator": op.batch_shape, "z": tuple(z_arr.shape)}
     if extra:
         shapes.update(extra)
@@ -453,11 +437,6 @@ def _to_numpy(x: Any) -> Any:
     if hasattr(x, "detach"):
         return x.detach().cpu().numpy()
     return np.asarray(x)
-
-
-def _rows_matvec(alpha, lower, upper, x, bk):
-    """``A x`` for rows alpha (B, N), lower/upper (B, N-1), x (B, N, k)."""
-    return _apply_tridiagonal(bk, alpha, lower, upper, x)
 
 
 def _apply_tridiagonal(bk: Backend, diag, lower, upper, x):

@@ -7,8 +7,8 @@ complex128 outputs; N = 2^10 .. 2^20 (``--quick``: 2^10 .. 2^17, fewer repeats).
 Timed, all in the same run (medians with IQR):
 
 * ``semisep``: the public call ``T.resolvent_diagonal(z)`` (validation, the shift, the pivot
-  guard threshold and the compiled kernel), and ``kernel``: the compiled kernel alone on
-  pre-built rows; ``c64``: the public call with float32 inputs (complex64 output);
+  guard threshold and the compiled kernel), and ``kernel``: the compiled shift-form kernel alone
+  (``diag``, ``z``, ``off**2`` and a pre-computed ``pivmin``); ``c64``: the public call with float32 inputs (complex64 output);
 * (a) the seed-style theta/phi determinant recursion in torch (unstable; we record whether its
   output is finite and its error vs semisep where finite), (b) the NumPy loop over N,
   (c) ``np.copyto`` of the B x N complex128 output (bandwidth floor), (d) dense
@@ -47,7 +47,7 @@ from benchmarks.common import (
     median_time,
     write_json,
 )
-from semisep.backends.numpy import resolvent_diagonal_kernel
+from semisep.backends.numpy import resolvent_diagonal_shifted_kernel
 from semisep.reference import dense_resolvent_diagonal, sequential_resolvent_diagonal
 
 NAME = "tridiagonal_resolvent_diagonal"
@@ -133,12 +133,16 @@ def _time_size(n: int, quick: bool, torch_ok: bool) -> dict[str, Any]:
     diag, off = disordered_chain(n)
     T = ss.Tridiagonal(diag, off)
     T32 = ss.Tridiagonal(diag.astype(np.float32), off.astype(np.float32))
-    alpha, beta, pivmin = _rows(diag, off, Z)
+    _, _, pivmin = _rows(diag, off, Z)
 
     G = T.resolvent_diagonal(Z)
     row["semisep"] = auto_repeats(lambda: T.resolvent_diagonal(Z), budget, min_rep, warmup=2)
-    row["kernel"] = auto_repeats(lambda: resolvent_diagonal_kernel(alpha, beta, pivmin), budget,
-                                 min_rep, warmup=2)
+    shift = np.full(BATCH, Z, np.complex128)
+    beta_real = np.broadcast_to(off * off, (BATCH, n - 1))
+    row["kernel"] = auto_repeats(
+        lambda: resolvent_diagonal_shifted_kernel(diag, shift, beta_real, pivmin), budget, min_rep,
+        warmup=2,
+    )
     row["c64"] = auto_repeats(lambda: T32.resolvent_diagonal(np.complex64(Z)), budget, min_rep,
                               warmup=2)
     copy = baselines.make_copyto((BATCH, n), np.complex128)
@@ -425,7 +429,7 @@ def run(quick: bool = False, max_log2n: int | None = None, progress: bool = True
             "loop_baselines_max_n": 1 << (LOOP_MAX_LOG2_QUICK if quick else LOOP_MAX_LOG2),
             "dense_max_n": DENSE_MAX_N_QUICK if quick else DENSE_MAX_N, "dense_full_batch_max_n": DENSE_FULL_BATCH_MAX_N,
             "semisep_timed_call": "T.resolvent_diagonal(z) on a pre-built Tridiagonal",
-            "kernel_timed_call": "semisep.backends.numpy.resolvent_diagonal_kernel(alpha, beta, pivmin)",
+            "kernel_timed_call": "semisep.backends.numpy.resolvent_diagonal_shifted_kernel(diag, z, off**2, pivmin)",
             "c64_timed_call": "float32 inputs, z = complex64: complex64 output",
         },
         "rows": rows,

@@ -209,9 +209,14 @@ class Tridiagonal(StructuredOperator):
         """
         rows = _shifted_rows(self, z, check_finite)
         if indices is None:
-            out, guarded, singular = self._backend.resolvent_diagonal(
-                rows.alpha, rows.beta, rows.pivmin, method=method
-            )
+            if self._backend.takes_shift:
+                out, guarded, singular = self._backend.resolvent_diagonal_shifted(
+                    rows.diag, rows.shift, rows.beta_native, rows.pivmin, method=method
+                )
+            else:
+                out, guarded, singular = self._backend.resolvent_diagonal(
+                    rows.alpha, rows.beta, rows.pivmin, method=method
+                )
             width = self._n
         else:
             idx = _check_indices(indices, self._n)
@@ -311,17 +316,99 @@ def logdet(op: Any, z: Any = 0.0, **kwargs: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 # helpers: the algorithm glue, written once against the backend plumbing
 # ------------------------------------------------------------------------------------------------
-@dataclass
 class _Rows:
-    """``T - z I`` broadcast and flattened to (B, N) rows for the kernels."""
+    """``A = T - z I`` broadcast and flattened to ``B = prod(batch)`` rows for the kernels.
 
-    alpha: Any  # (B, N)
-    beta: Any  # (B, N-1)
-    lower: Any  # (B, N-1)
-    upper: Any  # (B, N-1)
-    pivmin: Any  # (B,) real
-    batch: tuple[int, ...]
-    dtype: Any
+    ``diag`` (B, N) and ``beta_native`` (B, N-1) are views of ``T``'s arrays in ``T``'s dtype,
+    ``shift`` (B,) is ``z`` per row in the result dtype; ``alpha = diag - shift``, ``beta``,
+    ``lower`` and ``upper`` in the result dtype are formed on first use, so a backend that takes
+    the shift form (``Backend.takes_shift``) never materialises the (B, N) array ``alpha``.
+    """
+
+    def __init__(self, op: Tridiagonal, z: Any, z_arr: Any, batch: tuple[int, ...], dtype: Any):
+        self._op, self._z, self._z_arr = op, z, z_arr
+        self.batch, self.dtype = batch, dtype
+        self.n = op.n
+        self.count = int(np.prod(batch))
+        self._cache: dict[str, Any] = {}
+
+    def _rows_of(self, x: Any, width: int) -> Any:
+        bk = self._op.backend
+        return bk.broadcast_to(x, self.batch + (width,)).reshape((self.count, width))
+
+    def _cached(self, key: str, make: Any) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    @property
+    def diag(self) -> Any:
+        return self._cached("diag", lambda: self._rows_of(self._op.diag, self.n))
+
+    @property
+    def shift(self) -> Any:
+        bk = self._op.backend
+        z = self._z if _is_python_scalar(self._z) else self._z_arr
+        return self._cached("shift", lambda: bk.broadcast_to(
+            bk.astype(bk.asarray(z, like=self._op.diag), self.dtype), self.batch
+        ).reshape((self.count,)))
+
+    @property
+    def alpha(self) -> Any:
+        def make() -> Any:
+            bk = self._op.backend
+            # alpha = diag - z in one pass; a Python scalar z stays weakly typed (float32 stays single)
+            shift = self._z if _is_python_scalar(self._z) else self._z_arr[..., None]
+            return self._rows_of(bk.astype(self._op.diag - shift, self.dtype), self.n)
+
+        return self._cached("alpha", make)
+
+    @property
+    def lower(self) -> Any:
+        return self._cached("lower", lambda: self._rows_of(self._off("lower"), self.n - 1))
+
+    @property
+    def upper(self) -> Any:
+        return self._cached("upper", lambda: self._rows_of(self._off("upper"), self.n - 1))
+
+    @property
+    def beta(self) -> Any:
+        return self._cached("beta", lambda: self._rows_of(self._off("lower") * self._off("upper"), self.n - 1))
+
+    @property
+    def beta_native(self) -> Any:
+        """``lower * upper`` in ``T``'s dtype (real for a real ``T``), (B, N-1)."""
+        op = self._op
+        return self._cached("beta_native", lambda: self._rows_of(op.lower * op.upper_, self.n - 1))
+
+    def _off(self, which: str) -> Any:
+        op, bk = self._op, self._op.backend
+        lo = self._cached("lo", lambda: bk.astype(op.lower, self.dtype))
+        if which == "lower" or op.upper is None:
+            return lo
+        return self._cached("up", lambda: bk.astype(op.upper, self.dtype))
+
+    @property
+    def pivmin(self) -> Any:
+        return self._cached("pivmin", self._make_pivmin)
+
+    def _make_pivmin(self) -> Any:
+        """``eps * s`` with ``s`` the largest entry of ``A`` as ``Backend.amax_abs`` measures it
+        (at least the smallest normal number, so that an all-zero row has a guard); constant, no
+        autograd graph."""
+        op, bk = self._op, self._op.backend
+        if bk.takes_shift:
+            scale = bk.shifted_amax_abs(_detach(op.diag), _detach(self.shift), self.batch)
+        else:
+            scale = bk.amax_abs(_detach(self.alpha), axis=1)
+        if self.n > 1:
+            lo, up = _detach(op.lower), _detach(op.upper_)
+            off = _maximum(bk.amax_abs(lo, axis=-1), bk.amax_abs(up, axis=-1))
+            scale = _maximum(scale, bk.broadcast_to(off, self.batch).reshape((self.count,)))
+        eps = bk.eps(self.dtype)
+        tiny = float(np.finfo(np.float32 if eps > 1e-10 else np.float64).tiny)
+        pivmin = scale * eps
+        return pivmin + (pivmin < tiny) * tiny
 
 
 def _shifted_rows(
@@ -339,33 +426,7 @@ def _shifted_rows(
     dt_args = [op.diag, z if _is_python_scalar(z) else z_arr]
     if extra_dtype is not None:
         dt_args.append(extra_dtype)
-    dtype = bk.result_dtype(*dt_args)
-    n = op.n
-    rows = int(np.prod(batch))
-    # alpha = diag - z in one pass; a Python scalar z stays weakly typed (float32 stays single)
-    shift = z if _is_python_scalar(z) else z_arr[..., None]
-    alpha = bk.astype(op.diag - shift, dtype)
-    alpha = bk.broadcast_to(alpha, batch + (n,)).reshape((rows, n))
-    # off-diagonal work on the arrays as held (often one (N-1,) array shared by the batch);
-    # the (rows, N-1) results are broadcast views, not copies
-    lo = bk.astype(op.lower, dtype)
-    up = lo if op.upper is None else bk.astype(op.upper, dtype)
-
-    def rows_of(x: Any, width: int) -> Any:
-        return bk.broadcast_to(x, batch + (width,)).reshape((rows, width))
-
-    lower, upper = rows_of(lo, n - 1), rows_of(up, n - 1)
-    beta = rows_of(lo * up, n - 1)
-    # the guard threshold is a constant of the computation: no autograd graph for it
-    scale = bk.amax_abs(_detach(alpha), axis=1)
-    if n > 1:
-        off = _maximum(bk.amax_abs(_detach(lo), axis=-1), bk.amax_abs(_detach(up), axis=-1))
-        scale = _maximum(scale, bk.broadcast_to(off, batch).reshape((rows,)))
-    eps = bk.eps(dtype)
-    tiny = float(np.finfo(np.float32 if eps > 1e-10 else np.float64).tiny)
-    pivmin = scale * eps
-    pivmin = pivmin + (pivmin < tiny) * tiny  # an all-zero row still gets a positive guard
-    return _Rows(alpha, beta, lower, upper, pivmin, batch, dtype)
+    return _Rows(op, z, z_arr, batch, bk.result_dtype(*dt_args))
 
 
 def _is_python_scalar(z: Any) -> bool:

@@ -48,15 +48,42 @@ def test_compiled_kernels_match_twins(rng, dtype, B, N):
     assert np.all(np.abs(gR - gRr) <= tol * 10 * (np.abs(gRr) + 1))
 
 
-def test_single_row_two_thread_path_matches_batched_path(rng):
-    # B = 1 and N >= 2^14 takes the path that runs the left and right sweeps at once
-    alpha, b, c, pivmin = rows(rng, 1, 1 << 16, np.complex128)
-    G1, g1, s1 = nb.resolvent_diagonal_kernel(alpha, b * c, pivmin)
-    G2 = np.empty_like(G1)
-    g2 = np.zeros(1, np.int64)
-    s2 = np.zeros(1, bool)
-    nb._resolvent_batch(alpha, b * c, pivmin, G2, g2, s2)
-    assert np.allclose(G1, G2, rtol=1e-13, atol=0) and g1[0] == g2[0] and s1[0] == s2[0]
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("N", [1, 2, 3, 4, 5, 6, 7, 64, 65])
+def test_two_sided_kernel_every_length(rng, dtype, N):
+    """The kernel meets its two sweeps in the middle: even and odd N, the middle position,
+    N = 1, 2, against the twin; guarded counts equal (zero leading minors planted)."""
+    alpha, b, c, pivmin = rows(rng, 2, N, dtype)
+    alpha[0, : N // 2] = 0.0  # zero pivots on the left half of row 0 ...
+    alpha[1, N // 2 :] = 0.0  # ... and on the right half of row 1
+    beta = b * c
+    G, g1, s1 = nb.resolvent_diagonal_kernel(alpha, beta, pivmin)
+    with np.errstate(divide="ignore", invalid="ignore"):  # the twin divides by an exact zero
+        Gr, g2, s2 = nb.resolvent_diagonal_ref(alpha, beta, pivmin)
+    assert np.array_equal(g1, g2) and np.array_equal(s1, s2)
+    ok = ~s2  # singular rows come back with huge entries; compare the regular ones
+    tol = 1e4 * np.finfo(dtype).eps
+    assert np.all(np.abs(G[ok] - Gr[ok]) <= tol * (np.abs(Gr[ok]) + 1))
+
+
+@pytest.mark.parametrize("real_dtype", [np.float32, np.float64])
+def test_shifted_kernel_matches_formed_alpha(rng, real_dtype):
+    """``diag - shift`` formed in registers (real diag and beta, complex shift, a stride-0
+    batch of beta) equals the kernel on the materialised complex ``alpha``."""
+    B, N = 3, 1001
+    diag = (-2.0 + rng.uniform(-1, 1, (B, N))).astype(real_dtype)
+    off = rng.uniform(0.5, 1.0, N - 1).astype(real_dtype)
+    cdt = np.result_type(real_dtype, np.complex64)
+    shift = np.array([0.1 + 1e-3j, -0.5 + 0.2j, 1.0 + 1.0j], cdt)
+    beta = np.broadcast_to(off * off, (B, N - 1))
+    pivmin = np.full(B, 8 * np.finfo(real_dtype).eps)
+    G, g1, s1 = nb.resolvent_diagonal_shifted_kernel(diag, shift, beta, pivmin)
+    assert G.dtype == cdt
+    alpha = (diag - shift[:, None]).astype(cdt)
+    Gr, g2, s2 = nb.resolvent_diagonal_ref(alpha, beta.astype(cdt), pivmin)
+    assert np.array_equal(g1, g2) and np.array_equal(s1, s2)
+    tol = 1e3 * np.finfo(real_dtype).eps
+    assert np.max(np.abs(G - Gr) / np.abs(Gr)) <= tol
 
 
 def test_complex_reciprocal_extreme_magnitudes():
@@ -96,3 +123,19 @@ def test_resolvent_with_pivots_and_backward_match_twins(rng, dtype):
         Ginv = np.linalg.inv(A)
         dense = -np.einsum("i,ij,ji->j", gbar[k], Ginv, Ginv)
         assert np.max(np.abs(da[k] - dense)) <= 1e-12 * np.max(np.abs(dense))
+
+
+@pytest.mark.parametrize("diag_dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("z", [0.3, 0.1 - 2.0j, np.array([[1.0 + 1.0j], [-4.0 + 0.5j]])])
+def test_shifted_amax_abs_equals_amax_abs_of_formed_alpha(rng, diag_dtype, z):
+    """pivmin from T's own diagonal and the shift is exactly the one from the formed alpha."""
+    bk = nb.NumpyBackend()
+    diag = rng.standard_normal((3, 50)).astype(diag_dtype)
+    if np.iscomplexobj(diag):
+        diag = diag + 1j * rng.standard_normal((3, 50))
+    batch = np.broadcast_shapes(diag.shape[:-1], np.shape(z))
+    dtype = np.result_type(diag, z)
+    shift = np.broadcast_to(np.asarray(z, dtype), batch).reshape(-1)
+    alpha = np.broadcast_to(diag, batch + (50,)).reshape(-1, 50) - shift[:, None]
+    expect = bk.amax_abs(alpha.astype(dtype), axis=1)
+    assert np.array_equal(bk.shifted_amax_abs(diag, shift, batch), expect)

@@ -38,11 +38,11 @@ def test_runner_fails_on_a_broken_kernel_and_prints_reproduction():
         """
         import sys, semisep
         from semisep.backends.numpy import NumpyBackend
-        good = NumpyBackend.resolvent_diagonal
+        good = NumpyBackend.resolvent_diagonal_shifted   # the kernel the core calls
         def broken(self, *a, **k):
             G, g, s = good(self, *a, **k)
             return G * (1 + 1e-3), g, s          # a 0.1% error in every G_ii
-        NumpyBackend.resolvent_diagonal = broken
+        NumpyBackend.resolvent_diagonal_shifted = broken
         sys.exit(semisep.test(profile="quick", extra_args=["-k", "property_resolvent_diagonal and numpy"]))
         """
     )

@@ -48,6 +48,14 @@ The kernels:
     ``max(indices)``, the right sweep at ``min(indices)``, and combines only at ``indices``).
     ``singular`` is judged at the selected positions only.
 
+The shift form (optional, ``Backend.takes_shift = True``)
+    ``resolvent_diagonal_shifted(diag, shift, beta, pivmin, method)`` takes ``alpha`` as
+    ``diag (B, N) - shift (B,)`` with ``diag`` and ``beta`` in ``T``'s own dtype (real for a real
+    ``T``, so a stride-0 batch axis of a shared diagonal stays a view), and forms ``alpha`` in
+    registers: the (B, N) array ``alpha`` is never written.  With it comes
+    ``shifted_amax_abs(diag, shift, batch)``, ``amax_abs`` of ``alpha`` from ``T``'s diagonal
+    (shape ``op_batch + (N,)``) and the shift rows, for ``pivmin``.  The defaults form ``alpha``.
+
 The torch backend's kernels are differentiable (``torch.autograd.Function`` with the O(N)
 backward of DESIGN.md section 3) with respect to every tensor argument except ``pivmin``.
 """
@@ -123,6 +131,21 @@ class Backend:
 
     def solve(self, alpha, b, c, f, pivmin, method="auto"):
         raise NotImplementedError
+
+    #: whether the core should call the shift-form kernels (see the module docstring)
+    takes_shift: bool = False
+
+    def resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method="auto"):
+        """Default: form ``alpha = diag - shift`` in the result dtype and call the kernel."""
+        dtype = self.result_dtype(diag, shift, beta)
+        alpha = self.astype(diag, dtype) - self.astype(shift, dtype)[:, None]
+        return self.resolvent_diagonal(alpha, self.astype(beta, dtype), pivmin, method=method)
+
+    def shifted_amax_abs(self, diag, shift, batch):
+        """Default: ``amax_abs(diag - shift)`` on the formed rows."""
+        n = diag.shape[-1]
+        rows = self.broadcast_to(diag, tuple(batch) + (n,)).reshape((-1, n))
+        return self.amax_abs(rows - shift[:, None], axis=1)
 
     def resolvent_diagonal_selected(self, alpha, beta, pivmin, indices, method="auto"):
         """Default: the full diagonal, then a gather (see the module docstring)."""

@@ -6,10 +6,14 @@ The sweeps are the LU / UL pivot recursions of DESIGN.md section 3 for ``A = T -
     gR_{N-1} = 1/alpha_{N-1},  gR_i = 1/(alpha_i - beta_i gR_{i+1})
     G_ii = 1/(alpha_i - beta_{i-1} gL_{i-1} - beta_i gR_{i+1})
 
-Compiled kernels (``numba.njit``, ``parallel=True``) run over the batch with ``prange``; for a
-batch smaller than the thread count the left and right sweeps of one row run at once and the
-combine is split over the threads.  Complex reciprocals use ``conj(x) / |x|^2`` with one real
-division, falling back to ``1/x`` where ``|x|^2`` would overflow or underflow.
+Compiled kernels (``numba.njit``, ``parallel=True``) run over the batch with ``prange``.  Each
+sweep is latency-bound (every step waits for the previous reciprocal), so the resolvent
+diagonal runs the left and the right sweep of a row interleaved on one thread, meeting in the
+middle (:func:`_resolvent_row_twosided`): two independent recursions in flight cost little more
+than one.  Its shift form takes ``diag`` and ``z`` apart and forms ``alpha`` in registers, so
+the only B x N array it writes is the result.  Complex reciprocals use ``conj(x) / |x|^2`` with
+one real division (``|x|^2`` also serves the pivot guard), falling back to ``1/x`` where
+``|x|^2`` would overflow or underflow.
 
 The ``*_ref`` functions are the plain NumPy twins (a Python loop over N, vectorised over the
 batch); tests compare every compiled kernel with its twin.
@@ -31,6 +35,7 @@ __all__ = [
     "left_pivots",
     "right_pivots",
     "resolvent_diagonal_kernel",
+    "resolvent_diagonal_shifted_kernel",
     "resolvent_diagonal_selected_kernel",
     "resolvent_diagonal_with_pivots",
     "resolvent_diagonal_backward",
@@ -133,6 +138,61 @@ def _guard_impl(d, pivmin):
     return impl_real
 
 
+def _guarded_recip(t, pivmin):  # pragma: no cover - replaced by the numba overload below
+    return 1.0 / t, 0
+
+
+@overload(_guarded_recip, inline="always")
+def _guarded_recip_impl(t, pivmin):
+    """``(1/d, guarded)`` with ``d = _guard(t, pivmin)``: ``|t|^2`` is formed once and serves
+    both the guard test and the reciprocal (the common case costs one real division)."""
+    if isinstance(t, numba.types.Complex):
+
+        def impl(t, pivmin):
+            re = t.real
+            im = t.imag
+            s = re * re + im * im
+            if s >= pivmin * pivmin and s > 1e-290 and s < 1e290:
+                r = 1.0 / s
+                return complex(re * r, -im * r), 0
+            d, g = _guard(t, pivmin)
+            return _recip(d), int(g)
+
+        return impl
+
+    def impl_real(t, pivmin):
+        d, g = _guard(t, pivmin)
+        return 1.0 / d, int(g)
+
+    return impl_real
+
+
+def _checked_recip(t, thr):  # pragma: no cover - replaced by the numba overload below
+    return 1.0 / t, abs(t) < thr
+
+
+@overload(_checked_recip, inline="always")
+def _checked_recip_impl(t, thr):
+    """``(1/t, |t| < thr)`` with ``|t|^2`` formed once (``_recip`` and ``_small`` fused)."""
+    if isinstance(t, numba.types.Complex):
+
+        def impl(t, thr):
+            re = t.real
+            im = t.imag
+            s = re * re + im * im
+            if s >= thr * thr and s > 1e-290 and s < 1e290:
+                r = 1.0 / s
+                return complex(re * r, -im * r), False
+            return _recip(t), _small(t, thr)
+
+        return impl
+
+    def impl_real(t, thr):
+        return 1.0 / t, abs(t) < thr
+
+    return impl_real
+
+
 # --------------------------------------------------------------------------------------------
 # compiled row kernels (one batch row)
 # --------------------------------------------------------------------------------------------
@@ -196,79 +256,83 @@ def _combine_range(alpha, beta, gL, gR, pivmin, G, lo, hi):
 
 
 @numba.njit(**_JIT)
-def _resolvent_row_fused(alpha, beta, pivmin, G):
-    """Left sweep stored in G, then the right sweep fused with the combine (gR never stored)."""
-    n = alpha.shape[0]
-    guarded, _ = _left_row(alpha, beta, pivmin, G)  # G holds gL for now
+def _resolvent_row_twosided(diag, shift, beta, pivmin, G):
+    """``G_ii`` of one row with ``alpha_i = diag_i - shift``; returns (guarded, singular).
+
+    The LU sweep (from the left) and the UL sweep (from the right) are independent
+    recursions, each latency-bound on its reciprocal; they run interleaved so that the CPU
+    overlaps them.  Phase 1: both sweeps up to the middle, ``G[:h] = gL``, ``G[h:] = gR``
+    (``h = N // 2``).  Phase 2: the left sweep continues over ``[h, N)`` combining as it goes
+    (``gR_{i+1}`` is still in ``G[i+1]``), the right sweep over ``[0, h)`` likewise with
+    ``gL_{j-1}`` in ``G[j-1]``.  Every pivot of both sweeps is formed and guard-counted, as in
+    the reference; each element costs three reciprocals, one row reads ``diag`` twice and
+    ``G`` once and writes ``G`` twice.
+    """
+    n = diag.shape[0]
+    q = SINGULAR_FACTOR * pivmin
+    h = n // 2
+    guarded = 0
     singular = False
-    # i = N-1: gamma = alpha - beta gL_{N-2}
-    gam = alpha[n - 1]
-    if n > 1:
-        gam = gam - beta[n - 2] * G[n - 2]
-    if _small(gam, SINGULAR_FACTOR * pivmin):
-        singular = True
-    d, g = _guard(alpha[n - 1], pivmin)
-    guarded += g
-    gr = _recip(d)
-    G[n - 1] = _recip(gam)
-    for i in range(n - 2, -1, -1):
-        bg = beta[i] * gr
-        gam = alpha[i] - bg
+    gl = diag[0] * 0 + shift * 0  # carries, typed like alpha
+    gr = gl
+    # phase 1: gL_0 .. gL_{h-1} and gR_{N-1} .. gR_{N-h}
+    for k in range(h):
+        j = n - 1 - k
+        tl = diag[k] - shift
+        if k > 0:
+            tl = tl - beta[k - 1] * gl
+        tr = diag[j] - shift
+        if j < n - 1:
+            tr = tr - beta[j] * gr
+        gl, g1 = _guarded_recip(tl, pivmin)
+        gr, g2 = _guarded_recip(tr, pivmin)
+        guarded += g1 + g2
+        G[k] = gl
+        G[j] = gr
+    if n - h > h:  # odd N: the middle position is one more right-sweep step
+        tr = diag[h] - shift
+        if h < n - 1:
+            tr = tr - beta[h] * gr
+        gr, g2 = _guarded_recip(tr, pivmin)
+        guarded += g2
+        G[h] = gr
+    # phase 2: left sweep combines i = h .. h+h-1, right sweep combines j = h-1 .. 0
+    for k in range(h):
+        i = h + k
+        j = h - 1 - k
+        tl = (diag[i] - shift) - beta[i - 1] * gl  # i >= 1 here
+        gam_l = tl
+        if i < n - 1:
+            gam_l = tl - beta[i] * G[i + 1]
+        tr = (diag[j] - shift) - beta[j] * gr  # j <= N-2 here
+        gam_r = tr
+        if j > 0:
+            gam_r = tr - beta[j - 1] * G[j - 1]
+        x, s1 = _checked_recip(gam_l, q)
+        y, s2 = _checked_recip(gam_r, q)
+        G[i] = x
+        G[j] = y
+        singular |= s1 | s2
+        gl, g1 = _guarded_recip(tl, pivmin)
+        gr, g2 = _guarded_recip(tr, pivmin)
+        guarded += g1 + g2
+    if n - h > h:  # odd N: the last position, gamma_{N-1} = d_{N-1}
+        i = n - 1
+        tl = diag[i] - shift
         if i > 0:
-            gam = gam - beta[i - 1] * G[i - 1]
-        if _small(gam, SINGULAR_FACTOR * pivmin):
-            singular = True
-        d, g = _guard(alpha[i] - bg, pivmin)
-        guarded += g
-        gr = _recip(d)
-        G[i] = _recip(gam)
+            tl = tl - beta[i - 1] * gl
+        x, s1 = _checked_recip(tl, q)
+        G[i] = x
+        singular |= s1
+        _, g1 = _guarded_recip(tl, pivmin)
+        guarded += g1
     return guarded, singular
 
 
 @numba.njit(parallel=True, **_JIT)
-def _resolvent_batch(alpha, beta, pivmin, G, guarded, singular):
-    for k in prange(alpha.shape[0]):
-        guarded[k], singular[k] = _resolvent_row_fused(alpha[k], beta[k], pivmin[k], G[k])
-
-
-@numba.njit(parallel=True, **_JIT)
-def _resolvent_single(alpha, beta, pivmin, G, gR, guarded, singular, nthreads):
-    """One row on several threads: left and right sweeps at once, then a split combine."""
-    n = alpha.shape[0]
-    counts = np.zeros(2, np.int64)
-    for t in prange(2):
-        if t == 0:
-            g, s = _left_row(alpha, beta, pivmin, G)
-            counts[0] = g
-        else:
-            counts[1] = _right_row(alpha, beta, pivmin, gR)
-    guarded[0] = counts[0] + counts[1]
-    # combine in place: G[i] needs gL[i-1], which the previous block overwrites; keep the
-    # boundary values of gL before the blocks start writing.
-    nb = nthreads
-    edges = np.empty(nb + 1, np.int64)
-    for t in range(nb + 1):
-        edges[t] = (n * t) // nb
-    left_edge = np.empty(nb, G.dtype)
-    for t in range(nb):
-        left_edge[t] = G[edges[t] - 1] if edges[t] > 0 else G[0]
-    sing = np.zeros(nb, np.bool_)
-    for t in prange(nb):
-        lo = edges[t]
-        hi = edges[t + 1]
-        prev = left_edge[t]
-        for i in range(lo, hi):
-            gl_i = G[i]
-            gam = alpha[i]
-            if i > 0:
-                gam = gam - beta[i - 1] * prev
-            if i < n - 1:
-                gam = gam - beta[i] * gR[i + 1]
-            if _small(gam, SINGULAR_FACTOR * pivmin):
-                sing[t] = True
-            G[i] = _recip(gam)
-            prev = gl_i
-    singular[0] = sing.any()
+def _resolvent_batch(diag, shift, beta, pivmin, G, guarded, singular):
+    for k in prange(diag.shape[0]):
+        guarded[k], singular[k] = _resolvent_row_twosided(diag[k], shift[k], beta[k], pivmin[k], G[k])
 
 
 @numba.njit(**_JIT)
@@ -468,6 +532,27 @@ def _solve_batch(alpha, b, c, f, pivmin, x, gL, guarded, singular):
         guarded[r], singular[r] = _solve_row(alpha[r], b[r], c[r], f[r], pivmin[r], x[r], gL[r])
 
 
+@numba.njit(parallel=True, **_JIT)
+def _row_min_max_batch(x, lo, hi):
+    for k in prange(x.shape[0]):
+        a = x[k, 0]
+        b = a
+        for i in range(1, x.shape[1]):
+            v = x[k, i]
+            a = min(a, v)
+            b = max(b, v)
+        lo[k] = a
+        hi[k] = b
+
+
+def _row_min_max(x):
+    """Per-row (min, max) of a real (R, N) array in one compiled pass (NaN-free input)."""
+    lo = np.empty(x.shape[0], x.dtype)
+    hi = np.empty(x.shape[0], x.dtype)
+    _row_min_max_batch(x, lo, hi)
+    return lo, hi
+
+
 # --------------------------------------------------------------------------------------------
 # public compiled entry points on (B, N) arrays
 # --------------------------------------------------------------------------------------------
@@ -508,18 +593,37 @@ def right_pivots(alpha, beta, pivmin):
 
 def resolvent_diagonal_kernel(alpha, beta, pivmin):
     """``diag(A^{-1})`` (B, N), guarded (B,), singular (B,); compiled, see the module docstring."""
-    alpha, beta = _prep(alpha, beta)
-    pivmin = _pivmin(pivmin, alpha.dtype)
-    B, N = alpha.shape
-    G = np.empty_like(alpha)
+    alpha = np.asarray(alpha)
+    return resolvent_diagonal_shifted_kernel(alpha, np.zeros(alpha.shape[0], alpha.dtype), beta, pivmin)
+
+
+def _like_precision(x, dtype):
+    """``x`` in ``dtype``'s precision, kept real if it is real (a real diagonal or off-diagonal
+    product times a complex pivot costs two real multiplications, not four)."""
+    target = dtype if np.iscomplexobj(x) else np.finfo(dtype).dtype
+    return x if x.dtype == target else x.astype(target)
+
+
+def resolvent_diagonal_shifted_kernel(diag, shift, beta, pivmin):
+    """``diag(A^{-1})`` for ``A = tridiag(beta; diag - shift)`` without forming ``alpha``.
+
+    ``diag``: (B, N) real or complex (a stride-0 batch axis is fine), ``shift``: (B,),
+    ``beta``: (B, N-1) real or complex, ``pivmin``: (B,).  ``alpha_i = diag_i - shift`` is formed
+    in registers, so the call reads ``diag`` and writes ``G`` and nothing else of size B x N.
+    Returns ``(G, guarded, singular)`` as :func:`resolvent_diagonal_kernel`, with ``G`` in
+    ``result_type(diag, shift, beta)``.
+    """
+    diag, beta = _prep(diag, beta)
+    shift = np.asarray(shift)
+    dtype = np.result_type(diag.dtype, shift.dtype, beta.dtype)
+    diag, beta = _like_precision(diag, dtype), _like_precision(beta, dtype)
+    shift = np.ascontiguousarray(shift, dtype=dtype)
+    B, N = diag.shape
+    G = np.empty((B, N), dtype)
     guarded = np.zeros(B, np.int64)
     singular = np.zeros(B, np.bool_)
-    nthreads = numba.get_num_threads()
-    if B == 1 and nthreads > 1 and N >= 1 << 14:
-        gR = np.empty(N, alpha.dtype)
-        _resolvent_single(alpha[0], beta[0], pivmin[0], G[0], gR, guarded, singular, nthreads)
-    elif B > 0 and N > 0:
-        _resolvent_batch(alpha, beta, pivmin, G, guarded, singular)
+    if B > 0 and N > 0:
+        _resolvent_batch(diag, shift, beta, _pivmin(pivmin, dtype), G, guarded, singular)
     return G, guarded, singular
 
 
@@ -766,6 +870,34 @@ class NumpyBackend(Backend):
         if method == "reference":
             return resolvent_diagonal_ref(alpha, beta, pivmin)
         return resolvent_diagonal_kernel(alpha, beta, pivmin)
+
+    takes_shift = True
+
+    def resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method="auto"):
+        method = self.check_method(method)
+        if method == "reference":
+            return Backend.resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method)
+        return resolvent_diagonal_shifted_kernel(diag, shift, beta, pivmin)
+
+    def shifted_amax_abs(self, diag, shift, batch):
+        """``max(max|Re alpha|, max|Im alpha|)`` per row from one compiled min/max pass over
+        ``T``'s own diagonal: ``max_i |fl(d_i - c)| = max(fl(max d - c), fl(c - min d))``
+        (rounding is monotone), so this equals :meth:`amax_abs` of the formed ``alpha``."""
+        n = diag.shape[-1]
+        op_batch = diag.shape[:-1]
+        flat = np.ascontiguousarray(diag).reshape((-1, n))
+        parts = (flat.real, flat.imag) if np.iscomplexobj(flat) else (flat,)
+        shifts = (shift.real, shift.imag) if np.iscomplexobj(shift) else (shift,)
+        scale = np.zeros(shift.shape, np.finfo(shift.dtype).dtype)
+        for k, c in enumerate(shifts):
+            if k < len(parts):
+                lo, hi = _row_min_max(np.ascontiguousarray(parts[k]))
+                lo = np.broadcast_to(lo.reshape(op_batch), batch).reshape(-1)
+                hi = np.broadcast_to(hi.reshape(op_batch), batch).reshape(-1)
+                scale = np.maximum(scale, np.maximum(hi - c, c - lo))
+            else:  # a real diagonal: Im alpha = -Im z
+                scale = np.maximum(scale, np.abs(c))
+        return scale
 
     def resolvent_diagonal_selected(self, alpha, beta, pivmin, indices, method="auto"):
         method = self.check_method(method)

@@ -373,7 +373,9 @@ class _Rows:
 
     @property
     def beta(self) -> Any:
-        return self._cached("beta", lambda: self._rows_of(self._off("lower") * self._off("upper"), self.n - 1))
+        return self._cached(
+            "beta", lambda: self._rows_of(self._off("lower") * self._off("upper"), self.n - 1)
+        )
 
     @property
     def beta_native(self) -> Any:

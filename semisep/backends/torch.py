@@ -229,29 +229,41 @@ def _pivots_ref(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor):
 def _chunk_layout(parts, offset, N, L, nc, pad_value, row_scale):
     """The ``(L, B, nc)`` chunk layout of the rows ``parts`` (each ``(B_j, n)``, stacked along the
     batch) placed at flat positions ``offset .. offset + n - 1`` of length-``nc L`` sequences,
-    multiplied by ``row_scale (B,)``, padded with ``pad_value``: two passes over the data."""
+    multiplied by ``row_scale (B,)``, padded with ``pad_value``.  One pass: the scaling is fused
+    with the transposing copy into the result (no flat intermediate)."""
     B = sum(p.shape[0] for p in parts)
     ref = parts[0]
-    flat = torch.empty(B, nc * L, dtype=ref.dtype, device=ref.device)
     n = ref.shape[1]
-    if offset:
-        flat[:, :offset] = pad_value
-    flat[:, offset + n:] = pad_value
+    out = torch.empty(L, B, nc, dtype=ref.dtype, device=ref.device)
+    V = out.permute(1, 2, 0)  # (B, nc, L): V[b, k, t] is flat position k L + t of row b
+    scale = row_scale.to(_real_dtype(ref.dtype))
+    k0 = -(-offset // L)  # chunks k0 .. k1-1 lie wholly inside the data
+    k1 = (offset + n) // L
     r0 = 0
     for p in parts:
-        torch.mul(p, row_scale[r0:r0 + p.shape[0], None], out=flat[r0:r0 + p.shape[0], offset:offset + n])
-        r0 += p.shape[0]
-    return flat.view(B, nc, L).permute(2, 0, 1).contiguous()
+        r1 = r0 + p.shape[0]
+        sc = scale[r0:r1, None]
+        if k1 > k0:
+            src = p[:, k0 * L - offset:k1 * L - offset].reshape(r1 - r0, k1 - k0, L)
+            torch.mul(src, sc[..., None], out=V[r0:r1, k0:k1])
+        for k in [*range(min(k0, nc)), *range(max(k1, k0), nc)]:  # partial / padding chunks
+            lo, hi = max(k * L, offset), min((k + 1) * L, offset + n)
+            V[r0:r1, k].fill_(pad_value)
+            if hi > lo:
+                torch.mul(p[:, lo - offset:hi - offset], sc, out=V[r0:r1, k, lo - k * L:hi - k * L])
+        r0 = r1
+    return out
 
 
 def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor, L: int | None = None,
-                    renorm_every: int | None = None, both: bool = False):
+                    renorm_every: int | None = None, both: bool = False, mask_none: bool = False):
     """LU pivots by the chunked Moebius scan (see the module docstring).  Same I/O as
     :func:`_pivots_ref`: ``alpha (B, N)``, ``beta (B, N-1)``, ``pivmin (B,)`` ->
     ``(g, d, guarded_mask)``, each ``(B, N)``.  No autograd (call it under ``no_grad``).
 
     ``both=True``: also the sweep of the reversed sequence (the UL pivots, in reversed order),
-    stacked as rows ``B..2B-1`` of every output, and ``d`` is not returned (None)."""
+    stacked as rows ``B..2B-1`` of every output, and ``d`` is not returned (None).
+    ``mask_none=True``: the mask is None when no pivot was guarded (saves a (B, N) pass)."""
     B0, N = alpha.shape
     B = 2 * B0 if both else B0
     rdt = _real_dtype(alpha.dtype)
@@ -286,72 +298,154 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
     else:
         Bc = torch.zeros_like(Ac)
 
-    # (i) chunk transfer matrices: rows (prev, cur) of the three-term recursion on e_0, e_1
-    if nc > 1:
-        prev = alpha.new_zeros(B, nc, 2)
-        cur = alpha.new_zeros(B, nc, 2)
-        prev[..., 0] = 1.0
-        cur[..., 1] = 1.0
-        for t in range(L):
-            new = torch.addcmul(Ac[t, :, :, None] * cur, Bc[t, :, :, None], prev, value=-1)
-            prev, cur = cur, new
-            if (t + 1) % renorm_every == 0 or t == L - 1:
-                sc = _pow2_scale(torch.maximum(_absmax(prev), _absmax(cur)))[..., None]
-                prev = prev * sc
-                cur = cur * sc
-        Q = torch.stack((prev, cur), dim=-2)  # (B, nc, 2, 2), Q[..., i, j]
-        # (ii) inclusive prefix products Q_k = P_k ... P_0, Hillis-Steele, renormalised per level
-        off = 1
-        while off < nc:
-            prod = _mm2(Q[:, off:], Q[:, : nc - off])
-            m = torch.maximum(_absmax(prod[..., 0, :]), _absmax(prod[..., 1, :]))
-            prod = prod * _pow2_scale(m)[..., None, None]
-            Q = torch.cat((Q[:, :off], prod), dim=1)
-            off *= 2
-        num = Q[:, :-1, 0, 1]  # Q_{k-1} (0, 1)^T = (theta_{s_k - 2}, theta_{s_k - 1}) up to scale
-        den = Q[:, :-1, 1, 1]
-    else:
-        num = den = None
-
-    def second_pass(g, guard: bool):
-        """The ratio recursion inside every chunk from the carries ``g (B, nc)``."""
-        D = torch.empty_like(Ac)
-        G = torch.empty_like(Ac)
-        mask = torch.zeros(Ac.shape, dtype=torch.bool, device=Ac.device)  # stays False unguarded
-        pmb = pm[:, None]
-        for t in range(L):
-            if not guard:
-                torch.addcmul(Ac[t], Bc[t], g, value=-1, out=D[t])
-                g = torch.reciprocal(D[t], out=G[t])
-            else:
-                d = torch.addcmul(Ac[t], Bc[t], g, value=-1)
-                small = d.abs() < pmb
-                d = torch.where(small, pmb * _sgn1(d), d)
-                D[t] = d
-                mask[t] = small
-                g = torch.reciprocal(d, out=G[t])
-        return G, D, mask
-
-    carries = Ac.new_zeros(B, nc)  # g_{-1}: anything finite (betap_0 = 0)
-    if nc > 1:
-        carries[:, 1:] = num / den
-    G, D, mask = second_pass(carries, guard=False)
-    # |d| >= (|re d| + |im d|)/sqrt(2): a cheap sufficient test that no pivot needs the guard
-    # (NaN-aware); if it fails, the guarded pass decides exactly.
-    if D.is_complex():
-        Dr = torch.view_as_real(D).abs()
-        ok = (Dr[..., 0] + Dr[..., 1]) >= (math.sqrt(2.0) * (1 + 4 * torch.finfo(rdt).eps)) * pm[:, None]
-    else:
-        ok = D.abs() >= pm[:, None]
-    if not bool(ok.all()):
-        G, D, mask = _guarded_second_pass(second_pass, num, den, pm, B, nc, Ac, rdt)
+    num, den = _chunk_carries(Ac, Bc, renorm_every)
+    G, D, ok = _second_pass_unguarded(Ac, Bc, num, den, pm, keep_d=not both)
+    if not ok:
+        G, D, mask = _guarded_second_pass(_guarded_pass_fn(Ac, Bc, pm), num, den, pm, B, nc, Ac, rdt)
         mask = _from_chunks(mask, N)
     else:
-        mask = torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
-    g = torch.mul(_from_chunks(G, N), inv_s[:, None])
+        mask = None if mask_none else torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
+    del Ac, Bc
+    g = _from_chunks_scaled(G, N, inv_s)
+    del G
     if both:
         return g, None, mask
-    return g, _from_chunks(D, N) * torch.exp2(ea.to(rdt))[:, None], mask
+    return g, _from_chunks_scaled(D, N, torch.exp2(ea.to(rdt))), mask
+
+
+def _chunk_carries(Ac: torch.Tensor, Bc: torch.Tensor, renorm_every: int):
+    """Passes (i) and (ii) of the chunked pivot sweep on the chunk layout ``Ac, Bc (L, B, nc)``
+    (prescaled, ``Bc`` holding ``betap``): ``(num, den)``, each ``(B, nc-1)``, with
+    ``Q_{k-1} (0, 1)^T = (num_k, den_k)`` up to a power of two, i.e. the carried pivot
+    reciprocal into chunk ``k >= 1`` is ``num/den`` (``None, None`` when ``nc == 1``).
+
+    State layout ``(2, B, nc)`` (component-major) so that every step is two in-place ops whose
+    broadcast runs over the leading dimension (a trailing size-2 dimension makes torch's CPU
+    kernels an order of magnitude slower).  Shared with :mod:`semisep.nn.functional`."""
+    L, B, nc = Ac.shape
+    if nc <= 1:
+        return None, None
+    # rows (prev, cur) of the three-term recursion started on e_0 = (1, 0), e_1 = (0, 1)
+    prev = Ac.new_zeros(2, B, nc)
+    cur = Ac.new_zeros(2, B, nc)
+    new = torch.empty_like(cur)
+    prev[0] = 1.0
+    cur[1] = 1.0
+    for t in range(L):
+        torch.mul(cur, Ac[t], out=new)
+        new.addcmul_(Bc[t], prev, value=-1)
+        prev, cur, new = cur, new, prev
+        if (t + 1) % renorm_every == 0 or t == L - 1:
+            sc = _pow2_scale(_absmax_pair(prev, cur))
+            prev.mul_(sc)
+            cur.mul_(sc)
+    # Q[i, j] = (prev, cur)[i][j]: (2, 2, B, nc); inclusive prefix products Q_k = P_k ... P_0 by a
+    # Hillis-Steele scan, every level renormalised by a power of two
+    Q = torch.stack((prev, cur), dim=0)
+    off = 1
+    while off < nc:
+        Qn = torch.empty_like(Q)
+        Qn[..., :off] = Q[..., :off]
+        a, b_ = Q[..., off:], Q[..., : nc - off]
+        for i in range(2):
+            for j in range(2):
+                o = Qn[i, j, :, off:]
+                torch.mul(a[i, 0], b_[0, j], out=o)
+                o.addcmul_(a[i, 1], b_[1, j])
+        pn = Qn[..., off:]
+        pn.mul_(_pow2_scale(_absmax_pair(pn[0], pn[1])))
+        Q = Qn
+        off *= 2
+    return Q[0, 1, :, :-1], Q[1, 1, :, :-1]
+
+
+def _absmax_pair(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``max(|re|, |im|)`` over the leading dimension (size 2) of ``x`` and ``y`` (both
+    ``(2, B, n)``): ``(B, n)`` real, NaN-propagating."""
+    if x.is_complex():
+        ax = torch.view_as_real(x).abs()
+        ay = torch.view_as_real(y).abs()
+        m = torch.maximum(ax, ay).amax(dim=0)  # (B, n, 2)
+        return torch.maximum(m[..., 0], m[..., 1])
+    return torch.maximum(x.abs(), y.abs()).amax(dim=0)
+
+
+def _second_pass_unguarded(Ac, Bc, num, den, pm, keep_d: bool = True):
+    """Pass (iii) without the guard: ``d = alpha - betap g``, ``g = 1/d`` in every chunk from the
+    carries ``num/den``.  Returns ``(G, D, ok)``, ``G, D (L, B, nc)``; ``ok`` is True when no
+    pivot needs the guard (then ``G, D`` are the sweep's values) and False when some pivot may
+    (``|d|^2 < pm^2 (1 + 8 eps)``, ``|d|^2`` outside the normal range, or NaN): the caller then
+    re-runs the guarded pass, which decides exactly.  ``keep_d=False`` (complex): ``D`` is None
+    and the pivots are not stored (the resolvent needs only ``G``).
+
+    Complex: ``g = conj(d) / |d|^2`` in real arithmetic (one real division; torch's complex
+    reciprocal is several times slower on CPU), with the running min and max of ``|d|^2`` as the
+    guard certificate, so no pass over the pivots is needed afterwards."""
+    L, B, nc = Ac.shape
+    rdt = _real_dtype(Ac.dtype)
+    g = Ac.new_zeros(B, nc)  # g_{-1}: anything finite (betap_0 = 0)
+    if num is not None:
+        torch.div(num, den, out=g[:, 1:])
+    D = torch.empty_like(Ac)
+    G = torch.empty_like(Ac)
+    fin = torch.finfo(rdt)
+    if not Ac.is_complex():
+        for t in range(L):
+            torch.addcmul(Ac[t], Bc[t], g, value=-1, out=D[t])
+            g = torch.reciprocal(D[t], out=G[t])
+        absd = D.abs().amin(dim=(0, 2))
+        return G, D, bool((absd >= pm).all())
+    if not keep_d:
+        D = None
+        dbuf = torch.empty_like(g)
+    Gr = torch.view_as_real(G)
+    n = Ac.new_empty((B, nc), dtype=rdt)
+    r = torch.empty_like(n)
+    mn = torch.full_like(n, math.inf)
+    mx = torch.zeros_like(n)
+    for t in range(L):
+        d = torch.addcmul(Ac[t], Bc[t], g, value=-1, out=D[t] if keep_d else dbuf)
+        dr, di = torch.view_as_real(d).unbind(-1)
+        torch.mul(dr, dr, out=n)
+        n.addcmul_(di, di)
+        torch.minimum(mn, n, out=mn)  # NaN-propagating
+        torch.maximum(mx, n, out=mx)
+        torch.reciprocal(n, out=r)
+        torch.mul(dr, r, out=Gr[t, ..., 0])
+        torch.mul(di, r, out=Gr[t, ..., 1]).neg_()
+        g = G[t]
+    thr = torch.clamp(pm * pm * (1 + 8 * fin.eps), min=fin.tiny)  # |d| >= pm, |d|^2 normal
+    ok = (mn.amin(dim=1) >= thr) & (mx.amax(dim=1) <= fin.max)
+    return G, D, bool(ok.all())
+
+
+def _guarded_pass_fn(Ac, Bc, pm):
+    """The guarded ratio recursion inside every chunk from carries ``g (B, nc)`` (torch's exact
+    ``abs`` and ``reciprocal``): ``(G, D, mask)``, each ``(L, B, nc)``."""
+    def second_pass(g, guard: bool = True):
+        L = Ac.shape[0]
+        D = torch.empty_like(Ac)
+        G = torch.empty_like(Ac)
+        mask = torch.zeros(Ac.shape, dtype=torch.bool, device=Ac.device)
+        pmb = pm[:, None]
+        for t in range(L):
+            d = torch.addcmul(Ac[t], Bc[t], g, value=-1)
+            small = d.abs() < pmb
+            d = torch.where(small, pmb * _sgn1(d), d)
+            D[t] = d
+            mask[t] = small
+            g = torch.reciprocal(d, out=G[t])
+        return G, D, mask
+    return second_pass
+
+
+def _from_chunks_scaled(y: torch.Tensor, N: int, row_scale: torch.Tensor) -> torch.Tensor:
+    """``_from_chunks(y, N) * row_scale[:, None]`` in one pass (the transposing copy and the
+    scaling fused): ``(L, B, nc) -> (B, N)`` (a view of a ``(B, nc L)`` buffer)."""
+    L, B, nc = y.shape
+    out = torch.empty((B, nc, L), dtype=y.dtype, device=y.device)
+    torch.mul(y.permute(1, 2, 0), row_scale[:, None, None].to(_real_dtype(y.dtype)), out=out)
+    return out.view(B, nc * L)[:, :N]
 
 
 def _guarded_second_pass(second_pass, num, den, pm, B, nc, Ac, rdt):
@@ -410,16 +504,21 @@ def _pivots_sequential_numpy(alpha: torch.Tensor, beta: torch.Tensor, pivmin: to
 
 
 def _both_pivots(alpha, beta, pivmin, method: str, L: int | None):
-    """``(gL, gR, maskL, maskR)``.  Chunked: left and right sweeps run as one batch of ``2B``
-    rows (the right sweep is the left sweep of the reversed sequence)."""
+    """``(gL, gR, guarded)``: both pivot sweeps and the number of guarded pivots per row (both
+    sweeps).  Chunked: left and right sweeps run as one batch of ``2B`` rows (the right sweep is
+    the left sweep of the reversed sequence)."""
     B, N = alpha.shape
     if method == "reference":
         a2 = torch.cat([alpha, alpha.flip(1)], dim=0)
         b2 = torch.cat([beta, beta.flip(1)], dim=0)
         g, _, m = _pivots_ref(a2, b2, torch.cat([pivmin, pivmin], dim=0))
     else:
-        g, _, m = _pivots_chunked(alpha, beta, pivmin, L, both=True)
-    return g[:B], g[B:].flip(1), m[:B], m[B:].flip(1)
+        g, _, m = _pivots_chunked(alpha, beta, pivmin, L, both=True, mask_none=True)
+    if m is None:
+        guarded = torch.zeros(B, dtype=torch.int64, device=alpha.device)
+    else:
+        guarded = (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64)
+    return g[:B], g[B:].flip(1), guarded
 
 
 # ==================================================================================================
@@ -486,8 +585,12 @@ def _combine_resolvent(gL, gR, beta):
     zero leading minor makes ``gL_i = 0``."""
     if gL.shape[1] <= 1:
         return gL.clone()
-    corr = 1.0 - beta * gL[:, :-1] * gR[:, 1:]
-    return torch.cat([gL[:, :-1] / corr, gL[:, -1:]], dim=1)
+    G = torch.empty(gL.shape, dtype=torch.result_type(gL, beta), device=gL.device)
+    corr = torch.mul(beta, gL[:, :-1], out=G[:, :-1])  # (in place: G's storage as scratch)
+    corr.mul_(gR[:, 1:]).neg_().add_(1.0)
+    torch.div(gL[:, :-1], corr, out=G[:, :-1])
+    G[:, -1] = gL[:, -1]
+    return G
 
 
 def _resolvent_flags(G, pivmin):
@@ -496,9 +599,9 @@ def _resolvent_flags(G, pivmin):
     if G.shape[1] == 0:
         return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
     pm = pivmin.to(_real_dtype(G.dtype))[:, None]
-    if G.is_complex():  # cheap certificate first: |G| <= sqrt(2) max(|re G|, |im G|)
-        r = torch.view_as_real(G).abs()
-        if bool((torch.maximum(r[..., 0], r[..., 1]) * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm <= 1.0).all()):
+    if G.is_complex():  # cheap certificate first: |G| <= sqrt(2) max(|re G|, |im G|) (one reduction)
+        m = torch.view_as_real(G).reshape(G.shape[0], -1).abs().amax(dim=1)  # NaN-propagating
+        if bool((m * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm[:, 0] <= 1.0).all()):
             return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
     return (~(G.abs() * (SINGULAR_FACTOR * pm) <= 1.0)).any(dim=1)
 
@@ -637,9 +740,8 @@ def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
         out = npb.resolvent_diagonal_with_pivots(a, b, p)
         G, gL, gR, guarded, singular = (torch.from_numpy(np.asarray(x)) for x in out)
         return G, guarded, singular, gL, gR
-    gL, gR, mL, mR = _both_pivots(alpha, beta, pivmin, method, L)
+    gL, gR, guarded = _both_pivots(alpha, beta, pivmin, method, L)
     G = _combine_resolvent(gL, gR, beta)
-    guarded = mL.sum(dim=1) + mR.sum(dim=1)
     singular = _resolvent_flags(G, pivmin)
     return G, guarded.to(torch.int64), singular, gL, gR
 

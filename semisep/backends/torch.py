@@ -229,30 +229,48 @@ def _pivots_ref(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor):
 def _chunk_layout(parts, offset, N, L, nc, pad_value, row_scale):
     """The ``(L, B, nc)`` chunk layout of the rows ``parts`` (each ``(B_j, n)``, stacked along the
     batch) placed at flat positions ``offset .. offset + n - 1`` of length-``nc L`` sequences,
-    multiplied by ``row_scale (B,)``, padded with ``pad_value``.  One pass: the scaling is fused
-    with the transposing copy into the result (no flat intermediate)."""
-    B = sum(p.shape[0] for p in parts)
-    ref = parts[0]
-    n = ref.shape[1]
-    out = torch.empty(L, B, nc, dtype=ref.dtype, device=ref.device)
-    V = out.permute(1, 2, 0)  # (B, nc, L): V[b, k, t] is flat position k L + t of row b
-    scale = row_scale.to(_real_dtype(ref.dtype))
-    k0 = -(-offset // L)  # chunks k0 .. k1-1 lie wholly inside the data
-    k1 = (offset + n) // L
+    multiplied by ``row_scale (B,)`` (None: 1), padded with ``pad_value``.  One pass per part:
+    the scaling is fused with the transposing copy into the result (no flat intermediate).
+    A part may be a zero-argument callable returning the rows, so that temporaries (a flipped
+    copy) are made one at a time."""
+    B = sum(p.shape[0] if isinstance(p, torch.Tensor) else p[0] for p in parts)
+    out = None
     r0 = 0
     for p in parts:
+        if not isinstance(p, torch.Tensor):  # (rows, make)
+            p = p[1]()
+        if out is None:
+            out = torch.empty(L, B, nc, dtype=p.dtype, device=p.device)
         r1 = r0 + p.shape[0]
-        sc = scale[r0:r1, None]
-        if k1 > k0:
-            src = p[:, k0 * L - offset:k1 * L - offset].reshape(r1 - r0, k1 - k0, L)
-            torch.mul(src, sc[..., None], out=V[r0:r1, k0:k1])
-        for k in [*range(min(k0, nc)), *range(max(k1, k0), nc)]:  # partial / padding chunks
-            lo, hi = max(k * L, offset), min((k + 1) * L, offset + n)
-            V[r0:r1, k].fill_(pad_value)
-            if hi > lo:
-                torch.mul(p[:, lo - offset:hi - offset], sc, out=V[r0:r1, k, lo - k * L:hi - k * L])
+        _chunk_write(out[:, r0:r1], p, offset, L, pad_value,
+                     None if row_scale is None else row_scale[r0:r1])
         r0 = r1
     return out
+
+
+def _chunk_write(out: torch.Tensor, p: torch.Tensor, offset: int, L: int, pad_value: float, scale):
+    """Write the rows ``p (b, n)`` (times ``scale (b,)`` unless None) at flat positions
+    ``offset .. offset + n - 1`` of the chunk layout ``out (L, b, nc)``, ``pad_value`` elsewhere."""
+    nc = out.shape[2]
+    n = p.shape[1]
+    V = out.permute(1, 2, 0)  # (b, nc, L): V[r, k, t] is flat position k L + t of row r
+    sc = None if scale is None else scale.to(_real_dtype(out.dtype))[:, None]
+    k0 = -(-offset // L)  # chunks k0 .. k1-1 lie wholly inside the data
+    k1 = (offset + n) // L
+
+    def put(src, dst):
+        if sc is None:
+            dst.copy_(src)
+        else:
+            torch.mul(src, sc.reshape(sc.shape + (1,) * (src.dim() - 2)), out=dst)
+
+    if k1 > k0:
+        put(p[:, k0 * L - offset:k1 * L - offset].reshape(p.shape[0], k1 - k0, L), V[:, k0:k1])
+    for k in [*range(min(k0, nc)), *range(max(k1, k0), nc)]:  # partial / padding chunks
+        lo, hi = max(k * L, offset), min((k + 1) * L, offset + n)
+        V[:, k].fill_(pad_value)
+        if hi > lo:
+            put(p[:, lo - offset:hi - offset], V[:, k, lo - k * L:hi - k * L])
 
 
 def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor, L: int | None = None,
@@ -261,15 +279,17 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
     :func:`_pivots_ref`: ``alpha (B, N)``, ``beta (B, N-1)``, ``pivmin (B,)`` ->
     ``(g, d, guarded_mask)``, each ``(B, N)``.  No autograd (call it under ``no_grad``).
 
-    ``both=True``: also the sweep of the reversed sequence (the UL pivots, in reversed order),
-    stacked as rows ``B..2B-1`` of every output, and ``d`` is not returned (None).
+    ``both=True``: also the sweep of the reversed sequence (the UL pivots, in reversed order):
+    ``g`` is then the pair ``(g_left, g_right_reversed)`` (separate buffers), the mask has
+    rows ``B..2B-1`` for the reversed sweep, and ``d`` is not returned (None).
     ``mask_none=True``: the mask is None when no pivot was guarded (saves a (B, N) pass)."""
     B0, N = alpha.shape
     B = 2 * B0 if both else B0
     rdt = _real_dtype(alpha.dtype)
     if N == 0 or B == 0:
         empty = alpha.new_zeros(B, N)
-        return empty, (None if both else empty), torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
+        mask = torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
+        return ((empty[:B0], empty[B0:]), None, mask) if both else (empty, empty, mask)
     if L is None:
         L = _pivot_chunk_length(N)
     L = max(1, min(int(L), N))
@@ -290,10 +310,10 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
 
     # chunk layout (L, B, nc), position i = k L + t; padding: alpha = 1, betap = 0 (d = 1, harmless)
     nc = -(-N // L)
-    a_parts = [alpha, alpha.flip(1)] if both else [alpha]
+    a_parts = [alpha, (B0, lambda: alpha.flip(1))] if both else [alpha]
     Ac = _chunk_layout(a_parts, 0, N, L, nc, 1.0, inv_s)
     if N > 1:
-        b_parts = [beta, beta.flip(1)] if both else [beta]
+        b_parts = [beta, (B0, lambda: beta.flip(1))] if both else [beta]
         Bc = _chunk_layout(b_parts, 1, N, L, nc, 0.0, inv_s * inv_s)  # betap_i = beta_{i-1}
     else:
         Bc = torch.zeros_like(Ac)
@@ -306,10 +326,12 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
     else:
         mask = None if mask_none else torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
     del Ac, Bc
+    if both:  # the two halves as separate buffers, so that gL and gR do not share one
+        gl = _from_chunks_scaled(G[:, :B0], N, inv_s[:B0])
+        gr = _from_chunks_scaled(G[:, B0:], N, inv_s[B0:])
+        return (gl, gr), None, mask
     g = _from_chunks_scaled(G, N, inv_s)
     del G
-    if both:
-        return g, None, mask
     return g, _from_chunks_scaled(D, N, torch.exp2(ea.to(rdt))), mask
 
 
@@ -441,10 +463,14 @@ def _guarded_pass_fn(Ac, Bc, pm):
 
 def _from_chunks_scaled(y: torch.Tensor, N: int, row_scale: torch.Tensor) -> torch.Tensor:
     """``_from_chunks(y, N) * row_scale[:, None]`` in one pass (the transposing copy and the
-    scaling fused): ``(L, B, nc) -> (B, N)`` (a view of a ``(B, nc L)`` buffer)."""
+    scaling fused): ``(L, B, nc) -> (B, N)`` (a view of a ``(B, nc L)`` buffer).  ``row_scale``
+    None: no scaling."""
     L, B, nc = y.shape
     out = torch.empty((B, nc, L), dtype=y.dtype, device=y.device)
-    torch.mul(y.permute(1, 2, 0), row_scale[:, None, None].to(_real_dtype(y.dtype)), out=out)
+    if row_scale is None:
+        out.copy_(y.permute(1, 2, 0))
+    else:
+        torch.mul(y.permute(1, 2, 0), row_scale[:, None, None].to(_real_dtype(y.dtype)), out=out)
     return out.view(B, nc * L)[:, :N]
 
 
@@ -512,13 +538,14 @@ def _both_pivots(alpha, beta, pivmin, method: str, L: int | None):
         a2 = torch.cat([alpha, alpha.flip(1)], dim=0)
         b2 = torch.cat([beta, beta.flip(1)], dim=0)
         g, _, m = _pivots_ref(a2, b2, torch.cat([pivmin, pivmin], dim=0))
+        gl, gr = g[:B], g[B:]
     else:
-        g, _, m = _pivots_chunked(alpha, beta, pivmin, L, both=True, mask_none=True)
+        (gl, gr), _, m = _pivots_chunked(alpha, beta, pivmin, L, both=True, mask_none=True)
     if m is None:
         guarded = torch.zeros(B, dtype=torch.int64, device=alpha.device)
     else:
         guarded = (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64)
-    return g[:B], g[B:].flip(1), guarded
+    return gl, gr.flip(1), guarded
 
 
 # ==================================================================================================
@@ -554,24 +581,30 @@ def _affine_scan_chunked(m: torch.Tensor, f: torch.Tensor, reverse: bool = False
     L = max(1, min(int(L), N))
     Mc = _to_chunks(m, L, 0.0)[..., None]  # (L, B, nc, 1)
     Fc = _to_chunks(f, L, 0.0)  # (L, B, nc, k)
-    nc = Mc.shape[2]
+    if Fc.data_ptr() == f.data_ptr():  # _to_chunks returned a view (L == 1 or nc == 1)
+        Fc = Fc.clone()
+    return _from_chunks(_affine_scan_chunks_(Mc, Fc), N)
+
+
+def _affine_scan_chunks_(Mc: torch.Tensor, Fc: torch.Tensor) -> torch.Tensor:
+    """The chunked affine scan on the chunk layout, **in place**: ``Mc (L, B, nc, 1 or k)``,
+    ``Fc (L, B, nc, k)``; ``Fc`` is overwritten with ``y`` (flat position ``k L + t`` at
+    ``[t, :, k]``) and returned.  Padding must be ``m = 0, f = 0`` at the end of a sequence."""
+    L, B, nc, k = Fc.shape
     if nc > 1:
-        y = Fc[0]
+        y = Fc[0].clone()
         for t in range(1, L):
             y = torch.addcmul(Fc[t], Mc[t], y)
         pm = torch.prod(Mc, dim=0)  # (B, nc, 1): the chunk's multiplier
-        carries = [y.new_zeros(B, k)]
-        c = carries[0]
+        carries = Fc.new_zeros(B, nc, k)
         for j in range(nc - 1):
-            c = torch.addcmul(y[:, j], pm[:, j], c)
-            carries.append(c)
-        y = torch.stack(carries, dim=1)  # (B, nc, k)
+            torch.addcmul(y[:, j], pm[:, j], carries[:, j], out=carries[:, j + 1])
+        y = carries
     else:
         y = Fc.new_zeros(B, nc, k)
-    out = torch.empty_like(Fc)
     for t in range(L):
-        y = torch.addcmul(Fc[t], Mc[t], y, out=out[t])
-    return _from_chunks(out, N)
+        y = torch.addcmul(Fc[t], Mc[t], y, out=Fc[t])
+    return Fc
 
 
 # ==================================================================================================
@@ -677,18 +710,38 @@ def _resolvent_backward(gbar, G, gL, gR, beta, L=None):
     ``s_i = gbar_i G_ii^2``; ``SL_j = rho_j SL_{j-1} + s_j`` with ``rho_j = beta_{j-1} gR_j^2``;
     ``SR_j = lambda_j SR_{j+1} + s_j`` with ``lambda_j = beta_j gL_j^2``;
     ``dL/dalpha_j = -(SL_j + SR_j - s_j)``, ``dL/dbeta_j = gR_{j+1} SL_j + gL_j SR_{j+1}``.
-    The two scans run as one chunked scan over ``2B`` rows."""
+    The two scans run as one chunked scan over ``2B`` rows (``SR`` as the forward scan of the
+    reversed sequence), built directly in the chunk layout and scanned in place; temporaries of
+    size ``B x N`` are made one at a time (peak ~ 6 of them besides the inputs)."""
     B, N = G.shape
-    s = gbar * G * G
-    zero = G.new_zeros(B, 1)
-    rho = torch.cat([zero, beta * gR[:, 1:] * gR[:, 1:]], dim=1)
-    lam = torch.cat([beta * gL[:, :-1] * gL[:, :-1], zero], dim=1)
-    m2 = torch.cat([rho, lam.flip(1)], dim=0)
-    f2 = torch.cat([s, s.flip(1)], dim=0)[:, :, None]
-    S = _affine_scan_chunked(m2, f2, reverse=False, L=L)[:, :, 0]
-    SL, SR = S[:B], S[B:].flip(1)
-    dalpha = -(SL + SR - s)
-    dbeta = gR[:, 1:] * SL[:, :-1] + gL[:, :-1] * SR[:, 1:]
+    if N == 0 or B == 0:
+        return G.new_zeros(B, N), G.new_zeros(B, max(N - 1, 0))
+    if L is None:
+        L = _scan_chunk_length(N)
+    L = max(1, min(int(L), N))
+    nc = -(-N // L)
+    s = torch.mul(gbar, G)
+    s.mul_(G)
+
+    def rho():  # rho_j = beta_{j-1} gR_j^2 at j = 1..N-1 (rho_0 = 0: offset 1)
+        t = torch.mul(gR[:, 1:], gR[:, 1:])
+        return t.mul_(beta)
+
+    def lam_rev():  # lambda reversed: lam_{N-1-i} = beta_{N-1-i} gL_{N-1-i}^2 at i = 1..N-1
+        t = torch.mul(gL[:, :-1], gL[:, :-1])
+        return t.mul_(beta).flip(1)
+
+    Mc = _chunk_layout([(B, rho), (B, lam_rev)], 1, N, L, nc, 0.0, None)[..., None]
+    Fc = _chunk_layout([s, (B, lambda: s.flip(1))], 0, N, L, nc, 0.0, None)[..., None]
+    S = _affine_scan_chunks_(Mc, Fc)[..., 0]  # (L, 2B, nc)
+    del Mc, Fc
+    SL = _from_chunks_scaled(S[:, :B], N, None)
+    SR = _from_chunks_scaled(S[:, B:], N, None)
+    del S
+    SR = SR.flip(1)
+    dbeta = torch.mul(gR[:, 1:], SL[:, :-1])
+    dbeta.addcmul_(gL[:, :-1], SR[:, 1:])
+    dalpha = SL.add_(SR).sub_(s).neg_()
     return dalpha, dbeta
 
 

@@ -48,9 +48,18 @@ so the same code runs on CPU and CUDA.
   a right-hand side that vanishes on a prefix); the sequential chunk loop only ever multiplies a
   carry by one chunk's product.  (iii) Second in-chunk pass from the carries.
 
+CPU costs.  On CPU the chunked form is bound less by op count than by passes over ``B x N``
+arrays (transposing copies, fresh buffers that page-fault) and by slow complex kernels: the
+layout and un-layout are one fused scaled transposing copy each, pass (i) keeps its state
+component-major ``(2, B, nc)`` (a trailing size-2 broadcast is ~10x slower in torch's CPU
+kernels), and the resolvent backward writes its scan inputs straight into the chunk layout and
+scans in place (fwd+bwd adds ~11 complex per element to the peak at batch 4, N = 2^20).
+On a shared 2-core machine every op large enough for torch to split over threads can also
+stall for a scheduler tick; ``benchmarks/bench_torch.py`` measures what that costs.
+
 Chunk length.  Pivots: ``L = 2^round(log2(sqrt(N)/2))`` clipped to [8, 512]; a step costs
 ~3.3 ops in pass (i) (two ops plus a renormalisation every 8 steps, every 4 in single precision)
-and 2 in pass (iii), a Hillis-Steele level ~14 ops on ``nc/2`` matrices, so the op count
+and ~8 small real ops in pass (iii), a Hillis-Steele level ~14 ops on ``nc/2`` matrices, so the op count
 ~5.3 L + 14 log2(N/L) favours short chunks while the scan's extra work ~nc log2(nc) favours
 long ones.  Affine scans: ``L = 2^round(log2(sqrt(N)))`` clipped to [8, 1024], which minimises
 the op count 2L + N/L of the two in-chunk passes plus the sequential chunk loop.  On the 2-core
@@ -61,9 +70,12 @@ compiled sequential kernels anyway; the chunked form is the CUDA path, where the
 kernel launch per op, i.e. ~(5.3 L + 14 log2(N/L)) launches per pivot sweep pair.
 
 The pivot guard (contract): a pivot ``d`` with ``|d| < pivmin`` becomes ``pivmin * d/|d|``
-(``pivmin`` if ``d == 0``) and is counted.  The chunked second pass first runs unguarded (two ops a
-step); if any pivot came out with ``|d| < pivmin`` (or not finite) the second pass is re-run with
-the guard in the loop.  Guards are thus applied exactly where a pivot is formed, as in the
+(``pivmin`` if ``d == 0``) and is counted.  The chunked second pass first runs unguarded; for
+complex data ``g = conj(d)/|d|^2`` in real arithmetic (torch's complex reciprocal is several times
+slower on CPU) with a running min/max of ``|d|^2`` as the certificate (no pass over the pivots
+afterwards).  If some pivot may need the guard (``|d|^2 < pivmin^2 (1 + 8 eps)``, ``|d|^2`` not
+a normal number, or NaN) the second pass is re-run with the guard in the loop (torch's exact
+``abs`` and ``reciprocal``), which decides exactly.  Guards are thus applied exactly where a pivot is formed, as in the
 sequential sweep; the projective chunk scan needs none (a zero leading minor is just ``den = 0``).
 In that guarded re-run, a chunk whose predecessor ended on a guarded pivot (or whose carry had to
 be guarded, or disagrees with the predecessor's last pivot by more than sqrt(eps)) restarts from

@@ -48,9 +48,18 @@ so the same code runs on CPU and CUDA.
   a right-hand side that vanishes on a prefix); the sequential chunk loop only ever multiplies a
   carry by one chunk's product.  (iii) Second in-chunk pass from the carries.
 
+CPU costs.  On CPU the chunked form is bound less by op count than by passes over ``B x N``
+arrays (transposing copies, fresh buffers that page-fault) and by slow complex kernels: the
+layout and un-layout are one fused scaled transposing copy each, pass (i) keeps its state
+component-major ``(2, B, nc)`` (a trailing size-2 broadcast is ~10x slower in torch's CPU
+kernels), and the resolvent backward writes its scan inputs straight into the chunk layout and
+scans in place (fwd+bwd adds ~11 complex per element to the peak at batch 4, N = 2^20).
+On a shared 2-core machine every op large enough for torch to split over threads can also
+stall for a scheduler tick; ``benchmarks/bench_torch.py`` measures what that costs.
+
 Chunk length.  Pivots: ``L = 2^round(log2(sqrt(N)/2))`` clipped to [8, 512]; a step costs
 ~3.3 ops in pass (i) (two ops plus a renormalisation every 8 steps, every 4 in single precision)
-and 2 in pass (iii), a Hillis-Steele level ~14 ops on ``nc/2`` matrices, so the op count
+and ~8 small real ops in pass (iii), a Hillis-Steele level ~14 ops on ``nc/2`` matrices, so the op count
 ~5.3 L + 14 log2(N/L) favours short chunks while the scan's extra work ~nc log2(nc) favours
 long ones.  Affine scans: ``L = 2^round(log2(sqrt(N)))`` clipped to [8, 1024], which minimises
 the op count 2L + N/L of the two in-chunk passes plus the sequential chunk loop.  On the 2-core
@@ -61,11 +70,14 @@ compiled sequential kernels anyway; the chunked form is the CUDA path, where the
 kernel launch per op, i.e. ~(5.3 L + 14 log2(N/L)) launches per pivot sweep pair.
 
 The pivot guard (contract): a pivot ``d`` with ``|d| < pivmin`` becomes ``pivmin * d/|d|``
-(``pivmin`` if ``d == 0``) and is counted.  The chunked second pass first runs unguarded (two ops a
-step); if any pivot came out with ``|d| < pivmin`` (or not finite) the second pass is re-run with
-the guard in the loop.  Guards are thus applied exactly where a pivot is formed, as in the
-sequential sweep; the projective chunk scan needs none (a zero leading minor is just ``den = 0``).
-In that guarded re-run, a chunk whose predecessor ended on a guarded pivot (or whose carry had to
+(``pivmin`` if ``d == 0``) and is counted.  The chunked second pass first runs unguarded; for
+complex data ``g = conj(d)/|d|^2`` in real arithmetic (torch's complex reciprocal is several times
+slower on CPU) with a running min/max of ``|d|^2`` as the certificate (no pass over the pivots
+afterwards).  If some pivot may need the guard (``|d|^2 < pivmin^2 (1 + 8 eps)``, ``|d|^2`` not
+a normal number, or NaN) the second pass is re-run with the guard in the loop (torch's exact
+``abs`` and ``reciprocal``), which decides exactly.  Guards are thus applied exactly where a
+pivot is formed, as in the sequential sweep; the projective chunk scan needs none (a zero
+leading minor is just ``den = 0``).  In that guarded re-run, a chunk whose predecessor ended on a guarded pivot (or whose carry had to
 be guarded, or disagrees with the predecessor's last pivot by more than sqrt(eps)) restarts from
 the predecessor's own last pivot instead of the scan's carry, so the factorization stays
 consistent across the boundary (see :func:`_guarded_second_pass`).  Known limitation: through a
@@ -229,35 +241,67 @@ def _pivots_ref(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor):
 def _chunk_layout(parts, offset, N, L, nc, pad_value, row_scale):
     """The ``(L, B, nc)`` chunk layout of the rows ``parts`` (each ``(B_j, n)``, stacked along the
     batch) placed at flat positions ``offset .. offset + n - 1`` of length-``nc L`` sequences,
-    multiplied by ``row_scale (B,)``, padded with ``pad_value``: two passes over the data."""
-    B = sum(p.shape[0] for p in parts)
-    ref = parts[0]
-    flat = torch.empty(B, nc * L, dtype=ref.dtype, device=ref.device)
-    n = ref.shape[1]
-    if offset:
-        flat[:, :offset] = pad_value
-    flat[:, offset + n:] = pad_value
+    multiplied by ``row_scale (B,)`` (None: 1), padded with ``pad_value``.  One pass per part:
+    the scaling is fused with the transposing copy into the result (no flat intermediate).
+    A part may be a zero-argument callable returning the rows, so that temporaries (a flipped
+    copy) are made one at a time."""
+    B = sum(p.shape[0] if isinstance(p, torch.Tensor) else p[0] for p in parts)
+    out = None
     r0 = 0
     for p in parts:
-        torch.mul(p, row_scale[r0:r0 + p.shape[0], None], out=flat[r0:r0 + p.shape[0], offset:offset + n])
-        r0 += p.shape[0]
-    return flat.view(B, nc, L).permute(2, 0, 1).contiguous()
+        if not isinstance(p, torch.Tensor):  # (rows, make)
+            p = p[1]()
+        if out is None:
+            out = torch.empty(L, B, nc, dtype=p.dtype, device=p.device)
+        r1 = r0 + p.shape[0]
+        _chunk_write(out[:, r0:r1], p, offset, L, pad_value,
+                     None if row_scale is None else row_scale[r0:r1])
+        r0 = r1
+    return out
+
+
+def _chunk_write(out: torch.Tensor, p: torch.Tensor, offset: int, L: int, pad_value: float, scale):
+    """Write the rows ``p (b, n)`` (times ``scale (b,)`` unless None) at flat positions
+    ``offset .. offset + n - 1`` of the chunk layout ``out (L, b, nc)``, ``pad_value`` elsewhere."""
+    nc = out.shape[2]
+    n = p.shape[1]
+    V = out.permute(1, 2, 0)  # (b, nc, L): V[r, k, t] is flat position k L + t of row r
+    sc = None if scale is None else scale.to(_real_dtype(out.dtype))[:, None]
+    k0 = -(-offset // L)  # chunks k0 .. k1-1 lie wholly inside the data
+    k1 = (offset + n) // L
+
+    def put(src, dst):
+        if sc is None:
+            dst.copy_(src)
+        else:
+            torch.mul(src, sc.reshape(sc.shape + (1,) * (src.dim() - 2)), out=dst)
+
+    if k1 > k0:
+        put(p[:, k0 * L - offset:k1 * L - offset].reshape(p.shape[0], k1 - k0, L), V[:, k0:k1])
+    for k in [*range(min(k0, nc)), *range(max(k1, k0), nc)]:  # partial / padding chunks
+        lo, hi = max(k * L, offset), min((k + 1) * L, offset + n)
+        V[:, k].fill_(pad_value)
+        if hi > lo:
+            put(p[:, lo - offset:hi - offset], V[:, k, lo - k * L:hi - k * L])
 
 
 def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor, L: int | None = None,
-                    renorm_every: int | None = None, both: bool = False):
+                    renorm_every: int | None = None, both: bool = False, mask_none: bool = False):
     """LU pivots by the chunked Moebius scan (see the module docstring).  Same I/O as
     :func:`_pivots_ref`: ``alpha (B, N)``, ``beta (B, N-1)``, ``pivmin (B,)`` ->
     ``(g, d, guarded_mask)``, each ``(B, N)``.  No autograd (call it under ``no_grad``).
 
-    ``both=True``: also the sweep of the reversed sequence (the UL pivots, in reversed order),
-    stacked as rows ``B..2B-1`` of every output, and ``d`` is not returned (None)."""
+    ``both=True``: also the sweep of the reversed sequence (the UL pivots, in reversed order):
+    ``g`` is then the pair ``(g_left, g_right_reversed)`` (separate buffers), the mask has
+    rows ``B..2B-1`` for the reversed sweep, and ``d`` is not returned (None).
+    ``mask_none=True``: the mask is None when no pivot was guarded (saves a (B, N) pass)."""
     B0, N = alpha.shape
     B = 2 * B0 if both else B0
     rdt = _real_dtype(alpha.dtype)
     if N == 0 or B == 0:
         empty = alpha.new_zeros(B, N)
-        return empty, (None if both else empty), torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
+        mask = torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
+        return ((empty[:B0], empty[B0:]), None, mask) if both else (empty, empty, mask)
     if L is None:
         L = _pivot_chunk_length(N)
     L = max(1, min(int(L), N))
@@ -278,80 +322,168 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
 
     # chunk layout (L, B, nc), position i = k L + t; padding: alpha = 1, betap = 0 (d = 1, harmless)
     nc = -(-N // L)
-    a_parts = [alpha, alpha.flip(1)] if both else [alpha]
+    a_parts = [alpha, (B0, lambda: alpha.flip(1))] if both else [alpha]
     Ac = _chunk_layout(a_parts, 0, N, L, nc, 1.0, inv_s)
     if N > 1:
-        b_parts = [beta, beta.flip(1)] if both else [beta]
+        b_parts = [beta, (B0, lambda: beta.flip(1))] if both else [beta]
         Bc = _chunk_layout(b_parts, 1, N, L, nc, 0.0, inv_s * inv_s)  # betap_i = beta_{i-1}
     else:
         Bc = torch.zeros_like(Ac)
 
-    # (i) chunk transfer matrices: rows (prev, cur) of the three-term recursion on e_0, e_1
-    if nc > 1:
-        prev = alpha.new_zeros(B, nc, 2)
-        cur = alpha.new_zeros(B, nc, 2)
-        prev[..., 0] = 1.0
-        cur[..., 1] = 1.0
-        for t in range(L):
-            new = torch.addcmul(Ac[t, :, :, None] * cur, Bc[t, :, :, None], prev, value=-1)
-            prev, cur = cur, new
-            if (t + 1) % renorm_every == 0 or t == L - 1:
-                sc = _pow2_scale(torch.maximum(_absmax(prev), _absmax(cur)))[..., None]
-                prev = prev * sc
-                cur = cur * sc
-        Q = torch.stack((prev, cur), dim=-2)  # (B, nc, 2, 2), Q[..., i, j]
-        # (ii) inclusive prefix products Q_k = P_k ... P_0, Hillis-Steele, renormalised per level
-        off = 1
-        while off < nc:
-            prod = _mm2(Q[:, off:], Q[:, : nc - off])
-            m = torch.maximum(_absmax(prod[..., 0, :]), _absmax(prod[..., 1, :]))
-            prod = prod * _pow2_scale(m)[..., None, None]
-            Q = torch.cat((Q[:, :off], prod), dim=1)
-            off *= 2
-        num = Q[:, :-1, 0, 1]  # Q_{k-1} (0, 1)^T = (theta_{s_k - 2}, theta_{s_k - 1}) up to scale
-        den = Q[:, :-1, 1, 1]
-    else:
-        num = den = None
-
-    def second_pass(g, guard: bool):
-        """The ratio recursion inside every chunk from the carries ``g (B, nc)``."""
-        D = torch.empty_like(Ac)
-        G = torch.empty_like(Ac)
-        mask = torch.zeros(Ac.shape, dtype=torch.bool, device=Ac.device)  # stays False unguarded
-        pmb = pm[:, None]
-        for t in range(L):
-            if not guard:
-                torch.addcmul(Ac[t], Bc[t], g, value=-1, out=D[t])
-                g = torch.reciprocal(D[t], out=G[t])
-            else:
-                d = torch.addcmul(Ac[t], Bc[t], g, value=-1)
-                small = d.abs() < pmb
-                d = torch.where(small, pmb * _sgn1(d), d)
-                D[t] = d
-                mask[t] = small
-                g = torch.reciprocal(d, out=G[t])
-        return G, D, mask
-
-    carries = Ac.new_zeros(B, nc)  # g_{-1}: anything finite (betap_0 = 0)
-    if nc > 1:
-        carries[:, 1:] = num / den
-    G, D, mask = second_pass(carries, guard=False)
-    # |d| >= (|re d| + |im d|)/sqrt(2): a cheap sufficient test that no pivot needs the guard
-    # (NaN-aware); if it fails, the guarded pass decides exactly.
-    if D.is_complex():
-        Dr = torch.view_as_real(D).abs()
-        ok = (Dr[..., 0] + Dr[..., 1]) >= (math.sqrt(2.0) * (1 + 4 * torch.finfo(rdt).eps)) * pm[:, None]
-    else:
-        ok = D.abs() >= pm[:, None]
-    if not bool(ok.all()):
-        G, D, mask = _guarded_second_pass(second_pass, num, den, pm, B, nc, Ac, rdt)
+    num, den = _chunk_carries(Ac, Bc, renorm_every)
+    G, D, ok = _second_pass_unguarded(Ac, Bc, num, den, pm, keep_d=not both)
+    if not ok:
+        G, D, mask = _guarded_second_pass(_guarded_pass_fn(Ac, Bc, pm), num, den, pm, B, nc, Ac, rdt)
         mask = _from_chunks(mask, N)
     else:
-        mask = torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
-    g = torch.mul(_from_chunks(G, N), inv_s[:, None])
-    if both:
-        return g, None, mask
-    return g, _from_chunks(D, N) * torch.exp2(ea.to(rdt))[:, None], mask
+        mask = None if mask_none else torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
+    del Ac, Bc
+    if both:  # the two halves as separate buffers, so that gL and gR do not share one
+        gl = _from_chunks_scaled(G[:, :B0], N, inv_s[:B0])
+        gr = _from_chunks_scaled(G[:, B0:], N, inv_s[B0:])
+        return (gl, gr), None, mask
+    g = _from_chunks_scaled(G, N, inv_s)
+    del G
+    return g, _from_chunks_scaled(D, N, torch.exp2(ea.to(rdt))), mask
+
+
+def _chunk_carries(Ac: torch.Tensor, Bc: torch.Tensor, renorm_every: int):
+    """Passes (i) and (ii) of the chunked pivot sweep on the chunk layout ``Ac, Bc (L, B, nc)``
+    (prescaled, ``Bc`` holding ``betap``): ``(num, den)``, each ``(B, nc-1)``, with
+    ``Q_{k-1} (0, 1)^T = (num_k, den_k)`` up to a power of two, i.e. the carried pivot
+    reciprocal into chunk ``k >= 1`` is ``num/den`` (``None, None`` when ``nc == 1``).
+
+    State layout ``(2, B, nc)`` (component-major) so that every step is two in-place ops whose
+    broadcast runs over the leading dimension (a trailing size-2 dimension makes torch's CPU
+    kernels an order of magnitude slower).  Shared with :mod:`semisep.nn.functional`."""
+    L, B, nc = Ac.shape
+    if nc <= 1:
+        return None, None
+    # rows (prev, cur) of the three-term recursion started on e_0 = (1, 0), e_1 = (0, 1)
+    prev = Ac.new_zeros(2, B, nc)
+    cur = Ac.new_zeros(2, B, nc)
+    new = torch.empty_like(cur)
+    prev[0] = 1.0
+    cur[1] = 1.0
+    for t in range(L):
+        torch.mul(cur, Ac[t], out=new)
+        new.addcmul_(Bc[t], prev, value=-1)
+        prev, cur, new = cur, new, prev
+        if (t + 1) % renorm_every == 0 or t == L - 1:
+            sc = _pow2_scale(_absmax_pair(prev, cur))
+            prev.mul_(sc)
+            cur.mul_(sc)
+    # Q[i, j] = (prev, cur)[i][j]: (2, 2, B, nc); inclusive prefix products Q_k = P_k ... P_0 by a
+    # Hillis-Steele scan, every level renormalised by a power of two
+    Q = torch.stack((prev, cur), dim=0)
+    off = 1
+    while off < nc:
+        Qn = torch.empty_like(Q)
+        Qn[..., :off] = Q[..., :off]
+        a, b_ = Q[..., off:], Q[..., : nc - off]
+        for i in range(2):
+            for j in range(2):
+                o = Qn[i, j, :, off:]
+                torch.mul(a[i, 0], b_[0, j], out=o)
+                o.addcmul_(a[i, 1], b_[1, j])
+        pn = Qn[..., off:]
+        pn.mul_(_pow2_scale(_absmax_pair(pn[0], pn[1])))
+        Q = Qn
+        off *= 2
+    return Q[0, 1, :, :-1], Q[1, 1, :, :-1]
+
+
+def _absmax_pair(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``max(|re|, |im|)`` over the leading dimension (size 2) of ``x`` and ``y`` (both
+    ``(2, B, n)``): ``(B, n)`` real, NaN-propagating."""
+    if x.is_complex():
+        ax = torch.view_as_real(x).abs()
+        ay = torch.view_as_real(y).abs()
+        m = torch.maximum(ax, ay).amax(dim=0)  # (B, n, 2)
+        return torch.maximum(m[..., 0], m[..., 1])
+    return torch.maximum(x.abs(), y.abs()).amax(dim=0)
+
+
+def _second_pass_unguarded(Ac, Bc, num, den, pm, keep_d: bool = True):
+    """Pass (iii) without the guard: ``d = alpha - betap g``, ``g = 1/d`` in every chunk from the
+    carries ``num/den``.  Returns ``(G, D, ok)``, ``G, D (L, B, nc)``; ``ok`` is True when no
+    pivot needs the guard (then ``G, D`` are the sweep's values) and False when some pivot may
+    (``|d|^2 < pm^2 (1 + 8 eps)``, ``|d|^2`` outside the normal range, or NaN): the caller then
+    re-runs the guarded pass, which decides exactly.  ``keep_d=False`` (complex): ``D`` is None
+    and the pivots are not stored (the resolvent needs only ``G``).
+
+    Complex: ``g = conj(d) / |d|^2`` in real arithmetic (one real division; torch's complex
+    reciprocal is several times slower on CPU), with the running min and max of ``|d|^2`` as the
+    guard certificate, so no pass over the pivots is needed afterwards."""
+    L, B, nc = Ac.shape
+    rdt = _real_dtype(Ac.dtype)
+    g = Ac.new_zeros(B, nc)  # g_{-1}: anything finite (betap_0 = 0)
+    if num is not None:
+        torch.div(num, den, out=g[:, 1:])
+    D = torch.empty_like(Ac)
+    G = torch.empty_like(Ac)
+    fin = torch.finfo(rdt)
+    if not Ac.is_complex():
+        for t in range(L):
+            torch.addcmul(Ac[t], Bc[t], g, value=-1, out=D[t])
+            g = torch.reciprocal(D[t], out=G[t])
+        absd = D.abs().amin(dim=(0, 2))
+        return G, D, bool((absd >= pm).all())
+    if not keep_d:
+        D = None
+        dbuf = torch.empty_like(g)
+    Gr = torch.view_as_real(G)
+    n = Ac.new_empty((B, nc), dtype=rdt)
+    r = torch.empty_like(n)
+    mn = torch.full_like(n, math.inf)
+    mx = torch.zeros_like(n)
+    for t in range(L):
+        d = torch.addcmul(Ac[t], Bc[t], g, value=-1, out=D[t] if keep_d else dbuf)
+        dr, di = torch.view_as_real(d).unbind(-1)
+        torch.mul(dr, dr, out=n)
+        n.addcmul_(di, di)
+        torch.minimum(mn, n, out=mn)  # NaN-propagating
+        torch.maximum(mx, n, out=mx)
+        torch.reciprocal(n, out=r)
+        torch.mul(dr, r, out=Gr[t, ..., 0])
+        torch.mul(di, r, out=Gr[t, ..., 1]).neg_()
+        g = G[t]
+    thr = torch.clamp(pm * pm * (1 + 8 * fin.eps), min=fin.tiny)  # |d| >= pm, |d|^2 normal
+    ok = (mn.amin(dim=1) >= thr) & (mx.amax(dim=1) <= fin.max)
+    return G, D, bool(ok.all())
+
+
+def _guarded_pass_fn(Ac, Bc, pm):
+    """The guarded ratio recursion inside every chunk from carries ``g (B, nc)`` (torch's exact
+    ``abs`` and ``reciprocal``): ``(G, D, mask)``, each ``(L, B, nc)``."""
+    def second_pass(g, guard: bool = True):
+        L = Ac.shape[0]
+        D = torch.empty_like(Ac)
+        G = torch.empty_like(Ac)
+        mask = torch.zeros(Ac.shape, dtype=torch.bool, device=Ac.device)
+        pmb = pm[:, None]
+        for t in range(L):
+            d = torch.addcmul(Ac[t], Bc[t], g, value=-1)
+            small = d.abs() < pmb
+            d = torch.where(small, pmb * _sgn1(d), d)
+            D[t] = d
+            mask[t] = small
+            g = torch.reciprocal(d, out=G[t])
+        return G, D, mask
+    return second_pass
+
+
+def _from_chunks_scaled(y: torch.Tensor, N: int, row_scale: torch.Tensor) -> torch.Tensor:
+    """``_from_chunks(y, N) * row_scale[:, None]`` in one pass (the transposing copy and the
+    scaling fused): ``(L, B, nc) -> (B, N)`` (a view of a ``(B, nc L)`` buffer).  ``row_scale``
+    None: no scaling."""
+    L, B, nc = y.shape
+    out = torch.empty((B, nc, L), dtype=y.dtype, device=y.device)
+    if row_scale is None:
+        out.copy_(y.permute(1, 2, 0))
+    else:
+        torch.mul(y.permute(1, 2, 0), row_scale[:, None, None].to(_real_dtype(y.dtype)), out=out)
+    return out.view(B, nc * L)[:, :N]
 
 
 def _guarded_second_pass(second_pass, num, den, pm, B, nc, Ac, rdt):
@@ -410,16 +542,22 @@ def _pivots_sequential_numpy(alpha: torch.Tensor, beta: torch.Tensor, pivmin: to
 
 
 def _both_pivots(alpha, beta, pivmin, method: str, L: int | None):
-    """``(gL, gR, maskL, maskR)``.  Chunked: left and right sweeps run as one batch of ``2B``
-    rows (the right sweep is the left sweep of the reversed sequence)."""
+    """``(gL, gR, guarded)``: both pivot sweeps and the number of guarded pivots per row (both
+    sweeps).  Chunked: left and right sweeps run as one batch of ``2B`` rows (the right sweep is
+    the left sweep of the reversed sequence)."""
     B, N = alpha.shape
     if method == "reference":
         a2 = torch.cat([alpha, alpha.flip(1)], dim=0)
         b2 = torch.cat([beta, beta.flip(1)], dim=0)
         g, _, m = _pivots_ref(a2, b2, torch.cat([pivmin, pivmin], dim=0))
+        gl, gr = g[:B], g[B:]
     else:
-        g, _, m = _pivots_chunked(alpha, beta, pivmin, L, both=True)
-    return g[:B], g[B:].flip(1), m[:B], m[B:].flip(1)
+        (gl, gr), _, m = _pivots_chunked(alpha, beta, pivmin, L, both=True, mask_none=True)
+    if m is None:
+        guarded = torch.zeros(B, dtype=torch.int64, device=alpha.device)
+    else:
+        guarded = (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64)
+    return gl, gr.flip(1), guarded
 
 
 # ==================================================================================================
@@ -455,24 +593,30 @@ def _affine_scan_chunked(m: torch.Tensor, f: torch.Tensor, reverse: bool = False
     L = max(1, min(int(L), N))
     Mc = _to_chunks(m, L, 0.0)[..., None]  # (L, B, nc, 1)
     Fc = _to_chunks(f, L, 0.0)  # (L, B, nc, k)
-    nc = Mc.shape[2]
+    if Fc.data_ptr() == f.data_ptr():  # _to_chunks returned a view (L == 1 or nc == 1)
+        Fc = Fc.clone()
+    return _from_chunks(_affine_scan_chunks_(Mc, Fc), N)
+
+
+def _affine_scan_chunks_(Mc: torch.Tensor, Fc: torch.Tensor) -> torch.Tensor:
+    """The chunked affine scan on the chunk layout, **in place**: ``Mc (L, B, nc, 1 or k)``,
+    ``Fc (L, B, nc, k)``; ``Fc`` is overwritten with ``y`` (flat position ``k L + t`` at
+    ``[t, :, k]``) and returned.  Padding must be ``m = 0, f = 0`` at the end of a sequence."""
+    L, B, nc, k = Fc.shape
     if nc > 1:
-        y = Fc[0]
+        y = Fc[0].clone()
         for t in range(1, L):
             y = torch.addcmul(Fc[t], Mc[t], y)
         pm = torch.prod(Mc, dim=0)  # (B, nc, 1): the chunk's multiplier
-        carries = [y.new_zeros(B, k)]
-        c = carries[0]
+        carries = Fc.new_zeros(B, nc, k)
         for j in range(nc - 1):
-            c = torch.addcmul(y[:, j], pm[:, j], c)
-            carries.append(c)
-        y = torch.stack(carries, dim=1)  # (B, nc, k)
+            torch.addcmul(y[:, j], pm[:, j], carries[:, j], out=carries[:, j + 1])
+        y = carries
     else:
         y = Fc.new_zeros(B, nc, k)
-    out = torch.empty_like(Fc)
     for t in range(L):
-        y = torch.addcmul(Fc[t], Mc[t], y, out=out[t])
-    return _from_chunks(out, N)
+        y = torch.addcmul(Fc[t], Mc[t], y, out=Fc[t])
+    return Fc
 
 
 # ==================================================================================================
@@ -486,8 +630,12 @@ def _combine_resolvent(gL, gR, beta):
     zero leading minor makes ``gL_i = 0``."""
     if gL.shape[1] <= 1:
         return gL.clone()
-    corr = 1.0 - beta * gL[:, :-1] * gR[:, 1:]
-    return torch.cat([gL[:, :-1] / corr, gL[:, -1:]], dim=1)
+    G = torch.empty(gL.shape, dtype=torch.result_type(gL, beta), device=gL.device)
+    corr = torch.mul(beta, gL[:, :-1], out=G[:, :-1])  # (in place: G's storage as scratch)
+    corr.mul_(gR[:, 1:]).neg_().add_(1.0)
+    torch.div(gL[:, :-1], corr, out=G[:, :-1])
+    G[:, -1] = gL[:, -1]
+    return G
 
 
 def _resolvent_flags(G, pivmin):
@@ -496,9 +644,9 @@ def _resolvent_flags(G, pivmin):
     if G.shape[1] == 0:
         return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
     pm = pivmin.to(_real_dtype(G.dtype))[:, None]
-    if G.is_complex():  # cheap certificate first: |G| <= sqrt(2) max(|re G|, |im G|)
-        r = torch.view_as_real(G).abs()
-        if bool((torch.maximum(r[..., 0], r[..., 1]) * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm <= 1.0).all()):
+    if G.is_complex():  # cheap certificate first: |G| <= sqrt(2) max(|re G|, |im G|) (one reduction)
+        m = torch.view_as_real(G).reshape(G.shape[0], -1).abs().amax(dim=1)  # NaN-propagating
+        if bool((m * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm[:, 0] <= 1.0).all()):
             return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
     return (~(G.abs() * (SINGULAR_FACTOR * pm) <= 1.0)).any(dim=1)
 
@@ -574,18 +722,38 @@ def _resolvent_backward(gbar, G, gL, gR, beta, L=None):
     ``s_i = gbar_i G_ii^2``; ``SL_j = rho_j SL_{j-1} + s_j`` with ``rho_j = beta_{j-1} gR_j^2``;
     ``SR_j = lambda_j SR_{j+1} + s_j`` with ``lambda_j = beta_j gL_j^2``;
     ``dL/dalpha_j = -(SL_j + SR_j - s_j)``, ``dL/dbeta_j = gR_{j+1} SL_j + gL_j SR_{j+1}``.
-    The two scans run as one chunked scan over ``2B`` rows."""
+    The two scans run as one chunked scan over ``2B`` rows (``SR`` as the forward scan of the
+    reversed sequence), built directly in the chunk layout and scanned in place; temporaries of
+    size ``B x N`` are made one at a time (peak ~ 6 of them besides the inputs)."""
     B, N = G.shape
-    s = gbar * G * G
-    zero = G.new_zeros(B, 1)
-    rho = torch.cat([zero, beta * gR[:, 1:] * gR[:, 1:]], dim=1)
-    lam = torch.cat([beta * gL[:, :-1] * gL[:, :-1], zero], dim=1)
-    m2 = torch.cat([rho, lam.flip(1)], dim=0)
-    f2 = torch.cat([s, s.flip(1)], dim=0)[:, :, None]
-    S = _affine_scan_chunked(m2, f2, reverse=False, L=L)[:, :, 0]
-    SL, SR = S[:B], S[B:].flip(1)
-    dalpha = -(SL + SR - s)
-    dbeta = gR[:, 1:] * SL[:, :-1] + gL[:, :-1] * SR[:, 1:]
+    if N == 0 or B == 0:
+        return G.new_zeros(B, N), G.new_zeros(B, max(N - 1, 0))
+    if L is None:
+        L = _scan_chunk_length(N)
+    L = max(1, min(int(L), N))
+    nc = -(-N // L)
+    s = torch.mul(gbar, G)
+    s.mul_(G)
+
+    def rho():  # rho_j = beta_{j-1} gR_j^2 at j = 1..N-1 (rho_0 = 0: offset 1)
+        t = torch.mul(gR[:, 1:], gR[:, 1:])
+        return t.mul_(beta)
+
+    def lam_rev():  # lambda reversed: lam_{N-1-i} = beta_{N-1-i} gL_{N-1-i}^2 at i = 1..N-1
+        t = torch.mul(gL[:, :-1], gL[:, :-1])
+        return t.mul_(beta).flip(1)
+
+    Mc = _chunk_layout([(B, rho), (B, lam_rev)], 1, N, L, nc, 0.0, None)[..., None]
+    Fc = _chunk_layout([s, (B, lambda: s.flip(1))], 0, N, L, nc, 0.0, None)[..., None]
+    S = _affine_scan_chunks_(Mc, Fc)[..., 0]  # (L, 2B, nc)
+    del Mc, Fc
+    SL = _from_chunks_scaled(S[:, :B], N, None)
+    SR = _from_chunks_scaled(S[:, B:], N, None)
+    del S
+    SR = SR.flip(1)
+    dbeta = torch.mul(gR[:, 1:], SL[:, :-1])
+    dbeta.addcmul_(gL[:, :-1], SR[:, 1:])
+    dalpha = SL.add_(SR).sub_(s).neg_()
     return dalpha, dbeta
 
 
@@ -637,9 +805,8 @@ def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
         out = npb.resolvent_diagonal_with_pivots(a, b, p)
         G, gL, gR, guarded, singular = (torch.from_numpy(np.asarray(x)) for x in out)
         return G, guarded, singular, gL, gR
-    gL, gR, mL, mR = _both_pivots(alpha, beta, pivmin, method, L)
+    gL, gR, guarded = _both_pivots(alpha, beta, pivmin, method, L)
     G = _combine_resolvent(gL, gR, beta)
-    guarded = mL.sum(dim=1) + mR.sum(dim=1)
     singular = _resolvent_flags(G, pivmin)
     return G, guarded.to(torch.int64), singular, gL, gR
 

@@ -114,7 +114,8 @@ def _pivots_chunked_needed(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torc
 
     Same algorithm and numbers as ``semisep.backends.torch._pivots_chunked`` (power-of-two
     prescaling, chunk transfer matrices renormalised by ``frexp``, Hillis-Steele scan over the
-    chunks, guarded ratio recursion in the second pass), except that the second in-chunk pass
+    chunks -- passes (i) and (ii) are the backend's ``_chunk_carries`` -- guarded ratio recursion
+    in the second pass), except that the second in-chunk pass
     runs only on the ``(row, chunk)`` pairs containing a needed position.
 
     Returns ``(g, steps_run, steps_full)``: ``g (B, N)`` with the pivot reciprocals in every
@@ -122,7 +123,7 @@ def _pivots_chunked_needed(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torc
     and the number of second-pass steps run / a full pass would run (``L * active``,
     ``L * B * nc``).
     """
-    from ..backends.torch import _absmax, _betap, _from_chunks, _pow2_scale, _real_dtype, _sgn1, _to_chunks
+    from ..backends.torch import _betap, _chunk_carries, _from_chunks, _real_dtype, _sgn1, _to_chunks
 
     B, N = alpha.shape
     rdt = _real_dtype(alpha.dtype)
@@ -144,27 +145,8 @@ def _pivots_chunked_needed(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torc
     Bc = _to_chunks(bp, L, 0.0)
     nc = Ac.shape[2]
     g0 = Ac.new_zeros(B, nc)
-    if nc > 1:  # (i) transfer matrices and (ii) their prefix products: every chunk
-        prev = alpha.new_zeros(B, nc, 2)
-        cur = alpha.new_zeros(B, nc, 2)
-        prev[..., 0] = 1.0
-        cur[..., 1] = 1.0
-        for t in range(L):
-            new = torch.addcmul(Ac[t, :, :, None] * cur, Bc[t, :, :, None], prev, value=-1)
-            prev, cur = cur, new
-            if (t + 1) % renorm_every == 0 or t == L - 1:
-                sc = _pow2_scale(torch.maximum(_absmax(prev), _absmax(cur)))[..., None]
-                prev = prev * sc
-                cur = cur * sc
-        Q = torch.stack((prev, cur), dim=-2)
-        off = 1
-        while off < nc:
-            prod = (Q[:, off:, :, :, None] * Q[:, : nc - off, None, :, :]).sum(dim=-2)
-            prod = prod * _pow2_scale(_absmax(_absmax(prod)))[..., None, None]  # max over the 2x2 block
-            Q = torch.cat((Q[:, :off], prod), dim=1)
-            off *= 2
-        num = Q[:, :-1, 0, 1]
-        den = Q[:, :-1, 1, 1]
+    if nc > 1:  # (i) transfer matrices and (ii) their prefix products: every chunk (shared code)
+        num, den = _chunk_carries(Ac, Bc, renorm_every)
         smallc = den.abs() < pm[:, None] * num.abs()
         dc = pm[:, None] * _sgn1(den * num.conj())
         g0[:, 1:] = torch.where(smallc, 1.0 / dc, num / torch.where(smallc, torch.ones_like(den), den))

@@ -70,19 +70,19 @@ compiled sequential kernels anyway; the chunked form is the CUDA path, where the
 kernel launch per op, i.e. ~(5.3 L + 14 log2(N/L)) launches per pivot sweep pair.
 
 The pivot guard (contract): a pivot ``d`` with ``|d| < pivmin`` becomes ``pivmin * d/|d|``
-(``pivmin`` if ``d == 0``) and is counted.  The chunked second pass first runs unguarded; for
-complex data ``g = conj(d)/|d|^2`` in real arithmetic (torch's complex reciprocal is several times
-slower on CPU) with a running min/max of ``|d|^2`` as the certificate (no pass over the pivots
-afterwards).  If some pivot may need the guard (``|d|^2 < pivmin^2 (1 + 8 eps)``, ``|d|^2`` not
-a normal number, or NaN) the second pass is re-run with the guard in the loop (torch's exact
-``abs`` and ``reciprocal``), which decides exactly.  Guards are thus applied exactly where a
-pivot is formed, as in the sequential sweep; the projective chunk scan needs none (a zero
-leading minor is just ``den = 0``).  In that guarded re-run, a chunk whose predecessor ended on a guarded pivot (or whose carry had to
-be guarded, or disagrees with the predecessor's last pivot by more than sqrt(eps)) restarts from
-the predecessor's own last pivot instead of the scan's carry, so the factorization stays
-consistent across the boundary (see :func:`_guarded_second_pass`).  Known limitation: through a
-guarded pivot every Thomas solve is only O(eps/pivmin) accurate and relies on the core's
-iterative refinement; with very short chunks in float32 the chunked solve can need two
+(``pivmin`` if ``d == 0``) and is counted. The chunked second pass first runs unguarded; for complex
+data ``g = conj(d)/|d|^2`` in real arithmetic (torch's complex reciprocal is several times slower on
+CPU) with a running min/max of ``|d|^2`` as the certificate (no pass over the pivots afterwards). If
+some pivot may need the guard (``|d|^2 < pivmin^2 (1 + 8 eps)``, ``|d|^2`` not a normal number, or
+NaN) the second pass is re-run with the guard in the loop (torch's exact ``abs`` and
+``reciprocal``), which decides exactly. Guards are thus applied exactly where a pivot is formed, as
+in the sequential sweep; the projective chunk scan needs none (a zero leading minor is just
+``den = 0``). In that guarded re-run, a chunk whose predecessor ended on a guarded pivot (or whose carry had
+to be guarded, or disagrees with the predecessor's last pivot by more than sqrt(eps)) restarts from
+the predecessor's own last pivot instead of the scan's carry, so the factorization stays consistent
+across the boundary (see :func:`_guarded_second_pass`). Known limitation: through a guarded pivot
+every Thomas solve is only O(eps/pivmin) accurate and relies on the core's iterative refinement;
+with very short chunks in float32 the chunked solve can need two
 refinement steps where the sequential one needs one (tests/test_backend_torch.py).
 
 Autograd

@@ -48,6 +48,18 @@ The kernels:
     ``max(indices)``, the right sweep at ``min(indices)``, and combines only at ``indices``).
     ``singular`` is judged at the selected positions only.
 
+Optional fused Woodbury kernels (``fused_woodbury = True``; the NumPy backend has them), used by
+``TridiagonalPlusLowRank.resolvent_diagonal`` in place of two solves and dense products; with
+``A = tridiag(c, alpha, b) = L D M`` (no row exchanges):
+
+``woodbury_forward(alpha, b, c, U, V, pivmin) -> (Q, P, gL, guarded, singular)``
+    ``Q = L^{-1} U``, ``P = D^{-1} M^{-T} V`` (B, N, r), ``gL`` (B, N) the LU pivot reciprocals
+    (shared by ``A`` and ``A^T``), guarded / singular as for ``solve``.  ``V^T A^{-1} U = P^T Q``.
+``woodbury_capacitance(P, Q) -> (B, r, r)``
+    ``P^T Q``.
+``woodbury_correction(gL, b, c, Q, P, Kinv) -> (B, N)``
+    ``sum_k X_ik W_ik`` with ``X = A^{-1} U``, ``W = A^{-T} V K^{-T}``.
+
 The torch backend's kernels are differentiable (``torch.autograd.Function`` with the O(N)
 backward of DESIGN.md section 3) with respect to every tensor argument except ``pivmin``.
 """
@@ -122,6 +134,18 @@ class Backend:
         raise NotImplementedError
 
     def solve(self, alpha, b, c, f, pivmin, method="auto"):
+        raise NotImplementedError
+
+    #: whether the optional fused Woodbury kernels below exist (module docstring)
+    fused_woodbury: bool = False
+
+    def woodbury_forward(self, alpha, b, c, U, V, pivmin):
+        raise NotImplementedError
+
+    def woodbury_capacitance(self, P, Q):
+        raise NotImplementedError
+
+    def woodbury_correction(self, gL, b, c, Q, P, Kinv):
         raise NotImplementedError
 
     def resolvent_diagonal_selected(self, alpha, beta, pivmin, indices, method="auto"):

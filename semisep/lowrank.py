@@ -367,22 +367,19 @@ class TridiagonalPlusLowRank(StructuredOperator):
         """
         bk = self._backend
         batch, dtype = self._prepare(z)
+        r = self.rank
+        if r and bk.fused_woodbury and method in ("auto", "sequential"):
+            fused = self._resolvent_diagonal_fused(z, batch, method, check_finite)
+            if fused is not None:
+                out, pivots, cond = fused
+                return (out, WoodburyInfo(pivots, cond, r)) if return_info else out
         G, pG = self.tridiagonal.resolvent_diagonal(
             z, method=method, check_finite=check_finite, return_info=True
         )
         pivots = {"resolvent_diagonal": pG}
-        r = self.rank
         if r == 0:
             out = G + bk.zeros(batch + (self._n,), G.dtype, like=G)
             cond = np.ones(batch)
-        elif bk.fused_woodbury and method in ("auto", "sequential") and (
-            fused := self._resolvent_correction_fused(z, batch, method)
-        ) is not None:
-            corr, pS, cond = fused
-            out = G - corr
-            pivots["solve"] = pS
-            if not self.tridiagonal.is_symmetric_storage:
-                pivots["solve_transpose"] = pS  # A^T has the pivots of A
         else:
             T = self.tridiagonal
             Ub, Vb = self._low(self.U, batch, dtype), self._low(self.V, batch, dtype)
@@ -408,13 +405,23 @@ class TridiagonalPlusLowRank(StructuredOperator):
             return out
         return out, WoodburyInfo(pivots, cond, r)
 
-    def _resolvent_correction_fused(self, z: Any, batch: tuple[int, ...], method: str):
-        """``(sum_k X_ik W_ik, PivotInfo, cond_2(K))`` by the backend's fused Woodbury kernels
-        (:mod:`semisep.backends`), shape ``batch + (N,)``; None where a pivot was guarded (the
-        caller then takes the composed path, whose solves refine)."""
+    def _resolvent_diagonal_fused(self, z: Any, batch: tuple[int, ...], method: str, check_finite: bool):
+        """``(diag, pivots, cond_2(K))`` by the backend's fused Woodbury kernels
+        (:mod:`semisep.backends`), diag of shape ``batch + (N,)``; None where a pivot of the
+        solves was guarded (the caller then takes the composed path, whose solves refine).
+        ``T - zI`` is formed once for ``G_ii`` and the solves unless U or V carry batch
+        dimensions that T and z lack (then ``G`` keeps ``T``'s own, smaller batch)."""
         bk = self._backend
         n, r = self._n, self.rank
-        rows = _shifted_rows(self.tridiagonal, z, False, extra={"operator": self._batch_shape})
+        T = self.tridiagonal
+        rows = _shifted_rows(T, z, check_finite, extra={"operator": self._batch_shape})
+        if rows.batch == broadcast_shapes({"T": T.batch_shape, "z": tuple(np.shape(z))}):
+            G, guarded, singular = bk.resolvent_diagonal(rows.alpha, rows.beta, rows.pivmin, method=method)
+            _raise_if_singular(bk, singular, rows.batch, "resolvent_diagonal", z)
+            _, pG = _with_info(None, rows, guarded, method, True)
+            G = G.reshape(batch + (n,))
+        else:
+            G, pG = T.resolvent_diagonal(z, method=method, check_finite=False, return_info=True)
         nb = int(np.prod(batch))
 
         def block(M):  # (..., N, r) -> (B, N, r), a view where the batch is broadcast
@@ -433,8 +440,11 @@ class TridiagonalPlusLowRank(StructuredOperator):
         )
         Kinv = la.solve(bk, K, la.eye(bk, r, K.dtype, like=K)).reshape((nb, r, r))
         corr = bk.woodbury_correction(gL, rows.upper, rows.lower, Q, P, Kinv)
-        _, info = _with_info(None, rows, guarded, method, True)
-        return corr.reshape(batch + (n,)), info, cond
+        _, pS = _with_info(None, rows, guarded, method, True)
+        pivots = {"resolvent_diagonal": pG, "solve": pS}
+        if not T.is_symmetric_storage:
+            pivots["solve_transpose"] = pS  # A^T has the pivots of A
+        return G - corr.reshape(batch + (n,)), pivots, cond
 
 
 def _expi(bk, phase, cdt):

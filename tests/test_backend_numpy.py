@@ -203,3 +203,22 @@ def test_woodbury_kernels_layouts_and_scratch(rng):
     Qb, _, _, _, _ = bk.woodbury_forward(alpha, b, c, Ub, Vf, pivmin)  # Qa still held: fresh
     assert not np.shares_memory(Qa, Qb)
     nb.release_scratch()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_solve_batch_one_long_row_matches_twin(rng, dtype, k):
+    """Batch 1, a long row, k = 1, odd and wider (the back substitution walks the columns
+    downwards): the twin's values, and a zero leading minor counted as one guarded pivot."""
+    B, N = 1, 5000
+    alpha, b, c, pivmin = rows(rng, B, N, dtype)
+    f = rng.standard_normal((B, N, k)).astype(dtype)
+    x, g, s = nb.solve_kernel(alpha, b, c, f, pivmin)
+    xr, gr, sr = nb.solve_ref(alpha, b, c, f, pivmin)
+    assert np.array_equal(g, gr) and np.array_equal(s, sr) and g[0] == 0
+    tol = 1e3 * np.finfo(dtype).eps
+    assert np.all(np.abs(x - xr) <= tol * (np.abs(xr) + np.abs(xr).max()))
+    alpha[0, 0] = 0.0  # guarded first pivot
+    _, g, s = nb.solve_kernel(alpha, b, c, f, pivmin)
+    _, gr, sr = nb.solve_ref(alpha, b, c, f, pivmin)
+    assert g[0] >= 1 and np.array_equal(g, gr) and np.array_equal(s, sr)

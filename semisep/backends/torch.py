@@ -1016,6 +1016,44 @@ class TorchBackend(Backend):
     def to_numpy(self, x: Any) -> Any:
         return x.detach().resolve_conj().resolve_neg().cpu().numpy()
 
+    # -- the shift form (contract in semisep.backends) ------------------------------------------
+    takes_shift = True
+
+    def shifted_amax_abs(self, diag, shift, batch):
+        """``max(max|Re alpha|, max|Im alpha|)`` per row from ``torch.aminmax`` of ``T``'s own
+        diagonal (``max_i |fl(d_i - c)| = max(fl(max d - c), fl(c - min d))``), no (B, N)
+        temporary; the same value as the NumPy backend's."""
+        diag, shift = diag.detach(), shift.detach()
+        parts = (diag.real, diag.imag) if diag.is_complex() else (diag,)
+        shifts = (shift.real, shift.imag) if shift.is_complex() else (shift,)
+        scale = torch.zeros(shift.shape, dtype=shifts[0].dtype, device=shift.device)
+        for k, c in enumerate(shifts):
+            if k < len(parts):
+                lo, hi = torch.aminmax(parts[k], dim=-1)
+                lo = torch.broadcast_to(lo, tuple(batch)).reshape(-1)
+                hi = torch.broadcast_to(hi, tuple(batch)).reshape(-1)
+                scale = torch.maximum(scale, torch.maximum(hi - c, c - lo))
+            else:  # a real diagonal: Im alpha = -Im z
+                scale = torch.maximum(scale, c.abs())
+        return scale
+
+    def resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method="auto"):
+        """Without autograd on CPU (``"sequential"``): the NumPy backend's shift-form kernel on
+        zero-copy views (no (B, N) ``alpha``, a shared off-diagonal stays a stride-0 view);
+        otherwise ``alpha = diag - shift`` is formed and :meth:`resolvent_diagonal` runs, so
+        gradients reach ``diag``, ``z`` and the off-diagonals through ordinary autograd."""
+        resolved = self._resolve_method(method, diag)
+        if resolved == "sequential" and not self._needs_grad(diag, shift, beta):
+            from . import get_backend
+
+            p = pivmin.detach().to(_real_dtype(shift.dtype))
+            G, guarded, singular = get_backend("numpy").resolvent_diagonal_shifted(
+                _np_view(diag), _np_view(shift), _np_view(beta), _np_view(p)
+            )
+            return (torch.from_numpy(np.asarray(G)), torch.from_numpy(np.asarray(guarded, dtype=np.int64)),
+                    torch.from_numpy(np.asarray(singular, dtype=bool)))
+        return Backend.resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method)
+
     # -- kernels ----------------------------------------------------------------------------
     def _resolve_method(self, method: str, x: torch.Tensor) -> str:
         self.check_method(method)

@@ -47,8 +47,14 @@ def _fwd(d, off, method):
 
 
 def _fwd_bwd(d, off, method):
+    """Forward and backward of ``loss = sum |G|^2``, written as ``view_as_real(G).square().sum()``:
+    ``(G.real**2 + G.imag**2).sum()`` is the same loss, but torch's backward of ``.real`` and
+    ``.imag`` zero-fills and adds two complex B x N buffers, which at N = 2^17 cost more than
+    semisep's whole O(N) backward (measured 2026-11-23: fwd+bwd / fwd 6.0x with that spelling)."""
+    import torch
+
     G = _fwd(d, off, method)
-    (G.real**2 + G.imag**2).sum().backward()
+    torch.view_as_real(G).square().sum().backward()
     d.grad = None
 
 

@@ -114,6 +114,8 @@ def test_resolvent_with_pivots_and_backward_match_twins(rng, dtype):
         assert np.max(np.abs(x - y)) <= 1e-13 * np.max(np.abs(y))
     gbar = rng.standard_normal((B, N)).astype(dtype)
     da, db = nb.resolvent_diagonal_backward(gbar, G, gL, gR, beta)
+    da_only, none = nb.resolvent_diagonal_backward(gbar, G, gL, gR, beta, want_dbeta=False)
+    assert none is None and np.array_equal(da_only, da)
     tensors = (torch.from_numpy(np.ascontiguousarray(x)) for x in (gbar, G, gL, gR, beta))
     ta, tb = _resolvent_backward(*tensors)
     assert np.max(np.abs(da - ta.numpy())) <= 1e-12 * np.max(np.abs(da))

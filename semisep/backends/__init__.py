@@ -151,7 +151,7 @@ class Backend:
         """Default: form ``alpha = diag - shift`` in the result dtype and call the kernel."""
         dtype = self.result_dtype(diag, shift, beta)
         alpha = self.astype(diag, dtype) - self.astype(shift, dtype)[:, None]
-        return self.resolvent_diagonal(alpha, self.astype(beta, dtype), pivmin, method=method)
+        return self.resolvent_diagonal(alpha, _cast_rows(self, beta, dtype), pivmin, method=method)
 
     def shifted_amax_abs(self, diag, shift, batch):
         """Default: ``amax_abs(diag - shift)`` on the formed rows."""
@@ -211,6 +211,16 @@ def get_backend(name: str) -> Backend:
 def _is_torch(x: Any) -> bool:
     mod = type(x).__module__
     return mod.startswith("torch") and type(x).__name__ in ("Tensor", "Parameter")
+
+
+def _cast_rows(bk: Backend, x: Any, dtype: Any) -> Any:
+    """``x`` (B, n) in ``dtype``; rows broadcast from one (batch stride 0, e.g. an off-diagonal
+    shared by the batch) are cast once and broadcast again instead of being materialised B times
+    (which would also make autograd save B copies)."""
+    stride0 = x.stride(0) if callable(getattr(x, "stride", None)) else x.strides[0]
+    if x.shape[0] > 1 and stride0 == 0:
+        return bk.broadcast_to(bk.astype(x[:1], dtype), tuple(x.shape))
+    return bk.astype(x, dtype)
 
 
 def backend_for(*arrays: Any) -> Backend:

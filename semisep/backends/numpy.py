@@ -411,7 +411,7 @@ def _resolvent_pivots_batch(alpha, beta, pivmin, G, gL, gR, guarded, singular):
 
 
 @numba.njit(**_JIT)
-def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta):
+def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta):
     """O(N) backward of ``G = diag(A^{-1})`` for one row, holomorphic convention.
 
     ``s_i = gbar_i G_i^2``; ``SL_j = beta_{j-1} gR_j^2 SL_{j-1} + s_j`` (stored in dalpha);
@@ -433,14 +433,15 @@ def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta):
         s = gbar[j] * G[j] * G[j]
         sr = beta[j] * gL[j] * gL[j] * sr_next + s
         slj = dalpha[j]
-        dbeta[j] = gR[j + 1] * slj + gL[j] * sr_next
+        if want_dbeta:
+            dbeta[j] = gR[j + 1] * slj + gL[j] * sr_next
         dalpha[j] = -(slj + sr - s)
 
 
 @numba.njit(parallel=True, **_JIT)
-def _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta):
+def _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta):
     for k in prange(G.shape[0]):
-        _resolvent_backward_row(gbar[k], G[k], gL[k], gR[k], beta[k], dalpha[k], dbeta[k])
+        _resolvent_backward_row(gbar[k], G[k], gL[k], gR[k], beta[k], dalpha[k], dbeta[k], want_dbeta)
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -800,16 +801,18 @@ def resolvent_diagonal_with_pivots(alpha, beta, pivmin):
     return G, gL, gR, guarded, singular
 
 
-def resolvent_diagonal_backward(gbar, G, gL, gR, beta):
+def resolvent_diagonal_backward(gbar, G, gL, gR, beta, want_dbeta=True):
     """``(dL/dalpha (B, N), dL/dbeta (B, N-1))`` from ``gbar = dL/dG`` (holomorphic convention:
-    no conjugation here) by the two affine scans of DESIGN.md section 3; compiled, in place."""
+    no conjugation here) by the two affine scans of DESIGN.md section 3; compiled, in place.
+    ``want_dbeta=False``: ``dL/dbeta`` is not formed (None), e.g. when the off-diagonals need
+    no gradient."""
     gbar, G, gL, gR, beta = _prep(gbar, G, gL, gR, beta)
     B, N = G.shape
     dalpha = np.empty_like(G)
-    dbeta = np.empty((B, max(N - 1, 0)), G.dtype)
+    dbeta = np.empty((B, max(N - 1, 0) if want_dbeta else 1), G.dtype)
     if B and N:
-        _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta)
-    return dalpha, dbeta
+        _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta)
+    return dalpha, (dbeta if want_dbeta else None)
 
 
 def logdet_kernel(alpha, beta, pivmin):

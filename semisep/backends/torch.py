@@ -778,10 +778,18 @@ class _ResolventDiagonalFn(torch.autograd.Function):
             from . import numpy as npb
 
             gb = gbar.to(G.dtype)
+            want_db = ctx.needs_input_grad[1]
             da, db = npb.resolvent_diagonal_backward(
-                _np_view(gb), _np_view(G), _np_view(gL), _np_view(gR), _np_view(beta.to(G.dtype))
+                _np_view(gb), _np_view(G), _np_view(gL), _np_view(gR), _np_view(beta.to(G.dtype)),
+                want_dbeta=want_db,
             )
-            dalpha, dbeta = torch.from_numpy(da), torch.from_numpy(db)
+            dalpha = torch.from_numpy(da)
+            if not want_db:  # the off-diagonals need no gradient: no (B, N-1) array formed
+                dalpha = dalpha.conj() if dalpha.is_complex() else dalpha
+                if not ctx.alpha_dtype.is_complex and dalpha.is_complex():
+                    dalpha = dalpha.real
+                return dalpha.to(ctx.alpha_dtype), None, None, None, None
+            dbeta = torch.from_numpy(db)
         else:
             dalpha, dbeta = _resolvent_backward(gbar, G, gL, gR, beta, ctx.L)
         if dalpha.is_complex():

@@ -498,79 +498,8 @@ def _logdet_batch(alpha, beta, pivmin, logabs, phase, guarded, singular):
 
 
 @numba.njit(**_JIT)
-def _solve_row(alpha, b, c, f, pivmin, x, gL):
-    """Thomas algorithm without row exchanges; f, x: (N, k); gL: (N,) workspace."""
-    n = alpha.shape[0]
-    k = f.shape[1]
-    guarded = 0
-    singular = False
-    if n == 1 and abs(alpha[0]) < SINGULAR_FACTOR * pivmin:
-        singular = True
-    d, g = _guard(alpha[0], pivmin)
-    if g:
-        guarded += 1
-        if n > 1 and abs(b[0] * c[0]) <= pivmin * pivmin:
-            singular = True
-    gL[0] = _recip(d)
-    for j in range(k):
-        x[0, j] = f[0, j]
-    for i in range(1, n):
-        m = c[i - 1] * gL[i - 1]
-        draw = alpha[i] - m * b[i - 1]
-        if i == n - 1 and _small(draw, SINGULAR_FACTOR * pivmin):
-            singular = True
-        d, g = _guard(draw, pivmin)
-        if g:
-            guarded += 1
-            if i < n - 1 and abs(b[i] * c[i]) <= pivmin * pivmin:
-                singular = True
-        gL[i] = _recip(d)
-        for j in range(k):
-            x[i, j] = f[i, j] - m * x[i - 1, j]
-    # back substitution: the columns downwards too, so that memory is read in one descending
-    # stream (see the Woodbury kernels' comment; k = 32, N = 2^16: 20 -> 13 ms)
-    for j in range(k - 1, -1, -1):
-        x[n - 1, j] = gL[n - 1] * x[n - 1, j]
-    for i in range(n - 2, -1, -1):
-        gi = gL[i]
-        bi = b[i]
-        for j in range(k - 1, -1, -1):
-            x[i, j] = gi * (x[i, j] - bi * x[i + 1, j])
-    return guarded, singular
-
-
-@numba.njit(parallel=True, **_JIT)
-def _solve_batch(alpha, b, c, f, pivmin, x, gL, guarded, singular):
-    for r in prange(alpha.shape[0]):
-        guarded[r], singular[r] = _solve_row(alpha[r], b[r], c[r], f[r], pivmin[r], x[r], gL[r])
-
-
-# --------------------------------------------------------------------------------------------
-# fused Woodbury resolvent diagonal (TridiagonalPlusLowRank.resolvent_diagonal, NumPy backend)
-# --------------------------------------------------------------------------------------------
-# With A = L D M (Thomas, no row exchanges): L unit lower with L[i, i-1] = c_{i-1} gL_{i-1},
-# D = diag(d_i), d_i = 1/gL_i, M unit upper with M[i, i+1] = b_i gL_i.  A^T = M^T D L^T has the
-# same pivots (they depend on b_i c_i only), so one set serves X = A^{-1} U and Y = A^{-T} V:
-#
-#   forward:  Q = L^{-1} U        q_i = u_i - c_{i-1} gL_{i-1} q_{i-1}
-#             P = D^{-1} M^{-T} V  p_i = gL_i (v_i - b_{i-1} p_{i-1})
-#   K - I = V^T A^{-1} U = (M^{-T} V)^T D^{-1} (L^{-1} U) = P^T Q
-#   back:     X = (D M)^{-1} Q     x_i = gL_i (q_i - b_i x_{i+1})
-#             W = Y K^{-T} = S (P K^{-T}),  S: w_i = r_i - gL_i c_i w_{i+1}   (S = L^{-T}; it
-#             acts on rows, K^{-T} on columns, so they commute)
-#   diag((H - zI)^{-1})_i = G_ii - sum_k X_ik W_ik
-#
-# The back sweeps never store X or W: the correction kernel runs them over row blocks from
-# the end, with R = P K^{-T} formed per block (one small matmul in cache), and accumulates
-# sum_k X_ik W_ik.  Within a row it walks the columns downwards too, so that the whole pass
-# reads memory in one descending stream (an ascending-within-row, descending-across-rows
-# pattern defeated the hardware prefetcher: 4x slower at r = 32 once Q no longer fits in L3).
-_WOODBURY_BLOCK = 256  # rows per block in the correction kernel: R block (256 x r/2) in L2
-
-
-@numba.njit(**_JIT)
-def _woodbury_forward_row(alpha, b, c, f, pivmin, out, gL, transpose):
-    """One forward sweep with the LU pivots of A (same pivot arithmetic as ``_solve_row``).
+def _forward_sweep(alpha, b, c, f, pivmin, out, gL, transpose):
+    """One forward sweep with the LU pivots of A (the forward half of ``_solve_row``).
 
     ``transpose=False``: ``out = L^{-1} f`` and ``gL`` (N,) filled with the pivot reciprocals;
     ``transpose=True``: ``out = D^{-1} M^{-T} f``, ``gL`` untouched.  f: (N, k) of any dtype
@@ -618,6 +547,53 @@ def _woodbury_forward_row(alpha, b, c, f, pivmin, out, gL, transpose):
     return guarded, singular
 
 
+@numba.njit(**_JIT)
+def _solve_row(alpha, b, c, f, pivmin, x, gL):
+    """Thomas algorithm without row exchanges; f, x: (N, k); gL: (N,) workspace."""
+    n = alpha.shape[0]
+    k = f.shape[1]
+    guarded, singular = _forward_sweep(alpha, b, c, f, pivmin, x, gL, False)  # x = L^{-1} f
+    # back substitution: the columns downwards too, so that memory is read in one descending
+    # stream (see the Woodbury kernels' comment; k = 32, N = 2^16: 20 -> 13 ms)
+    for j in range(k - 1, -1, -1):
+        x[n - 1, j] = gL[n - 1] * x[n - 1, j]
+    for i in range(n - 2, -1, -1):
+        gi = gL[i]
+        bi = b[i]
+        for j in range(k - 1, -1, -1):
+            x[i, j] = gi * (x[i, j] - bi * x[i + 1, j])
+    return guarded, singular
+
+
+@numba.njit(parallel=True, **_JIT)
+def _solve_batch(alpha, b, c, f, pivmin, x, gL, guarded, singular):
+    for r in prange(alpha.shape[0]):
+        guarded[r], singular[r] = _solve_row(alpha[r], b[r], c[r], f[r], pivmin[r], x[r], gL[r])
+
+
+# --------------------------------------------------------------------------------------------
+# fused Woodbury resolvent diagonal (TridiagonalPlusLowRank.resolvent_diagonal, NumPy backend)
+# --------------------------------------------------------------------------------------------
+# With A = L D M (Thomas, no row exchanges): L unit lower with L[i, i-1] = c_{i-1} gL_{i-1},
+# D = diag(d_i), d_i = 1/gL_i, M unit upper with M[i, i+1] = b_i gL_i.  A^T = M^T D L^T has the
+# same pivots (they depend on b_i c_i only), so one set serves X = A^{-1} U and Y = A^{-T} V:
+#
+#   forward:  Q = L^{-1} U        q_i = u_i - c_{i-1} gL_{i-1} q_{i-1}
+#             P = D^{-1} M^{-T} V  p_i = gL_i (v_i - b_{i-1} p_{i-1})
+#   K - I = V^T A^{-1} U = (M^{-T} V)^T D^{-1} (L^{-1} U) = P^T Q
+#   back:     X = (D M)^{-1} Q     x_i = gL_i (q_i - b_i x_{i+1})
+#             W = Y K^{-T} = S (P K^{-T}),  S: w_i = r_i - gL_i c_i w_{i+1}   (S = L^{-T}; it
+#             acts on rows, K^{-T} on columns, so they commute)
+#   diag((H - zI)^{-1})_i = G_ii - sum_k X_ik W_ik
+#
+# The back sweeps never store X or W: the correction kernel runs them over row blocks from
+# the end, with R = P K^{-T} formed per block (one small matmul in cache), and accumulates
+# sum_k X_ik W_ik.  Within a row it walks the columns downwards too, so that the whole pass
+# reads memory in one descending stream (an ascending-within-row, descending-across-rows
+# pattern defeated the hardware prefetcher: 4x slower at r = 32 once Q no longer fits in L3).
+_WOODBURY_BLOCK = 256  # rows per block in the correction kernel: R block (256 x r/2) in L2
+
+
 @numba.njit(parallel=True, **_JIT)
 def _woodbury_forward_batch(alpha, b, c, U, V, pivmin, Q, P, gL, guarded, singular):
     """2B independent tasks: (row, Q) and (row, P); the P task recomputes the pivots (the
@@ -625,11 +601,11 @@ def _woodbury_forward_batch(alpha, b, c, U, V, pivmin, Q, P, gL, guarded, singul
     for t in prange(2 * alpha.shape[0]):
         k = t // 2
         if t % 2 == 0:
-            guarded[k], singular[k] = _woodbury_forward_row(
+            guarded[k], singular[k] = _forward_sweep(
                 alpha[k], b[k], c[k], U[k], pivmin[k], Q[k], gL[k], False
             )
         else:
-            _woodbury_forward_row(alpha[k], b[k], c[k], V[k], pivmin[k], P[k], gL[k], True)
+            _forward_sweep(alpha[k], b[k], c[k], V[k], pivmin[k], P[k], gL[k], True)
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -859,7 +835,7 @@ def _prep_rhs(f):
 def woodbury_forward_kernel(alpha, b, c, U, V, pivmin, out=None):
     """The forward half of the fused Woodbury resolvent diagonal; compiled.
 
-    ``A = tridiag(c, alpha, b) = L D M`` (module comment above ``_woodbury_forward_row``).
+    ``A = tridiag(c, alpha, b) = L D M`` (comment above ``_woodbury_forward_batch``).
     alpha (B, N); b, c (B, N-1) upper and lower; U, V (B, N, r) of alpha's dtype or a real
     dtype that promotes to it (not cast: the kernel reads them as they are).
 

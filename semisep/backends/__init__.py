@@ -52,9 +52,11 @@ The shift form (optional, ``Backend.takes_shift = True``)
     ``resolvent_diagonal_shifted(diag, shift, beta, pivmin, method)`` takes ``alpha`` as
     ``diag (B, N) - shift (B,)`` with ``diag`` and ``beta`` in ``T``'s own dtype (real for a real
     ``T``, so a stride-0 batch axis of a shared diagonal stays a view), and forms ``alpha`` in
-    registers: the (B, N) array ``alpha`` is never written.  With it comes
-    ``shifted_amax_abs(diag, shift, batch)``, ``amax_abs`` of ``alpha`` from ``T``'s diagonal
-    (shape ``op_batch + (N,)``) and the shift rows, for ``pivmin``.  The defaults form ``alpha``.
+    registers: the (B, N) array ``alpha`` is never written.  The core then takes ``pivmin``
+    from ``Backend.shifted_amax_abs(diag, shift, batch)`` (written once in the base class on
+    the ``min_max`` / ``maximum`` plumbing): ``amax_abs`` of ``alpha`` from the min and max of
+    ``T``'s diagonal (shape ``op_batch + (N,)``) and the shift rows.  The default
+    ``resolvent_diagonal_shifted`` forms ``alpha`` and calls ``resolvent_diagonal``.
 
 Optional fused Woodbury kernels (``fused_woodbury = True``; the NumPy backend has them), used by
 ``TridiagonalPlusLowRank.resolvent_diagonal`` in place of two solves and dense products; with
@@ -131,6 +133,14 @@ class Backend:
         certificate valid (``pivmin <= eps ||A||_2``)."""
         raise NotImplementedError
 
+    def min_max(self, x: Any) -> tuple[Any, Any]:
+        """``(min, max)`` of a real array along its last axis (non-empty)."""
+        raise NotImplementedError
+
+    def maximum(self, a: Any, b: Any) -> Any:
+        """Elementwise maximum of two real arrays (NaN-propagating)."""
+        raise NotImplementedError
+
     def to_numpy(self, x: Any) -> Any:
         raise NotImplementedError
 
@@ -144,20 +154,32 @@ class Backend:
     def solve(self, alpha, b, c, f, pivmin, method="auto"):
         raise NotImplementedError
 
-    #: whether the core should call the shift-form kernels (see the module docstring)
+    #: whether the core should call the shift-form kernel (see the module docstring)
     takes_shift: bool = False
 
     def resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method="auto"):
         """Default: form ``alpha = diag - shift`` in the result dtype and call the kernel."""
         dtype = self.result_dtype(diag, shift, beta)
-        alpha = self.astype(diag, dtype) - self.astype(shift, dtype)[:, None]
+        alpha = self.astype(diag - self.astype(shift, dtype)[:, None], dtype)  # one (B, N) array
         return self.resolvent_diagonal(alpha, _cast_rows(self, beta, dtype), pivmin, method=method)
 
     def shifted_amax_abs(self, diag, shift, batch):
-        """Default: ``amax_abs(diag - shift)`` on the formed rows."""
-        n = diag.shape[-1]
-        rows = self.broadcast_to(diag, tuple(batch) + (n,)).reshape((-1, n))
-        return self.amax_abs(rows - shift[:, None], axis=1)
+        """``max(max|Re alpha|, max|Im alpha|)`` per row of ``alpha = diag - shift`` without
+        forming it: ``diag`` is ``T``'s own diagonal ``(..., N)``, ``shift`` the (B,) rows of
+        ``z``, ``batch`` the full batch shape.  Rounding is monotone, so
+        ``max_i |fl(d_i - c)| = max(fl(max d - c), fl(c - min d))`` and this equals
+        :meth:`amax_abs` of the formed ``alpha`` (measured the same way) exactly."""
+        cplx = self.is_complex
+        parts = (diag.real, diag.imag) if cplx(diag.dtype) else (diag,)
+        shifts = (shift.real, shift.imag) if cplx(shift.dtype) else (shift,)
+        scale = self.zeros(tuple(shift.shape), shifts[0].dtype, like=shift)
+        for k, c in enumerate(shifts):
+            if k < len(parts):
+                lo, hi = (self.broadcast_to(m, tuple(batch)).reshape((-1,)) for m in self.min_max(parts[k]))
+                scale = self.maximum(scale, self.maximum(hi - c, c - lo))
+            else:  # a real diagonal: Im alpha = -Im z
+                scale = self.maximum(scale, abs(c))
+        return scale
 
     #: whether the optional fused Woodbury kernels below exist (module docstring)
     fused_woodbury: bool = False

@@ -1126,6 +1126,12 @@ class NumpyBackend(Backend):
         # max|v| = max(max v, -min v): two reductions, no temporary |v| array
         return np.maximum.reduce([np.maximum(v.max(axis=axis), -v.min(axis=axis)) for v in parts])
 
+    def min_max(self, x):
+        return x.min(axis=-1), x.max(axis=-1)  # NumPy's SIMD reductions, no temporary
+
+    def maximum(self, a, b):
+        return np.maximum(a, b)
+
     def to_numpy(self, x):
         return np.asarray(x)
 
@@ -1142,24 +1148,6 @@ class NumpyBackend(Backend):
         if method == "reference":
             return Backend.resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method)
         return resolvent_diagonal_shifted_kernel(diag, shift, beta, pivmin)
-
-    def shifted_amax_abs(self, diag, shift, batch):
-        """``max(max|Re alpha|, max|Im alpha|)`` per row from the min and max of ``T``'s own
-        diagonal (NumPy's SIMD reductions; no (B, N) temporary):
-        ``max_i |fl(d_i - c)| = max(fl(max d - c), fl(c - min d))`` since rounding is monotone,
-        so this equals :meth:`amax_abs` of the formed ``alpha``."""
-        op_batch = diag.shape[:-1]
-        parts = (diag.real, diag.imag) if np.iscomplexobj(diag) else (diag,)
-        shifts = (shift.real, shift.imag) if np.iscomplexobj(shift) else (shift,)
-        scale = np.zeros(shift.shape, np.finfo(shift.dtype).dtype)
-        for k, c in enumerate(shifts):
-            if k < len(parts):
-                lo = np.broadcast_to(parts[k].min(axis=-1).reshape(op_batch), batch).reshape(-1)
-                hi = np.broadcast_to(parts[k].max(axis=-1).reshape(op_batch), batch).reshape(-1)
-                scale = np.maximum(scale, np.maximum(hi - c, c - lo))
-            else:  # a real diagonal: Im alpha = -Im z
-                scale = np.maximum(scale, np.abs(c))
-        return scale
 
     def resolvent_diagonal_selected(self, alpha, beta, pivmin, indices, method="auto"):
         method = self.check_method(method)

@@ -1021,29 +1021,17 @@ class TorchBackend(Backend):
             return a.new_zeros(shape)
         return a.amax(dim=axis)
 
+    def min_max(self, x: Any) -> tuple[Any, Any]:
+        return torch.aminmax(x, dim=-1)
+
+    def maximum(self, a: Any, b: Any) -> Any:
+        return torch.maximum(a, b)
+
     def to_numpy(self, x: Any) -> Any:
         return x.detach().resolve_conj().resolve_neg().cpu().numpy()
 
     # -- the shift form (contract in semisep.backends) ------------------------------------------
     takes_shift = True
-
-    def shifted_amax_abs(self, diag, shift, batch):
-        """``max(max|Re alpha|, max|Im alpha|)`` per row from ``torch.aminmax`` of ``T``'s own
-        diagonal (``max_i |fl(d_i - c)| = max(fl(max d - c), fl(c - min d))``), no (B, N)
-        temporary; the same value as the NumPy backend's."""
-        diag, shift = diag.detach(), shift.detach()
-        parts = (diag.real, diag.imag) if diag.is_complex() else (diag,)
-        shifts = (shift.real, shift.imag) if shift.is_complex() else (shift,)
-        scale = torch.zeros(shift.shape, dtype=shifts[0].dtype, device=shift.device)
-        for k, c in enumerate(shifts):
-            if k < len(parts):
-                lo, hi = torch.aminmax(parts[k], dim=-1)
-                lo = torch.broadcast_to(lo, tuple(batch)).reshape(-1)
-                hi = torch.broadcast_to(hi, tuple(batch)).reshape(-1)
-                scale = torch.maximum(scale, torch.maximum(hi - c, c - lo))
-            else:  # a real diagonal: Im alpha = -Im z
-                scale = torch.maximum(scale, c.abs())
-        return scale
 
     def resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method="auto"):
         """Without autograd on CPU (``"sequential"``): the NumPy backend's shift-form kernel on

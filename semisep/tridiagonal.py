@@ -42,7 +42,9 @@ class PivotInfo:
         The guard threshold used, ``eps(dtype) * s`` with ``s`` the largest entry of
         ``T - z I`` measured as ``max(|Re|, |Im|)`` (within sqrt(2) of the largest modulus).
     method : str
-        The kernel that ran (after resolving ``"auto"``).
+        The ``method`` argument as given (``"auto"`` stays ``"auto"``: on CUDA it may have run
+        the fused Triton kernels or the chunked torch ops, on CPU the compiled sweeps; see
+        :class:`semisep.backends.torch.TorchBackend`).
     refinement_steps : int
         Iterative-refinement steps taken by ``solve`` (one per call where a pivot was guarded).
     """

@@ -1,0 +1,217 @@
+"""Issue 3 on a CUDA device: the chunked torch path where it is meant to run.
+
+Needs a GPU (exits 2 without one); run when one is lent:
+
+    PYTHONPATH=. python benchmarks/bench_cuda.py [--quick] [--json FILE]
+
+Timings are CUDA-event medians after warm-up (host syncs included, as a user sees them).
+
+1. Target: batch 64, N = 2^20, float32 disordered chain, z = 0.5 + 1e-3j -> complex64 G,
+   ``T.resolvent_diagonal(z)`` ("auto" = chunked on CUDA) against a device-to-device copy of
+   the output (``out.copy_(G)``, 512 MiB read + 512 MiB written), in the same run.
+2. The same at several chunk lengths L, for "auto" (the fused Triton kernels, the backend's
+   ``fused_chunk_length``) and for ``method="chunked"`` (plain torch ops, ``chunk_length``),
+   with the number of CUDA kernels one call launches and their summed GPU time
+   (torch.profiler): launch-bound or bandwidth-bound.
+3. Batch 8, N = 2^10 .. 2^20, complex128: forward ("auto" and "chunked") and forward+backward
+   (loss = sum |G|^2; autograd runs the chunked path), and the NumPy backend's CPU forward of
+   the same problem for scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+Z = 0.5 + 1e-3j
+
+
+def _cuda_median(fn, repeats: int = 10, warmup: int = 2) -> float:
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        a = torch.cuda.Event(enable_timing=True)
+        b = torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / 1e3)
+    return statistics.median(times)
+
+
+def _problem(n: int, batch: int, dtype, seed: int = 0, requires_grad: bool = False):
+    import torch
+
+    rng = np.random.default_rng(seed)
+    d = torch.tensor(-2.0 + rng.uniform(-1, 1, (batch, n)), dtype=dtype, device="cuda")
+    d.requires_grad_(requires_grad)
+    off = torch.ones(n - 1, dtype=dtype, device="cuda")
+    return d, off
+
+
+def _kernel_profile(fn) -> tuple[int, float, list[tuple[str, float]]]:
+    """(number of CUDA kernels launched by one call, their summed device time in seconds, the
+    three kernels that took longest as (name, seconds))."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    n, t = 0, 0.0
+    per: dict[str, float] = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            dt = (e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time) * 1e-6
+            n += 1
+            t += dt
+            per[e.name[:40]] = per.get(e.name[:40], 0.0) + dt
+    top = sorted(per.items(), key=lambda kv: -kv[1])[:3]
+    return n, t, top
+
+
+def run(quick: bool, target_only: bool = False) -> dict[str, Any]:
+    import torch
+
+    from semisep.backends import get_backend
+
+    bk = get_backend("torch")
+    res: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    res["target"] = _target(bk, quick)
+    torch.cuda.empty_cache()
+    if target_only:
+        return res
+    # 3: batch 8 sweep, complex128, forward and forward+backward
+    sweep = [_sweep_row(1 << k) for k in range(10, 19 if quick else 21, 2 if quick else 1)]
+    res["sweep"] = sweep
+    res["peak_mem_bytes"] = torch.cuda.max_memory_allocated()
+    return res
+
+
+def _target(bk, quick: bool) -> dict[str, Any]:
+    """Sections 1 and 2: the issue's CUDA target at the default and at each chunk length."""
+    import torch
+
+    import semisep as ss
+
+    B, n = (16, 1 << 18) if quick else (64, 1 << 20)
+    d, off = _problem(n, B, torch.float32)
+    T = ss.Tridiagonal(d, off)
+    with torch.no_grad():
+        G = T.resolvent_diagonal(Z)
+        out = torch.empty_like(G)
+        t_copy = _cuda_median(lambda: out.copy_(G), repeats=20)
+        rows = []
+        from semisep.backends import _triton_resolvent as tr
+        from semisep.tridiagonal import _shifted_rows
+
+        rows_ = _shifted_rows(T, Z, True)
+        variants: list[tuple[str, Any]] = [("auto (default)", lambda: T.resolvent_diagonal(Z))]
+        if tr.available(d):
+            args = (rows_.diag, rows_.shift, rows_.beta_native, rows_.pivmin)
+            for L, tiled, scan in ((2, True, "blocked"), (4, True, "blocked"), (4, True, "serial"),
+                                   (8, True, "blocked"), (16, True, "blocked"),
+                                   (8, False, "blocked"), (32, False, "blocked")):
+                variants.append((
+                    f"fused L={L} {'tiled' if tiled else 'strided'} {scan} scan",
+                    lambda L=L, tiled=tiled, scan=scan: tr.resolvent_diagonal_fused(
+                        *args, L=L, tiled=tiled, scan=scan)[0]))
+        variants += [("chunked", lambda: T.resolvent_diagonal(Z, method="chunked"))]
+        G_chunked = T.resolvent_diagonal(Z, method="chunked")
+        for label, f in variants:
+            Gv = f()
+            if isinstance(Gv, tuple):
+                Gv = Gv[0]
+            rel = ((Gv - G_chunked).abs() / G_chunked.abs()).max().item()
+            t = _cuda_median(f, repeats=5 if quick else 10)
+            k, gpu, top = _kernel_profile(f)
+            rows.append({"variant": label, "fwd_s": t, "ratio_to_copy": t / t_copy,
+                         "max_rel_diff_vs_chunked": rel,
+                         "kernels": k, "kernel_time_s": gpu, "top_kernels": top})
+            print(f"  {label}: fwd {t * 1e3:.3f} ms = {t / t_copy:.1f}x copy (max rel diff vs "
+                  f"chunked {rel:.1e}); {k} kernels, "
+                  f"{gpu * 1e3:.3f} ms on the GPU; " + ", ".join(f"{n} {v * 1e3:.3f} ms" for n, v in top),
+                  flush=True)
+    gbps = 2 * G.numel() * G.element_size() / t_copy / 1e9
+    print(f"  copy of the output: {t_copy * 1e3:.3f} ms ({gbps:.0f} GB/s read+write)", flush=True)
+    return {"batch": B, "n": n, "dtype": "complex64", "copy_s": t_copy, "rows": rows,
+            "copy_GBps": gbps}
+
+
+def _sweep_row(n: int) -> dict[str, Any]:
+    """Section 3 at one N: batch 8, complex128, chunked fwd and fwd+bwd, NumPy CPU fwd."""
+    import torch
+
+    import semisep as ss
+
+    d, off = _problem(n, 8, torch.float64, requires_grad=True)
+    T = ss.Tridiagonal(d, off)
+    with torch.no_grad():
+        tf = _cuda_median(lambda: T.resolvent_diagonal(Z), repeats=5)
+        tc = _cuda_median(lambda: T.resolvent_diagonal(Z, method="chunked"), repeats=5)
+
+    def fb():
+        G = ss.Tridiagonal(d, off).resolvent_diagonal(Z)
+        torch.view_as_real(G).square().sum().backward()
+        d.grad = None
+
+    tfb = _cuda_median(fb, repeats=5)
+    Tn = ss.Tridiagonal(d.detach().cpu().numpy(), np.ones(n - 1))
+    tn = statistics.median(_wall(lambda: Tn.resolvent_diagonal(Z)) for _ in range(3))
+    print(f"  batch 8, N=2^{int(np.log2(n))}: fwd (auto) {tf * 1e3:.3f} ms, chunked fwd "
+          f"{tc * 1e3:.3f} ms, fwd+bwd {tfb * 1e3:.3f} ms, numpy CPU {tn * 1e3:.3f} ms", flush=True)
+    return {"n": n, "fwd_s": tf, "chunked_fwd_s": tc, "fwdbwd_s": tfb, "numpy_cpu_fwd_s": tn}
+
+
+def _wall(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", default=None)
+    p.add_argument("--target-only", action="store_true", help="sections 1 and 2 only")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench_cuda: no CUDA device (torch.cuda.is_available() is False); nothing measured")
+        return 2
+    res = run(args.quick, args.target_only)
+    tg = res["target"]
+    best = min(tg["rows"], key=lambda r: r["fwd_s"])
+    default = tg["rows"][0]  # "auto", the default chunk length
+    print(f"\n{res['device']}, torch {res['torch']}, {res['started']}")
+    print(f"target: batch {tg['batch']}, N = {tg['n']}, complex64 forward <= 10x copy: default L "
+          f"{default['ratio_to_copy']:.1f}x ({'PASS' if default['ratio_to_copy'] <= 10 else 'MISS'}); "
+          f"best: {best['variant']}: {best['ratio_to_copy']:.1f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

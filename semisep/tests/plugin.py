@@ -53,5 +53,18 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("backend", names)
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """Under pytest-xdist a worker hands its count to the controller (``workeroutput``)."""
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:
+        out["semisep_examples_run"] = EXAMPLES["run"]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """xdist controller: add up the workers' counts (a worker that crashed reports none)."""
+    EXAMPLES["run"] += int(getattr(node, "workeroutput", {}).get("semisep_examples_run", 0))
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.write_line(f"semisep: hypothesis examples run: {EXAMPLES['run']}")

@@ -127,6 +127,29 @@ def test_resolvent_with_pivots_and_backward_match_twins(rng, dtype):
         assert np.max(np.abs(da[k] - dense)) <= 1e-12 * np.max(np.abs(dense))
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 65])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex64])
+def test_with_pivots_interleaved_sweeps_match_separate_twins_with_guards(rng, n, dtype):
+    """resolvent_diagonal_with_pivots runs the LU and UL sweeps interleaved in one loop; with
+    zero leading minors planted (guarded pivots in both sweeps) its gL, gR and guard count are
+    the reference twins' own, and G matches the reference resolvent."""
+    B = 4
+    alpha, b, c, pivmin = rows(rng, B, n, dtype)
+    beta = (b * c).astype(dtype)
+    alpha[0, 0] = 0  # LU pivot 0 needs the guard
+    alpha[1, -1] = 0  # UL pivot N-1 needs the guard
+    G, gL, gR, guarded, singular = nb.resolvent_diagonal_with_pivots(alpha, beta, pivmin)
+    gLr, gl_g, _ = nb.left_pivots_ref(alpha, beta, pivmin)
+    gRr, gr_g = nb.right_pivots_ref(alpha, beta, pivmin)
+    tol = 1e2 * np.finfo(alpha.dtype).eps
+    for x, y in ((gL, gLr), (gR, gRr)):
+        assert np.all(np.abs(x - y) <= tol * np.maximum(np.abs(y), 1.0))
+    assert np.array_equal(guarded, gl_g + gr_g)
+    assert guarded[0] >= 1 and guarded[1] >= 1
+    Gr, gref, sref = nb.resolvent_diagonal_ref(alpha, beta, pivmin)
+    assert np.array_equal(guarded, gref) and np.array_equal(singular, sref)
+
+
 @pytest.mark.parametrize("diag_dtype", [np.float32, np.float64, np.complex128])
 @pytest.mark.parametrize("z", [0.3, 0.1 - 2.0j, np.array([[1.0 + 1.0j], [-4.0 + 0.5j]])])
 def test_shifted_amax_abs_equals_amax_abs_of_formed_alpha(rng, diag_dtype, z):

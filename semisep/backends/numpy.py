@@ -625,6 +625,7 @@ def _solve_batch(alpha, b, c, f, pivmin, x, gL, guarded, singular):
 # reads memory in one descending stream (an ascending-within-row, descending-across-rows
 # pattern defeated the hardware prefetcher: 4x slower at r = 32 once Q no longer fits in L3).
 _WOODBURY_BLOCK = 256  # rows per block in the correction kernel: R block (256 x r/2) in L2
+_WOODBURY_INLINE_RANK = 8  # up to this rank R = P K^{-T} is formed row by row in the loop
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -661,10 +662,34 @@ def _woodbury_correction_row(gL, b, c, Q, P, Kinv, j0, j1, out):
     gL (N,), b, c (N-1,), Q, P (N, r), Kinv = K^{-1} (r, r) C-contiguous, out (N,).
     """
     n = gL.shape[0]
+    r = Q.shape[1]
     h = j1 - j0
     x = np.zeros(h, Q.dtype)
     w = np.zeros(h, Q.dtype)
     zero = np.zeros(1, Q.dtype)[0]
+    if r <= _WOODBURY_INLINE_RANK:
+        # small r: R_ij = sum_m P_im Kinv_{j0+j, m} in the loop (r h multiply-adds per row)
+        # costs less than one BLAS call and one R allocation per block of rows
+        for i in range(n - 1, -1, -1):
+            g = gL[i]
+            if i == n - 1:
+                bi = zero
+                gc = zero
+            else:
+                bi = b[i]
+                gc = g * c[i]
+            s = zero
+            for j in range(h - 1, -1, -1):
+                rij = zero
+                for m in range(r):
+                    rij += P[i, m] * Kinv[j0 + j, m]
+                xj = g * (Q[i, j0 + j] - bi * x[j])
+                wj = rij - gc * w[j]
+                x[j] = xj
+                w[j] = wj
+                s += xj * wj
+            out[i] = s
+        return
     KT = Kinv[j0:j1].T  # (r, h) = (K^{-T})[:, j0:j1], F-contiguous
     hi = n
     while hi > 0:

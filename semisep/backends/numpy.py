@@ -247,47 +247,36 @@ def _right_row(alpha, beta, pivmin, gR):
 
 
 @numba.njit(**_JIT)
-def _pivots_row_interleaved(alpha, beta, pivmin, gL, gR):
-    """:func:`_left_row` and :func:`_right_row` in one loop: the two recursions are independent
-    and latency-bound, so interleaving them lets the CPU overlap them.  Same pivots, same
-    ``(guarded, singular)`` as the two calls (tested against them)."""
-    n = alpha.shape[0]
-    singular = False
-    d, g = _guard(alpha[0], pivmin)
+def _pivots_row_interleaved(diag, shift, beta, pivmin, G, gL, gR):
+    """The LU and UL sweeps of one row into gL, gR (N,), then ``G_ii`` into G, with
+    ``alpha_i = diag_i - shift`` formed in registers; returns ``(guarded, singular)``, singular
+    where some ``|1/G_ii| < SINGULAR_FACTOR * pivmin`` (the kernel contract).
+
+    :func:`_left_row` and :func:`_right_row` in one loop: the two recursions are independent
+    and latency-bound, so interleaving them lets the CPU overlap them.  Same pivots, same guard
+    count as the two calls (tested against the reference twins)."""
+    n = diag.shape[0]
+    d, g = _guard(diag[0] - shift, pivmin)
     guarded = g
-    if g and n > 1 and abs(beta[0]) <= pivmin * pivmin:
-        singular = True
     gl = _recip(d)
     gL[0] = gl
-    d, g = _guard(alpha[n - 1], pivmin)
+    d, g = _guard(diag[n - 1] - shift, pivmin)
     guarded += g
     gr = _recip(d)
     gR[n - 1] = gr
     for i in range(1, n):
-        d, g = _guard(alpha[i] - beta[i - 1] * gl, pivmin)
-        if g:
-            guarded += 1
-            if i < n - 1 and abs(beta[i]) <= pivmin * pivmin:
-                singular = True
+        d, g = _guard(diag[i] - shift - beta[i - 1] * gl, pivmin)
+        guarded += g
         gl = _recip(d)
         gL[i] = gl
         j = n - 1 - i
-        d, g = _guard(alpha[j] - beta[j] * gr, pivmin)
+        d, g = _guard(diag[j] - shift - beta[j] * gr, pivmin)
         guarded += g
         gr = _recip(d)
         gR[j] = gr
-    if abs(alpha[n - 1] - (beta[n - 2] * gL[n - 2] if n > 1 else 0.0)) < SINGULAR_FACTOR * pivmin:
-        singular = True  # the last pivot is 1/G_{N-1,N-1}
-    return guarded, singular
-
-
-@numba.njit(**_JIT)
-def _combine_range(alpha, beta, gL, gR, pivmin, G, lo, hi):
-    """G_i for lo <= i < hi from stored gL and gR; returns True if some |gamma_i| < pivmin."""
-    n = alpha.shape[0]
     singular = False
-    for i in range(lo, hi):
-        gam = alpha[i]
+    for i in range(n):
+        gam = diag[i] - shift
         if i > 0:
             gam = gam - beta[i - 1] * gL[i - 1]
         if i < n - 1:
@@ -295,7 +284,7 @@ def _combine_range(alpha, beta, gL, gR, pivmin, G, lo, hi):
         if _small(gam, SINGULAR_FACTOR * pivmin):
             singular = True
         G[i] = _recip(gam)
-    return singular
+    return guarded, singular
 
 
 @numba.njit(**_JIT)
@@ -437,10 +426,10 @@ def _resolvent_selected_batch(alpha, beta, pivmin, idx, gL, out, guarded, singul
 
 
 @numba.njit(parallel=True, **_JIT)
-def _resolvent_pivots_batch(alpha, beta, pivmin, G, gL, gR, guarded, singular):
-    for k in prange(alpha.shape[0]):
-        guarded[k], _ = _pivots_row_interleaved(alpha[k], beta[k], pivmin[k], gL[k], gR[k])
-        singular[k] = _combine_range(alpha[k], beta[k], gL[k], gR[k], pivmin[k], G[k], 0, alpha.shape[1])
+def _resolvent_pivots_batch(diag, shift, beta, pivmin, G, gL, gR, guarded, singular):
+    for k in prange(diag.shape[0]):
+        guarded[k], singular[k] = _pivots_row_interleaved(diag[k], shift[k], beta[k], pivmin[k],
+                                                          G[k], gL[k], gR[k])
 
 
 @numba.njit(**_JIT)
@@ -823,15 +812,27 @@ def resolvent_diagonal_selected_kernel(alpha, beta, pivmin, indices):
 
 def resolvent_diagonal_with_pivots(alpha, beta, pivmin):
     """``(G, gL, gR, guarded, singular)``: the resolvent diagonal and the LU / UL pivot
-    reciprocals it was combined from (what the O(N) backward needs), in one compiled pass per
-    sweep."""
-    alpha, beta = _prep(alpha, beta)
-    B, N = alpha.shape
-    G, gL, gR = np.empty_like(alpha), np.empty_like(alpha), np.empty_like(alpha)
+    reciprocals it was combined from (what the O(N) backward needs), both sweeps in one
+    compiled loop."""
+    alpha = np.asarray(alpha)
+    return resolvent_diagonal_shifted_with_pivots(alpha, np.zeros(alpha.shape[0], alpha.dtype), beta, pivmin)
+
+
+def resolvent_diagonal_shifted_with_pivots(diag, shift, beta, pivmin):
+    """:func:`resolvent_diagonal_with_pivots` for ``alpha = diag - shift`` without forming
+    ``alpha`` (``diag`` (B, N) and ``beta`` (B, N-1) real or complex, a stride-0 batch axis
+    kept; ``shift`` (B,)).  G, gL, gR come in ``result_type(diag, shift, beta)``."""
+    diag, beta = _prep(diag, beta)
+    shift = np.asarray(shift)
+    dtype = np.result_type(diag.dtype, shift.dtype, beta.dtype)
+    diag, beta = _like_precision(diag, dtype), _like_precision(beta, dtype)
+    shift = np.ascontiguousarray(shift, dtype=dtype)
+    B, N = diag.shape
+    G, gL, gR = (np.empty((B, N), dtype) for _ in range(3))
     guarded = np.zeros(B, np.int64)
     singular = np.zeros(B, np.bool_)
     if B and N:
-        _resolvent_pivots_batch(alpha, beta, _pivmin(pivmin, alpha.dtype), G, gL, gR, guarded, singular)
+        _resolvent_pivots_batch(diag, shift, beta, _pivmin(pivmin, dtype), G, gL, gR, guarded, singular)
     return G, gL, gR, guarded, singular
 
 

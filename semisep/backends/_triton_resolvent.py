@@ -121,6 +121,35 @@ if HAVE_TRITON:
         return tl.where(m > 0, 1.0 / m, 1.0)
 
     @triton.jit
+    def _step_columns(uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi, ar, ai, br, bi, inb):
+        """One step ``M_i`` applied to both columns ``u``, ``w`` of a chunk's transfer matrix
+        where ``inb`` (positions past N leave them unchanged)."""
+        a, b, c, d = _step(uxr, uxi, uyr, uyi, ar, ai, br, bi)
+        e, f, g, h = _step(wxr, wxi, wyr, wyi, ar, ai, br, bi)
+        return (tl.where(inb, a, uxr), tl.where(inb, b, uxi), tl.where(inb, c, uyr),
+                tl.where(inb, d, uyi), tl.where(inb, e, wxr), tl.where(inb, f, wxi),
+                tl.where(inb, g, wyr), tl.where(inb, h, wyi))
+
+    @triton.jit
+    def _renorm8(a, b, c, d, e, f, g, h):
+        s = _absmax8(a, b, c, d, e, f, g, h)
+        return a * s, b * s, c * s, d * s, e * s, f * s, g * s, h * s
+
+    @triton.jit
+    def _store_transfer(base, M, lane, live, uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi):
+        """Store the renormalised matrix ``[[p00, p01], [p10, p11]] = [u | w]`` component-major:
+        ``p00 = ux, p01 = wx, p10 = uy, p11 = wy`` at ``base + c M + lane``, c = 0..7."""
+        uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _renorm8(uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
+        tl.store(base + 0 * M + lane, uxr, mask=live)
+        tl.store(base + 1 * M + lane, uxi, mask=live)
+        tl.store(base + 2 * M + lane, wxr, mask=live)
+        tl.store(base + 3 * M + lane, wxi, mask=live)
+        tl.store(base + 4 * M + lane, uyr, mask=live)
+        tl.store(base + 5 * M + lane, uyi, mask=live)
+        tl.store(base + 6 * M + lane, wyr, mask=live)
+        tl.store(base + 7 * M + lane, wyi, mask=live)
+
+    @triton.jit
     def _transfer_kernel(diag_ptr, beta_ptr, z_ptr, p_ptr, B, N, nc, sd, sb,
                          L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr,
                          BLOCK: tl.constexpr):
@@ -132,64 +161,25 @@ if HAVE_TRITON:
         zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
         one = tl.full(zr.shape, 1.0, zr.dtype)
         zero = tl.zeros_like(zr)
-        # left: columns u = P e0, w = P e1 as (x, y) pairs
-        uxr, uxi, uyr, uyi = one, zero, zero, zero
-        wxr, wxi, wyr, wyi = zero, zero, one, zero
-        for t in range(L):  # a loop, not unrolled: unrolling L = 32 took ~70 s to compile
-            i = k * L + t
-            inb = live & (i < N)
-            ar, ai = _alpha(diag_ptr, row * sd + i, zr, zi, inb, DIAG_COMPLEX)
-            br, bi = _beta(beta_ptr, row * sb + i - 1, inb & (i > 0), zr, BETA_COMPLEX)
-            a, b, c, d = _step(uxr, uxi, uyr, uyi, ar, ai, br, bi)
-            uxr, uxi, uyr, uyi = (tl.where(inb, a, uxr), tl.where(inb, b, uxi),
-                                  tl.where(inb, c, uyr), tl.where(inb, d, uyi))
-            a, b, c, d = _step(wxr, wxi, wyr, wyi, ar, ai, br, bi)
-            wxr, wxi, wyr, wyi = (tl.where(inb, a, wxr), tl.where(inb, b, wxi),
-                                  tl.where(inb, c, wyr), tl.where(inb, d, wyi))
-            if t % 2 == 1:
-                s = _absmax8(uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
-                uxr, uxi, uyr, uyi = uxr * s, uxi * s, uyr * s, uyi * s
-                wxr, wxi, wyr, wyi = wxr * s, wxi * s, wyr * s, wyi * s
-        s = _absmax8(uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
         M = B * nc
-        pl_ptr = p_ptr
-        pr_ptr = p_ptr + 8 * M
-        # matrix [[p00, p01], [p10, p11]] = [u | w]: p00 = ux, p10 = uy, p01 = wx, p11 = wy
-        tl.store(pl_ptr + 0 * M + lane, uxr * s, mask=live)
-        tl.store(pl_ptr + 1 * M + lane, uxi * s, mask=live)
-        tl.store(pl_ptr + 2 * M + lane, wxr * s, mask=live)
-        tl.store(pl_ptr + 3 * M + lane, wxi * s, mask=live)
-        tl.store(pl_ptr + 4 * M + lane, uyr * s, mask=live)
-        tl.store(pl_ptr + 5 * M + lane, uyi * s, mask=live)
-        tl.store(pl_ptr + 6 * M + lane, wyr * s, mask=live)
-        tl.store(pl_ptr + 7 * M + lane, wyi * s, mask=live)
-        # right: positions e_k .. s_k downwards, coupling beta_i (0 at i = N-1)
-        uxr, uxi, uyr, uyi = one, zero, zero, zero
-        wxr, wxi, wyr, wyi = zero, zero, one, zero
-        for tt in range(L):
-            i = k * L + (L - 1 - tt)
-            inb = live & (i < N)
-            ar, ai = _alpha(diag_ptr, row * sd + i, zr, zi, inb, DIAG_COMPLEX)
-            br, bi = _beta(beta_ptr, row * sb + i, inb & (i < N - 1), zr, BETA_COMPLEX)
-            a, b, c, d = _step(uxr, uxi, uyr, uyi, ar, ai, br, bi)
-            uxr, uxi, uyr, uyi = (tl.where(inb, a, uxr), tl.where(inb, b, uxi),
-                                  tl.where(inb, c, uyr), tl.where(inb, d, uyi))
-            a, b, c, d = _step(wxr, wxi, wyr, wyi, ar, ai, br, bi)
-            wxr, wxi, wyr, wyi = (tl.where(inb, a, wxr), tl.where(inb, b, wxi),
-                                  tl.where(inb, c, wyr), tl.where(inb, d, wyi))
-            if tt % 2 == 1:
-                s = _absmax8(uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
-                uxr, uxi, uyr, uyi = uxr * s, uxi * s, uyr * s, uyi * s
-                wxr, wxi, wyr, wyi = wxr * s, wxi * s, wyr * s, wyi * s
-        s = _absmax8(uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
-        tl.store(pr_ptr + 0 * M + lane, uxr * s, mask=live)
-        tl.store(pr_ptr + 1 * M + lane, uxi * s, mask=live)
-        tl.store(pr_ptr + 2 * M + lane, wxr * s, mask=live)
-        tl.store(pr_ptr + 3 * M + lane, wxi * s, mask=live)
-        tl.store(pr_ptr + 4 * M + lane, uyr * s, mask=live)
-        tl.store(pr_ptr + 5 * M + lane, uyi * s, mask=live)
-        tl.store(pr_ptr + 6 * M + lane, wyr * s, mask=live)
-        tl.store(pr_ptr + 7 * M + lane, wyi * s, mask=live)
+        for right in tl.static_range(2):
+            # columns u = P e0, w = P e1 as (x, y) pairs; left: positions s_k .. e_k coupled
+            # by beta_{i-1}; right: e_k .. s_k coupled by beta_i (0 at i = N-1)
+            uxr, uxi, uyr, uyi = one, zero, zero, zero
+            wxr, wxi, wyr, wyi = zero, zero, one, zero
+            for tt in range(L):  # a loop, not unrolled: unrolling L = 32 took ~70 s to compile
+                i = k * L + tt + right * (L - 1 - 2 * tt)
+                inb = live & (i < N)
+                ar, ai = _alpha(diag_ptr, row * sd + i, zr, zi, inb, DIAG_COMPLEX)
+                j = i - 1 + right  # the coupling's index
+                br, bi = _beta(beta_ptr, row * sb + j, inb & (j >= 0) & (j < N - 1), zr, BETA_COMPLEX)
+                uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _step_columns(
+                    uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi, ar, ai, br, bi, inb)
+                if tt % 2 == 1:
+                    uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _renorm8(
+                        uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
+            _store_transfer(p_ptr + right * (8 * M), M, lane, live,
+                            uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
 
     @triton.jit
     def _cm(ar, ai, br, bi):
@@ -215,6 +205,46 @@ if HAVE_TRITON:
         return (c00r * s, c00i * s, c01r * s, c01i * s, c10r * s, c10i * s, c11r * s, c11i * s)
 
     @triton.jit
+    def _load8(ptr, M, idx, live):
+        """The 2 x 2 complex matrices stored component-major at ``ptr + c M + idx`` (identity
+        where not live)."""
+        e0 = tl.load(ptr + 0 * M + idx, mask=live, other=1.0)
+        e1 = tl.load(ptr + 1 * M + idx, mask=live, other=0.0)
+        e2 = tl.load(ptr + 2 * M + idx, mask=live, other=0.0)
+        e3 = tl.load(ptr + 3 * M + idx, mask=live, other=0.0)
+        e4 = tl.load(ptr + 4 * M + idx, mask=live, other=0.0)
+        e5 = tl.load(ptr + 5 * M + idx, mask=live, other=0.0)
+        e6 = tl.load(ptr + 6 * M + idx, mask=live, other=1.0)
+        e7 = tl.load(ptr + 7 * M + idx, mask=live, other=0.0)
+        return e0, e1, e2, e3, e4, e5, e6, e7
+
+    @triton.jit
+    def _pick(x, sel):
+        return tl.sum(tl.where(sel, x, 0.0), 0)
+
+    @triton.jit
+    def _matvec(s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i, cxr, cxi, cyr, cyi):
+        """``v = S c`` for 2 x 2 complex ``S`` and the 2-vector ``c = (cx, cy)``."""
+        x1r, x1i = _cm(s00r, s00i, cxr, cxi)
+        x2r, x2i = _cm(s01r, s01i, cyr, cyi)
+        y1r, y1i = _cm(s10r, s10i, cxr, cxi)
+        y2r, y2i = _cm(s11r, s11i, cyr, cyi)
+        return x1r + x2r, x1i + x2i, y1r + y2r, y1i + y2i
+
+    @triton.jit
+    def _renorm4(a, b, c, d):
+        m = tl.maximum(tl.maximum(tl.abs(a), tl.abs(b)), tl.maximum(tl.abs(c), tl.abs(d)))
+        sc = tl.where(m > 0, 1.0 / m, 1.0)
+        return a * sc, b * sc, c * sc, d * sc
+
+    @triton.jit
+    def _store_ratio(ptr, vxr, vxi, vyr, vyi, mask):
+        """``g = vx / vy`` (complex) at ``ptr``, ``ptr + 1``: the carried pivot reciprocal."""
+        inv = 1.0 / (vyr * vyr + vyi * vyi)
+        tl.store(ptr, (vxr * vyr + vxi * vyi) * inv, mask=mask)
+        tl.store(ptr + 1, (vxi * vyr - vxr * vyi) * inv, mask=mask)
+
+    @triton.jit
     def _scan_kernel(p_all_ptr, carry_ptr, B, nc, BLOCK: tl.constexpr):
         """Program (row, direction).  carry[dir, row * nc + k] (complex, 2 reals): the pivot
         reciprocal carried into chunk k (0 for the first chunk in sweep order)."""
@@ -237,60 +267,18 @@ if HAVE_TRITON:
             live = p < nc
             k = tl.where(right == 1, nc - 1 - p, p)
             idx = row * nc + k
-            e0 = tl.load(p_ptr + 0 * M + idx, mask=live, other=1.0)
-            e1 = tl.load(p_ptr + 1 * M + idx, mask=live, other=0.0)
-            e2 = tl.load(p_ptr + 2 * M + idx, mask=live, other=0.0)
-            e3 = tl.load(p_ptr + 3 * M + idx, mask=live, other=0.0)
-            e4 = tl.load(p_ptr + 4 * M + idx, mask=live, other=0.0)
-            e5 = tl.load(p_ptr + 5 * M + idx, mask=live, other=0.0)
-            e6 = tl.load(p_ptr + 6 * M + idx, mask=live, other=1.0)
-            e7 = tl.load(p_ptr + 7 * M + idx, mask=live, other=0.0)
             s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i = tl.associative_scan(
-                (e0, e1, e2, e3, e4, e5, e6, e7), 0, _matmul_combine)
+                _load8(p_ptr, M, idx, live), 0, _matmul_combine)
             # v = S c, the carry after position p, i.e. into the next chunk in sweep order
-            x1r, x1i = _cm(s00r, s00i, cxr, cxi)
-            x2r, x2i = _cm(s01r, s01i, cyr, cyi)
-            vxr, vxi = x1r + x2r, x1i + x2i
-            x1r, x1i = _cm(s10r, s10i, cxr, cxi)
-            x2r, x2i = _cm(s11r, s11i, cyr, cyi)
-            vyr, vyi = x1r + x2r, x1i + x2i
-            # g = vx / vy
-            inv = 1.0 / (vyr * vyr + vyi * vyi)
-            gr = (vxr * vyr + vxi * vyi) * inv
-            gi = (vxi * vyr - vxr * vyi) * inv
+            vxr, vxi, vyr, vyi = _matvec(s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i,
+                                         cxr, cxi, cyr, cyi)
             kn = tl.where(right == 1, k - 1, k + 1)
-            nxt = live & (p + 1 < nc)
-            tl.store(out_ptr + 2 * (row * nc + kn), gr, mask=nxt)
-            tl.store(out_ptr + 2 * (row * nc + kn) + 1, gi, mask=nxt)
+            _store_ratio(out_ptr + 2 * (row * nc + kn), vxr, vxi, vyr, vyi, live & (p + 1 < nc))
             # the carry for the next block: v at the block's last live position, renormalised
-            last = tl.minimum(nc - 1 - j0, BLOCK - 1)
-            sel = tl.arange(0, BLOCK) == last
-            nxr = tl.sum(tl.where(sel, vxr, 0.0), 0)
-            nxi = tl.sum(tl.where(sel, vxi, 0.0), 0)
-            nyr = tl.sum(tl.where(sel, vyr, 0.0), 0)
-            nyi = tl.sum(tl.where(sel, vyi, 0.0), 0)
-            m = tl.maximum(tl.maximum(tl.abs(nxr), tl.abs(nxi)), tl.maximum(tl.abs(nyr), tl.abs(nyi)))
-            sc = tl.where(m > 0, 1.0 / m, 1.0)
-            cxr, cxi, cyr, cyi = nxr * sc, nxi * sc, nyr * sc, nyi * sc
+            sel = tl.arange(0, BLOCK) == tl.minimum(nc - 1 - j0, BLOCK - 1)
+            cxr, cxi, cyr, cyi = _renorm4(_pick(vxr, sel), _pick(vxi, sel), _pick(vyr, sel),
+                                          _pick(vyi, sel))
             j0 += BLOCK
-
-    @triton.jit
-    def _load8(ptr, M, idx, live):
-        """The 2 x 2 complex matrices stored component-major at ``ptr + c M + idx`` (identity
-        where not live)."""
-        e0 = tl.load(ptr + 0 * M + idx, mask=live, other=1.0)
-        e1 = tl.load(ptr + 1 * M + idx, mask=live, other=0.0)
-        e2 = tl.load(ptr + 2 * M + idx, mask=live, other=0.0)
-        e3 = tl.load(ptr + 3 * M + idx, mask=live, other=0.0)
-        e4 = tl.load(ptr + 4 * M + idx, mask=live, other=0.0)
-        e5 = tl.load(ptr + 5 * M + idx, mask=live, other=0.0)
-        e6 = tl.load(ptr + 6 * M + idx, mask=live, other=1.0)
-        e7 = tl.load(ptr + 7 * M + idx, mask=live, other=0.0)
-        return e0, e1, e2, e3, e4, e5, e6, e7
-
-    @triton.jit
-    def _pick(x, sel):
-        return tl.sum(tl.where(sel, x, 0.0), 0)
 
     @triton.jit
     def _block_total_kernel(p_all_ptr, tot_ptr, B, nc, nb, SB: tl.constexpr):
@@ -340,15 +328,9 @@ if HAVE_TRITON:
             live = p < nb
             s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i = tl.associative_scan(
                 _load8(tp, Mb, row * nb + p, live), 0, _matmul_combine)
-            x1r, x1i = _cm(s00r, s00i, cxr, cxi)
-            x2r, x2i = _cm(s01r, s01i, cyr, cyi)
-            vxr, vxi = x1r + x2r, x1i + x2i
-            x1r, x1i = _cm(s10r, s10i, cxr, cxi)
-            x2r, x2i = _cm(s11r, s11i, cyr, cyi)
-            vyr, vyi = x1r + x2r, x1i + x2i
-            m = tl.maximum(tl.maximum(tl.abs(vxr), tl.abs(vxi)), tl.maximum(tl.abs(vyr), tl.abs(vyi)))
-            sc = tl.where(m > 0, 1.0 / m, 1.0)
-            vxr, vxi, vyr, vyi = vxr * sc, vxi * sc, vyr * sc, vyi * sc
+            vxr, vxi, vyr, vyi = _matvec(s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i,
+                                         cxr, cxi, cyr, cyi)
+            vxr, vxi, vyr, vyi = _renorm4(vxr, vxi, vyr, vyi)
             nxt = live & (p + 1 < nb)
             tl.store(cp + 0 * Mb + row * nb + p + 1, vxr, mask=nxt)
             tl.store(cp + 1 * Mb + row * nb + p + 1, vxi, mask=nxt)
@@ -378,20 +360,11 @@ if HAVE_TRITON:
         cxi = tl.load(cp + 1 * Mb)
         cyr = tl.load(cp + 2 * Mb)
         cyi = tl.load(cp + 3 * Mb)
-        x1r, x1i = _cm(s00r, s00i, cxr, cxi)
-        x2r, x2i = _cm(s01r, s01i, cyr, cyi)
-        vxr, vxi = x1r + x2r, x1i + x2i
-        x1r, x1i = _cm(s10r, s10i, cxr, cxi)
-        x2r, x2i = _cm(s11r, s11i, cyr, cyi)
-        vyr, vyi = x1r + x2r, x1i + x2i
-        inv = 1.0 / (vyr * vyr + vyi * vyi)
-        gr = (vxr * vyr + vxi * vyi) * inv
-        gi = (vxi * vyr - vxr * vyi) * inv
+        vxr, vxi, vyr, vyi = _matvec(s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i,
+                                     cxr, cxi, cyr, cyi)
         out = carry_ptr + right.to(tl.int64) * (2 * M)
         kn = tl.where(right == 1, k - 1, k + 1)
-        nxt = live & (p + 1 < nc)
-        tl.store(out + 2 * (row * nc + kn), gr, mask=nxt)
-        tl.store(out + 2 * (row * nc + kn) + 1, gi, mask=nxt)
+        _store_ratio(out + 2 * (row * nc + kn), vxr, vxi, vyr, vyi, live & (p + 1 < nc))
         if blk == 0:  # the first chunk in sweep order: g = 0 (its first coupling is 0)
             first = tl.where(right == 1, nc - 1, 0)
             tl.store(out + 2 * (row * nc + first), 0.0)
@@ -516,26 +489,13 @@ if HAVE_TRITON:
                 else:
                     br = tl.where(t == 0, bpr0, _col(Br, cols, t - 1))
                     bi = tl.where(t == 0, bpi0, _col(Bi, cols, t - 1))
-                a, b, c, d = _step(uxr, uxi, uyr, uyi, ar, ai, br, bi)
-                uxr, uxi, uyr, uyi = (tl.where(inb, a, uxr), tl.where(inb, b, uxi),
-                                      tl.where(inb, c, uyr), tl.where(inb, d, uyi))
-                a, b, c, d = _step(wxr, wxi, wyr, wyi, ar, ai, br, bi)
-                wxr, wxi, wyr, wyi = (tl.where(inb, a, wxr), tl.where(inb, b, wxi),
-                                      tl.where(inb, c, wyr), tl.where(inb, d, wyi))
+                uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _step_columns(
+                    uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi, ar, ai, br, bi, inb)
                 if tt % 2 == 1:
-                    s = _absmax8(uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
-                    uxr, uxi, uyr, uyi = uxr * s, uxi * s, uyr * s, uyi * s
-                    wxr, wxi, wyr, wyi = wxr * s, wxi * s, wyr * s, wyi * s
-            s = _absmax8(uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
-            base = p_ptr + right * (8 * M)
-            tl.store(base + 0 * M + lane, uxr * s, mask=live)
-            tl.store(base + 1 * M + lane, uxi * s, mask=live)
-            tl.store(base + 2 * M + lane, wxr * s, mask=live)
-            tl.store(base + 3 * M + lane, wxi * s, mask=live)
-            tl.store(base + 4 * M + lane, uyr * s, mask=live)
-            tl.store(base + 5 * M + lane, uyi * s, mask=live)
-            tl.store(base + 6 * M + lane, wyr * s, mask=live)
-            tl.store(base + 7 * M + lane, wyi * s, mask=live)
+                    uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _renorm8(
+                        uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
+            _store_transfer(p_ptr + right * (8 * M), M, lane, live,
+                            uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
 
     @triton.jit
     def _second_pass_tiled_kernel(diag_ptr, beta_ptr, z_ptr, carry_ptr, thr_ptr, g_ptr, bad_ptr,

@@ -201,6 +201,48 @@ def _checked_recip_impl(t, thr):
     return impl_real
 
 
+def _times(b, g):  # pragma: no cover - replaced by the numba overload below
+    return b * g
+
+
+@overload(_times, inline="always")
+def _times_impl(b, g):
+    """``b * g``; a real ``b`` times a complex ``g`` as two real products.  numba would
+    promote ``b`` to complex and spend four products and two sums (the zero imaginary part
+    cannot be folded away without fastmath); the result is the same for finite ``g``."""
+    if isinstance(b, numba.types.Float) and isinstance(g, numba.types.Complex):
+
+        def impl(b, g):
+            return complex(b * g.real, b * g.imag)
+
+        return impl
+
+    def impl_any(b, g):
+        return b * g
+
+    return impl_any
+
+
+def _shifted(d, s):  # pragma: no cover - replaced by the numba overload below
+    return d - s
+
+
+@overload(_shifted, inline="always")
+def _shifted_impl(d, s):
+    """``d - s``; a real ``d`` minus a complex ``s`` without promoting ``d`` (see _times)."""
+    if isinstance(d, numba.types.Float) and isinstance(s, numba.types.Complex):
+
+        def impl(d, s):
+            return complex(d - s.real, -s.imag)
+
+        return impl
+
+    def impl_any(d, s):
+        return d - s
+
+    return impl_any
+
+
 # --------------------------------------------------------------------------------------------
 # compiled row kernels (one batch row)
 # --------------------------------------------------------------------------------------------
@@ -287,84 +329,197 @@ def _pivots_row_interleaved(diag, shift, beta, pivmin, G, gL, gR):
     return guarded, singular
 
 
+def _pivot_step(d, shift, b, g, pivmin):  # pragma: no cover - replaced by the overload below
+    return _guarded_recip(_shifted(d, shift) - _times(b, g), pivmin)
+
+
+@overload(_pivot_step, inline="always")
+def _pivot_step_impl(d, shift, b, g, pivmin):
+    """One sweep step on scalars: ``(1/guard(t), guarded)`` with ``t = (d - shift) - b g``
+    (``b = g = 0`` at a sweep's first step gives ``t = d - shift`` exactly)."""
+
+    def impl(d, shift, b, g, pivmin):
+        return _guarded_recip(_shifted(d, shift) - _times(b, g), pivmin)
+
+    return impl
+
+
+def _combine_step(d, shift, b, g, b_other, g_other, pivmin, q):  # pragma: no cover - overload below
+    t = _shifted(d, shift) - _times(b, g)
+    x, s = _checked_recip(t - _times(b_other, g_other), q)
+    r, guarded = _guarded_recip(t, pivmin)
+    return x, r, guarded, s
+
+
+@overload(_combine_step, inline="always")
+def _combine_step_impl(d, shift, b, g, b_other, g_other, pivmin, q):
+    """One sweep step that also combines: ``t = (d - shift) - b g`` is this sweep's pivot,
+    ``gamma = t - b_other g_other`` the full ``1/G_ii`` with the other sweep's ratio
+    (``b_other = g_other = 0`` past the matrix's end).  Returns
+    ``(1/gamma, 1/guard(t), guarded, |gamma| < q)``."""
+
+    def impl(d, shift, b, g, b_other, g_other, pivmin, q):
+        t = _shifted(d, shift) - _times(b, g)
+        x, s = _checked_recip(t - _times(b_other, g_other), q)
+        r, guarded = _guarded_recip(t, pivmin)
+        return x, r, guarded, s
+
+    return impl
+
+
 @numba.njit(**_JIT)
 def _resolvent_row_twosided(diag, shift, beta, pivmin, G):
     """``G_ii`` of one row with ``alpha_i = diag_i - shift``; returns (guarded, singular).
 
     The LU sweep (from the left) and the UL sweep (from the right) are independent
     recursions, each latency-bound on its reciprocal; they run interleaved so that the CPU
-    overlaps them.  Phase 1: both sweeps up to the middle, ``G[:h] = gL``, ``G[h:] = gR``
-    (``h = N // 2``).  Phase 2: the left sweep continues over ``[h, N)`` combining as it goes
-    (``gR_{i+1}`` is still in ``G[i+1]``), the right sweep over ``[0, h)`` likewise with
-    ``gL_{j-1}`` in ``G[j-1]``.  Every pivot of both sweeps is formed and guard-counted, as in
-    the reference; each element costs three reciprocals, one row reads ``diag`` twice and
-    ``G`` once and writes ``G`` twice.
+    overlaps them.  Phase 1 (:func:`_pivot_step`): both sweeps up to the middle,
+    ``G[:h] = gL``, ``G[h:] = gR`` (``h = N // 2``).  Phase 2 (:func:`_combine_step`): the
+    left sweep continues over ``[h, N)`` combining as it goes (``gR_{i+1}`` is still in
+    ``G[i+1]``), the right sweep over ``[0, h)`` likewise with ``gL_{j-1}`` in ``G[j-1]``.
+    Every pivot of both sweeps is formed and guard-counted, as in the reference; each element
+    costs three reciprocals, one row reads ``diag`` twice and ``G`` once and writes ``G``
+    twice.  The steps take scalars (a zero ``b`` and ``g`` where a neighbour is missing), so
+    that :func:`_resolvent_rows_paired` can run two rows with the same code.
     """
     n = diag.shape[0]
     q = SINGULAR_FACTOR * pivmin
     h = n // 2
     guarded = 0
     singular = False
-    gl = diag[0] * 0 + shift * 0  # carries, typed like alpha
-    gr = gl
-    # phase 1: gL_0 .. gL_{h-1} and gR_{N-1} .. gR_{N-h}
+    zg = diag[0] * 0 + shift * 0  # a zero typed like alpha
+    zb = beta.dtype.type(0)
+    gl = gr = zg
     for k in range(h):
         j = n - 1 - k
-        tl = diag[k] - shift
-        if k > 0:
-            tl = tl - beta[k - 1] * gl
-        tr = diag[j] - shift
-        if j < n - 1:
-            tr = tr - beta[j] * gr
-        gl, g1 = _guarded_recip(tl, pivmin)
-        gr, g2 = _guarded_recip(tr, pivmin)
+        gl, g1 = _pivot_step(diag[k], shift, beta[k - 1] if k > 0 else zb, gl, pivmin)
+        gr, g2 = _pivot_step(diag[j], shift, beta[j] if j < n - 1 else zb, gr, pivmin)
         guarded += g1 + g2
         G[k] = gl
         G[j] = gr
     if n - h > h:  # odd N: the middle position is one more right-sweep step
-        tr = diag[h] - shift
-        if h < n - 1:
-            tr = tr - beta[h] * gr
-        gr, g2 = _guarded_recip(tr, pivmin)
+        gr, g2 = _pivot_step(diag[h], shift, beta[h] if h < n - 1 else zb, gr, pivmin)
         guarded += g2
         G[h] = gr
-    # phase 2: left sweep combines i = h .. h+h-1, right sweep combines j = h-1 .. 0
-    for k in range(h):
+    for k in range(h):  # i = h .. N-1 (left sweep), j = h-1 .. 0 (right sweep)
         i = h + k
         j = h - 1 - k
-        tl = (diag[i] - shift) - beta[i - 1] * gl  # i >= 1 here
-        gam_l = tl
-        if i < n - 1:
-            gam_l = tl - beta[i] * G[i + 1]
-        tr = (diag[j] - shift) - beta[j] * gr  # j <= N-2 here
-        gam_r = tr
-        if j > 0:
-            gam_r = tr - beta[j - 1] * G[j - 1]
-        x, s1 = _checked_recip(gam_l, q)
-        y, s2 = _checked_recip(gam_r, q)
+        more = i < n - 1
+        x, gl, g1, s1 = _combine_step(diag[i], shift, beta[i - 1], gl, beta[i] if more else zb,
+                                      G[i + 1] if more else zg, pivmin, q)
+        y, gr, g2, s2 = _combine_step(diag[j], shift, beta[j], gr, beta[j - 1] if j > 0 else zb,
+                                      G[j - 1] if j > 0 else zg, pivmin, q)
         G[i] = x
         G[j] = y
-        singular |= s1 | s2
-        gl, g1 = _guarded_recip(tl, pivmin)
-        gr, g2 = _guarded_recip(tr, pivmin)
         guarded += g1 + g2
-    if n - h > h:  # odd N: the last position, gamma_{N-1} = d_{N-1}
+        singular |= s1 | s2
+    if n - h > h:  # odd N: the last position, gamma_{N-1} = t_{N-1}
         i = n - 1
-        tl = diag[i] - shift
-        if i > 0:
-            tl = tl - beta[i - 1] * gl
-        x, s1 = _checked_recip(tl, q)
+        x, gl, g1, s1 = _combine_step(diag[i], shift, beta[i - 1] if i > 0 else zb, gl, zb, zg,
+                                      pivmin, q)
         G[i] = x
-        singular |= s1
-        _, g1 = _guarded_recip(tl, pivmin)
         guarded += g1
+        singular |= s1
     return guarded, singular
 
 
+@numba.njit(**_JIT)
+def _resolvent_rows_paired(diag, shift, beta, pivmin, G, a, b, guarded, singular):
+    """:func:`_resolvent_row_twosided` for rows ``a`` and ``b`` (N >= 4) in one loop: four
+    independent recursions in flight instead of two, which fills the core's pipelines where
+    one row leaves them waiting on its reciprocals (see :func:`_resolvent_batch`).  The same
+    steps on each row as the one-row kernel, so the same bits (tested).  The boundary steps
+    are peeled out of the loops, which then hold no conditional expressions."""
+    # One view per statement: numba's alias analysis does not see through a tuple unpack, and
+    # it then dropped the last stores through such a view as dead code (numba 0.68; the
+    # odd-N tail's results never reached G).
+    da = diag[a]
+    db = diag[b]
+    ba = beta[a]
+    bb = beta[b]
+    Ga = G[a]
+    Gb = G[b]
+    sa, sb, pa, pb = shift[a], shift[b], pivmin[a], pivmin[b]
+    qa, qb = SINGULAR_FACTOR * pa, SINGULAR_FACTOR * pb
+    n = da.shape[0]
+    h = n // 2
+    zg = da[0] * 0 + sa * 0
+    zb = ba.dtype.type(0)
+    # phase 1: k = 0 (no neighbour yet), then k = 1 .. h-1
+    gla, g1 = _pivot_step(da[0], sa, zb, zg, pa)
+    gra, g2 = _pivot_step(da[n - 1], sa, zb, zg, pa)
+    glb, g3 = _pivot_step(db[0], sb, zb, zg, pb)
+    grb, g4 = _pivot_step(db[n - 1], sb, zb, zg, pb)
+    ga = g1 + g2
+    gb = g3 + g4
+    Ga[0], Ga[n - 1], Gb[0], Gb[n - 1] = gla, gra, glb, grb
+    for k in range(1, h):
+        j = n - 1 - k
+        gla, g1 = _pivot_step(da[k], sa, ba[k - 1], gla, pa)
+        gra, g2 = _pivot_step(da[j], sa, ba[j], gra, pa)
+        glb, g3 = _pivot_step(db[k], sb, bb[k - 1], glb, pb)
+        grb, g4 = _pivot_step(db[j], sb, bb[j], grb, pb)
+        ga += g1 + g2
+        gb += g3 + g4
+        Ga[k], Ga[j], Gb[k], Gb[j] = gla, gra, glb, grb
+    odd = n - h > h
+    if odd:  # the middle position is one more right-sweep step (h < N-1 as N >= 4)
+        gra, g1 = _pivot_step(da[h], sa, ba[h], gra, pa)
+        grb, g2 = _pivot_step(db[h], sb, bb[h], grb, pb)
+        ga += g1
+        gb += g2
+        Ga[h], Gb[h] = gra, grb
+    # phase 2: k = 0 .. h-2, then k = h-1 (j = 0: no left neighbour of the right sweep)
+    fa = fb = False
+    for k in range(h - 1):
+        i = h + k
+        j = h - 1 - k
+        x, gla, g1, s1 = _combine_step(da[i], sa, ba[i - 1], gla, ba[i], Ga[i + 1], pa, qa)
+        y, gra, g2, s2 = _combine_step(da[j], sa, ba[j], gra, ba[j - 1], Ga[j - 1], pa, qa)
+        u, glb, g3, s3 = _combine_step(db[i], sb, bb[i - 1], glb, bb[i], Gb[i + 1], pb, qb)
+        v, grb, g4, s4 = _combine_step(db[j], sb, bb[j], grb, bb[j - 1], Gb[j - 1], pb, qb)
+        Ga[i], Ga[j], Gb[i], Gb[j] = x, y, u, v
+        ga += g1 + g2
+        gb += g3 + g4
+        fa |= s1 | s2
+        fb |= s3 | s4
+    i = 2 * h - 1  # the left sweep's next neighbour is G[i+1] = gR_{N-1} only for odd N
+    bia, bib, gia, gib = zb, zb, zg, zg
+    if odd:
+        bia, bib, gia, gib = ba[i], bb[i], Ga[i + 1], Gb[i + 1]
+    x, gla, g1, s1 = _combine_step(da[i], sa, ba[i - 1], gla, bia, gia, pa, qa)
+    y, gra, g2, s2 = _combine_step(da[0], sa, ba[0], gra, zb, zg, pa, qa)
+    u, glb, g3, s3 = _combine_step(db[i], sb, bb[i - 1], glb, bib, gib, pb, qb)
+    v, grb, g4, s4 = _combine_step(db[0], sb, bb[0], grb, zb, zg, pb, qb)
+    Ga[i], Ga[0], Gb[i], Gb[0] = x, y, u, v
+    ga += g1 + g2
+    gb += g3 + g4
+    fa |= s1 | s2
+    fb |= s3 | s4
+    if odd:  # the last position, gamma_{N-1} = t_{N-1}
+        i = n - 1
+        x, gla, g1, s1 = _combine_step(da[i], sa, ba[i - 1], gla, zb, zg, pa, qa)
+        u, glb, g3, s3 = _combine_step(db[i], sb, bb[i - 1], glb, zb, zg, pb, qb)
+        Ga[i], Gb[i] = x, u
+        ga += g1
+        gb += g3
+        fa |= s1
+        fb |= s3
+    guarded[a], guarded[b], singular[a], singular[b] = ga, gb, fa, fb
+
+
 @numba.njit(parallel=True, **_JIT)
-def _resolvent_batch(diag, shift, beta, pivmin, G, guarded, singular):
-    for k in prange(diag.shape[0]):
-        guarded[k], singular[k] = _resolvent_row_twosided(diag[k], shift[k], beta[k], pivmin[k], G[k])
+def _resolvent_batch(diag, shift, beta, pivmin, G, guarded, singular, npairs):
+    """Rows ``2p, 2p+1`` for ``p < npairs`` as pairs, the rest one by one, in parallel."""
+    B = diag.shape[0]
+    if diag.shape[1] < 4:
+        npairs = 0
+    for t in prange(B - npairs):
+        if t < npairs:
+            _resolvent_rows_paired(diag, shift, beta, pivmin, G, 2 * t, 2 * t + 1, guarded, singular)
+        else:
+            k = t + npairs
+            guarded[k], singular[k] = _resolvent_row_twosided(diag[k], shift[k], beta[k], pivmin[k], G[k])
 
 
 @numba.njit(**_JIT)
@@ -760,6 +915,13 @@ def resolvent_diagonal_kernel(alpha, beta, pivmin):
     return resolvent_diagonal_shifted_kernel(alpha, np.zeros(alpha.shape[0], alpha.dtype), beta, pivmin)
 
 
+def _row_pairs(B: int) -> int:
+    """How many row pairs :func:`_resolvent_batch` runs: pairs only while every thread still
+    gets at least one (a pair costs a thread ~1.3 rows' time, so with fewer rows than two per
+    thread, single rows on separate threads finish sooner)."""
+    return B // 2 if B >= 2 * numba.get_num_threads() else 0
+
+
 def _like_precision(x, dtype):
     """``x`` in ``dtype``'s precision, kept real if it is real (a real diagonal or off-diagonal
     product times a complex pivot costs two real multiplications, not four)."""
@@ -786,7 +948,8 @@ def resolvent_diagonal_shifted_kernel(diag, shift, beta, pivmin):
     guarded = np.zeros(B, np.int64)
     singular = np.zeros(B, np.bool_)
     if B > 0 and N > 0:
-        _resolvent_batch(diag, shift, beta, _pivmin(pivmin, dtype), G, guarded, singular)
+        _resolvent_batch(diag, shift, beta, _pivmin(pivmin, dtype), G, guarded, singular,
+                         _row_pairs(B))
     return G, guarded, singular
 
 

@@ -113,6 +113,25 @@ def test_batch_uses_row_pairs_when_every_thread_gets_one():
     assert nb._row_pairs(2 * t - 1) == 0 and nb._row_pairs(1) == 0
 
 
+@pytest.mark.parametrize("N", [1, 2, 9])
+def test_backward_kernel_real_beta_and_conjugate_mode(rng, N):
+    """The backward kernel with a real ``beta`` (real products) equals it on the complex
+    ``beta``; ``conjugate=True`` gives ``conj(K(conj(gbar)))`` (torch's convention)."""
+    B = 3
+    diag = (-2.0 + rng.uniform(-1, 1, (B, N)))
+    beta = rng.uniform(0.5, 1.0, (B, N - 1))
+    shift = np.array([0.1 + 0.3j, -0.5 + 0.2j, 1.0 + 1.0j])
+    pivmin = np.full(B, 1e-14)
+    G, gL, gR, _, _ = nb.resolvent_diagonal_shifted_with_pivots(diag, shift, beta, pivmin)
+    gbar = rng.standard_normal((B, N)) + 1j * rng.standard_normal((B, N))
+    da, db = nb.resolvent_diagonal_backward(gbar, G, gL, gR, beta.astype(complex))
+    da_r, db_r = nb.resolvent_diagonal_backward(gbar, G, gL, gR, beta)
+    tol = 1e-13 * (np.abs(da).max() + 1)
+    assert np.abs(da_r - da).max() <= tol and np.abs(db_r - db).max(initial=0) <= tol
+    da_c, db_c = nb.resolvent_diagonal_backward(gbar.conj(), G, gL, gR, beta, conjugate=True)
+    assert np.array_equal(da_c, da_r.conj()) and np.array_equal(db_c, db_r.conj())
+
+
 @pytest.mark.parametrize("real_dtype", [np.float32, np.float64])
 def test_shifted_kernel_matches_formed_alpha(rng, real_dtype):
     """``diag - shift`` formed in registers (real diag and beta, complex shift, a stride-0

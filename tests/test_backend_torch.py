@@ -781,6 +781,10 @@ def test_sequential_autograd_full_gradcheck_through_the_public_api():
     assert torch.autograd.gradcheck(
         lambda dr, sh, z: ss.Tridiagonal(dr, sh).resolvent_diagonal(z, method="sequential"),
         (dr, shared, z))
+    zr = torch.tensor([-4.5, 0.25, 5.0], dtype=torch.float64, requires_grad=True)  # all real
+    assert torch.autograd.gradcheck(
+        lambda dr, sh, zr: ss.Tridiagonal(dr, sh).resolvent_diagonal(zr, method="sequential"),
+        (dr, shared, zr))
     G = ss.Tridiagonal(dr, shared.detach()).resolvent_diagonal(z.detach(), method="sequential")
     torch.view_as_real(G).square().sum().backward()
     assert dr.grad is not None and dr.grad.dtype == torch.float64 and shared.grad is None

@@ -243,6 +243,28 @@ def _shifted_impl(d, s):
     return impl_any
 
 
+def _conj_if(x, sign):  # pragma: no cover - replaced by the numba overload below
+    return complex(x.real, sign * x.imag)
+
+
+@overload(_conj_if, inline="always")
+def _conj_if_impl(x, sign):
+    """``conj(x)`` for ``sign = -1.0``, ``x`` for ``sign = 1.0`` (exact either way; a real
+    ``x`` is returned as it is).  Arithmetic, not a branch: numba's inliner mishandled a
+    conditional expression here (out-of-scope phi variables)."""
+    if isinstance(x, numba.types.Complex):
+
+        def impl(x, sign):
+            return complex(x.real, sign * x.imag)
+
+        return impl
+
+    def impl_real(x, sign):
+        return x
+
+    return impl_real
+
+
 # --------------------------------------------------------------------------------------------
 # compiled row kernels (one batch row)
 # --------------------------------------------------------------------------------------------
@@ -288,47 +310,6 @@ def _right_row(alpha, beta, pivmin, gR):
     return guarded
 
 
-@numba.njit(**_JIT)
-def _pivots_row_interleaved(diag, shift, beta, pivmin, G, gL, gR):
-    """The LU and UL sweeps of one row into gL, gR (N,), then ``G_ii`` into G, with
-    ``alpha_i = diag_i - shift`` formed in registers; returns ``(guarded, singular)``, singular
-    where some ``|1/G_ii| < SINGULAR_FACTOR * pivmin`` (the kernel contract).
-
-    :func:`_left_row` and :func:`_right_row` in one loop: the two recursions are independent
-    and latency-bound, so interleaving them lets the CPU overlap them.  Same pivots, same guard
-    count as the two calls (tested against the reference twins)."""
-    n = diag.shape[0]
-    d, g = _guard(diag[0] - shift, pivmin)
-    guarded = g
-    gl = _recip(d)
-    gL[0] = gl
-    d, g = _guard(diag[n - 1] - shift, pivmin)
-    guarded += g
-    gr = _recip(d)
-    gR[n - 1] = gr
-    for i in range(1, n):
-        d, g = _guard(diag[i] - shift - beta[i - 1] * gl, pivmin)
-        guarded += g
-        gl = _recip(d)
-        gL[i] = gl
-        j = n - 1 - i
-        d, g = _guard(diag[j] - shift - beta[j] * gr, pivmin)
-        guarded += g
-        gr = _recip(d)
-        gR[j] = gr
-    singular = False
-    for i in range(n):
-        gam = diag[i] - shift
-        if i > 0:
-            gam = gam - beta[i - 1] * gL[i - 1]
-        if i < n - 1:
-            gam = gam - beta[i] * gR[i + 1]
-        if _small(gam, SINGULAR_FACTOR * pivmin):
-            singular = True
-        G[i] = _recip(gam)
-    return guarded, singular
-
-
 def _pivot_step(d, shift, b, g, pivmin):  # pragma: no cover - replaced by the overload below
     return _guarded_recip(_shifted(d, shift) - _times(b, g), pivmin)
 
@@ -365,6 +346,46 @@ def _combine_step_impl(d, shift, b, g, b_other, g_other, pivmin, q):
         return x, r, guarded, s
 
     return impl
+
+
+@numba.njit(**_JIT)
+def _pivots_row_interleaved(diag, shift, beta, pivmin, G, gL, gR):
+    """The LU and UL sweeps of one row into gL, gR (N,), then ``G_ii`` into G, with
+    ``alpha_i = diag_i - shift`` formed in registers; returns ``(guarded, singular)``, singular
+    where some ``|1/G_ii| < SINGULAR_FACTOR * pivmin`` (the kernel contract).
+
+    :func:`_left_row` and :func:`_right_row` in one loop: the two recursions are independent
+    and latency-bound, so interleaving them lets the CPU overlap them.  Same pivots, same guard
+    count as the two calls (tested against the reference twins).  The steps are
+    :func:`_pivot_step`'s, so a real ``diag`` / ``beta`` with a complex shift costs real
+    products."""
+    n = diag.shape[0]
+    zg = diag[0] * 0 + shift * 0
+    zb = beta.dtype.type(0)
+    gl, guarded = _pivot_step(diag[0], shift, zb, zg, pivmin)
+    gL[0] = gl
+    gr, g = _pivot_step(diag[n - 1], shift, zb, zg, pivmin)
+    guarded += g
+    gR[n - 1] = gr
+    for i in range(1, n):
+        j = n - 1 - i
+        gl, g1 = _pivot_step(diag[i], shift, beta[i - 1], gl, pivmin)
+        gr, g2 = _pivot_step(diag[j], shift, beta[j], gr, pivmin)
+        guarded += g1 + g2
+        gL[i] = gl
+        gR[j] = gr
+    singular = False
+    q = SINGULAR_FACTOR * pivmin
+    for i in range(n):
+        gam = _shifted(diag[i], shift)
+        if i > 0:
+            gam = gam - _times(beta[i - 1], gL[i - 1])
+        if i < n - 1:
+            gam = gam - _times(beta[i], gR[i + 1])
+        x, s = _checked_recip(gam, q)
+        singular |= s
+        G[i] = x
+    return guarded, singular
 
 
 @numba.njit(**_JIT)
@@ -588,37 +609,47 @@ def _resolvent_pivots_batch(diag, shift, beta, pivmin, G, gL, gR, guarded, singu
 
 
 @numba.njit(**_JIT)
-def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta):
+def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, conjugate):
     """O(N) backward of ``G = diag(A^{-1})`` for one row, holomorphic convention.
 
     ``s_i = gbar_i G_i^2``; ``SL_j = beta_{j-1} gR_j^2 SL_{j-1} + s_j`` (stored in dalpha);
     ``SR_j = beta_j gL_j^2 SR_{j+1} + s_j`` (carried);
     ``dalpha_j = -(SL_j + SR_j - s_j)``, ``dbeta_j = gR_{j+1} SL_j + gL_j SR_{j+1}``.
+    ``conjugate``: ``gbar`` is read conjugated and both outputs are written conjugated (the
+    conjugate-linear map PyTorch's complex autograd wants, with no conjugated copies).
     Writes only the two outputs: no temporaries.
     """
     n = G.shape[0]
-    sl = gbar[0] * G[0] * G[0]
+    conjugate = 1.0 - 2.0 * conjugate  # the sign _conj_if takes
+    g0 = _conj_if(gbar[0], conjugate)
+    sl = g0 * G[0] * G[0]
     dalpha[0] = sl
     for j in range(1, n):
-        sl = beta[j - 1] * gR[j] * gR[j] * sl + gbar[j] * G[j] * G[j]
+        gr = gR[j]
+        g = G[j]
+        sl = _times(beta[j - 1], gr * gr * sl) + _conj_if(gbar[j], conjugate) * (g * g)
         dalpha[j] = sl
-    s = gbar[n - 1] * G[n - 1] * G[n - 1]
+    g = G[n - 1]
+    s = _conj_if(gbar[n - 1], conjugate) * (g * g)
     sr = s
-    dalpha[n - 1] = -(dalpha[n - 1] + sr - s)
+    dalpha[n - 1] = _conj_if(-(dalpha[n - 1] + sr - s), conjugate)
     for j in range(n - 2, -1, -1):
         sr_next = sr
-        s = gbar[j] * G[j] * G[j]
-        sr = beta[j] * gL[j] * gL[j] * sr_next + s
+        g = G[j]
+        gl = gL[j]
+        s = _conj_if(gbar[j], conjugate) * (g * g)
+        sr = _times(beta[j], gl * gl * sr_next) + s
         slj = dalpha[j]
         if want_dbeta:
-            dbeta[j] = gR[j + 1] * slj + gL[j] * sr_next
-        dalpha[j] = -(slj + sr - s)
+            dbeta[j] = _conj_if(gR[j + 1] * slj + gl * sr_next, conjugate)
+        dalpha[j] = _conj_if(-(slj + sr - s), conjugate)
 
 
 @numba.njit(parallel=True, **_JIT)
-def _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta):
+def _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, conjugate):
     for k in prange(G.shape[0]):
-        _resolvent_backward_row(gbar[k], G[k], gL[k], gR[k], beta[k], dalpha[k], dbeta[k], want_dbeta)
+        _resolvent_backward_row(gbar[k], G[k], gL[k], gR[k], beta[k], dalpha[k], dbeta[k], want_dbeta,
+                                conjugate)
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -999,17 +1030,21 @@ def resolvent_diagonal_shifted_with_pivots(diag, shift, beta, pivmin):
     return G, gL, gR, guarded, singular
 
 
-def resolvent_diagonal_backward(gbar, G, gL, gR, beta, want_dbeta=True):
+def resolvent_diagonal_backward(gbar, G, gL, gR, beta, want_dbeta=True, conjugate=False):
     """``(dL/dalpha (B, N), dL/dbeta (B, N-1))`` from ``gbar = dL/dG`` (holomorphic convention:
     no conjugation here) by the two affine scans of DESIGN.md section 3; compiled, in place.
-    ``want_dbeta=False``: ``dL/dbeta`` is not formed (None), e.g. when the off-diagonals need
-    no gradient."""
+    ``beta`` may be real (a real ``T``; real products then).  ``want_dbeta=False``:
+    ``dL/dbeta`` is not formed (None), e.g. when the off-diagonals need no gradient.
+    ``conjugate=True``: PyTorch's convention instead, ``conj(K(conj(gbar)))`` for the
+    holomorphic map ``K`` above, conjugating in registers."""
     gbar, G, gL, gR, beta = _prep(gbar, G, gL, gR, beta)
+    if not np.iscomplexobj(G):
+        conjugate = False
     B, N = G.shape
     dalpha = np.empty_like(G)
     dbeta = np.empty((B, max(N - 1, 0) if want_dbeta else 1), G.dtype)
     if B and N:
-        _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta)
+        _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, bool(conjugate))
     return dalpha, (dbeta if want_dbeta else None)
 
 

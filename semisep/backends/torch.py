@@ -803,6 +803,50 @@ class _ResolventDiagonalFn(torch.autograd.Function):
         return dalpha.to(ctx.alpha_dtype), _grad_for(beta, dbeta), None, None, None
 
 
+class _ResolventShiftedFn(torch.autograd.Function):
+    """``(diag, shift, beta) -> G = diag(A^{-1})``, ``A = tridiag(beta; diag - shift)``, on CPU
+    tensors with the compiled kernels; the O(N) backward.
+
+    ``diag (B, N)`` real or complex (a stride-0 batch view is fine), ``shift (B,)``, ``beta
+    (B, N-1)`` in ``T``'s own dtype (real for a real ``T``).  ``alpha`` is never formed, a real
+    ``beta`` costs real products in both directions, and the backward kernel conjugates in
+    registers (``conjugate=True``), so no conjugated copy is made.  Gradients: ``dL/ddiag =
+    dL/dalpha`` (its real part for a real ``diag``), ``dL/dshift = -sum_i dL/dalpha_i``,
+    ``dL/dbeta`` from the kernel.  Saves beta, G, gL, gR (4 N-vectors per row)."""
+
+    @staticmethod
+    def forward(ctx, diag, shift, beta, pivmin):
+        from . import numpy as npb
+
+        dtype = torch.promote_types(torch.promote_types(diag.dtype, shift.dtype), beta.dtype)
+        p = pivmin.detach().to(_real_dtype(dtype)).contiguous().numpy()
+        out = npb.resolvent_diagonal_shifted_with_pivots(_np_view(diag), _np_view(shift), _np_view(beta), p)
+        G, gL, gR, guarded, singular = (torch.from_numpy(np.asarray(x)) for x in out)
+        ctx.save_for_backward(beta, G, gL, gR)
+        ctx.diag_dtype, ctx.shift_dtype = diag.dtype, shift.dtype
+        ctx.mark_non_differentiable(guarded, singular)
+        return G, guarded, singular
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gG, _g1, _g2):
+        from . import numpy as npb
+
+        beta, G, gL, gR = ctx.saved_tensors
+        need_diag, need_shift, need_beta = ctx.needs_input_grad[:3]
+        da, db = npb.resolvent_diagonal_backward(
+            _np_view(gG.to(G.dtype)), _np_view(G), _np_view(gL), _np_view(gR), _np_view(beta),
+            want_dbeta=need_beta, conjugate=True,
+        )
+        dalpha = torch.from_numpy(da)
+        g_diag = _grad_for(torch.empty(0, dtype=ctx.diag_dtype), dalpha) if need_diag else None
+        g_shift = None
+        if need_shift:
+            g_shift = _grad_for(torch.empty(0, dtype=ctx.shift_dtype), -dalpha.sum(dim=1))
+        g_beta = _grad_for(beta, torch.from_numpy(db)) if need_beta else None
+        return g_diag, g_shift, g_beta, None
+
+
 def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
     """``(G, guarded, singular, gL, gR)``.  ``"sequential"``: result and flags from the numpy
     kernel, the saved pivots from its separate left/right sweeps."""
@@ -1045,10 +1089,11 @@ class TorchBackend(Backend):
     takes_shift = True
 
     def resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method="auto"):
-        """Without autograd on CPU (``"sequential"``): the NumPy backend's shift-form kernel on
-        zero-copy views (no (B, N) ``alpha``, a shared off-diagonal stays a stride-0 view);
-        otherwise ``alpha = diag - shift`` is formed and :meth:`resolvent_diagonal` runs, so
-        gradients reach ``diag``, ``z`` and the off-diagonals through ordinary autograd."""
+        """On CPU (``"sequential"``): the NumPy backend's shift-form kernels on zero-copy views
+        (no (B, N) ``alpha``, a shared off-diagonal stays a stride-0 view); under autograd
+        through :class:`_ResolventShiftedFn` (its O(N) backward gives ``diag``, ``z`` and the
+        off-diagonals their gradients).  Otherwise ``alpha = diag - shift`` is formed and
+        :meth:`resolvent_diagonal` runs."""
         resolved = self._resolve_method(method, diag)
         if (method == "auto" and resolved == "chunked" and shift.is_complex() and diag.shape[1] >= 2
                 and _triton_resolvent.available(diag) and not self._needs_grad(diag, shift, beta)):
@@ -1057,7 +1102,9 @@ class TorchBackend(Backend):
                     diag, shift, beta, pivmin.detach(), L=self.fused_chunk_length)
             if out is not None:
                 return out
-        if resolved == "sequential" and not self._needs_grad(diag, shift, beta):
+        if resolved == "sequential" and self._needs_grad(diag, shift, beta):
+            return _ResolventShiftedFn.apply(diag, shift, beta, pivmin.detach())
+        if resolved == "sequential":
             from . import get_backend
 
             p = pivmin.detach().to(_real_dtype(shift.dtype))

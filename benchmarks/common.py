@@ -21,8 +21,9 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,7 @@ __all__ = [
     "RESULTS_DIR",
     "Timing",
     "median_time",
+    "interleaved_times",
     "auto_repeats",
     "machine_info",
     "write_json",
@@ -74,6 +76,28 @@ def median_time(fn: Callable[[], Any], repeats: int = 7, warmup: int = 1) -> Tim
         median_s=float(med), iqr_s=float(q3 - q1), q1_s=float(q1), q3_s=float(q3),
         min_s=float(ts.min()), repeats=int(repeats), warmup=int(warmup),
     )
+
+
+def interleaved_times(fns: dict[str, Callable[[], Any]], rounds: int = 7,
+                      warmup: int = 1) -> dict[str, Timing]:
+    """Time several functions round-robin (``a, b, c, a, b, c, ...``) so that a slow spell of
+    a noisy machine falls on all of them alike; one :class:`Timing` per name.  Use it for the
+    ratios a target is judged on."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    ts = {k: np.empty(rounds) for k in fns}
+    for i in range(rounds):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            ts[k][i] = time.perf_counter() - t0
+    out = {}
+    for k, v in ts.items():
+        q1, med, q3 = np.percentile(v, [25, 50, 75])
+        out[k] = Timing(median_s=float(med), iqr_s=float(q3 - q1), q1_s=float(q1), q3_s=float(q3),
+                        min_s=float(v.min()), repeats=int(rounds), warmup=int(warmup))
+    return out
 
 
 def auto_repeats(fn: Callable[[], Any], budget_s: float, min_repeats: int = 3,

@@ -523,6 +523,18 @@ def _guarded_second_pass(second_pass, num, den, pm, B, nc, Ac, rdt):
     return G, D, mask
 
 
+def _host_view(t: torch.Tensor) -> np.ndarray | None:
+    """A NumPy view of a plain CPU tensor's values (detached; a negated view resolved), or
+    None where there is none: a CUDA tensor, or a torch.func wrapper without storage (those
+    keep torch's own ops, and torch's own error for the autograd Functions)."""
+    if t.device.type != "cpu":
+        return None
+    try:
+        return t.detach().resolve_neg().numpy()
+    except (RuntimeError, TypeError):
+        return None
+
+
 def _np_view(t: torch.Tensor) -> np.ndarray:
     """A NumPy view of a CPU tensor (conjugation resolved; copied only if not strided along N)."""
     t = t.detach().resolve_conj()
@@ -1065,18 +1077,27 @@ class TorchBackend(Backend):
     def eps(self, dtype: Any) -> float:
         return float(torch.finfo(dtype).eps)
 
+    # The three reductions below run on NumPy views for CPU tensors: torch's CPU isfinite/all
+    # and aminmax took 1.2-1.5 ms on a batch 8 x 2^17 float64 array against 0.16-0.2 ms for
+    # NumPy's (measured 2026-11-23), a third of the no-grad resolvent call's time.
     def all_finite(self, x: Any) -> bool:
-        return bool(torch.isfinite(x).all())
+        v = _host_view(x.conj() if x.is_conj() else x)  # conj: same finiteness, no copy
+        return bool(np.isfinite(v).all()) if v is not None else bool(torch.isfinite(x).all())
 
     def amax_abs(self, x: Any, axis: int) -> Any:
-        a = x.abs()
-        if a.shape[axis] == 0:
-            shape = list(a.shape)
+        if x.shape[axis] == 0:
+            shape = list(x.shape)
             del shape[axis]
-            return a.new_zeros(shape)
-        return a.amax(dim=axis)
+            return x.new_zeros(shape, dtype=_real_dtype(x.dtype))
+        v = None if x.is_complex() else _host_view(x)
+        if v is not None:  # max|v| = max(max v, -min v), no |v| array
+            return torch.from_numpy(np.asarray(np.maximum(v.max(axis=axis), -v.min(axis=axis))))
+        return x.abs().amax(dim=axis)
 
     def min_max(self, x: Any) -> tuple[Any, Any]:
+        v = _host_view(x)
+        if v is not None:
+            return torch.from_numpy(np.asarray(v.min(axis=-1))), torch.from_numpy(np.asarray(v.max(axis=-1)))
         return torch.aminmax(x, dim=-1)
 
     def maximum(self, a: Any, b: Any) -> Any:

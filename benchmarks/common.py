@@ -78,25 +78,34 @@ def median_time(fn: Callable[[], Any], repeats: int = 7, warmup: int = 1) -> Tim
     )
 
 
-def interleaved_times(fns: dict[str, Callable[[], Any]], rounds: int = 7,
-                      warmup: int = 1) -> dict[str, Timing]:
+def interleaved_times(fns: dict[str, Callable[[], Any]], rounds: int = 7, warmup: int = 1,
+                      block: int = 1) -> dict[str, Timing]:
     """Time several functions round-robin (``a, b, c, a, b, c, ...``) so that a slow spell of
     a noisy machine falls on all of them alike; one :class:`Timing` per name.  Use it for the
-    ratios a target is judged on."""
+    ratios a target is judged on.
+
+    ``block > 1``: each turn makes one untimed call and then ``block`` timed ones, so that
+    every function is timed with its own working set in cache (as a plain repeat loop would)
+    rather than cold after a neighbour with a large one -- use it where the functions'
+    working sets differ a lot."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    ts = {k: np.empty(rounds) for k in fns}
-    for i in range(rounds):
+    ts: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            ts[k][i] = time.perf_counter() - t0
+            if block > 1:
+                fn()
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                ts[k].append(time.perf_counter() - t0)
     out = {}
     for k, v in ts.items():
-        q1, med, q3 = np.percentile(v, [25, 50, 75])
+        a = np.asarray(v)
+        q1, med, q3 = np.percentile(a, [25, 50, 75])
         out[k] = Timing(median_s=float(med), iqr_s=float(q3 - q1), q1_s=float(q1), q3_s=float(q3),
-                        min_s=float(v.min()), repeats=int(rounds), warmup=int(warmup))
+                        min_s=float(a.min()), repeats=int(a.size), warmup=int(warmup))
     return out
 
 

@@ -416,7 +416,12 @@ class TridiagonalPlusLowRank(StructuredOperator):
         T = self.tridiagonal
         rows = _shifted_rows(T, z, check_finite, extra={"operator": self._batch_shape})
         if rows.batch == broadcast_shapes({"T": T.batch_shape, "z": tuple(np.shape(z))}):
-            G, guarded, singular = bk.resolvent_diagonal(rows.alpha, rows.beta, rows.pivmin, method=method)
+            if bk.takes_shift:  # the shift form, as Tridiagonal.resolvent_diagonal (real products)
+                G, guarded, singular = bk.resolvent_diagonal_shifted(
+                    rows.diag, rows.shift, rows.beta_native, rows.pivmin, method=method)
+            else:
+                G, guarded, singular = bk.resolvent_diagonal(
+                    rows.alpha, rows.beta, rows.pivmin, method=method)
             _raise_if_singular(bk, singular, rows.batch, "resolvent_diagonal", z)
             _, pG = _with_info(None, rows, guarded, method, True)
             G = G.reshape(batch + (n,))

@@ -4,8 +4,8 @@ Problem: a batch of 8 disordered chains, ``diag = -2 + uniform(-1, 1)``, off-dia
 (symmetric), ``z = 0.5 + 1e-3j`` (inside the band, close to the real axis); float64 inputs,
 complex128 outputs; N = 2^10 .. 2^20 (``--quick``: 2^10 .. 2^17, fewer repeats).
 
-Timed, all in the same run (medians with IQR; semisep, kernel, c64 and copyto round-robin, so
-that their ratios compare the same moments of this noisy machine):
+Timed, all in the same run (medians with IQR; semisep, kernel, c64 and copyto round-robin in
+warm blocks, so that their ratios compare the same stretch of time on this noisy machine):
 
 * ``semisep``: the public call ``T.resolvent_diagonal(z)`` (validation, the shift, the pivot
   guard threshold and the compiled kernel), and ``kernel``: the compiled shift-form kernel alone
@@ -129,7 +129,6 @@ def max_rel_err(x: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None) 
 # ------------------------------------------------------------------------------------------------
 def _time_size(n: int, quick: bool, torch_ok: bool) -> dict[str, Any]:
     budget = 0.5 if quick else 2.0
-    min_rep = 3 if quick else 7
     loop_max = 1 << (LOOP_MAX_LOG2_QUICK if quick else LOOP_MAX_LOG2)
     row: dict[str, Any] = {"n": n, "log2n": int(round(math.log2(n))), "batch": BATCH}
     diag, off = disordered_chain(n)
@@ -141,19 +140,21 @@ def _time_size(n: int, quick: bool, torch_ok: bool) -> dict[str, Any]:
     shift = np.full(BATCH, Z, np.complex128)
     beta_real = np.broadcast_to(off * off, (BATCH, n - 1))
     copy = baselines.make_copyto((BATCH, n), np.complex128)
-    # round-robin (semisep, kernel, c64, copyto, semisep, ...): the ratios to np.copyto are
-    # judged on timings taken in the same moments, so a slow spell of this shared machine's
-    # memory bandwidth falls on both sides alike
+    # round-robin in blocks (semisep x (1 warm + 3 timed), kernel x ..., c64, copyto, semisep,
+    # ...): the ratios to np.copyto are judged on timings taken in the same stretch of time, so
+    # a slow spell of this shared machine's memory bandwidth falls on both sides alike; the
+    # warm call keeps each one's own data in cache, as a repeat loop would (a plain one-call
+    # round-robin left np.copyto's 32 MB cold after semisep and timed it 2-3x slower).
     t1 = time.perf_counter()
     T.resolvent_diagonal(Z)
     first = time.perf_counter() - t1
-    rounds = int(max(min_rep, 9, min(200, budget / max(2.5 * first, 1e-9))))
+    rounds = int(max(3, min(50, budget / max(10 * first, 1e-9))))
     row.update(interleaved_times({
         "semisep": lambda: T.resolvent_diagonal(Z),
         "kernel": lambda: resolvent_diagonal_shifted_kernel(diag, shift, beta_real, pivmin),
         "c64": lambda: T32.resolvent_diagonal(np.complex64(Z)),
         "copyto": copy,
-    }, rounds=rounds, warmup=2))
+    }, rounds=rounds, warmup=2, block=3))
     t = row["semisep"]["median_s"]
     row["elements_per_s"] = BATCH * n / t
     row["kernel_elements_per_s"] = BATCH * n / row["kernel"]["median_s"]

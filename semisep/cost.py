@@ -353,7 +353,7 @@ def dense_resolvent_diagonal_flops(n: int, complex: bool = True) -> int:
 # ================================================================================================
 def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
                      checkpointing: bool = False, input_dtype: Any = None,
-                     z_bytes: int = 0) -> int:
+                     z_bytes: int = 0, shift_form: bool = False) -> int:
     """Bytes torch keeps for backward after ``BirmanSchwingerCore.forward`` (parameters
     excluded: they are held anyway), at batch ``B``, as the implementation stores them.
 
@@ -380,7 +380,11 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
         B N r c           W^T = K^{-1} Y^T
 
     i.e. ``B N (f + 4c) + 4 B N r c + 2 (N-1) c + N r c + 3 B r^2 c + 4 B r`` (r > 0) and
-    ``B N (f + 3c) + (N-1) c`` (r = 0).  Checked against
+    ``B N (f + 3c) + (N-1) c`` (r = 0).
+
+    ``shift_form=True`` (CPU tensors: the resolvent's autograd Function takes ``diag`` and
+    ``z`` apart): no subtraction keeps the ``B N f`` diagonal, and ``beta`` is saved in ``T``'s
+    own real dtype, ``(N-1) f`` instead of ``(N-1) c``.  Checked against
     ``saved_tensors_hooks`` in ``tests/test_nn_core.py`` (exact when written); a row upgraded
     to float64 by ``precision="auto"`` adds its float64 twin (not included).
     """
@@ -389,9 +393,11 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
     f = itemsize(compute_dtype)
     c = 2 * f
     B = batch
+    diag_kept = 0 if shift_form else B * n * f
+    beta_kept = (n - 1) * (f if shift_form else c)
     if r == 0:
-        return B * n * (f + 3 * c) + (n - 1) * c
-    return (B * n * (f + 4 * c) + 4 * B * n * r * c + 2 * (n - 1) * c
+        return diag_kept + 3 * B * n * c + beta_kept
+    return (diag_kept + 4 * B * n * c + 4 * B * n * r * c + beta_kept + (n - 1) * c
             + n * r * c + 3 * B * r * r * c + 4 * B * r)
 
 
@@ -403,7 +409,7 @@ def dense_core_saved_bytes(n: int, batch: int, compute_dtype: Any = "float32") -
 
 def core_memory(n: int, r: int, batch: int, input_dtype: Any = "float32",
                 param_dtype: Any = "float32", checkpointing: bool = False,
-                precision: str = "auto") -> dict:
+                precision: str = "auto", shift_form: bool = False) -> dict:
     """Memory of one training step of a model that uses ``BirmanSchwingerCore`` (Adam).
 
     Keys (bytes)::
@@ -427,14 +433,16 @@ def core_memory(n: int, r: int, batch: int, input_dtype: Any = "float32",
         memory_savings     1 - total_bytes / dense_total_bytes
 
     ``precision``: "auto" computes in ``input_dtype``, "float32"/"float64" in that dtype.
+    ``shift_form``: the CPU autograd path (:func:`core_saved_bytes`).
     """
     compute = input_dtype if precision == "auto" else precision
     f = itemsize(compute)
     p = itemsize(param_dtype)
     tri = (batch * n + (n - 1)) * f
     low = 2 * n * r * p
-    act = core_saved_bytes(n, r, batch, compute, checkpointing, input_dtype)
-    rec = core_saved_bytes(n, r, batch, compute, False, input_dtype) if checkpointing else 0
+    act = core_saved_bytes(n, r, batch, compute, checkpointing, input_dtype, shift_form=shift_form)
+    rec = (core_saved_bytes(n, r, batch, compute, False, input_dtype, shift_form=shift_form)
+           if checkpointing else 0)
     grads = 2 * n * r * p  # U.grad, V.grad
     opt = (4 * n * r * p + 2 * 4) if r else 0
     total = tri + low + act + rec + grads + opt

@@ -509,9 +509,13 @@ class BirmanSchwingerCore(nn.Module):
         if use_checkpointing is None:
             use_checkpointing = self.enable_gradient_checkpointing
         dt = dtype or self._param_dtype
+        held = next(iter(self.parameters()), None)
+        if held is None:
+            held = next(iter(self.buffers()), None)
+        on_cpu = held is None or held.device.type == "cpu"  # CPU: the shift-form autograd path
         return core_memory(self.n_seq, self.rank, int(batch_size), input_dtype=dt,
                            param_dtype=self._param_dtype, checkpointing=bool(use_checkpointing),
-                           precision=self.precision)
+                           precision=self.precision, shift_form=on_cpu)
 
     def compute_optimal_batch_size(self, available_memory_bytes: float,
                                    use_checkpointing: bool | None = None,

@@ -679,29 +679,29 @@ def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, co
     Writes only the two outputs: no temporaries.
     """
     n = G.shape[0]
-    conjugate = 1.0 - 2.0 * conjugate  # the sign _conj_if takes
-    g0 = _conj_if(gbar[0], conjugate)
+    sign = 1.0 - 2.0 * conjugate  # -1.0: conjugate (the sign _conj_if takes)
+    g0 = _conj_if(gbar[0], sign)
     sl = g0 * G[0] * G[0]
     dalpha[0] = sl
     for j in range(1, n):
         gr = gR[j]
         g = G[j]
-        sl = _times(beta[j - 1], gr * gr * sl) + _conj_if(gbar[j], conjugate) * (g * g)
+        sl = _times(beta[j - 1], gr * gr * sl) + _conj_if(gbar[j], sign) * (g * g)
         dalpha[j] = sl
     g = G[n - 1]
-    s = _conj_if(gbar[n - 1], conjugate) * (g * g)
+    s = _conj_if(gbar[n - 1], sign) * (g * g)
     sr = s
-    dalpha[n - 1] = _conj_if(-(dalpha[n - 1] + sr - s), conjugate)
+    dalpha[n - 1] = _conj_if(-(dalpha[n - 1] + sr - s), sign)
     for j in range(n - 2, -1, -1):
         sr_next = sr
         g = G[j]
         gl = gL[j]
-        s = _conj_if(gbar[j], conjugate) * (g * g)
+        s = _conj_if(gbar[j], sign) * (g * g)
         sr = _times(beta[j], gl * gl * sr_next) + s
         slj = dalpha[j]
         if want_dbeta:
-            dbeta[j] = _conj_if(gR[j + 1] * slj + gl * sr_next, conjugate)
-        dalpha[j] = _conj_if(-(slj + sr - s), conjugate)
+            dbeta[j] = _conj_if(gR[j + 1] * slj + gl * sr_next, sign)
+        dalpha[j] = _conj_if(-(slj + sr - s), sign)
 
 
 @numba.njit(parallel=True, **_JIT)

@@ -15,6 +15,17 @@ the only B x N array it writes is the result.  Complex reciprocals use ``conj(x)
 one real division (``|x|^2`` also serves the pivot guard), falling back to ``1/x`` where
 ``|x|^2`` would overflow or underflow.
 
+Compile time.  numba compiles every kernel once per argument signature (dtype, layout,
+read-only flag), and CI starts from a cold cache.  The per-element steps are scalar
+``overload``s; only the hot paths' fast halves (:func:`_pivot_step`, :func:`_combine_step`,
+:func:`_guarded_recip`, :func:`_checked_recip`) are inlined in numba's IR, and the rare
+guarded / tiny / huge pivot branches are separate compiled functions
+(:func:`_guarded_recip_slow`, :func:`_checked_recip_slow`) that LLVM leaves out of line.
+Inlining every helper in numba's IR (as before 2026-11-23) cost 15 s of compilation per
+signature for the one-row resolvent kernel and 40 s for the two-row one, against ~5 and ~10 s
+now, with the same machine code on the hot path (checked in the assembly: the fast paths are
+inlined, only the slow-path calls remain).
+
 The ``*_ref`` functions are the plain NumPy twins (a Python loop over N, vectorised over the
 batch); tests compare every compiled kernel with its twin.
 """
@@ -66,7 +77,7 @@ def _recip(x):  # pragma: no cover - replaced by the numba overload below
     return 1.0 / x
 
 
-@overload(_recip, inline="always")
+@overload(_recip)
 def _recip_impl(x):
     if isinstance(x, numba.types.Complex):
 
@@ -98,7 +109,7 @@ def _small(x, thr):  # pragma: no cover - replaced by the numba overload below
     return abs(x) < thr
 
 
-@overload(_small, inline="always")
+@overload(_small)
 def _small_impl(x, thr):
     """``|x| < thr`` without a square root for complex x (``re^2 + im^2 < thr^2``)."""
     if isinstance(x, numba.types.Complex):
@@ -118,7 +129,7 @@ def _guard(d, pivmin):  # pragma: no cover - replaced by the numba overload belo
     return d
 
 
-@overload(_guard, inline="always")
+@overload(_guard)
 def _guard_impl(d, pivmin):
     """Return (d', guarded): ``d' = pivmin * d/|d|`` (``pivmin`` if d == 0) when |d| < pivmin."""
     if isinstance(d, numba.types.Complex):
@@ -146,6 +157,20 @@ def _guard_impl(d, pivmin):
     return impl_real
 
 
+@numba.njit(**_JIT)
+def _guarded_recip_slow(t, pivmin):
+    """:func:`_guarded_recip` off its fast path (a guarded, tiny or huge pivot): a separate
+    compiled function, so the hot loops inline only the fast path."""
+    d, g = _guard(t, pivmin)
+    return _recip(d), int(g)
+
+
+@numba.njit(**_JIT)
+def _checked_recip_slow(t, thr):
+    """:func:`_checked_recip` off its fast path (see :func:`_guarded_recip_slow`)."""
+    return _recip(t), _small(t, thr)
+
+
 def _guarded_recip(t, pivmin):  # pragma: no cover - replaced by the numba overload below
     return 1.0 / t, 0
 
@@ -163,8 +188,7 @@ def _guarded_recip_impl(t, pivmin):
             if s >= pivmin * pivmin and s > 1e-290 and s < 1e290:
                 r = 1.0 / s
                 return complex(re * r, -im * r), 0
-            d, g = _guard(t, pivmin)
-            return _recip(d), int(g)
+            return _guarded_recip_slow(t, pivmin)
 
         return impl
 
@@ -191,7 +215,7 @@ def _checked_recip_impl(t, thr):
             if s >= thr * thr and s > 1e-290 and s < 1e290:
                 r = 1.0 / s
                 return complex(re * r, -im * r), False
-            return _recip(t), _small(t, thr)
+            return _checked_recip_slow(t, thr)
 
         return impl
 
@@ -205,7 +229,7 @@ def _times(b, g):  # pragma: no cover - replaced by the numba overload below
     return b * g
 
 
-@overload(_times, inline="always")
+@overload(_times)
 def _times_impl(b, g):
     """``b * g``; a real ``b`` times a complex ``g`` as two real products.  numba would
     promote ``b`` to complex and spend four products and two sums (the zero imaginary part
@@ -227,7 +251,7 @@ def _shifted(d, s):  # pragma: no cover - replaced by the numba overload below
     return d - s
 
 
-@overload(_shifted, inline="always")
+@overload(_shifted)
 def _shifted_impl(d, s):
     """``d - s``; a real ``d`` minus a complex ``s`` without promoting ``d`` (see _times)."""
     if isinstance(d, numba.types.Float) and isinstance(s, numba.types.Complex):
@@ -247,7 +271,7 @@ def _conj_if(x, sign):  # pragma: no cover - replaced by the numba overload belo
     return complex(x.real, sign * x.imag)
 
 
-@overload(_conj_if, inline="always")
+@overload(_conj_if)
 def _conj_if_impl(x, sign):
     """``conj(x)`` for ``sign = -1.0``, ``x`` for ``sign = 1.0`` (exact either way; a real
     ``x`` is returned as it is).  Arithmetic, not a branch: numba's inliner mishandled a
@@ -399,9 +423,13 @@ def _pivots_row_interleaved(diag, shift, beta, pivmin, G, gL, gR):
 
 @numba.njit(**_JIT)
 def _pivots_rows_paired(diag, shift, beta, pivmin, G, gL, gR, a, b, guarded, singular):
-    """:func:`_pivots_row_interleaved` for rows ``a`` and ``b`` in one loop (four recursions in
-    flight, as :func:`_resolvent_rows_paired`); the same steps, so the same pivots."""
-    da = diag[a]  # one view per statement (see _resolvent_rows_paired)
+    """:func:`_pivots_row_interleaved` for rows ``a`` and ``b`` in one loop: four independent
+    recursions in flight instead of two, which fills the core's pipelines where one row leaves
+    them waiting on its reciprocals.  The same steps, so the same pivots (tested)."""
+    # One view per statement: numba's alias analysis does not see through a tuple unpack, and
+    # it then dropped the last stores through such a view as dead code (numba 0.68: an odd-N
+    # tail's results never reached G in an earlier paired kernel).
+    da = diag[a]
     db = diag[b]
     ba = beta[a]
     bb = beta[b]
@@ -453,8 +481,7 @@ def _resolvent_row_twosided(diag, shift, beta, pivmin, G):
     ``G[i+1]``), the right sweep over ``[0, h)`` likewise with ``gL_{j-1}`` in ``G[j-1]``.
     Every pivot of both sweeps is formed and guard-counted, as in the reference; each element
     costs three reciprocals, one row reads ``diag`` twice and ``G`` once and writes ``G``
-    twice.  The steps take scalars (a zero ``b`` and ``g`` where a neighbour is missing), so
-    that :func:`_resolvent_rows_paired` can run two rows with the same code.
+    twice.  The steps take scalars (a zero ``b`` and ``g`` where a neighbour is missing).
     """
     n = diag.shape[0]
     q = SINGULAR_FACTOR * pivmin
@@ -497,103 +524,13 @@ def _resolvent_row_twosided(diag, shift, beta, pivmin, G):
     return guarded, singular
 
 
-@numba.njit(**_JIT)
-def _resolvent_rows_paired(diag, shift, beta, pivmin, G, a, b, guarded, singular):
-    """:func:`_resolvent_row_twosided` for rows ``a`` and ``b`` (N >= 4) in one loop: four
-    independent recursions in flight instead of two, which fills the core's pipelines where
-    one row leaves them waiting on its reciprocals (see :func:`_resolvent_batch`).  The same
-    steps on each row as the one-row kernel, so the same bits (tested).  The boundary steps
-    are peeled out of the loops, which then hold no conditional expressions."""
-    # One view per statement: numba's alias analysis does not see through a tuple unpack, and
-    # it then dropped the last stores through such a view as dead code (numba 0.68; the
-    # odd-N tail's results never reached G).
-    da = diag[a]
-    db = diag[b]
-    ba = beta[a]
-    bb = beta[b]
-    Ga = G[a]
-    Gb = G[b]
-    sa, sb, pa, pb = shift[a], shift[b], pivmin[a], pivmin[b]
-    qa, qb = SINGULAR_FACTOR * pa, SINGULAR_FACTOR * pb
-    n = da.shape[0]
-    h = n // 2
-    zg = da[0] * 0 + sa * 0
-    zb = ba.dtype.type(0)
-    # phase 1: k = 0 (no neighbour yet), then k = 1 .. h-1
-    gla, g1 = _pivot_step(da[0], sa, zb, zg, pa)
-    gra, g2 = _pivot_step(da[n - 1], sa, zb, zg, pa)
-    glb, g3 = _pivot_step(db[0], sb, zb, zg, pb)
-    grb, g4 = _pivot_step(db[n - 1], sb, zb, zg, pb)
-    ga = g1 + g2
-    gb = g3 + g4
-    Ga[0], Ga[n - 1], Gb[0], Gb[n - 1] = gla, gra, glb, grb
-    for k in range(1, h):
-        j = n - 1 - k
-        gla, g1 = _pivot_step(da[k], sa, ba[k - 1], gla, pa)
-        gra, g2 = _pivot_step(da[j], sa, ba[j], gra, pa)
-        glb, g3 = _pivot_step(db[k], sb, bb[k - 1], glb, pb)
-        grb, g4 = _pivot_step(db[j], sb, bb[j], grb, pb)
-        ga += g1 + g2
-        gb += g3 + g4
-        Ga[k], Ga[j], Gb[k], Gb[j] = gla, gra, glb, grb
-    odd = n - h > h
-    if odd:  # the middle position is one more right-sweep step (h < N-1 as N >= 4)
-        gra, g1 = _pivot_step(da[h], sa, ba[h], gra, pa)
-        grb, g2 = _pivot_step(db[h], sb, bb[h], grb, pb)
-        ga += g1
-        gb += g2
-        Ga[h], Gb[h] = gra, grb
-    # phase 2: k = 0 .. h-2, then k = h-1 (j = 0: no left neighbour of the right sweep)
-    fa = fb = False
-    for k in range(h - 1):
-        i = h + k
-        j = h - 1 - k
-        x, gla, g1, s1 = _combine_step(da[i], sa, ba[i - 1], gla, ba[i], Ga[i + 1], pa, qa)
-        y, gra, g2, s2 = _combine_step(da[j], sa, ba[j], gra, ba[j - 1], Ga[j - 1], pa, qa)
-        u, glb, g3, s3 = _combine_step(db[i], sb, bb[i - 1], glb, bb[i], Gb[i + 1], pb, qb)
-        v, grb, g4, s4 = _combine_step(db[j], sb, bb[j], grb, bb[j - 1], Gb[j - 1], pb, qb)
-        Ga[i], Ga[j], Gb[i], Gb[j] = x, y, u, v
-        ga += g1 + g2
-        gb += g3 + g4
-        fa |= s1 | s2
-        fb |= s3 | s4
-    i = 2 * h - 1  # the left sweep's next neighbour is G[i+1] = gR_{N-1} only for odd N
-    bia, bib, gia, gib = zb, zb, zg, zg
-    if odd:
-        bia, bib, gia, gib = ba[i], bb[i], Ga[i + 1], Gb[i + 1]
-    x, gla, g1, s1 = _combine_step(da[i], sa, ba[i - 1], gla, bia, gia, pa, qa)
-    y, gra, g2, s2 = _combine_step(da[0], sa, ba[0], gra, zb, zg, pa, qa)
-    u, glb, g3, s3 = _combine_step(db[i], sb, bb[i - 1], glb, bib, gib, pb, qb)
-    v, grb, g4, s4 = _combine_step(db[0], sb, bb[0], grb, zb, zg, pb, qb)
-    Ga[i], Ga[0], Gb[i], Gb[0] = x, y, u, v
-    ga += g1 + g2
-    gb += g3 + g4
-    fa |= s1 | s2
-    fb |= s3 | s4
-    if odd:  # the last position, gamma_{N-1} = t_{N-1}
-        i = n - 1
-        x, gla, g1, s1 = _combine_step(da[i], sa, ba[i - 1], gla, zb, zg, pa, qa)
-        u, glb, g3, s3 = _combine_step(db[i], sb, bb[i - 1], glb, zb, zg, pb, qb)
-        Ga[i], Gb[i] = x, u
-        ga += g1
-        gb += g3
-        fa |= s1
-        fb |= s3
-    guarded[a], guarded[b], singular[a], singular[b] = ga, gb, fa, fb
-
-
 @numba.njit(parallel=True, **_JIT)
-def _resolvent_batch(diag, shift, beta, pivmin, G, guarded, singular, npairs):
-    """Rows ``2p, 2p+1`` for ``p < npairs`` as pairs, the rest one by one, in parallel."""
-    B = diag.shape[0]
-    if diag.shape[1] < 4:
-        npairs = 0
-    for t in prange(B - npairs):
-        if t < npairs:
-            _resolvent_rows_paired(diag, shift, beta, pivmin, G, 2 * t, 2 * t + 1, guarded, singular)
-        else:
-            k = t + npairs
-            guarded[k], singular[k] = _resolvent_row_twosided(diag[k], shift[k], beta[k], pivmin[k], G[k])
+def _resolvent_batch(diag, shift, beta, pivmin, G, guarded, singular):
+    """One row per task.  Rows in pairs (four recursions in flight, as
+    :func:`_pivots_rows_paired`) were tried here and not confirmed faster in warm-block A/Bs
+    (2026-11-23, ``benchmarks/ab_cpu_kernels.py``), while they tripled the compile time."""
+    for k in prange(diag.shape[0]):
+        guarded[k], singular[k] = _resolvent_row_twosided(diag[k], shift[k], beta[k], pivmin[k], G[k])
 
 
 @numba.njit(**_JIT)
@@ -655,16 +592,20 @@ def _resolvent_selected_batch(alpha, beta, pivmin, idx, gL, out, guarded, singul
 
 
 @numba.njit(parallel=True, **_JIT)
-def _resolvent_pivots_batch(diag, shift, beta, pivmin, G, gL, gR, guarded, singular, npairs):
-    """Rows ``2p, 2p+1`` for ``p < npairs`` as pairs, the rest one by one, in parallel."""
-    B = diag.shape[0]
-    for t in prange(B - npairs):
-        if t < npairs:
-            _pivots_rows_paired(diag, shift, beta, pivmin, G, gL, gR, 2 * t, 2 * t + 1, guarded, singular)
-        else:
-            k = t + npairs
-            guarded[k], singular[k] = _pivots_row_interleaved(diag[k], shift[k], beta[k], pivmin[k],
-                                                              G[k], gL[k], gR[k])
+def _resolvent_pivots_batch(diag, shift, beta, pivmin, G, gL, gR, guarded, singular, start):
+    """Rows ``start .. B-1`` one per task (:func:`_pivots_row_interleaved`)."""
+    for k in prange(start, diag.shape[0]):
+        guarded[k], singular[k] = _pivots_row_interleaved(diag[k], shift[k], beta[k], pivmin[k],
+                                                          G[k], gL[k], gR[k])
+
+
+@numba.njit(parallel=True, **_JIT)
+def _resolvent_pivots_pairs(diag, shift, beta, pivmin, G, gL, gR, guarded, singular, npairs):
+    """Rows ``2p, 2p+1`` for ``p < npairs``, one pair per task (:func:`_pivots_rows_paired`).
+    A separate function from :func:`_resolvent_pivots_batch`, so that a call that never pairs
+    rows never compiles the (large) paired loop."""
+    for p in prange(npairs):
+        _pivots_rows_paired(diag, shift, beta, pivmin, G, gL, gR, 2 * p, 2 * p + 1, guarded, singular)
 
 
 @numba.njit(**_JIT)
@@ -1009,7 +950,7 @@ def resolvent_diagonal_kernel(alpha, beta, pivmin):
 
 
 def _row_pairs(B: int) -> int:
-    """How many row pairs :func:`_resolvent_batch` runs: pairs only while every thread still
+    """How many row pairs :func:`_resolvent_pivots_pairs` runs: pairs only while every thread still
     gets at least one (a pair costs a thread ~1.3 rows' time, so with fewer rows than two per
     thread, single rows on separate threads finish sooner)."""
     return B // 2 if B >= 2 * numba.get_num_threads() else 0
@@ -1041,8 +982,7 @@ def resolvent_diagonal_shifted_kernel(diag, shift, beta, pivmin):
     guarded = np.zeros(B, np.int64)
     singular = np.zeros(B, np.bool_)
     if B > 0 and N > 0:
-        _resolvent_batch(diag, shift, beta, _pivmin(pivmin, dtype), G, guarded, singular,
-                         _row_pairs(B))
+        _resolvent_batch(diag, shift, beta, _pivmin(pivmin, dtype), G, guarded, singular)
     return G, guarded, singular
 
 
@@ -1088,8 +1028,12 @@ def resolvent_diagonal_shifted_with_pivots(diag, shift, beta, pivmin):
     guarded = np.zeros(B, np.int64)
     singular = np.zeros(B, np.bool_)
     if B and N:
-        _resolvent_pivots_batch(diag, shift, beta, _pivmin(pivmin, dtype), G, gL, gR, guarded, singular,
-                                _row_pairs(B))
+        pm = _pivmin(pivmin, dtype)
+        npairs = _row_pairs(B)
+        if npairs:
+            _resolvent_pivots_pairs(diag, shift, beta, pm, G, gL, gR, guarded, singular, npairs)
+        if 2 * npairs < B:
+            _resolvent_pivots_batch(diag, shift, beta, pm, G, gL, gR, guarded, singular, 2 * npairs)
     return G, gL, gR, guarded, singular
 
 

@@ -135,6 +135,17 @@ def test_backward_kernel_real_beta_and_conjugate_mode(rng, N):
     assert np.abs(da_r - da).max() <= tol and np.abs(db_r - db).max(initial=0) <= tol
     da_c, db_c = nb.resolvent_diagonal_backward(gbar.conj(), G, gL, gR, beta, conjugate=True)
     assert np.array_equal(da_c, da_r.conj()) and np.array_equal(db_c, db_r.conj())
+    # the real part written by the kernel, and the row sum it accumulates
+    for conj in (False, True):
+        g_in = gbar.conj() if conj else gbar
+        full, _, s_full = nb.resolvent_diagonal_backward(g_in, G, gL, gR, beta, conjugate=conj,
+                                                         return_sum=True)
+        re, db_re, s_re = nb.resolvent_diagonal_backward(g_in, G, gL, gR, beta, conjugate=conj,
+                                                         real_dalpha=True, return_sum=True)
+        assert re.dtype == np.float64 and re.flags.c_contiguous and re.shape == (B, N)
+        assert np.array_equal(re, full.real) and np.array_equal(db_re, db_c if conj else db_r)
+        assert np.allclose(s_full, full.sum(axis=1), rtol=1e-13, atol=1e-13 * np.abs(full).sum())
+        assert np.array_equal(s_re, s_full)
 
 
 @pytest.mark.parametrize("real_dtype", [np.float32, np.float64])

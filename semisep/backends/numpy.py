@@ -17,7 +17,7 @@ one real division (``|x|^2`` also serves the pivot guard), falling back to ``1/x
 
 Compile time.  numba compiles every kernel once per argument signature (dtype, layout,
 read-only flag), and CI starts from a cold cache.  The per-element steps are scalar
-``overload``s; only the hot paths' fast halves (:func:`_pivot_step`, :func:`_combine_step`,
+``overload`` functions; only the hot paths' fast halves (:func:`_pivot_step`, :func:`_combine_step`,
 :func:`_guarded_recip`, :func:`_checked_recip`) are inlined in numba's IR, and the rare
 guarded / tiny / huge pivot branches are separate compiled functions
 (:func:`_guarded_recip_slow`, :func:`_checked_recip_slow`) that LLVM leaves out of line.
@@ -609,7 +609,7 @@ def _resolvent_pivots_pairs(diag, shift, beta, pivmin, G, gL, gR, guarded, singu
 
 
 @numba.njit(**_JIT)
-def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, conjugate):
+def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, conjugate, dreal, want_real):
     """O(N) backward of ``G = diag(A^{-1})`` for one row, holomorphic convention.
 
     ``s_i = gbar_i G_i^2``; ``SL_j = beta_{j-1} gR_j^2 SL_{j-1} + s_j`` (stored in dalpha);
@@ -617,7 +617,9 @@ def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, co
     ``dalpha_j = -(SL_j + SR_j - s_j)``, ``dbeta_j = gR_{j+1} SL_j + gL_j SR_{j+1}``.
     ``conjugate``: ``gbar`` is read conjugated and both outputs are written conjugated (the
     conjugate-linear map PyTorch's complex autograd wants, with no conjugated copies).
-    Writes only the two outputs: no temporaries.
+    ``want_real``: ``Re(dalpha_j)`` goes to ``dreal`` (N,) and ``dalpha`` is only the scratch of
+    the first scan (a real diagonal's gradient, written contiguous).  Returns
+    ``sum_j dalpha_j`` (the shift's gradient is its negative).  Writes only the outputs.
     """
     n = G.shape[0]
     sign = 1.0 - 2.0 * conjugate  # -1.0: conjugate (the sign _conj_if takes)
@@ -632,7 +634,12 @@ def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, co
     g = G[n - 1]
     s = _conj_if(gbar[n - 1], sign) * (g * g)
     sr = s
-    dalpha[n - 1] = _conj_if(-(dalpha[n - 1] + sr - s), sign)
+    val = _conj_if(-(dalpha[n - 1] + sr - s), sign)
+    total = val
+    if want_real:
+        dreal[n - 1] = val.real
+    else:
+        dalpha[n - 1] = val
     for j in range(n - 2, -1, -1):
         sr_next = sr
         g = G[j]
@@ -642,17 +649,24 @@ def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, co
         slj = dalpha[j]
         if want_dbeta:
             dbeta[j] = _conj_if(gR[j + 1] * slj + gl * sr_next, sign)
-        dalpha[j] = _conj_if(-(slj + sr - s), sign)
+        val = _conj_if(-(slj + sr - s), sign)
+        total += val
+        if want_real:
+            dreal[j] = val.real
+        else:
+            dalpha[j] = val
+    return total
 
 
 @numba.njit(parallel=True, **_JIT)
-def _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, conjugate):
+def _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, conjugate, dreal, want_real,
+                              dsum):
     """One row per task.  Rows in pairs (as the forward kernels) measured no faster: the two
     scans read four B x N arrays and are bound by memory, not by latency (2026-11-23,
     batch 8, N = 2^17: 5.6 against 5.2 ms)."""
     for k in prange(G.shape[0]):
-        _resolvent_backward_row(gbar[k], G[k], gL[k], gR[k], beta[k], dalpha[k], dbeta[k], want_dbeta,
-                                conjugate)
+        dsum[k] = _resolvent_backward_row(gbar[k], G[k], gL[k], gR[k], beta[k], dalpha[k], dbeta[k],
+                                          want_dbeta, conjugate, dreal[k], want_real)
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -1037,22 +1051,32 @@ def resolvent_diagonal_shifted_with_pivots(diag, shift, beta, pivmin):
     return G, gL, gR, guarded, singular
 
 
-def resolvent_diagonal_backward(gbar, G, gL, gR, beta, want_dbeta=True, conjugate=False):
+def resolvent_diagonal_backward(gbar, G, gL, gR, beta, want_dbeta=True, conjugate=False, real_dalpha=False,
+                                return_sum=False):
     """``(dL/dalpha (B, N), dL/dbeta (B, N-1))`` from ``gbar = dL/dG`` (holomorphic convention:
     no conjugation here) by the two affine scans of DESIGN.md section 3; compiled, in place.
     ``beta`` may be real (a real ``T``; real products then).  ``want_dbeta=False``:
     ``dL/dbeta`` is not formed (None), e.g. when the off-diagonals need no gradient.
     ``conjugate=True``: PyTorch's convention instead, ``conj(K(conj(gbar)))`` for the
-    holomorphic map ``K`` above, conjugating in registers."""
+    holomorphic map ``K`` above, conjugating in registers.  ``real_dalpha=True``: ``dL/dalpha``
+    comes back as its real part, a contiguous real (B, N) array (the gradient of a real
+    diagonal; no strided copy of a complex result's ``.real`` later).  ``return_sum=True``:
+    also ``sum_j dL/dalpha_j`` (B,), complex, summed in the kernel (``-`` that is the shift's
+    gradient), as a third result."""
     gbar, G, gL, gR, beta = _prep(gbar, G, gL, gR, beta)
     if not np.iscomplexobj(G):
         conjugate = False
+        real_dalpha = False
     B, N = G.shape
-    dalpha = np.empty_like(G)
+    dalpha = np.empty_like(G)  # the result, or the first scan's scratch with real_dalpha
+    dreal = np.empty((B, N) if real_dalpha else (B, 1), G.real.dtype)
     dbeta = np.empty((B, max(N - 1, 0) if want_dbeta else 1), G.dtype)
+    dsum = np.zeros(B, G.dtype)
     if B and N:
-        _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, bool(conjugate))
-    return dalpha, (dbeta if want_dbeta else None)
+        _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, bool(conjugate), dreal,
+                                  bool(real_dalpha), dsum)
+    out = (dreal if real_dalpha else dalpha, dbeta if want_dbeta else None)
+    return out + (dsum,) if return_sum else out
 
 
 def logdet_kernel(alpha, beta, pivmin):

@@ -846,15 +846,18 @@ class _ResolventShiftedFn(torch.autograd.Function):
 
         beta, G, gL, gR = ctx.saved_tensors
         need_diag, need_shift, need_beta = ctx.needs_input_grad[:3]
-        da, db = npb.resolvent_diagonal_backward(
+        # a real diagonal gets the real part written contiguous by the kernel (no strided
+        # copy of a complex result's .real in AccumulateGrad); the shift's gradient is the
+        # row sum the kernel accumulates
+        real_diag = G.is_complex() and not ctx.diag_dtype.is_complex
+        da, db, dsum = npb.resolvent_diagonal_backward(
             _np_view(gG.to(G.dtype)), _np_view(G), _np_view(gL), _np_view(gR), _np_view(beta),
-            want_dbeta=need_beta, conjugate=True,
+            want_dbeta=need_beta, conjugate=True, real_dalpha=real_diag, return_sum=True,
         )
-        dalpha = torch.from_numpy(da)
-        g_diag = _grad_for(torch.empty(0, dtype=ctx.diag_dtype), dalpha) if need_diag else None
+        g_diag = _grad_for(torch.empty(0, dtype=ctx.diag_dtype), torch.from_numpy(da)) if need_diag else None
         g_shift = None
         if need_shift:
-            g_shift = _grad_for(torch.empty(0, dtype=ctx.shift_dtype), -dalpha.sum(dim=1))
+            g_shift = _grad_for(torch.empty(0, dtype=ctx.shift_dtype), -torch.from_numpy(dsum))
         g_beta = _grad_for(beta, torch.from_numpy(db)) if need_beta else None
         return g_diag, g_shift, g_beta, None
 

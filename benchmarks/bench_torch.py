@@ -8,9 +8,10 @@ the costlier ``square().sum()`` spelling, timed at every N too), and with a give
 round-robin: ``method="sequential"`` (the
 compiled sweeps, zero-copy; what "auto" picks on CPU) and ``method="chunked"`` (the GPU
 algorithm, here on CPU), forward and forward+backward; the NumPy backend's forward; and the
-seed-style theta/phi torch loop (timing baseline, up to 2^15, median of 3 runs).  All ratios come from the same
-run.  Memory: peak-RSS increase of one forward+backward in a fresh process (batch 4,
-N = 2^20, complex128), reported in complex128 numbers per element.
+seed-style theta/phi torch loop (timing baseline, up to 2^15, median of 3 runs).  All ratios
+of one N come from the same process, a fresh one per N (see :func:`run`).  Memory: peak-RSS
+increase of one forward+backward in a fresh process (batch 4, N = 2^20, complex128), reported
+in complex128 numbers per element.
 
     PYTHONPATH=. python benchmarks/bench_torch.py [--quick]
 """
@@ -168,9 +169,15 @@ def _memory(quick: bool) -> list[dict[str, Any]]:
 def run(quick: bool = False) -> dict[str, Any]:
     sizes = [1 << k for k in range(10, 18 if quick else 21, 1 if not quick else 2)]
     rows = []
+    ctx = mp.get_context("spawn")
     for n in sizes:
         print(f"  bench_torch: N = {n}", flush=True)
-        rows.append(_time_size(n, quick))
+        # each N in a fresh process: in one long process the larger sizes leave glibc's heap
+        # in a state where every later large allocation page-faults (measured 2026-11-23: after
+        # a 2^19 run, the 2^17 fwd+bwd took 24.0 instead of ~20 ms, with 4.1 million minor
+        # faults during its timing), which made the ratios depend on the order of the sizes
+        with ctx.Pool(1) as pool:
+            rows.append(pool.apply(_time_size, (n, quick)))
     mem = _memory(quick)
     n_ratio = 1 << 17 if not quick else sizes[-1]
     r17 = next(r for r in rows if r["n"] == n_ratio)

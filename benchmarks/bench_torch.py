@@ -60,12 +60,12 @@ def _fwd(d, off, method):
 def _fwd_bwd(d, off, method):
     """Forward and backward of ``loss = sum |G|^2``, written as
     ``vector_norm(view_as_real(G)) ** 2``: its backward is one pass over ``G`` (``G`` times a
-    scalar).  Spellings of the same loss cost very differently in torch's autograd
-    (2026-11-23, batch 8, N = 2^17, in-process warm blocks, forward 7.65 ms): this one 18.5 ms
-    forward+backward; ``view_as_real(G).square().sum()`` 25.3 ms (its PowBackward makes three
-    passes over 2 x 2^20 reals, more than semisep's own backward; timed as
-    :func:`_fwd_bwd_square` for the record); ``(G.real**2 + G.imag**2).sum()`` was 6x the
-    forward.  See :func:`_fwd_bwd_cotangent` for semisep's part alone."""
+    scalar).  ``view_as_real(G).square().sum()`` is the same loss with a three-pass
+    PowBackward; it is timed as :func:`_fwd_bwd_square` for the record.  Measured 2026-11-23 at
+    batch 8, N = 2^17: in one long process (a scratch A/B) 18.5 against 25.3 ms forward+backward,
+    but in the fresh-process benchmark run the two were within noise (2.61x and 2.47x the
+    forward); ``(G.real**2 + G.imag**2).sum()`` was 6x the forward in an earlier run.  See
+    :func:`_fwd_bwd_cotangent` for semisep's part alone."""
     import torch
 
     G = _fwd(d, off, method)

@@ -22,9 +22,11 @@ read-only flag), and CI starts from a cold cache.  The per-element steps are sca
 guarded / tiny / huge pivot branches are separate compiled functions
 (:func:`_guarded_recip_slow`, :func:`_checked_recip_slow`) that LLVM leaves out of line.
 Inlining every helper in numba's IR (as before 2026-11-23) cost 15 s of compilation per
-signature for the one-row resolvent kernel and 40 s for the two-row one, against ~5 and ~10 s
-now, with the same machine code on the hot path (checked in the assembly: the fast paths are
-inlined, only the slow-path calls remain).
+signature for the one-row resolvent kernel and 40 s for the no-grad two-row kernel (since
+removed); with only the fast paths inlined, the first call of each main kernel takes 2-5 s
+cold, numba's start-up included (``benchmarks/compile_times.py``).  The hot loops' machine code
+is the same (checked in the assembly: the fast paths are inlined, only the slow-path calls
+remain).
 
 The ``*_ref`` functions are the plain NumPy twins (a Python loop over N, vectorised over the
 batch); tests compare every compiled kernel with its twin.

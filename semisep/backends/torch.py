@@ -53,7 +53,16 @@ arrays (transposing copies, fresh buffers that page-fault) and by slow complex k
 layout and un-layout are one fused scaled transposing copy each, pass (i) keeps its state
 component-major ``(2, B, nc)`` (a trailing size-2 broadcast is ~10x slower in torch's CPU
 kernels), and the resolvent backward writes its scan inputs straight into the chunk layout and
-scans in place (fwd+bwd adds ~11 complex per element to the peak at batch 4, N = 2^20).
+scans in place (fwd+bwd adds ~12 complex per element to the peak at batch 4, N = 2^20).
+Complex pivot sweeps run on real planes (``Re``/``Im`` of ``alpha`` and ``betap``; pass (i)'s
+state ``(re/im, component, B, nc)``, pass (iii)'s ``(Re g, -Im g)``): torch's complex CPU kernels
+and strided real views of complex tensors cost 2-4x as much as contiguous real ops.  Without
+autograd, a real operator at a complex ``z`` writes the layouts straight from ``diag``, the
+shift and ``beta`` (:func:`_pivots_chunked_shifted`; ``Im alpha`` is one number per row).  The
+chunk layouts and second-pass buffers are scratch from a per-thread pool (:class:`_HostPool`,
+at most 64 MiB kept; :func:`release_host_pool` frees it), because fresh large host buffers
+page-fault on first touch.  Measured together at batch 8, N = 2^15 (complex128, same process,
+2-core CI machine): 31 against 45 ms per forward before these three changes.
 On a shared 2-core machine every op large enough for torch to split over threads can also
 stall for a scheduler tick; ``benchmarks/bench_torch.py`` measures what that costs.
 
@@ -103,6 +112,7 @@ loop with ordinary autograd -- slow, but an independent oracle for the tests.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -117,6 +127,77 @@ __all__ = ["TorchBackend"]
 # ==================================================================================================
 # small helpers
 # ==================================================================================================
+
+
+class _HostPool(threading.local):
+    """Recycled host buffers for the chunked path's internal arrays (one pool per thread).
+
+    torch's CPU allocator hands every tensor straight to ``malloc``, and glibc maps large blocks
+    freshly and returns them on free, so each chunk layout of a call page-faults on first touch.
+    On the 2-core CI machine that cost more than the arithmetic: the chunked resolvent diagonal at
+    batch 8, N = 2^15 took 28-38 ms with ~9000 minor faults per call, and 20 ms with none
+    (``MALLOC_MMAP_THRESHOLD_`` raised, same process layout).  Buffers given back are kept for the
+    next call: at most ``_POOL_KEEP`` of them and ``_POOL_MAX_BYTES`` in all; CUDA tensors come
+    from torch's caching allocator and never use the pool.  :func:`release_host_pool` frees it.
+    """
+
+    def __init__(self) -> None:
+        self.free: list[torch.Tensor] = []
+
+
+_host_pool = _HostPool()
+_POOL_KEEP = 8
+_POOL_MAX_BYTES = 1 << 26  # 64 MiB
+
+
+def release_host_pool() -> None:
+    """Free this thread's recycled host buffers of the chunked path (see :class:`_HostPool`)."""
+    _host_pool.free = []
+
+
+class _Arena:
+    """Scratch tensors for one call: :meth:`empty` takes a pooled host buffer (CPU) or calls
+    ``torch.empty`` (other devices); :meth:`close` gives the host buffers back.  Only arrays that
+    never leave the call may come from here -- a pooled buffer is overwritten by the next call.
+    Use as a context manager."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.host = device.type == "cpu"
+        self.device = device
+        self.taken: list[torch.Tensor] = []
+
+    def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        if not self.host:
+            return torch.empty(shape, dtype=dtype, device=self.device)
+        nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        free = _host_pool.free
+        fits = [i for i, b in enumerate(free) if b.numel() >= nbytes]
+        if fits:  # the smallest buffer that fits
+            buf = free.pop(min(fits, key=lambda i: free[i].numel()))
+        else:
+            with torch.inference_mode(False):  # a normal tensor: usable inside and outside
+                buf = torch.empty(max(nbytes, 1), dtype=torch.uint8)
+        self.taken.append(buf)
+        return buf[:nbytes].view(dtype).view(shape)
+
+    def close(self) -> None:
+        if not self.host:
+            return
+        pool = sorted(_host_pool.free + self.taken, key=lambda b: -b.numel())
+        self.taken = []
+        kept: list[torch.Tensor] = []
+        total = 0
+        for b in pool:  # keep the largest buffers within the budget
+            if len(kept) < _POOL_KEEP and total + b.numel() <= _POOL_MAX_BYTES:
+                kept.append(b)
+                total += b.numel()
+        _host_pool.free = kept
+
+    def __enter__(self) -> _Arena:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _real_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -242,13 +323,15 @@ def _pivots_ref(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor):
     return torch.stack(gs, 1), torch.stack(ds, 1), torch.stack(masks, 1)
 
 
-def _chunk_layout(parts, offset, N, L, nc, pad_value, row_scale):
+def _chunk_layout(parts, offset, N, L, nc, pad_value, row_scale, arena: _Arena | None = None,
+                  row_shift: torch.Tensor | None = None):
     """The ``(L, B, nc)`` chunk layout of the rows ``parts`` (each ``(B_j, n)``, stacked along the
     batch) placed at flat positions ``offset .. offset + n - 1`` of length-``nc L`` sequences,
     multiplied by ``row_scale (B,)`` (None: 1), padded with ``pad_value``.  One pass per part:
     the scaling is fused with the transposing copy into the result (no flat intermediate).
     A part may be a zero-argument callable returning the rows, so that temporaries (a flipped
-    copy) are made one at a time."""
+    copy) are made one at a time.  ``arena``: the result is one of its scratch tensors.
+    ``row_shift (B,)``: the rows are ``(p - row_shift) * row_scale`` (one fused pass)."""
     B = sum(p.shape[0] if isinstance(p, torch.Tensor) else p[0] for p in parts)
     out = None
     r0 = 0
@@ -256,29 +339,42 @@ def _chunk_layout(parts, offset, N, L, nc, pad_value, row_scale):
         if not isinstance(p, torch.Tensor):  # (rows, make)
             p = p[1]()
         if out is None:
-            out = torch.empty(L, B, nc, dtype=p.dtype, device=p.device)
+            shape = (L, B, nc)
+            out = (torch.empty(shape, dtype=p.dtype, device=p.device) if arena is None
+                   else arena.empty(shape, p.dtype))
         r1 = r0 + p.shape[0]
         _chunk_write(out[:, r0:r1], p, offset, L, pad_value,
-                     None if row_scale is None else row_scale[r0:r1])
+                     None if row_scale is None else row_scale[r0:r1],
+                     None if row_shift is None else row_shift[r0:r1])
         r0 = r1
     return out
 
 
-def _chunk_write(out: torch.Tensor, p: torch.Tensor, offset: int, L: int, pad_value: float, scale):
-    """Write the rows ``p (b, n)`` (times ``scale (b,)`` unless None) at flat positions
-    ``offset .. offset + n - 1`` of the chunk layout ``out (L, b, nc)``, ``pad_value`` elsewhere."""
+def _chunk_write(out: torch.Tensor, p: torch.Tensor, offset: int, L: int, pad_value: float, scale,
+                 shift=None):
+    """Write the rows ``p (b, n)`` (minus ``shift (b,)`` and times ``scale (b,)`` where given) at
+    flat positions ``offset .. offset + n - 1`` of the chunk layout ``out (L, b, nc)``,
+    ``pad_value`` elsewhere."""
     nc = out.shape[2]
     n = p.shape[1]
     V = out.permute(1, 2, 0)  # (b, nc, L): V[r, k, t] is flat position k L + t of row r
-    sc = None if scale is None else scale.to(_real_dtype(out.dtype))[:, None]
+    rdt = _real_dtype(out.dtype)
+    sc = None if scale is None else scale.to(rdt)[:, None]
+    if shift is not None:  # (p - shift) * sc = p * sc + (-shift * sc)
+        sc = torch.ones(p.shape[0], 1, dtype=rdt, device=p.device) if sc is None else sc
+        off = -shift.to(rdt)[:, None] * sc
     k0 = -(-offset // L)  # chunks k0 .. k1-1 lie wholly inside the data
     k1 = (offset + n) // L
 
     def put(src, dst):
         if sc is None:
             dst.copy_(src)
+            return
+        shape = sc.shape + (1,) * (src.dim() - 2)
+        if shift is None:
+            torch.mul(src, sc.reshape(shape), out=dst)
         else:
-            torch.mul(src, sc.reshape(sc.shape + (1,) * (src.dim() - 2)), out=dst)
+            torch.addcmul(off.reshape(shape), src, sc.reshape(shape), out=dst)
 
     if k1 > k0:
         put(p[:, k0 * L - offset:k1 * L - offset].reshape(p.shape[0], k1 - k0, L), V[:, k0:k1])
@@ -299,12 +395,57 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
     ``g`` is then the pair ``(g_left, g_right_reversed)`` (separate buffers), the mask has
     rows ``B..2B-1`` for the reversed sweep, and ``d`` is not returned (None).
     ``mask_none=True``: the mask is None when no pivot was guarded (saves a (B, N) pass)."""
-    B0, N = alpha.shape
+    if alpha.is_complex():
+        ar, ai = torch.view_as_real(alpha).unbind(-1)
+        br, bi = torch.view_as_real(beta).unbind(-1)
+        rows = _PlanarRows(ar, ai, br, bi, alpha.dtype)
+    else:
+        rows = _PlanarRows(alpha, None, beta, None, alpha.dtype)
+    return _pivots_chunked_rows(rows, _absmax_rows(alpha), _absmax_rows(beta), pivmin, L, renorm_every,
+                                both, mask_none)
+
+
+def _pivots_chunked_shifted(diag: torch.Tensor, shift: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor,
+                            L: int | None = None, mask_none: bool = True):
+    """Both pivot sweeps of ``alpha = diag - shift`` (``diag (B, N)`` and ``beta (B, N-1)`` real,
+    ``shift (B,)`` complex) without forming ``alpha``: the chunk layouts are written straight
+    from ``diag`` (``Re alpha``), ``Im alpha = -Im shift`` is one number per row and ``beta``
+    has no imaginary part.  Returns what ``_pivots_chunked(alpha, beta, ..., both=True)`` does."""
+    rdt = diag.dtype
+    sr, si = shift.real.to(rdt), shift.imag.to(rdt)
+    rows = _PlanarRows(diag, -si, beta, None, shift.dtype, shift=sr)
+    if diag.shape[1]:  # max |Re alpha| = max(max d - Re z, Re z - min d) (rounding is monotone)
+        lo, hi = torch.aminmax(diag, dim=1)
+        ma = torch.maximum(torch.maximum(hi - sr, sr - lo), si.abs())
+    else:
+        ma = diag.new_zeros(diag.shape[0])
+    return _pivots_chunked_rows(rows, ma, _absmax_rows(beta), pivmin, L, None, True, mask_none)
+
+
+class _PlanarRows:
+    """The rows of one pivot-sweep problem as real planes: ``Re alpha = re - shift`` (``re (B, N)``,
+    ``shift (B,)`` or None), ``Im alpha = im`` (``(B, N)``, ``(B,)`` -- one number per row -- or
+    None), ``Re beta = bre (B, N-1)``, ``Im beta = bim`` (``(B, N-1)`` or None); ``dtype`` is the
+    problem's (complex or real) dtype.  Real problems have ``im`` and ``bim`` None."""
+
+    def __init__(self, re, im, bre, bim, dtype, shift=None):
+        self.re, self.im, self.bre, self.bim, self.dtype, self.shift = re, im, bre, bim, dtype, shift
+
+    @property
+    def is_complex(self) -> bool:
+        return self.dtype.is_complex
+
+
+def _pivots_chunked_rows(rows: _PlanarRows, amax_a, amax_b, pivmin, L, renorm_every, both, mask_none):
+    """:func:`_pivots_chunked` on :class:`_PlanarRows`; ``amax_a``, ``amax_b (B0,)`` are the rows'
+    ``max(|re|, |im|)`` of alpha and beta (for the power-of-two prescaling)."""
+    B0, N = rows.re.shape
     B = 2 * B0 if both else B0
-    rdt = _real_dtype(alpha.dtype)
+    rdt = _real_dtype(rows.dtype)
+    dev = rows.re.device
     if N == 0 or B == 0:
-        empty = alpha.new_zeros(B, N)
-        mask = torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
+        empty = torch.zeros(B, N, dtype=rows.dtype, device=dev)
+        mask = torch.zeros(B, N, dtype=torch.bool, device=dev)
         return ((empty[:B0], empty[B0:]), None, mask) if both else (empty, empty, mask)
     if L is None:
         L = _pivot_chunk_length(N)
@@ -315,40 +456,71 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
     # exact power-of-two prescaling with m(x) = max(|re x|, |im x|): m(alpha/s) < 1 and
     # m(beta/s^2) < 1, so |alpha/s| < sqrt 2, |beta/s^2| < sqrt 2 and one step of the three-term
     # recursion grows the state by less than 3 (a zero row keeps s = 1)
-    ea = torch.frexp(_absmax_rows(alpha))[1]
+    ea = torch.frexp(amax_a.to(rdt))[1]
     if N > 1:
-        eb = torch.frexp(_absmax_rows(beta))[1]
+        eb = torch.frexp(amax_b.to(rdt))[1]
         ea = torch.maximum(ea, torch.div(eb + 1, 2, rounding_mode="floor"))
     if both:
         ea = torch.cat([ea, ea])
     inv_s = torch.exp2(-ea.to(rdt))  # (B,)
-    pm = pivmin.to(rdt) * inv_s[:B0] if not both else torch.cat([pivmin, pivmin]).to(rdt) * inv_s
+    pm = (torch.cat([pivmin, pivmin]) if both else pivmin).to(rdt) * inv_s
 
-    # chunk layout (L, B, nc), position i = k L + t; padding: alpha = 1, betap = 0 (d = 1, harmless)
+    # chunk layouts (L, B, nc), position i = k L + t; padding: alpha = 1, betap = 0 (d = 1, harmless);
+    # every (L, B, nc) array is scratch of the arena, the results are fresh tensors
     nc = -(-N // L)
-    a_parts = [alpha, (B0, lambda: alpha.flip(1))] if both else [alpha]
-    Ac = _chunk_layout(a_parts, 0, N, L, nc, 1.0, inv_s)
-    if N > 1:
-        b_parts = [beta, (B0, lambda: beta.flip(1))] if both else [beta]
-        Bc = _chunk_layout(b_parts, 1, N, L, nc, 0.0, inv_s * inv_s)  # betap_i = beta_{i-1}
-    else:
-        Bc = torch.zeros_like(Ac)
+    with _Arena(dev) as arena:
+        def layout(x, offset, pad, scale, shift=None):
+            parts = [x, (B0, lambda: _flipped(x, arena))] if both else [x]
+            return _chunk_layout(parts, offset, N, L, nc, pad, scale, arena, row_shift=shift)
 
-    num, den = _chunk_carries(Ac, Bc, renorm_every)
-    G, D, ok = _second_pass_unguarded(Ac, Bc, num, den, pm, keep_d=not both)
-    if not ok:
-        G, D, mask = _guarded_second_pass(_guarded_pass_fn(Ac, Bc, pm), num, den, pm, B, nc, Ac, rdt)
-        mask = _from_chunks(mask, N)
-    else:
-        mask = None if mask_none else torch.zeros(B, N, dtype=torch.bool, device=alpha.device)
-    del Ac, Bc
-    if both:  # the two halves as separate buffers, so that gL and gR do not share one
-        gl = _from_chunks_scaled(G[:, :B0], N, inv_s[:B0])
-        gr = _from_chunks_scaled(G[:, B0:], N, inv_s[B0:])
-        return (gl, gr), None, mask
-    g = _from_chunks_scaled(G, N, inv_s)
-    del G
-    return g, _from_chunks_scaled(D, N, torch.exp2(ea.to(rdt))), mask
+        s2 = inv_s * inv_s
+        Ar = layout(rows.re, 0, 1.0, inv_s, None if rows.shift is None else
+                    (torch.cat([rows.shift, rows.shift]) if both else rows.shift))
+        Br = layout(rows.bre, 1, 0.0, s2) if N > 1 else torch.zeros_like(Ar)  # betap_i = beta_{i-1}
+        Ai = Bi = None
+        if rows.im is not None and rows.im.dim() == 1:  # one number per row: a (B, 1) plane
+            Ai = ((torch.cat([rows.im, rows.im]) if both else rows.im) * inv_s)[None, :, None].expand(L, B, 1)
+        elif rows.im is not None:
+            Ai = layout(rows.im, 0, 0.0, inv_s)
+        if rows.bim is not None and N > 1:
+            Bi = layout(rows.bim, 1, 0.0, s2)
+        planes = (Ar, Ai, Br, Bi)
+
+        keep_d = not both
+        if rows.is_complex:
+            num, den = _chunk_carries_planar(planes, renorm_every)
+            Gp, Dp, ok = _second_pass_planar(planes, num, den, pm, keep_d, arena)
+        else:
+            num, den = _chunk_carries(Ar, Br, renorm_every)
+            Gp, Dp, ok = _second_pass_unguarded(Ar, Br, num, den, pm, arena=arena)
+        if not ok:  # the guarded re-run, on complex layouts (rare: only problems that need the guard)
+            Ac, Bc = (Ar, Br) if not rows.is_complex else (_complex_plane(Ar, Ai), _complex_plane(Br, Bi))
+            Gp, Dp, mask = _guarded_second_pass(_guarded_pass_fn(Ac, Bc, pm), num, den, pm, B, nc, Ac, rdt)
+            mask = _from_chunks(mask, N)
+        else:
+            mask = None if mask_none else torch.zeros(B, N, dtype=torch.bool, device=dev)
+        if both:  # the two halves as separate buffers, so that gL and gR do not share one
+            gl = _from_chunks_scaled(Gp[..., :B0, :], N, inv_s[:B0], rows.dtype)
+            gr = _from_chunks_scaled(Gp[..., B0:, :], N, inv_s[B0:], rows.dtype)
+            return (gl, gr), None, mask
+        g = _from_chunks_scaled(Gp, N, inv_s, rows.dtype)
+        d = _from_chunks_scaled(Dp, N, torch.exp2(ea.to(rdt)), rows.dtype, conj=False)
+        return g, d, mask
+
+
+def _complex_plane(re: torch.Tensor, im: torch.Tensor | None) -> torch.Tensor:
+    """``re + i im`` as a complex ``(L, B, nc)`` tensor (``im`` may broadcast, or be None)."""
+    if im is None:
+        return torch.complex(re, torch.zeros_like(re))
+    return torch.complex(re, im.expand(re.shape).contiguous() if im.shape != re.shape else im)
+
+
+def _flipped(x: torch.Tensor, arena: _Arena) -> torch.Tensor:
+    """``x.flip(1)`` for ``x (B, n)``, written into one of the arena's scratch tensors."""
+    out = arena.empty(tuple(x.shape), x.dtype)
+    n = x.shape[1]
+    rev = torch.arange(n - 1, -1, -1, device=x.device)
+    return torch.index_select(x, 1, rev, out=out)
 
 
 def _chunk_carries(Ac: torch.Tensor, Bc: torch.Tensor, renorm_every: int):
@@ -377,6 +549,13 @@ def _chunk_carries(Ac: torch.Tensor, Bc: torch.Tensor, renorm_every: int):
             sc = _pow2_scale(_absmax_pair(prev, cur))
             prev.mul_(sc)
             cur.mul_(sc)
+    return _transfer_scan(prev, cur)
+
+
+def _transfer_scan(prev: torch.Tensor, cur: torch.Tensor):
+    """Pass (ii): from the chunk transfer matrices ``P_k`` with rows ``prev, cur (2, B, nc)``
+    (``P_k[i, j] = (prev, cur)[i][j]``), the carries ``(num, den)`` of :func:`_chunk_carries`."""
+    nc = prev.shape[-1]
     # Q[i, j] = (prev, cur)[i][j]: (2, 2, B, nc); inclusive prefix products Q_k = P_k ... P_0 by a
     # Hillis-Steele scan, every level renormalised by a power of two
     Q = torch.stack((prev, cur), dim=0)
@@ -397,6 +576,90 @@ def _chunk_carries(Ac: torch.Tensor, Bc: torch.Tensor, renorm_every: int):
     return Q[0, 1, :, :-1], Q[1, 1, :, :-1]
 
 
+def _chunk_carries_planar(planes, renorm_every: int):
+    """:func:`_chunk_carries` for a complex problem held as real planes
+    ``planes = (Ar, Ai, Br, Bi)`` (see :func:`_second_pass_planar`): pass (i) in real arithmetic
+    on the state ``(re/im, component, B, nc)``, then the same scan.  Same ``(num, den)``."""
+    Ar, Ai, Br, Bi = planes
+    L, B, nc = Ar.shape
+    if nc <= 1:
+        return None, None
+    prev = Ar.new_zeros(2, 2, B, nc)  # [re/im, component]: the rows started on e_0 and e_1
+    cur = Ar.new_zeros(2, 2, B, nc)
+    new = torch.empty_like(cur)
+    prev[0, 0] = 1.0
+    cur[0, 1] = 1.0
+    for t in range(L):  # new = alpha cur - betap prev, alpha = Ar + i Ai, betap = Br + i Bi
+        torch.mul(cur, Ar[t], out=new)
+        if Ai is not None:
+            new[0].addcmul_(cur[1], Ai[t], value=-1)
+            new[1].addcmul_(cur[0], Ai[t])
+        new.addcmul_(Br[t], prev, value=-1)
+        if Bi is not None:
+            new[0].addcmul_(prev[1], Bi[t])
+            new[1].addcmul_(prev[0], Bi[t], value=-1)
+        prev, cur, new = cur, new, prev
+        if (t + 1) % renorm_every == 0 or t == L - 1:
+            m = torch.maximum(prev.abs().amax(dim=(0, 1)), cur.abs().amax(dim=(0, 1)))  # NaN-propagating
+            sc = _pow2_scale(m)
+            prev.mul_(sc)
+            cur.mul_(sc)
+    return _transfer_scan(torch.complex(prev[0], prev[1]), torch.complex(cur[0], cur[1]))
+
+
+def _second_pass_planar(planes, num, den, pm, keep_d: bool, arena: _Arena):
+    """Pass (iii) without the guard for a complex problem held as real planes, as
+    :func:`_second_pass_unguarded` (same certificate, same ``ok``).
+
+    ``planes = (Ar, Ai, Br, Bi)``: ``Re alpha``, ``Re betap`` ``(L, B, nc)`` real; ``Im alpha`` the
+    same or ``(L, B, 1)`` (one number per row), ``Im betap`` the same or None (zero).  Per step,
+    in real arithmetic: ``d = alpha - betap g``, ``|d|^2``, ``g = conj(d)/|d|^2``; the state is
+    kept as ``(Re g, -Im g)`` so that every step is a handful of contiguous real ops (torch's
+    complex CPU kernels and strided real views cost 2-4x as much).  Returns ``(Gp, Dp, ok)``:
+    ``Gp (2, L, B, nc)`` = ``(Re g, -Im g)``, ``Dp`` = ``(Re d, Im d)`` or None
+    (``keep_d=False``), scratch of ``arena``."""
+    Ar, Ai, Br, Bi = planes
+    L, B, nc = Ar.shape
+    rdt = Ar.dtype
+    gr = Ar.new_zeros(B, nc)  # g_{-1}: anything finite (betap_0 = 0)
+    gc = Ar.new_zeros(B, nc)
+    if num is not None:
+        g0 = num / den
+        gr[:, 1:] = g0.real
+        gc[:, 1:] = g0.imag
+        gc[:, 1:].neg_()
+    Gp = arena.empty((2, L, B, nc), rdt)
+    Dp = arena.empty((2, L, B, nc), rdt) if keep_d else None
+    dr_buf = torch.empty_like(gr)
+    di_buf = torch.empty_like(gr)
+    n = torch.empty_like(gr)
+    r = torch.empty_like(gr)
+    mn = torch.full_like(n, math.inf)
+    mx = torch.zeros_like(n)
+    zero_im = Ai is None
+    for t in range(L):
+        dr = torch.addcmul(Ar[t], Br[t], gr, value=-1, out=dr_buf if Dp is None else Dp[0, t])
+        di_out = di_buf if Dp is None else Dp[1, t]
+        if zero_im:
+            di = torch.mul(Br[t], gc, out=di_out)
+        else:
+            di = torch.addcmul(Ai[t], Br[t], gc, out=di_out)  # Im d = Ai - Br Im g = Ai + Br gc
+        if Bi is not None:  # betap g = (Br gr + Bi gc) + i (Bi gr - Br gc)
+            dr.addcmul_(Bi[t], gc, value=-1)
+            di.addcmul_(Bi[t], gr, value=-1)
+        torch.mul(dr, dr, out=n)
+        n.addcmul_(di, di)
+        torch.minimum(mn, n, out=mn)  # NaN-propagating
+        torch.maximum(mx, n, out=mx)
+        torch.reciprocal(n, out=r)
+        gr = torch.mul(dr, r, out=Gp[0, t])
+        gc = torch.mul(di, r, out=Gp[1, t])
+    fin = torch.finfo(rdt)
+    thr = torch.clamp(pm * pm * (1 + 8 * fin.eps), min=fin.tiny)  # |d| >= pm, |d|^2 normal
+    ok = (mn.amin(dim=1) >= thr) & (mx.amax(dim=1) <= fin.max)
+    return Gp, Dp, bool(ok.all())
+
+
 def _absmax_pair(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``max(|re|, |im|)`` over the leading dimension (size 2) of ``x`` and ``y`` (both
     ``(2, B, n)``): ``(B, n)`` real, NaN-propagating."""
@@ -408,53 +671,28 @@ def _absmax_pair(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.maximum(x.abs(), y.abs()).amax(dim=0)
 
 
-def _second_pass_unguarded(Ac, Bc, num, den, pm, keep_d: bool = True):
-    """Pass (iii) without the guard: ``d = alpha - betap g``, ``g = 1/d`` in every chunk from the
-    carries ``num/den``.  Returns ``(G, D, ok)``, ``G, D (L, B, nc)``; ``ok`` is True when no
-    pivot needs the guard (then ``G, D`` are the sweep's values) and False when some pivot may
-    (``|d|^2 < pm^2 (1 + 8 eps)``, ``|d|^2`` outside the normal range, or NaN): the caller then
-    re-runs the guarded pass, which decides exactly.  ``keep_d=False`` (complex): ``D`` is None
-    and the pivots are not stored (the resolvent needs only ``G``).
-
-    Complex: ``g = conj(d) / |d|^2`` in real arithmetic (one real division; torch's complex
-    reciprocal is several times slower on CPU), with the running min and max of ``|d|^2`` as the
-    guard certificate, so no pass over the pivots is needed afterwards."""
+def _second_pass_unguarded(Ac, Bc, num, den, pm, arena: _Arena | None = None):
+    """Pass (iii) of a real problem without the guard: ``d = alpha - betap g``, ``g = 1/d`` in
+    every chunk from the carries ``num/den``.  Returns ``(G, D, ok)``, ``G, D (L, B, nc)``; ``ok``
+    is True when no pivot needs the guard (then ``G, D`` are the sweep's values) and False when
+    some pivot may (``|d| < pm`` or NaN): the caller then re-runs the guarded pass, which decides
+    exactly.  ``arena``: ``G`` and ``D`` are its scratch tensors.  Complex problems run
+    :func:`_second_pass_planar`."""
     L, B, nc = Ac.shape
-    rdt = _real_dtype(Ac.dtype)
     g = Ac.new_zeros(B, nc)  # g_{-1}: anything finite (betap_0 = 0)
     if num is not None:
         torch.div(num, den, out=g[:, 1:])
-    D = torch.empty_like(Ac)
-    G = torch.empty_like(Ac)
-    fin = torch.finfo(rdt)
-    if not Ac.is_complex():
-        for t in range(L):
-            torch.addcmul(Ac[t], Bc[t], g, value=-1, out=D[t])
-            g = torch.reciprocal(D[t], out=G[t])
-        absd = D.abs().amin(dim=(0, 2))
-        return G, D, bool((absd >= pm).all())
-    if not keep_d:
-        D = None
-        dbuf = torch.empty_like(g)
-    Gr = torch.view_as_real(G)
-    n = Ac.new_empty((B, nc), dtype=rdt)
-    r = torch.empty_like(n)
-    mn = torch.full_like(n, math.inf)
-    mx = torch.zeros_like(n)
+
+    def scratch() -> torch.Tensor:
+        return torch.empty_like(Ac) if arena is None else arena.empty(tuple(Ac.shape), Ac.dtype)
+
+    D = scratch()
+    G = scratch()
     for t in range(L):
-        d = torch.addcmul(Ac[t], Bc[t], g, value=-1, out=D[t] if keep_d else dbuf)
-        dr, di = torch.view_as_real(d).unbind(-1)
-        torch.mul(dr, dr, out=n)
-        n.addcmul_(di, di)
-        torch.minimum(mn, n, out=mn)  # NaN-propagating
-        torch.maximum(mx, n, out=mx)
-        torch.reciprocal(n, out=r)
-        torch.mul(dr, r, out=Gr[t, ..., 0])
-        torch.mul(di, r, out=Gr[t, ..., 1]).neg_()
-        g = G[t]
-    thr = torch.clamp(pm * pm * (1 + 8 * fin.eps), min=fin.tiny)  # |d| >= pm, |d|^2 normal
-    ok = (mn.amin(dim=1) >= thr) & (mx.amax(dim=1) <= fin.max)
-    return G, D, bool(ok.all())
+        torch.addcmul(Ac[t], Bc[t], g, value=-1, out=D[t])
+        g = torch.reciprocal(D[t], out=G[t])
+    absd = D.abs().amin(dim=(0, 2))
+    return G, D, bool((absd >= pm).all())
 
 
 def _guarded_pass_fn(Ac, Bc, pm):
@@ -477,10 +715,22 @@ def _guarded_pass_fn(Ac, Bc, pm):
     return second_pass
 
 
-def _from_chunks_scaled(y: torch.Tensor, N: int, row_scale: torch.Tensor) -> torch.Tensor:
+def _from_chunks_scaled(y: torch.Tensor, N: int, row_scale: torch.Tensor | None,
+                        dtype: torch.dtype | None = None, conj: bool = True) -> torch.Tensor:
     """``_from_chunks(y, N) * row_scale[:, None]`` in one pass (the transposing copy and the
     scaling fused): ``(L, B, nc) -> (B, N)`` (a view of a ``(B, nc L)`` buffer).  ``row_scale``
-    None: no scaling."""
+    None: no scaling.  ``y`` may also be planar, ``(2, L, B, nc)`` real holding the real part and
+    the imaginary part (``conj=False``) or minus it (``conj=True``): the result then has the
+    complex ``dtype``."""
+    if y.dim() == 4:  # planar
+        _, L, B, nc = y.shape
+        out = torch.empty((B, nc, L), dtype=dtype, device=y.device)
+        ov = torch.view_as_real(out)
+        s = (torch.ones(B, dtype=y.dtype, device=y.device) if row_scale is None
+             else row_scale.to(y.dtype))[:, None, None]
+        torch.mul(y[0].permute(1, 2, 0), s, out=ov[..., 0])
+        torch.mul(y[1].permute(1, 2, 0), -s if conj else s, out=ov[..., 1])
+        return out.view(B, nc * L)[:, :N]
     L, B, nc = y.shape
     out = torch.empty((B, nc, L), dtype=y.dtype, device=y.device)
     if row_scale is None:
@@ -1128,6 +1378,16 @@ class TorchBackend(Backend):
                 return out
         if resolved == "sequential" and self._needs_grad(diag, shift, beta):
             return _ResolventShiftedFn.apply(diag, shift, beta, pivmin.detach())
+        if (resolved == "chunked" and not self._needs_grad(diag, shift, beta) and shift.is_complex()
+                and not diag.is_complex() and not beta.is_complex()):
+            with torch.no_grad():  # the layouts straight from diag, shift and beta (no alpha)
+                (gl, grr), _, m = _pivots_chunked_shifted(
+                    diag, shift, beta, pivmin.detach(), L=self.chunk_length)
+                B = diag.shape[0]
+                guarded = (torch.zeros(B, dtype=torch.int64, device=diag.device) if m is None
+                           else (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64))
+                G = _combine_resolvent(gl, grr.flip(1), beta)
+                return G, guarded, _resolvent_flags(G, pivmin.detach().to(diag.dtype))
         if resolved == "sequential":
             from . import get_backend
 

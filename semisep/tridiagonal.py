@@ -380,6 +380,16 @@ class _Rows:
         )
 
     @property
+    def lower_native(self) -> Any:
+        """``T``'s lower off-diagonal in its own dtype (no promotion to z's), (B, N-1)."""
+        return self._cached("lower_native", lambda: self._rows_of(self._op.lower, self.n - 1))
+
+    @property
+    def upper_native(self) -> Any:
+        """``T``'s upper off-diagonal in its own dtype (the lower one if stored symmetric), (B, N-1)."""
+        return self._cached("upper_native", lambda: self._rows_of(self._op.upper_, self.n - 1))
+
+    @property
     def beta_native(self) -> Any:
         """``lower * upper`` in ``T``'s dtype (real for a real ``T``), (B, N-1)."""
         op = self._op

@@ -361,6 +361,43 @@ def test_woodbury_kernels_layouts_and_scratch(rng):
     nb.release_scratch()
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_woodbury_shift_form_matches_the_formed_alpha(rng, dtype):
+    """The fused Woodbury kernels on a real T at a complex z: T's own (real) diagonal and
+    off-diagonals and the shift, subtracted in the kernel, give what the complex copies with
+    alpha = diag - z formed beforehand give (the same roundings), and the twin agrees."""
+    cdt = np.result_type(dtype, np.complex64)
+    B, N, r = 3, 300, 5
+    diag = (rng.uniform(-1, 1, (B, N)) - 2).astype(dtype)
+    b = rng.uniform(0.5, 1, (B, N - 1)).astype(dtype)
+    c = rng.uniform(-1, 1, (B, N - 1)).astype(dtype)
+    shift = np.array([0.3 + 1e-2j, -0.5 + 0.2j, 1.0 + 1.0j]).astype(cdt)
+    U = rng.standard_normal((B, N, r)).astype(dtype)
+    V = rng.standard_normal((B, N, r)).astype(dtype)
+    pivmin = np.full(B, 10 * np.finfo(dtype).eps)
+    Q1, P1, gL1, g1, s1 = nb.woodbury_forward_kernel(diag, b, c, U, V, pivmin, shift=shift)
+    alpha = diag - shift[:, None]
+    bc, cc = b.astype(cdt), c.astype(cdt)
+    Q2, P2, gL2, g2, s2 = nb.woodbury_forward_kernel(alpha, bc, cc, U, V, pivmin)
+    assert Q1.dtype == P1.dtype == gL1.dtype == cdt
+    for x, y in ((Q1, Q2), (P1, P2), (gL1, gL2), (g1, g2), (s1, s2)):
+        assert np.array_equal(x, y)
+    Qr, Pr, gLr, _, _ = nb.woodbury_forward_ref(diag, b, c, U, V, pivmin, shift=shift)
+    tol = 1e3 * np.finfo(dtype).eps
+    for x, xr in ((Q1, Qr), (P1, Pr), (gL1, gLr)):
+        assert np.all(np.abs(x - xr) <= tol * (np.abs(xr) + np.abs(xr).max()))
+    Kinv = np.linalg.inv(np.eye(r) + nb.woodbury_capacitance_kernel(P1, Q1)).astype(cdt)
+    assert np.array_equal(nb.woodbury_correction_kernel(gL1, b, c, Q1, P1, Kinv),
+                          nb.woodbury_correction_kernel(gL2, bc, cc, Q2, P2, Kinv))
+    # r above the inline rank takes the blocked branch: same check
+    U9 = rng.standard_normal((B, N, 9)).astype(dtype)
+    Q1, P1, gL1, _, _ = nb.woodbury_forward_kernel(diag, b, c, U9, U9, pivmin, shift=shift)
+    Q2, P2, gL2, _, _ = nb.woodbury_forward_kernel(alpha, bc, cc, U9, U9, pivmin)
+    K9 = np.linalg.inv(np.eye(9) + nb.woodbury_capacitance_kernel(P1, Q1)).astype(cdt)
+    assert np.array_equal(nb.woodbury_correction_kernel(gL1, b, c, Q1, P1, K9),
+                          nb.woodbury_correction_kernel(gL2, bc, cc, Q2, P2, K9))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
 @pytest.mark.parametrize("k", [1, 3, 8])
 def test_solve_batch_one_long_row_matches_twin(rng, dtype, k):

@@ -62,9 +62,11 @@ Optional fused Woodbury kernels (``fused_woodbury = True``; the NumPy backend ha
 ``TridiagonalPlusLowRank.resolvent_diagonal`` in place of two solves and dense products; with
 ``A = tridiag(c, alpha, b) = L D M`` (no row exchanges):
 
-``woodbury_forward(alpha, b, c, U, V, pivmin) -> (Q, P, gL, guarded, singular)``
+``woodbury_forward(alpha, b, c, U, V, pivmin, shift=None) -> (Q, P, gL, guarded, singular)``
     ``Q = L^{-1} U``, ``P = D^{-1} M^{-T} V`` (B, N, r), ``gL`` (B, N) the LU pivot reciprocals
     (shared by ``A`` and ``A^T``), guarded / singular as for ``solve``.  ``V^T A^{-1} U = P^T Q``.
+    ``shift`` (B,): the diagonal of ``A`` is ``alpha - shift`` (a backend with
+    ``takes_shift`` accepts T's own, possibly real, diagonal and off-diagonals and z).
 ``woodbury_capacitance(P, Q) -> (B, r, r)``
     ``P^T Q``.
 ``woodbury_correction(gL, b, c, Q, P, Kinv) -> (B, N)``
@@ -184,7 +186,7 @@ class Backend:
     #: whether the optional fused Woodbury kernels below exist (module docstring)
     fused_woodbury: bool = False
 
-    def woodbury_forward(self, alpha, b, c, U, V, pivmin):
+    def woodbury_forward(self, alpha, b, c, U, V, pivmin, shift=None):
         raise NotImplementedError
 
     def woodbury_capacitance(self, P, Q):

@@ -771,8 +771,10 @@ def _logdet_batch(alpha, beta, pivmin, logabs, phase, guarded, singular):
 
 
 @numba.njit(**_JIT)
-def _forward_sweep(alpha, b, c, f, pivmin, out, gL, transpose):
-    """One forward sweep with the LU pivots of A (the forward half of ``_solve_row``).
+def _forward_sweep(alpha, shift, b, c, f, pivmin, out, gL, transpose):
+    """One forward sweep with the LU pivots of A (the forward half of ``_solve_row``); the
+    diagonal of A is ``alpha - shift`` (``shift`` a scalar, zero for ``_solve_row``: exact, and
+    the fused Woodbury path passes T's diagonal and z, so that ``alpha`` is never formed).
 
     ``transpose=False``: ``out = L^{-1} f`` and ``gL`` (N,) filled with the pivot reciprocals;
     ``transpose=True``: ``out = D^{-1} M^{-T} f``, ``gL`` untouched.  f: (N, k) of any dtype
@@ -783,9 +785,10 @@ def _forward_sweep(alpha, b, c, f, pivmin, out, gL, transpose):
     k = f.shape[1]
     guarded = 0
     singular = False
-    if n == 1 and abs(alpha[0]) < SINGULAR_FACTOR * pivmin:
+    a0 = alpha[0] - shift
+    if n == 1 and abs(a0) < SINGULAR_FACTOR * pivmin:
         singular = True
-    d, g = _guard(alpha[0], pivmin)
+    d, g = _guard(a0, pivmin)
     if g:
         guarded += 1
         if n > 1 and abs(b[0] * c[0]) <= pivmin * pivmin:
@@ -800,7 +803,7 @@ def _forward_sweep(alpha, b, c, f, pivmin, out, gL, transpose):
             out[0, j] = f[0, j]
     for i in range(1, n):
         m = c[i - 1] * gl
-        draw = alpha[i] - m * b[i - 1]
+        draw = (alpha[i] - shift) - m * b[i - 1]
         if i == n - 1 and _small(draw, SINGULAR_FACTOR * pivmin):
             singular = True
         d, g = _guard(draw, pivmin)
@@ -825,7 +828,8 @@ def _solve_row(alpha, b, c, f, pivmin, x, gL):
     """Thomas algorithm without row exchanges; f, x: (N, k); gL: (N,) workspace."""
     n = alpha.shape[0]
     k = f.shape[1]
-    guarded, singular = _forward_sweep(alpha, b, c, f, pivmin, x, gL, False)  # x = L^{-1} f
+    zero = np.zeros(1, alpha.dtype)[0]
+    guarded, singular = _forward_sweep(alpha, zero, b, c, f, pivmin, x, gL, False)  # x = L^{-1} f
     # back substitution: the columns downwards too, so that memory is read in one descending
     # stream (see the Woodbury kernels' comment; k = 32, N = 2^16: 20 -> 13 ms)
     for j in range(k - 1, -1, -1):
@@ -869,17 +873,18 @@ _WOODBURY_INLINE_RANK = 8  # up to this rank R = P K^{-T} is formed row by row i
 
 
 @numba.njit(parallel=True, **_JIT)
-def _woodbury_forward_batch(alpha, b, c, U, V, pivmin, Q, P, gL, guarded, singular):
+def _woodbury_forward_batch(alpha, shift, b, c, U, V, pivmin, Q, P, gL, guarded, singular):
     """2B independent tasks: (row, Q) and (row, P); the P task recomputes the pivots (the
-    same arithmetic, so the same values) instead of waiting for them."""
+    same arithmetic, so the same values) instead of waiting for them.  The diagonal of row k
+    is ``alpha[k] - shift[k]``."""
     for t in prange(2 * alpha.shape[0]):
         k = t // 2
         if t % 2 == 0:
             guarded[k], singular[k] = _forward_sweep(
-                alpha[k], b[k], c[k], U[k], pivmin[k], Q[k], gL[k], False
+                alpha[k], shift[k], b[k], c[k], U[k], pivmin[k], Q[k], gL[k], False
             )
         else:
-            _forward_sweep(alpha[k], b[k], c[k], V[k], pivmin[k], P[k], gL[k], True)
+            _forward_sweep(alpha[k], shift[k], b[k], c[k], V[k], pivmin[k], P[k], gL[k], True)
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -907,13 +912,14 @@ def _woodbury_correction_row(gL, b, c, Q, P, Kinv, j0, j1, out):
     x = np.zeros(h, Q.dtype)
     w = np.zeros(h, Q.dtype)
     zero = np.zeros(1, Q.dtype)[0]
+    zero_b = np.zeros(1, b.dtype)[0]  # b, c may be real (a real T at a complex z)
     if r <= _WOODBURY_INLINE_RANK:
         # small r: R_ij = sum_m P_im Kinv_{j0+j, m} in the loop (r h multiply-adds per row)
         # costs less than one BLAS call and one R allocation per block of rows
         for i in range(n - 1, -1, -1):
             g = gL[i]
             if i == n - 1:
-                bi = zero
+                bi = zero_b
                 gc = zero
             else:
                 bi = b[i]
@@ -938,7 +944,7 @@ def _woodbury_correction_row(gL, b, c, Q, P, Kinv, j0, j1, out):
         for i in range(hi - 1, lo - 1, -1):
             g = gL[i]
             if i == n - 1:
-                bi = zero
+                bi = zero_b
                 gc = zero
             else:
                 bi = b[i]
@@ -1168,32 +1174,37 @@ def _prep_rhs(f):
     return f
 
 
-def woodbury_forward_kernel(alpha, b, c, U, V, pivmin, out=None):
+def woodbury_forward_kernel(alpha, b, c, U, V, pivmin, out=None, shift=None):
     """The forward half of the fused Woodbury resolvent diagonal; compiled.
 
-    ``A = tridiag(c, alpha, b) = L D M`` (comment above ``_woodbury_forward_batch``).
-    alpha (B, N); b, c (B, N-1) upper and lower; U, V (B, N, r) of alpha's dtype or a real
-    dtype that promotes to it (not cast: the kernel reads them as they are).
+    ``A = tridiag(c, alpha - shift, b) = L D M`` (comment above ``_woodbury_forward_batch``).
+    alpha (B, N); ``shift`` (B,) or None (zero); b, c (B, N-1) upper and lower; U, V (B, N, r).
+    The working dtype is ``result_type(alpha, shift)``; alpha, b, c, U and V may be of it or of
+    a real dtype that promotes to it (not cast: the kernel reads them as they are -- so a real
+    T at a complex z passes its own diagonal, off-diagonals and z, and no complex copy of them
+    is made).
 
     Returns ``Q = L^{-1} U`` (B, N, r), ``P = D^{-1} M^{-T} V`` (B, N, r), the LU pivot
     reciprocals ``gL`` (B, N), and ``guarded``, ``singular`` (B,) with :func:`solve_kernel`'s
     meaning.  ``V^T A^{-1} U = P^T Q``.  For batch 1 the two sweeps run on two threads.
-    ``out = (Q, P)``: C-contiguous (B, N, r) arrays of alpha's dtype to write into.
+    ``out = (Q, P)``: C-contiguous (B, N, r) arrays of the working dtype to write into.
     """
     alpha, b, c = _prep(alpha, b, c)
     U, V = _prep_rhs(U), _prep_rhs(V)
     B, N = alpha.shape
     r = U.shape[-1]
+    dtype = alpha.dtype if shift is None else np.result_type(alpha, shift)
+    shift = np.zeros(B, dtype) if shift is None else np.ascontiguousarray(np.broadcast_to(shift, (B,)), dtype)
     if out is None:
-        Q = np.empty((B, N, r), alpha.dtype)
-        P = np.empty((B, N, r), alpha.dtype)
+        Q = np.empty((B, N, r), dtype)
+        P = np.empty((B, N, r), dtype)
     else:
         Q, P = out
-    gL = np.empty_like(alpha)
+    gL = np.empty((B, N), dtype)
     guarded = np.zeros(B, np.int64)
     singular = np.zeros(B, np.bool_)
     if B and N:
-        _woodbury_forward_batch(alpha, b, c, U, V, _pivmin(pivmin, alpha.dtype), Q, P, gL, guarded, singular)
+        _woodbury_forward_batch(alpha, shift, b, c, U, V, _pivmin(pivmin, dtype), Q, P, gL, guarded, singular)
     return Q, P, gL, guarded, singular
 
 
@@ -1354,8 +1365,11 @@ def solve_ref(alpha, b, c, f, pivmin):
     return x, guarded, singular
 
 
-def woodbury_forward_ref(alpha, b, c, U, V, pivmin):
+def woodbury_forward_ref(alpha, b, c, U, V, pivmin, shift=None):
     """Twin of :func:`woodbury_forward_kernel` (pivots from :func:`left_pivots_ref`)."""
+    if shift is not None:
+        alpha = alpha - np.asarray(shift)[:, None]
+    b, c = np.asarray(b, alpha.dtype), np.asarray(c, alpha.dtype)
     B, N = alpha.shape
     gL, guarded, singular = left_pivots_ref(alpha, b * c, pivmin)
     Q = np.array(np.broadcast_to(U, (B,) + U.shape[-2:]), dtype=alpha.dtype)
@@ -1511,12 +1525,13 @@ class NumpyBackend(Backend):
 
     fused_woodbury = True
 
-    def woodbury_forward(self, alpha, b, c, U, V, pivmin):
+    def woodbury_forward(self, alpha, b, c, U, V, pivmin, shift=None):
         """:func:`woodbury_forward_kernel` writing Q and P into this thread's scratch buffer:
         they stay valid until passed to :meth:`woodbury_correction`, which recycles it."""
         B, N = alpha.shape
-        out = _take_scratch(B, N, U.shape[-1], alpha.dtype)
-        return woodbury_forward_kernel(alpha, b, c, U, V, pivmin, out=out)
+        dtype = alpha.dtype if shift is None else np.result_type(alpha, shift)
+        out = _take_scratch(B, N, U.shape[-1], dtype)
+        return woodbury_forward_kernel(alpha, b, c, U, V, pivmin, out=out, shift=shift)
 
     def woodbury_capacitance(self, P, Q):
         return woodbury_capacitance_kernel(P, Q)

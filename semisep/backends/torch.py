@@ -58,11 +58,15 @@ Complex pivot sweeps run on real planes (``Re``/``Im`` of ``alpha`` and ``betap`
 state ``(re/im, component, B, nc)``, pass (iii)'s ``(Re g, -Im g)``): torch's complex CPU kernels
 and strided real views of complex tensors cost 2-4x as much as contiguous real ops.  Without
 autograd, a real operator at a complex ``z`` writes the layouts straight from ``diag``, the
-shift and ``beta`` (:func:`_pivots_chunked_shifted`; ``Im alpha`` is one number per row).  The
-chunk layouts and second-pass buffers are scratch from a per-thread pool (:class:`_HostPool`,
-at most 64 MiB kept; :func:`release_host_pool` frees it), because fresh large host buffers
-page-fault on first touch.  Measured together at batch 8, N = 2^15 (complex128, same process,
-2-core CI machine): 31 against 45 ms per forward before these three changes.
+shift and ``beta`` (``Im alpha`` is one number per row), lays the reversed sweep out
+front-padded so that it aligns with the forward one after a flip, and combines ``G`` in the
+layout from the two sweeps' pivots (:func:`_resolvent_chunked_shifted`; no ``gL``/``gR``
+arrays).  The chunk layouts and second-pass buffers are scratch from a per-thread pool
+(:class:`_HostPool`, at most 64 MiB kept; :func:`release_host_pool` frees it), because fresh
+large host buffers page-fault on first touch.  Measured at batch 8, N = 2^15 (complex128, same
+process, 2-core CI machine): 31 against 45 ms per forward with the planar sweeps, the shift
+form and the pool; then 21-27 against 30-34 ms with the fused combine and a two-op chunk-scan
+level.
 On a shared 2-core machine every op large enough for torch to split over threads can also
 stall for a scheduler tick; ``benchmarks/bench_torch.py`` measures what that costs.
 
@@ -405,6 +409,87 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
                                 both, mask_none)
 
 
+def _prescale_exponent(amax_a: torch.Tensor, amax_b: torch.Tensor, N: int, rdt: torch.dtype) -> torch.Tensor:
+    """The exponent ``e (B,)`` of the pivot sweeps' exact power-of-two prescaling ``s = 2^e``,
+    from the rows' ``m(alpha)``, ``m(beta)`` with ``m(x) = max(|re x|, |im x|)``: ``m(alpha/s) < 1``
+    and ``m(beta/s^2) < 1``, so ``|alpha/s|, |beta/s^2| < sqrt 2`` and one step of the three-term
+    recursion grows the state by less than 3 (a zero row keeps ``s = 1``)."""
+    ea = torch.frexp(amax_a.to(rdt))[1]
+    if N > 1:
+        eb = torch.frexp(amax_b.to(rdt))[1]
+        ea = torch.maximum(ea, torch.div(eb + 1, 2, rounding_mode="floor"))
+    return ea
+
+
+def _shifted_absmax(diag: torch.Tensor, sr: torch.Tensor, si: torch.Tensor) -> torch.Tensor:
+    """``max(|Re alpha|, |Im alpha|)`` per row of ``alpha = diag - (sr + i si)`` without forming
+    it: ``max(max d - sr, sr - min d, |si|)`` (rounding is monotone)."""
+    if not diag.shape[1]:
+        return diag.new_zeros(diag.shape[0])
+    lo, hi = torch.aminmax(diag, dim=1)
+    return torch.maximum(torch.maximum(hi - sr, sr - lo), si.abs())
+
+
+def _resolvent_chunked_shifted(diag: torch.Tensor, shift: torch.Tensor, beta: torch.Tensor,
+                               pivmin: torch.Tensor, L: int | None = None):
+    """``G = diag((T - zI)^{-1})`` (B, N) by the chunked sweeps for a real ``diag (B, N)``,
+    ``beta (B, N-1)`` and a complex ``shift (B,)``, no autograd; None when some pivot may need
+    the guard (the caller then runs the general path, which decides exactly).
+
+    Both sweeps run as one planar problem of ``2B`` rows (:func:`_pivots_chunked_rows`), but the
+    reversed rows are laid out *front*-padded: flat position ``q`` of the reversed layout then
+    holds original index ``nc L - 1 - q``, so flipping that layout in (step, chunk) aligns it
+    element for element with the forward layout, and ``G`` is combined in the layout from the
+    two pivots: ``G_i = 1/(dL_i + dR_i - alpha_i)`` (``dL_i = alpha_i - beta_{i-1} gL_{i-1}``,
+    ``dR_i = alpha_i - beta_i gR_{i+1}``; the same denominator as :func:`_combine_resolvent`'s),
+    written straight into the complex result: no ``gL``/``gR`` arrays, no flipped complex copy."""
+    B0, N = diag.shape
+    if N < 2 or B0 == 0:
+        return None
+    rdt = diag.dtype
+    dev = diag.device
+    L = _pivot_chunk_length(N) if L is None else max(1, min(int(L), N))
+    nc = -(-N // L)
+    pad = nc * L - N
+    sr, si = shift.real.to(rdt), shift.imag.to(rdt)
+    ea = _prescale_exponent(_shifted_absmax(diag, sr, si), _absmax_rows(beta), N, rdt)
+    inv_s = torch.exp2(-ea.to(rdt))  # (B0,)
+    s2 = inv_s * inv_s
+    B = 2 * B0
+    pm = torch.cat([pivmin, pivmin]).to(rdt) * torch.cat([inv_s, inv_s])
+    renorm_every = 4 if rdt == torch.float32 else 8
+    with _Arena(dev) as arena:
+        Ar = arena.empty((L, B, nc), rdt)
+        Br = arena.empty((L, B, nc), rdt)
+        # forward rows at offset 0 (end-padded); reversed rows at offset pad (front-padded);
+        # padding alpha = 1, betap = 0, and betap = 0 where each real sequence starts
+        _chunk_write(Ar[:, :B0], diag, 0, L, 1.0, inv_s, sr)
+        _chunk_write(Br[:, :B0], beta, 1, L, 0.0, s2)
+        _chunk_write(Ar[:, B0:], _flipped(diag, arena), pad, L, 1.0, inv_s, sr)
+        _chunk_write(Br[:, B0:], _flipped(beta, arena), pad + 1, L, 0.0, s2)
+        Ai = (-si * inv_s).repeat(2)[None, :, None].expand(L, B, 1)
+        planes = (Ar, Ai, Br, None)
+        num, den = _chunk_carries_planar(planes, renorm_every)
+        _, Dp, ok = _second_pass_planar(planes, num, den, pm, True, arena, keep_g=False)
+        if not ok:
+            return None
+        # gamma = dL + dR - alpha (scaled by 1/s), in the forward layout
+        gam = Dp[:, :, B0:].flip((1, 3))  # (2, L, B0, nc), fresh
+        gam.add_(Dp[:, :, :B0])
+        gam[0].sub_(Ar[:, :B0])
+        gam[1].sub_(Ai[:, :B0])
+        gr, gi = gam[0], gam[1]
+        n = torch.mul(gr, gr)
+        n.addcmul_(gi, gi)
+        n.reciprocal_().mul_(inv_s[None, :, None])  # G = conj(gamma/s) / |gamma/s|^2 / s
+        out = torch.empty((B0, nc, L), dtype=shift.dtype, device=dev)
+        ov = torch.view_as_real(out)
+        nt = n.permute(1, 2, 0)
+        torch.mul(gr.permute(1, 2, 0), nt, out=ov[..., 0])
+        torch.mul(gi.permute(1, 2, 0), nt, out=ov[..., 1]).neg_()
+    return out.view(B0, nc * L)[:, :N]
+
+
 def _pivots_chunked_shifted(diag: torch.Tensor, shift: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor,
                             L: int | None = None, mask_none: bool = True):
     """Both pivot sweeps of ``alpha = diag - shift`` (``diag (B, N)`` and ``beta (B, N-1)`` real,
@@ -414,12 +499,8 @@ def _pivots_chunked_shifted(diag: torch.Tensor, shift: torch.Tensor, beta: torch
     rdt = diag.dtype
     sr, si = shift.real.to(rdt), shift.imag.to(rdt)
     rows = _PlanarRows(diag, -si, beta, None, shift.dtype, shift=sr)
-    if diag.shape[1]:  # max |Re alpha| = max(max d - Re z, Re z - min d) (rounding is monotone)
-        lo, hi = torch.aminmax(diag, dim=1)
-        ma = torch.maximum(torch.maximum(hi - sr, sr - lo), si.abs())
-    else:
-        ma = diag.new_zeros(diag.shape[0])
-    return _pivots_chunked_rows(rows, ma, _absmax_rows(beta), pivmin, L, None, True, mask_none)
+    return _pivots_chunked_rows(rows, _shifted_absmax(diag, sr, si), _absmax_rows(beta), pivmin, L, None,
+                                True, mask_none)
 
 
 class _PlanarRows:
@@ -453,13 +534,7 @@ def _pivots_chunked_rows(rows: _PlanarRows, amax_a, amax_b, pivmin, L, renorm_ev
     if renorm_every is None:
         renorm_every = 4 if rdt == torch.float32 else 8
 
-    # exact power-of-two prescaling with m(x) = max(|re x|, |im x|): m(alpha/s) < 1 and
-    # m(beta/s^2) < 1, so |alpha/s| < sqrt 2, |beta/s^2| < sqrt 2 and one step of the three-term
-    # recursion grows the state by less than 3 (a zero row keeps s = 1)
-    ea = torch.frexp(amax_a.to(rdt))[1]
-    if N > 1:
-        eb = torch.frexp(amax_b.to(rdt))[1]
-        ea = torch.maximum(ea, torch.div(eb + 1, 2, rounding_mode="floor"))
+    ea = _prescale_exponent(amax_a, amax_b, N, rdt)
     if both:
         ea = torch.cat([ea, ea])
     inv_s = torch.exp2(-ea.to(rdt))  # (B,)
@@ -559,19 +634,18 @@ def _transfer_scan(prev: torch.Tensor, cur: torch.Tensor):
     # Q[i, j] = (prev, cur)[i][j]: (2, 2, B, nc); inclusive prefix products Q_k = P_k ... P_0 by a
     # Hillis-Steele scan, every level renormalised by a power of two
     Q = torch.stack((prev, cur), dim=0)
+    Qn = torch.empty_like(Q)
     off = 1
     while off < nc:
-        Qn = torch.empty_like(Q)
         Qn[..., :off] = Q[..., :off]
         a, b_ = Q[..., off:], Q[..., : nc - off]
-        for i in range(2):
-            for j in range(2):
-                o = Qn[i, j, :, off:]
-                torch.mul(a[i, 0], b_[0, j], out=o)
-                o.addcmul_(a[i, 1], b_[1, j])
-        pn = Qn[..., off:]
-        pn.mul_(_pow2_scale(_absmax_pair(pn[0], pn[1])))
-        Q = Qn
+        o = Qn[..., off:]
+        # the four entries at once: o[i, j] = a[i, 0] b[0, j] + a[i, 1] b[1, j] (broadcast over
+        # i and j; two ops per level instead of eight, which at nc ~ 512 are launch-bound)
+        torch.mul(a[:, 0:1], b_[0:1], out=o)
+        o.addcmul_(a[:, 1:2], b_[1:2])
+        o.mul_(_pow2_scale(_absmax_pair(o[0], o[1])))
+        Q, Qn = Qn, Q
         off *= 2
     return Q[0, 1, :, :-1], Q[1, 1, :, :-1]
 
@@ -607,7 +681,7 @@ def _chunk_carries_planar(planes, renorm_every: int):
     return _transfer_scan(torch.complex(prev[0], prev[1]), torch.complex(cur[0], cur[1]))
 
 
-def _second_pass_planar(planes, num, den, pm, keep_d: bool, arena: _Arena):
+def _second_pass_planar(planes, num, den, pm, keep_d: bool, arena: _Arena, keep_g: bool = True):
     """Pass (iii) without the guard for a complex problem held as real planes, as
     :func:`_second_pass_unguarded` (same certificate, same ``ok``).
 
@@ -616,8 +690,8 @@ def _second_pass_planar(planes, num, den, pm, keep_d: bool, arena: _Arena):
     in real arithmetic: ``d = alpha - betap g``, ``|d|^2``, ``g = conj(d)/|d|^2``; the state is
     kept as ``(Re g, -Im g)`` so that every step is a handful of contiguous real ops (torch's
     complex CPU kernels and strided real views cost 2-4x as much).  Returns ``(Gp, Dp, ok)``:
-    ``Gp (2, L, B, nc)`` = ``(Re g, -Im g)``, ``Dp`` = ``(Re d, Im d)`` or None
-    (``keep_d=False``), scratch of ``arena``."""
+    ``Gp (2, L, B, nc)`` = ``(Re g, -Im g)`` or None (``keep_g=False``), ``Dp`` = ``(Re d, Im d)``
+    or None (``keep_d=False``), scratch of ``arena``."""
     Ar, Ai, Br, Bi = planes
     L, B, nc = Ar.shape
     rdt = Ar.dtype
@@ -628,7 +702,7 @@ def _second_pass_planar(planes, num, den, pm, keep_d: bool, arena: _Arena):
         gr[:, 1:] = g0.real
         gc[:, 1:] = g0.imag
         gc[:, 1:].neg_()
-    Gp = arena.empty((2, L, B, nc), rdt)
+    Gp = arena.empty((2, L, B, nc), rdt) if keep_g else None
     Dp = arena.empty((2, L, B, nc), rdt) if keep_d else None
     dr_buf = torch.empty_like(gr)
     di_buf = torch.empty_like(gr)
@@ -652,8 +726,9 @@ def _second_pass_planar(planes, num, den, pm, keep_d: bool, arena: _Arena):
         torch.minimum(mn, n, out=mn)  # NaN-propagating
         torch.maximum(mx, n, out=mx)
         torch.reciprocal(n, out=r)
-        gr = torch.mul(dr, r, out=Gp[0, t])
-        gc = torch.mul(di, r, out=Gp[1, t])
+        # (without Gp the state is overwritten in place: dr, di no longer depend on it)
+        gr = torch.mul(dr, r, out=gr if Gp is None else Gp[0, t])
+        gc = torch.mul(di, r, out=gc if Gp is None else Gp[1, t])
     fin = torch.finfo(rdt)
     thr = torch.clamp(pm * pm * (1 + 8 * fin.eps), min=fin.tiny)  # |d| >= pm, |d|^2 normal
     ok = (mn.amin(dim=1) >= thr) & (mx.amax(dim=1) <= fin.max)
@@ -1366,8 +1441,10 @@ class TorchBackend(Backend):
         """On CPU (``"sequential"``): the NumPy backend's shift-form kernels on zero-copy views
         (no (B, N) ``alpha``, a shared off-diagonal stays a stride-0 view); under autograd
         through :class:`_ResolventShiftedFn` (its O(N) backward gives ``diag``, ``z`` and the
-        off-diagonals their gradients).  Otherwise ``alpha = diag - shift`` is formed and
-        :meth:`resolvent_diagonal` runs."""
+        off-diagonals their gradients).  ``"chunked"`` without autograd, real ``diag`` and
+        ``beta``, complex shift: :func:`_resolvent_chunked_shifted` (then, where a pivot needs
+        the guard, the shifted sweeps with the guarded pass).  Otherwise
+        ``alpha = diag - shift`` is formed and :meth:`resolvent_diagonal` runs."""
         resolved = self._resolve_method(method, diag)
         if (method == "auto" and resolved == "chunked" and shift.is_complex() and diag.shape[1] >= 2
                 and _triton_resolvent.available(diag) and not self._needs_grad(diag, shift, beta)):
@@ -1381,6 +1458,10 @@ class TorchBackend(Backend):
         if (resolved == "chunked" and not self._needs_grad(diag, shift, beta) and shift.is_complex()
                 and not diag.is_complex() and not beta.is_complex()):
             with torch.no_grad():  # the layouts straight from diag, shift and beta (no alpha)
+                G = _resolvent_chunked_shifted(diag, shift, beta, pivmin.detach(), L=self.chunk_length)
+                if G is not None:  # no pivot needed the guard
+                    guarded = torch.zeros(diag.shape[0], dtype=torch.int64, device=diag.device)
+                    return G, guarded, _resolvent_flags(G, pivmin.detach().to(diag.dtype))
                 (gl, grr), _, m = _pivots_chunked_shifted(
                     diag, shift, beta, pivmin.detach(), L=self.chunk_length)
                 B = diag.shape[0]

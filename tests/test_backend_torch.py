@@ -302,6 +302,23 @@ def test_fused_shifted_chunked_resolvent_against_the_reference_loop(rdt):
         assert _resolvent_chunked_shifted(alpha, z0, b * b, pm, L=L) is None
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_float32_operator_at_a_complex128_z_runs_in_double(method):
+    """A float32 T at a complex128 tensor z promotes to complex128: every method must then
+    compute in double precision (the chunked shift form once ran in T's float32)."""
+    import semisep as ss
+
+    g = torch.Generator().manual_seed(6)
+    d = (-2 + 2 * torch.rand(2, 500, generator=g, dtype=torch.float64)).float()
+    off = torch.ones(499, dtype=torch.float32)
+    z = torch.tensor(0.3 + 0.1j, dtype=torch.complex128)
+    with torch.no_grad():
+        G = ss.Tridiagonal(d, off).resolvent_diagonal(z, method=method)
+    Gr = ss.Tridiagonal(d.double(), off.double()).resolvent_diagonal(0.3 + 0.1j, method="reference")
+    assert G.dtype == torch.complex128
+    assert float(_rel(G, Gr).max()) < 1e-12
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 def test_shifted_chunked_resolvent_through_the_public_api(dtype):
     """The no-grad chunked path with a real operator and a complex z (the shift form, planar

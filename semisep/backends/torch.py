@@ -446,7 +446,8 @@ def _resolvent_chunked_shifted(diag: torch.Tensor, shift: torch.Tensor, beta: to
     B0, N = diag.shape
     if N < 2 or B0 == 0:
         return None
-    rdt = diag.dtype
+    rdt = _real_dtype(shift.dtype)  # the working precision (a float32 T at a complex128 z: double)
+    diag, beta = diag.to(rdt), beta.to(rdt)
     dev = diag.device
     L = _pivot_chunk_length(N) if L is None else max(1, min(int(L), N))
     nc = -(-N // L)
@@ -496,7 +497,8 @@ def _pivots_chunked_shifted(diag: torch.Tensor, shift: torch.Tensor, beta: torch
     ``shift (B,)`` complex) without forming ``alpha``: the chunk layouts are written straight
     from ``diag`` (``Re alpha``), ``Im alpha = -Im shift`` is one number per row and ``beta``
     has no imaginary part.  Returns what ``_pivots_chunked(alpha, beta, ..., both=True)`` does."""
-    rdt = diag.dtype
+    rdt = _real_dtype(shift.dtype)  # the working precision (a float32 T at a complex128 z: double)
+    diag, beta = diag.to(rdt), beta.to(rdt)
     sr, si = shift.real.to(rdt), shift.imag.to(rdt)
     rows = _PlanarRows(diag, -si, beta, None, shift.dtype, shift=sr)
     return _pivots_chunked_rows(rows, _shifted_absmax(diag, sr, si), _absmax_rows(beta), pivmin, L, None,

@@ -44,6 +44,7 @@ from numba import prange
 from numba.extending import overload
 
 from . import SINGULAR_FACTOR, Backend
+from ._blas import single_threaded_blas
 
 __all__ = [
     "NumpyBackend",
@@ -1252,6 +1253,12 @@ def _give_back_scratch(Q):
             _scratch.buf = buf
 
 
+def _concurrent_tasks(tasks: int) -> bool:
+    """Whether a prange over ``tasks`` runs BLAS calls on several numba threads at once (then
+    BLAS is held at one thread, :mod:`semisep.backends._blas`)."""
+    return tasks > 1 and numba.get_num_threads() > 1
+
+
 def woodbury_capacitance_kernel(P, Q):
     """``P^T Q`` (B, r, r) for P, Q (B, N, r) C-contiguous of one dtype (``K - I``).
 
@@ -1262,7 +1269,8 @@ def woodbury_capacitance_kernel(P, Q):
     nchunks = max(1, min(N, numba.get_num_threads() // max(B, 1)))
     out = np.zeros((B, nchunks, r, r), Q.dtype)
     if B and N and r:
-        _woodbury_capacitance_batch(P, Q, nchunks, out)
+        with single_threaded_blas(_concurrent_tasks(B * nchunks)):
+            _woodbury_capacitance_batch(P, Q, nchunks, out)
     return out.sum(axis=1)
 
 
@@ -1280,7 +1288,9 @@ def woodbury_correction_kernel(gL, b, c, Q, P, Kinv):
     nsplit = max(1, min(r, numba.get_num_threads() // max(B, 1)))
     out = np.empty((B, nsplit, N), Q.dtype)
     if B and N and r:
-        _woodbury_correction_batch(gL, b, c, Q, P, Kinv, out)
+        # BLAS (R = P K^{-T} per row block) only above the inline rank
+        with single_threaded_blas(r > _WOODBURY_INLINE_RANK and _concurrent_tasks(B * nsplit)):
+            _woodbury_correction_batch(gL, b, c, Q, P, Kinv, out)
     return out[:, 0] if nsplit == 1 else out.sum(axis=1)
 
 

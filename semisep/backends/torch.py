@@ -1189,6 +1189,50 @@ class _ResolventShiftedFn(torch.autograd.Function):
         return g_diag, g_shift, g_beta, None
 
 
+class _ResolventShiftedChunkedFn(torch.autograd.Function):
+    """``(diag, shift, beta) -> G = diag(A^{-1})``, ``A = tridiag(beta; diag - shift)``, by the
+    chunked sweeps (any device) in the shift form, with the O(N) chunked backward.
+
+    ``diag (B, N)`` and ``beta (B, N-1)`` real (stride-0 batch views are fine), ``shift (B,)``
+    complex; the work runs in the shift's precision.  The chunk layouts are written straight
+    from ``diag`` and the shift (:func:`_pivots_chunked_shifted`), so ``alpha`` is never formed
+    and ``beta`` stays real in both directions: the forward took 100 against 168 ms at batch 8,
+    N = 2^17 on CPU, bitwise the same G.  Gradients (holomorphic convention, as
+    :class:`_ResolventDiagonalFn`): ``dL/ddiag = Re dL/dalpha``, ``dL/dshift = -sum_i
+    dL/dalpha_i``, ``dL/dbeta = Re`` of the complex one.  Saves beta, G, gL, gR."""
+
+    @staticmethod
+    def forward(ctx, diag, shift, beta, pivmin, L):
+        rdt = _real_dtype(shift.dtype)
+        beta_w = beta.to(rdt)
+        (gl, grr), _, m = _pivots_chunked_shifted(diag, shift, beta_w, pivmin, L=L)
+        gr = grr.flip(1)
+        del grr
+        B = diag.shape[0]
+        guarded = (torch.zeros(B, dtype=torch.int64, device=diag.device) if m is None
+                   else (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64))
+        G = _combine_resolvent(gl, gr, beta_w)
+        singular = _resolvent_flags(G, pivmin.to(rdt))
+        ctx.save_for_backward(beta_w, G, gl, gr)
+        ctx.L = L
+        ctx.dtypes = (diag.dtype, shift.dtype, beta.dtype)
+        ctx.mark_non_differentiable(guarded, singular)
+        return G, guarded, singular
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gG, _g1, _g2):
+        beta, G, gL, gR = ctx.saved_tensors
+        diag_dtype, shift_dtype, beta_dtype = ctx.dtypes
+        need_diag, need_shift, need_beta = ctx.needs_input_grad[:3]
+        dalpha, dbeta = _resolvent_backward(gG.to(G.dtype).conj(), G, gL, gR, beta, ctx.L)
+        dalpha = dalpha.conj()  # dL/dalpha (holomorphic convention); dbeta is made real below
+        g_diag = dalpha.real.to(diag_dtype) if need_diag else None
+        g_shift = dalpha.sum(dim=1).neg_().to(shift_dtype) if need_shift else None
+        g_beta = dbeta.real.to(beta_dtype) if need_beta else None
+        return g_diag, g_shift, g_beta, None, None
+
+
 def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
     """``(G, guarded, singular, gL, gR)``.  ``"sequential"``: result and flags from the numpy
     kernel, the saved pivots from its separate left/right sweeps."""
@@ -1445,8 +1489,9 @@ class TorchBackend(Backend):
         through :class:`_ResolventShiftedFn` (its O(N) backward gives ``diag``, ``z`` and the
         off-diagonals their gradients).  ``"chunked"`` without autograd, real ``diag`` and
         ``beta``, complex shift: :func:`_resolvent_chunked_shifted` (then, where a pivot needs
-        the guard, the shifted sweeps with the guarded pass).  Otherwise
-        ``alpha = diag - shift`` is formed and :meth:`resolvent_diagonal` runs."""
+        the guard, the shifted sweeps with the guarded pass); the same under autograd through
+        :class:`_ResolventShiftedChunkedFn`.  Otherwise ``alpha = diag - shift`` is formed and
+        :meth:`resolvent_diagonal` runs."""
         resolved = self._resolve_method(method, diag)
         if (method == "auto" and resolved == "chunked" and shift.is_complex() and diag.shape[1] >= 2
                 and _triton_resolvent.available(diag) and not self._needs_grad(diag, shift, beta)):
@@ -1457,6 +1502,9 @@ class TorchBackend(Backend):
                 return out
         if resolved == "sequential" and self._needs_grad(diag, shift, beta):
             return _ResolventShiftedFn.apply(diag, shift, beta, pivmin.detach())
+        if (resolved == "chunked" and self._needs_grad(diag, shift, beta) and shift.is_complex()
+                and not diag.is_complex() and not beta.is_complex()):
+            return _ResolventShiftedChunkedFn.apply(diag, shift, beta, pivmin.detach(), self.chunk_length)
         if (resolved == "chunked" and not self._needs_grad(diag, shift, beta) and shift.is_complex()
                 and not diag.is_complex() and not beta.is_complex()):
             with torch.no_grad():  # the layouts straight from diag, shift and beta (no alpha)

@@ -1189,6 +1189,23 @@ class _ResolventShiftedFn(torch.autograd.Function):
         return g_diag, g_shift, g_beta, None
 
 
+def _resolvent_shifted_chunked(diag, shift, beta, pivmin, L):
+    """``(G, guarded, singular, gL, gR, beta_w)`` for ``alpha = diag - shift`` (real ``diag``
+    and ``beta``, complex ``shift``) from both sweeps of :func:`_pivots_chunked_shifted` (the
+    guarded pass where a pivot needs it), in the shift's precision; ``beta_w`` is ``beta`` in
+    that precision (real)."""
+    rdt = _real_dtype(shift.dtype)
+    beta_w = beta.to(rdt)
+    (gl, grr), _, m = _pivots_chunked_shifted(diag, shift, beta_w, pivmin, L=L)
+    gr = grr.flip(1)
+    del grr
+    B = diag.shape[0]
+    guarded = (torch.zeros(B, dtype=torch.int64, device=diag.device) if m is None
+               else (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64))
+    G = _combine_resolvent(gl, gr, beta_w)
+    return G, guarded, _resolvent_flags(G, pivmin.to(rdt)), gl, gr, beta_w
+
+
 class _ResolventShiftedChunkedFn(torch.autograd.Function):
     """``(diag, shift, beta) -> G = diag(A^{-1})``, ``A = tridiag(beta; diag - shift)``, by the
     chunked sweeps (any device) in the shift form, with the O(N) chunked backward.
@@ -1203,16 +1220,7 @@ class _ResolventShiftedChunkedFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, diag, shift, beta, pivmin, L):
-        rdt = _real_dtype(shift.dtype)
-        beta_w = beta.to(rdt)
-        (gl, grr), _, m = _pivots_chunked_shifted(diag, shift, beta_w, pivmin, L=L)
-        gr = grr.flip(1)
-        del grr
-        B = diag.shape[0]
-        guarded = (torch.zeros(B, dtype=torch.int64, device=diag.device) if m is None
-                   else (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64))
-        G = _combine_resolvent(gl, gr, beta_w)
-        singular = _resolvent_flags(G, pivmin.to(rdt))
+        G, guarded, singular, gl, gr, beta_w = _resolvent_shifted_chunked(diag, shift, beta, pivmin, L)
         ctx.save_for_backward(beta_w, G, gl, gr)
         ctx.L = L
         ctx.dtypes = (diag.dtype, shift.dtype, beta.dtype)
@@ -1512,13 +1520,7 @@ class TorchBackend(Backend):
                 if G is not None:  # no pivot needed the guard
                     guarded = torch.zeros(diag.shape[0], dtype=torch.int64, device=diag.device)
                     return G, guarded, _resolvent_flags(G, pivmin.detach().to(diag.dtype))
-                (gl, grr), _, m = _pivots_chunked_shifted(
-                    diag, shift, beta, pivmin.detach(), L=self.chunk_length)
-                B = diag.shape[0]
-                guarded = (torch.zeros(B, dtype=torch.int64, device=diag.device) if m is None
-                           else (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64))
-                G = _combine_resolvent(gl, grr.flip(1), beta)
-                return G, guarded, _resolvent_flags(G, pivmin.detach().to(diag.dtype))
+                return _resolvent_shifted_chunked(diag, shift, beta, pivmin.detach(), self.chunk_length)[:3]
         if resolved == "sequential":
             from . import get_backend
 

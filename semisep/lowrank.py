@@ -268,8 +268,13 @@ class TridiagonalPlusLowRank(StructuredOperator):
 
         ``b`` is a vector iff ``b.ndim == len(batch_shape) + 1`` (or 1), else a matrix
         ``(..., N, k)`` (torch.linalg.solve's rule); result shape as for
-        :meth:`Tridiagonal.solve`.  One tridiagonal pass solves ``A [Y0, X] = [b, U]``, then
-        ``x = Y0 - X K^{-1} (V^T Y0)``.  ``method`` is passed to the tridiagonal kernels.
+        :meth:`Tridiagonal.solve`.  ``A = T - zI``.  With the backend's fused Woodbury kernels
+        (NumPy, ``method`` "auto" or "sequential") and ``k <= r``: ``K = I + V^T A^{-1} U``
+        from the forward sweeps and one ``P^T Q`` product (``A^{-1} U`` is never formed), then
+        two k-column solves, ``y = A^{-1} b`` and ``x = A^{-1} (b - U K^{-1} V^T y)``.
+        Otherwise (and where a pivot was guarded) one tridiagonal pass solves
+        ``A [y, X] = [b, U]`` and ``x = y - X K^{-1} (V^T y)``.  ``method`` is passed to the
+        tridiagonal kernels.
         """
         bk = self._backend
         backend_for(self.U, b)
@@ -283,14 +288,29 @@ class TridiagonalPlusLowRank(StructuredOperator):
             )
             cond = np.ones(batch)
         else:
-            rhs = bk.concat([bb, self._low(self.U, batch, dtype)], axis=-1)
-            sol, pinfo = self.tridiagonal.solve(
-                rhs, z, method=method, check_finite=check_finite, return_info=True
-            )
-            y, X = sol[..., :k], sol[..., k:]
-            K, cond = self._capacitance(X, "solve", z)
-            Vt = la.mT(bk.astype(self.V, dtype))
-            x = y - X @ la.solve(bk, K, Vt @ y)
+            K = None
+            if k <= self.rank and bk.fused_woodbury and method in ("auto", "sequential"):
+                # K from the fused forward sweeps (no N x r solve), then two k-column solves:
+                # y = A^{-1} b, w = K^{-1} V^T y, x = A^{-1} (b - U w)
+                y, pinfo = self.tridiagonal.solve(
+                    bb, z, method=method, check_finite=check_finite, return_info=True
+                )
+                fused = self._fused_capacitance(z, batch, method, "solve")
+                if fused is not None:  # else a guarded pivot: the composed path, which refines
+                    K, cond, _ = fused
+                    w = la.solve(bk, K, la.matmul_mixed(bk, la.mT(self.V), y, dtype))
+                    x = self.tridiagonal.solve(
+                        bb - la.matmul_mixed(bk, self.U, w, dtype), z, method=method, check_finite=False
+                    )
+            if K is None:
+                rhs = bk.concat([bb, self._low(self.U, batch, dtype)], axis=-1)
+                sol, pinfo = self.tridiagonal.solve(
+                    rhs, z, method=method, check_finite=check_finite, return_info=True
+                )
+                y, X = sol[..., :k], sol[..., k:]
+                K, cond = self._capacitance(X, "solve", z)
+                Vt = la.mT(bk.astype(self.V, dtype))
+                x = y - X @ la.solve(bk, K, Vt @ y)
         x = x[..., 0] if is_vec else x
         if not return_info:
             return x
@@ -305,7 +325,10 @@ class TridiagonalPlusLowRank(StructuredOperator):
         Shape ``broadcast(batch_shape, z.shape)``.  Imaginary part in (-pi, pi] as with
         ``numpy.linalg.slogdet``; real when the dtype is real and every determinant in the
         batch is positive, complex (imaginary part pi where negative) otherwise -- the rule of
-        :meth:`Tridiagonal.logdet`.  O(N r^2 + r^3).
+        :meth:`Tridiagonal.logdet`.  O(N r^2 + r^3).  ``K = I + V^T (T - zI)^{-1} U`` comes
+        from the fused forward sweeps and one ``P^T Q`` product where the backend has them
+        (NumPy, ``method`` "auto" or "sequential", no guarded pivot), else from an r-column
+        solve.
         """
         bk = self._backend
         batch, dtype = self._prepare(z)
@@ -317,12 +340,16 @@ class TridiagonalPlusLowRank(StructuredOperator):
             out = ldT + bk.zeros(batch, ldT.dtype, like=ldT)
             cond = np.ones(batch)
         else:
-            X, pX = self.tridiagonal.solve(
-                self._low(self.U, batch, dtype), z, method=method, check_finite=False,
-                return_info=True,
-            )
+            fused = self._fused_capacitance(z, batch, method, "logdet")
+            if fused is not None:  # K = I + P^T Q from the forward sweeps alone
+                K, cond, pX = fused
+            else:
+                X, pX = self.tridiagonal.solve(
+                    self._low(self.U, batch, dtype), z, method=method, check_finite=False,
+                    return_info=True,
+                )
+                K, cond = self._capacitance(X, "logdet", z)
             pivots["solve"] = pX
-            K, cond = self._capacitance(X, "logdet", z)
             sign, logabs = la.slogdet(bk, K)
             cdt = la.complex_dtype(bk, logabs.dtype)
             if bk.is_complex(dtype):
@@ -430,24 +457,11 @@ class TridiagonalPlusLowRank(StructuredOperator):
             G = G.reshape(batch + (n,))
         else:
             G, pG = T.resolvent_diagonal(z, method=method, check_finite=False, return_info=True)
-        nb = int(np.prod(batch))
-
-        def block(M):  # (..., N, r) -> (B, N, r), a view where the batch is broadcast
-            return bk.broadcast_to(M, batch + (n, r)).reshape((nb, n, r))
-
-        if bk.takes_shift:  # T's own diagonal and off-diagonals, z subtracted in the kernel
-            diag, upper, lower = rows.diag, rows.upper_native, rows.lower_native
-            Q, P, gL, guarded, singular = bk.woodbury_forward(
-                diag, upper, lower, block(self.U), block(self.V), rows.pivmin, shift=rows.shift
-            )
-        else:
-            upper, lower = rows.upper, rows.lower
-            Q, P, gL, guarded, singular = bk.woodbury_forward(
-                rows.alpha, upper, lower, block(self.U), block(self.V), rows.pivmin
-            )
-        if bool((guarded > 0).any()):
+        fwd = self._fused_forward(rows, z, batch, method, "solve")
+        if fwd is None:
             return None
-        _raise_if_singular(bk, singular, batch, "solve", z)
+        Q, P, gL, upper, lower, pS = fwd
+        nb = int(np.prod(batch))
         KmI = bk.woodbury_capacitance(P, Q)
         K, cond = self._check_capacitance(
             la.eye(bk, r, KmI.dtype, like=KmI) + KmI.reshape(batch + (r, r)),
@@ -455,11 +469,64 @@ class TridiagonalPlusLowRank(StructuredOperator):
         )
         Kinv = la.solve(bk, K, la.eye(bk, r, K.dtype, like=K)).reshape((nb, r, r))
         corr = bk.woodbury_correction(gL, upper, lower, Q, P, Kinv)
-        _, pS = _with_info(None, rows, guarded, method, True)
         pivots = {"resolvent_diagonal": pG, "solve": pS}
         if not T.is_symmetric_storage:
             pivots["solve_transpose"] = pS  # A^T has the pivots of A
         return G - corr.reshape(batch + (n,)), pivots, cond
+
+    def _fused_forward(self, rows, z: Any, batch: tuple[int, ...], method: str, what: str):
+        """The fused forward sweeps for ``A = T - zI`` on the rows of :func:`_shifted_rows`:
+        ``(Q, P, gL, upper, lower, pivot_info)`` with ``Q = L^{-1} U``, ``P = D^{-1} M^{-T} V``
+        of shape (B, N, r), ``B = prod(batch)``, and ``V^T A^{-1} U = P^T Q``; None where a
+        pivot was guarded (the caller takes its composed path, whose solves refine).  Raises
+        :class:`SingularMatrixError` (named ``what``) if ``A`` is singular.  Q and P live in
+        the backend's scratch: the caller passes Q to ``woodbury_correction`` or
+        ``woodbury_release`` when done."""
+        bk = self._backend
+        n, r = self._n, self.rank
+        nb = int(np.prod(batch))
+
+        def block(M):  # (..., N, r) -> (B, N, r), a view where the batch is broadcast
+            return bk.broadcast_to(M, batch + (n, r)).reshape((nb, n, r))
+
+        if bk.takes_shift:  # T's own diagonal and off-diagonals, z subtracted in the kernel
+            upper, lower = rows.upper_native, rows.lower_native
+            Q, P, gL, guarded, singular = bk.woodbury_forward(
+                rows.diag, upper, lower, block(self.U), block(self.V), rows.pivmin, shift=rows.shift
+            )
+        else:
+            upper, lower = rows.upper, rows.lower
+            Q, P, gL, guarded, singular = bk.woodbury_forward(
+                rows.alpha, upper, lower, block(self.U), block(self.V), rows.pivmin
+            )
+        if bool((guarded > 0).any()):
+            bk.woodbury_release(Q)
+            return None
+        if bool(np.any(singular)):
+            bk.woodbury_release(Q)
+            _raise_if_singular(bk, singular, batch, what, z)
+        _, info = _with_info(None, rows, guarded, method, True)
+        return Q, P, gL, upper, lower, info
+
+    def _fused_capacitance(self, z: Any, batch: tuple[int, ...], method: str, what: str):
+        """``(K, cond_2(K), pivot_info)`` from the fused forward sweeps and ``P^T Q`` (no
+        (N, r) solve, no X); None where the backend has no fused kernels, ``method`` is not
+        "auto" / "sequential", or a pivot was guarded."""
+        bk = self._backend
+        if not (bk.fused_woodbury and method in ("auto", "sequential")):
+            return None
+        rows = _shifted_rows(self.tridiagonal, z, False, extra={"operator": self._batch_shape})
+        fwd = self._fused_forward(rows, z, batch, method, what)
+        if fwd is None:
+            return None
+        Q, P, _, _, _, info = fwd
+        KmI = bk.woodbury_capacitance(P, Q)
+        bk.woodbury_release(Q)
+        r = self.rank
+        K, cond = self._check_capacitance(
+            la.eye(bk, r, KmI.dtype, like=KmI) + KmI.reshape(batch + (r, r)), what, z, stacklevel=4,
+        )
+        return K, cond, info
 
 
 def _expi(bk, phase, cdt):

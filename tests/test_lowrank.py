@@ -136,6 +136,64 @@ def test_resolvent_diagonal_guarded_pivot_falls_back_and_is_exact(rng):
     assert np.max(np.abs(G - Gref)) < 1e-13 * np.max(np.abs(Gref))
 
 
+def test_solve_and_logdet_take_K_from_the_fused_sweeps(rng, monkeypatch):
+    """solve with k <= r and logdet take K = I + P^T Q from the fused forward sweeps (NumPy,
+    "auto"); they agree with the composed path ("reference": an r-column solve) and with the
+    dense matrix; solve with k > r stays composed; a guarded pivot (a zero leading minor of
+    T - zI) falls back to the composed path, which refines, and stays exact; an ill-conditioned
+    K warns at the caller's line on both paths."""
+    n, r = 40, 4
+    d, lo, up, U, V = make(rng, (2,), n, r, np.float64)
+    H = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V)
+    z = 0.3 + 0.2j
+    Hd = dense_H(d, lo, up, U, V) - z * np.eye(n)
+    fused_calls = []
+    kernel = type(H._backend).woodbury_capacitance
+    monkeypatch.setattr(type(H._backend), "woodbury_capacitance",
+                        lambda self, P, Q: fused_calls.append(1) or kernel(self, P, Q))
+    for k in (1, r, r + 3):
+        b = rng.standard_normal((2, n, k))
+        before = len(fused_calls)
+        x, info = H.solve(b, z, return_info=True)
+        assert len(fused_calls) - before == (1 if k <= r else 0)
+        xc = H.solve(b, z, method="reference")
+        assert len(fused_calls) - before == (1 if k <= r else 0)
+        xr = np.linalg.solve(Hd, b)
+        assert relerr(x, xr) < 1e-13 and relerr(xc, xr) < 1e-13
+        assert info.pivots["solve"].refinement_steps == 0
+        assert np.allclose(info.capacitance_cond, np.linalg.cond(
+            np.eye(r) + np.swapaxes(V, -1, -2) @ np.linalg.solve(Hd - U @ np.swapaxes(V, -1, -2), U)))
+    before = len(fused_calls)
+    ld, info = H.logdet(z, return_info=True)
+    assert len(fused_calls) - before == 1
+    sgn, lab = np.linalg.slogdet(Hd)
+    assert np.allclose(ld, H.logdet(z, method="reference"), rtol=1e-13, atol=0)
+    assert np.allclose(ld.real, lab, rtol=1e-13) and np.allclose(np.exp(1j * ld.imag), sgn, rtol=1e-12)
+    assert set(info.pivots) == {"logdet", "solve"} and info.total_guarded == 0
+    # guarded pivot: T - 0 I has a zero leading 1x1 minor
+    d0, lo0, up0 = np.array([0.0, 1.0, 2.0, 1.5]), np.array([1.0, 1.0, 0.5]), np.array([2.0, 1.0, 1.0])
+    U0, V0 = rng.standard_normal((4, 2)), rng.standard_normal((4, 2))
+    H0 = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d0, lo0, up0), U0, V0)
+    b0 = rng.standard_normal(4)
+    x0, info0 = H0.solve(b0, 0.0, return_info=True)
+    assert info0.pivots["solve"].total_guarded >= 1 and info0.pivots["solve"].refinement_steps == 1
+    assert relerr(x0, np.linalg.solve(H0.to_dense(), b0)) < 1e-13
+    ld0 = H0.logdet(0.0)
+    sgn0, lab0 = np.linalg.slogdet(H0.to_dense())
+    assert ld0.real == pytest.approx(lab0, rel=1e-13) and np.exp(1j * ld0.imag) == pytest.approx(sgn0)
+    # ill-conditioned K (T = I, a rank-2 update with a tiny singular value of K)
+    n1 = 8
+    T1 = ss.Tridiagonal(np.ones(n1), np.zeros(n1 - 1))
+    U1, V1 = np.zeros((n1, 2)), np.zeros((n1, 2))
+    U1[0, 0], V1[0, 0] = 1.0, 1.0
+    U1[1, 1], V1[1, 1] = -(1 - 1e-14), 1.0
+    H1 = ss.TridiagonalPlusLowRank(T1, U1, V1)
+    for call in (lambda: H1.solve(np.ones(n1)), lambda: H1.solve(np.ones((n1, 3))), lambda: H1.logdet()):
+        with pytest.warns(ss.IllConditionedWarning, match="cond_2") as rec:
+            call()
+        assert rec[0].filename == __file__
+
+
 @pytest.mark.parametrize("method", ["auto", "reference"])
 def test_resolvent_diagonal_singular_T_raises(method):
     """T - zI singular (z an eigenvalue of T) raises before any Woodbury work, on both paths."""
@@ -474,3 +532,25 @@ def test_torch_gradcheck(rng, what):
         return getattr(H, what)(z)
 
     assert torch.autograd.gradcheck(f, (*args, z), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_matmul_mixed_reads_a_complex_operand_as_real_parts(rng):
+    """``_linalg.matmul_mixed``: a real A times a complex B through B's interleaved real view
+    (batched, a transposed A, a non-contiguous B) equals the complex product; other dtype
+    combinations take the plain cast-and-multiply."""
+    from semisep import _linalg as la
+    from semisep.backends import get_backend
+
+    bk = get_backend("numpy")
+    A = rng.standard_normal((3, 50, 4))
+    B = rng.standard_normal((3, 4, 6)) + 1j * rng.standard_normal((3, 4, 6))
+    for a, b in ((A, B), (np.swapaxes(A, -1, -2), rng.standard_normal((3, 50, 2)) + 1j),
+                 (A, B[..., ::2]), (A[0], B)):
+        got = la.matmul_mixed(bk, a, b, np.complex128)
+        assert got.dtype == np.complex128 and got.shape == (a @ b).shape
+        assert np.max(np.abs(got - a @ b)) <= 1e-14 * np.max(np.abs(a @ b))
+    Bf = B.astype(np.complex64)
+    got = la.matmul_mixed(bk, A.astype(np.float32), Bf, np.complex64)
+    assert got.dtype == np.complex64 and np.allclose(got, A @ B, rtol=1e-5, atol=1e-5)
+    real = la.matmul_mixed(bk, A, B.real, np.float64)
+    assert real.dtype == np.float64 and np.allclose(real, A @ B.real)

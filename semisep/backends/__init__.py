@@ -70,7 +70,14 @@ Optional fused Woodbury kernels (``fused_woodbury = True``; the NumPy backend ha
 ``woodbury_capacitance(P, Q) -> (B, r, r)``
     ``P^T Q``.
 ``woodbury_correction(gL, b, c, Q, P, Kinv) -> (B, N)``
-    ``sum_k X_ik W_ik`` with ``X = A^{-1} U``, ``W = A^{-T} V K^{-T}``.
+    ``sum_k X_ik W_ik`` with ``X = A^{-1} U``, ``W = A^{-T} V K^{-T}``; the backend may then
+    reuse the storage of Q and P.
+``woodbury_release(Q)``
+    Q and P are no longer needed (a caller that wanted K alone, or stopped after the forward
+    sweeps): the backend may reuse their storage.
+
+``TridiagonalPlusLowRank.logdet`` and ``solve`` use the forward sweeps and the capacitance
+alone: ``K = I + P^T Q`` without forming ``A^{-1} U``.
 
 The torch backend's kernels are differentiable (``torch.autograd.Function`` with the O(N)
 backward of DESIGN.md section 3) with respect to every tensor argument except ``pivmin``.
@@ -194,6 +201,9 @@ class Backend:
 
     def woodbury_correction(self, gL, b, c, Q, P, Kinv):
         raise NotImplementedError
+
+    def woodbury_release(self, Q):
+        """Default: nothing to give back."""
 
     def resolvent_diagonal_selected(self, alpha, beta, pivmin, indices, method="auto"):
         """Default: the full diagonal, then a gather (see the module docstring)."""

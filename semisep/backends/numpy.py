@@ -1550,3 +1550,7 @@ class NumpyBackend(Backend):
         corr = woodbury_correction_kernel(gL, b, c, Q, P, Kinv)
         _give_back_scratch(Q)
         return corr
+
+    def woodbury_release(self, Q):
+        """Keep the scratch buffer behind Q and P for the next call."""
+        _give_back_scratch(Q)

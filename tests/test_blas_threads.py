@@ -94,12 +94,15 @@ def test_overlapping_calls_from_two_threads_restore_the_callers_setting(monkeypa
     assert fake.threads == 4 and _blas._depth == 0
 
 
-@pytest.mark.parametrize("B,r,expect", [(1, 16, True), (3, 16, True), (1, 8, False)])
+@pytest.mark.parametrize("B,N,r,cap_hold,corr_hold", [(1, 4096, 16, True, True), (3, 4096, 16, True, True),
+                                           (1, 1 << 14, 8, True, False), (2, 64, 16, False, False)])
 def test_woodbury_kernels_hold_blas_at_one_thread_when_they_call_it_concurrently(
-    rng, monkeypatch, two_blas_threads, B, r, expect
+    rng, monkeypatch, two_blas_threads, B, N, r, cap_hold, corr_hold
 ):
     """The capacitance product always calls BLAS; the correction kernel only above the inline
-    rank (8).  With one numba thread nothing runs concurrently and BLAS keeps its threads."""
+    rank (8).  Below B N r^2 = 2^20 multiply-adds the products are too small for BLAS to thread
+    and the hold is skipped.  With one numba thread nothing runs concurrently and BLAS keeps
+    its threads."""
     controller, before = two_blas_threads
     seen = []
 
@@ -108,7 +111,6 @@ def test_woodbury_kernels_hold_blas_at_one_thread_when_they_call_it_concurrently
         return _blas.single_threaded_blas(active)
 
     monkeypatch.setattr(nb, "single_threaded_blas", recording)
-    N = 64
     P = rng.standard_normal((B, N, r)) + 1j * rng.standard_normal((B, N, r))
     Q = rng.standard_normal((B, N, r)) + 1j * rng.standard_normal((B, N, r))
     gL = rng.standard_normal((B, N)) + 0j
@@ -125,7 +127,7 @@ def test_woodbury_kernels_hold_blas_at_one_thread_when_they_call_it_concurrently
         nb.woodbury_correction_kernel(gL, b, c, Q, P, Kinv)
     finally:
         numba.set_num_threads(old)
-    assert [a for a, _ in seen] == [concurrent, concurrent and expect, False, False]
+    assert [a for a, _ in seen] == [concurrent and cap_hold, concurrent and corr_hold, False, False]
     assert _blas_threads(controller) == before
     np.testing.assert_allclose(KmI, nb.woodbury_capacitance_ref(P, Q), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(corr, nb.woodbury_correction_ref(gL, b, c, Q, P, Kinv),

@@ -1253,10 +1253,16 @@ def _give_back_scratch(Q):
             _scratch.buf = buf
 
 
-def _concurrent_tasks(tasks: int) -> bool:
-    """Whether a prange over ``tasks`` runs BLAS calls on several numba threads at once (then
-    BLAS is held at one thread, :mod:`semisep.backends._blas`)."""
-    return tasks > 1 and numba.get_num_threads() > 1
+_BLAS_HOLD_WORK = 1 << 20  # B N r^2 below which the kernels' BLAS calls are too small to thread
+
+
+def _concurrent_tasks(tasks: int, work: int) -> bool:
+    """Whether a prange over ``tasks`` runs BLAS calls on several numba threads at once, with
+    enough work (``B N r^2`` multiply-adds) for BLAS to start its own threads: then BLAS is held
+    at one thread (:mod:`semisep.backends._blas`).  Below ``_BLAS_HOLD_WORK`` the hold is
+    skipped: setting and restoring the thread count cost ~0.08 ms a call, 10% of the whole
+    call at N = 2048, r = 11, whose products OpenBLAS runs on one thread anyway."""
+    return tasks > 1 and work >= _BLAS_HOLD_WORK and numba.get_num_threads() > 1
 
 
 def woodbury_capacitance_kernel(P, Q):
@@ -1269,7 +1275,7 @@ def woodbury_capacitance_kernel(P, Q):
     nchunks = max(1, min(N, numba.get_num_threads() // max(B, 1)))
     out = np.zeros((B, nchunks, r, r), Q.dtype)
     if B and N and r:
-        with single_threaded_blas(_concurrent_tasks(B * nchunks)):
+        with single_threaded_blas(_concurrent_tasks(B * nchunks, B * N * r * r)):
             _woodbury_capacitance_batch(P, Q, nchunks, out)
     return out.sum(axis=1)
 
@@ -1289,7 +1295,7 @@ def woodbury_correction_kernel(gL, b, c, Q, P, Kinv):
     out = np.empty((B, nsplit, N), Q.dtype)
     if B and N and r:
         # BLAS (R = P K^{-T} per row block) only above the inline rank
-        with single_threaded_blas(r > _WOODBURY_INLINE_RANK and _concurrent_tasks(B * nsplit)):
+        with single_threaded_blas(r > _WOODBURY_INLINE_RANK and _concurrent_tasks(B * nsplit, B * N * r * r)):
             _woodbury_correction_batch(gL, b, c, Q, P, Kinv, out)
     return out[:, 0] if nsplit == 1 else out.sum(axis=1)
 

@@ -212,8 +212,8 @@ def matmul_mixed(bk, A: Any, B: Any, dtype: Any) -> Any:
     than the product: 23 of 84 ms of a T + U V^T solve at N = 2^16, r = 32), and BLAS is held
     at one thread for it: the product is skinny (``k`` small) and memory-bound, and OpenBLAS's
     pool, once woken, spins for a while and slows the compiled kernels that follow (the
-    solve at r = 32 took 46-56 ms so against 24 ms).  Otherwise both are cast to ``dtype``
-    and multiplied."""
+    solve at r = 32 took 46-56 ms so against 24 ms; scratch A/Bs in docs/benchmarks.md,
+    stop 15).  Otherwise both are cast to ``dtype`` and multiplied."""
     if (not _is_torch(bk) and isinstance(A, np.ndarray) and isinstance(B, np.ndarray)
             and not np.iscomplexobj(A) and np.iscomplexobj(B) and np.dtype(dtype).kind == "c"):
         from .backends._blas import single_threaded_blas

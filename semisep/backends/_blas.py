@@ -3,12 +3,13 @@
 The fused Woodbury kernels of the NumPy backend split their work over numba's threads and call
 BLAS (``np.dot`` in numba, i.e. SciPy's ``cython_blas``) from each of them.  A BLAS with its own
 thread pool (OpenBLAS and MKL start one thread per core by default) then runs
-``numba threads x BLAS threads`` threads on the cores: at N = 2^16, r = 32 on two cores the
-T + U V^T resolvent diagonal took 116 ms that way against 40 ms with BLAS at one thread
-(``benchmarks/bench_lowrank.py``; docs/benchmarks.md).  Splitting the products over numba's
-threads with a one-thread BLAS is also faster than one multi-threaded BLAS call: ``P^T Q`` with
-(2^16, 32) complex factors took 12 ms against 22 ms for OpenBLAS's own two threads, which
-parallelise over the 32 x 32 output and not over the long inner dimension.
+``numba threads x BLAS threads`` threads on the cores, and BLAS's idle threads spin for a
+while afterwards, slowing the next compiled kernel too.  At N = 2^16, r = 32 on two cores the
+T + U V^T resolvent diagonal took 65-70 ms that way against 30 ms with BLAS at one thread
+(separate processes, a scratch A/B recorded in docs/benchmarks.md, stop 15).  One
+multi-threaded BLAS call for ``P^T Q`` instead of the split was not better: faster alone at
+r = 32, slower at r = 16, and 3-5% slower inside the whole call, where its spinning threads
+delayed the correction kernel.
 
 :func:`single_threaded_blas` sets every loaded BLAS to one thread (via ``threadpoolctl``) for
 the duration of a kernel and restores the caller's setting afterwards.  Nested and concurrent
@@ -22,7 +23,7 @@ a running kernel sees its change undone when the kernel ends.
 Known limit: OpenBLAS 0.3.30 (SciPy's wheels) ignores a thread count set from a thread other
 than the main one once the main thread has set a count itself (``threadpoolctl`` there, or
 ``openblas_set_num_threads``).  A kernel called from a worker thread of such a program still
-oversubscribes (measured: 69 ms against 32 ms at N = 2^16, r = 32).  Such a program should
+oversubscribes (measured: 69 ms against 31-35 ms at N = 2^16, r = 32).  Such a program should
 hold BLAS at one thread itself (``threadpoolctl.threadpool_limits(1, "blas")`` in the main
 thread, or ``OPENBLAS_NUM_THREADS=1``).
 """

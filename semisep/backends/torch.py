@@ -1214,9 +1214,10 @@ class _ResolventShiftedChunkedFn(torch.autograd.Function):
     complex; the work runs in the shift's precision.  The chunk layouts are written straight
     from ``diag`` and the shift (:func:`_pivots_chunked_shifted`), so ``alpha`` is never formed
     and ``beta`` stays real in both directions: the forward took 100 against 168 ms at batch 8,
-    N = 2^17 on CPU, bitwise the same G.  Gradients (holomorphic convention, as
-    :class:`_ResolventDiagonalFn`): ``dL/ddiag = Re dL/dalpha``, ``dL/dshift = -sum_i
-    dL/dalpha_i``, ``dL/dbeta = Re`` of the complex one.  Saves beta, G, gL, gR."""
+    N = 2^17 on CPU, bitwise the same G (scratch A/B, docs/benchmarks.md, stop 15).
+    Gradients (holomorphic convention, as :class:`_ResolventDiagonalFn`): ``dL/ddiag =
+    Re dL/dalpha``, ``dL/dshift = -sum_i dL/dalpha_i``, ``dL/dbeta = Re`` of the complex one.
+    Saves beta, G, gL, gR."""
 
     @staticmethod
     def forward(ctx, diag, shift, beta, pivmin, L):

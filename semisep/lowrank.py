@@ -270,8 +270,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
         ``(..., N, k)`` (torch.linalg.solve's rule); result shape as for
         :meth:`Tridiagonal.solve`.  ``A = T - zI``.  With the backend's fused Woodbury kernels
         (NumPy, ``method`` "auto" or "sequential") and ``k <= r``: ``K = I + V^T A^{-1} U``
-        from the forward sweeps and one ``P^T Q`` product (``A^{-1} U`` is never formed), then
-        two k-column solves, ``y = A^{-1} b`` and ``x = A^{-1} (b - U K^{-1} V^T y)``.
+        from the fused forward pass (the products taken block by block while the sweeps run),
+        then two k-column solves, ``y = A^{-1} b`` and ``x = A^{-1} (b - U K^{-1} V^T y)``.
         Otherwise (and where a pivot was guarded) one tridiagonal pass solves
         ``A [y, X] = [b, U]`` and ``x = y - X K^{-1} (V^T y)``.  ``method`` is passed to the
         tridiagonal kernels.
@@ -326,9 +326,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
         ``numpy.linalg.slogdet``; real when the dtype is real and every determinant in the
         batch is positive, complex (imaginary part pi where negative) otherwise -- the rule of
         :meth:`Tridiagonal.logdet`.  O(N r^2 + r^3).  ``K = I + V^T (T - zI)^{-1} U`` comes
-        from the fused forward sweeps and one ``P^T Q`` product where the backend has them
-        (NumPy, ``method`` "auto" or "sequential", no guarded pivot), else from an r-column
-        solve.
+        from the fused forward pass where the backend has it (NumPy, ``method`` "auto" or
+        "sequential", no guarded pivot), else from an r-column solve.
         """
         bk = self._backend
         batch, dtype = self._prepare(z)
@@ -341,7 +340,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
             cond = np.ones(batch)
         else:
             fused = self._fused_capacitance(z, batch, method, "logdet")
-            if fused is not None:  # K = I + P^T Q from the forward sweeps alone
+            if fused is not None:  # K = I + V^T X from the fused forward pass alone
                 K, cond, pX = fused
             else:
                 X, pX = self.tridiagonal.solve(
@@ -383,9 +382,11 @@ class TridiagonalPlusLowRank(StructuredOperator):
 
         On a backend with fused Woodbury kernels (NumPy, ``method`` "auto" or "sequential") the
         same quantities come from one set of LU pivots ``A = L D M`` shared by ``A`` and
-        ``A^T``: ``Q = L^{-1} U`` and ``P = D^{-1} M^{-T} V`` in one forward pass (two threads),
-        ``K = I_r + P^T Q``, then one backward pass that forms ``X`` and ``W = Y K^{-T}`` row
-        by row and sums ``X_ik W_ik`` without storing either.  Where a pivot was guarded it
+        ``A^T``: ``X = A^{-1} U`` with ``K = I_r + V^T X`` summed block by block while the back
+        sweep runs, then ``W = A^{-T} (V K^{-T})`` by a forward and a back sweep, the back
+        sweep summing ``X_ik W_ik`` without storing ``W``.  The r columns are split over the
+        threads.  ``V`` enters the products as it is: a real ``V`` at a complex z costs half
+        the multiply-adds of a complex one.  Where a pivot was guarded it
         falls back to the composed path, whose solves take a refinement step.
 
         Raises :class:`SingularMatrixError` if ``T - zI`` or ``K`` is singular to working
@@ -455,32 +456,39 @@ class TridiagonalPlusLowRank(StructuredOperator):
             _raise_if_singular(bk, singular, rows.batch, "resolvent_diagonal", z)
             _, pG = _with_info(None, rows, guarded, method, True)
             G = G.reshape(batch + (n,))
+            own_G = True  # the kernel's new array, of the full batch
         else:
             G, pG = T.resolvent_diagonal(z, method=method, check_finite=False, return_info=True)
+            own_G = False
         fwd = self._fused_forward(rows, z, batch, method, "solve")
         if fwd is None:
             return None
-        Q, P, gL, upper, lower, pS = fwd
+        sweeps, pS = fwd
         nb = int(np.prod(batch))
-        KmI = bk.woodbury_capacitance(P, Q)
         K, cond = self._check_capacitance(
-            la.eye(bk, r, KmI.dtype, like=KmI) + KmI.reshape(batch + (r, r)),
+            la.eye(bk, r, sweeps.KmI.dtype, like=sweeps.KmI) + sweeps.KmI.reshape(batch + (r, r)),
             "resolvent_diagonal", z, stacklevel=4,
         )
         Kinv = la.solve(bk, K, la.eye(bk, r, K.dtype, like=K)).reshape((nb, r, r))
-        corr = bk.woodbury_correction(gL, upper, lower, Q, P, Kinv)
+        if own_G and tuple(G.shape) == batch + (n,) and G.dtype == sweeps.KmI.dtype:
+            # G - sum X W written into G (no new (B, N) array: its page faults cost ~0.5 ms of a
+            # 5 ms call at N = 2^16, r = 4)
+            Gb = G.reshape((nb, n))
+            out = bk.woodbury_correction(sweeps, Kinv, subtract_from=Gb).reshape(G.shape)
+        else:
+            out = G - bk.woodbury_correction(sweeps, Kinv).reshape(batch + (n,))
         pivots = {"resolvent_diagonal": pG, "solve": pS}
         if not T.is_symmetric_storage:
             pivots["solve_transpose"] = pS  # A^T has the pivots of A
-        return G - corr.reshape(batch + (n,)), pivots, cond
+        return out, pivots, cond
 
     def _fused_forward(self, rows, z: Any, batch: tuple[int, ...], method: str, what: str):
-        """The fused forward sweeps for ``A = T - zI`` on the rows of :func:`_shifted_rows`:
-        ``(Q, P, gL, upper, lower, pivot_info)`` with ``Q = L^{-1} U``, ``P = D^{-1} M^{-T} V``
-        of shape (B, N, r), ``B = prod(batch)``, and ``V^T A^{-1} U = P^T Q``; None where a
-        pivot was guarded (the caller takes its composed path, whose solves refine).  Raises
-        :class:`SingularMatrixError` (named ``what``) if ``A`` is singular.  Q and P live in
-        the backend's scratch: the caller passes Q to ``woodbury_correction`` or
+        """The fused forward pass for ``A = T - zI`` on the rows of :func:`_shifted_rows`:
+        ``(sweeps, pivot_info)``, ``sweeps`` the backend's state with ``X = A^{-1} U`` and
+        ``sweeps.KmI = V^T X`` (B, r, r), ``B = prod(batch)``; None where a pivot was guarded
+        (the caller takes its composed path, whose solves refine).  Raises
+        :class:`SingularMatrixError` (named ``what``) if ``A`` is singular.  The sweeps hold
+        the backend's scratch: the caller passes them to ``woodbury_correction`` or
         ``woodbury_release`` when done."""
         bk = self._backend
         n, r = self._n, self.rank
@@ -490,28 +498,27 @@ class TridiagonalPlusLowRank(StructuredOperator):
             return bk.broadcast_to(M, batch + (n, r)).reshape((nb, n, r))
 
         if bk.takes_shift:  # T's own diagonal and off-diagonals, z subtracted in the kernel
-            upper, lower = rows.upper_native, rows.lower_native
-            Q, P, gL, guarded, singular = bk.woodbury_forward(
-                rows.diag, upper, lower, block(self.U), block(self.V), rows.pivmin, shift=rows.shift
+            sweeps = bk.woodbury_forward(
+                rows.diag, rows.upper_native, rows.lower_native, block(self.U), block(self.V),
+                rows.pivmin, shift=rows.shift,
             )
         else:
-            upper, lower = rows.upper, rows.lower
-            Q, P, gL, guarded, singular = bk.woodbury_forward(
-                rows.alpha, upper, lower, block(self.U), block(self.V), rows.pivmin
+            sweeps = bk.woodbury_forward(
+                rows.alpha, rows.upper, rows.lower, block(self.U), block(self.V), rows.pivmin
             )
-        if bool((guarded > 0).any()):
-            bk.woodbury_release(Q)
+        if bool((sweeps.guarded > 0).any()):
+            bk.woodbury_release(sweeps)
             return None
-        if bool(np.any(singular)):
-            bk.woodbury_release(Q)
-            _raise_if_singular(bk, singular, batch, what, z)
-        _, info = _with_info(None, rows, guarded, method, True)
-        return Q, P, gL, upper, lower, info
+        if bool(np.any(sweeps.singular)):
+            bk.woodbury_release(sweeps)
+            _raise_if_singular(bk, sweeps.singular, batch, what, z)
+        _, info = _with_info(None, rows, sweeps.guarded, method, True)
+        return sweeps, info
 
     def _fused_capacitance(self, z: Any, batch: tuple[int, ...], method: str, what: str):
-        """``(K, cond_2(K), pivot_info)`` from the fused forward sweeps and ``P^T Q`` (no
-        (N, r) solve, no X); None where the backend has no fused kernels, ``method`` is not
-        "auto" / "sequential", or a pivot was guarded."""
+        """``(K, cond_2(K), pivot_info)`` from the fused forward pass (``K = I + V^T X``,
+        ``X = A^{-1} U`` in the backend's scratch); None where the backend has no fused
+        kernels, ``method`` is not "auto" / "sequential", or a pivot was guarded."""
         bk = self._backend
         if not (bk.fused_woodbury and method in ("auto", "sequential")):
             return None
@@ -519,9 +526,9 @@ class TridiagonalPlusLowRank(StructuredOperator):
         fwd = self._fused_forward(rows, z, batch, method, what)
         if fwd is None:
             return None
-        Q, P, _, _, _, info = fwd
-        KmI = bk.woodbury_capacitance(P, Q)
-        bk.woodbury_release(Q)
+        sweeps, info = fwd
+        KmI = sweeps.KmI
+        bk.woodbury_release(sweeps)
         r = self.rank
         K, cond = self._check_capacitance(
             la.eye(bk, r, KmI.dtype, like=KmI) + KmI.reshape(batch + (r, r)), what, z, stacklevel=4,

@@ -260,44 +260,47 @@ def _woodbury_inputs(rng, B, N, r, dtype, real_uv):
 
 
 def _check_woodbury_against_twins(alpha, b, c, pivmin, U, V, tol):
-    Q, P, gL, g1, s1 = nb.woodbury_forward_kernel(alpha, b, c, U, V, pivmin)
-    Qr, Pr, gLr, g2, s2 = nb.woodbury_forward_ref(alpha, b, c, U, V, pivmin)
+    sw = nb.woodbury_forward_kernel(alpha, b, c, U, V, pivmin)
+    Xr, KmIr, gLr, g2, s2 = nb.woodbury_forward_ref(alpha, b, c, U, V, pivmin)
+    g1, s1 = sw.guarded, sw.singular
     assert np.array_equal(g1, g2) and np.array_equal(s1, s2)
-    for x, xr in ((Q, Qr), (P, Pr), (gL, gLr)):
+    X = sw.dense_X()
+    for x, xr in ((X, Xr), (sw.gL, gLr)):
         assert x.dtype == alpha.dtype
         assert np.all(np.abs(x - xr) <= tol * (np.abs(xr) + np.abs(xr).max()))
-    KmI = nb.woodbury_capacitance_kernel(P, Q)
-    KmIr = nb.woodbury_capacitance_ref(Pr, Qr)
+    KmI = sw.KmI
+    assert KmI.dtype == alpha.dtype
     assert np.all(np.abs(KmI - KmIr) <= tol * alpha.shape[1] * (np.abs(KmIr).max() + 1))
     r = U.shape[-1]
     Kinv = np.linalg.inv(np.eye(r, dtype=alpha.dtype) + KmIr)
-    corr = nb.woodbury_correction_kernel(gL, b, c, Q, P, Kinv)
-    corr_r = nb.woodbury_correction_ref(gLr, b, c, Qr, Pr, Kinv)
-    assert corr.shape == alpha.shape
+    corr = nb.woodbury_correction_kernel(sw, Kinv)
+    corr_r = nb.woodbury_correction_ref(gLr, b, c, Xr, V, Kinv)
+    assert corr.shape == alpha.shape and corr.dtype == alpha.dtype
     # rows with a guarded pivot or flagged singular carry O(1/pivmin) intermediates, and the
     # digits left after their cancellation depend on the order of the sums (the kernel forms
-    # R = P K^{-T} inline for small r, the twin by a matrix product; measured: 0.06 absolute on
+    # V K^{-T} inline for small r, the twin by a matrix product; measured: 0.06 absolute on
     # a value of 0.28).  The caller never uses those values: a guarded row takes the composed
     # path with refined solves (lowrank.py), a singular one raises SingularMatrixError.
     ok = ~s1 & (g1 == 0)
     scale = np.abs(corr_r) + np.abs(corr_r).max(axis=1, keepdims=True)  # per row
     assert np.all((np.abs(corr - corr_r) <= tol * r * scale)[ok])
-    return Q, P, gL, g1, s1, KmI, Kinv, corr
+    return sw, g1, s1, KmI, Kinv, corr
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
 @pytest.mark.parametrize("real_uv", [False, True])
 @pytest.mark.parametrize("B,N,r", [(1, 1, 1), (1, 2, 3), (3, 17, 1), (2, 40, 5), (1, 300, 8),
-                                   (4, 600, 2), (1, 3000, 7)])
+                                   (4, 600, 2), (1, 3000, 7), (1, 3000, 13), (3, 300, 10)])
 def test_woodbury_kernels_match_twins_and_dense(rng, dtype, real_uv, B, N, r):
-    """forward / capacitance / correction against the NumPy twins, and their meaning against
-    dense algebra: P^T Q = V^T A^{-1} U, correction = sum_k X_ik W_ik with
-    X = A^{-1} U, W = A^{-T} V K^{-T}.  Batch 1 (threads over the two sweeps and over column
-    blocks) and batch > 1, k = r from 1 (one column block) to odd and wider; real U, V read
-    as they are."""
+    """forward (X and K - I) and correction against the NumPy twins, and their meaning
+    against dense algebra: K - I = V^T A^{-1} U, correction = sum_k X_ik W_ik with
+    X = A^{-1} U, W = A^{-T} V K^{-T}.  Batch 1 (threads over column panels) and batch > 1,
+    r from 1 (one panel) to odd and wider, below and above the inline rank (8, where the
+    products are BLAS calls per block of rows, and N = 3000 spans several blocks); real U, V
+    read as they are (real x complex products)."""
     alpha, b, c, pivmin, U, V = _woodbury_inputs(rng, B, N, r, dtype, real_uv)
     tol = 1e3 * np.finfo(dtype).eps
-    _, _, _, guarded, singular, KmI, Kinv, corr = _check_woodbury_against_twins(
+    _, guarded, singular, KmI, Kinv, corr = _check_woodbury_against_twins(
         alpha, b, c, pivmin, U, V, tol
     )
     assert not guarded.any() and not singular.any()
@@ -328,7 +331,7 @@ def test_woodbury_kernels_guarded_and_singular_rows_match_twins(rng):
         U = rng.standard_normal((3, 4, 2))
         V = rng.standard_normal((3, 4, 2))
         args = (alpha.astype(dtype), b.astype(dtype), c.astype(dtype), pivmin, U, V)
-        _, _, _, guarded, singular, _, _, _ = _check_woodbury_against_twins(*args, tol=1e-10)
+        _, guarded, singular, _, _, _ = _check_woodbury_against_twins(*args, tol=1e-10)
         _, g_solve, s_solve = nb.solve_kernel(*args[:3], U.astype(dtype), pivmin)
         assert np.array_equal(guarded, g_solve) and np.array_equal(singular, s_solve)
         assert guarded[0] >= 1 and guarded[1] == 0
@@ -336,29 +339,44 @@ def test_woodbury_kernels_guarded_and_singular_rows_match_twins(rng):
 
 
 def test_woodbury_kernels_layouts_and_scratch(rng):
-    """A broadcast (stride-0) batch of U, a Fortran-ordered V, and the backend methods that
-    recycle one scratch buffer per thread give the module functions' results."""
-    alpha, b, c, pivmin, U, V = _woodbury_inputs(rng, 3, 50, 4, np.complex128, True)
-    Ub = np.broadcast_to(U[:1], U.shape)
-    Vf = np.asfortranarray(V[0])[None]
-    Vf = np.broadcast_to(Vf, V.shape)
-    Q1, P1, gL1, _, _ = nb.woodbury_forward_kernel(alpha, b, c, Ub, Vf, pivmin)
-    Q2, P2, gL2, _, _ = nb.woodbury_forward_kernel(
-        alpha, b, c, np.ascontiguousarray(Ub), np.ascontiguousarray(Vf), pivmin
-    )
-    assert np.array_equal(Q1, Q2) and np.array_equal(P1, P2) and np.array_equal(gL1, gL2)
-    bk = nb.NumpyBackend()
-    Kinv = np.linalg.inv(np.eye(4) + nb.woodbury_capacitance_kernel(P1, Q1))
-    want = nb.woodbury_correction_kernel(gL1, b, c, Q1, P1, Kinv)
-    for _ in range(3):  # the second and third calls reuse the first one's scratch
-        Q, P, gL, _, _ = bk.woodbury_forward(alpha, b, c, Ub, Vf, pivmin)
-        assert np.array_equal(Q, Q1) and np.array_equal(P, P1)
-        assert np.array_equal(bk.woodbury_capacitance(P, Q), nb.woodbury_capacitance_kernel(P1, Q1))
-        assert np.array_equal(bk.woodbury_correction(gL, b, c, Q, P, Kinv), want)
-    Qa, _, _, _, _ = bk.woodbury_forward(alpha, b, c, Ub, Vf, pivmin)
-    Qb, _, _, _, _ = bk.woodbury_forward(alpha, b, c, Ub, Vf, pivmin)  # Qa still held: fresh
-    assert not np.shares_memory(Qa, Qb)
-    nb.release_scratch()
+    """A broadcast (stride-0) batch of U, a Fortran-ordered broadcast V, and the backend
+    methods that recycle one scratch buffer per thread give the module functions' results; the
+    correction may run twice on one set of sweeps."""
+    for r in (4, 11):  # inline products and BLAS products
+        alpha, b, c, pivmin, U, V = _woodbury_inputs(rng, 3, 50, r, np.complex128, True)
+        Ub = np.broadcast_to(U[:1], U.shape)
+        Vf = np.asfortranarray(V[0])[None]
+        Vf = np.broadcast_to(Vf, V.shape)
+        s1 = nb.woodbury_forward_kernel(alpha, b, c, Ub, Vf, pivmin)
+        Uc, Vc = np.ascontiguousarray(Ub), np.ascontiguousarray(Vf)
+        s2 = nb.woodbury_forward_kernel(alpha, b, c, Uc, Vc, pivmin)
+        assert s1.V.shape[0] == 1 and s2.V.shape[0] == 3  # the broadcast V is not copied per row
+        for x, y in ((s1.X, s2.X), (s1.KmI, s2.KmI), (s1.gL, s2.gL)):
+            assert np.array_equal(x, y)
+        bk = nb.NumpyBackend()
+        Kinv = np.linalg.inv(np.eye(r) + s1.KmI)
+        want = nb.woodbury_correction_kernel(s1, Kinv)
+        assert np.array_equal(nb.woodbury_correction_kernel(s2, Kinv), want)
+        assert np.array_equal(nb.woodbury_correction_kernel(s1, Kinv), want)  # again: same
+        G = rng.standard_normal((3, 50)) + 1j * rng.standard_normal((3, 50))
+        G0 = G.copy()
+        assert nb.woodbury_correction_kernel(s1, Kinv, subtract_from=G) is G  # in place
+        assert np.allclose(G, G0 - want, rtol=1e-14, atol=1e-14)
+        with pytest.raises(ValueError, match="subtract_from"):
+            nb.woodbury_correction_kernel(s1, Kinv, subtract_from=G[:2])
+        with pytest.raises(ValueError, match="subtract_from"):
+            nb.woodbury_correction_kernel(s1, Kinv, subtract_from=G.real.copy())
+        for _ in range(3):  # the second and third calls reuse the first one's scratch
+            sw = bk.woodbury_forward(alpha, b, c, Ub, Vf, pivmin)
+            assert np.array_equal(sw.X, s1.X) and np.array_equal(sw.KmI, s1.KmI)
+            assert np.array_equal(bk.woodbury_correction(sw, Kinv), want)
+        sa = bk.woodbury_forward(alpha, b, c, Ub, Vf, pivmin)
+        sb = bk.woodbury_forward(alpha, b, c, Ub, Vf, pivmin)  # sa still held: fresh
+        assert not np.shares_memory(sa.X, sb.X)
+        bk.woodbury_release(sa)
+        sc = bk.woodbury_forward(alpha, b, c, Ub, Vf, pivmin)  # sa's buffer again
+        assert np.shares_memory(sa.X, sc.X)
+        nb.release_scratch()
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -367,35 +385,31 @@ def test_woodbury_shift_form_matches_the_formed_alpha(rng, dtype):
     off-diagonals and the shift, subtracted in the kernel, give what the complex copies with
     alpha = diag - z formed beforehand give (the same roundings), and the twin agrees."""
     cdt = np.result_type(dtype, np.complex64)
-    B, N, r = 3, 300, 5
+    B, N = 3, 300
     diag = (rng.uniform(-1, 1, (B, N)) - 2).astype(dtype)
     b = rng.uniform(0.5, 1, (B, N - 1)).astype(dtype)
     c = rng.uniform(-1, 1, (B, N - 1)).astype(dtype)
     shift = np.array([0.3 + 1e-2j, -0.5 + 0.2j, 1.0 + 1.0j]).astype(cdt)
-    U = rng.standard_normal((B, N, r)).astype(dtype)
-    V = rng.standard_normal((B, N, r)).astype(dtype)
     pivmin = np.full(B, 10 * np.finfo(dtype).eps)
-    Q1, P1, gL1, g1, s1 = nb.woodbury_forward_kernel(diag, b, c, U, V, pivmin, shift=shift)
-    alpha = diag - shift[:, None]
     bc, cc = b.astype(cdt), c.astype(cdt)
-    Q2, P2, gL2, g2, s2 = nb.woodbury_forward_kernel(alpha, bc, cc, U, V, pivmin)
-    assert Q1.dtype == P1.dtype == gL1.dtype == cdt
-    for x, y in ((Q1, Q2), (P1, P2), (gL1, gL2), (g1, g2), (s1, s2)):
-        assert np.array_equal(x, y)
-    Qr, Pr, gLr, _, _ = nb.woodbury_forward_ref(diag, b, c, U, V, pivmin, shift=shift)
+    alpha = diag - shift[:, None]
     tol = 1e3 * np.finfo(dtype).eps
-    for x, xr in ((Q1, Qr), (P1, Pr), (gL1, gLr)):
-        assert np.all(np.abs(x - xr) <= tol * (np.abs(xr) + np.abs(xr).max()))
-    Kinv = np.linalg.inv(np.eye(r) + nb.woodbury_capacitance_kernel(P1, Q1)).astype(cdt)
-    assert np.array_equal(nb.woodbury_correction_kernel(gL1, b, c, Q1, P1, Kinv),
-                          nb.woodbury_correction_kernel(gL2, bc, cc, Q2, P2, Kinv))
-    # r above the inline rank takes the blocked branch: same check
-    U9 = rng.standard_normal((B, N, 9)).astype(dtype)
-    Q1, P1, gL1, _, _ = nb.woodbury_forward_kernel(diag, b, c, U9, U9, pivmin, shift=shift)
-    Q2, P2, gL2, _, _ = nb.woodbury_forward_kernel(alpha, bc, cc, U9, U9, pivmin)
-    K9 = np.linalg.inv(np.eye(9) + nb.woodbury_capacitance_kernel(P1, Q1)).astype(cdt)
-    assert np.array_equal(nb.woodbury_correction_kernel(gL1, b, c, Q1, P1, K9),
-                          nb.woodbury_correction_kernel(gL2, bc, cc, Q2, P2, K9))
+    for r in (5, 9):  # inline products, then the BLAS branch
+        U = rng.standard_normal((B, N, r)).astype(dtype)
+        V = rng.standard_normal((B, N, r)).astype(dtype)
+        s1 = nb.woodbury_forward_kernel(diag, b, c, U, V, pivmin, shift=shift)
+        s2 = nb.woodbury_forward_kernel(alpha, bc, cc, U, V, pivmin)
+        assert s1.X.dtype == s1.KmI.dtype == s1.gL.dtype == cdt
+        for x, y in ((s1.X, s2.X), (s1.KmI, s2.KmI), (s1.gL, s2.gL), (s1.guarded, s2.guarded),
+                     (s1.singular, s2.singular)):
+            assert np.array_equal(x, y)
+        Xr, KmIr, gLr, _, _ = nb.woodbury_forward_ref(diag, b, c, U, V, pivmin, shift=shift)
+        for x, xr in ((s1.dense_X(), Xr), (s1.gL, gLr)):
+            assert np.all(np.abs(x - xr) <= tol * (np.abs(xr) + np.abs(xr).max()))
+        assert np.all(np.abs(s1.KmI - KmIr) <= tol * N * (np.abs(KmIr).max() + 1))
+        Kinv = np.linalg.inv(np.eye(r) + s1.KmI).astype(cdt)
+        corr = nb.woodbury_correction_kernel(s1, Kinv)
+        assert np.array_equal(corr, nb.woodbury_correction_kernel(s2, Kinv))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])

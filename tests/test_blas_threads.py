@@ -94,15 +94,15 @@ def test_overlapping_calls_from_two_threads_restore_the_callers_setting(monkeypa
     assert fake.threads == 4 and _blas._depth == 0
 
 
-@pytest.mark.parametrize("B,N,r,cap_hold,corr_hold", [(1, 4096, 16, True, True), (3, 4096, 16, True, True),
-                                           (1, 1 << 14, 8, True, False), (2, 64, 16, False, False)])
+@pytest.mark.parametrize("B,N,r,hold", [(1, 4096, 16, True), (3, 4096, 16, True),
+                                        (1, 1 << 14, 8, False), (2, 64, 16, False)])
 def test_woodbury_kernels_hold_blas_at_one_thread_when_they_call_it_concurrently(
-    rng, monkeypatch, two_blas_threads, B, N, r, cap_hold, corr_hold
+    rng, monkeypatch, two_blas_threads, B, N, r, hold
 ):
-    """The capacitance product always calls BLAS; the correction kernel only above the inline
-    rank (8).  Below B N r^2 = 2^20 multiply-adds the products are too small for BLAS to thread
-    and the hold is skipped.  With one numba thread nothing runs concurrently and BLAS keeps
-    its threads."""
+    """Both fused kernels call BLAS (one product per block of rows) only above the inline rank
+    (8).  Below B N r^2 = 2^20 multiply-adds the products are too small for BLAS to thread and
+    the hold is skipped.  With one numba thread nothing runs concurrently and BLAS keeps its
+    threads.  The results do not depend on the number of threads (column panels)."""
     controller, before = two_blas_threads
     seen = []
 
@@ -111,27 +111,31 @@ def test_woodbury_kernels_hold_blas_at_one_thread_when_they_call_it_concurrently
         return _blas.single_threaded_blas(active)
 
     monkeypatch.setattr(nb, "single_threaded_blas", recording)
-    P = rng.standard_normal((B, N, r)) + 1j * rng.standard_normal((B, N, r))
-    Q = rng.standard_normal((B, N, r)) + 1j * rng.standard_normal((B, N, r))
-    gL = rng.standard_normal((B, N)) + 0j
+    alpha = rng.standard_normal((B, N)) + 4.0
     b, c = rng.standard_normal((B, N - 1)), rng.standard_normal((B, N - 1))
-    Kinv = np.broadcast_to(np.eye(r, dtype=complex), (B, r, r))
+    U, V = rng.standard_normal((B, N, r)), rng.standard_normal((B, N, r))
+    shift = np.full(B, 0.2 + 0.1j)
+    pivmin = np.full(B, 1e-300)
     old = numba.get_num_threads()
     try:
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
         concurrent = numba.get_num_threads() > 1
-        KmI = nb.woodbury_capacitance_kernel(P, Q)
-        corr = nb.woodbury_correction_kernel(gL, b, c, Q, P, Kinv)
+        sw = nb.woodbury_forward_kernel(alpha, b, c, U, V, pivmin, shift=shift)
+        Kinv = np.linalg.inv(np.eye(r) + sw.KmI)
+        corr = nb.woodbury_correction_kernel(sw, Kinv)
         numba.set_num_threads(1)
-        nb.woodbury_capacitance_kernel(P, Q)
-        nb.woodbury_correction_kernel(gL, b, c, Q, P, Kinv)
+        sw1 = nb.woodbury_forward_kernel(alpha, b, c, U, V, pivmin, shift=shift)
+        corr1 = nb.woodbury_correction_kernel(sw1, Kinv)
     finally:
         numba.set_num_threads(old)
-    assert [a for a, _ in seen] == [concurrent and cap_hold, concurrent and corr_hold, False, False]
+    assert [a for a, _ in seen] == [concurrent and hold, concurrent and hold, False, False]
     assert _blas_threads(controller) == before
-    np.testing.assert_allclose(KmI, nb.woodbury_capacitance_ref(P, Q), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(corr, nb.woodbury_correction_ref(gL, b, c, Q, P, Kinv),
-                               rtol=1e-10, atol=1e-10)
+    X, KmI, gL, _, _ = nb.woodbury_forward_ref(alpha, b, c, U, V, pivmin, shift=shift)
+    np.testing.assert_allclose(sw.KmI, KmI, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(sw1.KmI, KmI, rtol=1e-10, atol=1e-10)
+    want = nb.woodbury_correction_ref(gL, b, c, X, V, Kinv)
+    np.testing.assert_allclose(corr, want, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(corr1, want, rtol=1e-10, atol=1e-10)
 
 
 def test_the_controller_holds_the_blas_numba_calls():

@@ -137,7 +137,7 @@ def test_resolvent_diagonal_guarded_pivot_falls_back_and_is_exact(rng):
 
 
 def test_solve_and_logdet_take_K_from_the_fused_sweeps(rng, monkeypatch):
-    """solve with k <= r and logdet take K = I + P^T Q from the fused forward sweeps (NumPy,
+    """solve with k <= r and logdet take K = I + V^T X from the fused forward pass (NumPy,
     "auto"); they agree with the composed path ("reference": an r-column solve) and with the
     dense matrix; solve with k > r stays composed; a guarded pivot (a zero leading minor of
     T - zI) falls back to the composed path, which refines, and stays exact; an ill-conditioned
@@ -148,9 +148,9 @@ def test_solve_and_logdet_take_K_from_the_fused_sweeps(rng, monkeypatch):
     z = 0.3 + 0.2j
     Hd = dense_H(d, lo, up, U, V) - z * np.eye(n)
     fused_calls = []
-    kernel = type(H._backend).woodbury_capacitance
-    monkeypatch.setattr(type(H._backend), "woodbury_capacitance",
-                        lambda self, P, Q: fused_calls.append(1) or kernel(self, P, Q))
+    kernel = type(H._backend).woodbury_forward
+    monkeypatch.setattr(type(H._backend), "woodbury_forward",
+                        lambda self, *a, **k: fused_calls.append(1) or kernel(self, *a, **k))
     for k in (1, r, r + 3):
         b = rng.standard_normal((2, n, k))
         before = len(fused_calls)

@@ -62,22 +62,22 @@ Optional fused Woodbury kernels (``fused_woodbury = True``; the NumPy backend ha
 ``TridiagonalPlusLowRank.resolvent_diagonal`` in place of two solves and dense products; with
 ``A = tridiag(c, alpha, b) = L D M`` (no row exchanges):
 
-``woodbury_forward(alpha, b, c, U, V, pivmin, shift=None) -> (Q, P, gL, guarded, singular)``
-    ``Q = L^{-1} U``, ``P = D^{-1} M^{-T} V`` (B, N, r), ``gL`` (B, N) the LU pivot reciprocals
-    (shared by ``A`` and ``A^T``), guarded / singular as for ``solve``.  ``V^T A^{-1} U = P^T Q``.
-    ``shift`` (B,): the diagonal of ``A`` is ``alpha - shift`` (a backend with
-    ``takes_shift`` accepts T's own, possibly real, diagonal and off-diagonals and z).
-``woodbury_capacitance(P, Q) -> (B, r, r)``
-    ``P^T Q``.
-``woodbury_correction(gL, b, c, Q, P, Kinv) -> (B, N)``
-    ``sum_k X_ik W_ik`` with ``X = A^{-1} U``, ``W = A^{-T} V K^{-T}``; the backend may then
-    reuse the storage of Q and P.
-``woodbury_release(Q)``
-    Q and P are no longer needed (a caller that wanted K alone, or stopped after the forward
-    sweeps): the backend may reuse their storage.
+``woodbury_forward(alpha, b, c, U, V, pivmin, shift=None) -> sweeps``
+    ``X = A^{-1} U`` (one solve's forward and back sweeps) and ``K - I = V^T X``, summed
+    while the back sweep runs; ``sweeps`` is the
+    backend's own state object with at least ``sweeps.KmI`` (B, r, r) ``= K - I`` and
+    ``sweeps.guarded`` (B,), ``sweeps.singular`` (B,) as for ``solve``.  ``shift`` (B,): the
+    diagonal of ``A`` is ``alpha - shift`` (a backend with ``takes_shift`` accepts T's own,
+    possibly real, diagonal and off-diagonals and z).
+``woodbury_correction(sweeps, Kinv, subtract_from=None) -> (B, N)``
+    ``sum_k X_ik W_ik`` with ``W = A^{-T} V K^{-T}``; with ``subtract_from`` (a (B, N) array of
+    the working dtype that the caller owns) the sum is subtracted from it in place and it is
+    returned.  The backend may then reuse the sweeps' storage.
+``woodbury_release(sweeps)``
+    The sweeps are no longer needed (a caller that wanted K alone, or stopped after the
+    forward pass): the backend may reuse their storage.
 
-``TridiagonalPlusLowRank.logdet`` and ``solve`` use the forward sweeps and the capacitance
-alone: ``K = I + P^T Q`` without forming ``A^{-1} U``.
+``TridiagonalPlusLowRank.logdet`` and ``solve`` use the forward pass alone, for ``K``.
 
 The torch backend's kernels are differentiable (``torch.autograd.Function`` with the O(N)
 backward of DESIGN.md section 3) with respect to every tensor argument except ``pivmin``.
@@ -196,13 +196,10 @@ class Backend:
     def woodbury_forward(self, alpha, b, c, U, V, pivmin, shift=None):
         raise NotImplementedError
 
-    def woodbury_capacitance(self, P, Q):
+    def woodbury_correction(self, sweeps, Kinv, subtract_from=None):
         raise NotImplementedError
 
-    def woodbury_correction(self, gL, b, c, Q, P, Kinv):
-        raise NotImplementedError
-
-    def woodbury_release(self, Q):
+    def woodbury_release(self, sweeps):
         """Default: nothing to give back."""
 
     def resolvent_diagonal_selected(self, alpha, beta, pivmin, indices, method="auto"):

@@ -7,9 +7,9 @@ thread pool (OpenBLAS and MKL start one thread per core by default) then runs
 while afterwards, slowing the next compiled kernel too.  At N = 2^16, r = 32 on two cores the
 T + U V^T resolvent diagonal took 65-70 ms that way against 30 ms with BLAS at one thread
 (separate processes, a scratch A/B recorded in docs/benchmarks.md, stop 15).  One
-multi-threaded BLAS call for ``P^T Q`` instead of the split was not better: faster alone at
-r = 32, slower at r = 16, and 3-5% slower inside the whole call, where its spinning threads
-delayed the correction kernel.
+multi-threaded BLAS call for the capacitance product instead of the split was not better (stop
+16, when that product was a kernel of its own): faster alone at r = 32, slower at r = 16, and
+3-5% slower inside the whole call, where its spinning threads delayed the correction kernel.
 
 :func:`single_threaded_blas` sets every loaded BLAS to one thread (via ``threadpoolctl``) for
 the duration of a kernel and restores the caller's setting afterwards.  Nested and concurrent

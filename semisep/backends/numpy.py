@@ -57,8 +57,8 @@ __all__ = [
     "resolvent_diagonal_backward",
     "logdet_kernel",
     "solve_kernel",
+    "WoodburySweeps",
     "woodbury_forward_kernel",
-    "woodbury_capacitance_kernel",
     "woodbury_correction_kernel",
     "release_scratch",
     "left_pivots_ref",
@@ -67,7 +67,6 @@ __all__ = [
     "logdet_ref",
     "solve_ref",
     "woodbury_forward_ref",
-    "woodbury_capacitance_ref",
     "woodbury_correction_ref",
 ]
 
@@ -854,124 +853,192 @@ def _solve_batch(alpha, b, c, f, pivmin, x, gL, guarded, singular):
 # --------------------------------------------------------------------------------------------
 # With A = L D M (Thomas, no row exchanges): L unit lower with L[i, i-1] = c_{i-1} gL_{i-1},
 # D = diag(d_i), d_i = 1/gL_i, M unit upper with M[i, i+1] = b_i gL_i.  A^T = M^T D L^T has the
-# same pivots (they depend on b_i c_i only), so one set serves X = A^{-1} U and Y = A^{-T} V:
+# same pivots (they depend on b_i c_i only), so one set serves A^{-1} and A^{-T}:
 #
-#   forward:  Q = L^{-1} U        q_i = u_i - c_{i-1} gL_{i-1} q_{i-1}
-#             P = D^{-1} M^{-T} V  p_i = gL_i (v_i - b_{i-1} p_{i-1})
-#   K - I = V^T A^{-1} U = (M^{-T} V)^T D^{-1} (L^{-1} U) = P^T Q
-#   back:     X = (D M)^{-1} Q     x_i = gL_i (q_i - b_i x_{i+1})
-#             W = Y K^{-T} = S (P K^{-T}),  S: w_i = r_i - gL_i c_i w_{i+1}   (S = L^{-T}; it
-#             acts on rows, K^{-T} on columns, so they commute)
-#   diag((H - zI)^{-1})_i = G_ii - sum_k X_ik W_ik
+#   forward:      X = A^{-1} U      q_i = u_i - c_{i-1} gL_{i-1} q_{i-1}    (ascending)
+#                                   x_i = gL_i (q_i - b_i x_{i+1})          (descending)
+#                 K - I = V^T X     one product per block of rows, taken while the block
+#                                   the back sweep just wrote is in cache
+#   correction:   Z = V K^{-T}      one product per block of rows
+#                 P = D^{-1} M^{-T} Z   p_i = gL_i (z_i - b_{i-1} p_{i-1})   (ascending, stored)
+#                 W = L^{-T} P = A^{-T} V K^{-T}   w_i = p_i - c_i gL_i w_{i+1}   (descending)
+#   diag((H - zI)^{-1})_i = G_ii - sum_k X_ik W_ik      (summed in the descending pass; W
+#                                                        is never stored)
 #
-# The back sweeps never store X or W: the correction kernel runs them over row blocks from
-# the end, with R = P K^{-T} formed per block (one small matmul in cache), and accumulates
-# sum_k X_ik W_ik.  Within a row it walks the columns downwards too, so that the whole pass
-# reads memory in one descending stream (an ascending-within-row, descending-across-rows
-# pattern defeated the hardware prefetcher: 4x slower at r = 32 once Q no longer fits in L3).
-_WOODBURY_BLOCK = 256  # rows per block in the correction kernel: R block (256 x r/2) in L2
-_WOODBURY_INLINE_RANK = 8  # up to this rank R = P K^{-T} is formed row by row in the loop
+# V enters both products as it is.  For a real U, V at a complex z (the usual case: a real
+# low-rank term, a complex spectral parameter) they are real x complex products, 2 real
+# multiply-adds per complex entry, half of a complex x complex product's 4.  The earlier
+# order (until stop 17: K - I = P^T Q and R = P K^{-T} with the complex P = D^{-1} M^{-T} V,
+# which needed no stored X) spent 4 + 4 N r^2 real multiply-adds where this one spends 2 + 2,
+# at the price of one more pass over an (N, r) array (P written and read back).  The two
+# kernels together, N = 2^16, medians of 101 calls in separate processes: 29.5 -> 15.4 ms at
+# r = 32, 16.9 -> 9.3 ms at r = 16, 3.8 -> 4.1 ms at r = 4, where the extra pass is not paid
+# back (docs/benchmarks.md).  For a complex U or V (or a real z) the flops are those of the
+# earlier order.
+#
+# Threads: the r columns are split into ``nsplit`` panels, one task per (batch row, panel);
+# each task runs its own pivot recursion (the same arithmetic, so the same pivots) and both
+# passes over its panel, which is stored contiguously ((N, h) at offset N j0 of a flat (N r)
+# row), so that the block products read contiguous memory.  Within a row the descending pass
+# walks the columns downwards too: the whole pass reads memory in one descending stream (an
+# ascending-within-row, descending-across-rows pattern defeated the hardware prefetcher: 4x
+# slower at r = 32 once the panels no longer fit in L3).
+_WOODBURY_BLOCK = 256  # rows per block product: a (256, h) block stays in L2
+# up to this rank the correction forms V K^{-T} row by row in its loop, and the forward kernel
+# takes V^T X as one product per panel after the back sweep instead of one per block
+_WOODBURY_INLINE_RANK = 8
 
 
-@numba.njit(parallel=True, **_JIT)
-def _woodbury_forward_batch(alpha, shift, b, c, U, V, pivmin, Q, P, gL, guarded, singular):
-    """2B independent tasks: (row, Q) and (row, P); the P task recomputes the pivots (the
-    same arithmetic, so the same values) instead of waiting for them.  The diagonal of row k
-    is ``alpha[k] - shift[k]``."""
-    for t in prange(2 * alpha.shape[0]):
-        k = t // 2
-        if t % 2 == 0:
-            guarded[k], singular[k] = _forward_sweep(
-                alpha[k], shift[k], b[k], c[k], U[k], pivmin[k], Q[k], gL[k], False
-            )
-        else:
-            _forward_sweep(alpha[k], shift[k], b[k], c[k], V[k], pivmin[k], P[k], gL[k], True)
+def _dot_into(a, b, out):  # pragma: no cover - replaced by the numba overload below
+    np.dot(a, b, out)
 
 
-@numba.njit(parallel=True, **_JIT)
-def _woodbury_capacitance_batch(P, Q, nchunks, out):
-    """out[k, t] = P[k, rows_t]^T Q[k, rows_t] over nchunks row ranges (BLAS per task)."""
-    n = P.shape[1]
-    for task in prange(P.shape[0] * nchunks):
-        k = task // nchunks
-        t = task % nchunks
-        lo = (n * t) // nchunks
-        hi = (n * (t + 1)) // nchunks
-        if hi > lo:
-            out[k, t] = np.dot(P[k, lo:hi].T, Q[k, lo:hi])
+@overload(_dot_into)
+def _dot_into_impl(a, b, out):
+    """``out = a @ b`` (BLAS); a real ``a`` times a complex ``b`` through the interleaved real
+    views of ``b`` and ``out`` ((k, 2h): each complex column a pair of real ones), so that the
+    product costs 2 real multiply-adds per complex entry.  ``b`` and ``out`` C-contiguous."""
+    if isinstance(a.dtype, numba.types.Float) and isinstance(b.dtype, numba.types.Complex):
+        real = np.float64 if b.dtype.bitwidth == 128 else np.float32
+
+        def impl(a, b, out):
+            np.dot(a, b.view(real), out.view(real))
+
+        return impl
+
+    def impl_any(a, b, out):
+        np.dot(a, b, out)
+
+    return impl_any
 
 
 @numba.njit(**_JIT)
-def _woodbury_correction_row(gL, b, c, Q, P, Kinv, j0, j1, out):
-    """``out_i = sum_{j0 <= j < j1} X_ij W_ij`` for one row (see above).
+def _woodbury_forward_panel(alpha, shift, b, c, U, V, pivmin, X, gL, K):
+    """One panel: ``X = A^{-1} U`` and ``K = V^T X``.
 
-    gL (N,), b, c (N-1,), Q, P (N, r), Kinv = K^{-1} (r, r) C-contiguous, out (N,).
+    alpha (N,), shift a scalar (A's diagonal is ``alpha - shift``), b, c (N-1,); U (N, h) this
+    panel's columns of U; V (N, r) C-contiguous; X (N, h) C-contiguous, written; gL (N,)
+    written with the pivot reciprocals; K (r, h) written.  Returns (guarded, singular) as
+    :func:`_forward_sweep`.
     """
-    n = gL.shape[0]
-    r = Q.shape[1]
-    h = j1 - j0
-    x = np.zeros(h, Q.dtype)
-    w = np.zeros(h, Q.dtype)
-    zero = np.zeros(1, Q.dtype)[0]
-    zero_b = np.zeros(1, b.dtype)[0]  # b, c may be real (a real T at a complex z)
-    if r <= _WOODBURY_INLINE_RANK:
-        # small r: R_ij = sum_m P_im Kinv_{j0+j, m} in the loop (r h multiply-adds per row)
-        # costs less than one BLAS call and one R allocation per block of rows
-        for i in range(n - 1, -1, -1):
-            g = gL[i]
-            if i == n - 1:
-                bi = zero_b
-                gc = zero
-            else:
-                bi = b[i]
-                gc = g * c[i]
-            s = zero
-            for j in range(h - 1, -1, -1):
-                rij = zero
-                for m in range(r):
-                    rij += P[i, m] * Kinv[j0 + j, m]
-                xj = g * (Q[i, j0 + j] - bi * x[j])
-                wj = rij - gc * w[j]
-                x[j] = xj
-                w[j] = wj
-                s += xj * wj
-            out[i] = s
-        return
-    KT = Kinv[j0:j1].T  # (r, h) = (K^{-T})[:, j0:j1], F-contiguous
+    n = alpha.shape[0]
+    h = X.shape[1]
+    r = V.shape[1]
+    guarded, singular = _forward_sweep(alpha, shift, b, c, U, pivmin, X, gL, False)  # X = L^{-1} U
+    K[:] = 0
+    part = np.empty_like(K)
+    g = gL[n - 1]
+    for j in range(h - 1, -1, -1):
+        X[n - 1, j] = g * X[n - 1, j]
     hi = n
     while hi > 0:
         lo = max(hi - _WOODBURY_BLOCK, 0)
-        R = np.dot(P[lo:hi], KT)  # (hi - lo, h): this block of R = P K^{-T}, columns j0:j1
-        for i in range(hi - 1, lo - 1, -1):
+        for i in range(min(hi, n - 1) - 1, lo - 1, -1):
             g = gL[i]
-            if i == n - 1:
-                bi = zero_b
-                gc = zero
-            else:
-                bi = b[i]
-                gc = g * c[i]
-            s = zero
+            bi = b[i]
             for j in range(h - 1, -1, -1):
-                xj = g * (Q[i, j0 + j] - bi * x[j])
-                wj = R[i - lo, j] - gc * w[j]
-                x[j] = xj
-                w[j] = wj
-                s += xj * wj
-            out[i] = s
+                X[i, j] = g * (X[i, j] - _times(bi, X[i + 1, j]))
+        if r > _WOODBURY_INLINE_RANK:  # the block the back sweep just wrote, still in cache
+            _dot_into(V[lo:hi].T, X[lo:hi], part)
+            K += part
         hi = lo
+    if r <= _WOODBURY_INLINE_RANK:  # small r: one product over the whole panel (per block,
+        _dot_into(V.T, X, part)      # the calls' overhead dominated: 2.8 against 1.8 ms, r = 4)
+        K += part
+    return guarded, singular
+
+
+@numba.njit(**_JIT)
+def _panel_task(task, nsplit, r):
+    """``(k, t, j0, j1)`` of a prange task over B x nsplit: batch row k, panel t of columns
+    ``j0:j1``, ``j_t = r t // nsplit``."""
+    t = task % nsplit
+    return task // nsplit, t, (r * t) // nsplit, (r * (t + 1)) // nsplit
+
+
+@numba.njit(**_JIT)
+def _panel(flat, n, j0, j1):
+    """Columns j0:j1 of an (n, r) matrix stored as column panels in ``flat`` (n r,): an
+    (n, j1 - j0) C-contiguous view."""
+    return flat[n * j0:n * j1].reshape((n, j1 - j0))
 
 
 @numba.njit(parallel=True, **_JIT)
-def _woodbury_correction_batch(gL, b, c, Q, P, Kinv, out):
-    """B x nsplit tasks, nsplit = out.shape[1]: (row k, column block t) -> out[k, t] (N,)."""
-    nsplit = out.shape[1]
-    r = Q.shape[2]
-    for task in prange(gL.shape[0] * nsplit):
-        k = task // nsplit
-        t = task % nsplit
-        j0 = (r * t) // nsplit
-        j1 = (r * (t + 1)) // nsplit
-        _woodbury_correction_row(gL[k], b[k], c[k], Q[k], P[k], Kinv[k], j0, j1, out[k, t])
+def _woodbury_forward_batch(alpha, shift, b, c, U, V, pivmin, X, gL, K, guarded, singular):
+    """B x nsplit tasks (row k, panel t): X[k]'s panel t, gL[k, t], K[k, t][:, panel t].
+    X (B, N r) flat; V (BV, N, r) with BV = 1 (shared) or B."""
+    B, n = alpha.shape
+    r = U.shape[2]
+    nsplit = K.shape[1]
+    for task in prange(B * nsplit):
+        k, t, j0, j1 = _panel_task(task, nsplit, r)
+        g, s = _woodbury_forward_panel(alpha[k], shift[k], b[k], c[k], U[k, :, j0:j1], V[k % V.shape[0]],
+                                       pivmin[k], _panel(X[k], n, j0, j1), gL[k, t], K[k, t, :, j0:j1])
+        if t == 0:
+            guarded[k] = g
+            singular[k] = s
+
+
+@numba.njit(**_JIT)
+def _woodbury_correction_panel(gL, b, c, X, V, KT, P, out):
+    """``out_i = sum_{j in panel} X_ij W_ij`` (see above) for one panel.
+
+    gL (N,), b, c (N-1,); X (N, h) the panel from :func:`_woodbury_forward_panel`; V (N, r)
+    C-contiguous; KT (r, h) C-contiguous, this panel's columns of K^{-T}; P (N, h) scratch;
+    out (N,).
+    """
+    n = gL.shape[0]
+    h = X.shape[1]
+    r = V.shape[1]
+    zero = np.zeros(1, X.dtype)[0]
+    zero_b = np.zeros(1, b.dtype)[0]  # b, c may be real (a real T at a complex z)
+    p = np.zeros(h, X.dtype)
+    Z = np.empty((_WOODBURY_BLOCK, h), X.dtype)
+    lo = 0
+    while lo < n:  # ascending: P = D^{-1} M^{-T} (V K^{-T}), stored
+        hi = min(lo + _WOODBURY_BLOCK, n)
+        if r > _WOODBURY_INLINE_RANK:
+            _dot_into(V[lo:hi], KT, Z[:hi - lo])
+        else:
+            for i in range(lo, hi):
+                for j in range(h):
+                    s = zero
+                    for m in range(r):
+                        s += _times(V[i, m], KT[m, j])
+                    Z[i - lo, j] = s
+        for i in range(lo, hi):
+            g = gL[i]
+            bi = zero_b
+            if i > 0:
+                bi = b[i - 1]
+            for j in range(h):
+                pj = g * (Z[i - lo, j] - _times(bi, p[j]))
+                p[j] = pj
+                P[i, j] = pj
+        lo = hi
+    w = np.zeros(h, X.dtype)
+    for i in range(n - 1, -1, -1):  # descending: W = L^{-T} P and sum_j X_ij W_ij
+        gc = zero
+        if i < n - 1:
+            gc = gL[i] * c[i]
+        s = zero
+        for j in range(h - 1, -1, -1):
+            wj = P[i, j] - gc * w[j]
+            w[j] = wj
+            s += X[i, j] * wj
+        out[i] = s
+
+
+@numba.njit(parallel=True, **_JIT)
+def _woodbury_correction_batch(gL, b, c, X, V, KT, P, out):
+    """B x nsplit tasks (row k, panel t) -> out[t, k] (N,); nsplit = out.shape[0]."""
+    nsplit, B, n = out.shape
+    r = V.shape[2]
+    for task in prange(B * nsplit):
+        k, t, j0, j1 = _panel_task(task, nsplit, r)
+        KTt = np.ascontiguousarray(KT[k, :, j0:j1])
+        _woodbury_correction_panel(gL[k], b[k], c[k], _panel(X[k], n, j0, j1), V[k % V.shape[0]], KTt,
+                                   _panel(P[k], n, j0, j1), out[t, k])
 
 
 # --------------------------------------------------------------------------------------------
@@ -1175,46 +1242,120 @@ def _prep_rhs(f):
     return f
 
 
-def woodbury_forward_kernel(alpha, b, c, U, V, pivmin, out=None, shift=None):
-    """The forward half of the fused Woodbury resolvent diagonal; compiled.
+class WoodburySweeps:
+    """What :func:`woodbury_forward_kernel` leaves for :func:`woodbury_correction_kernel`.
 
-    ``A = tridiag(c, alpha - shift, b) = L D M`` (comment above ``_woodbury_forward_batch``).
+    ``KmI`` (B, r, r) ``= K - I = V^T A^{-1} U``; ``guarded`` (B,) int, ``singular`` (B,) bool
+    with :func:`solve_kernel`'s meaning; ``gL`` (B, N) the LU pivot reciprocals of A (shared by
+    ``A^T``).  ``X`` (B, N r) holds ``A^{-1} U`` in ``nsplit`` column panels (panel t: columns
+    ``j0:j1``, ``j_t = r t // nsplit``, stored C-contiguous as (N, j1 - j0) at offset ``N j0``);
+    :meth:`dense_X` returns it as (B, N, r).  ``P`` (B, N r) and ``parts`` (nsplit, B, N) are
+    the correction's scratch, ``b``, ``c``, ``V`` the inputs it reads again; ``buffer`` is the
+    1-D byte array that X, P, the pivots and ``parts`` are views into.
+    """
+
+    __slots__ = ("X", "P", "KmI", "gL", "parts", "guarded", "singular", "nsplit", "b", "c", "V",
+                 "buffer")
+
+    def __init__(self, X, P, KmI, gL, parts, guarded, singular, nsplit, b, c, V, buffer):
+        self.X, self.P, self.KmI, self.gL, self.parts = X, P, KmI, gL, parts
+        self.guarded, self.singular, self.nsplit = guarded, singular, nsplit
+        self.b, self.c, self.V, self.buffer = b, c, V, buffer
+
+    @property
+    def rank(self) -> int:
+        return self.KmI.shape[-1]
+
+    def dense_X(self):
+        """``A^{-1} U`` as a (B, N, r) array (a copy)."""
+        B, N = self.gL.shape
+        r = self.rank
+        out = np.empty((B, N, r), self.X.dtype)
+        for t in range(self.nsplit):
+            j0, j1 = (r * t) // self.nsplit, (r * (t + 1)) // self.nsplit
+            out[:, :, j0:j1] = self.X[:, N * j0:N * j1].reshape(B, N, j1 - j0)
+        return out
+
+
+def _gemm_operand(V, dtype):
+    """V as the block products read it: (BV, N, r) C-contiguous with BV = 1 where the batch
+    is a broadcast of one (N, r) block (no copy per batch row), else B; of ``dtype`` if V is
+    complex, of its real dtype if V is real (a real V stays real: see ``_dot_into``)."""
+    V = np.asarray(V)
+    want = np.dtype(dtype) if np.iscomplexobj(V) else np.finfo(dtype).dtype
+    if V.shape[0] > 1 and V.strides[0] == 0:
+        V = V[:1]
+    return np.ascontiguousarray(V, dtype=want)
+
+
+def _woodbury_split(B: int, r: int) -> int:
+    """Column panels per batch row: enough tasks for every numba thread, at most r."""
+    return max(1, min(r, numba.get_num_threads() // max(B, 1)))
+
+
+def _woodbury_views(B, N, r, nsplit, dtype, buffer):
+    """``(buffer, X, P, gL, parts)``: X, P (B, N r), gL (B, nsplit, N), parts (nsplit, B, N)
+    of ``dtype``, views into ``buffer`` (1-D uint8), or into a new one where it is None or too
+    small."""
+    dtype = np.dtype(dtype)
+    sizes = (B * N * r, B * N * r, B * nsplit * N, nsplit * B * N)
+    need = sum(sizes) * dtype.itemsize
+    if buffer is None or buffer.nbytes < need:
+        buffer = np.empty(need, np.uint8)
+    flat = buffer[:need].view(dtype)
+    views, start = [], 0
+    for size in sizes:
+        views.append(flat[start:start + size])
+        start += size
+    X, P, gL, parts = views
+    return (buffer, X.reshape(B, N * r), P.reshape(B, N * r), gL.reshape(B, nsplit, N),
+            parts.reshape(nsplit, B, N))
+
+
+def woodbury_forward_kernel(alpha, b, c, U, V, pivmin, shift=None, buffer=None):
+    """The first half of the fused Woodbury resolvent diagonal; compiled.
+
+    ``A = tridiag(c, alpha - shift, b) = L D M`` (comment above ``_woodbury_forward_panel``).
     alpha (B, N); ``shift`` (B,) or None (zero); b, c (B, N-1) upper and lower; U, V (B, N, r).
-    The working dtype is ``result_type(alpha, shift)``; alpha, b, c, U and V may be of it or of
-    a real dtype that promotes to it (not cast: the kernel reads them as they are -- so a real
-    T at a complex z passes its own diagonal, off-diagonals and z, and no complex copy of them
-    is made).
+    The working dtype is ``result_type(alpha, shift)``; alpha, b, c and U may be of it or of a
+    real dtype that promotes to it (read as they are -- so a real T at a complex z passes its
+    own diagonal, off-diagonals and z, and no complex copy is made); V likewise, a real V
+    entering the products as real.
 
-    Returns ``Q = L^{-1} U`` (B, N, r), ``P = D^{-1} M^{-T} V`` (B, N, r), the LU pivot
-    reciprocals ``gL`` (B, N), and ``guarded``, ``singular`` (B,) with :func:`solve_kernel`'s
-    meaning.  ``V^T A^{-1} U = P^T Q``.  For batch 1 the two sweeps run on two threads.
-    ``out = (Q, P)``: C-contiguous (B, N, r) arrays of the working dtype to write into.
+    Returns a :class:`WoodburySweeps`: ``X = A^{-1} U`` (column panels), ``K - I = V^T X``
+    (B, r, r), the pivots, ``guarded`` and ``singular``.  The r columns are split over the
+    threads (batch 1 uses every thread).  ``buffer``: a 1-D uint8 array to hold X, P and the
+    pivots (a new one is allocated where it is None or too small; the one used is
+    ``sweeps.buffer``): fresh allocations of that size cost page faults on every call.
     """
     alpha, b, c = _prep(alpha, b, c)
-    U, V = _prep_rhs(U), _prep_rhs(V)
+    U = _prep_rhs(U)
     B, N = alpha.shape
     r = U.shape[-1]
     dtype = alpha.dtype if shift is None else np.result_type(alpha, shift)
+    V = _gemm_operand(V, dtype)
     shift = np.zeros(B, dtype) if shift is None else np.ascontiguousarray(np.broadcast_to(shift, (B,)), dtype)
-    if out is None:
-        Q = np.empty((B, N, r), dtype)
-        P = np.empty((B, N, r), dtype)
-    else:
-        Q, P = out
-    gL = np.empty((B, N), dtype)
+    nsplit = _woodbury_split(B, r)
+    buffer, X, P, gL, parts = _woodbury_views(B, N, r, nsplit, dtype, buffer)
+    K = np.zeros((B, nsplit, r, r), dtype)
     guarded = np.zeros(B, np.int64)
     singular = np.zeros(B, np.bool_)
-    if B and N:
-        _woodbury_forward_batch(alpha, shift, b, c, U, V, _pivmin(pivmin, dtype), Q, P, gL, guarded, singular)
-    return Q, P, gL, guarded, singular
+    if B and N and r:
+        hold = r > _WOODBURY_INLINE_RANK and _concurrent_tasks(B * nsplit, B * N * r * r)
+        with single_threaded_blas(hold):
+            _woodbury_forward_batch(alpha, shift, b, c, U, V, _pivmin(pivmin, dtype), X, gL, K, guarded,
+                                    singular)
+    return WoodburySweeps(X, P, K.sum(axis=1), gL[:, 0], parts, guarded, singular, nsplit, b, c, V, buffer)
 
 
 class _Scratch(threading.local):
     """One scratch buffer per thread, kept between calls of the fused Woodbury kernels.
 
-    ``Q`` and ``P`` (2 B N r elements) are rewritten on every call; fresh allocations of that
-    size come from the OS zero-filled, and the page faults cost as much as the forward sweep
-    itself (measured 2-4x the sweep at N = 2^16, r = 8).  The buffer is taken out while in use
+    ``X``, ``P``, the pivots and the correction's partial sums (2 B N r + 2 B nsplit N
+    elements) are rewritten on every call; fresh allocations of that size come from the OS
+    zero-filled, and the page faults cost as much as the forward sweep itself (measured 2-4x
+    the sweep at N = 2^16, r = 8; with X and P alone kept, the pivots' and partial sums' pages
+    still cost 1-1.5 ms of an 8 ms call at r = 4).  The buffer is taken out while in use
     (a nested or failed call just allocates its own) and put back by the correction kernel.
     At most one buffer of at most ``_SCRATCH_MAX`` bytes is kept per thread;
     :func:`release_scratch` frees it.
@@ -1232,25 +1373,17 @@ def release_scratch() -> None:
     _scratch.buf = None
 
 
-def _take_scratch(B, N, r, dtype):
-    """``(Q, P)`` views of shape (B, N, r) into this thread's scratch buffer (or a new one)."""
-    dtype = np.dtype(dtype)
-    need = 2 * B * N * r * dtype.itemsize
+def _take_scratch():
+    """This thread's scratch buffer, taken out (None if there is none or it is in use)."""
     buf, _scratch.buf = _scratch.buf, None
-    if buf is None or buf.nbytes < need:
-        buf = np.empty(need, np.uint8)
-    QP = buf[:need].view(dtype).reshape((2, B, N, r))
-    return QP[0], QP[1]
+    return buf
 
 
-def _give_back_scratch(Q):
-    """Keep the buffer behind ``Q`` (from :func:`_take_scratch`) for the next call."""
-    buf = Q.base
-    while isinstance(buf, np.ndarray) and buf.base is not None:
-        buf = buf.base
-    if isinstance(buf, np.ndarray) and buf.dtype == np.uint8 and buf.nbytes <= _SCRATCH_MAX:
-        if _scratch.buf is None or _scratch.buf.nbytes <= buf.nbytes:
-            _scratch.buf = buf
+def _give_back_scratch(buf):
+    """Keep ``buf`` (1-D uint8) as this thread's scratch buffer for the next call, unless it
+    is over ``_SCRATCH_MAX`` or smaller than the one kept."""
+    if buf.nbytes <= _SCRATCH_MAX and (_scratch.buf is None or _scratch.buf.nbytes <= buf.nbytes):
+        _scratch.buf = buf
 
 
 _BLAS_HOLD_WORK = 1 << 20  # B N r^2 below which the kernels' BLAS calls are too small to thread
@@ -1265,39 +1398,37 @@ def _concurrent_tasks(tasks: int, work: int) -> bool:
     return tasks > 1 and work >= _BLAS_HOLD_WORK and numba.get_num_threads() > 1
 
 
-def woodbury_capacitance_kernel(P, Q):
-    """``P^T Q`` (B, r, r) for P, Q (B, N, r) C-contiguous of one dtype (``K - I``).
-
-    A BLAS product per thread over a share of the N rows, the shares summed (batch 1 uses
-    every thread even with a single-threaded BLAS).
-    """
-    B, N, r = Q.shape
-    nchunks = max(1, min(N, numba.get_num_threads() // max(B, 1)))
-    out = np.zeros((B, nchunks, r, r), Q.dtype)
-    if B and N and r:
-        with single_threaded_blas(_concurrent_tasks(B * nchunks, B * N * r * r)):
-            _woodbury_capacitance_batch(P, Q, nchunks, out)
-    return out.sum(axis=1)
-
-
-def woodbury_correction_kernel(gL, b, c, Q, P, Kinv):
+def woodbury_correction_kernel(sweeps, Kinv, subtract_from=None):
     """``sum_k X_ik W_ik`` (B, N): ``X = A^{-1} U``, ``W = A^{-T} V K^{-T}``; compiled.
 
-    Inputs: :func:`woodbury_forward_kernel`'s ``gL, Q, P`` (the pivots must be the ones that
-    produced Q and P), b, c (B, N-1) as there, ``Kinv = K^{-1}`` (B, r, r).  The back sweeps
-    run from the end over row blocks, never storing X or W; for batch 1 the r columns are
-    split over the threads and the partial sums added.
+    ``sweeps`` from :func:`woodbury_forward_kernel`, ``Kinv = K^{-1}`` (B, r, r).  One task per
+    (batch row, column panel), the panels' partial sums added.  ``subtract_from`` (B, N) of the
+    working dtype: the sum is subtracted from it in place and it is returned (``G - sum`` with
+    no new (B, N) array); otherwise a new array.  May be called more than once on the same
+    sweeps (it writes only their scratch).
     """
-    B, N, r = Q.shape
-    b, c = _prep(b, c)
-    Kinv = np.ascontiguousarray(Kinv, dtype=Q.dtype)
-    nsplit = max(1, min(r, numba.get_num_threads() // max(B, 1)))
-    out = np.empty((B, nsplit, N), Q.dtype)
+    s = sweeps
+    B, N = s.gL.shape
+    r = s.rank
+    KT = np.ascontiguousarray(np.swapaxes(np.asarray(Kinv, dtype=s.X.dtype), -1, -2))
+    parts = s.parts
     if B and N and r:
-        # BLAS (R = P K^{-T} per row block) only above the inline rank
-        with single_threaded_blas(r > _WOODBURY_INLINE_RANK and _concurrent_tasks(B * nsplit, B * N * r * r)):
-            _woodbury_correction_batch(gL, b, c, Q, P, Kinv, out)
-    return out[:, 0] if nsplit == 1 else out.sum(axis=1)
+        hold = r > _WOODBURY_INLINE_RANK and _concurrent_tasks(B * s.nsplit, B * N * r * r)
+        with single_threaded_blas(hold):
+            _woodbury_correction_batch(s.gL, s.b, s.c, s.X, s.V, KT, s.P, parts)
+    else:
+        parts[...] = 0
+    # the partial sums added in place (parts.sum(axis=0) took 0.7 ms at N = 2^16)
+    if subtract_from is None:
+        out = parts[0].copy()
+        for t in range(1, s.nsplit):
+            out += parts[t]
+        return out
+    if subtract_from.shape != (B, N) or subtract_from.dtype != s.X.dtype:
+        raise ValueError(f"subtract_from must be a ({B}, {N}) array of {s.X.dtype}")
+    for t in range(s.nsplit):
+        subtract_from -= parts[t]
+    return subtract_from
 
 
 # --------------------------------------------------------------------------------------------
@@ -1382,36 +1513,35 @@ def solve_ref(alpha, b, c, f, pivmin):
 
 
 def woodbury_forward_ref(alpha, b, c, U, V, pivmin, shift=None):
-    """Twin of :func:`woodbury_forward_kernel` (pivots from :func:`left_pivots_ref`)."""
+    """Twin of :func:`woodbury_forward_kernel` (pivots from :func:`left_pivots_ref`):
+    ``(X, K - I, gL, guarded, singular)`` with ``X = A^{-1} U`` as a (B, N, r) array."""
     if shift is not None:
         alpha = alpha - np.asarray(shift)[:, None]
     b, c = np.asarray(b, alpha.dtype), np.asarray(c, alpha.dtype)
     B, N = alpha.shape
     gL, guarded, singular = left_pivots_ref(alpha, b * c, pivmin)
-    Q = np.array(np.broadcast_to(U, (B,) + U.shape[-2:]), dtype=alpha.dtype)
-    P = np.array(np.broadcast_to(V, (B,) + V.shape[-2:]), dtype=alpha.dtype)
-    P[:, 0] *= gL[:, 0][:, None]
+    X = np.array(np.broadcast_to(U, (B,) + U.shape[-2:]), dtype=alpha.dtype)
     for i in range(1, N):
-        Q[:, i] -= (c[:, i - 1] * gL[:, i - 1])[:, None] * Q[:, i - 1]
-        P[:, i] = gL[:, i][:, None] * (P[:, i] - b[:, i - 1][:, None] * P[:, i - 1])
-    return Q, P, gL, guarded, singular
-
-
-def woodbury_capacitance_ref(P, Q):
-    """Twin of :func:`woodbury_capacitance_kernel`: ``P^T Q``."""
-    return np.swapaxes(P, -1, -2) @ Q
-
-
-def woodbury_correction_ref(gL, b, c, Q, P, Kinv):
-    """Twin of :func:`woodbury_correction_kernel`: X and W = S (P K^{-T}) stored, then summed."""
-    N = gL.shape[1]
-    X = np.array(Q, copy=True)
-    W = P @ np.swapaxes(Kinv, -1, -2)
+        X[:, i] -= (c[:, i - 1] * gL[:, i - 1])[:, None] * X[:, i - 1]
     X[:, N - 1] *= gL[:, N - 1][:, None]
     for i in range(N - 2, -1, -1):
         X[:, i] = gL[:, i][:, None] * (X[:, i] - b[:, i][:, None] * X[:, i + 1])
-        W[:, i] -= (gL[:, i] * c[:, i])[:, None] * W[:, i + 1]
-    return (X * W).sum(axis=-1)
+    KmI = np.swapaxes(np.broadcast_to(V, (B,) + V.shape[-2:]), -1, -2) @ X
+    return X, KmI.astype(alpha.dtype), gL, guarded, singular
+
+
+def woodbury_correction_ref(gL, b, c, X, V, Kinv):
+    """Twin of :func:`woodbury_correction_kernel`: ``W = A^{-T} V K^{-T}`` stored, then
+    ``sum_k X_ik W_ik``."""
+    N = gL.shape[1]
+    b, c = np.asarray(b, gL.dtype), np.asarray(c, gL.dtype)
+    P = np.array(np.broadcast_to(V, X.shape) @ np.swapaxes(Kinv, -1, -2), dtype=gL.dtype)
+    P[:, 0] *= gL[:, 0][:, None]
+    for i in range(1, N):
+        P[:, i] = gL[:, i][:, None] * (P[:, i] - b[:, i - 1][:, None] * P[:, i - 1])
+    for i in range(N - 2, -1, -1):
+        P[:, i] -= (gL[:, i] * c[:, i])[:, None] * P[:, i + 1]
+    return (X * P).sum(axis=-1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1542,21 +1672,16 @@ class NumpyBackend(Backend):
     fused_woodbury = True
 
     def woodbury_forward(self, alpha, b, c, U, V, pivmin, shift=None):
-        """:func:`woodbury_forward_kernel` writing Q and P into this thread's scratch buffer:
-        they stay valid until passed to :meth:`woodbury_correction`, which recycles it."""
-        B, N = alpha.shape
-        dtype = alpha.dtype if shift is None else np.result_type(alpha, shift)
-        out = _take_scratch(B, N, U.shape[-1], dtype)
-        return woodbury_forward_kernel(alpha, b, c, U, V, pivmin, out=out, shift=shift)
+        """:func:`woodbury_forward_kernel` writing X and P into this thread's scratch buffer:
+        they stay valid until the sweeps are passed to :meth:`woodbury_correction` or
+        :meth:`woodbury_release`, which recycle it."""
+        return woodbury_forward_kernel(alpha, b, c, U, V, pivmin, shift=shift, buffer=_take_scratch())
 
-    def woodbury_capacitance(self, P, Q):
-        return woodbury_capacitance_kernel(P, Q)
-
-    def woodbury_correction(self, gL, b, c, Q, P, Kinv):
-        corr = woodbury_correction_kernel(gL, b, c, Q, P, Kinv)
-        _give_back_scratch(Q)
+    def woodbury_correction(self, sweeps, Kinv, subtract_from=None):
+        corr = woodbury_correction_kernel(sweeps, Kinv, subtract_from)
+        _give_back_scratch(sweeps.buffer)
         return corr
 
-    def woodbury_release(self, Q):
-        """Keep the scratch buffer behind Q and P for the next call."""
-        _give_back_scratch(Q)
+    def woodbury_release(self, sweeps):
+        """Keep the sweeps' scratch buffer for the next call."""
+        _give_back_scratch(sweeps.buffer)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from semisep.backends import numpy as nb
 
@@ -317,6 +319,29 @@ def test_woodbury_kernels_match_twins_and_dense(rng, dtype, real_uv, B, N, r):
     W = Y @ np.swapaxes(Kinv, -1, -2)
     want = (X * W).sum(axis=-1)
     assert np.max(np.abs(corr - want)) <= dense_tol * np.abs(want).max()
+
+
+@given(
+    B=st.integers(1, 3),
+    N=st.integers(1, 700),
+    r=st.integers(1, 20),
+    dtype=st.sampled_from([np.float32, np.float64, np.complex64, np.complex128]),
+    real_uv=st.booleans(),
+    shared_v=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_woodbury_kernels_match_twins(B, N, r, dtype, real_uv, shared_v, seed):
+    """Random shapes across the kernels' branches: r below and above the inline rank (8), one
+    to three blocks of 256 rows (the last one partial), one column panel or several, batch
+    rows sharing one V (read without a copy per row) or not; kernel against twin."""
+    rng = np.random.default_rng(seed)
+    alpha, b, c, pivmin, U, V = _woodbury_inputs(rng, B, N, r, dtype, real_uv)
+    if shared_v:
+        V = np.broadcast_to(V[:1], V.shape)
+    sw, guarded, singular, _, _, _ = _check_woodbury_against_twins(
+        alpha, b, c, pivmin, U, V, 1e3 * np.finfo(dtype).eps
+    )
+    assert sw.V.shape[0] == (1 if shared_v and B > 1 else B)
 
 
 def test_woodbury_kernels_guarded_and_singular_rows_match_twins(rng):

@@ -32,10 +32,15 @@ def eye(bk, r: int, dtype: Any, like: Any) -> Any:
 
 
 def solve(bk, K: Any, B: Any) -> Any:
-    """``K^{-1} B`` for K (..., r, r), B (..., r, k)."""
+    """``K^{-1} B`` for K (..., r, r), B (..., r, k): B is always a matrix (batch dimensions
+    broadcast).  torch.linalg.solve would read a B of shape ``K.shape[:-1]`` as a batch of
+    vectors -- K (r, r, r) against B = I_r (r, r) -- and return a wrong-shaped, wrong answer;
+    such a B is given K's batch dimensions first."""
     if _is_torch(bk):
         import torch
 
+        if B.ndim == K.ndim - 1:
+            B = B.expand(*K.shape[:-2], *B.shape[-2:])
         return torch.linalg.solve(K, B)
     return np.linalg.solve(K, B)
 

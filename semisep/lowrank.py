@@ -269,7 +269,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
         ``b`` is a vector iff ``b.ndim == len(batch_shape) + 1`` (or 1), else a matrix
         ``(..., N, k)`` (torch.linalg.solve's rule); result shape as for
         :meth:`Tridiagonal.solve`.  ``A = T - zI``.  With the backend's fused Woodbury kernels
-        (NumPy, ``method`` "auto" or "sequential") and ``k <= r``: ``K = I + V^T A^{-1} U``
+        (NumPy; torch on CPU tensors none of which needs a gradient; ``method`` "auto" or
+        "sequential") and ``k <= r``: ``K = I + V^T A^{-1} U``
         from the fused forward pass (the products taken block by block while the sweeps run),
         then two k-column solves, ``y = A^{-1} b`` and ``x = A^{-1} (b - U K^{-1} V^T y)``.
         Otherwise (and where a pivot was guarded) one tridiagonal pass solves
@@ -289,7 +290,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
             cond = np.ones(batch)
         else:
             K = None
-            if k <= self.rank and bk.fused_woodbury and method in ("auto", "sequential"):
+            if k <= self.rank and self._fusable(method, z):  # K needs no gradient of b
                 # K from the fused forward sweeps (no N x r solve), then two k-column solves:
                 # y = A^{-1} b, w = K^{-1} V^T y, x = A^{-1} (b - U w)
                 y, pinfo = self.tridiagonal.solve(
@@ -326,8 +327,9 @@ class TridiagonalPlusLowRank(StructuredOperator):
         ``numpy.linalg.slogdet``; real when the dtype is real and every determinant in the
         batch is positive, complex (imaginary part pi where negative) otherwise -- the rule of
         :meth:`Tridiagonal.logdet`.  O(N r^2 + r^3).  ``K = I + V^T (T - zI)^{-1} U`` comes
-        from the fused forward pass where the backend has it (NumPy, ``method`` "auto" or
-        "sequential", no guarded pivot), else from an r-column solve.
+        from the fused forward pass where the backend has it (NumPy; torch on CPU tensors
+        none of which needs a gradient; ``method`` "auto" or "sequential"; no guarded pivot),
+        else from an r-column solve.
         """
         bk = self._backend
         batch, dtype = self._prepare(z)
@@ -380,7 +382,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
         ``T`` is stored symmetric, since then ``A^T = A``); ``K = I_r + V^T X``; ``K W^T = Y^T``;
         ``diag_i = G_ii - sum_k X_ik W_ik``.  O(N r^2 + r^3).
 
-        On a backend with fused Woodbury kernels (NumPy, ``method`` "auto" or "sequential") the
+        With fused Woodbury kernels (NumPy; torch on CPU tensors none of which needs a
+        gradient, through the NumPy kernels; ``method`` "auto" or "sequential") the
         same quantities come from one set of LU pivots ``A = L D M`` shared by ``A`` and
         ``A^T``: ``X = A^{-1} U`` with ``K = I_r + V^T X`` summed block by block while the back
         sweep runs, then ``W = A^{-T} (V K^{-T})`` by a forward and a back sweep, the back
@@ -396,7 +399,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
         bk = self._backend
         batch, dtype = self._prepare(z)
         r = self.rank
-        if r and bk.fused_woodbury and method in ("auto", "sequential"):
+        if r and self._fusable(method, z):
             fused = self._resolvent_diagonal_fused(z, batch, method, check_finite)
             if fused is not None:
                 out, pivots, cond = fused
@@ -482,6 +485,12 @@ class TridiagonalPlusLowRank(StructuredOperator):
             pivots["solve_transpose"] = pS  # A^T has the pivots of A
         return out, pivots, cond
 
+    def _fusable(self, method: str, z: Any) -> bool:
+        """Whether the backend's fused Woodbury kernels serve this call (NumPy; torch on CPU
+        tensors of which none needs a gradient)."""
+        T = self.tridiagonal
+        return self._backend.woodbury_fusable(method, T.diag, T.lower, T.upper_, self.U, self.V, z)
+
     def _fused_forward(self, rows, z: Any, batch: tuple[int, ...], method: str, what: str):
         """The fused forward pass for ``A = T - zI`` on the rows of :func:`_shifted_rows`:
         ``(sweeps, pivot_info)``, ``sweeps`` the backend's state with ``X = A^{-1} U`` and
@@ -509,7 +518,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
         if bool((sweeps.guarded > 0).any()):
             bk.woodbury_release(sweeps)
             return None
-        if bool(np.any(sweeps.singular)):
+        if bool(sweeps.singular.any()):
             bk.woodbury_release(sweeps)
             _raise_if_singular(bk, sweeps.singular, batch, what, z)
         _, info = _with_info(None, rows, sweeps.guarded, method, True)
@@ -520,7 +529,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
         ``X = A^{-1} U`` in the backend's scratch); None where the backend has no fused
         kernels, ``method`` is not "auto" / "sequential", or a pivot was guarded."""
         bk = self._backend
-        if not (bk.fused_woodbury and method in ("auto", "sequential")):
+        if not self._fusable(method, z):
             return None
         rows = _shifted_rows(self.tridiagonal, z, False, extra={"operator": self._batch_shape})
         fwd = self._fused_forward(rows, z, batch, method, what)

@@ -542,6 +542,54 @@ def test_torch_batch_equal_to_rank_is_not_read_as_vectors(rng):
                        np.linalg.inv(K.numpy()), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_torch_cpu_without_grad_takes_the_fused_kernels(rng, monkeypatch, dtype):
+    """On CPU tensors that need no gradient the torch backend runs the NumPy backend's fused
+    Woodbury kernels (zero-copy views): the same values as the NumPy operator, tensors out;
+    r above the inline rank too.  A tensor that requires grad (U, or z), "chunked" and
+    "reference" take the composed path, and the gradient still flows."""
+    torch = _torch_or_skip()
+    from semisep.backends import numpy as npb
+
+    calls = []
+    kernel = npb.NumpyBackend.woodbury_forward
+    monkeypatch.setattr(npb.NumpyBackend, "woodbury_forward",
+                        lambda self, *a, **k: calls.append(1) or kernel(self, *a, **k))
+    t = torch.as_tensor
+    for n, r, batch in ((40, 3, (2,)), (300, 11, ())):
+        d, lo, up, U, V = make(rng, batch, n, r, dtype)
+        Hn = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V)
+        Ht = ss.TridiagonalPlusLowRank(ss.Tridiagonal(t(d), t(lo), t(up)), t(U), t(V))
+        z = 0.2 + 0.9j
+        b = np.ones(n)
+        for name, args_t, args_n in (("resolvent_diagonal", (z,), (z,)), ("logdet", (z,), (z,)),
+                                     ("solve", (t(b), z), (b, z))):
+            before = len(calls)
+            got = getattr(Ht, name)(*args_t)
+            assert len(calls) == before + 1, name  # the fused kernels ran
+            want = getattr(Hn, name)(*args_n)
+            assert isinstance(got, torch.Tensor) and got.dtype == torch.complex128
+            assert relerr(got.numpy(), want) < 1e-13, name
+        want = Hn.resolvent_diagonal(z)  # (the NumPy operator calls the spied kernel too)
+        before = len(calls)
+        for kw in ({"method": "chunked"}, {"method": "reference"}):
+            got = Ht.resolvent_diagonal(z, **kw)
+            assert relerr(got.numpy(), want) < 1e-10
+        Ug = t(U).clone().requires_grad_(True)
+        Hg = ss.TridiagonalPlusLowRank(ss.Tridiagonal(t(d), t(lo), t(up)), Ug, t(V))
+        G = Hg.resolvent_diagonal(z)
+        assert relerr(G.detach().numpy(), want) < 1e-12
+        G.abs().pow(2).sum().backward()
+        assert Ug.grad is not None and torch.isfinite(Ug.grad).all()
+        zt = torch.tensor(z, requires_grad=True)
+        Ht.resolvent_diagonal(zt).real.sum().backward()
+        assert zt.grad is not None
+        assert len(calls) == before  # none of these ran the fused kernels
+        with torch.no_grad():  # no graph: fused again
+            Hg.resolvent_diagonal(z)
+        assert len(calls) == before + 1
+
+
 @pytest.mark.parametrize("what", ["resolvent_diagonal", "logdet", "solve"])
 def test_torch_gradcheck(rng, what):
     torch = _torch_or_skip()

@@ -58,7 +58,8 @@ The shift form (optional, ``Backend.takes_shift = True``)
     ``T``'s diagonal (shape ``op_batch + (N,)``) and the shift rows.  The default
     ``resolvent_diagonal_shifted`` forms ``alpha`` and calls ``resolvent_diagonal``.
 
-Optional fused Woodbury kernels (``fused_woodbury = True``; the NumPy backend has them), used by
+Optional fused Woodbury kernels (``fused_woodbury = True``; the NumPy backend has them, and the
+torch backend runs them on CPU tensors that need no gradient, ``woodbury_fusable``), used by
 ``TridiagonalPlusLowRank.resolvent_diagonal`` in place of two solves and dense products; with
 ``A = tridiag(c, alpha, b) = L D M`` (no row exchanges):
 
@@ -192,6 +193,12 @@ class Backend:
 
     #: whether the optional fused Woodbury kernels below exist (module docstring)
     fused_woodbury: bool = False
+
+    def woodbury_fusable(self, method: str, *inputs: Any) -> bool:
+        """Whether the fused Woodbury kernels serve a call with ``method`` on these inputs
+        (T's arrays, U, V, z).  Default: the backend has them and ``method`` is "auto" or
+        "sequential"."""
+        return self.fused_woodbury and method in ("auto", "sequential")
 
     def woodbury_forward(self, alpha, b, c, U, V, pivmin, shift=None):
         raise NotImplementedError

@@ -1533,6 +1533,45 @@ class TorchBackend(Backend):
                     torch.from_numpy(np.asarray(singular, dtype=bool)))
         return Backend.resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method)
 
+    # -- fused Woodbury kernels: the NumPy backend's, on CPU tensors without autograd -------
+    fused_woodbury = True
+
+    def woodbury_fusable(self, method: str, *inputs) -> bool:
+        """The NumPy backend's fused Woodbury kernels (zero-copy views) serve a call when
+        ``method`` is "auto" or "sequential", every tensor among ``inputs`` is a plain CPU
+        tensor (not a torch.func wrapper) and none needs a gradient: they have no backward,
+        so a call under autograd takes the composed path, whose solves and products do."""
+        if method not in ("auto", "sequential") or not _numpy_kernels_available():
+            return False
+        tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
+        if self._needs_grad(*tensors):
+            return False
+        return all(_host_view(x) is not None for x in tensors)
+
+    def woodbury_forward(self, alpha, b, c, U, V, pivmin, shift=None):
+        """:meth:`NumpyBackend.woodbury_forward` on zero-copy views; the sweeps' ``KmI``,
+        ``guarded`` and ``singular`` come back as tensors."""
+        from . import get_backend
+
+        p = pivmin.detach().to(_real_dtype(alpha.dtype if shift is None else shift.dtype))
+        inner = get_backend("numpy").woodbury_forward(
+            _np_view(alpha), _np_view(b), _np_view(c), _np_view(U), _np_view(V), _np_view(p),
+            shift=None if shift is None else _np_view(shift),
+        )
+        return _TorchWoodburySweeps(inner)
+
+    def woodbury_correction(self, sweeps, Kinv, subtract_from=None):
+        from . import get_backend
+
+        target = None if subtract_from is None else subtract_from.detach().numpy()
+        out = get_backend("numpy").woodbury_correction(sweeps.inner, _np_view(Kinv), subtract_from=target)
+        return subtract_from if subtract_from is not None else torch.from_numpy(out)
+
+    def woodbury_release(self, sweeps):
+        from . import get_backend
+
+        get_backend("numpy").woodbury_release(sweeps.inner)
+
     # -- kernels ----------------------------------------------------------------------------
     def _resolve_method(self, method: str, x: torch.Tensor) -> str:
         self.check_method(method)
@@ -1641,6 +1680,19 @@ def _numpy_kernels_available() -> bool:
         except Exception:  # numba or the module missing
             _NUMPY_OK = False
     return _NUMPY_OK
+
+
+class _TorchWoodburySweeps:
+    """The NumPy backend's Woodbury sweeps, with ``KmI``, ``guarded`` and ``singular`` as
+    tensors (views of the same memory)."""
+
+    __slots__ = ("inner", "KmI", "guarded", "singular")
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.KmI = torch.from_numpy(inner.KmI)
+        self.guarded = torch.from_numpy(np.asarray(inner.guarded, dtype=np.int64))
+        self.singular = torch.from_numpy(np.asarray(inner.singular, dtype=bool))
 
 
 def _numpy_kernel(name: str, *tensors):

@@ -218,7 +218,18 @@ def matmul_mixed(bk, A: Any, B: Any, dtype: Any) -> Any:
     at one thread for it: the product is skinny (``k`` small) and memory-bound, and OpenBLAS's
     pool, once woken, spins for a while and slows the compiled kernels that follow (the
     solve at r = 32 took 46-56 ms so against 24 ms; scratch A/Bs in docs/benchmarks.md,
-    stop 15).  Otherwise both are cast to ``dtype`` and multiplied."""
+    stop 15).  torch, real ``A``, complex ``B``: the same through ``torch.view_as_real``
+    (differentiable).  Otherwise both are cast to ``dtype`` and multiplied."""
+    if _is_torch(bk):
+        import torch
+
+        if (isinstance(A, torch.Tensor) and isinstance(B, torch.Tensor) and not A.is_complex()
+                and B.is_complex() and dtype.is_complex):
+            Bc = B.to(dtype).resolve_conj().contiguous()
+            Br = torch.view_as_real(Bc).reshape(*Bc.shape[:-1], 2 * Bc.shape[-1])  # interleaved
+            out = A.to(Br.dtype) @ Br  # (..., n, 2k)
+            return torch.view_as_complex(out.reshape(*out.shape[:-1], Bc.shape[-1], 2).contiguous())
+        return bk.astype(A, dtype) @ bk.astype(B, dtype)
     if (not _is_torch(bk) and isinstance(A, np.ndarray) and isinstance(B, np.ndarray)
             and not np.iscomplexobj(A) and np.iscomplexobj(B) and np.dtype(dtype).kind == "c"):
         from .backends._blas import single_threaded_blas

@@ -628,3 +628,15 @@ def test_matmul_mixed_reads_a_complex_operand_as_real_parts(rng):
     assert got.dtype == np.complex64 and np.allclose(got, A @ B, rtol=1e-5, atol=1e-5)
     real = la.matmul_mixed(bk, A, B.real, np.float64)
     assert real.dtype == np.float64 and np.allclose(real, A @ B.real)
+    torch = pytest.importorskip("torch")
+    tk = get_backend("torch")
+    t = torch.as_tensor
+    for a, b in ((A, B), (np.swapaxes(A, -1, -2), rng.standard_normal((3, 50, 2)) + 1j), (A, B[..., ::2])):
+        got = la.matmul_mixed(tk, t(a), t(b), torch.complex128)
+        assert got.dtype == torch.complex128 and tuple(got.shape) == (a @ b).shape
+        assert np.max(np.abs(got.numpy() - a @ b)) <= 1e-14 * np.max(np.abs(a @ b))
+    conj = la.matmul_mixed(tk, t(A), t(B).conj(), torch.complex128)  # a conjugate view
+    assert np.allclose(conj.numpy(), A @ B.conj(), rtol=1e-14, atol=1e-14)
+    At = t(A[0]).requires_grad_(True)
+    Bt = t(B[0]).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: la.matmul_mixed(tk, a, b, torch.complex128), (At, Bt))

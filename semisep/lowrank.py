@@ -229,7 +229,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
     def _capacitance(self, X: Any, what: str, z: Any):
         """``K = I_r + V^T X`` and its condition numbers; raises if K is singular."""
         bk = self._backend
-        K = la.eye(bk, self.rank, X.dtype, like=X) + la.mT(bk.astype(self.V, X.dtype)) @ X
+        K = la.eye(bk, self.rank, X.dtype, like=X) + la.matmul_mixed(bk, la.mT(self.V), X, X.dtype)
         return self._check_capacitance(K, what, z, stacklevel=4)
 
     def _check_capacitance(self, K: Any, what: str, z: Any, stacklevel: int = 3):

@@ -131,8 +131,8 @@ def test_woodbury_kernels_hold_blas_at_one_thread_when_they_call_it_concurrently
     assert [a for a, _ in seen] == [concurrent and hold, concurrent and hold, False, False]
     assert _blas_threads(controller) == before
     X, KmI, gL, _, _ = nb.woodbury_forward_ref(alpha, b, c, U, V, pivmin, shift=shift)
-    np.testing.assert_allclose(sw.KmI, KmI, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(sw1.KmI, KmI, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(sw.KmI, KmI, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sw1.KmI, KmI, rtol=1e-12, atol=1e-12)
     want = nb.woodbury_correction_ref(gL, b, c, X, V, Kinv)
     np.testing.assert_allclose(corr, want, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(corr1, want, rtol=1e-10, atol=1e-10)

@@ -230,7 +230,7 @@ def matmul_mixed(bk, A: Any, B: Any, dtype: Any) -> Any:
             out = A.to(Br.dtype) @ Br  # (..., n, 2k)
             return torch.view_as_complex(out.reshape(*out.shape[:-1], Bc.shape[-1], 2).contiguous())
         return bk.astype(A, dtype) @ bk.astype(B, dtype)
-    if (not _is_torch(bk) and isinstance(A, np.ndarray) and isinstance(B, np.ndarray)
+    if (isinstance(A, np.ndarray) and isinstance(B, np.ndarray)
             and not np.iscomplexobj(A) and np.iscomplexobj(B) and np.dtype(dtype).kind == "c"):
         from .backends._blas import single_threaded_blas
 

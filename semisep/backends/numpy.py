@@ -942,8 +942,8 @@ def _woodbury_forward_panel(alpha, shift, b, c, U, V, pivmin, X, gL, K):
             _dot_into(V[lo:hi].T, X[lo:hi], part)
             K += part
         hi = lo
-    if r <= _WOODBURY_INLINE_RANK:  # small r: one product over the whole panel (per block,
-        _dot_into(V.T, X, part)      # the calls' overhead dominated: 2.8 against 1.8 ms, r = 4)
+    if r <= _WOODBURY_INLINE_RANK:  # small r: one product over the whole panel (a scalar
+        _dot_into(V.T, X, part)      # sum per row in the loop took 2.8 against 1.8 ms, r = 4)
         K += part
     return guarded, singular
 
@@ -1355,7 +1355,8 @@ class _Scratch(threading.local):
     elements) are rewritten on every call; fresh allocations of that size come from the OS
     zero-filled, and the page faults cost as much as the forward sweep itself (measured 2-4x
     the sweep at N = 2^16, r = 8; with X and P alone kept, the pivots' and partial sums' pages
-    still cost 1-1.5 ms of an 8 ms call at r = 4).  The buffer is taken out while in use
+    still cost ~1.3 ms of a 7.8 ms call at r = 4: wrapped timers, with and without glibc's trim
+    and mmap thresholds raised).  The buffer is taken out while in use
     (a nested or failed call just allocates its own) and put back by the correction kernel.
     At most one buffer of at most ``_SCRATCH_MAX`` bytes is kept per thread;
     :func:`release_scratch` frees it.

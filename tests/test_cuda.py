@@ -252,6 +252,28 @@ def test_fused_matches_numpy(L, cplx):
     assert int(guarded.sum()) == 0 and not bool(singular.any())
 
 
+@pytest.mark.parametrize("L", [1, 2, 4, 8, 16])
+@pytest.mark.parametrize("scan_block", [None, 4], ids=["default blocks", "4 chunks per block"])
+@pytest.mark.parametrize("cplx", [False, True], ids=["real T", "complex T"])
+def test_fused_recompute_matches_numpy(L, scan_block, cplx):
+    """scan='recompute': block totals only, the second pass recomputes its chunk matrices
+    (forward and reverse scans over the lanes)."""
+    tr = _fused()
+    B, n = 3, 1000
+    dtype = torch.complex128 if cplx else torch.float64
+    d, lo, up = (x.to(DEV) for x in _chain(n, B, dtype, seed=11, nonsym=True))
+    z = 0.3 + 0.05j
+    shift = torch.full((B,), z, dtype=torch.complex128, device=DEV)
+    pm = torch.full((B,), 1e-300, dtype=torch.float64, device=DEV)
+    out = tr.resolvent_diagonal_fused(d, shift, lo * up, pm, L=L, scan="recompute",
+                                      scan_block=scan_block)
+    assert out is not None
+    G, guarded, singular = out
+    ref = ss.Tridiagonal(*(x.cpu().numpy() for x in (d, lo, up))).resolvent_diagonal(z)
+    assert _rel(G, ref) < _tol(torch.complex128)
+    assert int(guarded.sum()) == 0 and not bool(singular.any())
+
+
 def test_fused_shared_offdiagonal_stride0_and_auto_uses_it(monkeypatch):
     tr = _fused()
     n = 5000
@@ -278,15 +300,20 @@ def test_fused_declines_when_a_pivot_needs_the_guard():
     shift = torch.full((2,), z, dtype=torch.complex128, device=DEV)
     pm = torch.full((2,), 1e-12, dtype=torch.float64, device=DEV)
     assert tr.resolvent_diagonal_fused(d, shift, lo * lo, pm) is None
+    assert tr.resolvent_diagonal_fused(d, shift, lo * lo, pm, scan="recompute") is None
     T = ss.Tridiagonal(d, lo)
     G, info = T.resolvent_diagonal(z, return_info=True)
     Gc, infoc = T.resolvent_diagonal(z, method="chunked", return_info=True)
     assert torch.equal(G, Gc) and int(info.pivots_guarded.sum()) > 0
 
 
+@pytest.mark.parametrize("scan", ["blocked", "recompute"])
 @pytest.mark.parametrize("dtype,tol", [(torch.complex128, 1e-10), (torch.complex64, 1e-4)], ids=str)
-def test_auto_fused_vs_sequential_cpu_disordered_n2_17(dtype, tol):
+def test_auto_fused_vs_sequential_cpu_disordered_n2_17(dtype, tol, scan, monkeypatch):
     _fused()
+    from semisep.backends import get_backend
+
+    monkeypatch.setattr(get_backend("torch"), "fused_scan", scan)
     n = 1 << 17
     rng = np.random.default_rng(7)
     real = torch.float32 if dtype == torch.complex64 else torch.float64

@@ -38,12 +38,14 @@ SCRIPT = textwrap.dedent('''
             lo = lo.to(cdt) * (1 + 0.2j)
         z = 0.5 + 0.01j
         ref = torch.as_tensor(ss.Tridiagonal(d.numpy(), lo.numpy(), up.numpy()).resolvent_diagonal(z))
-        for tiled, scan in ([(False, "blocked"), (True, "blocked"), (True, "serial")]
+        for tiled, scan in ([(False, "blocked"), (True, "blocked"), (True, "serial"),
+                             (True, "recompute")]
                             if L & (L - 1) == 0 and L <= 16 else [(False, "blocked")]):
             G, guarded, singular = resolvent_diagonal_fused(
                 d, torch.full((B,), z, dtype=cdt), lo * up,
                 torch.full((B,), 1e-30, dtype=rdt), L=L, block=16, tiled=tiled, scan=scan,
                 scan_block=4)  # several blocks of chunks, and several passes over the blocks
+            # ("recompute": 4 chunks per program, so lanes at both block ends and dead lanes)
             err = float((G.to(torch.complex128) - ref).abs().max() / ref.abs().max())
             tol = 200 * torch.finfo(rdt).eps
             assert err < tol, (B, N, L, cd, cb, cdt, tiled, err)
@@ -53,11 +55,24 @@ SCRIPT = textwrap.dedent('''
     d = torch.tensor(-2 + rng.uniform(-1, 1, (1, 20)), dtype=torch.complex128)
     d[0, 3] = 0.0
     lo = torch.zeros(1, 19, dtype=torch.complex128)
-    for tiled in (False, True):
+    for tiled, scan in ((False, "blocked"), (True, "blocked"), (True, "recompute")):
         out = resolvent_diagonal_fused(d, torch.zeros(1, dtype=torch.complex128), lo,
                                        torch.full((1,), 1e-12, dtype=torch.float64), L=4,
-                                       block=16, tiled=tiled)
+                                       block=16, tiled=tiled, scan=scan, scan_block=2)
         assert out is None
+    # the singularity flag from the per-lane / per-program maxima of |G| (cheap bound, then the
+    # exact test): pivots ~ 10, |G_ii| ~ 0.1; pivmin 1 (cheap), 2 (exact: regular), 3 (singular)
+    d = torch.tensor(-10 + rng.uniform(-1, 1, (2, 50)), dtype=torch.float64)
+    lo = torch.tensor(rng.uniform(0.5, 1.5, (2, 49)), dtype=torch.float64)
+    for pmv in (1.0, 2.0, 3.0):
+        pm = torch.full((2,), pmv, dtype=torch.float64)
+        for tiled, scan in ((True, "blocked"), (True, "recompute")):
+            G, guarded, singular = resolvent_diagonal_fused(
+                d, torch.full((2,), 0.01j, dtype=torch.complex128), lo * lo, pm, L=4, block=16,
+                tiled=tiled, scan=scan, scan_block=4)
+            want = (G.abs() * (4 * pm[:, None]) > 1).any(dim=1)
+            assert torch.equal(singular, want), (pmv, scan, singular, want)
+            assert bool(want.all()) == (pmv == 3.0)
     print("ok", worst)
 ''')
 

@@ -29,7 +29,7 @@ Notation as in :mod:`semisep.backends.torch`: one batch row, ``alpha_i = diag_i 
    direction) walks the block products, then every block scans again from its carried-in
    vector.  ``_scan_kernel``, one program per (row, direction) walking all chunks, is the
    plain twin (it was 2.6 of 3.9 ms at L = 4; the two levels take 1.9 ms -- both are bound by
-   reading the 16 reals per chunk of ``P``, see "Next" below).
+   reading the 16 reals per chunk of ``P``; the recompute layout below stores none).
 3. Second pass (``_second_pass_tiled_kernel``; ``_second_pass_kernel`` is its twin) -- one lane
    per (row, chunk) again: the ordinary ratio recursion ``d = alpha - betap g``,
    ``g = conj(d) / |d|^2`` forward through the chunk from the left carry (gL kept in a register
@@ -44,11 +44,29 @@ otherwise ``guarded = 0`` and ``singular`` follows the kernel contract from the 
 (the exact ``|G_ii|`` test only where the cheap bound is inconclusive).  So every result this
 path returns is one the guarded sweep would also have produced without a guard.
 
-Next (not done).  At L = 4 the chunk matrices ``P`` (16 reals per chunk, 4 per element) are
-written once and read twice, about 3 GB at batch 64, N = 2^20 -- more than the data.  A
-decoupled layout would keep one row's chunks in one program: the transfer kernel scans its
-lanes' matrices in registers and writes only block products, and the second pass recomputes
-its lanes' matrices from diag/beta instead of reading ``P``.
+The recompute layout (``scan="recompute"``; not yet measured on a GPU).  At L = 4 the chunk
+matrices ``P`` (16 reals per chunk, 4 per element) are written once and read twice by the
+phases above, about 3 GB at batch 64, N = 2^20 -- more than the data, and the two-level scan
+that reads them was 1.9 of 3.2 ms on an H100.  Here one program owns a block of ``SB``
+consecutive chunks of one row (a lane per chunk), and only block products go through memory:
+
+a. ``_block_transfer_kernel``: each lane forms its chunk's left and right matrices from the
+   diag/beta tiles, an inclusive scan over the lanes (forward for the left, reverse for the
+   right: Triton's reverse scan is flip, scan, flip) multiplies them, and the block total is
+   stored (16 reals per block).
+b. ``_block_carry_kernel``: one program per (row, direction) walks the block totals: the state
+   carried into each block.
+c. ``_block_second_pass_kernel``: lane ``p`` recomputes the left matrix of chunk ``k - 1`` and
+   the right matrix of chunk ``k + 1`` (the identity past the block's ends), so the inclusive
+   scans give the products of the chunks before and after chunk ``k`` within the block; applied
+   to the block's carried-in states they are chunk ``k``'s carries, and the second pass of
+   phase 3 runs from them.  The certificate's count and maximum are reduced per program.
+
+Per element this reads diag and beta twice and writes G once (about 24 bytes for a complex64
+G from float32 data, against about 80 in the layout above), for twice the chunk-transfer
+arithmetic.  Compiled for sm_90 (Triton 3.6 and its ptxas 12.8) at L = 4, SB = 128 the two
+passes use 96 and 153 registers per thread, with no spills up to L = 8.
+``TorchBackend(fused_scan=...)`` chooses it.
 
 Triton is optional (it ships with CUDA builds of torch); :func:`available` says whether this
 path can run.  The kernels are checked on CPU by Triton's interpreter
@@ -136,18 +154,17 @@ if HAVE_TRITON:
         return a * s, b * s, c * s, d * s, e * s, f * s, g * s, h * s
 
     @triton.jit
+    def _store8(ptr, M, idx, mask, e):
+        """Store the 8 reals ``e`` of 2 x 2 complex matrices component-major at ``ptr + c M + idx``
+        (the layout :func:`_load8` reads)."""
+        for c in tl.static_range(8):
+            tl.store(ptr + c * M + idx, e[c], mask=mask)
+
+    @triton.jit
     def _store_transfer(base, M, lane, live, uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi):
         """Store the renormalised matrix ``[[p00, p01], [p10, p11]] = [u | w]`` component-major:
         ``p00 = ux, p01 = wx, p10 = uy, p11 = wy`` at ``base + c M + lane``, c = 0..7."""
-        uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _renorm8(uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
-        tl.store(base + 0 * M + lane, uxr, mask=live)
-        tl.store(base + 1 * M + lane, uxi, mask=live)
-        tl.store(base + 2 * M + lane, wxr, mask=live)
-        tl.store(base + 3 * M + lane, wxi, mask=live)
-        tl.store(base + 4 * M + lane, uyr, mask=live)
-        tl.store(base + 5 * M + lane, uyi, mask=live)
-        tl.store(base + 6 * M + lane, wyr, mask=live)
-        tl.store(base + 7 * M + lane, wyi, mask=live)
+        _store8(base, M, lane, live, _renorm8(uxr, uxi, wxr, wxi, uyr, uyi, wyr, wyi))
 
     @triton.jit
     def _transfer_kernel(diag_ptr, beta_ptr, z_ptr, p_ptr, B, N, nc, sd, sb,
@@ -238,11 +255,17 @@ if HAVE_TRITON:
         return a * sc, b * sc, c * sc, d * sc
 
     @triton.jit
-    def _store_ratio(ptr, vxr, vxi, vyr, vyi, mask):
-        """``g = vx / vy`` (complex) at ``ptr``, ``ptr + 1``: the carried pivot reciprocal."""
+    def _ratio(vxr, vxi, vyr, vyi):
+        """``g = vx / vy`` (complex): the pivot reciprocal a state vector (num, den) carries."""
         inv = 1.0 / (vyr * vyr + vyi * vyi)
-        tl.store(ptr, (vxr * vyr + vxi * vyi) * inv, mask=mask)
-        tl.store(ptr + 1, (vxi * vyr - vxr * vyi) * inv, mask=mask)
+        return (vxr * vyr + vxi * vyi) * inv, (vxi * vyr - vxr * vyi) * inv
+
+    @triton.jit
+    def _store_ratio(ptr, vxr, vxi, vyr, vyi, mask):
+        """:func:`_ratio` stored at ``ptr``, ``ptr + 1``: the carried pivot reciprocal."""
+        gr, gi = _ratio(vxr, vxi, vyr, vyi)
+        tl.store(ptr, gr, mask=mask)
+        tl.store(ptr + 1, gi, mask=mask)
 
     @triton.jit
     def _scan_kernel(p_all_ptr, carry_ptr, B, nc, BLOCK: tl.constexpr):
@@ -453,77 +476,58 @@ if HAVE_TRITON:
         return re, tl.zeros_like(re)
 
     @triton.jit
-    def _transfer_tiled_kernel(diag_ptr, beta_ptr, z_ptr, p_ptr, B, N, nc, sd, sb,
-                               L: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                               BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
-        """``_transfer_kernel`` with each program's ``BLOCK x L`` slab of diag and beta loaded
-        once, coalesced, and both directions run from registers (L a power of two)."""
-        lane = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < B * nc
-        row = (lane // nc).to(tl.int64)
-        k = (lane % nc).to(tl.int64)
-        cols = tl.arange(0, L)[None, :]
+    def _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N, sd, sb, cols,
+                     L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr):
+        """One chunk per lane (chunk ``k`` of row ``row``, positions ``k L .. k L + L - 1``):
+        ``(BLOCK, L)`` tiles of ``alpha_i = diag_i - z`` and ``beta_i`` (0 at ``i = N - 1``),
+        each loaded with one coalesced access, and ``beta_{k L - 1}`` per lane (the coupling into
+        the chunk's first position from the left; 0 for the first chunk).  Returns
+        ``(Ar, Ai, Br, Bi, bpr0, bpi0)``."""
         i2 = k[:, None] * L + cols
-        in2 = live[:, None] & (i2 < N)
-        zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
-        zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
+        in2 = live[:, None] & (i2 >= 0) & (i2 < N)
         Dr, Di = _tile(diag_ptr, row[:, None] * sd + i2, in2, 1.0, DIAG_COMPLEX, zr)
-        Ar = Dr - zr[:, None]
-        Ai = Di - zi[:, None]
-        # Bt[:, t] = beta_{i}: the left sweep couples through beta_{i-1} (column t-1, or the
-        # previous chunk's last for t = 0), the right one through beta_i
         Br, Bi = _tile(beta_ptr, row[:, None] * sb + i2, in2 & (i2 < N - 1), 0.0, BETA_COMPLEX, zr)
         bpr0, bpi0 = _beta(beta_ptr, row * sb + k * L - 1, live & (k > 0), zr, BETA_COMPLEX)
-        one = tl.full(zr.shape, 1.0, zr.dtype)
-        zero = tl.zeros_like(zr)
-        M = B * nc
-        for right in tl.static_range(2):
-            uxr, uxi, uyr, uyi = one, zero, zero, zero
-            wxr, wxi, wyr, wyi = zero, zero, one, zero
-            for tt in range(L):
-                t = tt + right * (L - 1 - 2 * tt)  # right: L-1 .. 0
-                inb = live & (k * L + t < N)
-                ar, ai = _col(Ar, cols, t), _col(Ai, cols, t)
-                if right:
-                    br, bi = _col(Br, cols, t), _col(Bi, cols, t)
-                else:
-                    br = tl.where(t == 0, bpr0, _col(Br, cols, t - 1))
-                    bi = tl.where(t == 0, bpi0, _col(Bi, cols, t - 1))
-                uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _step_columns(
-                    uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi, ar, ai, br, bi, inb)
-                if tt % 2 == 1:
-                    uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _renorm8(
-                        uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
-            _store_transfer(p_ptr + right * (8 * M), M, lane, live,
-                            uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
+        return Dr - zr[:, None], Di - zi[:, None], Br, Bi, bpr0, bpi0
 
     @triton.jit
-    def _second_pass_tiled_kernel(diag_ptr, beta_ptr, z_ptr, carry_ptr, thr_ptr, g_ptr, bad_ptr,
-                                  gmax_ptr, B, N, nc, sd, sb, fmax,
-                                  L: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                                  BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
-        """``_second_pass_kernel`` from register tiles: diag and beta loaded once (coalesced),
-        ``gL`` kept in a register tile, ``G`` stored once (coalesced)."""
-        lane = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < B * nc
-        row = (lane // nc).to(tl.int64)
-        k = (lane % nc).to(tl.int64)
-        M = B * nc
-        cols = tl.arange(0, L)[None, :]
-        i2 = k[:, None] * L + cols
-        in2 = live[:, None] & (i2 < N)
-        zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
-        zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
-        thr = tl.load(thr_ptr + row, mask=live, other=0.0)
-        Dr, Di = _tile(diag_ptr, row[:, None] * sd + i2, in2, 1.0, DIAG_COMPLEX, zr)
-        Ar = Dr - zr[:, None]
-        Ai = Di - zi[:, None]
-        Br, Bi = _tile(beta_ptr, row[:, None] * sb + i2, in2 & (i2 < N - 1), 0.0, BETA_COMPLEX, zr)
-        bpr0, bpi0 = _beta(beta_ptr, row * sb + k * L - 1, live & (k > 0), zr, BETA_COMPLEX)
-        gr = tl.load(carry_ptr + 2 * lane, mask=live, other=0.0)
-        gi = tl.load(carry_ptr + 2 * lane + 1, mask=live, other=0.0)
-        bad = tl.zeros(zr.shape, tl.int32)
-        gmax = tl.zeros_like(zr)
+    def _chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L: tl.constexpr,
+                        RIGHT: tl.constexpr):
+        """Each lane's chunk transfer matrix from :func:`_chunk_tiles`' tiles, renormalised, as
+        the 8 reals ``(p00, p01, p10, p11)`` (re, im each): left (``RIGHT = 0``)
+        ``P_k = M_{e_k} ... M_{s_k}``, right ``R_k = M'_{s_k} ... M'_{e_k}`` (module docstring);
+        the identity where the lane is not live."""
+        one = tl.full(bpr0.shape, 1.0, bpr0.dtype)
+        zero = tl.zeros_like(one)
+        uxr, uxi, uyr, uyi = one, zero, zero, zero
+        wxr, wxi, wyr, wyi = zero, zero, one, zero
+        for tt in range(L):
+            t = tt + RIGHT * (L - 1 - 2 * tt)  # right: L-1 .. 0
+            inb = live & (k * L + t < N)
+            ar, ai = _col(Ar, cols, t), _col(Ai, cols, t)
+            if RIGHT:  # coupled by beta_i
+                br, bi = _col(Br, cols, t), _col(Bi, cols, t)
+            else:  # coupled by beta_{i-1}: column t-1, or the previous chunk's last
+                br = tl.where(t == 0, bpr0, _col(Br, cols, t - 1))
+                bi = tl.where(t == 0, bpi0, _col(Bi, cols, t - 1))
+            uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _step_columns(
+                uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi, ar, ai, br, bi, inb)
+            if tt % 2 == 1:
+                uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _renorm8(
+                    uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
+        return _renorm8(uxr, uxi, wxr, wxi, uyr, uyi, wyr, wyi)
+
+    @triton.jit
+    def _chunk_resolvent(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L: tl.constexpr,
+                         gr, gi, hr, hi, thr, fmax):
+        """The second pass over each lane's chunk from its carries ``g = gL_{s_k - 1}`` (left)
+        and ``h = gR_{e_k + 1}`` (right): ``d_i = alpha_i - betap_i gL_{i-1}``,
+        ``gL_i = 1 / d_i`` forward (kept in a register tile), then backward
+        ``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})`` and ``gR_i = 1 / (alpha_i - beta_i gR_{i+1})``.
+        Returns ``(Gr, Gi)`` tiles, the count of pivots the certificate rejects (below ``thr``,
+        above ``fmax`` or NaN) and ``max(|Re G|, |Im G|)`` (NaN-aware) per lane."""
+        bad = tl.zeros(gr.shape, tl.int32)
+        gmax = tl.zeros_like(gr)
         Lr = tl.zeros_like(Ar)
         Li = tl.zeros_like(Ar)
         for t in range(L):
@@ -540,8 +544,6 @@ if HAVE_TRITON:
             gi = -di * r
             Lr = tl.where(cols == t, gr[:, None], Lr)
             Li = tl.where(cols == t, gi[:, None], Li)
-        hr = tl.load(carry_ptr + 2 * M + 2 * lane, mask=live, other=0.0)
-        hi = tl.load(carry_ptr + 2 * M + 2 * lane + 1, mask=live, other=0.0)
         Gtr = tl.zeros_like(Ar)
         Gti = tl.zeros_like(Ar)
         for tt in range(L):
@@ -568,11 +570,155 @@ if HAVE_TRITON:
             r = 1.0 / n
             hr = er * r
             hi = -ei * r
-        off2 = 2 * (row[:, None] * N + i2)
+        return Gtr, Gti, bad, gmax
+
+    @triton.jit
+    def _transfer_tiled_kernel(diag_ptr, beta_ptr, z_ptr, p_ptr, B, N, nc, sd, sb,
+                               L: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
+                               BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
+        """``_transfer_kernel`` with each program's ``BLOCK x L`` slab of diag and beta loaded
+        once, coalesced, and both directions run from registers (L a power of two)."""
+        lane = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        live = lane < B * nc
+        row = (lane // nc).to(tl.int64)
+        k = (lane % nc).to(tl.int64)
+        cols = tl.arange(0, L)[None, :]
+        zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
+        zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
+        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N,
+                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
+        M = B * nc
+        for right in tl.static_range(2):
+            _store8(p_ptr + right * (8 * M), M, lane, live,
+                    _chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L, right))
+
+    @triton.jit
+    def _second_pass_tiled_kernel(diag_ptr, beta_ptr, z_ptr, carry_ptr, thr_ptr, g_ptr, bad_ptr,
+                                  gmax_ptr, B, N, nc, sd, sb, fmax,
+                                  L: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
+                                  BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
+        """``_second_pass_kernel`` from register tiles: diag and beta loaded once (coalesced),
+        ``gL`` kept in a register tile, ``G`` stored once (coalesced)."""
+        lane = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        live = lane < B * nc
+        row = (lane // nc).to(tl.int64)
+        k = (lane % nc).to(tl.int64)
+        M = B * nc
+        cols = tl.arange(0, L)[None, :]
+        zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
+        zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
+        thr = tl.load(thr_ptr + row, mask=live, other=0.0)
+        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N,
+                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
+        gr = tl.load(carry_ptr + 2 * lane, mask=live, other=0.0)
+        gi = tl.load(carry_ptr + 2 * lane + 1, mask=live, other=0.0)
+        hr = tl.load(carry_ptr + 2 * M + 2 * lane, mask=live, other=0.0)
+        hi = tl.load(carry_ptr + 2 * M + 2 * lane + 1, mask=live, other=0.0)
+        Gtr, Gti, bad, gmax = _chunk_resolvent(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L,
+                                               gr, gi, hr, hi, thr, fmax)
+        off2 = 2 * (row[:, None] * N + k[:, None] * L + cols)
+        in2 = live[:, None] & (k[:, None] * L + cols < N)
         tl.store(g_ptr + off2, Gtr, mask=in2)
         tl.store(g_ptr + off2 + 1, Gti, mask=in2)
         tl.store(bad_ptr + lane, bad, mask=live)
         tl.store(gmax_ptr + lane, gmax, mask=live)
+
+    # -- the recompute layout: only block totals go through memory --------------------------
+    @triton.jit
+    def _block_lanes(nb, nc, SB: tl.constexpr):
+        """Program ``pid = row * nb + block``: its lanes are the block's ``SB`` chunks
+        ``k = block SB + p``, ``p = 0 .. SB-1``.  Returns ``(row, block, p, k, live)``."""
+        pid = tl.program_id(0)
+        row = (pid // nb).to(tl.int64)
+        blk = (pid % nb).to(tl.int64)
+        p = tl.arange(0, SB)
+        k = blk * SB + p
+        return row, blk, p, k, k < nc
+
+    @triton.jit
+    def _row_scalars(z_ptr, row, p):
+        """``z`` of the row, broadcast over the lanes ``p`` (re, im)."""
+        return tl.load(z_ptr + 2 * row + 0 * p), tl.load(z_ptr + 2 * row + 1 + 0 * p)
+
+    @triton.jit
+    def _block_transfer_kernel(diag_ptr, beta_ptr, z_ptr, tot_ptr, B, N, nc, nb, sd, sb,
+                               L: tl.constexpr, SB: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
+                               BETA_COMPLEX: tl.constexpr):
+        """Program (row, block of ``SB`` chunks): the product of the block's chunk matrices,
+        formed in registers by a scan over the lanes; only the total is stored, in sweep order
+        (the layout :func:`_block_carry_kernel` reads): left ``P_last ... P_first`` at
+        ``tot[0, :, row nb + block]``, right ``R_first ... R_last`` at
+        ``tot[1, :, row nb + nb - 1 - block]`` (the right sweep meets the last block first)."""
+        row, blk, p, k, live = _block_lanes(nb, nc, SB)
+        cols = tl.arange(0, L)[None, :]
+        zr, zi = _row_scalars(z_ptr, row, p)
+        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N,
+                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
+        Mb = B * nb
+        # dead lanes hold the identity, so the last lane (left) / the first (right) is the total
+        s = tl.associative_scan(_chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L, 0),
+                                0, _matmul_combine)
+        _store8(tot_ptr, Mb, row * nb + blk + 0 * p, p == SB - 1, s)
+        s = tl.associative_scan(_chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L, 1),
+                                0, _matmul_combine, reverse=True)
+        _store8(tot_ptr + 8 * Mb, Mb, row * nb + (nb - 1 - blk) + 0 * p, p == 0, s)
+
+    @triton.jit
+    def _carried_ratio(s, c_ptr, Mb):
+        """``g = vx / vy`` for ``v = S c``: ``S`` the scanned matrices ``s`` (8 reals per lane),
+        ``c`` the block's carried-in state (4 reals at ``c_ptr + j Mb``)."""
+        vxr, vxi, vyr, vyi = _matvec(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
+                                     tl.load(c_ptr), tl.load(c_ptr + Mb), tl.load(c_ptr + 2 * Mb),
+                                     tl.load(c_ptr + 3 * Mb))
+        return _ratio(vxr, vxi, vyr, vyi)
+
+    @triton.jit
+    def _nan_max(a, b):
+        return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+    @triton.jit
+    def _block_second_pass_kernel(diag_ptr, beta_ptr, z_ptr, cin_ptr, thr_ptr, g_ptr, bad_ptr,
+                                  gmax_ptr, B, N, nc, nb, sd, sb, fmax,
+                                  L: tl.constexpr, SB: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
+                                  BETA_COMPLEX: tl.constexpr):
+        """Program (row, block): the carries into each of its chunks from the block's carried-in
+        states ``cin`` (:func:`_block_carry_kernel`) and the chunk matrices, recomputed from
+        diag and beta: lane ``p`` takes chunk ``k - 1``'s left matrix and chunk ``k + 1``'s
+        right one (the identity past the block's ends), so an inclusive scan over the lanes
+        (forward, and reverse for the right) gives the product of the chunks before / after
+        chunk ``k`` in the block.  Then :func:`_chunk_resolvent` on chunk ``k``; G is stored
+        once, and per program the rejected-pivot count and the NaN-aware max of
+        ``max(|Re G|, |Im G|)``."""
+        row, blk, p, k, live = _block_lanes(nb, nc, SB)
+        cols = tl.arange(0, L)[None, :]
+        zr, zi = _row_scalars(z_ptr, row, p)
+        Mb = B * nb
+        cl = cin_ptr + row * nb + blk + 0 * p
+        cr = cin_ptr + 4 * Mb + row * nb + (nb - 1 - blk) + 0 * p
+        lv = live & (p > 0)
+        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k - 1, lv, zr, zi, N,
+                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
+        s = tl.associative_scan(_chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k - 1, lv, N, cols, L, 0),
+                                0, _matmul_combine)
+        gr, gi = _carried_ratio(s, cl, Mb)
+        lv = live & (p < SB - 1)
+        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k + 1, lv, zr, zi, N,
+                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
+        s = tl.associative_scan(_chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k + 1, lv, N, cols, L, 1),
+                                0, _matmul_combine, reverse=True)
+        hr, hi = _carried_ratio(s, cr, Mb)
+        thr = tl.load(thr_ptr + row + 0 * p)
+        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N,
+                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
+        Gtr, Gti, bad, gmax = _chunk_resolvent(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L,
+                                               gr, gi, hr, hi, thr, fmax)
+        i2 = k[:, None] * L + cols
+        off2 = 2 * (row[:, None] * N + i2)
+        in2 = live[:, None] & (i2 < N)
+        tl.store(g_ptr + off2, Gtr, mask=in2)
+        tl.store(g_ptr + off2 + 1, Gti, mask=in2)
+        tl.store(bad_ptr + tl.program_id(0), tl.sum(bad, 0))
+        tl.store(gmax_ptr + tl.program_id(0), tl.reduce(gmax, 0, _nan_max))
 
 
 def _real_view(x: torch.Tensor, rows: int, n: int) -> tuple[torch.Tensor, int]:
@@ -594,13 +740,21 @@ def resolvent_diagonal_fused(diag: torch.Tensor, shift: torch.Tensor, beta: torc
     """``(G (B, N), guarded (B,), singular (B,))`` or None (a pivot needs the guard: use the
     chunked path).  ``diag (B, N)`` real or complex, ``shift (B,)`` complex (the result dtype),
     ``beta (B, N-1)`` real or complex in ``diag``'s precision (a stride-0 batch allowed),
-    ``pivmin (B,)`` real; all on one CUDA device (or CPU under ``TRITON_INTERPRET=1``)."""
+    ``pivmin (B,)`` real; all on one CUDA device (or CPU under ``TRITON_INTERPRET=1``).
+
+    ``scan``: ``"blocked"`` (two-level scan over the stored chunk matrices), ``"serial"`` (one
+    program per row and direction walks them) or ``"recompute"`` (only block totals are stored;
+    the second pass recomputes its chunk matrices, module docstring; L a power of two <= 16).
+    ``block``: lanes per program of the transfer and second passes; ``scan_block``: chunks per
+    block of the scan (for ``"recompute"``, the lanes per program of both passes)."""
     from . import SINGULAR_FACTOR
 
     B, N = diag.shape
     cdt = shift.dtype
     if not cdt.is_complex or N < 2 or B == 0:
         raise ValueError("the fused path needs a complex shift and N >= 2")
+    if scan not in ("blocked", "serial", "recompute"):
+        raise ValueError(f"scan must be 'blocked', 'serial' or 'recompute', got {scan!r}")
     rdt = torch.float32 if cdt == torch.complex64 else torch.float64
     L = default_chunk_length(N) if L is None else int(L)
     nc = -(-N // L)
@@ -611,34 +765,52 @@ def resolvent_diagonal_fused(diag: torch.Tensor, shift: torch.Tensor, beta: torc
     pm = pivmin.to(rdt)
     eps = torch.finfo(rdt).eps
     thr = torch.clamp(pm * pm * (1 + 8 * eps), min=torch.finfo(rdt).tiny).contiguous()
-    M = B * nc
-    P = torch.empty(2, 8, M, dtype=rdt, device=dev)  # left, right chunk transfer matrices
-    carry = torch.empty(2, M, 2, dtype=rdt, device=dev)
     G = torch.empty(B, N, dtype=cdt, device=dev)
-    bad = torch.empty(M, dtype=torch.int32, device=dev)
-    gmax = torch.empty(M, dtype=rdt, device=dev)
-    grid = (triton.cdiv(M, block),)
     flags = dict(DIAG_COMPLEX=diag.is_complex(), BETA_COMPLEX=beta.is_complex())
-    if tiled is None:
-        tiled = L & (L - 1) == 0 and L <= 16
-    transfer, second = ((_transfer_tiled_kernel, _second_pass_tiled_kernel) if tiled
-                        else (_transfer_kernel, _second_pass_kernel))
-    transfer[grid](dv, bv, z, P, B, N, nc, sd, sb, L=L, BLOCK=block, **flags)
-    sblk = min(scan_block or (256 if rdt == torch.float32 else 128), triton.next_power_of_2(nc))
-    if scan == "serial":  # one program per (row, direction) walks all chunks
-        _scan_kernel[(B, 2)](P, carry, B, nc, BLOCK=sblk)
-    else:  # two levels: block totals, a short walk over the blocks, then every block at once
+    fmax = torch.finfo(rdt).max
+    if scan == "recompute":
+        if L & (L - 1) or L > 16:
+            raise ValueError(f"scan='recompute' needs a chunk length L that is a power of two "
+                             f"<= 16, got {L}")
+        sblk = min(scan_block or 128, triton.next_power_of_2(nc))
         nb = triton.cdiv(nc, sblk)
-        tot = torch.empty(2, 8, B * nb, dtype=rdt, device=dev)
-        cin = torch.empty(2, 4, B * nb, dtype=rdt, device=dev)
-        _block_total_kernel[(B, nb, 2)](P, tot, B, nc, nb, SB=sblk)
+        Mb = B * nb
+        tot = torch.empty(2, 8, Mb, dtype=rdt, device=dev)
+        cin = torch.empty(2, 4, Mb, dtype=rdt, device=dev)
+        bad = torch.empty(Mb, dtype=torch.int32, device=dev)
+        gmax = torch.empty(Mb, dtype=rdt, device=dev)
+        _block_transfer_kernel[(Mb,)](dv, bv, z, tot, B, N, nc, nb, sd, sb, L=L, SB=sblk, **flags)
         _block_carry_kernel[(B, 2)](tot, cin, B, nb, SB=min(sblk, triton.next_power_of_2(nb)))
-        _chunk_carry_kernel[(B, nb, 2)](P, cin, carry, B, nc, nb, SB=sblk)
+        _block_second_pass_kernel[(Mb,)](dv, bv, z, cin, thr, torch.view_as_real(G), bad, gmax,
+                                         B, N, nc, nb, sd, sb, fmax, L=L, SB=sblk, **flags)
         del tot, cin
-    del P
-    second[grid](dv, bv, z, carry, thr, torch.view_as_real(G), bad, gmax,
-                              B, N, nc, sd, sb, torch.finfo(rdt).max, L=L, BLOCK=block, **flags)
-    m = gmax.view(B, nc).amax(dim=1)
+    else:
+        M = B * nc
+        P = torch.empty(2, 8, M, dtype=rdt, device=dev)  # left, right chunk transfer matrices
+        carry = torch.empty(2, M, 2, dtype=rdt, device=dev)
+        bad = torch.empty(M, dtype=torch.int32, device=dev)
+        gmax = torch.empty(M, dtype=rdt, device=dev)
+        grid = (triton.cdiv(M, block),)
+        if tiled is None:
+            tiled = L & (L - 1) == 0 and L <= 16
+        transfer, second = ((_transfer_tiled_kernel, _second_pass_tiled_kernel) if tiled
+                            else (_transfer_kernel, _second_pass_kernel))
+        transfer[grid](dv, bv, z, P, B, N, nc, sd, sb, L=L, BLOCK=block, **flags)
+        sblk = min(scan_block or (256 if rdt == torch.float32 else 128), triton.next_power_of_2(nc))
+        if scan == "serial":  # one program per (row, direction) walks all chunks
+            _scan_kernel[(B, 2)](P, carry, B, nc, BLOCK=sblk)
+        else:  # two levels: block totals, a short walk over the blocks, then every block at once
+            nb = triton.cdiv(nc, sblk)
+            tot = torch.empty(2, 8, B * nb, dtype=rdt, device=dev)
+            cin = torch.empty(2, 4, B * nb, dtype=rdt, device=dev)
+            _block_total_kernel[(B, nb, 2)](P, tot, B, nc, nb, SB=sblk)
+            _block_carry_kernel[(B, 2)](tot, cin, B, nb, SB=min(sblk, triton.next_power_of_2(nb)))
+            _chunk_carry_kernel[(B, nb, 2)](P, cin, carry, B, nc, nb, SB=sblk)
+            del tot, cin
+        del P
+        second[grid](dv, bv, z, carry, thr, torch.view_as_real(G), bad, gmax,
+                     B, N, nc, sd, sb, fmax, L=L, BLOCK=block, **flags)
+    m = gmax.view(B, -1).amax(dim=1)
     cheap = m * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm <= 1.0
     any_bad, all_cheap = torch.stack([bad.any(), cheap.all()]).tolist()  # one host sync
     if any_bad:

@@ -1387,18 +1387,25 @@ class TorchBackend(Backend):
 
     ``chunk_length``: fixed chunk length ``L`` for the chunked form (default: the N-dependent
     heuristic of the module docstring).  ``fused_chunk_length``: the same for the fused kernels
-    (default 32).
+    (default :func:`semisep.backends._triton_resolvent.default_chunk_length`, 4).
+    ``fused_scan``: how the fused kernels carry the chunk recursion across chunks, ``"blocked"``
+    (default; measured on an H100) or ``"recompute"`` (only block totals go through memory;
+    not yet measured on a GPU), see ``resolvent_diagonal_fused``.
     """
 
     name = "torch"
     methods = ("sequential", "chunked", "reference")
 
-    def __init__(self, chunk_length: int | None = None, fused_chunk_length: int | None = None):
+    def __init__(self, chunk_length: int | None = None, fused_chunk_length: int | None = None,
+                 fused_scan: str = "blocked"):
         for name, v in (("chunk_length", chunk_length), ("fused_chunk_length", fused_chunk_length)):
             if v is not None and int(v) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if fused_scan not in ("blocked", "serial", "recompute"):
+            raise ValueError(f"fused_scan must be 'blocked', 'serial' or 'recompute', got {fused_scan!r}")
         self.chunk_length = None if chunk_length is None else int(chunk_length)
         self.fused_chunk_length = None if fused_chunk_length is None else int(fused_chunk_length)
+        self.fused_scan = fused_scan
 
     # -- plumbing ---------------------------------------------------------------------------
     def is_array(self, x: Any) -> bool:
@@ -1506,7 +1513,8 @@ class TorchBackend(Backend):
                 and _triton_resolvent.available(diag) and not self._needs_grad(diag, shift, beta)):
             with torch.no_grad():  # fused Triton kernels; None: a pivot needs the guard
                 out = _triton_resolvent.resolvent_diagonal_fused(
-                    diag, shift, beta, pivmin.detach(), L=self.fused_chunk_length)
+                    diag, shift, beta, pivmin.detach(), L=self.fused_chunk_length,
+                    scan=self.fused_scan)
             if out is not None:
                 return out
         if resolved == "sequential" and self._needs_grad(diag, shift, beta):

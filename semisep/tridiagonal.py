@@ -416,9 +416,10 @@ class _Rows:
         else:
             scale = bk.amax_abs(_detach(self.alpha), axis=1)
         if self.n > 1:
-            lo, up = _detach(op.lower), _detach(op.upper_)
-            off = _maximum(bk.amax_abs(lo, axis=-1), bk.amax_abs(up, axis=-1))
-            scale = _maximum(scale, bk.broadcast_to(off, self.batch).reshape((self.count,)))
+            off = bk.amax_abs(_detach(op.lower), axis=-1)
+            if op.upper is not None:  # symmetric storage: the lower one is the upper one
+                off = bk.maximum(off, bk.amax_abs(_detach(op.upper), axis=-1))
+            scale = bk.maximum(scale, bk.broadcast_to(off, self.batch).reshape((self.count,)))
         eps = bk.eps(self.dtype)
         tiny = float(np.finfo(np.float32 if eps > 1e-10 else np.float64).tiny)
         pivmin = scale * eps
@@ -445,10 +446,6 @@ def _shifted_rows(
 
 def _is_python_scalar(z: Any) -> bool:
     return isinstance(z, (bool, int, float, complex))
-
-
-def _maximum(a: Any, b: Any) -> Any:
-    return a * (a >= b) + b * (a < b)
 
 
 def _certify_if_guarded(bk: Backend, rows: _Rows, guarded: Any, singular: Any, method: str) -> Any:

@@ -127,6 +127,17 @@ def test_plumbing():
     assert m.dtype == torch.float32 and float(m[0]) == 5.0
     e = be.amax_abs(torch.zeros(4, 0, dtype=torch.complex128), axis=1)
     assert e.shape == (4,) and e.dtype == torch.float64 and not e.any()
+    # a real tensor without a host view (CUDA, torch.func): one aminmax pass, no |x| array
+    import semisep.backends.torch as tb
+
+    r = torch.tensor([[-7.0, 2.0, 3.0], [1.0, -0.5, 0.25], [float("nan"), 1.0, -9.0]])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tb, "_host_view", lambda t: None)
+        dev = be.amax_abs(r, axis=1)
+        dev0 = be.amax_abs(r[:2], axis=0)
+    assert dev[:2].tolist() == [7.0, 1.0] and bool(dev[2].isnan())
+    assert torch.equal(dev0, r[:2].abs().amax(dim=0))
+    assert torch.equal(be.amax_abs(r[:2], axis=1), dev[:2])  # the host-view branch agrees
     w = torch.ones(2, requires_grad=True) * 2
     assert isinstance(be.to_numpy(w), np.ndarray) and be.to_numpy(w).tolist() == [2.0, 2.0]
     assert be.to_numpy(torch.tensor([1j]).conj())[0] == -1j

@@ -1479,10 +1479,13 @@ class TorchBackend(Backend):
             shape = list(x.shape)
             del shape[axis]
             return x.new_zeros(shape, dtype=_real_dtype(x.dtype))
-        v = None if x.is_complex() else _host_view(x)
+        if x.is_complex():
+            return x.abs().amax(dim=axis)
+        v = _host_view(x)
         if v is not None:  # max|v| = max(max v, -min v), no |v| array
             return torch.from_numpy(np.asarray(np.maximum(v.max(axis=axis), -v.min(axis=axis))))
-        return x.abs().amax(dim=axis)
+        lo, hi = torch.aminmax(x, dim=axis)  # one pass, no |x| array (on the device too)
+        return torch.maximum(hi, -lo)
 
     def min_max(self, x: Any) -> tuple[Any, Any]:
         v = _host_view(x)

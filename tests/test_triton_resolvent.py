@@ -60,6 +60,17 @@ SCRIPT = textwrap.dedent('''
                                        torch.full((1,), 1e-12, dtype=torch.float64), L=4,
                                        block=16, tiled=tiled, scan=scan, scan_block=2)
         assert out is None
+    # a shared off-diagonal: beta a stride-0 batch (sb = 0), float32 data, complex64 G
+    d = torch.tensor(-2 + rng.uniform(-1, 1, (3, 90)), dtype=torch.float32)
+    off = torch.tensor(rng.uniform(0.5, 1.5, 89), dtype=torch.float32)
+    T64 = ss.Tridiagonal(d.double().numpy(), off.double().numpy())
+    ref = torch.as_tensor(T64.resolvent_diagonal(0.5 + 0.01j))
+    for scan in ("blocked", "recompute"):
+        G, _, _ = resolvent_diagonal_fused(d, torch.full((3,), 0.5 + 0.01j, dtype=torch.complex64),
+                                           (off * off).expand(3, 89), torch.full((3,), 1e-30), L=4,
+                                           block=16, scan=scan, scan_block=4)
+        err = float(((G.to(torch.complex128) - ref) / ref).abs().max())
+        assert err < 1e-4, (scan, err)  # Im z = 0.01: condition ~ 1e2, float32 eps ~ 1e-7
     # the singularity flag from the per-lane / per-program maxima of |G| (cheap bound, then the
     # exact test): pivots ~ 10, |G_ii| ~ 0.1; pivmin 1 (cheap), 2 (exact: regular), 3 (singular)
     d = torch.tensor(-10 + rng.uniform(-1, 1, (2, 50)), dtype=torch.float64)

@@ -487,7 +487,9 @@ if HAVE_TRITON:
         in2 = live[:, None] & (i2 >= 0) & (i2 < N)
         Dr, Di = _tile(diag_ptr, row[:, None] * sd + i2, in2, 1.0, DIAG_COMPLEX, zr)
         Br, Bi = _tile(beta_ptr, row[:, None] * sb + i2, in2 & (i2 < N - 1), 0.0, BETA_COMPLEX, zr)
-        bpr0, bpi0 = _beta(beta_ptr, row * sb + k * L - 1, live & (k > 0), zr, BETA_COMPLEX)
+        # (k L < N: the second pass of the recompute layout asks for chunk k + 1 past the end)
+        bpr0, bpi0 = _beta(beta_ptr, row * sb + k * L - 1, live & (k > 0) & (k * L < N), zr,
+                           BETA_COMPLEX)
         return Dr - zr[:, None], Di - zi[:, None], Br, Bi, bpr0, bpi0
 
     @triton.jit

@@ -234,9 +234,15 @@ def _fused():
     return tr
 
 
-@pytest.mark.parametrize("L", [1, 7, 32, 100])
+_FUSED_LAYOUTS = ([(L, "blocked", None) for L in (1, 7, 32, 100)]
+                  # recompute: block totals only, the second pass recomputes its chunk matrices
+                  # (forward and reverse scans over the lanes); L a power of two <= 16
+                  + [(L, "recompute", sb) for L in (1, 2, 4, 8, 16) for sb in (None, 4)])
+
+
+@pytest.mark.parametrize("L,scan,scan_block", _FUSED_LAYOUTS, ids=str)
 @pytest.mark.parametrize("cplx", [False, True], ids=["real T", "complex T"])
-def test_fused_matches_numpy(L, cplx):
+def test_fused_matches_numpy(L, scan, scan_block, cplx):
     tr = _fused()
     B, n = 3, 1000
     dtype = torch.complex128 if cplx else torch.float64
@@ -244,29 +250,7 @@ def test_fused_matches_numpy(L, cplx):
     z = 0.3 + 0.05j
     shift = torch.full((B,), z, dtype=torch.complex128, device=DEV)
     pm = torch.full((B,), 1e-300, dtype=torch.float64, device=DEV)
-    out = tr.resolvent_diagonal_fused(d, shift, lo * up, pm, L=L)
-    assert out is not None
-    G, guarded, singular = out
-    ref = ss.Tridiagonal(*(x.cpu().numpy() for x in (d, lo, up))).resolvent_diagonal(z)
-    assert _rel(G, ref) < _tol(torch.complex128)
-    assert int(guarded.sum()) == 0 and not bool(singular.any())
-
-
-@pytest.mark.parametrize("L", [1, 2, 4, 8, 16])
-@pytest.mark.parametrize("scan_block", [None, 4], ids=["default blocks", "4 chunks per block"])
-@pytest.mark.parametrize("cplx", [False, True], ids=["real T", "complex T"])
-def test_fused_recompute_matches_numpy(L, scan_block, cplx):
-    """scan='recompute': block totals only, the second pass recomputes its chunk matrices
-    (forward and reverse scans over the lanes)."""
-    tr = _fused()
-    B, n = 3, 1000
-    dtype = torch.complex128 if cplx else torch.float64
-    d, lo, up = (x.to(DEV) for x in _chain(n, B, dtype, seed=11, nonsym=True))
-    z = 0.3 + 0.05j
-    shift = torch.full((B,), z, dtype=torch.complex128, device=DEV)
-    pm = torch.full((B,), 1e-300, dtype=torch.float64, device=DEV)
-    out = tr.resolvent_diagonal_fused(d, shift, lo * up, pm, L=L, scan="recompute",
-                                      scan_block=scan_block)
+    out = tr.resolvent_diagonal_fused(d, shift, lo * up, pm, L=L, scan=scan, scan_block=scan_block)
     assert out is not None
     G, guarded, singular = out
     ref = ss.Tridiagonal(*(x.cpu().numpy() for x in (d, lo, up))).resolvent_diagonal(z)

@@ -62,11 +62,13 @@ c. ``_block_second_pass_kernel``: lane ``p`` recomputes the left matrix of chunk
    to the block's carried-in states they are chunk ``k``'s carries, and the second pass of
    phase 3 runs from them.  The certificate's count and maximum are reduced per program.
 
-Per element this reads diag and beta twice and writes G once (about 24 bytes for a complex64
-G from float32 data, against about 80 in the layout above), for twice the chunk-transfer
-arithmetic.  Compiled for sm_90 (Triton 3.6 and its ptxas 12.8) at L = 4, SB = 128 the two
-passes use 96 and 153 registers per thread, with no spills up to L = 8.
-``TorchBackend(fused_scan=...)`` chooses it.
+Counting the loads and stores, per element this reads diag and beta twice and writes G once
+(24 bytes for a complex64 G from float32 data with a batched beta, against about 80 in the
+layout above: P's 64 bytes per chunk written once and read twice, the carries, the
+certificate), for twice the chunk-transfer arithmetic.  Compiled for sm_90 (Triton 3.6 and
+its ptxas 12.8; ``benchmarks/triton_registers.py``) at L = 4, SB = 128 the two passes use 96
+and 153 registers per thread, with no spills up to L = 8.  ``TorchBackend(fused_scan=...)``
+chooses it.
 
 Triton is optional (it ships with CUDA builds of torch); :func:`available` says whether this
 path can run.  The kernels are checked on CPU by Triton's interpreter
@@ -484,7 +486,7 @@ if HAVE_TRITON:
         the chunk's first position from the left; 0 for the first chunk).  Returns
         ``(Ar, Ai, Br, Bi, bpr0, bpi0)``."""
         i2 = k[:, None] * L + cols
-        in2 = live[:, None] & (i2 >= 0) & (i2 < N)
+        in2 = live[:, None] & (i2 < N)
         Dr, Di = _tile(diag_ptr, row[:, None] * sd + i2, in2, 1.0, DIAG_COMPLEX, zr)
         Br, Bi = _tile(beta_ptr, row[:, None] * sb + i2, in2 & (i2 < N - 1), 0.0, BETA_COMPLEX, zr)
         # (k L < N: the second pass of the recompute layout asks for chunk k + 1 past the end)

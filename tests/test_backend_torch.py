@@ -1,4 +1,4 @@
-"""Tests of the torch backend (semisep/backends/torch.py).
+"""Tests of the torch backend (semisep/backends/torch/).
 
 Three independent ways of computing everything are compared: ``method="chunked"`` (the parallel
 scan), ``method="reference"`` (a plain sequential torch loop, differentiated by ordinary

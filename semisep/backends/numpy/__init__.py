@@ -43,8 +43,8 @@ import numpy as np
 from numba import prange
 from numba.extending import overload
 
-from . import SINGULAR_FACTOR, Backend
-from ._blas import single_threaded_blas
+from .. import SINGULAR_FACTOR, Backend
+from .._blas import single_threaded_blas
 
 __all__ = [
     "NumpyBackend",

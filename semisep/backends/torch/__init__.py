@@ -123,7 +123,7 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import SINGULAR_FACTOR, Backend, _triton_resolvent
+from .. import SINGULAR_FACTOR, Backend, _triton_resolvent
 
 __all__ = ["TorchBackend"]
 
@@ -874,7 +874,7 @@ def _pivots_sequential_numpy(alpha: torch.Tensor, beta: torch.Tensor, pivmin: to
     """LU (or UL) pivots from the compiled numpy kernels, zero-copy on CPU tensors.
 
     Returns ``(g, guarded_count)``; the numpy kernels do not expose the per-pivot guard mask."""
-    from . import numpy as npb
+    from .. import numpy as npb
 
     fn = npb.right_pivots if right else npb.left_pivots
     a = alpha.detach().resolve_conj().contiguous()
@@ -1118,7 +1118,7 @@ class _ResolventDiagonalFn(torch.autograd.Function):
         beta, G, gL, gR = ctx.saved_tensors
         gbar = gG.conj() if gG.is_complex() else gG
         if ctx.method == "sequential":  # CPU tensors: the compiled in-place scans
-            from . import numpy as npb
+            from .. import numpy as npb
 
             gb = gbar.to(G.dtype)
             want_db = ctx.needs_input_grad[1]
@@ -1155,7 +1155,7 @@ class _ResolventShiftedFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, diag, shift, beta, pivmin):
-        from . import numpy as npb
+        from .. import numpy as npb
 
         dtype = torch.promote_types(torch.promote_types(diag.dtype, shift.dtype), beta.dtype)
         p = pivmin.detach().to(_real_dtype(dtype)).contiguous().numpy()
@@ -1169,7 +1169,7 @@ class _ResolventShiftedFn(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, gG, _g1, _g2):
-        from . import numpy as npb
+        from .. import numpy as npb
 
         beta, G, gL, gR = ctx.saved_tensors
         need_diag, need_shift, need_beta = ctx.needs_input_grad[:3]
@@ -1249,7 +1249,7 @@ def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
         if not need_pivots:
             G, guarded, singular = _numpy_kernel("resolvent_diagonal", alpha, beta, pivmin)
             return G, guarded, singular, None, None
-        from . import numpy as npb
+        from .. import numpy as npb
 
         a, b = _np_view(alpha), _np_view(beta)
         p = pivmin.detach().to(_real_dtype(alpha.dtype)).contiguous().numpy()
@@ -1534,7 +1534,7 @@ class TorchBackend(Backend):
                     return G, guarded, _resolvent_flags(G, pivmin.detach().to(diag.dtype))
                 return _resolvent_shifted_chunked(diag, shift, beta, pivmin.detach(), self.chunk_length)[:3]
         if resolved == "sequential":
-            from . import get_backend
+            from .. import get_backend
 
             p = pivmin.detach().to(_real_dtype(shift.dtype))
             G, guarded, singular = get_backend("numpy").resolvent_diagonal_shifted(
@@ -1562,7 +1562,7 @@ class TorchBackend(Backend):
     def woodbury_forward(self, alpha, b, c, U, V, pivmin, shift=None):
         """:meth:`NumpyBackend.woodbury_forward` on zero-copy views; the sweeps' ``KmI``,
         ``guarded`` and ``singular`` come back as tensors."""
-        from . import get_backend
+        from .. import get_backend
 
         p = pivmin.detach().to(_real_dtype(alpha.dtype if shift is None else shift.dtype))
         inner = get_backend("numpy").woodbury_forward(
@@ -1572,14 +1572,14 @@ class TorchBackend(Backend):
         return _TorchWoodburySweeps(inner)
 
     def woodbury_correction(self, sweeps, Kinv, subtract_from=None):
-        from . import get_backend
+        from .. import get_backend
 
         target = None if subtract_from is None else subtract_from.detach().numpy()
         out = get_backend("numpy").woodbury_correction(sweeps.inner, _np_view(Kinv), subtract_from=target)
         return subtract_from if subtract_from is not None else torch.from_numpy(out)
 
     def woodbury_release(self, sweeps):
-        from . import get_backend
+        from .. import get_backend
 
         get_backend("numpy").woodbury_release(sweeps.inner)
 
@@ -1685,7 +1685,7 @@ def _numpy_kernels_available() -> bool:
     global _NUMPY_OK
     if _NUMPY_OK is None:
         try:
-            from . import numpy as npb  # noqa: F401
+            from .. import numpy as npb  # noqa: F401
 
             _NUMPY_OK = all(hasattr(npb, n) for n in ("left_pivots", "right_pivots", "NumpyBackend"))
         except Exception:  # numba or the module missing
@@ -1708,7 +1708,7 @@ class _TorchWoodburySweeps:
 
 def _numpy_kernel(name: str, *tensors):
     """Run the numpy backend's kernel ``name`` on CPU tensors zero-copy; results as tensors."""
-    from . import get_backend
+    from .. import get_backend
 
     nb = get_backend("numpy")
     args = [t.detach().resolve_conj().contiguous().numpy() for t in tensors]

@@ -213,12 +213,10 @@ def matmul_mixed(bk, A: Any, B: Any, dtype: Any) -> Any:
     """``A @ B`` in the complex or real ``dtype`` of the result, where ``A`` may be real and
     ``B`` complex.  NumPy, real ``A``, complex C-contiguous ``B (..., m, k)``: ``B`` is read as
     the real array ``(..., m, 2k)`` of its interleaved parts, one real product is formed and
-    read back as complex -- no complex copy of ``A`` (for ``A = U (N, r)`` that copy cost more
-    than the product: 23 of 84 ms of a T + U V^T solve at N = 2^16, r = 32), and BLAS is held
-    at one thread for it: the product is skinny (``k`` small) and memory-bound, and OpenBLAS's
-    pool, once woken, spins for a while and slows the compiled kernels that follow (the
-    solve at r = 32 took 46-56 ms so against 24 ms; scratch A/Bs in docs/benchmarks.md,
-    stop 15).  torch, real ``A``, complex ``B``: the same through ``torch.view_as_real``
+    read back as complex -- no complex copy of ``A`` (for ``A = U (N, r)`` that copy costs more
+    than the product), and BLAS is held at one thread for it: the product is skinny (``k``
+    small) and memory-bound, and OpenBLAS's pool, once woken, spins for a while and slows the
+    compiled kernels that follow.  torch, real ``A``, complex ``B``: the same through ``torch.view_as_real``
     (differentiable).  Otherwise both are cast to ``dtype`` and multiplied."""
     if _is_torch(bk):
         import torch

@@ -150,7 +150,7 @@ def dense_nbytes(n: int, dtype: Any = "float64", batch: tuple[int, ...] = ()) ->
 
 
 # ================================================================================================
-# FLOPs: tridiagonal algorithms (DESIGN.md section 3), per batch row
+# FLOPs: tridiagonal algorithms (docs/mathematics.md), per batch row
 # ================================================================================================
 def _k(complex: bool):
     """(add, mul, recip) costs for the arithmetic of ``A``'s entries."""
@@ -217,7 +217,7 @@ def solve_flops(n: int, k: int = 1, complex: bool = True, with_pivots: bool = Tr
 
 
 def resolvent_diagonal_backward_flops(n: int, complex: bool = True) -> int:
-    """Backward of the resolvent diagonal (DESIGN.md section 3), given ``G, gL, gR`` and the
+    """Backward of the resolvent diagonal (docs/mathematics.md), given ``G, gL, gR`` and the
     cotangent ``gbar`` (N), producing ``dL/dalpha`` (N) and ``dL/db, dL/dc`` (N-1)::
 
         s_i = gbar_i G_ii^2                                    2 mul per i
@@ -286,7 +286,7 @@ def lu_solve_flops(r: int, k: int, complex: bool = True) -> int:
 
 
 def woodbury_resolvent_diagonal_flops(n: int, r: int, complex: bool = True) -> int:
-    """Exact Woodbury resolvent diagonal of ``H = T + U V^T`` (DESIGN.md section 3)::
+    """Exact Woodbury resolvent diagonal of ``H = T + U V^T`` (docs/mathematics.md)::
 
         G0 = diag(A^{-1})                          resolvent_diagonal_flops(N)
         gL (LU pivots)                             5 + 13 (N-1), computed once for the solves:

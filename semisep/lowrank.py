@@ -1,6 +1,6 @@
 """``TridiagonalPlusLowRank``: H = T + U V^T, with exact Woodbury algorithms.
 
-Notation (DESIGN.md section 3): ``A = T - z I`` (tridiagonal, N x N), ``U, V`` of shape
+Notation (docs/mathematics.md): ``A = T - z I`` (tridiagonal, N x N), ``U, V`` of shape
 ``(..., N, r)``, ``H - z I = A + U V^T``.  All tridiagonal work goes through
 :class:`~semisep.tridiagonal.Tridiagonal` (its O(N) pivot sweeps, one pass for a matrix
 right-hand side), so this file is written once for every backend.
@@ -428,7 +428,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
                 pivots["solve_transpose"] = pY
             K, cond = self._capacitance(X, "resolvent_diagonal", z)
             # K W^T = Y^T, (..., r, N): factor the r x r K once against I_r and apply K^{-1}
-            # with one matmul -- a LAPACK solve with N right-hand sides cost 15 of 40 ms here
+            # with one matmul (cheaper than a LAPACK solve with N right-hand sides)
             Kinv = la.solve(bk, K, la.eye(bk, r, K.dtype, like=K))
             Wt = Kinv @ la.mT(Y)
             out = G - la.sum_(bk, X * la.mT(Wt), -1)
@@ -442,9 +442,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
         solves was guarded (the caller then takes the composed path, whose solves refine).
         On a backend that ``takes_shift`` (NumPy) ``T - zI`` is never formed: ``G_ii`` and the
         forward sweeps read T's own diagonal and off-diagonals (real for a real T) and
-        subtract z in the kernel -- forming alpha and complex copies of b and c cost ~2 ms of
-        a 10 ms call at N = 2^16, r = 4.  ``G`` keeps ``T``'s own, smaller batch where U or V
-        carry batch dimensions that T and z lack."""
+        subtract z in the kernel (no alpha, no complex copies of b and c).  ``G`` keeps
+        ``T``'s own, smaller batch where U or V carry batch dimensions that T and z lack."""
         bk = self._backend
         n, r = self._n, self.rank
         T = self.tridiagonal
@@ -474,8 +473,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
         )
         Kinv = la.solve(bk, K, la.eye(bk, r, K.dtype, like=K)).reshape((nb, r, r))
         if own_G and G.dtype == sweeps.KmI.dtype:
-            # G - sum X W written into G: no new (B, N) array (at N = 2^16, r = 4 the
-            # subtraction into a new one took 0.5-0.6 ms, 0.12 ms without its page faults)
+            # G - sum X W written into G: no new (B, N) array and none of its page faults
             Gb = G.reshape((nb, n))
             out = bk.woodbury_correction(sweeps, Kinv, subtract_from=Gb).reshape(G.shape)
         else:

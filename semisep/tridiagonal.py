@@ -1,6 +1,6 @@
 """The ``Tridiagonal`` operator and its O(N) algorithms, written once for every backend.
 
-Notation (DESIGN.md section 3): ``A = T - z I``, ``alpha_i = a_i - z``, ``b_i = A[i, i+1]``
+Notation (docs/mathematics.md): ``A = T - z I``, ``alpha_i = a_i - z``, ``b_i = A[i, i+1]``
 (``upper``), ``c_i = A[i+1, i]`` (``lower``), ``beta_i = b_i c_i``.  The algorithms use the
 LU / UL pivot ratios
 

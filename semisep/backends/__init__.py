@@ -31,7 +31,7 @@ The kernels:
 
 ``resolvent_diagonal(alpha, beta, pivmin, method) -> (G (B, N), guarded, singular)``
     ``G_ii = 1/(alpha_i - beta_{i-1} gL_{i-1} - beta_i gR_{i+1})`` from the LU / UL pivots
-    (DESIGN.md section 3).
+    (docs/mathematics.md).
 
 ``logdet(alpha, beta, pivmin, method) -> (ld (B,), guarded, singular)``
     ``log det A = sum_i log d_i`` with ``d_i = 1/gL_i``; complex dtype in, complex out with the
@@ -81,7 +81,7 @@ torch backend runs them on CPU tensors that need no gradient, ``woodbury_fusable
 ``TridiagonalPlusLowRank.logdet`` and ``solve`` use the forward pass alone, for ``K``.
 
 The torch backend's kernels are differentiable (``torch.autograd.Function`` with the O(N)
-backward of DESIGN.md section 3) with respect to every tensor argument except ``pivmin``.
+backward of docs/mathematics.md) with respect to every tensor argument except ``pivmin``.
 """
 
 from __future__ import annotations

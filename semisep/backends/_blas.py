@@ -4,12 +4,10 @@ The fused Woodbury kernels of the NumPy backend split their work over numba's th
 BLAS (``np.dot`` in numba, i.e. SciPy's ``cython_blas``) from each of them.  A BLAS with its own
 thread pool (OpenBLAS and MKL start one thread per core by default) then runs
 ``numba threads x BLAS threads`` threads on the cores, and BLAS's idle threads spin for a
-while afterwards, slowing the next compiled kernel too.  At N = 2^16, r = 32 on two cores the
-T + U V^T resolvent diagonal took 65-70 ms that way against 30 ms with BLAS at one thread
-(separate processes, a scratch A/B recorded in docs/benchmarks.md, stop 15).  One
-multi-threaded BLAS call for the capacitance product instead of the split was not better (stop
-16, when that product was a kernel of its own): faster alone at r = 32, slower at r = 16, and
-3-5% slower inside the whole call, where its spinning threads delayed the correction kernel.
+while afterwards, slowing the next compiled kernel too: on two cores the T + U V^T resolvent
+diagonal then takes about twice as long as with BLAS at one thread.  One multi-threaded BLAS
+call for the capacitance product instead of the split is not better inside the whole call,
+where its spinning threads delay the correction kernel.
 
 :func:`single_threaded_blas` sets every loaded BLAS to one thread (via ``threadpoolctl``) for
 the duration of a kernel and restores the caller's setting afterwards.  Nested and concurrent
@@ -23,7 +21,7 @@ a running kernel sees its change undone when the kernel ends.
 Known limit: OpenBLAS 0.3.30 (SciPy's wheels) ignores a thread count set from a thread other
 than the main one once the main thread has set a count itself (``threadpoolctl`` there, or
 ``openblas_set_num_threads``).  A kernel called from a worker thread of such a program still
-oversubscribes (measured: 69 ms against 31-35 ms at N = 2^16, r = 32).  Such a program should
+oversubscribes (about twice as slow at r = 32).  Such a program should
 hold BLAS at one thread itself (``threadpoolctl.threadpool_limits(1, "blas")`` in the main
 thread, or ``OPENBLAS_NUM_THREADS=1``).
 """

@@ -80,7 +80,7 @@ def hilbert_schmidt_norm_sq(w: torch.Tensor, g_diag: torch.Tensor, gR: torch.Ten
     """``||W^{1/2} G W^{1/2}||_HS^2 = sum_{i,j} w_i |G_ij|^2 w_j`` in O(N), ``G = A^{-1}``.
 
     ``A`` is tridiagonal with super-diagonal ``b`` (``upper``) and sub-diagonal ``c``
-    (``lower``, default ``upper``: symmetric).  From DESIGN.md section 3,
+    (``lower``, default ``upper``: symmetric).  From docs/mathematics.md,
     ``G_ij = G_{i,j-1} (-b_{j-1}) gR_j`` for ``j > i``, so::
 
         G_ij = G_ii prod_{k=i+1}^{j} (-b_{k-1} gR_k),    G_ji = G_ii prod_{k=i+1}^{j} (-c_{k-1} gR_k),
@@ -262,7 +262,7 @@ class BirmanSchwingerCore(nn.Module):
     * No clamping, no NaN-to-zero: a non-finite result is reported (``all_finite``), and in
       ``precision="auto"`` recomputed in float64.
     * No theta/phi determinant recursion (overflows near N = 900) and no "diagonal-only"
-      Woodbury (the resolvent of a different matrix): see DESIGN.md section 3.
+      Woodbury (the resolvent of a different matrix): see docs/mathematics.md.
     """
 
     def __init__(self, n_seq: int, epsilon: float = 1.0, use_semiseparable: bool = True,

@@ -5,7 +5,7 @@ per-row keep-mask ``m`` (``m[b, i] = 1``: compute, ``0``: skip),
 
     G_ii = [(T - z I)^{-1}]_ii = gL_i / (1 - beta_i gL_i gR_{i+1})      (G_{N-1} = gL_{N-1})
 
-exactly at the kept positions, with the LU / UL pivot ratios ``gL``, ``gR`` of DESIGN.md section 3
+exactly at the kept positions, with the LU / UL pivot ratios ``gL``, ``gR`` of docs/mathematics.md
 (``alpha_i = a_i - z``, ``beta_i = b_i c_i``).  It returns the kept values **and** the mask
 (:class:`MaskedResolvent`); skipped positions get no value at all -- the caller decides what goes
 there (SparseBKCore puts the output of its interpolator; ``MaskedResolvent.dense(fill)`` scatters
@@ -32,7 +32,7 @@ propagated, so the sweeps stay O(N).  Only two things can be skipped:
    ``s`` a chunk is all-skipped with probability about ``s^L`` -- essentially never for
    ``L >= 8`` -- and the saving is the combine step alone.
 
-With gradients required the O(N) backward of DESIGN.md section 3 needs *every* pivot
+With gradients required the O(N) backward of docs/mathematics.md needs *every* pivot
 (``SL_j = rho_j SL_{j-1} + s_j`` runs through all ``j`` even when the cotangent vanishes at
 skipped positions), so the differentiable path computes the full diagonal with the backend's
 autograd kernel and gathers the kept entries: exact gradients, no saving.

@@ -1,4 +1,4 @@
-"""Multi-scale BK layers: the BK core at half resolution (issue 6).
+"""Multi-scale BK layers: the BK core at half resolution.
 
 :class:`BKLayer` is the full-resolution reference layer; :class:`MultiScaleBKLayer` runs the same
 core on a learned downsampling ``N -> ceil(N/2)``, upsamples it back with learned

@@ -12,7 +12,7 @@ code got wrong (it applied ``T``) -- and is checked with ``gradcheck`` on a non-
 
 Storage is ``(3N - 2 + 2 N r)`` numbers against ``N^2`` dense; :meth:`get_memory_usage`
 reports the bytes of the tensors actually held.  :meth:`factorize` fits the parameters to a
-dense ``H`` with :func:`semisep.factorize` (alternating projection, DESIGN.md section 3) and
+dense ``H`` with :func:`semisep.factorize` (alternating projection, docs/mathematics.md) and
 :meth:`verify_factorization` reports :func:`semisep.check_factorization`'s honest error -- a
 random dense matrix is *not* tridiagonal plus low rank and its relative error is near 1.
 """

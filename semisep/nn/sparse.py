@@ -1,4 +1,4 @@
-"""Learned sparsity for the resolvent diagonal ``G_ii`` (issue 6).
+"""Learned sparsity for the resolvent diagonal ``G_ii``.
 
 A layer that needs the features ``[Re G_ii, Im G_ii]`` of ``H = H0 + diag(v)`` (``H0`` the
 discrete Laplacian: diagonal ``-2``, off-diagonals ``1``) at a shift ``z`` learns which positions

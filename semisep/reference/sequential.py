@@ -1,6 +1,6 @@
 """An independent O(N) implementation for large N (plain NumPy loop over N, no pivot guard).
 
-It follows DESIGN.md section 3 literally, in complex128: the left and right pivot ratios for
+It follows docs/mathematics.md literally, in complex128: the left and right pivot ratios for
 the resolvent diagonal, the LU pivots for log det, and the Thomas algorithm for solves.  It is
 slow (a Python loop over N) but obviously correct, and it never overflows (ratios, not the
 theta/phi determinants).

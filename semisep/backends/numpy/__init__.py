@@ -1,6 +1,6 @@
 """NumPy backend: numba-compiled sequential pivot sweeps, with plain NumPy ``_ref`` twins.
 
-The sweeps are the LU / UL pivot recursions of DESIGN.md section 3 for ``A = T - z I``::
+The sweeps are the LU / UL pivot recursions of docs/mathematics.md for ``A = T - z I``::
 
     gL_0 = 1/alpha_0,          gL_i = 1/(alpha_i - beta_{i-1} gL_{i-1})
     gR_{N-1} = 1/alpha_{N-1},  gR_i = 1/(alpha_i - beta_i gR_{i+1})
@@ -21,12 +21,9 @@ read-only flag), and CI starts from a cold cache.  The per-element steps are sca
 :func:`_guarded_recip`, :func:`_checked_recip`) are inlined in numba's IR, and the rare
 guarded / tiny / huge pivot branches are separate compiled functions
 (:func:`_guarded_recip_slow`, :func:`_checked_recip_slow`) that LLVM leaves out of line.
-Inlining every helper in numba's IR (as before 2026-11-23) cost 15 s of compilation per
-signature for the one-row resolvent kernel and 40 s for the no-grad two-row kernel (since
-removed); with only the fast paths inlined, the first call of each main kernel takes 2-5 s
-cold, numba's start-up included (``benchmarks/compile_times.py``).  The hot loops' machine code
-is the same (checked in the assembly: the fast paths are inlined, only the slow-path calls
-remain).
+Inlining every helper in numba's IR multiplies the compile time per signature, while the
+hot loops' machine code is the same either way (the fast paths are inlined, only the slow-path
+calls remain); ``benchmarks/compile_times.py`` measures the cold first calls.
 
 The ``*_ref`` functions are the plain NumPy twins (a Python loop over N, vectorised over the
 batch); tests compare every compiled kernel with its twin.
@@ -529,9 +526,7 @@ def _resolvent_row_twosided(diag, shift, beta, pivmin, G):
 
 @numba.njit(parallel=True, **_JIT)
 def _resolvent_batch(diag, shift, beta, pivmin, G, guarded, singular):
-    """One row per task.  Rows in pairs (four recursions in flight, as
-    :func:`_pivots_rows_paired`) were tried here and not confirmed faster in warm-block A/Bs
-    (2026-11-23, ``benchmarks/ab_cpu_kernels.py``), while they tripled the compile time."""
+    """One row per task (``G (B, N)`` written in place; ``guarded``, ``singular`` ``(B,)``)."""
     for k in prange(diag.shape[0]):
         guarded[k], singular[k] = _resolvent_row_twosided(diag[k], shift[k], beta[k], pivmin[k], G[k])
 
@@ -664,9 +659,8 @@ def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, co
 @numba.njit(parallel=True, **_JIT)
 def _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, conjugate, dreal, want_real,
                               dsum):
-    """One row per task.  Rows in pairs (as the forward kernels) measured no faster: the two
-    scans read four B x N arrays and are bound by memory, not by latency (2026-11-23,
-    batch 8, N = 2^17: 5.6 against 5.2 ms)."""
+    """One row per task: the two scans read four B x N arrays and are bound by memory, so rows
+    are not paired as in the forward kernels."""
     for k in prange(G.shape[0]):
         dsum[k] = _resolvent_backward_row(gbar[k], G[k], gL[k], gR[k], beta[k], dalpha[k], dbeta[k],
                                           want_dbeta, conjugate, dreal[k], want_real)
@@ -831,7 +825,7 @@ def _solve_row(alpha, b, c, f, pivmin, x, gL):
     zero = np.zeros(1, alpha.dtype)[0]
     guarded, singular = _forward_sweep(alpha, zero, b, c, f, pivmin, x, gL, False)  # x = L^{-1} f
     # back substitution: the columns downwards too, so that memory is read in one descending
-    # stream (see the Woodbury kernels' comment; k = 32, N = 2^16: 20 -> 13 ms)
+    # stream (see the Woodbury kernels' comment)
     for j in range(k - 1, -1, -1):
         x[n - 1, j] = gL[n - 1] * x[n - 1, j]
     for i in range(n - 2, -1, -1):
@@ -867,14 +861,12 @@ def _solve_batch(alpha, b, c, f, pivmin, x, gL, guarded, singular):
 #
 # V enters both products as it is.  For a real U, V at a complex z (the usual case: a real
 # low-rank term, a complex spectral parameter) they are real x complex products, 2 real
-# multiply-adds per complex entry, half of a complex x complex product's 4.  The earlier
-# order (until stop 17: K - I = P^T Q and R = P K^{-T} with the complex P = D^{-1} M^{-T} V,
-# which needed no stored X) spent 4 + 4 N r^2 real multiply-adds where this one spends 2 + 2,
-# at the price of one more pass over an (N, r) array (P written and read back).  The two
-# kernels together, N = 2^16, medians of 101 calls in separate processes: 29.5 -> 15.4 ms at
-# r = 32, 16.9 -> 9.3 ms at r = 16, 3.8 -> 4.1 ms at r = 4, where the extra pass is not paid
-# back (docs/benchmarks.md).  For a complex U or V (or a real z) the flops are those of the
-# earlier order.
+# multiply-adds per complex entry, half of a complex x complex product's 4.  The order
+# K - I = P^T Q, R = P K^{-T} with the complex P = D^{-1} M^{-T} V needs no stored X but spends
+# 4 + 4 N r^2 real multiply-adds where this one spends 2 + 2, at the price of one more pass over
+# an (N, r) array (P written and read back); the saving outweighs the pass from moderate r on
+# (the performance page has the figures).  For a complex U or V (or a real z) the flops are
+# those of that order.
 #
 # Threads: the r columns are split into ``nsplit`` panels, one task per (batch row, panel);
 # each task runs its own pivot recursion (the same arithmetic, so the same pivots) and both
@@ -942,8 +934,8 @@ def _woodbury_forward_panel(alpha, shift, b, c, U, V, pivmin, X, gL, K):
             _dot_into(V[lo:hi].T, X[lo:hi], part)
             K += part
         hi = lo
-    if r <= _WOODBURY_INLINE_RANK:  # small r: one product over the whole panel (a scalar
-        _dot_into(V.T, X, part)      # sum per row in the loop took 2.8 against 1.8 ms, r = 4)
+    if r <= _WOODBURY_INLINE_RANK:  # small r: one product over the whole panel (cheaper than
+        _dot_into(V.T, X, part)      # a scalar sum per row in the loop)
         K += part
     return guarded, singular
 
@@ -1176,7 +1168,7 @@ def resolvent_diagonal_shifted_with_pivots(diag, shift, beta, pivmin):
 def resolvent_diagonal_backward(gbar, G, gL, gR, beta, want_dbeta=True, conjugate=False, real_dalpha=False,
                                 return_sum=False):
     """``(dL/dalpha (B, N), dL/dbeta (B, N-1))`` from ``gbar = dL/dG`` (holomorphic convention:
-    no conjugation here) by the two affine scans of DESIGN.md section 3; compiled, in place.
+    no conjugation here) by the two affine scans of docs/mathematics.md; compiled, in place.
     ``beta`` may be real (a real ``T``; real products then).  ``want_dbeta=False``:
     ``dL/dbeta`` is not formed (None), e.g. when the off-diagonals need no gradient.
     ``conjugate=True``: PyTorch's convention instead, ``conj(K(conj(gbar)))`` for the
@@ -1353,10 +1345,8 @@ class _Scratch(threading.local):
 
     ``X``, ``P``, the pivots and the correction's partial sums (2 B N r + 2 B nsplit N
     elements) are rewritten on every call; fresh allocations of that size come from the OS
-    zero-filled, and the page faults cost as much as the forward sweep itself (measured 2-4x
-    the sweep at N = 2^16, r = 8; with X and P alone kept, the pivots' and partial sums' pages
-    still cost ~1.3 ms of a 7.8 ms call at r = 4: wrapped timers, with and without glibc's trim
-    and mmap thresholds raised).  The buffer is taken out while in use
+    zero-filled, and their page faults cost a multiple of the forward sweep itself.  The buffer
+    is taken out while in use
     (a nested or failed call just allocates its own) and put back by the correction kernel.
     At most one buffer of at most ``_SCRATCH_MAX`` bytes is kept per thread;
     :func:`release_scratch` frees it.
@@ -1394,8 +1384,8 @@ def _concurrent_tasks(tasks: int, work: int) -> bool:
     """Whether a prange over ``tasks`` runs BLAS calls on several numba threads at once, with
     enough work (``B N r^2`` multiply-adds) for BLAS to start its own threads: then BLAS is held
     at one thread (:mod:`semisep.backends._blas`).  Below ``_BLAS_HOLD_WORK`` the hold is
-    skipped: setting and restoring the thread count cost ~0.08 ms a call, 10% of the whole
-    call at N = 2048, r = 11, whose products OpenBLAS runs on one thread anyway."""
+    skipped: setting and restoring the thread count is then a noticeable share of the call,
+    whose products OpenBLAS runs on one thread anyway."""
     return tasks > 1 and work >= _BLAS_HOLD_WORK and numba.get_num_threads() > 1
 
 
@@ -1419,7 +1409,7 @@ def woodbury_correction_kernel(sweeps, Kinv, subtract_from=None):
             _woodbury_correction_batch(s.gL, s.b, s.c, s.X, s.V, KT, s.P, parts)
     else:
         parts[...] = 0
-    # the partial sums added in place (parts.sum(axis=0) took 0.7 ms at N = 2^16)
+    # the partial sums added in place (no temporary from parts.sum(axis=0))
     if subtract_from is None:
         out = parts[0].copy()
         for t in range(1, s.nsplit):

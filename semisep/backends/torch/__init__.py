@@ -1,7 +1,7 @@
 """The torch backend: chunked parallel pivot sweeps and affine scans, O(N) autograd.
 
 Everything here follows the kernel contract of :mod:`semisep.backends` and the mathematics of
-DESIGN.md section 3.  Notation for one batch row: ``A = T - z I`` (N x N tridiagonal),
+docs/mathematics.md.  Notation for one batch row: ``A = T - z I`` (N x N tridiagonal),
 ``alpha_i = A[i, i]``, ``b_i = A[i, i+1]``, ``c_i = A[i+1, i]``, ``beta_i = b_i c_i``.
 
 The two building blocks
@@ -39,7 +39,7 @@ so the same code runs on CPU and CUDA.
   ``d = alpha - betap g``, ``g = 1/d`` started from the carried ``g_{s_k-1} = num/den`` of
   ``Q_{k-1} (0, 1)^T``.  Values are therefore produced by at most ``L`` sequential steps from an
   accurate carry, which keeps the accuracy close to the sequential sweep (a full-length scan is
-  not: DESIGN.md section 3).
+  not: docs/mathematics.md).
 * Affine scans.  (i) In-chunk pass with zero carry gives the chunk's end value; the chunk's
   multiplier is ``prod(m)`` over the chunk.  (ii) Chunk scan: a *sequential* loop over the
   ``nc`` chunks (one ``addcmul`` each).  Unlike the pivot matrices, affine maps cannot be
@@ -53,8 +53,7 @@ arrays (transposing copies, fresh buffers that page-fault) and by slow complex k
 layout and un-layout are one fused scaled transposing copy each, pass (i) keeps its state
 component-major ``(2, B, nc)`` (a trailing size-2 broadcast is ~10x slower in torch's CPU
 kernels), and the resolvent backward writes its scan inputs straight into the chunk layout and
-scans in place (fwd+bwd adds ~12 complex per element to the peak at batch 4, N = 2^20).
-Complex pivot sweeps run on real planes (``Re``/``Im`` of ``alpha`` and ``betap``; pass (i)'s
+scans in place.  Complex pivot sweeps run on real planes (``Re``/``Im`` of ``alpha`` and ``betap``; pass (i)'s
 state ``(re/im, component, B, nc)``, pass (iii)'s ``(Re g, -Im g)``): torch's complex CPU kernels
 and strided real views of complex tensors cost 2-4x as much as contiguous real ops.  Without
 autograd, a real operator at a complex ``z`` writes the layouts straight from ``diag``, the
@@ -63,28 +62,22 @@ front-padded so that it aligns with the forward one after a flip, and combines `
 layout from the two sweeps' pivots (:func:`_resolvent_chunked_shifted`; no ``gL``/``gR``
 arrays).  The chunk layouts and second-pass buffers are scratch from a per-thread pool
 (:class:`_HostPool`, at most 64 MiB kept; :func:`release_host_pool` frees it), because fresh
-large host buffers page-fault on first touch.  Measured at batch 8, N = 2^15 (complex128, same
-process, 2-core CI machine): 31 against 45 ms per forward with the planar sweeps, the shift
-form and the pool; then 21-27 against 30-34 ms with the fused combine and a two-op chunk-scan
-level.
-On a shared 2-core machine every op large enough for torch to split over threads can also
-stall for a scheduler tick; ``benchmarks/bench_torch.py`` measures what that costs.
+large host buffers page-fault on first touch.  ``benchmarks/bench_torch.py`` measures the
+result (the performance page has the figures).
 
-Chunk length.  Pivots: ``L = 2^round(log2(sqrt(N)/2))`` clipped to [8, 512]; a step costs
-~3.3 ops in pass (i) (two ops plus a renormalisation every 8 steps, every 4 in single precision)
-and ~8 small real ops in pass (iii), a Hillis-Steele level ~14 ops on ``nc/2`` matrices, so the op count
-~5.3 L + 14 log2(N/L) favours short chunks while the scan's extra work ~nc log2(nc) favours
-long ones.  Affine scans: ``L = 2^round(log2(sqrt(N)))`` clipped to [8, 1024], which minimises
-the op count 2L + N/L of the two in-chunk passes plus the sequential chunk loop.  On the 2-core
-CPU these were checked with ``benchmarks/bench_torch_kernels.py --chunk L``, but the machine was
-shared and the timings too noisy to tune further.  ``TorchBackend(chunk_length=L)`` fixes L for
-both (the tests use tiny L to exercise many chunks at small N).  On CPU ``"auto"`` uses the
-compiled sequential kernels anyway; the chunked form is the CUDA path, where the cost is ~one
-kernel launch per op, i.e. ~(5.3 L + 14 log2(N/L)) launches per pivot sweep pair (measured on an
-H100 at batch 64, N = 2^20: 37-160 ms, 100-440x a copy of the output).  So on CUDA a complex
-resolvent diagonal without autograd first runs the same algorithm as fused Triton kernels
-(:mod:`semisep.backends._triton_resolvent`, ~12x a copy), falling back to these ops when triton
-is missing or a pivot needs the guard; autograd, ``logdet`` and ``solve`` use these ops.
+Chunk length.  Pivots: ``L = 2^round(log2(sqrt(N)/2))`` clipped to [8, 512]; a step costs ~3.3 ops
+in pass (i) (two ops plus a renormalisation every 8 steps, every 4 in single precision) and ~8 small
+real ops in pass (iii), a Hillis-Steele level ~14 ops on ``nc/2`` matrices, so the op count ~5.3 L +
+14 log2(N/L) favours short chunks while the scan's extra work ~nc log2(nc) favours long ones.
+Affine scans: ``L = 2^round(log2(sqrt(N)))`` clipped to [8, 1024], which minimises the op count 2L +
+N/L of the two in-chunk passes plus the sequential chunk loop (``benchmarks/bench_torch_kernels.py
+--chunk L`` times other choices). ``TorchBackend(chunk_length=L)`` fixes L for both (the tests use
+tiny L to exercise many chunks at small N).  On CPU ``"auto"`` uses the compiled sequential kernels
+anyway; the chunked form is the CUDA path, where the cost is ~one kernel launch per op, i.e. ~(5.3 L
++ 14 log2(N/L)) launches per pivot sweep pair.  So on CUDA a complex resolvent diagonal without
+autograd first runs the same algorithm as fused Triton kernels
+(:mod:`semisep.backends._triton_resolvent`, one launch per phase), falling back to these ops when
+triton is missing or a pivot needs the guard; autograd, ``logdet`` and ``solve`` use these ops.
 
 The pivot guard (contract): a pivot ``d`` with ``|d| < pivmin`` becomes ``pivmin * d/|d|``
 (``pivmin`` if ``d == 0``) and is counted. The chunked second pass first runs unguarded; for complex
@@ -105,7 +98,7 @@ refinement steps where the sequential one needs one (tests/test_backend_torch.py
 Autograd
 --------
 With any input requiring grad the kernels go through ``torch.autograd.Function`` s that save only
-O(N) tensors and whose backward is the O(N) recipe of DESIGN.md section 3, evaluated with the
+O(N) tensors and whose backward is the O(N) recipe of docs/mathematics.md, evaluated with the
 chunked affine scan.  torch's complex convention: for a real loss ``L`` torch hands the backward
 ``grad_output = dL/d conj(y)``-style cotangents; the holomorphic recipe is applied to
 ``gbar = conj(grad_output)`` and the results are conjugated.  Double backward is not supported
@@ -137,10 +130,8 @@ class _HostPool(threading.local):
     """Recycled host buffers for the chunked path's internal arrays (one pool per thread).
 
     torch's CPU allocator hands every tensor straight to ``malloc``, and glibc maps large blocks
-    freshly and returns them on free, so each chunk layout of a call page-faults on first touch.
-    On the 2-core CI machine that cost more than the arithmetic: the chunked resolvent diagonal at
-    batch 8, N = 2^15 took 28-38 ms with ~9000 minor faults per call, and 20 ms with none
-    (``MALLOC_MMAP_THRESHOLD_`` raised, same process layout).  Buffers given back are kept for the
+    freshly and returns them on free, so each chunk layout of a call page-faults on first touch,
+    which on CPU can cost more than the arithmetic.  Buffers given back are kept for the
     next call: at most ``_POOL_KEEP`` of them and ``_POOL_MAX_BYTES`` in all; CUDA tensors come
     from torch's caching allocator and never use the pool.  :func:`release_host_pool` frees it.
     """
@@ -1048,7 +1039,7 @@ def _solve_with_pivots(gL, b, c, f, method, L=None):
 
 
 # ==================================================================================================
-# autograd Functions (O(N) backward, DESIGN.md section 3)
+# autograd Functions (O(N) backward, docs/mathematics.md)
 # ==================================================================================================
 
 
@@ -1213,8 +1204,7 @@ class _ResolventShiftedChunkedFn(torch.autograd.Function):
     ``diag (B, N)`` and ``beta (B, N-1)`` real (stride-0 batch views are fine), ``shift (B,)``
     complex; the work runs in the shift's precision.  The chunk layouts are written straight
     from ``diag`` and the shift (:func:`_pivots_chunked_shifted`), so ``alpha`` is never formed
-    and ``beta`` stays real in both directions: the forward took 100 against 168 ms at batch 8,
-    N = 2^17 on CPU, bitwise the same G (scratch A/B, docs/benchmarks.md, stop 15).
+    and ``beta`` stays real in both directions (bitwise the same G as the alpha form).
     Gradients (holomorphic convention, as :class:`_ResolventDiagonalFn`): ``dL/ddiag =
     Re dL/dalpha``, ``dL/dshift = -sum_i dL/dalpha_i``, ``dL/dbeta = Re`` of the complex one.
     Saves beta, G, gL, gR."""
@@ -1468,8 +1458,7 @@ class TorchBackend(Backend):
         return float(torch.finfo(dtype).eps)
 
     # The three reductions below run on NumPy views for CPU tensors: torch's CPU isfinite/all
-    # and aminmax took 1.2-1.5 ms on a batch 8 x 2^17 float64 array against 0.16-0.2 ms for
-    # NumPy's (measured 2026-11-23), a third of the no-grad resolvent call's time.
+    # and aminmax are several times slower than NumPy's on large arrays.
     def all_finite(self, x: Any) -> bool:
         v = _host_view(x.conj() if x.is_conj() else x)  # conj: same finiteness, no copy
         return bool(np.isfinite(v).all()) if v is not None else bool(torch.isfinite(x).all())
@@ -1662,8 +1651,8 @@ class TorchBackend(Backend):
 
 
 def _resolvent_ref_combine(alpha, beta, gL, gR):
-    """``G_ii = 1/(alpha_i - beta_{i-1} gL_{i-1} - beta_i gR_{i+1})`` (DESIGN.md's formula, kept
-    deliberately different from :func:`_combine_resolvent`)."""
+    """``G_ii = 1/(alpha_i - beta_{i-1} gL_{i-1} - beta_i gR_{i+1})`` (the formula of
+    docs/mathematics.md, kept deliberately different from :func:`_combine_resolvent`)."""
     B, N = alpha.shape
     zero = alpha.new_zeros(B, 1)
     left = torch.cat([zero, beta * gL[:, :-1]], dim=1) if N > 1 else zero[:, :N]

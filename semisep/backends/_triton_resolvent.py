@@ -2,10 +2,9 @@
 
 Why.  The ``"chunked"`` torch path is the same algorithm in plain torch ops: every step of every
 in-chunk loop is one kernel launch over ``batch x chunks``, so one forward at N = 2^20 is
-~1000-7000 launches; measured on an H100 (batch 64, N = 2^20, complex64, 2026-11-23) it took
-37-160 ms against 0.37 ms for a device-to-device copy of the output.  Here the same phases are
-a handful of Triton kernels that keep each chunk's recursion in registers: 3.2-3.4 ms of GPU
-time, 4.4-5.4 ms per call with the host's launches and syncs (``benchmarks/bench_cuda.py``).
+~1000-7000 launches.  Here the same phases are a handful of Triton kernels that keep each
+chunk's recursion in registers (``benchmarks/bench_cuda.py`` times both against a
+device-to-device copy of the output; the performance page has the figures).
 
 Notation as in :mod:`semisep.backends.torch`: one batch row, ``alpha_i = diag_i - z``,
 ``beta_i = lower_i upper_i`` (real or complex), ``betap_i = beta_{i-1}`` (``betap_0 = 0``).
@@ -20,7 +19,7 @@ Notation as in :mod:`semisep.backends.torch`: one batch row, ``alpha_i = diag_i 
    the pivots are projective quantities).  The tiled kernel loads each program's ``BLOCK x L``
    slab of diag and beta with one coalesced access and takes columns out of the register tile
    (L a power of two <= 16); the plain twin reads element by element with stride L between
-   lanes (phase 3 measured 3.2 ms against 2.1 ms tiled at L = 8, 11.7 ms at L = 32).
+   lanes.
 2. Chunk scan: the carried pivot reciprocal into each chunk, ``gL_{s_k - 1}`` (left) and
    ``gR_{e_k + 1}`` (right), as ``num / den`` of the product of the earlier chunks' matrices
    applied to ``(0, 1)``.  Two levels (``_block_total_kernel``, ``_block_carry_kernel``,
@@ -28,8 +27,8 @@ Notation as in :mod:`semisep.backends.torch`: one batch row, ``alpha_i = diag_i 
    ``tl.associative_scan`` (each 2 x 2 complex product renormalised), one program per (row,
    direction) walks the block products, then every block scans again from its carried-in
    vector.  ``_scan_kernel``, one program per (row, direction) walking all chunks, is the
-   plain twin (it was 2.6 of 3.9 ms at L = 4; the two levels take 1.9 ms -- both are bound by
-   reading the 16 reals per chunk of ``P``; the recompute layout below stores none).
+   plain twin (both are bound by reading the 16 reals per chunk of ``P``; the recompute
+   layout below stores none).
 3. Second pass (``_second_pass_tiled_kernel``; ``_second_pass_kernel`` is its twin) -- one lane
    per (row, chunk) again: the ordinary ratio recursion ``d = alpha - betap g``,
    ``g = conj(d) / |d|^2`` forward through the chunk from the left carry (gL kept in a register
@@ -44,10 +43,10 @@ otherwise ``guarded = 0`` and ``singular`` follows the kernel contract from the 
 (the exact ``|G_ii|`` test only where the cheap bound is inconclusive).  So every result this
 path returns is one the guarded sweep would also have produced without a guard.
 
-The recompute layout (``scan="recompute"``; not yet measured on a GPU).  At L = 4 the chunk
-matrices ``P`` (16 reals per chunk, 4 per element) are written once and read twice by the
-phases above, about 3 GB at batch 64, N = 2^20 -- more than the data, and the two-level scan
-that reads them was 1.9 of 3.2 ms on an H100.  Here one program owns a block of ``SB``
+The recompute layout (``scan="recompute"``; not yet timed on a GPU, so not the default).  At
+L = 4 the chunk matrices ``P`` (16 reals per chunk, 4 per element) are written once and read
+twice by the phases above, about 3 GB at batch 64, N = 2^20 -- more than the data.  Here one
+program owns a block of ``SB``
 consecutive chunks of one row (a lane per chunk), and only block products go through memory:
 
 a. ``_block_transfer_kernel``: each lane forms its chunk's left and right matrices from the
@@ -99,10 +98,9 @@ def available(x: torch.Tensor) -> bool:
 
 
 def default_chunk_length(n: int) -> int:
-    """Chunk length L: 4, or N if smaller.  Measured on an H100 (batch 64, N = 2^20, complex64,
-    2026-11-23): L = 4 / 8 / 16 tiled 4.3 / 4.9 / 6.8 ms, L = 8 / 32 strided 5.4 / 15.4 ms.
-    Longer chunks make the per-lane tiles and chains longer; shorter ones make the chunk scan
-    longer (at L = 4 it was 2.6 of the 3.9 ms on the GPU)."""
+    """Chunk length L: 4, or N if smaller (the fastest of L = 4, 8, 16 on an H100; the
+    performance page has the figures).  Longer chunks make the per-lane tiles and chains
+    longer; shorter ones make the chunk scan longer."""
     return int(max(1, min(4, n)))
 
 

@@ -545,8 +545,4 @@ class TridiagonalPlusLowRank(StructuredOperator):
 
 def _expi(bk, phase, cdt):
     """``exp(i phase)`` in the complex dtype ``cdt``."""
-    if bk.name == "torch":
-        import torch
-
-        return torch.exp(1j * bk.astype(phase, cdt))
-    return np.exp(1j * np.asarray(phase, dtype=cdt))
+    return la.exp(bk, 1j * bk.astype(phase, cdt))

@@ -103,6 +103,10 @@ class Backend:
 
     name: str = "abstract"
     methods: tuple[str, ...] = ()
+    #: The backend's dense array namespace (module ``semisep.backends.<name>.linalg``): small
+    #: r x r solves, QR/SVD, flips, cumulative sums, dtype maps -- one module per array library,
+    #: so that operator code never asks which library it holds.
+    linalg: Any = None
 
     # -- plumbing ---------------------------------------------------------------------------
     def is_array(self, x: Any) -> bool:

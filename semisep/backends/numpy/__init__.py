@@ -42,6 +42,7 @@ from numba.extending import overload
 
 from .. import SINGULAR_FACTOR, Backend
 from .._blas import single_threaded_blas
+from . import linalg as _linalg_ns
 
 __all__ = [
     "NumpyBackend",
@@ -1566,6 +1567,7 @@ class NumpyBackend(Backend):
 
     name = "numpy"
     methods = ("sequential", "reference")
+    linalg = _linalg_ns
 
     def is_array(self, x: Any) -> bool:
         return isinstance(x, np.ndarray)

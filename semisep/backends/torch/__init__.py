@@ -117,6 +117,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .. import SINGULAR_FACTOR, Backend, _triton_resolvent
+from . import linalg as _linalg_ns
 
 __all__ = ["TorchBackend"]
 
@@ -1385,6 +1386,7 @@ class TorchBackend(Backend):
 
     name = "torch"
     methods = ("sequential", "chunked", "reference")
+    linalg = _linalg_ns
 
     def __init__(self, chunk_length: int | None = None, fused_chunk_length: int | None = None,
                  fused_scan: str = "blocked"):

@@ -218,6 +218,12 @@ class Backend:
         G, guarded, singular = self.resolvent_diagonal(alpha, beta, pivmin, method=method)
         return G[:, indices], guarded, singular
 
+    def resolvent_diagonal_masked(self, alpha, beta, pivmin, keep, chunk_length=None):
+        """``G_ii`` where ``keep (B, N)`` is True, with the chunked scan's second pass skipped in
+        chunks that need no pivot: ``(values (K,), steps_run, steps_full)``.  Optional (the
+        torch backend has it, for :func:`semisep.nn.masked_resolvent_diagonal`)."""
+        raise NotImplementedError(f"the {self.name} backend has no chunked masked resolvent kernel")
+
     def check_method(self, method: str) -> str:
         if method not in ("auto",) + self.methods:
             raise ValueError(

@@ -100,117 +100,6 @@ class MaskedResolvent:
 
 
 # ==================================================================================================
-# the chunked pivot sweep with a skippable second pass
-# ==================================================================================================
-def _chunk_length(n: int) -> int:
-    from ..backends.torch import _pivot_chunk_length
-
-    return _pivot_chunk_length(n)
-
-
-def _pivots_chunked_needed(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor,
-                           need: torch.Tensor, L: int | None = None):
-    """LU pivot reciprocals ``gL`` where ``need`` (B, N) is True, by the chunked Moebius scan.
-
-    Same algorithm and numbers as ``semisep.backends.torch._pivots_chunked`` (power-of-two
-    prescaling, chunk transfer matrices renormalised by ``frexp``, Hillis-Steele scan over the
-    chunks -- passes (i) and (ii) are the backend's ``_chunk_carries`` -- guarded ratio recursion
-    in the second pass), except that the second in-chunk pass
-    runs only on the ``(row, chunk)`` pairs containing a needed position.
-
-    Returns ``(g, steps_run, steps_full)``: ``g (B, N)`` with the pivot reciprocals in every
-    active chunk and NaN in the chunks that were skipped (internal: never returned to users),
-    and the number of second-pass steps run / a full pass would run (``L * active``,
-    ``L * B * nc``).
-    """
-    from ..backends.torch import _betap, _chunk_carries, _from_chunks, _real_dtype, _sgn1, _to_chunks
-
-    B, N = alpha.shape
-    rdt = _real_dtype(alpha.dtype)
-    if L is None:
-        L = _chunk_length(N)
-    L = max(1, min(int(L), N))
-    renorm_every = 4 if rdt == torch.float32 else 8
-
-    ea = torch.frexp(alpha.abs().amax(dim=1))[1]
-    if N > 1:
-        eb = torch.frexp(beta.abs().amax(dim=1))[1]
-        ea = torch.maximum(ea, torch.div(eb + 1, 2, rounding_mode="floor"))
-    inv_s = torch.exp2(-ea.to(rdt))
-    a = alpha * inv_s[:, None]
-    bp = _betap(beta) * (inv_s * inv_s)[:, None]
-    pm = pivmin.to(rdt) * inv_s
-
-    Ac = _to_chunks(a, L, 1.0)  # (L, B, nc)
-    Bc = _to_chunks(bp, L, 0.0)
-    nc = Ac.shape[2]
-    g0 = Ac.new_zeros(B, nc)
-    if nc > 1:  # (i) transfer matrices and (ii) their prefix products: every chunk (shared code)
-        num, den = _chunk_carries(Ac, Bc, renorm_every)
-        smallc = den.abs() < pm[:, None] * num.abs()
-        dc = pm[:, None] * _sgn1(den * num.conj())
-        g0[:, 1:] = torch.where(smallc, 1.0 / dc, num / torch.where(smallc, torch.ones_like(den), den))
-
-    # (iii) second pass on the active (row, chunk) pairs only
-    active = _to_chunks(need, L, False).any(dim=0)  # (B, nc)
-    rows, chunks = active.nonzero(as_tuple=True)
-    n_act = int(rows.shape[0])
-    Aa = Ac[:, rows, chunks]  # (L, n_act)
-    Ba = Bc[:, rows, chunks]
-    pma = pm[rows]
-    ga = g0[rows, chunks]
-
-    def second_pass(guard: bool):
-        G = torch.empty_like(Aa)
-        g = ga
-        for t in range(L):
-            d = torch.addcmul(Aa[t], Ba[t], g, value=-1)
-            if guard:
-                d = torch.where(d.abs() < pma, pma * _sgn1(d), d)
-            g = torch.reciprocal(d, out=G[t])
-        return G
-
-    Ga = second_pass(False)
-    # 1/|g| = |d| < pivmin somewhere (or non-finite): re-run with the guard in the loop
-    if n_act and not bool((Ga.abs() * pma <= 1.0).all()):
-        Ga = second_pass(True)
-    Gc = torch.full_like(Ac, float("nan"))
-    Gc[:, rows, chunks] = Ga
-    g = _from_chunks(Gc, N) * inv_s[:, None]
-    return g, L * n_act, L * B * nc
-
-
-def _masked_chunked_values(alpha, beta, pivmin, keep, L):
-    """Kept ``G_ii`` (row-major, (K,)) with skippable second passes; see the module docstring."""
-    B, N = alpha.shape
-    needL = keep
-    needR = torch.zeros_like(keep)
-    if N > 1:
-        needR[:, 1:] = keep[:, :-1]  # G_i needs gR_{i+1}
-    a2 = torch.cat([alpha, alpha.flip(1)], dim=0)
-    b2 = torch.cat([beta, beta.flip(1)], dim=0)
-    p2 = torch.cat([pivmin, pivmin], dim=0)
-    n2 = torch.cat([needL, needR.flip(1)], dim=0)
-    g, run, full = _pivots_chunked_needed(a2, b2, p2, n2, L)
-    gL, gR = g[:B], g[B:].flip(1)
-    return _combine_at(gL, gR, beta, keep), run, full
-
-
-def _combine_at(gL, gR, beta, keep):
-    """``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})`` on the kept entries only (``G_{N-1} = gL_{N-1}``)."""
-    B, N = gL.shape
-    r, i = keep.nonzero(as_tuple=True)
-    gl = gL[r, i]
-    if N == 1:
-        return gl
-    last = i == N - 1
-    j = torch.where(last, torch.zeros_like(i), i)  # a valid index for beta; masked out below
-    corr = beta[r, j] * gl * gR[r, torch.where(last, torch.zeros_like(i), i + 1)]
-    corr = torch.where(last, torch.zeros_like(corr), corr)
-    return gl / (1.0 - corr)
-
-
-# ==================================================================================================
 # public function
 # ==================================================================================================
 def masked_resolvent_diagonal(diag: Any, lower: Any, upper: Any = None, z: Any = 1j, mask: Any = None,
@@ -283,7 +172,7 @@ def masked_resolvent_diagonal(diag: Any, lower: Any, upper: Any = None, z: Any =
     else:
         with torch.no_grad():
             L = chunk_length if chunk_length is not None else getattr(bk, "chunk_length", None)
-            values, run, full = _masked_chunked_values(rows.alpha, rows.beta, rows.pivmin, keep, L)
+            values, run, full = bk.resolvent_diagonal_masked(rows.alpha, rows.beta, rows.pivmin, keep, L)
         work["second_pass_steps"] = run
         work["second_pass_steps_full"] = full
     pm = rows.pivmin.to(values.real.dtype)[keep.nonzero(as_tuple=True)[0]]

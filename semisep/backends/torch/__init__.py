@@ -1646,6 +1646,19 @@ class TorchBackend(Backend):
             x, guarded, singular, _ = _solve_forward(alpha, b, c, f, pivmin, method, self.chunk_length)
             return x, guarded, singular
 
+    def resolvent_diagonal_masked(self, alpha, beta, pivmin, keep, chunk_length=None):
+        """``G_ii`` at the positions where ``keep (B, N)`` is True, by the chunked scan with the
+        second in-chunk pass skipped in chunks that need no pivot
+        (:func:`semisep.backends.torch.masked.masked_resolvent_chunked`; no autograd).
+
+        Returns ``(values (K,), steps_run, steps_full)`` (row-major kept values, and the
+        second-pass steps run / those of a full pass)."""
+        from .masked import masked_resolvent_chunked
+
+        L = self.chunk_length if chunk_length is None else chunk_length
+        with torch.no_grad():
+            return masked_resolvent_chunked(alpha, beta, pivmin.detach(), keep, L)
+
 
 # ==================================================================================================
 # reference-only pieces and the numpy bridge

@@ -15,11 +15,13 @@ per row travel between workers for the scans.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import dask.array as da
 import numpy as np
-from dask import delayed
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from . import _tasks as T
 
@@ -27,30 +29,54 @@ from . import _tasks as T
 FAN = 32
 
 
-def _d(fn: Any, *args: Any, nout: int | None = None) -> Any:
-    return delayed(fn, pure=True, nout=nout)(*args)
+class _Graph:
+    """A low-level task graph under construction: ``g(fn, *args)`` adds the task
+    ``fn(*args)`` (arguments that are keys of this graph or of the inputs are replaced by their
+    values) and returns its key."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.dsk: dict = {}
+
+    def __call__(self, fn: Any, *args: Any, nout: int | None = None) -> Any:
+        key = (f"{getattr(fn, '__name__', 'task')}-{self.name}", len(self.dsk))
+        self.dsk[key] = (fn,) + args
+        if nout is None:
+            return key
+        return [self(operator.getitem, key, i) for i in range(nout)]
+
+    def array(self, suffix: str, blocks: dict, chunks: tuple, dtype: Any, inputs: list) -> Any:
+        """A dask array whose block ``index`` is the value of ``blocks[index]`` (a key)."""
+        name = f"{self.name}-{suffix}"
+        dsk = dict(self.dsk)
+        for index, key in blocks.items():
+            dsk[(name,) + index] = key  # an alias
+        hlg = HighLevelGraph.from_collections(name, dsk, dependencies=inputs)
+        return da.Array(hlg, name, chunks, dtype=dtype)
 
 
-def scan(kind: str, maps: list, reverse: bool = False, fan: int = FAN) -> list:
-    """The states entering each of ``maps`` (delayed), the first being None (the chain's
-    start); ``reverse``: from the last map to the first."""
+def scan(g: _Graph, kind: str, maps: list, reverse: bool = False, fan: int | None = None) -> list:
+    """The states entering each of ``maps`` (keys), the first being None (the chain's start);
+    ``reverse``: from the last map to the first; ``fan`` default :data:`FAN`."""
+    fan = FAN if fan is None else fan
     if reverse:
-        return scan(kind, maps[::-1], fan=fan)[::-1]
+        return scan(g, kind, maps[::-1], fan=fan)[::-1]
     n = len(maps)
     if n <= fan:
-        return list(_d(T.seq_scan, kind, None, *maps, nout=n))
+        return g(T.seq_scan, kind, None, *maps, nout=n)
     groups = [maps[i:i + fan] for i in range(0, n, fan)]
-    gins = scan(kind, [_d(T.compose_all, kind, *g) for g in groups], fan=fan)
+    gins = scan(g, kind, [g(T.compose_all, kind, *grp) for grp in groups], fan=fan)
     out: list = []
-    for g, gin in zip(groups, gins):
-        out.extend(_d(T.seq_scan, kind, gin, *g, nout=len(g)))
+    for grp, gin in zip(groups, gins, strict=True):
+        out.extend(g(T.seq_scan, kind, gin, *grp, nout=len(grp)))
     return out
 
 
-def reduce(fn: Any, items: list, fan: int = FAN) -> Any:
-    """``fn(*items)`` as a tree of tasks of fan-in ``fan``."""
+def reduce(g: _Graph, fn: Any, items: list, fan: int | None = None) -> Any:
+    """``fn(*items)`` as a tree of tasks of fan-in ``fan`` (default :data:`FAN`)."""
+    fan = FAN if fan is None else fan
     while len(items) > 1:
-        items = [_d(fn, *items[i:i + fan]) for i in range(0, len(items), fan)]
+        items = [g(fn, *items[i:i + fan]) for i in range(0, len(items), fan)]
     return items[0]
 
 
@@ -64,128 +90,129 @@ def layout(alpha: Any, x: Any) -> Any:
 
 
 class _Rows:
-    """The delayed blocks of one block of rows: ``A[k]``, ``BL[k]`` (``betaL``), ``bo[k]`` (the
-    coupling after chunk k), ``pm``, the row offset and the chunk sizes."""
+    """The keys of one block of rows: ``A[k]``, ``BL[k]`` (``betaL``), ``bo[k]`` (the coupling
+    after chunk k), ``pm``, the row offset and the chunk sizes."""
 
-    def __init__(self, A: list, BL: list, pm: Any, row0: int, rows: int, widths: tuple):
+    def __init__(self, g: _Graph, A: list, BL: list, pm: Any, row0: int, rows: int, widths: tuple):
         self.A, self.BL, self.pm, self.row0, self.rows, self.widths = A, BL, pm, row0, rows, widths
         nc = len(A)
         self.nc = nc
-        self.bo = [_d(T.first_column, BL[k + 1]) for k in range(nc - 1)] + [_d(T.zero_column, BL[-1])]
+        self.bo = [g(T.first_column, BL[k + 1]) for k in range(nc - 1)] + [g(T.zero_column, BL[-1])]
 
 
-def row_blocks(alpha: Any, beta: Any, pivmin: Any, *extra: Any) -> tuple[list, list]:
-    """``(rows, extras)``: a :class:`_Rows` per block of rows, and for each array of ``extra``
-    (``(B, N-1)`` off-diagonals laid out like ``betaL``, or ``(B, N, k)`` right-hand sides) its
-    delayed blocks ``[row block][chunk]``."""
-    alpha = alpha.rechunk({1: alpha.chunks[1]})
+def row_blocks(g: _Graph, alpha: Any, beta: Any, pivmin: Any, *extra: Any) -> tuple[list, list, list]:
+    """``(rows, extras, inputs)``: a :class:`_Rows` per block of rows; for each array of
+    ``extra`` (``(B, N-1)`` off-diagonals laid out like ``betaL``, or ``(B, N, k)`` right-hand
+    sides) its block keys ``[row block][chunk]``; the dask arrays the graph reads."""
     betaL = layout(alpha, beta)
     pm = pivmin.rechunk((alpha.chunks[0],))
-    A = alpha.to_delayed(optimize_graph=False)
-    BL = betaL.to_delayed(optimize_graph=False)
-    P = pm.to_delayed(optimize_graph=False)
+    A, BL, P = alpha.__dask_keys__(), betaL.__dask_keys__(), pm.__dask_keys__()
     out, row0 = [], 0
     for i, rows in enumerate(alpha.chunks[0]):
-        out.append(_Rows(list(A[i]), list(BL[i]), P[i], row0, rows, alpha.chunks[1]))
+        out.append(_Rows(g, list(A[i]), list(BL[i]), P[i], row0, rows, alpha.chunks[1]))
         row0 += rows
+    inputs = [alpha, betaL, pm]
     extras = []
     for x in extra:
         if x.ndim == 3:
-            blocks = x.rechunk((alpha.chunks[0], alpha.chunks[1], -1)).to_delayed(optimize_graph=False)
-            extras.append([list(blocks[i, :, 0]) for i in range(len(out))])
+            xb = x.rechunk((alpha.chunks[0], alpha.chunks[1], -1))
+            keys = xb.__dask_keys__()
+            extras.append([[keys[i][k][0] for k in range(len(alpha.chunks[1]))] for i in range(len(out))])
         else:
-            blocks = layout(alpha, x).to_delayed(optimize_graph=False)
-            extras.append([list(blocks[i]) for i in range(len(out))])
-    return out, extras
+            xb = layout(alpha, x)
+            keys = xb.__dask_keys__()
+            extras.append([list(keys[i]) for i in range(len(out))])
+        inputs.append(xb)
+    return out, extras, inputs
 
 
-def left_carries(r: _Rows, active: Any = None) -> list:
-    tr = [_d(T.transfer, r.A[k], r.BL[k], r.bo[k], "L", active) for k in range(r.nc)]
-    return scan("moebius", [_d(T.pick, t, 0) for t in tr])
+def left_carries(g: _Graph, r: _Rows, active: Any = None) -> list:
+    tr = [g(T.transfer, r.A[k], r.BL[k], r.bo[k], "L", active) for k in range(r.nc)]
+    return scan(g, "moebius", [g(T.pick, t, 0) for t in tr])
 
 
-def both_carries(r: _Rows, active: Any = None) -> tuple[list, list]:
-    tr = [_d(T.transfer, r.A[k], r.BL[k], r.bo[k], "LR", active) for k in range(r.nc)]
-    vL = scan("moebius", [_d(T.pick, t, 0) for t in tr])
-    vR = scan("moebius", [_d(T.pick, t, 1) for t in tr], reverse=True)
+def both_carries(g: _Graph, r: _Rows, active: Any = None) -> tuple[list, list]:
+    tr = [g(T.transfer, r.A[k], r.BL[k], r.bo[k], "LR", active) for k in range(r.nc)]
+    vL = scan(g, "moebius", [g(T.pick, t, 0) for t in tr])
+    vR = scan(g, "moebius", [g(T.pick, t, 1) for t in tr], reverse=True)
     return vL, vR
 
 
-def certificate(r: _Rows, active: Any) -> Any:
+def certificate(g: _Graph, r: _Rows, active: Any) -> Any:
     """resolvent_diagonal's singularity certificate ``(B,)`` for the ``active`` rows (the tasks
     do no work when no row is active)."""
-    vL, vR = both_carries(r, active)
-    flags = [_d(T.certificate_chunk, r.A[k], r.BL[k], r.bo[k], vL[k], vR[k], r.pm, active)
+    vL, vR = both_carries(g, r, active)
+    flags = [g(T.certificate_chunk, r.A[k], r.BL[k], r.bo[k], vL[k], vR[k], r.pm, active)
              for k in range(r.nc)]
-    return reduce(T.any_of, flags)
+    return reduce(g, T.any_of, flags)
 
 
-def _stack_rows(parts: list, shape_of: Any, dtype: Any) -> Any:
-    return da.concatenate([da.from_delayed(p, shape=shape_of(i), dtype=dtype) for i, p in enumerate(parts)],
-                          axis=0)
+def _name(what: str, *xs: Any) -> str:
+    return f"semisep-{what}-{tokenize(*xs)}"
 
 
 def resolvent_diagonal(alpha: Any, beta: Any, pivmin: Any) -> tuple[Any, Any, Any]:
     """``(G (B, N), guarded (B,), singular (B,))`` lazily; a singular row raises
     :class:`~semisep.errors.SingularMatrixError` when its chunk is computed."""
     dtype = np.result_type(alpha.dtype, beta.dtype)
-    rows, _ = row_blocks(alpha, beta, pivmin)
-    grid, flags = [], []
-    for r in rows:
-        vL, vR = both_carries(r)
-        res = [_d(T.resolvent_chunk, r.A[k], r.BL[k], r.bo[k], vL[k], vR[k], r.pm, r.row0, True)
+    g = _Graph(_name("resolvent", alpha, beta, pivmin))
+    rows, _, inputs = row_blocks(g, alpha, beta, pivmin)
+    Gb, gb, sb = {}, {}, {}
+    for i, r in enumerate(rows):
+        vL, vR = both_carries(g, r)
+        res = [g(T.resolvent_chunk, r.A[k], r.BL[k], r.bo[k], vL[k], vR[k], r.pm, r.row0, True)
                for k in range(r.nc)]
-        grid.append([da.from_delayed(_d(T.pick, res[k], 0), shape=(r.rows, r.widths[k]), dtype=dtype)
-                     for k in range(r.nc)])
-        flags.append(reduce(T.any_flags, [_d(T.flags_of, x) for x in res]))
-    G = da.block(grid)
-    guarded = _stack_rows([_d(T.pick, f, 0) for f in flags], lambda i: (rows[i].rows,), np.int64)
-    singular = _stack_rows([_d(T.pick, f, 1) for f in flags], lambda i: (rows[i].rows,), bool)
-    return G, guarded, singular
+        for k in range(r.nc):
+            Gb[(i, k)] = g(T.pick, res[k], 0)
+        flags = reduce(g, T.any_flags, [g(T.flags_of, x) for x in res])
+        gb[(i,)], sb[(i,)] = g(T.pick, flags, 0), g(T.pick, flags, 1)
+    rc = (alpha.chunks[0],)
+    return (g.array("G", Gb, alpha.chunks, dtype, inputs), g.array("guarded", gb, rc, np.int64, inputs),
+            g.array("singular", sb, rc, bool, inputs))
 
 
 def logdet(alpha: Any, beta: Any, pivmin: Any) -> tuple[Any, Any, Any]:
     """``(log det A (B,) complex, guarded, singular)`` lazily, certified as the core does
     where a pivot was guarded; a singular row raises when the result is computed."""
     dtype = np.result_type(alpha.dtype, beta.dtype, np.complex64)
-    rows, _ = row_blocks(alpha, beta, pivmin)
-    lds, gds, sgs = [], [], []
-    for r in rows:
-        vL = left_carries(r)
-        parts = [_d(T.logdet_partial, r.A[k], r.BL[k], r.bo[k], vL[k], r.pm, k == r.nc - 1)
+    g = _Graph(_name("logdet", alpha, beta, pivmin))
+    rows, _, inputs = row_blocks(g, alpha, beta, pivmin)
+    lb, gb, sb = {}, {}, {}
+    for i, r in enumerate(rows):
+        vL = left_carries(g, r)
+        parts = [g(T.logdet_partial, r.A[k], r.BL[k], r.bo[k], vL[k], r.pm, k == r.nc - 1)
                  for k in range(r.nc)]
-        summary = reduce(T.sum_partials, parts)
-        cert = certificate(r, _d(T.needs_certificate, summary))
-        lds.append(_d(T.logdet_final, summary, cert, r.row0))
-        gds.append(_d(T.summary_field, summary, 2))
-        sgs.append(_d(T.or_, _d(T.summary_field, summary, 3), cert))
-    shape = lambda i: (rows[i].rows,)  # noqa: E731
-    return _stack_rows(lds, shape, dtype), _stack_rows(gds, shape, np.int64), _stack_rows(sgs, shape, bool)
+        summary = reduce(g, T.sum_partials, parts)
+        cert = certificate(g, r, g(T.needs_certificate, summary))
+        lb[(i,)] = g(T.logdet_final, summary, cert, r.row0)
+        gb[(i,)] = g(T.summary_field, summary, 2)
+        sb[(i,)] = g(T.or_, g(T.summary_field, summary, 3), cert)
+    rc = (alpha.chunks[0],)
+    return (g.array("ld", lb, rc, dtype, inputs), g.array("guarded", gb, rc, np.int64, inputs),
+            g.array("singular", sb, rc, bool, inputs))
 
 
 def solve(alpha: Any, b: Any, c: Any, f: Any, pivmin: Any) -> tuple[Any, Any, Any]:
     """``(x (B, N, k), guarded, singular)`` for ``A x = f`` lazily (the Thomas algorithm with
     carried pivots and two affine scans); a singular row raises when ``x`` is computed."""
     dtype = np.result_type(alpha.dtype, b.dtype, c.dtype, f.dtype)
-    k_rhs = f.shape[2]
-    rows, (CL, BU, F) = row_blocks(alpha, b * c, pivmin, c, b, f)
-    grid, gds, sgs = [], [], []
+    g = _Graph(_name("solve", alpha, b, c, f, pivmin))
+    rows, (CL, BU, F), inputs = row_blocks(g, alpha, b * c, pivmin, c, b, f)
+    xb, gb, sb = {}, {}, {}
     for i, r in enumerate(rows):
-        vL = left_carries(r)
-        stA = [_d(T.solve_forward, r.A[k], r.BL[k], r.bo[k], CL[i][k], F[i][k], vL[k], r.pm, k == r.nc - 1)
+        vL = left_carries(g, r)
+        stA = [g(T.solve_forward, r.A[k], r.BL[k], r.bo[k], CL[i][k], F[i][k], vL[k], r.pm, k == r.nc - 1)
                for k in range(r.nc)]
-        yin = scan("affine", [_d(T.get, s, "summary") for s in stA])
-        b_out = [_d(T.first_column, BU[i][k + 1]) for k in range(r.nc - 1)] + [_d(T.zero_column, BU[i][-1])]
-        stB = [_d(T.solve_backward, stA[k], yin[k], BU[i][k], b_out[k]) for k in range(r.nc)]
-        xin = scan("affine", [_d(T.get, s, "summary") for s in stB], reverse=True)
-        flags = reduce(T.any_flags, [_d(T.get, s, "flags") for s in stA])
-        cert = certificate(r, _d(T.needs_certificate_flags, flags))
-        sing = _d(T.or_, _d(T.pick, flags, 1), cert)
-        grid.append([[da.from_delayed(_d(T.solve_final, stB[k], xin[k], sing, r.row0),
-                                      shape=(r.rows, r.widths[k], k_rhs), dtype=dtype)]
-                     for k in range(r.nc)])
-        gds.append(_d(T.pick, flags, 0))
-        sgs.append(sing)
-    x = da.block(grid)
-    shape = lambda i: (rows[i].rows,)  # noqa: E731
-    return x, _stack_rows(gds, shape, np.int64), _stack_rows(sgs, shape, bool)
+        yin = scan(g, "affine", [g(T.get, s, "summary") for s in stA])
+        b_out = [g(T.first_column, BU[i][k + 1]) for k in range(r.nc - 1)] + [g(T.zero_column, BU[i][-1])]
+        stB = [g(T.solve_backward, stA[k], yin[k], BU[i][k], b_out[k]) for k in range(r.nc)]
+        xin = scan(g, "affine", [g(T.get, s, "summary") for s in stB], reverse=True)
+        flags = reduce(g, T.any_flags, [g(T.get, s, "flags") for s in stA])
+        cert = certificate(g, r, g(T.needs_certificate_flags, flags))
+        sing = g(T.or_, g(T.pick, flags, 1), cert)
+        for k in range(r.nc):
+            xb[(i, k, 0)] = g(T.solve_final, stB[k], xin[k], sing, r.row0)
+        gb[(i,)], sb[(i,)] = g(T.pick, flags, 0), sing
+    rc = (alpha.chunks[0],)
+    return (g.array("x", xb, alpha.chunks + ((f.shape[2],),), dtype, inputs),
+            g.array("guarded", gb, rc, np.int64, inputs), g.array("singular", sb, rc, bool, inputs))

@@ -111,6 +111,18 @@ class DaskBackend(Backend):
         self.check_method(method)
         return _graph.resolvent_diagonal(alpha, beta, pivmin)
 
+    takes_shift = True
+
+    def resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method="auto"):
+        """The shift form: ``diag`` and ``beta`` in ``T``'s own dtype, ``alpha = diag - shift``
+        formed inside each chunk's tasks (no (B, N) array ``alpha`` in the graph).  The rows are
+        split as finely as ``shift``'s or ``diag``'s blocks are (a sweep over a chunked array of
+        shifts keeps its chunks)."""
+        self.check_method(method)
+        if len(shift.chunks[0]) > len(diag.chunks[0]):
+            diag = diag.rechunk({0: shift.chunks[0]})
+        return _graph.resolvent_diagonal(diag, beta, pivmin, shift=shift)
+
     def logdet(self, alpha, beta, pivmin, method="auto"):
         self.check_method(method)
         return _graph.logdet(alpha, beta, pivmin)

@@ -131,8 +131,8 @@ def left_carries(g: _Graph, r: _Rows, active: Any = None) -> list:
     return scan(g, "moebius", [g(T.pick, t, 0) for t in tr])
 
 
-def both_carries(g: _Graph, r: _Rows, active: Any = None) -> tuple[list, list]:
-    tr = [g(T.transfer, r.A[k], r.BL[k], r.bo[k], "LR", active) for k in range(r.nc)]
+def both_carries(g: _Graph, r: _Rows, active: Any = None, shift: Any = None) -> tuple[list, list]:
+    tr = [g(T.transfer, r.A[k], r.BL[k], r.bo[k], "LR", active, shift) for k in range(r.nc)]
     vL = scan(g, "moebius", [g(T.pick, t, 0) for t in tr])
     vR = scan(g, "moebius", [g(T.pick, t, 1) for t in tr], reverse=True)
     return vL, vR
@@ -151,16 +151,23 @@ def _name(what: str, *xs: Any) -> str:
     return f"semisep-{what}-{tokenize(*xs)}"
 
 
-def resolvent_diagonal(alpha: Any, beta: Any, pivmin: Any) -> tuple[Any, Any, Any]:
+def resolvent_diagonal(alpha: Any, beta: Any, pivmin: Any, shift: Any = None) -> tuple[Any, Any, Any]:
     """``(G (B, N), guarded (B,), singular (B,))`` lazily; a singular row raises
-    :class:`~semisep.errors.SingularMatrixError` when its chunk is computed."""
-    dtype = np.result_type(alpha.dtype, beta.dtype)
-    g = _Graph(_name("resolvent", alpha, beta, pivmin))
+    :class:`~semisep.errors.SingularMatrixError` when its chunk is computed.  ``shift (B,)``:
+    ``alpha`` is ``T``'s diagonal (its own dtype) and ``A``'s diagonal is ``alpha - shift``,
+    formed inside the tasks."""
+    dtype = np.result_type(alpha.dtype, beta.dtype, *(() if shift is None else (shift.dtype,)))
+    g = _Graph(_name("resolvent", alpha, beta, pivmin, shift))
     rows, _, inputs = row_blocks(g, alpha, beta, pivmin)
+    S: list = [None] * len(rows)
+    if shift is not None:
+        shift = shift.rechunk((alpha.chunks[0],))
+        S = shift.__dask_keys__()
+        inputs.append(shift)
     Gb, gb, sb = {}, {}, {}
     for i, r in enumerate(rows):
-        vL, vR = both_carries(g, r)
-        res = [g(T.resolvent_chunk, r.A[k], r.BL[k], r.bo[k], vL[k], vR[k], r.pm, r.row0, True)
+        vL, vR = both_carries(g, r, None, S[i])
+        res = [g(T.resolvent_chunk, r.A[k], r.BL[k], r.bo[k], vL[k], vR[k], r.pm, r.row0, True, S[i])
                for k in range(r.nc)]
         for k in range(r.nc):
             Gb[(i, k)] = g(T.pick, res[k], 0)

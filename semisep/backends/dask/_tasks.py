@@ -38,18 +38,16 @@ def _normalise(v: np.ndarray) -> np.ndarray:
     return v * s.reshape((-1,) + (1,) * (v.ndim - 1))
 
 
-def transfer(alpha, betaL, beta_out, sides: str, active=None):
+def transfer(alpha, betaL, beta_out, sides: str, active=None, shift=None):
     """``(ML, MR)``: the chunk's left / right transfer matrices ``(B, 2, 2)`` (None for a side
     not in ``sides``).  ``active (B,)`` bool: the result is needed only where True; when no row
-    is active the pass is skipped and ``(None, None)`` returned."""
+    is active the pass is skipped and ``(None, None)`` returned.  ``shift (B,)``: ``alpha`` is
+    ``diag - shift`` (``alpha`` then holds ``T``'s diagonal)."""
     if active is not None and not np.any(active):
         return None, None
     ch = _chunks()
-    ML = ch.transfer_matrices(alpha, betaL) if "L" in sides else None
-    MR = None
-    if "R" in sides:
-        bR = np.concatenate([betaL[:, 1:], beta_out[:, None].astype(betaL.dtype)], axis=1)
-        MR = ch.transfer_matrices(alpha, bR, reverse=True)
+    ML = ch.transfer_matrices(alpha, betaL, beta_out, shift) if "L" in sides else None
+    MR = ch.transfer_matrices(alpha, betaL, beta_out, shift, reverse=True) if "R" in sides else None
     return ML, MR
 
 
@@ -134,14 +132,23 @@ def _raise(what: str, singular: np.ndarray, row0: int) -> None:
 
 
 # -- resolvent diagonal ----------------------------------------------------------------------
-def resolvent_chunk(alpha, betaL, beta_out, vL, vR, pm, row0: int, raise_singular: bool):
+def resolvent_chunk(alpha, betaL, beta_out, vL, vR, pm, row0: int, raise_singular: bool, shift=None):
     """The chunk's slice of ``diag(A^{-1})`` with the whole-chain kernel on ``alpha'``:
     ``(G (B, C), guarded (B,), singular (B,))``.  ``raise_singular``: raise
-    :class:`SingularMatrixError` here when a row is singular (``|1/G_ii| < 4 pm``)."""
-    from ..numpy import resolvent_diagonal_kernel
+    :class:`SingularMatrixError` here when a row is singular (``|1/G_ii| < 4 pm``).
+    ``shift (B,)``: ``alpha`` holds ``T``'s diagonal and ``A``'s is ``alpha - shift``, formed in
+    the kernel's registers (the carries are folded into the diagonal's two end entries)."""
+    from ..numpy import resolvent_diagonal_kernel, resolvent_diagonal_shifted_kernel
 
-    ap = fold_carries(alpha, betaL, beta_out, vL, vR, pm)
-    G, guarded, singular = resolvent_diagonal_kernel(ap, betaL[:, 1:], pm)
+    if shift is None:
+        ap = fold_carries(alpha, betaL, beta_out, vL, vR, pm)
+        G, guarded, singular = resolvent_diagonal_kernel(ap, betaL[:, 1:], pm)
+    else:
+        diag = alpha
+        if vL is not None or vR is not None:
+            dt = np.result_type(alpha.dtype, shift.dtype, betaL.dtype)
+            diag = fold_carries(alpha.astype(dt), betaL, beta_out, vL, vR, pm)
+        G, guarded, singular = resolvent_diagonal_shifted_kernel(diag, shift, betaL[:, 1:], pm)
     if raise_singular:
         _raise("resolvent_diagonal", singular, row0)
     return G, guarded, singular

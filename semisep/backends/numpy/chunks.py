@@ -62,18 +62,25 @@ def _pow2_rescale(m, M):
 
 
 @numba.njit(**_JIT)
-def _transfer_row(alpha, betap, reverse, M):
-    """``M = S_last ... S_first`` for one row (see the module docstring); ``betap[i]`` is the
-    coupling entering step ``i`` (``beta_{i-1}`` left to right, ``beta_i`` right to left)."""
+def _transfer_row(alpha, betaL, beta_out, shift, reverse, M):
+    """``M = S_last ... S_first`` for one row (see the module docstring) with
+    ``alpha_i = alpha[i] - shift``; the coupling entering step ``i`` is ``betaL[i]``
+    (``beta_{i-1}``) left to right and ``betaL[i+1]`` (``beta_i``; ``beta_out`` at the chunk's
+    end) right to left."""
     n = alpha.shape[0]
-    m00 = alpha[0] * 0 + 1.0
-    m01 = alpha[0] * 0
-    m10 = alpha[0] * 0
-    m11 = alpha[0] * 0 + 1.0
+    one = alpha[0] * 0 + shift * 0 + betaL[0] * 0 + 1.0
+    m00 = one
+    m01 = one * 0
+    m10 = one * 0
+    m11 = one
     for t in range(n):
-        i = n - 1 - t if reverse else t
-        a = alpha[i]
-        b = betap[i]
+        if reverse:
+            i = n - 1 - t
+            b = betaL[i + 1] if i < n - 1 else beta_out
+        else:
+            i = t
+            b = betaL[i]
+        a = alpha[i] - shift
         n00 = a * m00 - b * m10
         n01 = a * m01 - b * m11
         m10 = m00
@@ -99,24 +106,30 @@ def _transfer_row(alpha, betap, reverse, M):
 
 
 @numba.njit(parallel=True, **_JIT)
-def _transfer_batch(alpha, betap, reverse, M):
+def _transfer_batch(alpha, betaL, beta_out, shift, reverse, M):
     for r in prange(alpha.shape[0]):
-        _transfer_row(alpha[r], betap[r % betap.shape[0]], reverse, M[r])
+        _transfer_row(alpha[r], betaL[r % betaL.shape[0]], beta_out[r % beta_out.shape[0]], shift[r],
+                      reverse, M[r])
 
 
-def transfer_matrices(alpha, betap, reverse=False):
-    """The chunk's transfer matrices, ``(B, 2, 2)`` in the dtype of ``alpha * betap``.
+def transfer_matrices(alpha, betaL, beta_out=None, shift=None, reverse=False):
+    """The chunk's transfer matrices, ``(B, 2, 2)`` in the dtype of ``(alpha - shift) * betaL``.
 
-    ``alpha (B, C)``: the chunk's diagonal of ``A``; ``betap (B, C)``: the coupling entering
-    each step (left to right: ``betap[:, j] = beta_{s+j-1}``, zero for ``s = 0``; right to
-    left, ``reverse=True``: ``betap[:, j] = beta_{s+j}``, zero for ``s+j = N-1``).  Each matrix
-    is scaled by a power of two to a largest component in [1, 2)."""
-    dtype = np.result_type(alpha.dtype, betap.dtype)
-    alpha = np.ascontiguousarray(alpha, dtype=dtype)
-    betap = np.ascontiguousarray(betap, dtype=dtype)
-    M = np.empty((alpha.shape[0], 2, 2), dtype)
-    if alpha.shape[0] and alpha.shape[1]:
-        _transfer_batch(alpha, betap, bool(reverse), M)
+    ``alpha (B, C)``: the chunk's diagonal, of ``A`` or (with ``shift (B,)``) of ``T``, real or
+    complex; ``betaL (B, C)``: the coupling entering each left-to-right step
+    (``betaL[:, j] = beta_{s+j-1}``, zero for ``s = 0``); ``beta_out (B,)``: ``beta_e`` after the
+    chunk (zero for the last chunk; needed with ``reverse=True``, right to left, whose step
+    ``j`` is coupled by ``beta_{s+j}``).  Each matrix is scaled by a power of two to a largest
+    component in [1, 2)."""
+    B, C = alpha.shape
+    shift = np.zeros(B, alpha.dtype) if shift is None else np.asarray(shift)
+    beta_out = np.zeros(B, betaL.dtype) if beta_out is None else np.asarray(beta_out)
+    dtype = np.result_type(alpha.dtype, betaL.dtype, shift.dtype, beta_out.dtype)
+    M = np.empty((B, 2, 2), dtype)
+    if B and C:
+        _transfer_batch(np.ascontiguousarray(alpha), np.ascontiguousarray(betaL),
+                        np.ascontiguousarray(beta_out, dtype=betaL.dtype), np.ascontiguousarray(shift),
+                        bool(reverse), M)
     else:
         M[:] = np.eye(2)
     return M
@@ -231,11 +244,15 @@ def affine_chunk(m, f, carry, reverse=False):
 # --------------------------------------------------------------------------------------------
 # plain NumPy twins (a Python loop over the chunk, vectorised over the batch), for the tests
 # --------------------------------------------------------------------------------------------
-def transfer_matrices_ref(alpha, betap, reverse=False):
+def transfer_matrices_ref(alpha, betaL, beta_out=None, shift=None, reverse=False):
     """Twin of :func:`transfer_matrices`: the plain product, normalised to a largest
     component in [1, 2) at the end (the two agree up to rounding)."""
-    dtype = np.result_type(alpha.dtype, betap.dtype)
     B, C = alpha.shape
+    if shift is not None:
+        alpha = alpha - np.asarray(shift)[:, None]
+    beta_out = np.zeros(B, betaL.dtype) if beta_out is None else np.asarray(beta_out)
+    betap = np.concatenate([betaL[:, 1:], beta_out[:, None]], axis=1) if reverse else betaL
+    dtype = np.result_type(alpha.dtype, betap.dtype)
     M = np.broadcast_to(np.eye(2, dtype=dtype), (B, 2, 2)).copy()
     order = range(C - 1, -1, -1) if reverse else range(C)
     for i in order:

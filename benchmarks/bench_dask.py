@@ -1,0 +1,145 @@
+"""Distributed resolvent diagonal and LDOS sweep on a dask.distributed LocalCluster.
+
+    PYTHONPATH=. python benchmarks/bench_dask.py --log2n 22 --chunk-log2 20 --repeat 3
+
+Measures, in one run: the single-process NumPy call; the same chain as dask arrays on a
+LocalCluster of 1 and of 2 single-thread worker processes (inputs generated and persisted on
+the workers first, so the timed part is the resolvent alone); the bytes the workers sent each
+other during that computation (the workers' transfer counters, read through the client); an
+LDOS sweep (realisations x energies, averaged over realisations) on 2 workers against a NumPy
+loop.  Writes benchmarks/results/bench_dask.json and, with matplotlib, bench_dask.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+import semisep as ss
+
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def _median(f, repeat):
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts), ts
+
+
+def _sent(client):
+    def total(dask_worker):
+        return int(getattr(dask_worker, "transfer_outgoing_bytes_total",
+                           sum(e.get("total", 0) for e in getattr(dask_worker, "transfer_outgoing_log", []))))
+    return sum(client.run(total).values())
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--log2n", type=int, default=22)
+    ap.add_argument("--chunk-log2", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--realisations", type=int, default=8)
+    ap.add_argument("--energies", type=int, default=64)
+    ap.add_argument("--ldos-n", type=int, default=4096)
+    args = ap.parse_args(argv)
+
+    import dask
+    import dask.array as da
+    from distributed import Client, LocalCluster, wait
+
+    from semisep.distributed import ldos
+
+    n, C = 1 << args.log2n, 1 << args.chunk_log2
+    z = 0.3 + 1e-3j
+    rng = np.random.default_rng(0)
+    d, lo = rng.uniform(-1, 1, n), rng.uniform(0.5, 1.5, n - 1)
+    Tn = ss.Tridiagonal(d, lo)
+    Tn.resolvent_diagonal(z)  # compile
+    t_np, _ = _median(lambda: Tn.resolvent_diagonal(z), args.repeat)
+    rows = {"numpy (1 process)": {"seconds": t_np}}
+
+    for workers in (1, 2):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            dd = da.from_array(d, chunks=C)
+            ll = da.from_array(lo, chunks=C)
+            dd, ll = client.persist([dd, ll])
+            wait([dd, ll])
+            T = ss.Tridiagonal(dd, ll, check_finite=False)
+
+            def run():
+                G = client.persist(T.resolvent_diagonal(z, check_finite=False))
+                wait(G)
+                return G
+
+            G = run()  # warm-up: the workers compile or load the kernels
+            err = float(np.abs(G.compute() - Tn.resolvent_diagonal(z)).max())
+            del G
+            s0 = _sent(client)
+            t, _ = _median(run, args.repeat)
+            moved = (_sent(client) - s0) / args.repeat
+            rows[f"dask, {workers} worker(s)"] = {
+                "seconds": t, "bytes_moved_per_call": moved, "chunks": -(-n // C),
+                "bytes_moved_per_chunk": moved / -(-n // C), "max_abs_err_vs_numpy": err,
+            }
+
+    # LDOS sweep: R realisations x n_E energies, averaged over the realisations
+    R, nE, nl = args.realisations, args.energies, args.ldos_n
+    dl = rng.uniform(-1, 1, (R, nl))
+    E = np.linspace(-2.5, 2.5, nE)
+    eta = 1e-2
+    Tl = ss.Tridiagonal(dl, np.ones(nl - 1))
+
+    def numpy_ldos():
+        return np.stack([Tl.resolvent_diagonal(e + 1j * eta).imag.mean(axis=0) / np.pi for e in E])
+
+    ref = numpy_ldos()
+    t_ldos_np, _ = _median(numpy_ldos, args.repeat)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):
+        Td = ss.Tridiagonal(da.from_array(dl, chunks=(R, max(nl // 4, 1))), da.ones(nl - 1, chunks=nl // 4),
+                            check_finite=False)
+        res = ldos(Td, E, eta, average="realisations").compute()
+        t_ldos, _ = _median(lambda: ldos(Td, E, eta, average="realisations").compute(), args.repeat)
+    ldos_row = {"numpy loop (1 process)": t_ldos_np, "dask, 2 workers": t_ldos,
+                "max_abs_err": float(np.abs(res - ref).max()), "shape": [nE, R, nl]}
+
+    base1 = rows["dask, 1 worker(s)"]["seconds"]
+    print(f"resolvent diagonal, N = 2^{args.log2n}, chunk 2^{args.chunk_log2}, z = {z} (median of {args.repeat})")
+    print(f"{'':24s} {'seconds':>9s} {'vs numpy':>9s} {'vs 1 worker':>12s} {'bytes moved/chunk':>18s}")
+    for name, r in rows.items():
+        moved = r.get("bytes_moved_per_chunk")
+        print(f"{name:24s} {r['seconds']:9.3f} {r['seconds'] / t_np:8.2f}x {base1 / r['seconds']:11.2f}x "
+              f"{'' if moved is None else f'{moved:18.0f}'}")
+    print(f"LDOS sweep {nE} energies x {R} realisations x N = {nl}, mean over realisations: "
+          f"numpy loop {t_ldos_np:.3f} s, dask 2 workers {t_ldos:.3f} s, max |diff| {ldos_row['max_abs_err']:.1e}")
+    OUT.mkdir(exist_ok=True)
+    record = {"args": vars(args), "resolvent": rows, "ldos": ldos_row, "dask": dask.__version__,
+              "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    (OUT / "bench_dask.json").write_text(json.dumps(record, indent=2))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return record
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(list(rows), [r["seconds"] for r in rows.values()])
+    ax.set_ylabel("seconds")
+    ax.set_title(f"resolvent diagonal, N = 2^{args.log2n}")
+    fig.tight_layout()
+    fig.savefig(OUT / "bench_dask.png", dpi=100)
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -60,36 +60,52 @@ def main(argv=None):
     n, C = 1 << args.log2n, 1 << args.chunk_log2
     z = 0.3 + 1e-3j
     rng = np.random.default_rng(0)
-    d, lo = rng.uniform(-1, 1, n), rng.uniform(0.5, 1.5, n - 1)
-    Tn = ss.Tridiagonal(d, lo)
-    Tn.resolvent_diagonal(z)  # compile
-    t_np, _ = _median(lambda: Tn.resolvent_diagonal(z), args.repeat)
-    rows = {"numpy (1 process)": {"seconds": t_np}}
+    rows: dict = {}
+    moved_vs_n: dict = {}
+
+    def resolvent_on(client, nn, cc, repeat):
+        """Inputs generated on the workers (contiguous chunks stay together), persisted; then
+        the timed resolvent diagonal (persisted on the workers) and the bytes the workers sent."""
+        drng = da.random.default_rng(1)
+        dd = drng.uniform(-1.0, 1.0, nn, chunks=cc)
+        ll = drng.uniform(0.5, 1.5, nn - 1, chunks=cc)
+        dd, ll = client.persist([dd, ll])
+        wait([dd, ll])
+        T = ss.Tridiagonal(dd, ll, check_finite=False)
+
+        calls = iter(range(1, 1 << 30))
+
+        def run():  # a new z per call: dask would otherwise reuse the previous call's keys
+            G = client.persist(T.resolvent_diagonal(z + 1e-9 * next(calls), check_finite=False))
+            wait(G)
+            return G
+
+        G = run()  # warm-up: the workers compile or load the kernels
+        G = client.persist(T.resolvent_diagonal(z, check_finite=False))
+        wait(G)
+        s0 = _sent(client)
+        t, _ = _median(run, repeat)
+        return t, (_sent(client) - s0) / repeat, G, dd, ll
 
     for workers in (1, 2):
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
-            dd = da.from_array(d, chunks=C)
-            ll = da.from_array(lo, chunks=C)
-            dd, ll = client.persist([dd, ll])
-            wait([dd, ll])
-            T = ss.Tridiagonal(dd, ll, check_finite=False)
-
-            def run():
-                G = client.persist(T.resolvent_diagonal(z, check_finite=False))
-                wait(G)
-                return G
-
-            G = run()  # warm-up: the workers compile or load the kernels
-            err = float(np.abs(G.compute() - Tn.resolvent_diagonal(z)).max())
-            del G
-            s0 = _sent(client)
-            t, _ = _median(run, args.repeat)
-            moved = (_sent(client) - s0) / args.repeat
-            rows[f"dask, {workers} worker(s)"] = {
-                "seconds": t, "bytes_moved_per_call": moved, "chunks": -(-n // C),
-                "bytes_moved_per_chunk": moved / -(-n // C), "max_abs_err_vs_numpy": err,
-            }
+            t, moved, G, dd, ll = resolvent_on(client, n, C, args.repeat)
+            nc = -(-n // C)
+            rows[f"dask, {workers} worker(s)"] = {"seconds": t, "bytes_moved_per_call": moved, "chunks": nc,
+                                                  "bytes_moved_per_chunk": moved / nc}
+            if workers == 1:  # the single-process NumPy call on the same chain, same machine
+                d, lo, Gd = dd.compute(), ll.compute(), G.compute()
+                Tn = ss.Tridiagonal(d, lo)
+                Gn = Tn.resolvent_diagonal(z)
+                err = float(np.abs(Gd - Gn).max() / np.abs(Gn).max())
+                t_np, _ = _median(lambda T=Tn: T.resolvent_diagonal(z), args.repeat)
+                rows = {"numpy (1 process)": {"seconds": t_np, "max_abs_err_dask_vs_numpy": err}, **rows}
+                del d, lo, Gd, Tn
+            else:  # the scan's traffic does not grow with N: same number of chunks, N / 4
+                for nn in (n // 4, n):
+                    moved_vs_n[nn] = (resolvent_on(client, nn, -(-nn // nc), 1)[1]) / nc
+            del G, dd, ll
 
     # LDOS sweep: R realisations x n_E energies, averaged over the realisations
     R, nE, nl = args.realisations, args.energies, args.ldos_n
@@ -113,16 +129,24 @@ def main(argv=None):
                 "max_abs_err": float(np.abs(res - ref).max()), "shape": [nE, R, nl]}
 
     base1 = rows["dask, 1 worker(s)"]["seconds"]
-    print(f"resolvent diagonal, N = 2^{args.log2n}, chunk 2^{args.chunk_log2}, z = {z} (median of {args.repeat})")
+    t_np = rows["numpy (1 process)"]["seconds"]
+    err = rows["numpy (1 process)"]["max_abs_err_dask_vs_numpy"]
+    print(f"resolvent diagonal, N = 2^{args.log2n}, chunk 2^{args.chunk_log2}, z = {z} "
+          f"(median of {args.repeat}); max|G_dask - G_numpy| / max|G| = {err:.1e}")
     print(f"{'':24s} {'seconds':>9s} {'vs numpy':>9s} {'vs 1 worker':>12s} {'bytes moved/chunk':>18s}")
     for name, r in rows.items():
         moved = r.get("bytes_moved_per_chunk")
         print(f"{name:24s} {r['seconds']:9.3f} {r['seconds'] / t_np:8.2f}x {base1 / r['seconds']:11.2f}x "
               f"{'' if moved is None else f'{moved:18.0f}'}")
+    for nn, b in moved_vs_n.items():
+        nc2 = rows["dask, 2 worker(s)"]["chunks"]
+        print(f"2 workers, N = {nn}, {nc2} chunks: {b:.0f} bytes moved per chunk")
     print(f"LDOS sweep {nE} energies x {R} realisations x N = {nl}, mean over realisations: "
-          f"numpy loop {t_ldos_np:.3f} s, dask 2 workers {t_ldos:.3f} s, max |diff| {ldos_row['max_abs_err']:.1e}")
+          f"numpy loop {t_ldos_np:.3f} s, dask 2 workers {t_ldos:.3f} s, "
+          f"max |diff| {ldos_row['max_abs_err']:.1e}")
     OUT.mkdir(exist_ok=True)
-    record = {"args": vars(args), "resolvent": rows, "ldos": ldos_row, "dask": dask.__version__,
+    record = {"args": vars(args), "resolvent": rows, "bytes_moved_per_chunk_vs_n": moved_vs_n,
+              "ldos": ldos_row, "dask": dask.__version__,
               "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     (OUT / "bench_dask.json").write_text(json.dumps(record, indent=2))
     try:

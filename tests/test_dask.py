@@ -270,3 +270,9 @@ def test_cluster_chain_larger_than_a_worker(client):
     assert 0 < mean_im <= 1 / 0.5
     rss = client.run(lambda: __import__("psutil").Process().memory_info().rss)
     assert max(rss.values()) < limit
+
+
+def test_lowrank_on_dask_is_a_clear_error():
+    T = ss.Tridiagonal(da.ones(8, chunks=4), da.ones(7, chunks=4))
+    with pytest.raises(BackendError, match="dask"):
+        ss.TridiagonalPlusLowRank(T, np.ones((8, 1)), np.ones((8, 1)))

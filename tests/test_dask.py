@@ -19,6 +19,8 @@ TOL = 1e-12
 
 def rel(a, b):
     a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind in "biu":
+        a, b = a.astype(float), b.astype(float)
     return float(np.abs(a - b).max() / max(np.abs(b).max(), np.finfo(float).tiny))
 
 
@@ -276,3 +278,33 @@ def test_lowrank_on_dask_is_a_clear_error():
     T = ss.Tridiagonal(da.ones(8, chunks=4), da.ones(7, chunks=4))
     with pytest.raises(BackendError, match="dask"):
         ss.TridiagonalPlusLowRank(T, np.ones((8, 1)), np.ones((8, 1)))
+
+
+@pytest.mark.parametrize("cplx", [False, True])
+def test_chunk_kernels_match_their_twins(cplx):
+    from semisep.backends.numpy import chunks as ch
+
+    rng = np.random.default_rng(13)
+    B, C = 3, 50
+    a = rng.uniform(-2, 2, (B, C)) + (1j * rng.uniform(-1, 1, (B, C)) if cplx else 0)
+    bL = rng.uniform(0.5, 1.5, (B, C))
+    bL[:, 0] = 0.0
+    bo = rng.uniform(0.5, 1.5, B)
+    shift = np.full(B, 0.3 + 0.2j if cplx else 0.3)
+    for rev in (False, True):
+        M = ch.transfer_matrices(a, bL, bo, shift, reverse=rev)
+        Mr = ch.transfer_matrices_ref(a, bL, bo, shift, reverse=rev)
+        assert rel(M, Mr) <= 1e-13
+    a[0, 7] = 0.0  # a guarded pivot in row 0 (decoupled before it)
+    bL[0, 7] = 0.0
+    pm = np.full(B, 1e-14)
+    out, ref = ch.left_chunk(a, bL[:, 1:], bo, pm, True), ch.left_chunk_ref(a, bL[:, 1:], bo, pm, True)
+    assert int(out[3][0]) == int(ref[3][0]) == 1
+    for x, y in zip(out, ref, strict=True):
+        assert rel(x, y) <= 1e-13
+    m, f = rng.standard_normal((B, C)) * 0.9, rng.standard_normal((B, C, 2))
+    carry = rng.standard_normal((B, 2))
+    for rev in (False, True):
+        got, want = ch.affine_chunk(m, f, carry, rev), ch.affine_chunk_ref(m, f, carry, rev)
+        for x, y in zip(got, want, strict=True):
+            assert rel(x, y) <= 1e-13

@@ -261,7 +261,8 @@ def transfer_matrices_ref(alpha, betaL, beta_out=None, shift=None, reverse=False
         S[:, 0, 1] = -betap[:, i]
         S[:, 1, 0] = 1.0
         M = S @ M
-        M /= np.abs(M).max(axis=(1, 2), keepdims=True)
+        m = np.maximum(np.abs(M.real), np.abs(M.imag)).max(axis=(1, 2))
+        M = M * np.ldexp(1.0, -np.frexp(m)[1])[:, None, None]  # exact: a power of two
     m = np.maximum(np.abs(M.real), np.abs(M.imag)).max(axis=(1, 2))
     return M * np.ldexp(1.0, 1 - np.frexp(m)[1])[:, None, None]
 

@@ -187,7 +187,8 @@ def run(quick: bool) -> dict:
     argv = ["--log2n", "20", "--chunk-log2", "18", "--repeat", "1"] if quick else ["--log2n", "24"]
     rec = main(argv)
     res = rec["resolvent"]
-    t_np, t1, t2 = (res[k]["seconds"] for k in ("numpy (1 process)", "dask, 1 worker(s)", "dask, 2 worker(s)"))
+    keys = ("numpy (1 process)", "dask, 1 worker(s)", "dask, 2 worker(s)")
+    t_np, t1, t2 = (res[k]["seconds"] for k in keys)
     moved = rec["bytes_moved_per_chunk_vs_n"]
     targets = [
         {"target": "2 workers >= 1.6x faster than 1", "measured": t1 / t2,

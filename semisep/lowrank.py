@@ -38,7 +38,7 @@ from ._operator import StructuredOperator
 from ._validation import broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import SINGULAR_FACTOR, Backend, backend_for
-from .errors import IllConditionedWarning, ShapeError, SingularMatrixError
+from .errors import BackendError, IllConditionedWarning, ShapeError, SingularMatrixError
 from .tridiagonal import Tridiagonal, _raise_if_singular, _shifted_rows, _with_info
 
 __all__ = ["TridiagonalPlusLowRank", "WoodburyInfo"]
@@ -115,6 +115,9 @@ class TridiagonalPlusLowRank(StructuredOperator):
                 "build it with ss.Tridiagonal(diag, lower, upper)"
             )
         bk = backend_for(T.diag, U, V)
+        if bk.lazy:  # its Woodbury step decides on values (condition estimates) before compute
+            raise BackendError("TridiagonalPlusLowRank does not take dask arrays yet; use Tridiagonal "
+                               "on dask arrays, or NumPy / torch arrays here")
         U = bk.asarray(U, like=T.diag)
         V = bk.asarray(V, like=T.diag)
         n = T.n

@@ -249,7 +249,7 @@ class Tridiagonal(StructuredOperator):
         ld, guarded, singular = self._backend.logdet(rows.alpha, rows.beta, rows.pivmin, method=method)
         singular = _certify_if_guarded(self._backend, rows, guarded, singular, method)
         _raise_if_singular(self._backend, singular, rows.batch, "logdet", z)
-        if not self._backend.is_complex(rows.dtype):
+        if not self._backend.is_complex(rows.dtype) and not self._backend.lazy:
             if not bool((ld.imag != 0).any()):
                 ld = ld.real
         ld = ld.reshape(rows.batch)
@@ -285,7 +285,7 @@ class Tridiagonal(StructuredOperator):
         singular = _certify_if_guarded(bk, rows, guarded, singular, method)
         _raise_if_singular(bk, singular, rows.batch, "solve", z)
         steps = 0
-        if bool((guarded > 0).any()):
+        if bk.lazy or bool((guarded > 0).any()):  # lazy: the guard is known at compute time only
             # one step of iterative refinement with the unguarded matrix: x += A^{-1}(f - A x)
             r = bb - _apply_tridiagonal(bk, rows.alpha, lower, upper, x)
             dx, _, _ = bk.solve(rows.alpha, upper, lower, r, rows.pivmin, method=method)
@@ -450,8 +450,9 @@ def _is_python_scalar(z: Any) -> bool:
 
 def _certify_if_guarded(bk: Backend, rows: _Rows, guarded: Any, singular: Any, method: str) -> Any:
     """Where the left sweep guarded a pivot, add resolvent_diagonal's certificate: the guard
-    can turn a singular matrix into a regular-looking neighbour for the left sweep alone."""
-    if not bool((guarded > 0).any()):
+    can turn a singular matrix into a regular-looking neighbour for the left sweep alone.
+    A lazy backend's kernels include the certificate."""
+    if bk.lazy or not bool((guarded > 0).any()):
         return singular
     _, _, sing_g = bk.resolvent_diagonal(
         _detach(rows.alpha), _detach(rows.beta), rows.pivmin, method=method
@@ -481,6 +482,8 @@ def _check_indices(indices: Any, n: int) -> Any:
 
 
 def _raise_if_singular(bk: Backend, singular: Any, batch: tuple[int, ...], what: str, z: Any) -> None:
+    if bk.lazy:  # a lazy backend's results raise when computed
+        return
     sing = np.asarray(bk.to_numpy(singular)).reshape(batch if batch else ())
     if sing.any():
         where = tuple(int(i) for i in np.argwhere(sing)[0]) if batch else ()

@@ -107,6 +107,10 @@ class Backend:
     #: r x r solves, QR/SVD, flips, cumulative sums, dtype maps -- one module per array library,
     #: so that operator code never asks which library it holds.
     linalg: Any = None
+    #: True for a backend whose kernels return lazy arrays (Dask): the core then leaves the
+    #: singularity checks, the certificate and the decisions that need values to the backend's
+    #: graph, which raises at compute time.
+    lazy: bool = False
 
     # -- plumbing ---------------------------------------------------------------------------
     def is_array(self, x: Any) -> bool:
@@ -237,7 +241,7 @@ _BACKENDS: dict[str, Backend] = {}
 
 
 def get_backend(name: str) -> Backend:
-    """The backend called ``name`` ("numpy" or "torch"), created on first use."""
+    """The backend called ``name`` ("numpy", "torch" or "dask"), created on first use."""
     if name not in _BACKENDS:
         if name == "numpy":
             from .numpy import NumpyBackend
@@ -251,14 +255,26 @@ def get_backend(name: str) -> Backend:
                     f"the torch backend is not available ({exc}); install semisep[torch]"
                 ) from exc
             _BACKENDS[name] = TorchBackend()
+        elif name == "dask":
+            try:
+                from .dask import DaskBackend
+            except ImportError as exc:  # dask missing
+                raise BackendError(
+                    f"the dask backend is not available ({exc}); install semisep[dask]"
+                ) from exc
+            _BACKENDS[name] = DaskBackend()
         else:
-            raise BackendError(f"unknown backend {name!r}; semisep has 'numpy' and 'torch'")
+            raise BackendError(f"unknown backend {name!r}; semisep has 'numpy', 'torch' and 'dask'")
     return _BACKENDS[name]
 
 
 def _is_torch(x: Any) -> bool:
     mod = type(x).__module__
     return mod.startswith("torch") and type(x).__name__ in ("Tensor", "Parameter")
+
+
+def _is_dask(x: Any) -> bool:
+    return type(x).__module__.startswith("dask.array") and type(x).__name__ == "Array"
 
 
 def _cast_rows(bk: Backend, x: Any, dtype: Any) -> Any:
@@ -274,8 +290,10 @@ def _cast_rows(bk: Backend, x: Any, dtype: Any) -> Any:
 def backend_for(*arrays: Any) -> Backend:
     """The backend of the arrays among ``arrays`` (None and Python scalars are ignored).
 
-    Raises :class:`~semisep.errors.BackendError` when torch tensors and NumPy arrays are mixed,
-    or when an argument is of an array type semisep has no backend for.
+    Dask arrays select the Dask backend (NumPy arrays among them are wrapped as dask arrays).
+
+    Raises :class:`~semisep.errors.BackendError` when torch tensors are mixed with NumPy or dask
+    arrays, or when an argument is of an array type semisep has no backend for.
     """
     kinds = set()
     for x in arrays:
@@ -283,11 +301,20 @@ def backend_for(*arrays: Any) -> Backend:
             continue
         if _is_torch(x):
             kinds.add("torch")
+        elif _is_dask(x):
+            kinds.add("dask")
         elif hasattr(x, "__array__") or isinstance(x, (list, tuple)):
             kinds.add("numpy")
         else:
             raise BackendError(f"semisep has no backend for arrays of type {type(x).__name__}")
+    if "dask" in kinds and "torch" not in kinds:
+        return get_backend("dask")
     if len(kinds) > 1:
+        if "dask" in kinds:
+            raise BackendError(
+                "mixed array types: got both torch tensors and dask arrays; convert the tensors "
+                "(t.numpy()) or compute the dask arrays"
+            )
         raise BackendError(
             "mixed array types: got both torch tensors and NumPy arrays; convert one side "
             "(torch.as_tensor(x) or t.numpy())"

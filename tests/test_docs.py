@@ -14,7 +14,7 @@ PAGES = sorted(DOCS.glob("*.md"))
 
 def test_docs_exist():
     names = {p.name for p in PAGES}
-    assert {"index.md", "mathematics.md", "api.md", "design.md", "benchmarks.md",
+    assert {"index.md", "mathematics.md", "api.md", "design.md", "user-guide.md",
             "coming-from-bk-core.md", "testing.md"} <= names
 
 

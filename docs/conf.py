@@ -61,7 +61,6 @@ sphinx_gallery_conf = {
     "ignore_pattern": r"__init__\.py",
     "doc_module": ("semisep",),
     "backreferences_dir": "gen_modules/backreferences",
-    "reference_url": {"semisep": None},
     "image_scrapers": ("matplotlib",),
     "abort_on_example_error": True,
     "only_warn_on_example_error": False,

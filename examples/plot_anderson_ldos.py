@@ -113,9 +113,10 @@ eta_map = 0.01
 map_clean = clean.resolvent_diagonal(E + 1j * eta_map).imag / np.pi
 map_dirty = dirty.resolvent_diagonal(E + 1j * eta_map).imag / np.pi
 
+shown = 150  # the first 150 sites, so that single states are visible
 fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
 for ax, data, title in ((axes[0], map_clean, "clean"), (axes[1], map_dirty, f"disordered, W = {W}")):
-    im = ax.imshow(data, origin="lower", aspect="auto", extent=(0, N, E[0], E[-1]),
+    im = ax.imshow(data[:, :shown], origin="lower", aspect="auto", extent=(0, shown, E[0], E[-1]),
                    cmap="magma", vmin=0, vmax=2.0)
     ax.set_xlabel("site i")
     ax.set_title(rf"{title}, $\eta$ = {eta_map}")

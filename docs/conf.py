@@ -1,6 +1,9 @@
-"""Sphinx configuration: MyST markdown pages, API reference by autodoc.
+"""Sphinx configuration: MyST markdown pages, an executed sphinx-gallery of examples, and an API
+reference with one page per public name (autosummary), themed with furo.
 
-Build (warnings are errors): ``python -m sphinx -W --keep-going -b html docs docs/_build/html``
+Build (warnings are errors, examples executed): ``bash .ci/docs``, or
+``python -m sphinx -W --keep-going -b html docs docs/_build/html``.  Add
+``-D plot_gallery=0`` to build without running the examples (for editing prose only, not for CI).
 """
 
 from __future__ import annotations
@@ -22,23 +25,51 @@ version = release
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx_gallery.gen_gallery",
 ]
-source_suffix = {".md": "markdown"}
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "_templates"]
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+autosummary_generate = True
+autosummary_imported_members = False
 napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 
-html_theme = "alabaster"
-html_theme_options = {"description": "exact O(N) resolvent diagonals", "fixed_sidebar": True}
+html_theme = "furo"
+html_title = f"semisep {release}"
+html_theme_options = {"navigation_with_keys": True}
+
+# ------------------------------------------------------------------------------------------------
+# the gallery: every script in ../examples runs at build time; its figures go into the HTML.
+# Backreferences: each API page lists the examples that use that name (``.. minigallery::`` in
+# the autosummary templates, _templates/autosummary/).
+# ------------------------------------------------------------------------------------------------
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "ignore_pattern": r"__init__\.py",
+    "doc_module": ("semisep",),
+    "backreferences_dir": "gen_modules/backreferences",
+    "image_scrapers": ("matplotlib",),
+    "abort_on_example_error": True,
+    "only_warn_on_example_error": False,
+    "min_reported_time": 0,
+    "remove_config_comments": True,
+    "download_all_examples": False,
+    "show_memory": False,
+    "plot_gallery": "True",
+}
 
 
 _UNDERLINE = re.compile(r"^(-{3,}|={3,}|~{3,})$")

@@ -113,9 +113,12 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"semisep verify: {args.file!r} holds NaN or inf (first at index {tuple(bad)})",
               file=sys.stderr)
         return 2
+    from ._progress import verify_progress  # a bar and an estimate for large N (stderr)
+
     t0 = time.perf_counter()
-    op = ss.factorize(H, rank=args.rank)
-    report = ss.check_factorization(H, op, rtol=args.rtol)
+    with verify_progress(H, args.rank):
+        op = ss.factorize(H, rank=args.rank)
+        report = ss.check_factorization(H, op, rtol=args.rtol)
     elapsed = time.perf_counter() - t0
     if args.json:
         out = report.as_dict()

@@ -107,7 +107,9 @@ def test(
         args += ["-k", dtype]
     args += list(extra_args)
     print(f"semisep.test: device {device}, profile {profile}; {versions()}", flush=True)
-    code = int(pytest.main(args))
+    from ._progress import PytestProgress  # a bar and an estimate for the longer profiles
+
+    code = int(pytest.main(args, plugins=[] if profile == "quick" else [PytestProgress(profile)]))
     from .tests.plugin import EXAMPLES
 
     status = "passed" if code == 0 else f"FAILED (pytest exit code {code})"

@@ -418,11 +418,8 @@ def test_itemsize_names():
 
 def test_lowrank_nbytes(rng):
     n, r, B = 10, 3, 2
-    lr = getattr(ss, "TridiagonalPlusLowRank", None)
-    if lr is None:
-        pytest.xfail("semisep.TridiagonalPlusLowRank (branch lowrank) has not landed on main")
     T = ss.Tridiagonal(rng.standard_normal((B, n)), rng.standard_normal(n - 1))
-    H = lr(T, rng.standard_normal((n, r)), rng.standard_normal((n, r)))
+    H = ss.TridiagonalPlusLowRank(T, rng.standard_normal((n, r)), rng.standard_normal((n, r)))
     assert H.nbytes == cost.lowrank_nbytes(n, r, "float64", diag_batch=(B,), symmetric=True)
 
 

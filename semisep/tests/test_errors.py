@@ -36,3 +36,26 @@ def test_singular_raises_linalgerror(backend, device):
     for call in (T.resolvent_diagonal, T.logdet, lambda z: T.solve(t(np.ones(5)), z)):
         with pytest.raises(np.linalg.LinAlgError, match="singular"):
             call(1.0)
+
+
+def test_singularity_certificate_from_both_sides(backend, device):
+    """``T = tridiag(1; [2, 2.5, ..., 2.5, 1/2 + t pivmin]; 1)``: the LU pivots of the leading
+    block are exactly 2, so ``1/G_{N-1,N-1}`` (the smallest ``|1/G_ii|``) is exactly ``t pivmin``
+    (``pivmin = 2.5 eps``).  Regular to working precision for ``t >= 4`` (the documented factor),
+    singular below: ``t = 5, 50`` return on every method, ``t = 3`` raises on every method."""
+    n = 9
+    eps = float(np.finfo(np.float64).eps)
+    methods = ["sequential", "reference"] + (["chunked"] if backend == "torch" else [])
+    for t, singular in ((5.0, False), (50.0, False), (3.0, True)):
+        d = np.full(n, 2.5)
+        d[0], d[-1] = 2.0, 0.5 + t * 2.5 * eps
+        T = ss.Tridiagonal(to_backend(d, backend, device), to_backend(np.ones(n - 1), backend, device))
+        b = to_backend(np.ones(n), backend, device)
+        for method in methods:
+            for name, args in (("resolvent_diagonal", ()), ("logdet", ()), ("solve", (b,))):
+                call = getattr(T, name)
+                if singular:
+                    with pytest.raises(ss.SingularMatrixError):
+                        call(*args, method=method)
+                else:
+                    call(*args, method=method)

@@ -69,6 +69,11 @@ __all__ = [
 ]
 
 _JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
+#: Globals the kernels read that are defined in another file.  numba freezes a global's value
+#: into the compiled code, and its on-disk cache is keyed on this file's time stamp and each
+#: function's bytecode only: a cached kernel would keep an old value while the NumPy twins read
+#: the new one.  These values are part of every kernel's cache key (see the end of the module).
+_KERNEL_CONSTANTS = ("SINGULAR_FACTOR",)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1678,3 +1683,27 @@ class NumpyBackend(Backend):
     def woodbury_release(self, sweeps):
         """Keep the sweeps' scratch buffer for the next call."""
         _give_back_scratch(sweeps.buffer)
+
+
+def _key_caches_on_constants(namespace: dict) -> None:
+    """Give every cached kernel of ``namespace`` a cache whose index key also holds the values
+    of :data:`_KERNEL_CONSTANTS` (read when a kernel is loaded or saved, i.e. the value it is
+    compiled with).  Where numba's cache class lacks the hook, caching is turned off instead:
+    slower first calls, never a stale constant."""
+    from numba.core.caching import FunctionCache, NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    keyable = hasattr(FunctionCache, "_index_key")
+
+    class _ConstantKeyedCache(FunctionCache):
+        def _index_key(self, sig, codegen):
+            values = tuple((name, namespace[name]) for name in _KERNEL_CONSTANTS)
+            return (*super()._index_key(sig, codegen), values)
+
+    for obj in list(namespace.values()):
+        if isinstance(obj, Dispatcher) and isinstance(getattr(obj, "_cache", None), FunctionCache):
+            obj._cache = (  # type: ignore[attr-defined]
+                _ConstantKeyedCache(obj.py_func) if keyable else NullCache())
+
+
+_key_caches_on_constants(globals())

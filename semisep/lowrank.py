@@ -35,7 +35,7 @@ import numpy as np
 
 from . import _linalg as la
 from ._operator import StructuredOperator
-from ._validation import broadcast_shapes, split_rhs
+from ._validation import as_array, broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import SINGULAR_FACTOR, Backend, backend_for
 from .errors import IllConditionedWarning, ShapeError, SingularMatrixError
@@ -115,8 +115,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
                 "build it with ss.Tridiagonal(diag, lower, upper)"
             )
         bk = backend_for(T.diag, U, V)
-        U = bk.asarray(U, like=T.diag)
-        V = bk.asarray(V, like=T.diag)
+        U = as_array(bk, "U", U, like=T.diag, scalar_ok=False)
+        V = as_array(bk, "V", V, like=T.diag, scalar_ok=False)
         n = T.n
         for name, x in (("U", U), ("V", V)):
             if x.ndim < 2:
@@ -199,7 +199,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
     def _apply(self, tri_apply, left, right, x):
         bk = self._backend
         backend_for(self.U, x)
-        x = bk.asarray(x, like=self.U)
+        x = as_array(bk, "x", x, like=self.U, scalar_ok=False)
         is_vec, _, _ = split_rhs(x, len(self._batch_shape), self._n)
         xx = x[..., None] if is_vec else x
         y = tri_apply(xx)  # matrix right-hand side: (..., N, k)
@@ -212,7 +212,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
         """Full batch shape and dtype of a computation with shift ``z``."""
         bk = self._backend
         backend_for(self.U, z)
-        z_arr = bk.asarray(z, like=self.U)
+        z_arr = as_array(bk, "z", z, like=self.U)
         shapes = {"operator": self._batch_shape, "z": tuple(z_arr.shape)}
         if extra:
             shapes.update(extra)
@@ -279,7 +279,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
         """
         bk = self._backend
         backend_for(self.U, b)
-        b = bk.asarray(b, like=self.U)
+        b = as_array(bk, "b", b, like=self.U, scalar_ok=False)
         is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), self._n)
         batch, dtype = self._prepare(z, extra={"b": b_batch}, extra_dtype=b)
         bb = self._low(b[..., None] if is_vec else b, batch, dtype)

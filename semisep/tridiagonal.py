@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _linalg as la
 from ._operator import StructuredOperator
-from ._validation import broadcast_shapes, split_rhs
+from ._validation import as_array, broadcast_shapes, split_rhs
 from ._validation import check_finite as _require_finite  # the methods have a check_finite flag
 from .backends import Backend, backend_for
 from .errors import ShapeError, SingularMatrixError
@@ -90,9 +90,9 @@ class Tridiagonal(StructuredOperator):
 
     def __init__(self, diag: Any, lower: Any, upper: Any = None, *, check_finite: bool = True):
         bk = backend_for(diag, lower, upper)
-        diag = bk.asarray(diag)
-        lower = bk.asarray(lower, like=diag)
-        upper = None if upper is None else bk.asarray(upper, like=diag)
+        diag = as_array(bk, "diag", diag, scalar_ok=False)
+        lower = as_array(bk, "lower", lower, like=diag, scalar_ok=False)
+        upper = None if upper is None else as_array(bk, "upper", upper, like=diag, scalar_ok=False)
         if diag.ndim < 1:
             raise ShapeError(f"diag must have shape (..., N), got a {diag.ndim}-d array")
         n = int(diag.shape[-1])
@@ -271,7 +271,7 @@ class Tridiagonal(StructuredOperator):
         """
         bk = self._backend
         backend_for(self.diag, b)  # mixed array types -> BackendError
-        b = bk.asarray(b, like=self.diag)
+        b = as_array(bk, "b", b, like=self.diag, scalar_ok=False)
         if check_finite:
             _require_finite(bk, b=b)
         is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), self._n)
@@ -431,7 +431,7 @@ def _shifted_rows(
 ) -> _Rows:
     bk = op.backend
     backend_for(op.diag, z)  # mixed array types -> BackendError
-    z_arr = bk.asarray(z, like=op.diag)
+    z_arr = as_array(bk, "z", z, like=op.diag)
     if check:
         _require_finite(bk, z=z_arr)
     shapes = {"operator": op.batch_shape, "z": tuple(z_arr.shape)}
@@ -525,7 +525,7 @@ def _apply_tridiagonal(bk: Backend, diag, lower, upper, x):
 def _tridiagonal_matvec(op: Tridiagonal, diag, lower, upper, x):
     bk = op.backend
     backend_for(op.diag, x)
-    x = bk.asarray(x, like=op.diag)
+    x = as_array(bk, "x", x, like=op.diag, scalar_ok=False)
     is_vec, _, _ = split_rhs(x, len(op.batch_shape), op.n)
     xx = x[..., None] if is_vec else x
     dtype = bk.result_dtype(diag, xx)

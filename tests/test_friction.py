@@ -50,3 +50,104 @@ def test_torch_z_with_negative_or_conjugate_bit(name, method):
     x = T.solve(b, z, method=method)
     xr = ref.dense_solve(d, e, None, -np.ones((3, 6)), zn)
     np.testing.assert_allclose(x.numpy(), xr, rtol=1e-8)
+
+
+# --- item: dtype policy at the constructors ---------------------------------------------------
+
+UNSUPPORTED_NP = [np.longdouble, np.clongdouble, np.float16, object]
+
+
+@pytest.mark.parametrize("dtype", UNSUPPORTED_NP, ids=lambda d: np.dtype(d).name)
+def test_numpy_unsupported_dtypes_rejected_at_constructor(dtype):
+    name = np.dtype(dtype).name
+    with pytest.raises(TypeError, match=rf"diag has dtype {name}.*supported: float32, float64"):
+        ss.Tridiagonal(np.ones(4, dtype), np.ones(3))
+    T = ss.Tridiagonal(np.ones(4), np.ones(3))
+    with pytest.raises(TypeError, match=rf"U has dtype {name}"):
+        ss.TridiagonalPlusLowRank(T, np.ones((4, 1), dtype), np.ones((4, 1)))
+    with pytest.raises(TypeError, match=rf"b has dtype {name}"):
+        T.solve(np.ones(4, dtype), 1j)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_torch_half_dtypes_rejected_at_constructor(dtype):
+    dt = getattr(torch, dtype)
+    with pytest.raises(TypeError, match=rf"lower has dtype {dtype}.*cast to float32"):
+        ss.Tridiagonal(torch.ones(4), torch.ones(3, dtype=dt))
+
+
+# --- item: errors that name the argument --------------------------------------------------------
+
+def _T():
+    return ss.Tridiagonal(np.ones(4), np.ones(3))
+
+
+@pytest.mark.parametrize(
+    "call, exc, message",
+    [
+        (lambda: _T().resolvent_diagonal(None), TypeError,
+         "z must be an array or a real/complex scalar, got None"),
+        (lambda: _T().logdet(10**400), TypeError, "z is an integer of 401 digits, beyond the float64 range"),
+        (lambda: _T().solve(np.ones(4), None), TypeError, "z must be"),
+        (lambda: ss.Tridiagonal([[1, 2, 3], [1, 2]], [1, 1]), ss.ShapeError, "diag is a ragged"),
+        (lambda: _T().solve([[1, 2, 3, 4], [1, 2]], 1j), ss.ShapeError, "b is a ragged"),
+        (lambda: _T().solve(np.array([1, 2, 3, None]), 1j), TypeError, "b has dtype object"),
+        (lambda: _T().matvec(["a", "b", "c", "d"]), TypeError, "x has dtype"),
+        (lambda: ss.Tridiagonal(None, np.ones(3)), TypeError, "diag must be an array, got None"),
+        (lambda: ss.TridiagonalPlusLowRank(_T(), np.ones((4, 1)), np.ones((4, 1))).resolvent_diagonal(None),
+         TypeError, "z must be"),
+    ],
+)
+def test_numpy_argument_errors_name_the_argument(call, exc, message):
+    with pytest.raises(exc, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call()
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: torch.ones(4, device="meta"), "diag is on the 'meta' device"),
+        (lambda: torch.ones(4).to_sparse(), "diag has layout torch.sparse_coo"),
+        (lambda: torch.nested.nested_tensor([torch.ones(4), torch.ones(2)]), "diag is a nested tensor"),
+    ],
+)
+def test_torch_meta_sparse_nested_rejected(make, message):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that nested tensors are a prototype
+        d = make()
+    with pytest.raises(TypeError, match=message):
+        ss.Tridiagonal(d, torch.ones(3))
+
+
+# --- item: factorize argument validation --------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "kwargs, exc, message",
+    [
+        ({"rank": "2"}, TypeError, "rank must be an integer, got str '2'"),
+        ({"rank": 2.7}, TypeError, "rank must be an integer, got float 2.7"),
+        ({"rank": True}, TypeError, "rank must be an integer"),
+        ({"rank": 17}, ValueError, "rank = 17 must satisfy 0 <= rank <= N = 16"),
+        ({"rank": 2, "oversample": -3}, ValueError, "oversample = -3 must satisfy 0 <= oversample"),
+        ({"rank": 2, "oversample": 2.5}, TypeError, "oversample must be an integer"),
+        ({"rank": 2, "power_iters": -1}, ValueError, "power_iters = -1"),
+        ({"rank": 2, "max_iter": 0}, ValueError, "max_iter = 0"),
+    ],
+)
+def test_factorize_argument_validation(kwargs, exc, message):
+    H = np.eye(16) + 0.1
+    with pytest.raises(exc, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ss.factorize(H, **kwargs)
+
+
+def test_factorize_accepts_numpy_integers():
+    H = np.eye(16) + 0.1
+    assert ss.factorize(H, rank=np.int64(2), oversample=np.int32(3)).rank == 2
+
+
+def test_check_factorization_with_a_dense_array_says_what_op_is():
+    H = np.eye(4)
+    with pytest.raises(TypeError, match="op must be a structured operator .*got ndarray"):
+        ss.check_factorization(H, H)

@@ -12,7 +12,7 @@ import numpy as np
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``semisep <command>: error: ...`` and exit code 2."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

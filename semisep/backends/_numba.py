@@ -31,6 +31,7 @@ Caching
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 import warnings
@@ -64,7 +65,7 @@ def _tbb_loads() -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             parallel._check_tbb_version_compatible()
-        from numba.np.ufunc import tbbpool  # noqa: F401
+        importlib.import_module("numba.np.ufunc.tbbpool")
     except Exception:  # ImportError, OSError, or a numba without these internals
         return False
     return True

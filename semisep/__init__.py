@@ -23,6 +23,23 @@ from .tridiagonal import PivotInfo, Tridiagonal, logdet, resolvent_diagonal, sol
 
 __version__ = "0.1.0"
 
+#: subpackages reachable as attributes of the package, imported on first access
+_LAZY_SUBMODULES = ("reference", "backends", "testing", "cost", "nn")
+
+
+def __getattr__(name: str):
+    """``semisep.reference``, ``semisep.backends``, ``semisep.testing``, ``semisep.cost`` and
+    ``semisep.nn`` (needs torch) are imported on first access."""
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
 
 def test(device=None, profile="quick", dtype=None, extra_args=(), seed=None):
     """Run semisep's shipped property suite on this machine; see :func:`semisep._runner.test`."""

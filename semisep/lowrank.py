@@ -201,11 +201,11 @@ class TridiagonalPlusLowRank(StructuredOperator):
         backend_for(self.U, x)
         x = as_array(bk, "x", x, like=self.U, scalar_ok=False)
         is_vec, _, _ = split_rhs(x, len(self._batch_shape), self._n)
-        xx = x[..., None] if is_vec else x
-        y = tri_apply(xx)  # matrix right-hand side: (..., N, k)
+        y = tri_apply(x)  # the tridiagonal part reads x by the same vector/matrix rule
+        xx = x[..., None] if is_vec else x  # the low-rank part: (..., N, k)
         dtype = y.dtype
-        y = y + bk.astype(left, dtype) @ (la.mT(bk.astype(right, dtype)) @ bk.astype(xx, dtype))
-        return y[..., 0] if is_vec else y
+        low = bk.astype(left, dtype) @ (la.mT(bk.astype(right, dtype)) @ bk.astype(xx, dtype))
+        return y + (low[..., 0] if is_vec else low)
 
     # -- Woodbury -----------------------------------------------------------------------------
     def _prepare(self, z: Any, extra: dict | None = None, extra_dtype: Any = None):

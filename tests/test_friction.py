@@ -151,3 +151,37 @@ def test_check_factorization_with_a_dense_array_says_what_op_is():
     H = np.eye(4)
     with pytest.raises(TypeError, match="op must be a structured operator .*got ndarray"):
         ss.check_factorization(H, H)
+
+
+# --- item: TridiagonalPlusLowRank products with a batch and a plain vector ------------------------
+
+def test_lowrank_products_batched_operator_plain_vector(backend):  # numpy, torch (plugin)
+    rng = np.random.default_rng(4)
+    d, e = rng.standard_normal((11, 6)), rng.standard_normal(5)
+    U, V = rng.standard_normal((6, 2)), rng.standard_normal((6, 2))
+    x = rng.standard_normal(6)
+    conv = (lambda a: a) if backend == "numpy" else torch.from_numpy
+    H = ss.TridiagonalPlusLowRank(ss.Tridiagonal(conv(d), conv(e)), conv(U), conv(V))
+    D = ref.tridiagonal_to_dense(d, e) + U @ V.T
+    for got, M in ((H.matvec(conv(x)), D), (H.rmatvec(conv(x)), np.swapaxes(D, -1, -2)),
+                   (H @ conv(x), D)):
+        got = np.asarray(got)
+        assert got.shape == (11, 6)
+        np.testing.assert_allclose(got, M @ x, rtol=1e-12, atol=1e-12)
+    X = rng.standard_normal((11, 6, 3))
+    np.testing.assert_allclose(np.asarray(H.matvec(conv(X))), D @ X, rtol=1e-12, atol=1e-12)
+
+
+# --- item: subpackages as attributes ------------------------------------------------------------
+
+def test_reference_and_backends_are_package_attributes():
+    import subprocess
+    import sys
+
+    code = ("import semisep; print(semisep.reference.dense_resolvent_diagonal.__name__, "
+            "semisep.backends.backend_for.__name__, semisep.cost.__name__, "
+            "'reference' in dir(semisep))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.stdout.split() == ["dense_resolvent_diagonal", "backend_for", "semisep.cost", "True"], r.stderr
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        _ = ss.nonexistent

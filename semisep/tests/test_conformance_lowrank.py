@@ -6,6 +6,8 @@ Shipped with the package, so semisep.test() runs it on the user's machine."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 import semisep as ss
@@ -25,7 +27,7 @@ class TestTridiagonalPlusLowRank(OperatorConformance):
     # float32 / complex64 left out: test_batch_broadcasting compares the z-array and scalar-z
     # evaluations elementwise with default_rtol, which the Woodbury path exceeds in float32
     # (1.5e-5 relative at a small G_ii); that tolerance is the mixin's open question.
-    dtypes = (np.float64, np.complex128)
+    dtypes: tuple[Any, ...] = (np.float64, np.complex128)
 
     def make_operator(self, rng, dtype, batch_shape):
         d = 2.0 * _entries(rng, batch_shape + (N,), dtype)

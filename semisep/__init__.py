@@ -8,6 +8,7 @@ semiseparable operators, on NumPy and torch (CPU and CUDA), with exact O(N)-memo
 True
 """
 
+from ._algebra import ScaledIdentity, identity
 from .errors import (
     BackendError,
     IllConditionedWarning,
@@ -60,6 +61,8 @@ __all__ = [
     "resolvent_diagonal",
     "solve",
     "logdet",
+    "identity",
+    "ScaledIdentity",
     "SemisepError",
     "ShapeError",
     "NonFiniteError",

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _algebra
 from . import _linalg as la
 from ._operator import StructuredOperator
 from ._validation import as_array, broadcast_shapes, split_rhs
@@ -186,6 +187,76 @@ class TridiagonalPlusLowRank(StructuredOperator):
         """``T + U V^T`` as a dense array of shape ``batch_shape + (N, N)``; O(N^2 r)."""
         return self.tridiagonal.to_dense() + self.U @ la.mT(self.V)
 
+
+    # -- conveniences (semisep/_algebra.py) ---------------------------------------------------
+    __array_ufunc__ = None  # numpy scalars and arrays defer to the operator's own operators
+
+    def _arrays(self) -> dict[str, Any]:
+        T = self.tridiagonal
+        return {"diag": T.diag, "lower": T.lower, "upper": T.upper, "U": self.U, "V": self.V}
+
+    @staticmethod
+    def _from(a: dict[str, Any], check_finite: bool = True) -> TridiagonalPlusLowRank:
+        T = Tridiagonal(a["diag"], a["lower"], a["upper"], check_finite=check_finite)
+        return TridiagonalPlusLowRank(T, a["U"], a["V"], check_finite=check_finite)
+
+    def __getitem__(self, key: Any) -> TridiagonalPlusLowRank:
+        """``H[k]``, ``H[1:3]``, ``H[idx]``: the operator of the selected batch entries."""
+        nd = {"diag": 1, "lower": 1, "upper": 1, "U": 2, "V": 2}
+        return self._from(_algebra.batch_index(self, key, self._arrays(), nd), check_finite=False)
+
+    def to(self, *args: Any, **kwargs: Any) -> TridiagonalPlusLowRank:
+        """``torch.Tensor.to`` applied to every array (torch-backed operators only)."""
+        return self._from(_algebra.to_device(self, self._arrays(), *args, **kwargs))
+
+    def shift(self, c: Any) -> TridiagonalPlusLowRank:
+        """``H - c I``; ``c`` a scalar or an array broadcastable against T's batch shape."""
+        return TridiagonalPlusLowRank(self.tridiagonal.shift(c), self.U, self.V)
+
+    def __add__(self, other: Any) -> Any:
+        if isinstance(other, (Tridiagonal, _algebra.ScaledIdentity)):
+            return TridiagonalPlusLowRank(self.tridiagonal + other, self.U, self.V)
+        if isinstance(other, TridiagonalPlusLowRank):
+            bk = self._backend
+            dt = bk.result_dtype(self.U, other.U)
+            batch = broadcast_shapes({"left": self._batch_shape, "right": other.batch_shape})
+
+            def cat(a, b):
+                a = bk.broadcast_to(bk.astype(a, dt), batch + tuple(a.shape[-2:]))
+                b = bk.broadcast_to(bk.astype(b, dt), batch + tuple(b.shape[-2:]))
+                return bk.concat([a, b], axis=-1)
+
+            return TridiagonalPlusLowRank(self.tridiagonal + other.tridiagonal,
+                                          cat(self.U, other.U), cat(self.V, other.V))
+        return NotImplemented
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> Any:
+        if isinstance(other, (Tridiagonal, TridiagonalPlusLowRank, _algebra.ScaledIdentity)):
+            return self + (-1.0) * other
+        return NotImplemented
+
+    def __rsub__(self, other: Any) -> Any:
+        if isinstance(other, (Tridiagonal, _algebra.ScaledIdentity)):
+            return (-1.0) * self + other
+        return NotImplemented
+
+    def __mul__(self, c: Any) -> Any:
+        if not _algebra.is_scalar(c):
+            return NotImplemented
+        return TridiagonalPlusLowRank(c * self.tridiagonal, c * self.U, self.V)
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> TridiagonalPlusLowRank:
+        return (-1.0) * self
+
+    def resolvent_entries(self, pairs: Any, z: Any = 0.0, **solve_kwargs: Any) -> Any:
+        """``G_ij = [(H - z I)^{-1}]_{ij}`` for integer ``pairs`` (K, 2); shape
+        ``broadcast(batch_shape, z.shape) + (K,)``.  One :meth:`solve` with the distinct unit
+        columns ``e_j``: O(N r) per distinct ``j``; exact and differentiable."""
+        return _algebra.resolvent_entries(self, pairs, z, **solve_kwargs)
 
     # -- products -----------------------------------------------------------------------------
     def matvec(self, x: Any) -> Any:

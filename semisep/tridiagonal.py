@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _algebra
 from . import _linalg as la
 from ._operator import StructuredOperator
 from ._validation import as_array, broadcast_shapes, split_rhs
@@ -165,6 +166,66 @@ class Tridiagonal(StructuredOperator):
             A[..., idx[:-1], idx[1:]] = bk.broadcast_to(self.upper_, self._batch_shape + (n - 1,))
         return A
 
+
+    # -- conveniences (semisep/_algebra.py) ---------------------------------------------------
+    __array_ufunc__ = None  # numpy scalars and arrays defer to the operator's own operators
+
+    def _arrays(self) -> dict[str, Any]:
+        return {"diag": self.diag, "lower": self.lower, "upper": self.upper}
+
+    def __getitem__(self, key: Any) -> Tridiagonal:
+        """``T[k]``, ``T[1:3]``, ``T[idx]``: the operator of the selected batch entries."""
+        a = _algebra.batch_index(self, key, self._arrays(), {"diag": 1, "lower": 1, "upper": 1})
+        return Tridiagonal(a["diag"], a["lower"], a["upper"], check_finite=False)
+
+    def to(self, *args: Any, **kwargs: Any) -> Tridiagonal:
+        """``torch.Tensor.to`` applied to every array (torch-backed operators only)."""
+        a = _algebra.to_device(self, self._arrays(), *args, **kwargs)
+        return Tridiagonal(a["diag"], a["lower"], a["upper"])
+
+    def shift(self, c: Any) -> Tridiagonal:
+        """``T - c I``; ``c`` a scalar or an array broadcastable against the batch shape."""
+        bk = self._backend
+        c_arr = as_array(bk, "c", c, like=self.diag)
+        c_b = c_arr if getattr(c_arr, "ndim", 0) == 0 else c_arr[..., None]
+        return Tridiagonal(self.diag - c_b, self.lower, self.upper)
+
+    def __add__(self, other: Any) -> Any:
+        if isinstance(other, _algebra.ScaledIdentity):
+            return self.shift(-other.scale)
+        if isinstance(other, Tridiagonal):
+            upper = None if (self.upper is None and other.upper is None) else self.upper_ + other.upper_
+            return Tridiagonal(self.diag + other.diag, self.lower + other.lower, upper)
+        return NotImplemented
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> Any:
+        if isinstance(other, (Tridiagonal, _algebra.ScaledIdentity)):
+            return self + (-1.0) * other
+        return NotImplemented
+
+    def __rsub__(self, other: Any) -> Any:
+        if isinstance(other, _algebra.ScaledIdentity):
+            return (-1.0) * self + other
+        return NotImplemented
+
+    def __mul__(self, c: Any) -> Any:
+        if not _algebra.is_scalar(c):
+            return NotImplemented
+        upper = None if self.upper is None else c * self.upper
+        return Tridiagonal(c * self.diag, c * self.lower, upper)
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> Tridiagonal:
+        return (-1.0) * self
+
+    def resolvent_entries(self, pairs: Any, z: Any = 0.0, **solve_kwargs: Any) -> Any:
+        """``G_ij = [(T - z I)^{-1}]_{ij}`` for integer ``pairs`` (K, 2); shape
+        ``broadcast(batch_shape, z.shape) + (K,)``.  One :meth:`solve` with the distinct unit
+        columns ``e_j``: O(N) per distinct ``j``; exact and differentiable."""
+        return _algebra.resolvent_entries(self, pairs, z, **solve_kwargs)
 
     # -- products -----------------------------------------------------------------------------
     def matvec(self, x: Any) -> Any:

@@ -185,3 +185,83 @@ def test_reference_and_backends_are_package_attributes():
     assert r.stdout.split() == ["dense_resolvent_diagonal", "backend_for", "semisep.cost", "True"], r.stderr
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
         _ = ss.nonexistent
+
+
+# --- item: operator conveniences ----------------------------------------------------------------
+
+def _ops(backend):
+    rng = np.random.default_rng(5)
+    d, lo, up = rng.standard_normal((4, 6)), rng.standard_normal(5), rng.standard_normal(5)
+    U, V = rng.standard_normal((6, 2)), rng.standard_normal((4, 6, 2))
+    conv = (lambda a: a) if backend == "numpy" else torch.from_numpy
+    T = ss.Tridiagonal(conv(d), conv(lo), conv(up))
+    H = ss.TridiagonalPlusLowRank(ss.Tridiagonal(conv(d), conv(lo)), conv(U), conv(V))
+    return T, H
+
+
+def _dense(op):
+    return np.asarray(op.to_dense())
+
+
+@pytest.mark.parametrize("which", ["T", "H"])
+def test_batch_indexing(backend, which):
+    op = dict(zip("TH", _ops(backend), strict=True))[which]
+    D = _dense(op)
+    np.testing.assert_array_equal(_dense(op[1]), D[1])
+    np.testing.assert_array_equal(_dense(op[1:3]), D[1:3])
+    np.testing.assert_array_equal(_dense(op[np.array([0, 3])]), D[[0, 3]])
+    with pytest.raises(IndexError, match="batch dimension"):
+        op[0, 1]
+    with pytest.raises(IndexError, match="no batch dimension"):
+        op[0][0]
+
+
+@pytest.mark.parametrize("which", ["T", "H"])
+def test_sums_multiples_and_identity_shifts(backend, which):
+    T, H = _ops(backend)
+    op = T if which == "T" else H
+    D, DT = _dense(op), _dense(T)
+    z = 0.3 - 0.2j
+    I6 = np.eye(6)
+    cases = {
+        "op + op": (op + op, 2 * D), "2 * op": (2 * op, 2 * D), "op * 2.5": (op * 2.5, 2.5 * D),
+        "np.float64(3) * op": (np.float64(3) * op, 3 * D), "-op": (-op, -D),
+        "op - z I": (op - z * ss.identity, D - z * I6), "z I - op": (z * ss.identity - op, z * I6 - D),
+        "op + T": (op + T, D + DT), "op - T": (op - T, D - DT),
+        "op.shift(z)": (op.shift(z), D - z * I6),
+    }
+    for name, (got, want) in cases.items():
+        assert type(got) is type(op), name
+        np.testing.assert_allclose(_dense(got), want, rtol=1e-13, atol=1e-13, err_msg=name)
+    if which == "H":
+        assert (H + H).rank == 2 * H.rank
+
+
+def test_shift_by_a_batch_of_z_and_its_resolvent():
+    T, _ = _ops("numpy")
+    zs = np.array([0.1 + 1j, 0.2 + 1j, -0.3 + 0.5j, 1j])
+    S = T.shift(zs)
+    np.testing.assert_allclose(S.resolvent_diagonal(0.0), T.resolvent_diagonal(zs), rtol=1e-13)
+
+
+def test_to_dtype_and_device():
+    T, H = _ops("torch")
+    for op in (T, H):
+        op32 = op.to(torch.float32)
+        assert op32.dtype == torch.float32 and op32.to("cpu").dtype == torch.float32
+    Tn, _ = _ops("numpy")
+    with pytest.raises(TypeError, match="moves torch tensors"):
+        Tn.to("cpu")
+
+
+@pytest.mark.parametrize("which", ["T", "H"])
+def test_resolvent_entries(backend, which):
+    op = dict(zip("TH", _ops(backend), strict=True))[which]
+    z = 0.3 + 0.1j
+    G = np.linalg.inv(_dense(op) - z * np.eye(6))
+    pairs = np.array([[0, 5], [3, 1], [2, 2], [5, 0], [4, 5]])
+    got = np.asarray(op.resolvent_entries(pairs, z))
+    assert got.shape == (4, 5)
+    np.testing.assert_allclose(got, G[:, pairs[:, 0], pairs[:, 1]], rtol=1e-10)
+    with pytest.raises(IndexError, match="0 <= i, j < N = 6"):
+        op.resolvent_entries([[0, 6]], z)

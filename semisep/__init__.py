@@ -8,6 +8,7 @@ semiseparable operators, on NumPy and torch (CPU and CUDA), with exact O(N)-memo
 True
 """
 
+from ._algebra import ScaledIdentity, identity
 from .errors import (
     BackendError,
     IllConditionedWarning,
@@ -22,6 +23,23 @@ from .semiseparable import Semiseparable
 from .tridiagonal import PivotInfo, Tridiagonal, logdet, resolvent_diagonal, solve
 
 __version__ = "0.1.0"
+
+#: subpackages reachable as attributes of the package, imported on first access
+_LAZY_SUBMODULES = ("reference", "backends", "testing", "cost", "nn")
+
+
+def __getattr__(name: str):
+    """``semisep.reference``, ``semisep.backends``, ``semisep.testing``, ``semisep.cost`` and
+    ``semisep.nn`` (needs torch) are imported on first access."""
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
 
 
 def test(device=None, profile="quick", dtype=None, extra_args=(), seed=None):
@@ -43,6 +61,8 @@ __all__ = [
     "resolvent_diagonal",
     "solve",
     "logdet",
+    "identity",
+    "ScaledIdentity",
     "SemisepError",
     "ShapeError",
     "NonFiniteError",

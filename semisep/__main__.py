@@ -9,6 +9,46 @@ import time
 import numpy as np
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``semisep <command>: error: ...`` and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _int_in(lo: int, hi: int | None = None):
+    """argparse type: an integer in [lo, hi]."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(
+                f"{v} is out of range: needs {lo} <= value" + (f" <= {hi}" if hi is not None else ""))
+        return v
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v > 0 and np.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{v} must be a finite number > 0")
+    return v
+
+
+def _fail(command: str, message: str) -> int:
+    """Print one line ``semisep <command>: <message>`` to stderr; exit code 2 (invalid input)."""
+    print(f"semisep {command}: {message}", file=sys.stderr)
+    return 2
+
+
 def _median_time(fn, repeats: int) -> float:
     """Median wall time of ``repeats`` calls (the caller warms up first)."""
     times = []
@@ -84,9 +124,85 @@ def _test(args: argparse.Namespace) -> int:
     try:
         return test(device=args.device, profile=args.profile, dtype=args.dtype,
                     extra_args=args.pytest_args, seed=args.seed)
-    except DeviceUnavailableError as exc:
-        print(f"semisep test: {exc}", file=sys.stderr)
-        return 2
+    except (DeviceUnavailableError, ValueError, ImportError) as exc:
+        return _fail("test", str(exc))
+
+
+#: .npy dtypes verify accepts (what semisep computes in; integers and bools become float64)
+_VERIFY_KINDS = "float32, float64, complex64, complex128, integer or bool"
+
+
+def _read_npy_header(path: str) -> tuple[tuple[int, ...], np.dtype, int] | str:
+    """``(shape, dtype, data_bytes_in_file)`` from a .npy header without reading the data, or
+    a one-line reason why ``path`` is not a usable .npy matrix file."""
+    import os
+
+    from numpy.lib import format as npf
+
+    if os.path.isdir(path):
+        return f"cannot read {path!r}: it is a folder, not a .npy file"
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        return f"cannot read {path!r}: {exc.strerror or exc}"
+    with fh:
+        head = fh.read(6)
+        if len(head) == 0:
+            return f"cannot read {path!r}: the file is empty (a .npy file from np.save is needed)"
+        if head[:2] == b"PK":
+            return (f"cannot read {path!r}: it is a .npz archive (np.savez); verify takes one "
+                    "matrix in a .npy file (np.save)")
+        if head != b"\x93NUMPY":
+            return (f"cannot read {path!r} as a .npy array: it does not start with the .npy magic "
+                    "bytes (a text or other file? save the matrix with np.save)")
+        fh.seek(0)
+        try:
+            version = npf.read_magic(fh)
+            reader = npf.read_array_header_1_0 if version == (1, 0) else npf.read_array_header_2_0
+            shape, fortran, dtype = reader(fh, max_header_size=100_000)
+        except Exception as exc:  # a damaged header: numpy's ValueError, an unknown version...
+            return f"cannot read {path!r} as a .npy array: damaged header ({exc})"
+        data_bytes = os.fstat(fh.fileno()).st_size - fh.tell()
+    return tuple(int(d) for d in shape), np.dtype(dtype), data_bytes
+
+
+def _load_matrix(path: str) -> np.ndarray | str:
+    """The square matrix in the .npy file ``path``, or a one-line reason why not.  The header is
+    checked (dtype, shape, size against the file and against memory) before anything is
+    allocated."""
+    import os
+
+    info = _read_npy_header(path)
+    if isinstance(info, str):
+        return info
+    shape, dtype, data_bytes = info
+    if dtype.hasobject:
+        return (f"{path!r} holds pickled Python objects (dtype {dtype}), which are not loaded; "
+                f"a numeric matrix is needed ({_VERIFY_KINDS})")
+    ok_kind = dtype.kind in "biu" or (dtype.kind in "fc" and dtype.itemsize in (4, 8, 16)
+                                        and dtype.itemsize // (2 if dtype.kind == "c" else 1) in (4, 8))
+    if not ok_kind:
+        return f"{path!r} has dtype {dtype}, which semisep does not compute in; use {_VERIFY_KINDS}"
+    if len(shape) != 2 or shape[0] != shape[1]:
+        return f"{path!r} holds an array of shape {shape}; a square matrix (N, N) is needed"
+    if shape[0] == 0:
+        return f"{path!r} holds an empty (0, 0) matrix; N >= 1 is needed"
+    need = shape[0] * shape[1] * dtype.itemsize
+    if data_bytes < need:
+        return (f"{path!r} is truncated: its header declares {shape} {dtype} ({need:.4g} bytes) "
+                f"but the file holds {data_bytes:.4g} bytes of data")
+    try:
+        avail = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        avail = None
+    work = 8 * shape[0] * shape[1] * 16  # the matrix in complex128 and a few dense work copies
+    if avail is not None and work > avail:
+        return (f"{path!r} holds a {shape[0]} x {shape[1]} matrix; verifying it densely needs about "
+                f"{work / 2**30:.3g} GiB, more than this machine's {avail / 2**30:.3g} GiB")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, MemoryError) as exc:
+        return f"cannot read {path!r} as a .npy array: {exc}"
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -95,37 +211,31 @@ def _verify(args: argparse.Namespace) -> int:
 
     import semisep as ss
 
-    try:
-        H = np.load(args.file, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        print(f"semisep verify: cannot read {args.file!r} as a .npy array: {exc}", file=sys.stderr)
-        return 2
-    if H.ndim != 2 or H.shape[0] != H.shape[1]:
-        print(f"semisep verify: {args.file!r} holds an array of shape {H.shape}; "
-              "a square matrix (N, N) is needed", file=sys.stderr)
-        return 2
-    if not np.issubdtype(H.dtype, np.number) or np.issubdtype(H.dtype, np.bool_):
-        print(f"semisep verify: {args.file!r} has dtype {H.dtype}; a numeric matrix is needed",
-              file=sys.stderr)
-        return 2
+    H = _load_matrix(args.file)
+    if isinstance(H, str):
+        return _fail("verify", H)
+    n = int(H.shape[0])
     if not np.isfinite(H).all():
-        bad = np.argwhere(~np.isfinite(H))[0]
-        print(f"semisep verify: {args.file!r} holds NaN or inf (first at index {tuple(bad)})",
-              file=sys.stderr)
-        return 2
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(H))[0])
+        return _fail("verify", f"{args.file!r} holds NaN or inf (first at index {bad})")
+    if args.rank is not None and args.rank > n:
+        return _fail("verify", f"--rank {args.rank} is larger than N = {n}; use 0 <= rank <= {n}")
     from ._progress import verify_progress  # a bar and an estimate for large N (stderr)
 
     t0 = time.perf_counter()
     with verify_progress(H, args.rank):
-        op = ss.factorize(H, rank=args.rank)
+        try:
+            op = ss.factorize(H, rank=args.rank, max_iter=args.max_iter, tol=args.tol)
+        except (ValueError, TypeError) as exc:
+            return _fail("verify", str(exc))
         report = ss.check_factorization(H, op, rtol=args.rtol)
     elapsed = time.perf_counter() - t0
     if args.json:
         out = report.as_dict()
-        out.update(file=args.file, n=int(H.shape[0]), seconds=elapsed)
+        out.update(file=args.file, n=n, seconds=elapsed)
         print(json.dumps(out, indent=2, default=float))
     else:
-        print(f"semisep verify {args.file}: N = {H.shape[0]}, dtype {H.dtype}")
+        print(f"semisep verify {args.file}: N = {n}, dtype {H.dtype}")
         for key, value in report.as_dict().items():
             print(f"  {key:>16}: {value}")
         print(f"  {'time':>16}: {elapsed:.3f} s")
@@ -151,11 +261,12 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="semisep", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="semisep", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("selfcheck", help="accuracy check on built-in data, with timings")
-    p.add_argument("--log2n", type=int, default=16, help="log2 of the chain length (default 16)")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--log2n", type=_int_in(1, 30), default=16,
+                   help="log2 of the chain length, 1..30 (default 16)")
+    p.add_argument("--batch", type=_int_in(1), default=8, help="batch size, >= 1 (default 8)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_selfcheck)
     p = sub.add_parser(
@@ -165,8 +276,14 @@ def main(argv: list[str] | None = None) -> int:
         "Frobenius error is within --rtol, 1 if not, 2 for unreadable or invalid input.",
     )
     p.add_argument("file", help="a .npy file holding a square (N, N) matrix")
-    p.add_argument("--rank", type=int, default=None, help="rank r (default ceil(log2 N))")
-    p.add_argument("--rtol", type=float, default=1e-2, help="relative tolerance (default 1e-2)")
+    p.add_argument("--rank", type=_int_in(0), default=None,
+                   help="rank r, 0 <= r <= N (default ceil(log2 N))")
+    p.add_argument("--rtol", type=_positive_float, default=1e-2,
+                   help="relative tolerance (default 1e-2)")
+    p.add_argument("--max-iter", type=_int_in(1), default=200,
+                   help="alternating-projection iterations at most (default 200)")
+    p.add_argument("--tol", type=_positive_float, default=1e-4,
+                   help="stop when the residual's relative decrease is below this (default 1e-4)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_verify)
     p = sub.add_parser(
@@ -183,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
     p.add_argument("--profile", default="quick", choices=["quick", "thorough", "deep"])
-    p.add_argument("--dtype", default=None, help="only tests whose id mentions this dtype")
+    p.add_argument("--dtype", default=None,
+                   help="draw property examples only in this dtype (float32, float64, complex64, "
+                   "complex128; comma-separated); a selection that runs no example fails")
     p.add_argument("--seed", type=int, default=None, help="hypothesis seed")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
     p.set_defaults(func=_test)

@@ -7,6 +7,25 @@ import sys
 from collections.abc import Sequence
 
 PROFILES = ("quick", "thorough", "deep")
+#: exit code of a run that checked nothing (pytest's "no tests collected")
+NO_EXAMPLES = 5
+
+
+def require_test_extras() -> None:
+    """ImportError naming the missing test dependencies and the command that installs them."""
+    import importlib
+
+    missing = []
+    for name in ("pytest", "hypothesis"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ImportError(
+            f"semisep.test needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'}"
+            ' not installed: pip install "semisep[test]"'
+        )
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -81,20 +100,33 @@ def test(
     profile : "quick" | "thorough" | "deep"
         Hypothesis profile: about 15, 150 or 1500 examples per property.
     dtype : str, optional
-        Only run tests whose id mentions this dtype name (a pytest ``-k`` filter).
+        Draw property examples only in this dtype ("float32", "float64", "complex64",
+        "complex128"; comma-separated for several).
     extra_args : sequence of str
         More pytest arguments (e.g. ``["-x", "-k", "resolvent"]``).
     seed : int, optional
         Hypothesis seed, for reproducing a run.
 
     A failing example prints hypothesis's reproduction (the falsifying example and a
-    ``@reproduce_failure`` blob) so that it can be filed as an issue.
+    ``@reproduce_failure`` blob) so that it can be filed as an issue.  A run that executes no
+    hypothesis example (a filter that selects nothing) is a failure (exit code 5, pytest's
+    "no tests collected"), never a pass.
+
+    Needs pytest and hypothesis (``pip install "semisep[test]"``); without them an ImportError
+    says so.
     """
+    require_test_extras()
     import pytest
 
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     device = check_device(device)
+    if dtype is not None:
+        from .tests.plugin import ALL_DTYPES
+
+        names = [x.strip() for x in str(dtype).split(",")]
+        if not all(x in ALL_DTYPES for x in names):
+            raise ValueError(f"dtype must be one of {ALL_DTYPES} (comma-separated), got {dtype!r}")
     args = [
         "--pyargs", "semisep.tests", "-p", "semisep.tests.plugin", "-p", "no:cacheprovider", "-q",
         # ignore whatever pytest configuration the current directory has
@@ -104,7 +136,7 @@ def test(
     if seed is not None:
         args.append(f"--hypothesis-seed={seed}")
     if dtype:
-        args += ["-k", dtype]
+        args.append(f"--semisep-dtype={dtype}")
     args += list(extra_args)
     print(f"semisep.test: device {device}, profile {profile}; {versions()}", flush=True)
     from ._progress import PytestProgress  # a bar and an estimate for the longer profiles
@@ -112,7 +144,12 @@ def test(
     code = int(pytest.main(args, plugins=[] if profile == "quick" else [PytestProgress(profile)]))
     from .tests.plugin import EXAMPLES
 
-    status = "passed" if code == 0 else f"FAILED (pytest exit code {code})"
+    if code == 0 and EXAMPLES["run"] == 0:
+        code = NO_EXAMPLES
+        status = (f"FAILED: the selection (dtype {dtype!r}, pytest arguments {list(extra_args)}) "
+                  "ran no hypothesis example, so nothing was checked")
+    else:
+        status = "passed" if code == 0 else f"FAILED (pytest exit code {code})"
     print(
         f"semisep.test summary: device {device}, profile {profile}, "
         f"hypothesis examples run {EXAMPLES['run']}, {status}; {versions()}",

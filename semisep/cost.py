@@ -416,7 +416,7 @@ def dense_core_saved_bytes(n: int, batch: int, compute_dtype: Any = "float32") -
 
 def core_memory(n: int, r: int, batch: int, input_dtype: Any = "float32",
                 param_dtype: Any = "float32", checkpointing: bool = False,
-                precision: str = "auto", shift_form: bool = False) -> dict:
+                precision: str = "auto", shift_form: bool = False, device: Any = None) -> dict:
     """Memory of one training step of a model that uses ``BirmanSchwingerCore`` (Adam).
 
     Keys (bytes)::
@@ -437,11 +437,17 @@ def core_memory(n: int, r: int, batch: int, input_dtype: Any = "float32",
         dense_total_bytes  the same step with a dense learned N x N matrix in place of U V^T:
                            dense operators B N^2 (compute dtype), parameter + gradient + two
                            moments 4 N^2 (parameter dtype), saved (B, N, N) complex inverse
-        memory_savings     1 - total_bytes / dense_total_bytes
+        memory_savings     1 - total_bytes / dense_total_bytes: the training step's saving
+                           (the forward diagnostics' ``operator_memory_savings`` is another
+                           quantity: the batch operator's arrays against dense matrices)
 
     ``precision``: "auto" computes in ``input_dtype``, "float32"/"float64" in that dtype.
-    ``shift_form``: the CPU autograd path (:func:`core_saved_bytes`).
+    ``shift_form``: the CPU autograd path (:func:`core_saved_bytes`).  ``device`` (a torch
+    device or its name), when given, decides it instead: ``shift_form = (device type == "cpu")``,
+    so that a GPU step can be planned from a CPU process.
     """
+    if device is not None:
+        shift_form = str(device).split(":")[0] == "cpu"
     compute = input_dtype if precision == "auto" else precision
     f = itemsize(compute)
     p = itemsize(param_dtype)

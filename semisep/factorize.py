@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import _linalg as la
+from ._validation import as_array, check_int
 from ._validation import check_finite as _check_finite_arrays
 from .backends import backend_for
 from .errors import ShapeError
@@ -138,7 +139,7 @@ def factorize(
     ``"randomized"``, plus O(N^2 r) to form the residual.
     """
     bk = backend_for(H)
-    H = bk.asarray(H)
+    H = as_array(bk, "H", H, scalar_ok=False)
     if H.ndim < 2 or H.shape[-1] != H.shape[-2]:
         raise ShapeError(f"H has shape {tuple(H.shape)}: it must be square, (..., N, N)")
     n = int(H.shape[-1])
@@ -149,9 +150,10 @@ def factorize(
         _check_finite_arrays(bk, H=H)
     if rank is None:
         rank = math.ceil(math.log2(n)) if n > 1 else 0
-    rank = int(rank)
-    if not 0 <= rank <= n:
-        raise ValueError(f"rank = {rank} must satisfy 0 <= rank <= N = {n}")
+    rank = check_int("rank", rank, 0, n, maximum_text=f"N = {n}")
+    oversample = check_int("oversample", oversample, 0)
+    power_iters = check_int("power_iters", power_iters, 0)
+    max_iter = check_int("max_iter", max_iter, 1)
     if method not in ("auto", "svd", "randomized"):
         raise ValueError(f"method={method!r}; choose 'auto', 'svd' or 'randomized'")
     if method == "auto":
@@ -260,6 +262,12 @@ def check_factorization(
     (O(N^2) memory).  See :class:`FactorizationReport` for the fields; ``passes`` is
     ``relative_error <= rtol``.
     """
+    if not callable(getattr(op, "to_dense", None)):
+        raise TypeError(
+            f"op must be a structured operator (anything with to_dense(), e.g. the result of "
+            f"semisep.factorize), got {type(op).__name__}; for two dense arrays compare "
+            "np.linalg.norm(H - M) / np.linalg.norm(H)"
+        )
     Hn = _to_numpy(H)
     On = _to_numpy(op.to_dense())
     if Hn.shape[-2:] != On.shape[-2:]:

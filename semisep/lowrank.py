@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from . import _algebra
 from . import _linalg as la
 from ._operator import StructuredOperator
-from ._validation import broadcast_shapes, split_rhs
+from ._validation import as_array, broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import SINGULAR_FACTOR, Backend, backend_for
 from .errors import BackendError, IllConditionedWarning, ShapeError, SingularMatrixError
@@ -118,8 +119,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
         if bk.lazy:  # its Woodbury step decides on values (condition estimates) before compute
             raise BackendError("TridiagonalPlusLowRank does not take dask arrays yet; use Tridiagonal "
                                "on dask arrays, or NumPy / torch arrays here")
-        U = bk.asarray(U, like=T.diag)
-        V = bk.asarray(V, like=T.diag)
+        U = as_array(bk, "U", U, like=T.diag, scalar_ok=False)
+        V = as_array(bk, "V", V, like=T.diag, scalar_ok=False)
         n = T.n
         for name, x in (("U", U), ("V", V)):
             if x.ndim < 2:
@@ -190,6 +191,76 @@ class TridiagonalPlusLowRank(StructuredOperator):
         return self.tridiagonal.to_dense() + self.U @ la.mT(self.V)
 
 
+    # -- conveniences (semisep/_algebra.py) ---------------------------------------------------
+    __array_ufunc__ = None  # numpy scalars and arrays defer to the operator's own operators
+
+    def _arrays(self) -> dict[str, Any]:
+        T = self.tridiagonal
+        return {"diag": T.diag, "lower": T.lower, "upper": T.upper, "U": self.U, "V": self.V}
+
+    @staticmethod
+    def _from(a: dict[str, Any], check_finite: bool = True) -> TridiagonalPlusLowRank:
+        T = Tridiagonal(a["diag"], a["lower"], a["upper"], check_finite=check_finite)
+        return TridiagonalPlusLowRank(T, a["U"], a["V"], check_finite=check_finite)
+
+    def __getitem__(self, key: Any) -> TridiagonalPlusLowRank:
+        """``H[k]``, ``H[1:3]``, ``H[idx]``: the operator of the selected batch entries."""
+        nd = {"diag": 1, "lower": 1, "upper": 1, "U": 2, "V": 2}
+        return self._from(_algebra.batch_index(self, key, self._arrays(), nd), check_finite=False)
+
+    def to(self, *args: Any, **kwargs: Any) -> TridiagonalPlusLowRank:
+        """``torch.Tensor.to`` applied to every array (torch-backed operators only)."""
+        return self._from(_algebra.to_device(self, self._arrays(), *args, **kwargs))
+
+    def shift(self, c: Any) -> TridiagonalPlusLowRank:
+        """``H - c I``; ``c`` a scalar or an array broadcastable against T's batch shape."""
+        return TridiagonalPlusLowRank(self.tridiagonal.shift(c), self.U, self.V)
+
+    def __add__(self, other: Any) -> Any:
+        if isinstance(other, (Tridiagonal, _algebra.ScaledIdentity)):
+            return TridiagonalPlusLowRank(self.tridiagonal + other, self.U, self.V)
+        if isinstance(other, TridiagonalPlusLowRank):
+            bk = self._backend
+            dt = bk.result_dtype(self.U, other.U)
+            batch = broadcast_shapes({"left": self._batch_shape, "right": other.batch_shape})
+
+            def cat(a, b):
+                a = bk.broadcast_to(bk.astype(a, dt), batch + tuple(a.shape[-2:]))
+                b = bk.broadcast_to(bk.astype(b, dt), batch + tuple(b.shape[-2:]))
+                return bk.concat([a, b], axis=-1)
+
+            return TridiagonalPlusLowRank(self.tridiagonal + other.tridiagonal,
+                                          cat(self.U, other.U), cat(self.V, other.V))
+        return NotImplemented
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> Any:
+        if isinstance(other, (Tridiagonal, TridiagonalPlusLowRank, _algebra.ScaledIdentity)):
+            return self + (-1.0) * other
+        return NotImplemented
+
+    def __rsub__(self, other: Any) -> Any:
+        if isinstance(other, (Tridiagonal, _algebra.ScaledIdentity)):
+            return (-1.0) * self + other
+        return NotImplemented
+
+    def __mul__(self, c: Any) -> Any:
+        if not _algebra.is_scalar(c):
+            return NotImplemented
+        return TridiagonalPlusLowRank(c * self.tridiagonal, c * self.U, self.V)
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> TridiagonalPlusLowRank:
+        return (-1.0) * self
+
+    def resolvent_entries(self, pairs: Any, z: Any = 0.0, **solve_kwargs: Any) -> Any:
+        """``G_ij = [(H - z I)^{-1}]_{ij}`` for integer ``pairs`` (K, 2); shape
+        ``broadcast(batch_shape, z.shape) + (K,)``.  One :meth:`solve` with the distinct unit
+        columns ``e_j``: O(N r) per distinct ``j``; exact and differentiable."""
+        return _algebra.resolvent_entries(self, pairs, z, **solve_kwargs)
+
     # -- products -----------------------------------------------------------------------------
     def matvec(self, x: Any) -> Any:
         """``H x = T x + U (V^T x)`` for x (..., N) or (..., N, k); O(N r k)."""
@@ -202,20 +273,20 @@ class TridiagonalPlusLowRank(StructuredOperator):
     def _apply(self, tri_apply, left, right, x):
         bk = self._backend
         backend_for(self.U, x)
-        x = bk.asarray(x, like=self.U)
+        x = as_array(bk, "x", x, like=self.U, scalar_ok=False)
         is_vec, _, _ = split_rhs(x, len(self._batch_shape), self._n)
-        xx = x[..., None] if is_vec else x
-        y = tri_apply(xx)  # matrix right-hand side: (..., N, k)
+        y = tri_apply(x)  # the tridiagonal part reads x by the same vector/matrix rule
+        xx = x[..., None] if is_vec else x  # the low-rank part: (..., N, k)
         dtype = y.dtype
-        y = y + bk.astype(left, dtype) @ (la.mT(bk.astype(right, dtype)) @ bk.astype(xx, dtype))
-        return y[..., 0] if is_vec else y
+        low = bk.astype(left, dtype) @ (la.mT(bk.astype(right, dtype)) @ bk.astype(xx, dtype))
+        return y + (low[..., 0] if is_vec else low)
 
     # -- Woodbury -----------------------------------------------------------------------------
     def _prepare(self, z: Any, extra: dict | None = None, extra_dtype: Any = None):
         """Full batch shape and dtype of a computation with shift ``z``."""
         bk = self._backend
         backend_for(self.U, z)
-        z_arr = bk.asarray(z, like=self.U)
+        z_arr = as_array(bk, "z", z, like=self.U)
         shapes = {"operator": self._batch_shape, "z": tuple(z_arr.shape)}
         if extra:
             shapes.update(extra)
@@ -282,7 +353,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
         """
         bk = self._backend
         backend_for(self.U, b)
-        b = bk.asarray(b, like=self.U)
+        b = as_array(bk, "b", b, like=self.U, scalar_ok=False)
         is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), self._n)
         batch, dtype = self._prepare(z, extra={"b": b_batch}, extra_dtype=b)
         bb = self._low(b[..., None] if is_vec else b, batch, dtype)

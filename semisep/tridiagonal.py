@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from . import _algebra
 from . import _linalg as la
 from ._operator import StructuredOperator
-from ._validation import broadcast_shapes, split_rhs
+from ._validation import as_array, broadcast_shapes, split_rhs
 from ._validation import check_finite as _require_finite  # the methods have a check_finite flag
 from .backends import Backend, backend_for
 from .errors import ShapeError, SingularMatrixError
@@ -90,9 +91,9 @@ class Tridiagonal(StructuredOperator):
 
     def __init__(self, diag: Any, lower: Any, upper: Any = None, *, check_finite: bool = True):
         bk = backend_for(diag, lower, upper)
-        diag = bk.asarray(diag)
-        lower = bk.asarray(lower, like=diag)
-        upper = None if upper is None else bk.asarray(upper, like=diag)
+        diag = as_array(bk, "diag", diag, scalar_ok=False)
+        lower = as_array(bk, "lower", lower, like=diag, scalar_ok=False)
+        upper = None if upper is None else as_array(bk, "upper", upper, like=diag, scalar_ok=False)
         if diag.ndim < 1:
             raise ShapeError(f"diag must have shape (..., N), got a {diag.ndim}-d array")
         n = int(diag.shape[-1])
@@ -165,6 +166,66 @@ class Tridiagonal(StructuredOperator):
             A[..., idx[:-1], idx[1:]] = bk.broadcast_to(self.upper_, self._batch_shape + (n - 1,))
         return A
 
+
+    # -- conveniences (semisep/_algebra.py) ---------------------------------------------------
+    __array_ufunc__ = None  # numpy scalars and arrays defer to the operator's own operators
+
+    def _arrays(self) -> dict[str, Any]:
+        return {"diag": self.diag, "lower": self.lower, "upper": self.upper}
+
+    def __getitem__(self, key: Any) -> Tridiagonal:
+        """``T[k]``, ``T[1:3]``, ``T[idx]``: the operator of the selected batch entries."""
+        a = _algebra.batch_index(self, key, self._arrays(), {"diag": 1, "lower": 1, "upper": 1})
+        return Tridiagonal(a["diag"], a["lower"], a["upper"], check_finite=False)
+
+    def to(self, *args: Any, **kwargs: Any) -> Tridiagonal:
+        """``torch.Tensor.to`` applied to every array (torch-backed operators only)."""
+        a = _algebra.to_device(self, self._arrays(), *args, **kwargs)
+        return Tridiagonal(a["diag"], a["lower"], a["upper"])
+
+    def shift(self, c: Any) -> Tridiagonal:
+        """``T - c I``; ``c`` a scalar or an array broadcastable against the batch shape."""
+        bk = self._backend
+        c_arr = as_array(bk, "c", c, like=self.diag)
+        c_b = c_arr if getattr(c_arr, "ndim", 0) == 0 else c_arr[..., None]
+        return Tridiagonal(self.diag - c_b, self.lower, self.upper)
+
+    def __add__(self, other: Any) -> Any:
+        if isinstance(other, _algebra.ScaledIdentity):
+            return self.shift(-other.scale)
+        if isinstance(other, Tridiagonal):
+            upper = None if (self.upper is None and other.upper is None) else self.upper_ + other.upper_
+            return Tridiagonal(self.diag + other.diag, self.lower + other.lower, upper)
+        return NotImplemented
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> Any:
+        if isinstance(other, (Tridiagonal, _algebra.ScaledIdentity)):
+            return self + (-1.0) * other
+        return NotImplemented
+
+    def __rsub__(self, other: Any) -> Any:
+        if isinstance(other, _algebra.ScaledIdentity):
+            return (-1.0) * self + other
+        return NotImplemented
+
+    def __mul__(self, c: Any) -> Any:
+        if not _algebra.is_scalar(c):
+            return NotImplemented
+        upper = None if self.upper is None else c * self.upper
+        return Tridiagonal(c * self.diag, c * self.lower, upper)
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> Tridiagonal:
+        return (-1.0) * self
+
+    def resolvent_entries(self, pairs: Any, z: Any = 0.0, **solve_kwargs: Any) -> Any:
+        """``G_ij = [(T - z I)^{-1}]_{ij}`` for integer ``pairs`` (K, 2); shape
+        ``broadcast(batch_shape, z.shape) + (K,)``.  One :meth:`solve` with the distinct unit
+        columns ``e_j``: O(N) per distinct ``j``; exact and differentiable."""
+        return _algebra.resolvent_entries(self, pairs, z, **solve_kwargs)
 
     # -- products -----------------------------------------------------------------------------
     def matvec(self, x: Any) -> Any:
@@ -271,7 +332,7 @@ class Tridiagonal(StructuredOperator):
         """
         bk = self._backend
         backend_for(self.diag, b)  # mixed array types -> BackendError
-        b = bk.asarray(b, like=self.diag)
+        b = as_array(bk, "b", b, like=self.diag, scalar_ok=False)
         if check_finite:
             _require_finite(bk, b=b)
         is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), self._n)
@@ -431,7 +492,7 @@ def _shifted_rows(
 ) -> _Rows:
     bk = op.backend
     backend_for(op.diag, z)  # mixed array types -> BackendError
-    z_arr = bk.asarray(z, like=op.diag)
+    z_arr = as_array(bk, "z", z, like=op.diag)
     if check:
         _require_finite(bk, z=z_arr)
     shapes = {"operator": op.batch_shape, "z": tuple(z_arr.shape)}
@@ -528,7 +589,7 @@ def _apply_tridiagonal(bk: Backend, diag, lower, upper, x):
 def _tridiagonal_matvec(op: Tridiagonal, diag, lower, upper, x):
     bk = op.backend
     backend_for(op.diag, x)
-    x = bk.asarray(x, like=op.diag)
+    x = as_array(bk, "x", x, like=op.diag, scalar_ok=False)
     is_vec, _, _ = split_rhs(x, len(op.batch_shape), op.n)
     xx = x[..., None] if is_vec else x
     dtype = bk.result_dtype(diag, xx)

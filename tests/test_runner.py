@@ -75,3 +75,49 @@ def test_bad_device_and_profile_names():
 
     with pytest.raises(ValueError, match="profile"):
         semisep.test(profile="huge")
+
+
+def test_dtype_selection_runs_examples_in_that_dtype():
+    r = _run(
+        """
+        import sys, semisep
+        sys.exit(semisep.test(dtype="float32", extra_args=["-k", "property_resolvent_diagonal and numpy"]))
+        """
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert int(out.split("hypothesis examples run ")[1].split(",")[0]) > 0, out
+
+
+def test_a_selection_that_runs_no_example_fails():
+    """Tests that pass but draw no hypothesis example checked no property: not a pass."""
+    r = _run(
+        """
+        import sys, semisep
+        sys.exit(semisep.test(extra_args=["-k", "errors"]))
+        """
+    )
+    out = r.stdout + r.stderr
+    assert "passed" in out.split("semisep.test summary")[0], out   # pytest itself passed
+    assert r.returncode == 5, out
+    assert "ran no hypothesis example" in out
+
+
+def test_missing_test_extras_say_what_to_install():
+    r = _run(
+        """
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name in ("pytest", "hypothesis"):
+                    raise ModuleNotFoundError(name)
+        sys.meta_path.insert(0, Block())
+        import semisep
+        try:
+            semisep.test()
+        except ImportError as exc:
+            print("ERR", exc)
+        """
+    )
+    out = r.stdout + r.stderr
+    assert 'pip install "semisep[test]"' in out and "ERR" in out, out

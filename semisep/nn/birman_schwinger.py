@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._args import Diagnostics, check_int, check_positive, check_shift, reject_seed_kwargs
+
 __all__ = [
     "BirmanSchwingerCore",
     "laplacian_pivots",
@@ -249,8 +251,16 @@ class BirmanSchwingerCore(nn.Module):
     O(N) by :func:`hilbert_schmidt_norm_sq`; per row in ``schatten_s2_per_sample``),
     ``precision_upgrades`` (rows recomputed in float64 in this call), ``rank``,
     ``use_semiseparable``, ``memory_bytes`` (bytes of the batch's operator ``H`` as held:
-    tridiagonal part plus ``U``, ``V``), ``memory_savings`` (``1 - memory_bytes`` / bytes of the
-    B dense N x N matrices in the same dtype).
+    tridiagonal part plus ``U``, ``V``), ``operator_memory_savings`` (``1 - memory_bytes`` /
+    bytes of the B dense N x N matrices in the same dtype: the operator's storage only; the
+    saving of a whole training step is ``estimate_memory_usage(B)["memory_savings"]``).  The
+    dict is a :class:`~semisep.nn._args.Diagnostics`: a BK-Core key (``condition_number``,
+    ``memory_savings``) raises a KeyError saying what replaced it.
+
+    A BK-Core constructor argument (``use_mourre``, ``use_lap``, ``schatten_threshold``,
+    ``num_experts``, ``rank``) raises a TypeError saying what replaced it; so does the
+    attribute ``core.semiseparable`` (the low-rank term is ``core.U``, ``core.V``, its rank
+    ``core.rank``).
 
     **What this is not** (the original's mistakes, not reproduced):
 
@@ -270,10 +280,19 @@ class BirmanSchwingerCore(nn.Module):
                  enable_gradient_checkpointing: bool = False, precision: str = "auto",
                  precision_upgrade_threshold: float = 1e6, init_scale: float | None = None,
                  history_size: int = 1000, dtype: torch.dtype = torch.float32,
-                 device: Any = None):
+                 device: Any = None, **seed_kwargs: Any):
         super().__init__()
-        if n_seq < 2:
-            raise ValueError(f"n_seq must be at least 2, got {n_seq}")
+        reject_seed_kwargs("BirmanSchwingerCore", seed_kwargs)
+        n_seq = check_int("n_seq", n_seq, 2)
+        epsilon = check_positive("epsilon", epsilon)
+        if semiseparable_rank is not None:
+            semiseparable_rank = check_int("semiseparable_rank", semiseparable_rank, 1, n_seq,
+                                           maximum_text=f"n_seq = {n_seq}")
+        precision_upgrade_threshold = check_positive("precision_upgrade_threshold",
+                                                     precision_upgrade_threshold, allow_inf=True)
+        history_size = check_int("history_size", history_size, 0)
+        if init_scale is not None:
+            init_scale = check_positive("init_scale", init_scale, allow_zero=True)
         if precision not in ("auto", "float32", "float64"):
             raise ValueError(f"precision must be 'auto', 'float32' or 'float64', got {precision!r}")
         self.n_seq = int(n_seq)
@@ -385,6 +404,17 @@ class BirmanSchwingerCore(nn.Module):
                 upgraded = bad
         return G, guarded, cond, upgraded
 
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "semiseparable":
+                raise AttributeError(
+                    "BirmanSchwingerCore has no .semiseparable (a BK-Core attribute): the low-rank "
+                    "term is core.U, core.V (n_seq, rank), its rank core.rank; the operator of a "
+                    "batch is semisep.TridiagonalPlusLowRank(T, core.U, core.V)") from None
+            raise
+
     # ------------------------------------------------------------------------------------------
     def forward(self, v: torch.Tensor, z: Any = None) -> tuple[torch.Tensor, dict]:
         """Features ``[Re G_ii, Im G_ii]`` (B, N, 2) in ``v``'s dtype and the diagnostics.
@@ -405,6 +435,7 @@ class BirmanSchwingerCore(nn.Module):
             v = v.to(torch.get_default_dtype())
         if z is None:
             z = complex(0.0, self.epsilon)
+        z = check_shift("z", z)
         if isinstance(z, torch.Tensor):
             if z.dim() > 1 or (z.dim() == 1 and z.shape[0] not in (1, v.shape[0])):
                 raise ValueError(f"z must be a scalar or have shape (B,) = ({v.shape[0]},), "
@@ -454,7 +485,7 @@ class BirmanSchwingerCore(nn.Module):
             B, n = v.shape
             Gd = G.detach()
             finite = bool(torch.isfinite(torch.view_as_real(Gd)).all())
-            max_abs = float(Gd.abs().max())
+            max_abs = float(Gd.abs().max()) if Gd.numel() else 0.0
             zd = z.detach().to(torch.complex128) if isinstance(z, torch.Tensor) else torch.tensor(
                 z, dtype=torch.complex128)
             hermitian = (not self.use_semiseparable) or self._lowrank_symmetric()
@@ -469,20 +500,20 @@ class BirmanSchwingerCore(nn.Module):
             op_bytes = B * n * item + (n - 1) * item + 2 * n * self.rank * item
             dense = B * n * n * item
             ups = int(upgraded.sum())
-            diag = {
+            diag = Diagnostics({
                 "all_finite": finite,
                 "pivots_guarded": int(guarded.sum()),
                 "max_abs_G": max_abs,
                 "resolvent_bound": bound,
                 "capacitance_condition": float(cond.max()) if cond.numel() else None,
-                "schatten_s2": float(s2.max()),
+                "schatten_s2": float(s2.max()) if s2.numel() else 0.0,
                 "schatten_s2_per_sample": s2,
                 "precision_upgrades": ups,
                 "rank": self.rank,
                 "use_semiseparable": self.use_semiseparable,
                 "memory_bytes": int(op_bytes),
-                "memory_savings": 1.0 - op_bytes / dense,
-            }
+                "operator_memory_savings": 1.0 - op_bytes / dense if dense else 0.0,
+            })
         self._calls += 1
         self._upgrades_total += ups
         self._last_batch_size = B
@@ -495,24 +526,31 @@ class BirmanSchwingerCore(nn.Module):
     # memory model
     # ------------------------------------------------------------------------------------------
     def estimate_memory_usage(self, batch_size: int, use_checkpointing: bool | None = None,
-                              dtype: torch.dtype | None = None) -> dict:
+                              dtype: torch.dtype | None = None, device: Any = None) -> dict:
         """Bytes of one training step at ``batch_size`` (see :func:`semisep.cost.core_memory`).
 
         Keys: ``tridiagonal_bytes``, ``lowrank_bytes``, ``activation_bytes`` (saved for
         backward), ``recompute_bytes`` (rebuilt by a checkpointed backward), ``optimizer_bytes``
         (Adam: two moments and a step per parameter), ``gradient_bytes``, ``parameter_bytes``,
         ``total_bytes`` (the peak during backward), ``dense_total_bytes``, ``memory_savings``.
-        ``dtype`` is the input's dtype (default: the parameters').
+        ``dtype`` is the input's dtype (default: the parameters').  ``device`` is where the
+        step will run (default: where the parameters are now): plan for a GPU before
+        ``.cuda()`` with ``device="cuda"`` (the CPU and CUDA autograd paths save different
+        tensors, :func:`semisep.cost.core_saved_bytes`).
         """
         from ..cost import core_memory
 
         if use_checkpointing is None:
             use_checkpointing = self.enable_gradient_checkpointing
+        batch_size = check_int("batch_size", batch_size, 0)
         dt = dtype or self._param_dtype
-        held = next(iter(self.parameters()), None)
-        if held is None:
-            held = next(iter(self.buffers()), None)
-        on_cpu = held is None or held.device.type == "cpu"  # CPU: the shift-form autograd path
+        if device is not None:
+            on_cpu = torch.device(device).type == "cpu"  # no CUDA needed to plan for it
+        else:
+            held = next(iter(self.parameters()), None)
+            if held is None:
+                held = next(iter(self.buffers()), None)
+            on_cpu = held is None or held.device.type == "cpu"  # CPU: the shift-form autograd path
         return core_memory(self.n_seq, self.rank, int(batch_size), input_dtype=dt,
                            param_dtype=self._param_dtype, checkpointing=bool(use_checkpointing),
                            precision=self.precision, shift_form=on_cpu)
@@ -520,16 +558,22 @@ class BirmanSchwingerCore(nn.Module):
     def compute_optimal_batch_size(self, available_memory_bytes: float,
                                    use_checkpointing: bool | None = None,
                                    safety_factor: float = 0.8,
-                                   dtype: torch.dtype | None = None) -> int:
+                                   dtype: torch.dtype | None = None, device: Any = None) -> int:
         """The largest ``B`` with ``estimate_memory_usage(B)["total_bytes"] <=
         safety_factor * available_memory_bytes`` (exact: the estimate is affine in B and the
-        search is a bracket-and-bisect on it); 0 when not even ``B = 1`` fits.  For a single
-        core checkpointing does not raise it much: the backward rebuilds the activations
-        (``recompute_bytes``)."""
+        search is a bracket-and-bisect on it); 0 when not even ``B = 1`` fits.  ``device`` as in
+        :meth:`estimate_memory_usage`.
+
+        With checkpointing the recommended batch is *lower* for a single core, and that is
+        right: the step's peak is during this core's backward, which rebuilds the activations
+        (``recompute_bytes``, the plain path's saved bytes) while the checkpoint's saved inputs
+        are still held, so the peak is the plain peak plus the inputs.  Checkpointing pays in a
+        stack of L cores, where only one core's activations are rebuilt at a time."""
         budget = float(available_memory_bytes) * float(safety_factor)
 
         def fits(b: int) -> bool:
-            return self.estimate_memory_usage(b, use_checkpointing, dtype)["total_bytes"] <= budget
+            est = self.estimate_memory_usage(b, use_checkpointing, dtype, device)
+            return est["total_bytes"] <= budget
 
         if not fits(1):
             return 0

@@ -22,10 +22,31 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._args import check_int, check_shift, reject_seed_kwargs
 from ._flops import bk_layer_flops, multiscale_bk_layer_flops
 from .sparse import laplacian_resolvent_diagonal
 
 __all__ = ["BKCore", "BKLayer", "AdaptiveDownsampling", "AdaptiveUpsampling", "MultiScaleBKLayer"]
+
+
+def _check_layer_args(d_model: Any, n_seq: Any, hidden: Any, z: Any):
+    """Validated ``(d_model, n_seq, hidden, z)`` of a BK layer; errors name the argument."""
+    d_model = check_int("d_model", d_model, 1)
+    n_seq = check_int("n_seq", n_seq, 1)
+    hidden = None if hidden is None else check_int("hidden", hidden, 1)
+    return d_model, n_seq, hidden, check_shift("z", z)
+
+
+def _check_input(x: Any, n_seq: int, d_model: int) -> tuple[int, int, int]:
+    """``x.shape`` as ``(B, N, d)`` after checking ``x`` is a (B, n_seq, d_model) float tensor."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[1:] != (n_seq, d_model):
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a tensor of shape (B, n_seq, d_model) = (B, {n_seq}, "
+                         f"{d_model}), got {got}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a real floating tensor, got dtype {x.dtype}")
+    B, N, D = x.shape
+    return int(B), int(N), int(D)
 
 
 class BKCore(nn.Module):
@@ -43,6 +64,8 @@ class BKCore(nn.Module):
     def forward(self, h: torch.Tensor, z: Any = 1j) -> torch.Tensor:
         v = self.v_proj(h)[..., 0]
         G = laplacian_resolvent_diagonal(v, z, method=self.method)
+        if not G.is_complex():  # a real z off the spectrum: G is real, Im G = 0
+            G = torch.complex(G, torch.zeros_like(G))
         u = h + self.feat_proj(torch.view_as_real(G).to(h.dtype))
         return self.fc2(nn.functional.gelu(self.fc1(u)))
 
@@ -54,16 +77,19 @@ class BKLayer(nn.Module):
     ``stats["flops"]`` = :func:`semisep.nn._flops.bk_layer_flops` for this call's shapes."""
 
     def __init__(
-        self, d_model: int, n_seq: int, hidden: int | None = None, z: Any = 1j, method: str = "auto"
+        self, d_model: int, n_seq: int, hidden: int | None = None, z: Any = 1j, method: str = "auto",
+        **seed_kwargs: Any,
     ):
         super().__init__()
+        reject_seed_kwargs("BKLayer", seed_kwargs)
+        d_model, n_seq, hidden, z = _check_layer_args(d_model, n_seq, hidden, z)
         self.n_seq = n_seq
         self.norm = nn.LayerNorm(d_model)
         self.core = BKCore(d_model, hidden, method)
         self.z = z
 
     def forward(self, x: torch.Tensor):
-        B, N, D = x.shape
+        B, N, D = _check_input(x, self.n_seq, self.core.d_model)
         out = x + self.core(self.norm(x), self.z)
         return out, {"flops": bk_layer_flops(B, N, D, self.core.hidden)["total"]}
 
@@ -82,7 +108,7 @@ class AdaptiveDownsampling(nn.Module):
         B, N, D = h.shape
         if N % 2:
             h = torch.cat([h, h[:, -1:]], dim=1)
-        pairs = h.reshape(B, -1, 2, D)
+        pairs = h.reshape(B, h.shape[1] // 2, 2, D)  # explicit sizes: B = 0 works too
         w = torch.softmax(self.score(pairs), dim=2)  # (B, m, 2, 1)
         return (w * pairs).sum(dim=2)
 
@@ -127,8 +153,12 @@ class MultiScaleBKLayer(nn.Module):
         z: Any = 1j,
         refine_kernel: int = 3,
         method: str = "auto",
+        **seed_kwargs: Any,
     ):
         super().__init__()
+        reject_seed_kwargs("MultiScaleBKLayer", seed_kwargs)
+        d_model, n_seq, hidden, z = _check_layer_args(d_model, n_seq, hidden, z)
+        refine_kernel = check_int("refine_kernel", refine_kernel, 1)
         if refine_kernel % 2 != 1:
             raise ValueError(f"refine_kernel must be odd, got {refine_kernel}")
         self.n_seq = n_seq
@@ -143,7 +173,7 @@ class MultiScaleBKLayer(nn.Module):
         self.refine_kernel = refine_kernel
 
     def forward(self, x: torch.Tensor):
-        B, N, D = x.shape
+        B, N, D = _check_input(x, self.n_seq, self.norm.normalized_shape[0])
         h = self.norm(x)
         h_low = self.down(h)
         up = self.up(self.core(h_low, self.z), N)
@@ -154,7 +184,7 @@ class MultiScaleBKLayer(nn.Module):
         stats = {
             "flops": ms,
             "flops_full": full,
-            "flops_saved_ratio": 1.0 - ms / full,
+            "flops_saved_ratio": 1.0 - ms / full if full else 0.0,  # B = 0: nothing to save
             "n_low": h_low.shape[1],
         }
         return out, stats

@@ -20,6 +20,15 @@ settings.register_profile("semisep-deep", _BASE, max_examples=1500)
 
 EXAMPLES = {"run": 0}
 
+#: the dtypes the property tests draw from (``--semisep-dtype`` narrows them)
+ALL_DTYPES = ("float32", "float64", "complex64", "complex128")
+DTYPES: dict[str, tuple[str, ...]] = {"selected": ALL_DTYPES}
+
+
+def selected_dtypes() -> tuple[str, ...]:
+    """The dtype names the property tests draw from (all four unless ``--semisep-dtype``)."""
+    return DTYPES["selected"]
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("semisep")
@@ -27,6 +36,20 @@ def pytest_addoption(parser):
         "--semisep-device", default=None,
         help="torch device for the torch-backend tests (cpu, cuda, cuda:N); default cpu",
     )
+    group.addoption(
+        "--semisep-dtype", default=None,
+        help=f"draw property examples only in these dtypes (comma-separated, of {ALL_DTYPES})",
+    )
+
+
+def pytest_configure(config):
+    opt = config.getoption("--semisep-dtype", None)
+    if opt:
+        names = tuple(x.strip() for x in opt.split(",") if x.strip())
+        bad = [x for x in names if x not in ALL_DTYPES]
+        if bad or not names:
+            raise pytest.UsageError(f"--semisep-dtype {opt!r}: choose from {', '.join(ALL_DTYPES)}")
+        DTYPES["selected"] = names
 
 
 @pytest.fixture(scope="session")

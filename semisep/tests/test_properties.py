@@ -12,9 +12,11 @@ import semisep as ss
 from semisep import reference as ref
 
 from ._support import count_example, to_backend, to_numpy, tolerance
+from .plugin import selected_dtypes
 
 batch_shapes = st.sampled_from([(), (1,), (2,), (2, 1), (1, 3)])
-dtypes = st.sampled_from([np.float32, np.float64, np.complex64, np.complex128])
+# drawn from the dtypes the runner selected (semisep.test(dtype=...): --semisep-dtype)
+dtypes = st.deferred(lambda: st.sampled_from([np.dtype(n).type for n in selected_dtypes()]))
 shifts = st.one_of(
     st.complex_numbers(max_magnitude=3, allow_nan=False, allow_infinity=False).filter(
         lambda z: abs(z.imag) > 1e-3

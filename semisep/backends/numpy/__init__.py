@@ -42,6 +42,7 @@ from numba.extending import overload
 
 from .. import SINGULAR_FACTOR, Backend
 from .._blas import single_threaded_blas
+from .._numba import cache_option, configure_threading, jit
 from . import linalg as _linalg_ns
 
 __all__ = [
@@ -68,7 +69,8 @@ __all__ = [
     "woodbury_correction_ref",
 ]
 
-_JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
+configure_threading()  # numba's threading layer: fork- and thread-safe (backends/_numba.py)
+_JIT = dict(nogil=True, cache=cache_option(__file__), fastmath=False, error_model="numpy")
 #: Globals the kernels read that are defined in another file.  numba freezes a global's value
 #: into the compiled code, and its on-disk cache is keyed on this file's time stamp and each
 #: function's bytecode only: a cached kernel would keep an old value while the NumPy twins read
@@ -530,7 +532,7 @@ def _resolvent_row_twosided(diag, shift, beta, pivmin, G):
     return guarded, singular
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _resolvent_batch(diag, shift, beta, pivmin, G, guarded, singular):
     """One row per task (``G (B, N)`` written in place; ``guarded``, ``singular`` ``(B,)``)."""
     for k in prange(diag.shape[0]):
@@ -589,13 +591,13 @@ def _resolvent_row_selected(alpha, beta, pivmin, idx, gL, out):
     return guarded, singular
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _resolvent_selected_batch(alpha, beta, pivmin, idx, gL, out, guarded, singular):
     for r in prange(alpha.shape[0]):
         guarded[r], singular[r] = _resolvent_row_selected(alpha[r], beta[r], pivmin[r], idx, gL[r], out[r])
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _resolvent_pivots_batch(diag, shift, beta, pivmin, G, gL, gR, guarded, singular, start):
     """Rows ``start .. B-1`` one per task (:func:`_pivots_row_interleaved`)."""
     for k in prange(start, diag.shape[0]):
@@ -603,7 +605,7 @@ def _resolvent_pivots_batch(diag, shift, beta, pivmin, G, gL, gR, guarded, singu
                                                           G[k], gL[k], gR[k])
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _resolvent_pivots_pairs(diag, shift, beta, pivmin, G, gL, gR, guarded, singular, npairs):
     """Rows ``2p, 2p+1`` for ``p < npairs``, one pair per task (:func:`_pivots_rows_paired`).
     A separate function from :func:`_resolvent_pivots_batch`, so that a call that never pairs
@@ -662,7 +664,7 @@ def _resolvent_backward_row(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, co
     return total
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, conjugate, dreal, want_real,
                               dsum):
     """One row per task: the two scans read four B x N arrays and are bound by memory, so rows
@@ -672,13 +674,13 @@ def _resolvent_backward_batch(gbar, G, gL, gR, beta, dalpha, dbeta, want_dbeta, 
                                           want_dbeta, conjugate, dreal[k], want_real)
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _left_batch(alpha, beta, pivmin, gL, guarded, singular):
     for k in prange(alpha.shape[0]):
         guarded[k], singular[k] = _left_row(alpha[k], beta[k], pivmin[k], gL[k])
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _right_batch(alpha, beta, pivmin, gR, guarded):
     for k in prange(alpha.shape[0]):
         guarded[k] = _right_row(alpha[k], beta[k], pivmin[k], gR[k])
@@ -764,7 +766,7 @@ def _logdet_row(alpha, beta, pivmin):
     return np.log(a) + expo * math.log(2.0), p / a, guarded, singular
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _logdet_batch(alpha, beta, pivmin, logabs, phase, guarded, singular):
     for k in prange(alpha.shape[0]):
         logabs[k], phase[k], guarded[k], singular[k] = _logdet_row(alpha[k], beta[k], pivmin[k])
@@ -842,7 +844,7 @@ def _solve_row(alpha, b, c, f, pivmin, x, gL):
     return guarded, singular
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _solve_batch(alpha, b, c, f, pivmin, x, gL, guarded, singular):
     for r in prange(alpha.shape[0]):
         guarded[r], singular[r] = _solve_row(alpha[r], b[r], c[r], f[r], pivmin[r], x[r], gL[r])
@@ -961,7 +963,7 @@ def _panel(flat, n, j0, j1):
     return flat[n * j0:n * j1].reshape((n, j1 - j0))
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _woodbury_forward_batch(alpha, shift, b, c, U, V, pivmin, X, gL, K, guarded, singular):
     """B x nsplit tasks (row k, panel t): X[k]'s panel t, gL[k, t], K[k, t][:, panel t].
     X (B, N r) flat; V (BV, N, r) with BV = 1 (shared) or B."""
@@ -1027,7 +1029,7 @@ def _woodbury_correction_panel(gL, b, c, X, V, KT, P, out):
         out[i] = s
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _woodbury_correction_batch(gL, b, c, X, V, KT, P, out):
     """B x nsplit tasks (row k, panel t) -> out[t, k] (N,); nsplit = out.shape[0]."""
     nsplit, B, n = out.shape

@@ -855,8 +855,8 @@ def _host_view(t: torch.Tensor) -> np.ndarray | None:
 
 
 def _np_view(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a CPU tensor (conjugation resolved; copied only if not strided along N)."""
-    t = t.detach().resolve_conj()
+    """A NumPy view of a CPU tensor (conjugation, negation resolved; copied if not strided along N)."""
+    t = t.detach().resolve_conj().resolve_neg()
     if t.dim() and t.shape[-1] > 1 and t.stride(-1) != 1:
         t = t.contiguous()
     return t.numpy()
@@ -869,9 +869,9 @@ def _pivots_sequential_numpy(alpha: torch.Tensor, beta: torch.Tensor, pivmin: to
     from .. import numpy as npb
 
     fn = npb.right_pivots if right else npb.left_pivots
-    a = alpha.detach().resolve_conj().contiguous()
-    b = beta.detach().resolve_conj().contiguous()
-    p = pivmin.detach().to(_real_dtype(alpha.dtype)).contiguous()
+    a = alpha.detach().resolve_conj().resolve_neg().contiguous()
+    b = beta.detach().resolve_conj().resolve_neg().contiguous()
+    p = pivmin.detach().to(_real_dtype(alpha.dtype)).resolve_neg().contiguous()
     g, guarded = fn(a.numpy(), b.numpy(), p.numpy())
     return torch.from_numpy(np.asarray(g)), torch.from_numpy(np.asarray(guarded, dtype=np.int64))
 
@@ -976,7 +976,7 @@ def _combine_resolvent(gL, gR, beta):
 def _resolvent_flags(G, pivmin):
     """Contract: singular where some ``|gamma_i| = |1/G_ii| < SINGULAR_FACTOR * pivmin``
     (NaN-aware: a non-finite G counts as singular)."""
-    if G.shape[1] == 0:
+    if G.shape[0] == 0 or G.shape[1] == 0:
         return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
     pm = pivmin.to(_real_dtype(G.dtype))[:, None]
     if G.is_complex():  # cheap certificate first: |G| <= sqrt(2) max(|re G|, |im G|) (one reduction)
@@ -1150,7 +1150,7 @@ class _ResolventShiftedFn(torch.autograd.Function):
         from .. import numpy as npb
 
         dtype = torch.promote_types(torch.promote_types(diag.dtype, shift.dtype), beta.dtype)
-        p = pivmin.detach().to(_real_dtype(dtype)).contiguous().numpy()
+        p = pivmin.detach().to(_real_dtype(dtype)).resolve_neg().contiguous().numpy()
         out = npb.resolvent_diagonal_shifted_with_pivots(_np_view(diag), _np_view(shift), _np_view(beta), p)
         G, gL, gR, guarded, singular = (torch.from_numpy(np.asarray(x)) for x in out)
         ctx.save_for_backward(beta, G, gL, gR)
@@ -1243,7 +1243,7 @@ def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
         from .. import numpy as npb
 
         a, b = _np_view(alpha), _np_view(beta)
-        p = pivmin.detach().to(_real_dtype(alpha.dtype)).contiguous().numpy()
+        p = pivmin.detach().to(_real_dtype(alpha.dtype)).resolve_neg().contiguous().numpy()
         out = npb.resolvent_diagonal_with_pivots(a, b, p)
         G, gL, gR, guarded, singular = (torch.from_numpy(np.asarray(x)) for x in out)
         return G, guarded, singular, gL, gR
@@ -1715,7 +1715,7 @@ def _numpy_kernel(name: str, *tensors):
     from .. import get_backend
 
     nb = get_backend("numpy")
-    args = [t.detach().resolve_conj().contiguous().numpy() for t in tensors]
+    args = [t.detach().resolve_conj().resolve_neg().contiguous().numpy() for t in tensors]
     res, guarded, singular = getattr(nb, name)(*args, method="auto")
     return (torch.from_numpy(np.asarray(res)), torch.from_numpy(np.asarray(guarded, dtype=np.int64)),
             torch.from_numpy(np.asarray(singular, dtype=bool)))

@@ -1693,6 +1693,15 @@ def _abs2(x):
     return x.real * x.real + x.imag * x.imag if np.iscomplexobj(x) else x * x
 
 
+def _singular_at(G, pivmin):
+    """The certificate at the gathered positions: some ``|1/G_ii| < SINGULAR_FACTOR pivmin``,
+    NaN counting as singular (a zero pivot's ``1/G`` is NaN for complex G); compared without
+    squares, which could underflow."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gam = 1.0 / G
+    return ~(np.abs(gam) >= SINGULAR_FACTOR * np.asarray(pivmin)[:, None]).all(axis=1)
+
+
 def _selection_pays(n: int, indices) -> bool:
     """Whether the truncating selected-entry kernel can beat the fused full kernel + gather.
 
@@ -1792,11 +1801,11 @@ class NumpyBackend(Backend):
         if method == "reference":
             G, guarded, _ = resolvent_diagonal_ref(alpha, beta, pivmin)
             G = G[:, indices]
-            return G, guarded, (np.abs(1.0 / G) < SINGULAR_FACTOR * pivmin[:, None]).any(axis=1)
+            return G, guarded, _singular_at(G, pivmin)
         if not _selection_pays(alpha.shape[1], indices):
             G, guarded, singular = resolvent_diagonal_kernel(alpha, beta, pivmin)
             G = G[:, indices]
-            return G, guarded, (_abs2(1.0 / G) < (SINGULAR_FACTOR * pivmin[:, None]) ** 2).any(axis=1)
+            return G, guarded, _singular_at(G, pivmin)
         return resolvent_diagonal_selected_kernel(alpha, beta, pivmin, indices)
 
     def logdet(self, alpha, beta, pivmin, method="auto"):

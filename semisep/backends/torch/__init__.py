@@ -1387,7 +1387,7 @@ def _gtsv_ref_factor(alpha, b, c, f=None):
         piv = torch.where(swap, dl, di)
         other = torch.where(swap, di, dl)
         safe = torch.where(piv == 0, torch.ones_like(piv), piv)
-        fact = torch.where(other == 0, torch.zeros_like(other), other / safe)
+        fact = other / safe  # 0 where both are 0; no where() around it, which would cut the gradient
         us.append(piv)
         u1s.append(torch.where(swap, dn, dui))
         u2s.append(torch.where(swap, dun, zero))
@@ -1826,9 +1826,11 @@ class TorchBackend(Backend):
         method = self._resolve_method(method, alpha)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain pivoted loop, differentiable by ordinary autograd
-            # det A depends on the products beta_i only: A's upper diagonal beta, lower 1 (a
-            # diagonal similarity of A; the core scales A's largest entry to [1, 2))
-            ld, singular = _logdet_pivoted_ref(alpha, beta, torch.ones_like(beta), pivmin)
+            # det A depends on the products beta_i only: eliminate the diagonally similar
+            # matrix with upper beta_i / s and lower s, s = max|A_ij| (pivmin / eps) per row,
+            # whose entries are of A's size
+            s = (pivmin / torch.finfo(pivmin.dtype).eps).to(beta.dtype)[:, None]
+            ld, singular = _logdet_pivoted_ref(alpha, beta / s, s.expand_as(beta), pivmin)
             return ld, torch.zeros(alpha.shape[0], dtype=torch.int64, device=alpha.device), singular
         if self._needs_grad(alpha, beta):
             return _LogdetFn.apply(alpha, beta, pivmin, method, self.chunk_length)

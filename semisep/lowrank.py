@@ -561,7 +561,8 @@ def _relative_capacitance_cond(bk, K: Any) -> np.ndarray:
     if r == 0:
         return np.ones(tuple(K.shape[:-2]))
     smin = np.asarray(bk.to_numpy(la.svdvals(bk, K)), dtype=np.float64)[..., -1]
-    dev = np.asarray(bk.to_numpy(la.svdvals(bk, K - la.eye(bk, r, K.dtype, like=K))), dtype=np.float64)[..., 0]
+    KmI = K - la.eye(bk, r, K.dtype, like=K)
+    dev = np.asarray(bk.to_numpy(la.svdvals(bk, KmI)), dtype=np.float64)[..., 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(smin > 0, (1.0 + dev) / np.where(smin > 0, smin, 1.0), np.inf)
 

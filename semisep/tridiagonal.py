@@ -542,7 +542,8 @@ def _scaled_problem(op: Tridiagonal, rows: _Rows, k: Any) -> tuple[Tridiagonal, 
     g1, g2 = f1[..., None], f2[..., None]
     T = Tridiagonal(op.diag * g1 * g2, op.lower * g1 * g2,
                     None if op.upper is None else op.upper * g1 * g2, check_finite=False)
-    z = bk.astype(bk.asarray(rows._z if _is_python_scalar(rows._z) else rows._z_arr, like=op.diag), rows.dtype)
+    z = rows._z if _is_python_scalar(rows._z) else rows._z_arr
+    z = bk.astype(bk.asarray(z, like=op.diag), rows.dtype)
     with np.errstate(over="ignore"):  # NumPy's complex product warns spuriously near the range's end
         zs = z * f1 * f2
     return T, zs, (f1, f2)

@@ -219,12 +219,15 @@ def test_issue_scale_examples():
     assert np.allclose(T.resolvent_diagonal() * 1e155, [0.75, 1.0, 0.75], rtol=1e-14)
     assert np.allclose(T.solve(np.ones(3)) * 1e155, [0.5, 0.0, 0.5], atol=1e-14)
     for method in TORCH_METHODS:
-        Tt = ss.Tridiagonal(torch.full((3,), 2e155, dtype=torch.float64), torch.full((2,), 1e155, dtype=torch.float64))
-        assert np.allclose(Tt.resolvent_diagonal(method=method).numpy() * 1e155, [0.75, 1.0, 0.75], rtol=1e-13)
+        f64 = torch.float64
+        Tt = ss.Tridiagonal(torch.full((3,), 2e155, dtype=f64), torch.full((2,), 1e155, dtype=f64))
+        G = Tt.resolvent_diagonal(method=method).numpy()
+        assert np.allclose(G * 1e155, [0.75, 1.0, 0.75], rtol=1e-13)
     # extreme z: log det(1 - z) for a decoupled 2 x 2, z = 1e308 (1 + i)
     ld = ss.Tridiagonal(np.ones(2), np.zeros(1)).logdet(1e308 + 1e308j)
     true = 2 * np.log(complex(1 - 1e308, -1e308))
-    assert np.isfinite(ld) and abs(ld - (true.real + 1j * np.angle(np.exp(1j * true.imag)))) < 1e-12 * abs(true)
+    wrapped = true.real + 1j * np.angle(np.exp(1j * true.imag))
+    assert np.isfinite(ld) and abs(ld - wrapped) < 1e-12 * abs(true)
 
 
 @pytest.mark.parametrize("which", ["numpy", "torch"])
@@ -237,10 +240,11 @@ def test_zero_matrix_raises_everywhere(which, dtype):
             d, o = torch.as_tensor(d), torch.as_tensor(o)
         T = ss.Tridiagonal(d, o)
         z = 0j if dtype == "complex128" else 0.0
-        for call in (lambda: T.resolvent_diagonal(z), lambda: T.logdet(z),
-                     lambda: T.solve(d + 1, z), lambda: T.resolvent_diagonal(z, indices=[0])):
+        calls = (T.resolvent_diagonal, T.logdet, lambda zz, T=T, d=d: T.solve(d + 1, zz),
+                 lambda zz, T=T: T.resolvent_diagonal(zz, indices=[0]))
+        for call in calls:
             with pytest.raises(SingularMatrixError):
-                call()
+                call(z)
 
 
 # ------------------------------------------------------------------------------------------------

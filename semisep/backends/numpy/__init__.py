@@ -742,39 +742,60 @@ def _times_pivot(p, expo, d):
 
 @numba.njit(**_JIT)
 def _logdet_row(alpha, beta, pivmin):
-    """``log|det|`` and the phase ``det/|det|``; no storage.
+    """``log|det|`` and the phase ``det/|det|`` by Gaussian elimination with partial pivoting
+    (LAPACK ``?gtsv``'s, :func:`_gtsv_factor_step`): ``det A = (-1)^(exchanges) prod U_ii``;
+    no storage.
+
+    ``det A`` depends on the products ``beta_i`` only, so the elimination runs on the
+    diagonally similar matrix with upper ``beta_i / s`` and lower ``s``,
+    ``s = max(max |alpha_i|, sqrt(max |beta_i|))`` (magnitudes as ``|Re| + |Im|``), whose
+    entries are of A's size.  Returns ``(log|det|, phase, 0, singular)``: no pivot is guarded;
+    singular where some ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin`` (the certificate of
+    :func:`_solve_row`).
 
     The pivots' product is accumulated in double precision and renormalised by exact powers of
     two whenever it leaves ``[2^-100, 2^100]`` (a pivot outside that range is renormalised
     before the product), with the exponents summed: ``det = p 2^E``, ``log|det| = log|p| +
-    E log 2`` (:func:`_times_pivot`).  One multiplication per step instead of a ``log``, two
-    ``abs`` and a division.  The product's rounding errors are of the order of the summed
-    logs' (relative ``eps`` per step)."""
+    E log 2`` (:func:`_times_pivot`).  The product's rounding errors are of the order of the
+    summed logs' (relative ``eps`` per step)."""
     n = alpha.shape[0]
-    guarded = 0
+    q = SINGULAR_FACTOR * pivmin
     singular = False
-    if n == 1 and abs(alpha[0]) < SINGULAR_FACTOR * pivmin:
+    sa = 0.0
+    for i in range(n):
+        sa = max(sa, _cabs1(alpha[i]))
+    sb = 0.0
+    for i in range(n - 1):
+        sb = max(sb, _cabs1(beta[i]))
+    sc = max(sa, math.sqrt(sb))
+    if sc == 0.0 or not np.isfinite(sc):
+        sc = 1.0
+    di = alpha[0]
+    zero = di * 0
+    lower = zero + sc
+    rs = 1.0 / sc
+    dui = zero
+    if n > 1:
+        dui = zero + beta[0] * rs
+    p = _one_wide(di)
+    expo = 0
+    swaps = 0
+    for i in range(n - 1):
+        dun = zero
+        if i < n - 2:
+            dun = zero + beta[i + 1] * rs
+        u, _, _, _, _, swap, di, dui = _gtsv_factor_step(di, dui, lower, alpha[i + 1], dun)
+        if _cabs1(u) < q:
+            singular = True
+        p, expo = _times_pivot(p, expo, u)
+        swaps += swap
+    if _cabs1(di) < q:
         singular = True
-    d, g = _guard(alpha[0], pivmin)
-    if g:
-        guarded += 1
-        if n > 1 and abs(beta[0]) <= pivmin * pivmin:
-            singular = True
-    p, expo = _times_pivot(_one_wide(d), 0, d)
-    gl = _recip(d)
-    for i in range(1, n):
-        draw = alpha[i] - beta[i - 1] * gl
-        if i == n - 1 and _small(draw, SINGULAR_FACTOR * pivmin):
-            singular = True
-        d, g = _guard(draw, pivmin)
-        if g:
-            guarded += 1
-            if i < n - 1 and abs(beta[i]) <= pivmin * pivmin:
-                singular = True
-        p, expo = _times_pivot(p, expo, d)
-        gl = _recip(d)
+    p, expo = _times_pivot(p, expo, di)
+    if swaps % 2 == 1:
+        p = -p
     a = abs(p)
-    return np.log(a) + expo * math.log(2.0), p / a, guarded, singular
+    return np.log(a) + expo * math.log(2.0), p / a, 0, singular
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -1298,7 +1319,8 @@ def resolvent_diagonal_backward(gbar, G, gL, gR, beta, want_dbeta=True, conjugat
 
 
 def logdet_kernel(alpha, beta, pivmin):
-    """``log det A`` (B,) complex, imaginary part in (-pi, pi]; guarded; singular. Compiled."""
+    """``log det A`` (B,) complex, imaginary part in (-pi, pi]; guarded (zero); singular.
+    Compiled: partial pivoting (:func:`_logdet_row`)."""
     alpha, beta = _prep(alpha, beta)
     B = alpha.shape[0]
     real = np.finfo(alpha.dtype).dtype
@@ -1592,14 +1614,45 @@ def resolvent_diagonal_ref(alpha, beta, pivmin):
 
 
 def logdet_ref(alpha, beta, pivmin):
-    gL, guarded, singular = left_pivots_ref(alpha, beta, pivmin)
-    d = 1.0 / gL
-    logabs = np.log(np.abs(d)).sum(axis=1)
-    phase = np.ones(alpha.shape[0], np.result_type(alpha.dtype, np.complex64))
-    for i in range(alpha.shape[1]):
-        phase = phase * (d[:, i] / np.abs(d[:, i]))
-        phase = phase / np.abs(phase)
-    return _logdet_from_phase(logabs, phase), guarded, singular
+    """Twin of :func:`logdet_kernel`: the pivoted elimination of :func:`solve_ref` (no
+    right-hand side) on the similar matrix with upper ``beta / s``, lower ``s`` (as the
+    kernel), ``log det = sum log U_ii + i pi (exchanges)``."""
+    B, N = alpha.shape
+    sa = _cabs1_ref(alpha).max(axis=1)
+    sb = np.sqrt(_cabs1_ref(beta).max(axis=1)) if N > 1 else np.zeros(B)
+    s = np.maximum(sa, sb)
+    s = np.where((s == 0) | ~np.isfinite(s), 1.0, s)
+    b = (beta / s[:, None]).astype(alpha.dtype)
+    c = np.broadcast_to(s[:, None], beta.shape).astype(alpha.dtype)
+    u, swaps = _gtsv_factor_ref(alpha, b, c)
+    singular = (_cabs1_ref(u) < SINGULAR_FACTOR * np.asarray(pivmin)[:, None]).any(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ld = np.log(u.astype(np.result_type(u.dtype, np.complex64))).sum(axis=1)
+    phase = np.exp(1j * (ld.imag + np.pi * (swaps % 2)))
+    return _logdet_from_phase(ld.real, phase), np.zeros(B, np.int64), singular
+
+
+def _gtsv_factor_ref(alpha, b, c):
+    """U's diagonal (B, N) and the number of row exchanges (B,) of the pivoted elimination
+    (:func:`solve_ref`'s, without the right-hand side)."""
+    B, N = alpha.shape
+    u = np.zeros((B, N), alpha.dtype)
+    swaps = np.zeros(B, np.int64)
+    di = alpha[:, 0].copy()
+    dui = b[:, 0] if N > 1 else np.zeros(B, alpha.dtype)
+    for i in range(N - 1):
+        dl, dn = c[:, i], alpha[:, i + 1]
+        dun = b[:, i + 1] if i < N - 2 else np.zeros(B, alpha.dtype)
+        swap = _cabs1_ref(di) < _cabs1_ref(dl)
+        piv = np.where(swap, dl, di)
+        other = np.where(swap, di, dl)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fact = np.where(other == 0, 0, other / np.where(piv == 0, 1, piv))
+        u[:, i] = piv
+        di, dui = np.where(swap, dui - fact * dn, dn - fact * dui), np.where(swap, -fact * dun, dun)
+        swaps += swap
+    u[:, N - 1] = di
+    return u, swaps
 
 
 def _cabs1_ref(x):

@@ -97,10 +97,10 @@ in the sequential sweep; the projective chunk scan needs none (a zero leading mi
 ``den = 0``). In that guarded re-run, a chunk whose predecessor ended on a guarded pivot (or whose carry had
 to be guarded, or disagrees with the predecessor's last pivot by more than sqrt(eps)) restarts from
 the predecessor's own last pivot instead of the scan's carry, so the factorization stays consistent
-across the boundary (see :func:`_guarded_second_pass`). Known limitation: through a guarded pivot
-every Thomas solve is only O(eps/pivmin) accurate and relies on the core's iterative refinement;
-with very short chunks in float32 the chunked solve can need two
-refinement steps where the sequential one needs one (tests/test_backend_torch.py).
+across the boundary (see :func:`_guarded_second_pass`). Elimination without row exchanges is not
+backward stable through a tiny or guarded pivot, so the chunked ``solve`` refines iteratively to
+LAPACK ``?gtsv``'s backward error and hands rows that do not get there to the pivoted solve
+(:func:`_solve_stable`); ``"sequential"`` and ``"reference"`` pivot (``?gtsv``'s elimination).
 
 Autograd
 --------
@@ -125,6 +125,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.autograd.forward_ad as _fwad
+
+from .. import SINGULAR_FACTOR, Backend, _triton_resolvent
+
+__all__ = ["TorchBackend"]
 
 
 def once_differentiable(backward):
@@ -157,9 +161,6 @@ def _reject_forward_ad(*xs) -> None:
                 "use reverse mode, or method='reference' (plain torch ops, which support it)"
             )
 
-from .. import SINGULAR_FACTOR, Backend, _triton_resolvent
-
-__all__ = ["TorchBackend"]
 
 
 # ==================================================================================================
@@ -1358,7 +1359,7 @@ def _gtsv_ref(alpha, b, c, f, pivmin):
     B, N = alpha.shape
     pm = pivmin.to(_real_dtype(alpha.dtype))
     singular = (_cabs1(U) < SINGULAR_FACTOR * pm[:, None]).any(dim=1)
-    xs: list[torch.Tensor] = [None] * N  # type: ignore[list-item]
+    xs: list = [None] * N
     for i in range(N - 1, -1, -1):
         t = rows[i]
         if i + 1 < N:
@@ -1439,8 +1440,9 @@ def _backward_ok(alpha, b, c, f, x):
     eps = torch.finfo(_real_dtype(alpha.dtype)).eps
     anorm = _cabs1(alpha)
     if alpha.shape[1] > 1:
-        anorm = anorm + torch.nn.functional.pad(_cabs1(b), (0, 1)) + torch.nn.functional.pad(_cabs1(c), (1, 0))
-    anorm = anorm.amax(dim=1)  # (B,), within a factor 2 of ||A||_inf
+        pad = torch.nn.functional.pad
+        anorm = anorm + pad(_cabs1(b), (0, 1)) + pad(_cabs1(c), (1, 0))
+    anorm = anorm.amax(dim=1)  # (B,), within a factor sqrt(2) above ||A||_inf
     num = _cabs1(r).amax(dim=1)  # (B, k)
     den = anorm[:, None] * _cabs1(x).amax(dim=1) + _cabs1(f).amax(dim=1)
     ok = (num <= _REFINE_TOL * eps * den).all(dim=1)
@@ -1827,9 +1829,14 @@ class TorchBackend(Backend):
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain pivoted loop, differentiable by ordinary autograd
             # det A depends on the products beta_i only: eliminate the diagonally similar
-            # matrix with upper beta_i / s and lower s, s = max|A_ij| (pivmin / eps) per row,
-            # whose entries are of A's size
-            s = (pivmin / torch.finfo(pivmin.dtype).eps).to(beta.dtype)[:, None]
+            # matrix with upper beta_i / s and lower s, s = max(max|alpha_i|, sqrt(max|beta_i|))
+            # per row (as the numpy kernel), whose entries are of A's size
+            with torch.no_grad():
+                s = _cabs1(alpha).amax(dim=1)
+                if beta.shape[1]:
+                    s = torch.maximum(s, _cabs1(beta).amax(dim=1).sqrt())
+                s = torch.where((s == 0) | ~torch.isfinite(s), torch.ones_like(s), s)
+                s = s.to(beta.dtype)[:, None]
             ld, singular = _logdet_pivoted_ref(alpha, beta / s, s.expand_as(beta), pivmin)
             return ld, torch.zeros(alpha.shape[0], dtype=torch.int64, device=alpha.device), singular
         if self._needs_grad(alpha, beta):

@@ -158,6 +158,17 @@ def factorize(
         method = "svd" if n <= RANDOMIZED_THRESHOLD else "randomized"
     if max_iter < 1:
         raise ValueError(f"max_iter = {max_iter} must be at least 1")
+    k = _range_exponent(bk, H)
+    if k:  # entries far from 1: factorize 2^k H (exact), whose norms and products stay in range
+        f1 = bk.asarray(np.asarray(math.ldexp(1.0, k // 2), np.finfo(H.dtype).dtype), like=H)
+        f2 = bk.asarray(np.asarray(math.ldexp(1.0, k - k // 2), np.finfo(H.dtype).dtype), like=H)
+        op_s = factorize(H * f1 * f2, rank, method=method, max_iter=max_iter, tol=tol,
+                         oversample=oversample, power_iters=power_iters, seed=seed, check_finite=False)
+        Ts = op_s.tridiagonal
+        T = Tridiagonal(Ts.diag / f1 / f2, Ts.lower / f1 / f2, Ts.upper_ / f1 / f2, check_finite=False)
+        op = TridiagonalPlusLowRank(T, op_s.U / f1 / f2, op_s.V, check_finite=False)
+        op.factorization = op_s.factorization
+        return (op, check_factorization(H, op)) if return_report else op
 
     def svd_r(M, k):
         if method == "svd":
@@ -197,6 +208,17 @@ def factorize(
     if return_report:
         return op, check_factorization(H, op)
     return op
+
+
+def _range_exponent(bk, H: Any) -> int:
+    """0 where H's largest entry lies in ``[2^-100, 2^100]`` (or H is zero), else ``k`` with
+    ``2^k max|H_ij|`` in ``[1/2, 1)``: the sums of squares and products of the iteration stay
+    normal numbers for ``2^k H``."""
+    m = np.asarray(bk.to_numpy(bk.amax_abs(H.detach() if hasattr(H, "detach") else H, axis=-1)))
+    big = float(np.max(m, initial=0.0))
+    if big == 0 or not math.isfinite(big) or 2.0 ** -100 <= big <= 2.0 ** 100:
+        return 0
+    return -math.frexp(big)[1]
 
 
 def _band(bk, M: Any) -> Tridiagonal:

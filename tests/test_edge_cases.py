@@ -297,6 +297,11 @@ def test_check_factorization_is_scale_safe_and_never_passes_nan():
         assert rep.relative_error == pytest.approx(0.29) and not rep.passes
     with pytest.raises(NonFiniteError):
         check_factorization(H * np.nan, zero)
+    # factorize itself works at any scale (2^k H factorized, then scaled back exactly)
+    base = check_factorization(H, ss.factorize(H, rank=5)).relative_error
+    for s in (1e-300, 1e300):
+        rel = check_factorization(H * s, ss.factorize(H * s, rank=5)).relative_error
+        assert rel <= 10 * base + 1e-14
 
 
 # ------------------------------------------------------------------------------------------------

@@ -494,7 +494,13 @@ def _range_scale(rows: _Rows) -> Any:
     bounded from the entries of ``T`` and ``z`` taken apart."""
     bk = rows._op.backend
     E = _SAFE_EXP["single" if bk.eps(rows.dtype) > 1e-10 else "double"]
-    sc = np.asarray(bk.to_numpy(rows.scale), dtype=np.float64).reshape(-1)
+    try:
+        sc = np.asarray(bk.to_numpy(rows.scale)).reshape(-1)
+    except RuntimeError:  # a torch.func wrapper without storage: no values to look at here
+        return None
+    if sc.size == 0 or (sc.min() >= 2.0 ** -E and sc.max() <= 2.0 ** E):  # the common case
+        return None
+    sc = sc.astype(np.float64)
     if bool(((sc == 0) | ((sc >= 2.0 ** -E) & (sc <= 2.0 ** E))).all()):
         return None
     if not np.isfinite(sc).all():

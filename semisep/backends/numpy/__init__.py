@@ -741,17 +741,28 @@ def _times_pivot(p, expo, d):
 
 
 @numba.njit(**_JIT)
+def _balanced(beta, zero):
+    """``(beta / m, m)`` with ``m = sqrt(|Re beta| + |Im beta|)`` (``(0, 0)`` for beta = 0),
+    typed like ``zero``: the upper and lower entry of the balanced matrix (:func:`_logdet_row`)."""
+    m = math.sqrt(_cabs1(beta))
+    if m == 0.0:
+        return zero, zero
+    return zero + beta * (1.0 / m), zero + m
+
+
+@numba.njit(**_JIT)
 def _logdet_row(alpha, beta, pivmin):
     """``log|det|`` and the phase ``det/|det|`` by Gaussian elimination with partial pivoting
     (LAPACK ``?gtsv``'s, :func:`_gtsv_factor_step`): ``det A = (-1)^(exchanges) prod U_ii``;
     no storage.
 
     ``det A`` depends on the products ``beta_i`` only, so the elimination runs on the
-    diagonally similar matrix with upper ``beta_i / s`` and lower ``s``,
-    ``s = max(max |alpha_i|, sqrt(max |beta_i|))`` (magnitudes as ``|Re| + |Im|``), whose
-    entries are of A's size.  Returns ``(log|det|, phase, 0, singular)``: no pivot is guarded;
-    singular where some ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin`` (the certificate of
-    :func:`_solve_row`).
+    diagonally similar matrix with lower ``m_i = sqrt(|beta_i|)`` and upper ``beta_i / m_i``
+    (both of modulus ``m_i``; 0 where ``beta_i = 0``), the balanced form of A: for real
+    ``beta_i > 0`` it is symmetric, and its entries are at most A's.  Returns
+    ``(log|det|, phase, 0, singular)``: no pivot is guarded; singular where some
+    ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin`` (the certificate of :func:`_solve_row`,
+    for the balanced matrix: it lies within ``8 pivmin`` of a singular one).
 
     The pivots' product is accumulated in double precision and renormalised by exact powers of
     two whenever it leaves ``[2^-100, 2^100]`` (a pivot outside that range is renormalised
@@ -761,29 +772,20 @@ def _logdet_row(alpha, beta, pivmin):
     n = alpha.shape[0]
     q = SINGULAR_FACTOR * pivmin
     singular = False
-    sa = 0.0
-    for i in range(n):
-        sa = max(sa, _cabs1(alpha[i]))
-    sb = 0.0
-    for i in range(n - 1):
-        sb = max(sb, _cabs1(beta[i]))
-    sc = max(sa, math.sqrt(sb))
-    if sc == 0.0 or not np.isfinite(sc):
-        sc = 1.0
     di = alpha[0]
     zero = di * 0
-    lower = zero + sc
-    rs = 1.0 / sc
     dui = zero
+    lo_next = zero
     if n > 1:
-        dui = zero + beta[0] * rs
+        dui, lo_next = _balanced(beta[0], zero)
     p = _one_wide(di)
     expo = 0
     swaps = 0
     for i in range(n - 1):
+        lower = lo_next
         dun = zero
         if i < n - 2:
-            dun = zero + beta[i + 1] * rs
+            dun, lo_next = _balanced(beta[i + 1], zero)
         u, _, _, _, _, swap, di, dui = _gtsv_factor_step(di, dui, lower, alpha[i + 1], dun)
         if _cabs1(u) < q:
             singular = True
@@ -795,6 +797,8 @@ def _logdet_row(alpha, beta, pivmin):
     if swaps % 2 == 1:
         p = -p
     a = abs(p)
+    if not a > 0.0:  # an exactly zero pivot (flagged singular): numba's complex p / 0 raises
+        return -np.inf, p * 0 + 1.0, 0, True
     return np.log(a) + expo * math.log(2.0), p / a, 0, singular
 
 
@@ -1615,15 +1619,13 @@ def resolvent_diagonal_ref(alpha, beta, pivmin):
 
 def logdet_ref(alpha, beta, pivmin):
     """Twin of :func:`logdet_kernel`: the pivoted elimination of :func:`solve_ref` (no
-    right-hand side) on the similar matrix with upper ``beta / s``, lower ``s`` (as the
-    kernel), ``log det = sum log U_ii + i pi (exchanges)``."""
+    right-hand side) on the balanced similar matrix (lower ``m = sqrt(|beta|)``, upper
+    ``beta / m``, as the kernel), ``log det = sum log U_ii + i pi (exchanges)``."""
     B, N = alpha.shape
-    sa = _cabs1_ref(alpha).max(axis=1)
-    sb = np.sqrt(_cabs1_ref(beta).max(axis=1)) if N > 1 else np.zeros(B)
-    s = np.maximum(sa, sb)
-    s = np.where((s == 0) | ~np.isfinite(s), 1.0, s)
-    b = (beta / s[:, None]).astype(alpha.dtype)
-    c = np.broadcast_to(s[:, None], beta.shape).astype(alpha.dtype)
+    m = np.sqrt(_cabs1_ref(beta))
+    safe = np.where(m == 0, 1.0, m)
+    b = (beta / safe).astype(alpha.dtype)
+    c = m.astype(alpha.dtype)
     u, swaps = _gtsv_factor_ref(alpha, b, c)
     singular = (_cabs1_ref(u) < SINGULAR_FACTOR * np.asarray(pivmin)[:, None]).any(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):

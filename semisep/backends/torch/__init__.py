@@ -1828,16 +1828,14 @@ class TorchBackend(Backend):
         method = self._resolve_method(method, alpha)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain pivoted loop, differentiable by ordinary autograd
-            # det A depends on the products beta_i only: eliminate the diagonally similar
-            # matrix with upper beta_i / s and lower s, s = max(max|alpha_i|, sqrt(max|beta_i|))
-            # per row (as the numpy kernel), whose entries are of A's size
+            # det A depends on the products beta_i only: eliminate the balanced similar matrix
+            # with lower m_i = sqrt(|beta_i|) and upper beta_i / m_i (as the numpy kernel); m is
+            # a constant here, so the gradient reaches beta through beta / m only
             with torch.no_grad():
-                s = _cabs1(alpha).amax(dim=1)
-                if beta.shape[1]:
-                    s = torch.maximum(s, _cabs1(beta).amax(dim=1).sqrt())
-                s = torch.where((s == 0) | ~torch.isfinite(s), torch.ones_like(s), s)
-                s = s.to(beta.dtype)[:, None]
-            ld, singular = _logdet_pivoted_ref(alpha, beta / s, s.expand_as(beta), pivmin)
+                m = _cabs1(beta).sqrt()
+                c = m.to(beta.dtype)
+                m = torch.where(m == 0, torch.ones_like(m), m).to(beta.dtype)
+            ld, singular = _logdet_pivoted_ref(alpha, beta / m, c, pivmin)
             return ld, torch.zeros(alpha.shape[0], dtype=torch.int64, device=alpha.device), singular
         if self._needs_grad(alpha, beta):
             return _LogdetFn.apply(alpha, beta, pivmin, method, self.chunk_length)

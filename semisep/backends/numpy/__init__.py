@@ -1629,9 +1629,13 @@ def logdet_ref(alpha, beta, pivmin):
     u, swaps = _gtsv_factor_ref(alpha, b, c)
     singular = (_cabs1_ref(u) < SINGULAR_FACTOR * np.asarray(pivmin)[:, None]).any(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ld = np.log(u.astype(np.result_type(u.dtype, np.complex64))).sum(axis=1)
-    phase = np.exp(1j * (ld.imag + np.pi * (swaps % 2)))
-    return _logdet_from_phase(ld.real, phase), np.zeros(B, np.int64), singular
+        logabs = np.log(np.abs(u)).sum(axis=1)
+        phase = np.ones(B, alpha.dtype)  # real stays real (a signed zero would flip the angle)
+        for i in range(N):  # unit numbers multiplied as the kernel's running product
+            phase = phase * (u[:, i] / np.abs(u[:, i]))
+            phase = phase / np.abs(phase)
+    phase = np.where(swaps % 2 == 1, -phase, phase)
+    return _logdet_from_phase(logabs, phase), np.zeros(B, np.int64), singular
 
 
 def _gtsv_factor_ref(alpha, b, c):

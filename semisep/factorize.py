@@ -35,7 +35,7 @@ from . import _linalg as la
 from ._validation import as_array, check_int
 from ._validation import check_finite as _check_finite_arrays
 from .backends import backend_for
-from .errors import ShapeError
+from .errors import NonFiniteError, ShapeError
 from .lowrank import TridiagonalPlusLowRank
 from .tridiagonal import Tridiagonal
 
@@ -160,6 +160,17 @@ def factorize(
         method = "svd" if n <= RANDOMIZED_THRESHOLD else "randomized"
     if max_iter < 1:
         raise ValueError(f"max_iter = {max_iter} must be at least 1")
+    k = _range_exponent(bk, H)
+    if k:  # entries far from 1: factorize 2^k H (exact), whose norms and products stay in range
+        f1 = bk.asarray(np.asarray(math.ldexp(1.0, k // 2), np.finfo(H.dtype).dtype), like=H)
+        f2 = bk.asarray(np.asarray(math.ldexp(1.0, k - k // 2), np.finfo(H.dtype).dtype), like=H)
+        op_s = factorize(H * f1 * f2, rank, method=method, max_iter=max_iter, tol=tol,
+                         oversample=oversample, power_iters=power_iters, seed=seed, check_finite=False)
+        Ts = op_s.tridiagonal
+        T = Tridiagonal(Ts.diag / f1 / f2, Ts.lower / f1 / f2, Ts.upper_ / f1 / f2, check_finite=False)
+        op = TridiagonalPlusLowRank(T, op_s.U / f1 / f2, op_s.V, check_finite=False)
+        op.factorization = op_s.factorization
+        return (op, check_factorization(H, op)) if return_report else op
 
     def svd_r(M, k):
         if method == "svd":
@@ -199,6 +210,17 @@ def factorize(
     if return_report:
         return op, check_factorization(H, op)
     return op
+
+
+def _range_exponent(bk, H: Any) -> int:
+    """0 where H's largest entry lies in ``[2^-100, 2^100]`` (or H is zero), else ``k`` with
+    ``2^k max|H_ij|`` in ``[1/2, 1)``: the sums of squares and products of the iteration stay
+    normal numbers for ``2^k H``."""
+    m = np.asarray(bk.to_numpy(bk.amax_abs(H.detach() if hasattr(H, "detach") else H, axis=-1)))
+    big = float(np.max(m, initial=0.0))
+    if big == 0 or not math.isfinite(big) or 2.0 ** -100 <= big <= 2.0 ** 100:
+        return 0
+    return -math.frexp(big)[1]
 
 
 def _band(bk, M: Any) -> Tridiagonal:
@@ -260,7 +282,10 @@ def check_factorization(
 
     Computed in float64 / complex128 NumPy on the dense difference ``D = H - op.to_dense()``
     (O(N^2) memory).  See :class:`FactorizationReport` for the fields; ``passes`` is
-    ``relative_error <= rtol``.
+    ``relative_error <= rtol`` (never True where an error is NaN).  The norms are taken on
+    ``D`` and ``H`` divided by their largest entry (a power of two), so they neither overflow
+    nor underflow.  Raises :class:`~semisep.errors.NonFiniteError` if ``H`` or ``op``'s dense
+    form holds NaN or inf.
     """
     if not callable(getattr(op, "to_dense", None)):
         raise TypeError(
@@ -274,6 +299,14 @@ def check_factorization(
         raise ShapeError(f"H has shape {Hn.shape} but op has shape {On.shape}")
     dt = np.result_type(Hn, On, np.float64)
     Hn, On = Hn.astype(dt), On.astype(dt)
+    for name, M in (("H", Hn), ("op.to_dense()", On)):
+        if not np.isfinite(M).all():
+            raise NonFiniteError(f"check_factorization: {name} holds NaN or inf entries")
+    # one power of two for both (exact): H - op neither overflows nor underflows, and the norms'
+    # sums of squares of the scaled entries stay in range; the ratios are unchanged
+    big = max(float(np.max(np.abs(Hn), initial=0.0)), float(np.max(np.abs(On), initial=0.0)))
+    e = 0 if big == 0 else math.frexp(big)[1]
+    Hn, On = _ldexp(Hn, -e), _ldexp(On, -e)
     D = Hn - On
     batch = np.broadcast_shapes(Hn.shape[:-2], On.shape[:-2])
     D = np.broadcast_to(D, batch + D.shape[-2:]).reshape((-1,) + D.shape[-2:])
@@ -281,11 +314,12 @@ def check_factorization(
     rel, spec = 0.0, 0.0
     for d, h in zip(D, Hb, strict=True):
         nd, nh = float(np.linalg.norm(d)), float(np.linalg.norm(h))
-        rel = max(rel, _ratio(nd, nh))
+        rel = _worse(rel, _ratio(nd, nh))
         sd = _power_norm(d, power_iters, seed)
         sh = _power_norm(h, power_iters, seed)
-        spec = max(spec, _ratio(sd, sh))
-    max_abs = float(np.max(np.abs(D))) if D.size else 0.0
+        spec = _worse(spec, _ratio(sd, sh))
+    with np.errstate(over="ignore"):
+        max_abs = float(np.ldexp(np.max(np.abs(D)), e)) if D.size else 0.0
     hist = getattr(op, "factorization", None)
     iterations = getattr(hist, "iterations", None)
     rank = int(getattr(op, "rank", 0))
@@ -293,6 +327,18 @@ def check_factorization(
         relative_error=float(rel), max_abs_error=max_abs, spectral_error=float(spec),
         rank=rank, iterations=iterations, passes=bool(rel <= rtol), rtol=float(rtol),
     )
+
+
+def _ldexp(M: np.ndarray, k: int) -> np.ndarray:
+    """``M 2^k`` entrywise, exact (no ``2^k`` formed, so any exponent k)."""
+    if np.iscomplexobj(M):
+        return np.ldexp(M.real, k) + 1j * np.ldexp(M.imag, k)
+    return np.ldexp(M, k)
+
+
+def _worse(acc: float, x: float) -> float:
+    """``max(acc, x)`` that keeps a NaN (``max(0.0, nan)`` is 0.0)."""
+    return x if (math.isnan(x) or x > acc) else acc
 
 
 def _ratio(a: float, b: float) -> float:

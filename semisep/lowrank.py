@@ -40,7 +40,7 @@ from ._validation import as_array, broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import SINGULAR_FACTOR, Backend, backend_for
 from .errors import BackendError, IllConditionedWarning, ShapeError, SingularMatrixError
-from .tridiagonal import Tridiagonal, _raise_if_singular, _shifted_rows, _with_info
+from .tridiagonal import Tridiagonal, _raise_if_singular, _range_scale, _shifted_rows, _with_info
 
 __all__ = ["TridiagonalPlusLowRank", "WoodburyInfo"]
 
@@ -313,7 +313,12 @@ class TridiagonalPlusLowRank(StructuredOperator):
         r = self.rank
         cond = la.condition_number(bk, K)
         eps = bk.eps(K.dtype)
-        bad = ~(cond * eps < 1.0 / SINGULAR_FACTOR)
+        # the certificate: K = I + V^T X is formed with errors of order eps (1 + ||V^T X||_2),
+        # so where sigma_min(K) <= SINGULAR_FACTOR eps (1 + ||K - I||_2) it cannot be told from
+        # a singular matrix, and neither can H - zI (det(H - zI) = det(T - zI) det(K)); this
+        # also catches r = 1, where cond_2(K) is always 1
+        rel = _relative_capacitance_cond(bk, K)
+        bad = ~(np.maximum(cond, rel) * eps < 1.0 / SINGULAR_FACTOR)
         batch = tuple(K.shape[:-2])
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(np.atleast_1d(bad))[0]) if batch else ()
@@ -322,7 +327,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
             raise SingularMatrixError(
                 f"{what}: the capacitance matrix K = I_r + V^T (T - zI)^{{-1}} U (r = {r}) is "
                 f"singular to working precision{loc} (z = {zs}, cond_2(K) = "
-                f"{float(np.max(cond)):.3g}); since det(H - zI) = det(T - zI) det(K), H - zI "
+                f"{float(np.max(cond)):.3g}, (1 + ||K - I||_2) / sigma_min(K) = "
+                f"{float(np.max(rel)):.3g}); since det(H - zI) = det(T - zI) det(K), H - zI "
                 "is singular (or too close to it for Woodbury in this dtype)"
             )
         worst = float(np.max(cond)) if cond.size else 1.0
@@ -578,6 +584,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
         def block(M):  # (..., N, r) -> (B, N, r), a view where the batch is broadcast
             return bk.broadcast_to(M, batch + (n, r)).reshape((nb, n, r))
 
+        if _range_scale(rows) is not None:  # entries outside the kernels' safe range: the
+            return None                     # composed path, whose tridiagonal calls scale
         if bk.takes_shift:  # T's own diagonal and off-diagonals, z subtracted in the kernel
             sweeps = bk.woodbury_forward(
                 rows.diag, rows.upper_native, rows.lower_native, block(self.U), block(self.V),
@@ -615,6 +623,20 @@ class TridiagonalPlusLowRank(StructuredOperator):
             la.eye(bk, r, KmI.dtype, like=KmI) + KmI.reshape(batch + (r, r)), what, z, stacklevel=4,
         )
         return K, cond, info
+
+
+def _relative_capacitance_cond(bk, K: Any) -> np.ndarray:
+    """``(1 + ||K - I||_2) / sigma_min(K)`` per r x r matrix (NumPy float64; inf where K is
+    exactly singular): ``sigma_min(K)`` measured against the size of what K was formed from.
+    It bounds ``cond_2(K)`` from above."""
+    r = K.shape[-1]
+    if r == 0:
+        return np.ones(tuple(K.shape[:-2]))
+    smin = np.asarray(bk.to_numpy(la.svdvals(bk, K)), dtype=np.float64)[..., -1]
+    KmI = K - la.eye(bk, r, K.dtype, like=K)
+    dev = np.asarray(bk.to_numpy(la.svdvals(bk, KmI)), dtype=np.float64)[..., 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(smin > 0, (1.0 + dev) / np.where(smin > 0, smin, 1.0), np.inf)
 
 
 def _expi(bk, phase, cdt):

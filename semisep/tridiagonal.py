@@ -14,6 +14,7 @@ e^{gamma i} and overflow complex128 near N = 900 on a clean chain).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,9 @@ class PivotInfo:
         the fused Triton kernels or the chunked torch ops, on CPU the compiled sweeps; see
         :class:`semisep.backends.torch.TorchBackend`).
     refinement_steps : int
-        Iterative-refinement steps taken by ``solve`` (one per call where a pivot was guarded).
+        Iterative-refinement steps taken by the core after ``solve``: 0, since the solves are
+        backward stable by themselves (partial pivoting; torch's chunked path refines inside
+        the backend).
     """
 
     pivots_guarded: Any
@@ -271,6 +274,13 @@ class Tridiagonal(StructuredOperator):
             (since ``|G_ii| <= ||A^{-1}||``) certifies ``cond(A) > 1/eps``.
         """
         rows = _shifted_rows(self, z, check_finite)
+        k = _range_scale(rows)
+        if k is not None:  # entries outside the safe range: solve 2^k A, G = 2^k diag((2^k A)^{-1})
+            T, zs, f = _scaled_problem(self, rows, k)
+            out = T.resolvent_diagonal(zs, indices=indices, method=method, check_finite=False,
+                                       return_info=return_info)
+            res = (out[0] if return_info else out) * f[0][..., None] * f[1][..., None]
+            return _unscale_info((res, out[1]) if return_info else res, f, return_info)
         if indices is None:
             if self._backend.takes_shift:
                 out, guarded, singular = self._backend.resolvent_diagonal_shifted(
@@ -307,6 +317,14 @@ class Tridiagonal(StructuredOperator):
         (the last pivot below ``pivmin``, or a guarded pivot in a decoupled block).
         """
         rows = _shifted_rows(self, z, check_finite)
+        k = _range_scale(rows)
+        if k is not None:  # entries outside the safe range: log det A = log det(2^k A) - N k log 2
+            T, zs, f = _scaled_problem(self, rows, k)
+            out = T.logdet(zs, method=method, check_finite=False, return_info=return_info)
+            shift = self._backend.asarray((self._n * math.log(2.0)) * k.astype(np.float64), like=self.diag)
+            res = out[0] if return_info else out
+            res = res - self._backend.astype(shift, self._backend.result_dtype(res.real))
+            return _unscale_info((res, out[1]) if return_info else res, f, return_info)
         ld, guarded, singular = self._backend.logdet(rows.alpha, rows.beta, rows.pivmin, method=method)
         singular = _certify_if_guarded(self._backend, rows, guarded, singular, method)
         _raise_if_singular(self._backend, singular, rows.batch, "logdet", z)
@@ -326,9 +344,15 @@ class Tridiagonal(StructuredOperator):
         matrix ``(..., N, k)`` -- the rule of ``torch.linalg.solve``.  The result has shape
         ``broadcast(batch_shape, z.shape, b's batch) + (N,)`` or ``+ (N, k)``.
 
-        Gaussian elimination without row exchanges (the Thomas algorithm) on the LU pivots.
-        Where a pivot was guarded (a zero leading minor of an invertible matrix), one step of
-        iterative refinement with the original matrix follows, and ``PivotInfo`` reports it.
+        Gaussian elimination with partial pivoting (row exchanges), LAPACK ``?gtsv``'s
+        algorithm: backward stable, O(N k), no pivot guarded.  torch's ``method="chunked"``
+        (the CUDA path) solves without row exchanges and refines iteratively to the same
+        backward error, falling back to the pivoted solve where refinement does not get there
+        (docs/mathematics.md, "The solve: partial pivoting").  Entries far from 1 are scaled
+        by a power of two first (exact).
+
+        Raises :class:`SingularMatrixError` when some diagonal entry of the pivoted ``U`` has
+        ``|Re u_ii| + |Im u_ii| < 4 pivmin`` (``cond_2(T - zI) > 1/(8 eps)``).
         """
         bk = self._backend
         backend_for(self.diag, b)  # mixed array types -> BackendError
@@ -337,6 +361,13 @@ class Tridiagonal(StructuredOperator):
             _require_finite(bk, b=b)
         is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), self._n)
         rows = _shifted_rows(self, z, check_finite, extra={"b": b_batch}, extra_dtype=b)
+        ks = _range_scale(rows)
+        if ks is not None:  # entries outside the safe range: x = 2^k (2^k A)^{-1} b
+            T, zs, f = _scaled_problem(self, rows, ks)
+            out = T.solve(b, zs, method=method, check_finite=False, return_info=return_info)
+            tail = (None,) if is_vec else (None, None)
+            res = (out[0] if return_info else out) * f[0][(...,) + tail] * f[1][(...,) + tail]
+            return _unscale_info((res, out[1]) if return_info else res, f, return_info)
         n = self._n
         bb = b[..., None] if is_vec else b
         bb = bk.broadcast_to(bk.astype(bb, rows.dtype), rows.batch + (n, k))
@@ -345,9 +376,9 @@ class Tridiagonal(StructuredOperator):
         x, guarded, singular = bk.solve(rows.alpha, upper, lower, bb, rows.pivmin, method=method)
         singular = _certify_if_guarded(bk, rows, guarded, singular, method)
         _raise_if_singular(bk, singular, rows.batch, "solve", z)
-        steps = 0
-        if bk.lazy or bool((guarded > 0).any()):  # lazy: the guard is known at compute time only
-            # one step of iterative refinement with the unguarded matrix: x += A^{-1}(f - A x)
+        steps = 0  # the backends' solves are backward stable by themselves
+        if bk.lazy:  # the lazy (dask) solve is an unpivoted chunked sweep whose guard is known at
+            # compute time only: one step of iterative refinement, x += A^{-1}(f - A x)
             r = bb - _apply_tridiagonal(bk, rows.alpha, lower, upper, x)
             dx, _, _ = bk.solve(rows.alpha, upper, lower, r, rows.pivmin, method=method)
             x = x + dx
@@ -481,10 +512,20 @@ class _Rows:
             if op.upper is not None:  # symmetric storage: the lower one is the upper one
                 off = bk.maximum(off, bk.amax_abs(_detach(op.upper), axis=-1))
             scale = bk.maximum(scale, bk.broadcast_to(off, self.batch).reshape((self.count,)))
+        self._cache["scale"] = scale
         eps = bk.eps(self.dtype)
-        tiny = float(np.finfo(np.float32 if eps > 1e-10 else np.float64).tiny)
+        # the floor binds only for an all-zero A (a scaled problem has scale >= 2^-_SAFE_EXP):
+        # sqrt(tiny), so that the squared thresholds (pivmin**2) stay normal numbers; formed in
+        # pivmin's own dtype (a Python float times a bool tensor would be float32)
+        floor = math.sqrt(float(np.finfo(np.float32 if eps > 1e-10 else np.float64).tiny))
         pivmin = scale * eps
-        return pivmin + (pivmin < tiny) * tiny
+        return bk.maximum(pivmin, pivmin * 0 + floor)
+
+    @property
+    def scale(self) -> Any:
+        """``max(max|Re A_ij|, max|Im A_ij|)`` per row (B,), as ``pivmin`` measured it."""
+        self.pivmin  # noqa: B018 - computes the scale on the way
+        return self._cache["scale"]
 
 
 def _shifted_rows(
@@ -503,6 +544,95 @@ def _shifted_rows(
     if extra_dtype is not None:
         dt_args.append(extra_dtype)
     return _Rows(op, z, z_arr, batch, bk.result_dtype(*dt_args))
+
+
+#: The kernels run on rows whose largest entry ``s`` lies in ``[2^-E, 2^E]`` (``E`` by the
+#: real dtype); outside, the problem is scaled by an exact power of two first (:func:`_range_scale`):
+#: then the products ``beta = b c`` (``<= s^2``) and the squared thresholds (``pivmin^2``,
+#: ``pivmin = eps s``) stay normal numbers.
+_SAFE_EXP = {"single": 20, "double": 200}
+
+
+def _range_scale(rows: _Rows) -> Any:
+    """``None`` where every row's scale ``s`` (:attr:`_Rows.scale`) is 0 or in
+    ``[2^-E, 2^E]``; else the exponents ``k`` (int64 NumPy array, shape ``rows.batch``) with
+    ``2^k s`` in ``[1/2, 1)`` (0 for a zero row).  Where ``s`` overflowed (``A = T - zI`` with
+    entries near the overflow threshold: ``T``'s and ``z``'s own entries are finite) it is
+    bounded from the entries of ``T`` and ``z`` taken apart."""
+    bk = rows._op.backend
+    if bk.lazy:  # no values before compute: lazy (dask) graphs are not rescaled
+        return None
+    E = _SAFE_EXP["single" if bk.eps(rows.dtype) > 1e-10 else "double"]
+    try:
+        sc = np.asarray(bk.to_numpy(rows.scale)).reshape(-1)
+    except RuntimeError:  # a torch.func wrapper without storage: no values to look at here
+        return None
+    if sc.size == 0 or (sc.min() >= 2.0 ** -E and sc.max() <= 2.0 ** E):  # the common case
+        return None
+    sc = sc.astype(np.float64)
+    if bool(((sc == 0) | ((sc >= 2.0 ** -E) & (sc <= 2.0 ** E))).all()):
+        return None
+    if not np.isfinite(sc).all():
+        sc = _entry_bound(rows)
+        if not np.isfinite(sc).all():
+            return None  # NaN or inf entries (check_finite=False): nothing to scale
+    k = np.where(sc > 0, -np.frexp(sc)[1], 0).astype(np.int64)
+    return np.broadcast_to(k.reshape(rows.batch), rows.batch)
+
+
+def _entry_bound(rows: _Rows) -> Any:
+    """``max(|T_ij| parts, |Re z|, |Im z|)`` per row (B,), float64: ``s / 2 <= this``."""
+    op, bk = rows._op, rows._op.backend
+
+    def rowmax(x):
+        m = np.asarray(bk.to_numpy(bk.amax_abs(_detach(x), axis=-1)), dtype=np.float64)
+        return np.broadcast_to(m, rows.batch).reshape(-1)
+
+    out = rowmax(op.diag)
+    if rows.n > 1:
+        out = np.maximum(out, rowmax(op.upper_))
+        out = np.maximum(out, rowmax(op.lower))
+    z = np.asarray(bk.to_numpy(_detach(bk.asarray(rows._z if _is_python_scalar(rows._z) else rows._z_arr,
+                                                  like=op.diag))))
+    zm = np.maximum(np.abs(z.real), np.abs(np.imag(z))).astype(np.float64)
+    return np.maximum(out, np.broadcast_to(zm, rows.batch).reshape(-1))
+
+
+def _pow2_factors(bk: Backend, k: Any, rows: _Rows) -> tuple[Any, Any]:
+    """``2^k`` as two factors ``2^(k//2)``, ``2^(k - k//2)`` (each representable in the real
+    dtype, where ``2^k`` alone may not be), backend arrays of shape ``rows.batch``."""
+    k1 = k // 2
+    real = np.float32 if bk.eps(rows.dtype) > 1e-10 else np.float64
+    like = rows._op.diag
+    f1 = bk.asarray(np.ldexp(1.0, k1).astype(real), like=like)
+    f2 = bk.asarray(np.ldexp(1.0, k - k1).astype(real), like=like)
+    return f1, f2
+
+
+def _scaled_problem(op: Tridiagonal, rows: _Rows, k: Any) -> tuple[Tridiagonal, Any, Any]:
+    """``(2^k T, 2^k z, (f1, f2))``: every row multiplied by its power of two (exact), so
+    ``(2^k A)^{-1} = 2^-k A^{-1}`` and ``log det(2^k A) = log det A + N k log 2``."""
+    bk = op.backend
+    f1, f2 = _pow2_factors(bk, k, rows)
+    g1, g2 = f1[..., None], f2[..., None]
+    T = Tridiagonal(op.diag * g1 * g2, op.lower * g1 * g2,
+                    None if op.upper is None else op.upper * g1 * g2, check_finite=False)
+    z = rows._z if _is_python_scalar(rows._z) else rows._z_arr
+    z = bk.astype(bk.asarray(z, like=op.diag), rows.dtype)
+    with np.errstate(over="ignore"):  # NumPy's complex product warns spuriously near the range's end
+        zs = z * f1 * f2
+    return T, zs, (f1, f2)
+
+
+def _unscale_info(out: Any, factors: Any, return_info: bool) -> Any:
+    """A scaled call's ``PivotInfo`` with ``pivmin`` given back in the caller's scale."""
+    if not return_info:
+        return out
+    from dataclasses import replace
+
+    res, info = out
+    f = np.asarray(_to_numpy(factors[0]), np.float64) * np.asarray(_to_numpy(factors[1]), np.float64)
+    return res, replace(info, pivmin=np.asarray(info.pivmin) / f.reshape(np.shape(info.pivmin)))
 
 
 def _is_python_scalar(z: Any) -> bool:

@@ -512,24 +512,16 @@ def test_guard_fires_and_result_is_right(dtype, L):
         # the guard perturbs the zero pivot by pivmin ~ eps ||T||: an O(eps cond) error
         assert float((G - Gd).abs().max() / Gd.abs().max()) <= 100 * eps * cond, method
         ld, gu, si = be.logdet(alpha, b * c, pm, method)
-        assert int(gu[0]) >= 1 and not bool(si[0])
+        # the chunked sweep guards; sequential and reference pivot (no guard)
+        assert int(gu[0]) >= (1 if method == "chunked" else 0) and not bool(si[0])
         # log det through a guarded pivot: log(pivmin) + log(beta_0 / pivmin) cancel to O(eps cond)
         assert abs(float(ld.real[0]) - float(lab[0])) <= 100 * eps * cond * 7, method
         assert abs(float(_angle_diff(ld.imag.double(), torch.angle(sgn.to(torch.complex128)))[0])) < 1e-3
         x, gu, si = be.solve(alpha, b, c, f.to(dtype), pm, method)
-        assert int(gu[0]) >= 1 and not bool(si[0])
-        # Thomas through a guarded pivot (gL ~ 1/pivmin) cancels catastrophically: x alone is
-        # only O(eps/pivmin) = O(0.1) accurate (all methods, measured 0.03-0.13), which is why
-        # the core follows with iterative refinement against the unguarded A.  One step brings
-        # every method to O(eps cond) -- except the chunked scan in float32 with the tiny chunk
-        # length L = 2 (chunk boundaries right next to both zero minors), measured 1.1e-3 after
-        # one step and 1.8e-7 after two; that case is asserted after two steps.
-        Ad = dense(alpha, b, c)
-        steps = 2 if (method == "chunked" and dtype == torch.float32 and L == 2) else 1
-        for _ in range(steps):
-            r = f.to(dtype) - Ad @ x
-            dx, _, _ = be.solve(alpha, b, c, r, pm, method)
-            x = x + dx
+        assert int(gu[0]) >= (1 if method == "chunked" else 0) and not bool(si[0])
+        # backward stable by itself: sequential and reference pivot (LAPACK ?gtsv); the chunked
+        # scan through a guarded pivot is only O(eps/pivmin) accurate and refines (or falls back
+        # to the pivoted solve) inside the backend
         assert float((x - xd).abs().max() / xd.abs().max()) <= 100 * eps * cond, method
 
 
@@ -578,7 +570,7 @@ def test_public_api_guarded_and_singular():
         T = ss.Tridiagonal(torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0]))
         A = T.to_dense().double()
         x, info = T.solve(torch.tensor([1.0, 2.0, 3.0]), method=method, return_info=True)
-        assert int(np.asarray(info.pivots_guarded)) >= 1
+        assert int(np.asarray(info.pivots_guarded)) >= (1 if method == "chunked" else 0)
         assert torch.allclose(x.double(), torch.linalg.solve(A, torch.tensor([1.0, 2.0, 3.0]).double()),
                               atol=1e-5)
         S = ss.Tridiagonal(torch.tensor([1.0, 1.0], dtype=torch.float64),
@@ -698,9 +690,8 @@ def test_backward_is_the_o_n_function_and_double_backward_raises():
     assert "LogdetFn" in type(ld.grad_fn).__name__
     x = be.solve(a, b, c, torch.ones(1, 20, 1, dtype=torch.complex128), pm, "chunked")[0]
     assert "SolveFn" in type(x.grad_fn).__name__
-    (ga,) = torch.autograd.grad((G * G).real.sum(), a, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        ga.abs().sum().backward()
+    with pytest.raises(RuntimeError, match="double backward"):  # raised at create_graph=True
+        torch.autograd.grad((G * G).real.sum(), a, create_graph=True)
 
 
 def test_directional_derivative_large_n():

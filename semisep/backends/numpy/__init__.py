@@ -81,8 +81,11 @@ _KERNEL_CONSTANTS = ("SINGULAR_FACTOR",)
 # --------------------------------------------------------------------------------------------
 # scalar helpers
 # --------------------------------------------------------------------------------------------
-def _recip(x):  # pragma: no cover - replaced by the numba overload below
-    return 1.0 / x
+# Each scalar helper below is a plain Python function (what runs under NUMBA_DISABLE_JIT=1)
+# with a numba ``overload`` that replaces it in compiled code; both compute the same thing.
+def _recip(x):
+    with np.errstate(all="ignore"):  # 1/0 -> inf (real), inf + nan j (complex): NumPy's value
+        return np.divide(1.0, x)
 
 
 @overload(_recip)
@@ -113,7 +116,9 @@ def _recip_impl(x):
     return impl_real
 
 
-def _small(x, thr):  # pragma: no cover - replaced by the numba overload below
+def _small(x, thr):
+    if np.iscomplexobj(x):
+        return x.real * x.real + x.imag * x.imag < thr * thr
     return abs(x) < thr
 
 
@@ -133,8 +138,13 @@ def _small_impl(x, thr):
     return impl_real
 
 
-def _guard(d, pivmin):  # pragma: no cover - replaced by the numba overload below
-    return d
+def _guard(d, pivmin):
+    a = abs(d)
+    if a < pivmin:
+        if np.iscomplexobj(d):
+            return (d * 0 + pivmin, True) if a == 0.0 else (d * (pivmin / a), True)
+        return (d * 0 - pivmin, True) if d < 0 else (d * 0 + pivmin, True)
+    return d, False
 
 
 @overload(_guard)
@@ -179,8 +189,9 @@ def _checked_recip_slow(t, thr):
     return _recip(t), _small(t, thr)
 
 
-def _guarded_recip(t, pivmin):  # pragma: no cover - replaced by the numba overload below
-    return 1.0 / t, 0
+def _guarded_recip(t, pivmin):
+    d, g = _guard(t, pivmin)
+    return _recip(d), int(g)
 
 
 @overload(_guarded_recip, inline="always")
@@ -207,8 +218,8 @@ def _guarded_recip_impl(t, pivmin):
     return impl_real
 
 
-def _checked_recip(t, thr):  # pragma: no cover - replaced by the numba overload below
-    return 1.0 / t, abs(t) < thr
+def _checked_recip(t, thr):
+    return _recip(t), _small(t, thr)
 
 
 @overload(_checked_recip, inline="always")
@@ -233,7 +244,7 @@ def _checked_recip_impl(t, thr):
     return impl_real
 
 
-def _times(b, g):  # pragma: no cover - replaced by the numba overload below
+def _times(b, g):
     return b * g
 
 
@@ -255,7 +266,7 @@ def _times_impl(b, g):
     return impl_any
 
 
-def _shifted(d, s):  # pragma: no cover - replaced by the numba overload below
+def _shifted(d, s):
     return d - s
 
 
@@ -275,8 +286,10 @@ def _shifted_impl(d, s):
     return impl_any
 
 
-def _conj_if(x, sign):  # pragma: no cover - replaced by the numba overload below
-    return complex(x.real, sign * x.imag)
+def _conj_if(x, sign):
+    if np.iscomplexobj(x):
+        return x.conjugate() if sign < 0 else x
+    return x
 
 
 @overload(_conj_if)
@@ -342,7 +355,7 @@ def _right_row(alpha, beta, pivmin, gR):
     return guarded
 
 
-def _pivot_step(d, shift, b, g, pivmin):  # pragma: no cover - replaced by the overload below
+def _pivot_step(d, shift, b, g, pivmin):
     return _guarded_recip(_shifted(d, shift) - _times(b, g), pivmin)
 
 
@@ -357,7 +370,7 @@ def _pivot_step_impl(d, shift, b, g, pivmin):
     return impl
 
 
-def _combine_step(d, shift, b, g, b_other, g_other, pivmin, q):  # pragma: no cover - overload below
+def _combine_step(d, shift, b, g, b_other, g_other, pivmin, q):
     t = _shifted(d, shift) - _times(b, g)
     x, s = _checked_recip(t - _times(b_other, g_other), q)
     r, guarded = _guarded_recip(t, pivmin)
@@ -686,8 +699,8 @@ def _right_batch(alpha, beta, pivmin, gR, guarded):
         guarded[k] = _right_row(alpha[k], beta[k], pivmin[k], gR[k])
 
 
-def _one_wide(x):  # pragma: no cover - replaced by the numba overload below
-    return 1.0
+def _one_wide(x):
+    return complex(1.0, 0.0) if np.iscomplexobj(x) else 1.0
 
 
 @overload(_one_wide)
@@ -730,40 +743,65 @@ def _times_pivot(p, expo, d):
 
 
 @numba.njit(**_JIT)
+def _balanced(beta, zero):
+    """``(beta / m, m)`` with ``m = sqrt(|Re beta| + |Im beta|)`` (``(0, 0)`` for beta = 0),
+    typed like ``zero``: the upper and lower entry of the balanced matrix (:func:`_logdet_row`)."""
+    m = math.sqrt(_cabs1(beta))
+    if m == 0.0:
+        return zero, zero
+    return zero + beta * (1.0 / m), zero + m
+
+
+@numba.njit(**_JIT)
 def _logdet_row(alpha, beta, pivmin):
-    """``log|det|`` and the phase ``det/|det|``; no storage.
+    """``log|det|`` and the phase ``det/|det|`` by Gaussian elimination with partial pivoting
+    (LAPACK ``?gtsv``'s, :func:`_gtsv_factor_step`): ``det A = (-1)^(exchanges) prod U_ii``;
+    no storage.
+
+    ``det A`` depends on the products ``beta_i`` only, so the elimination runs on the
+    diagonally similar matrix with lower ``m_i = sqrt(|beta_i|)`` and upper ``beta_i / m_i``
+    (both of modulus ``m_i``; 0 where ``beta_i = 0``), the balanced form of A: for real
+    ``beta_i > 0`` it is symmetric, and its entries are at most A's.  Returns
+    ``(log|det|, phase, 0, singular)``: no pivot is guarded; singular where some
+    ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin`` (the certificate of :func:`_solve_row`,
+    for the balanced matrix: it lies within ``8 pivmin`` of a singular one).
 
     The pivots' product is accumulated in double precision and renormalised by exact powers of
     two whenever it leaves ``[2^-100, 2^100]`` (a pivot outside that range is renormalised
     before the product), with the exponents summed: ``det = p 2^E``, ``log|det| = log|p| +
-    E log 2`` (:func:`_times_pivot`).  One multiplication per step instead of a ``log``, two
-    ``abs`` and a division.  The product's rounding errors are of the order of the summed
-    logs' (relative ``eps`` per step)."""
+    E log 2`` (:func:`_times_pivot`).  The product's rounding errors are of the order of the
+    summed logs' (relative ``eps`` per step)."""
     n = alpha.shape[0]
-    guarded = 0
+    q = SINGULAR_FACTOR * pivmin
     singular = False
-    if n == 1 and abs(alpha[0]) < SINGULAR_FACTOR * pivmin:
+    di = alpha[0]
+    zero = di * 0
+    dui = zero
+    lo_next = zero
+    if n > 1:
+        dui, lo_next = _balanced(beta[0], zero)
+    p = _one_wide(di)
+    expo = 0
+    swaps = 0
+    for i in range(n - 1):
+        lower = lo_next
+        dun = zero
+        if i < n - 2:
+            dun, lo_next = _balanced(beta[i + 1], zero)
+        u, _, _, _, _, swap, di, dui = _gtsv_factor_step(di, dui, lower, alpha[i + 1], dun)
+        if _cabs1(u) < q:
+            singular = True
+        p, expo = _times_pivot(p, expo, u)
+        swaps += swap
+    if _cabs1(di) < q:
         singular = True
-    d, g = _guard(alpha[0], pivmin)
-    if g:
-        guarded += 1
-        if n > 1 and abs(beta[0]) <= pivmin * pivmin:
-            singular = True
-    p, expo = _times_pivot(_one_wide(d), 0, d)
-    gl = _recip(d)
-    for i in range(1, n):
-        draw = alpha[i] - beta[i - 1] * gl
-        if i == n - 1 and _small(draw, SINGULAR_FACTOR * pivmin):
-            singular = True
-        d, g = _guard(draw, pivmin)
-        if g:
-            guarded += 1
-            if i < n - 1 and abs(beta[i]) <= pivmin * pivmin:
-                singular = True
-        p, expo = _times_pivot(p, expo, d)
-        gl = _recip(d)
+    p, expo = _times_pivot(p, expo, di)
+    if swaps % 2 == 1:
+        p = -p
     a = abs(p)
-    return np.log(a) + expo * math.log(2.0), p / a, guarded, singular
+    if not a > 0.0:  # an exactly zero pivot (flagged singular): numba's complex p / 0 raises
+        return -np.inf, p * 0 + 1.0, 0, True
+    return np.log(a) + expo * math.log(2.0), p / a, 0, singular
 
 
 @jit(parallel=True, **_JIT)
@@ -773,15 +811,18 @@ def _logdet_batch(alpha, beta, pivmin, logabs, phase, guarded, singular):
 
 
 @numba.njit(**_JIT)
-def _forward_sweep(alpha, shift, b, c, f, pivmin, out, gL, transpose):
-    """One forward sweep with the LU pivots of A (the forward half of ``_solve_row``); the
-    diagonal of A is ``alpha - shift`` (``shift`` a scalar, zero for ``_solve_row``: exact, and
-    the fused Woodbury path passes T's diagonal and z, so that ``alpha`` is never formed).
+def _forward_sweep(alpha, shift, b, c, f, pivmin, cap, out, gL):
+    """One forward sweep of Gaussian elimination without row exchanges (the fused Woodbury
+    kernels' ``X = A^{-1} U``); the diagonal of A is ``alpha - shift`` (``shift`` a scalar: the
+    fused Woodbury path passes T's diagonal and z, so that ``alpha`` is never formed).
 
-    ``transpose=False``: ``out = L^{-1} f`` and ``gL`` (N,) filled with the pivot reciprocals;
-    ``transpose=True``: ``out = D^{-1} M^{-T} f``, ``gL`` untouched.  f: (N, k) of any dtype
-    that promotes to alpha's (real U, V are read as they are).  Returns (guarded, singular)
-    with the meaning of ``_solve_row``.
+    ``out = L^{-1} f`` and ``gL`` (N,) filled with the pivot reciprocals.  f: (N, k) of any
+    dtype that promotes to alpha's (real U, V are read as they are).  Returns
+    ``(unstable, singular)``: ``unstable`` counts the guarded pivots and the steps whose
+    elimination term ``|c_{i-1} b_{i-1} / d_{i-1}|`` exceeds ``cap`` (element growth: without
+    row exchanges the sweep is then not backward stable, and the caller takes the pivoted
+    solve instead); ``singular`` as the pre-pivoting contract (the last pivot, or a guarded
+    pivot of a decoupled block).
     """
     n = alpha.shape[0]
     k = f.shape[1]
@@ -796,16 +837,15 @@ def _forward_sweep(alpha, shift, b, c, f, pivmin, out, gL, transpose):
         if n > 1 and abs(b[0] * c[0]) <= pivmin * pivmin:
             singular = True
     gl = _recip(d)
-    if transpose:
-        for j in range(k):
-            out[0, j] = gl * f[0, j]
-    else:
-        gL[0] = gl
-        for j in range(k):
-            out[0, j] = f[0, j]
+    gL[0] = gl
+    for j in range(k):
+        out[0, j] = f[0, j]
     for i in range(1, n):
         m = c[i - 1] * gl
-        draw = (alpha[i] - shift) - m * b[i - 1]
+        mb = m * b[i - 1]
+        if _cabs1(mb) > cap:
+            guarded += 1
+        draw = (alpha[i] - shift) - mb
         if i == n - 1 and _small(draw, SINGULAR_FACTOR * pivmin):
             singular = True
         d, g = _guard(draw, pivmin)
@@ -814,40 +854,113 @@ def _forward_sweep(alpha, shift, b, c, f, pivmin, out, gL, transpose):
             if i < n - 1 and abs(b[i] * c[i]) <= pivmin * pivmin:
                 singular = True
         gl = _recip(d)
-        if transpose:
-            bb = b[i - 1]
-            for j in range(k):
-                out[i, j] = gl * (f[i, j] - bb * out[i - 1, j])
-        else:
-            gL[i] = gl
-            for j in range(k):
-                out[i, j] = f[i, j] - m * out[i - 1, j]
+        gL[i] = gl
+        for j in range(k):
+            out[i, j] = f[i, j] - m * out[i - 1, j]
     return guarded, singular
+
+
+def _cabs1(x):
+    return abs(x.real) + abs(x.imag)
+
+
+@overload(_cabs1, inline="always")
+def _cabs1_impl(x):
+    """``|Re x| + |Im x|`` (LAPACK's CABS1; ``|x|`` for real x): within sqrt(2) of ``|x|``,
+    no square, so it neither overflows nor underflows where ``x`` is finite."""
+    if isinstance(x, numba.types.Complex):
+        return lambda x: abs(x.real) + abs(x.imag)
+    return lambda x: abs(x)
 
 
 @numba.njit(**_JIT)
-def _solve_row(alpha, b, c, f, pivmin, x, gL):
-    """Thomas algorithm without row exchanges; f, x: (N, k); gL: (N,) workspace."""
+def _gtsv_factor_step(di, dui, dl, dnext, dunext):
+    """One step of Gaussian elimination with partial pivoting on a tridiagonal matrix (LAPACK
+    ``?gtsv``): rows ``i`` = ``[di, dui, 0]`` and ``i+1`` = ``[dl, dnext, dunext]`` at columns
+    ``i, i+1, i+2``.  Returns ``(u, rinv, u1, u2, fact, swap, dnext', dunext')``: row ``i`` of
+    U is ``[u, u1, u2]`` (``rinv = 1/u``), the multiplier ``fact`` (``|fact| <= 1``), whether the
+    rows were exchanged, and what is left of row ``i+1`` at columns ``i+1, i+2``."""
+    zero = dnext * 0
+    if _cabs1(di) >= _cabs1(dl):
+        rinv = _recip(di)
+        fact = zero
+        if dl != 0:
+            fact = dl * rinv
+        return di, rinv, dui, zero, fact, False, dnext - fact * dui, dunext
+    rinv = _recip(dl)
+    fact = di * rinv
+    return dl, rinv, dnext, dunext, fact, True, dui - fact * dnext, -fact * dunext
+
+
+@numba.njit(**_JIT)
+def _solve_row(alpha, b, c, f, pivmin, x, rinv, u1, u2):
+    """``A x = f`` by Gaussian elimination with partial pivoting (row exchanges), LAPACK's
+    ``?gtsv``: ``P A = L U`` with ``L`` unit lower bidiagonal up to the exchanges
+    (``|L_ij| <= 1``) and ``U`` upper triangular with two superdiagonals (the fill of an
+    exchange); backward stable, O(N k).
+
+    alpha (N,), b (N-1,) upper, c (N-1,) lower, f, x: (N, k); rinv (N,) = ``1/U_ii``,
+    u1 (N,), u2 (N,) U's superdiagonals: workspace.  Returns ``(0, singular)``: no pivot is
+    guarded; singular where some ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin``, which
+    certifies ``cond_2(A) > 1/(8 eps)`` (``1/|U_ii| <= ||U^{-1}||_2 <= ||L||_2 ||A^{-1}||_2``,
+    ``||L||_2 <= 2``)."""
     n = alpha.shape[0]
     k = f.shape[1]
-    zero = np.zeros(1, alpha.dtype)[0]
-    guarded, singular = _forward_sweep(alpha, zero, b, c, f, pivmin, x, gL, False)  # x = L^{-1} f
-    # back substitution: the columns downwards too, so that memory is read in one descending
+    q = SINGULAR_FACTOR * pivmin
+    singular = False
+    for j in range(k):
+        x[0, j] = f[0, j]
+    di = alpha[0]
+    zero = di * 0
+    dui = zero
+    if n > 1:
+        dui = b[0]
+    for i in range(n - 1):
+        dunext = zero
+        if i < n - 2:
+            dunext = b[i + 1]
+        u, ri, a1, a2, fact, swap, di, dui = _gtsv_factor_step(di, dui, c[i], alpha[i + 1], dunext)
+        if _cabs1(u) < q:
+            singular = True
+        rinv[i] = ri
+        u1[i] = a1
+        u2[i] = a2
+        if swap:
+            for j in range(k):
+                t = x[i, j]
+                fn = f[i + 1, j]
+                x[i, j] = fn
+                x[i + 1, j] = t - fact * fn
+        else:
+            for j in range(k):
+                x[i + 1, j] = f[i + 1, j] - fact * x[i, j]
+    if _cabs1(di) < q:
+        singular = True
+    rinv[n - 1] = _recip(di)
+    # back substitution, the columns downwards too so that memory is read in one descending
     # stream (see the Woodbury kernels' comment)
+    g = rinv[n - 1]
     for j in range(k - 1, -1, -1):
-        x[n - 1, j] = gL[n - 1] * x[n - 1, j]
-    for i in range(n - 2, -1, -1):
-        gi = gL[i]
-        bi = b[i]
+        x[n - 1, j] = g * x[n - 1, j]
+    if n > 1:
+        g = rinv[n - 2]
+        a1 = u1[n - 2]
         for j in range(k - 1, -1, -1):
-            x[i, j] = gi * (x[i, j] - bi * x[i + 1, j])
-    return guarded, singular
+            x[n - 2, j] = g * (x[n - 2, j] - a1 * x[n - 1, j])
+    for i in range(n - 3, -1, -1):
+        g = rinv[i]
+        a1 = u1[i]
+        a2 = u2[i]
+        for j in range(k - 1, -1, -1):
+            x[i, j] = g * (x[i, j] - a1 * x[i + 1, j] - a2 * x[i + 2, j])
+    return 0, singular
 
 
 @jit(parallel=True, **_JIT)
-def _solve_batch(alpha, b, c, f, pivmin, x, gL, guarded, singular):
+def _solve_batch(alpha, b, c, f, pivmin, x, rinv, u1, u2, guarded, singular):
     for r in prange(alpha.shape[0]):
-        guarded[r], singular[r] = _solve_row(alpha[r], b[r], c[r], f[r], pivmin[r], x[r], gL[r])
+        guarded[r], singular[r] = _solve_row(alpha[r], b[r], c[r], f[r], pivmin[r], x[r], rinv[r], u1[r],
+                                             u2[r])
 
 
 # --------------------------------------------------------------------------------------------
@@ -883,14 +996,21 @@ def _solve_batch(alpha, b, c, f, pivmin, x, gL, guarded, singular):
 # walks the columns downwards too: the whole pass reads memory in one descending stream (an
 # ascending-within-row, descending-across-rows pattern defeated the hardware prefetcher: 4x
 # slower at r = 32 once the panels no longer fit in L3).
+# Stability: without row exchanges the sweeps are backward stable while the elimination terms
+# |c_{i-1} b_{i-1} / d_{i-1}| stay within a small multiple of the largest entry (|L||U| is then
+# of the order of |A|).  The forward kernel counts the steps past _WOODBURY_GROWTH times that
+# (``pivmin / eps``) with the guarded pivots, and the caller then takes the composed path,
+# whose solves pivot (:func:`_solve_row`).  Diagonally dominant and Hermitian positive
+# definite A never get there; a Hermitian T at z close to an eigenvalue may.
+_WOODBURY_GROWTH = 16.0
 _WOODBURY_BLOCK = 256  # rows per block product: a (256, h) block stays in L2
 # up to this rank the correction forms V K^{-T} row by row in its loop, and the forward kernel
 # takes V^T X as one product per panel after the back sweep instead of one per block
 _WOODBURY_INLINE_RANK = 8
 
 
-def _dot_into(a, b, out):  # pragma: no cover - replaced by the numba overload below
-    np.dot(a, b, out)
+def _dot_into(a, b, out):
+    out[...] = np.dot(a, b)
 
 
 @overload(_dot_into)
@@ -913,7 +1033,7 @@ def _dot_into_impl(a, b, out):
 
 
 @numba.njit(**_JIT)
-def _woodbury_forward_panel(alpha, shift, b, c, U, V, pivmin, X, gL, K):
+def _woodbury_forward_panel(alpha, shift, b, c, U, V, pivmin, cap, X, gL, K):
     """One panel: ``X = A^{-1} U`` and ``K = V^T X``.
 
     alpha (N,), shift a scalar (A's diagonal is ``alpha - shift``), b, c (N-1,); U (N, h) this
@@ -924,7 +1044,7 @@ def _woodbury_forward_panel(alpha, shift, b, c, U, V, pivmin, X, gL, K):
     n = alpha.shape[0]
     h = X.shape[1]
     r = V.shape[1]
-    guarded, singular = _forward_sweep(alpha, shift, b, c, U, pivmin, X, gL, False)  # X = L^{-1} U
+    guarded, singular = _forward_sweep(alpha, shift, b, c, U, pivmin, cap, X, gL)  # X = L^{-1} U
     K[:] = 0
     part = np.empty_like(K)
     g = gL[n - 1]
@@ -964,7 +1084,7 @@ def _panel(flat, n, j0, j1):
 
 
 @jit(parallel=True, **_JIT)
-def _woodbury_forward_batch(alpha, shift, b, c, U, V, pivmin, X, gL, K, guarded, singular):
+def _woodbury_forward_batch(alpha, shift, b, c, U, V, pivmin, cap, X, gL, K, guarded, singular):
     """B x nsplit tasks (row k, panel t): X[k]'s panel t, gL[k, t], K[k, t][:, panel t].
     X (B, N r) flat; V (BV, N, r) with BV = 1 (shared) or B."""
     B, n = alpha.shape
@@ -973,7 +1093,8 @@ def _woodbury_forward_batch(alpha, shift, b, c, U, V, pivmin, X, gL, K, guarded,
     for task in prange(B * nsplit):
         k, t, j0, j1 = _panel_task(task, nsplit, r)
         g, s = _woodbury_forward_panel(alpha[k], shift[k], b[k], c[k], U[k, :, j0:j1], V[k % V.shape[0]],
-                                       pivmin[k], _panel(X[k], n, j0, j1), gL[k, t], K[k, t, :, j0:j1])
+                                       pivmin[k], cap[k], _panel(X[k], n, j0, j1), gL[k, t],
+                                       K[k, t, :, j0:j1])
         if t == 0:
             guarded[k] = g
             singular[k] = s
@@ -1202,7 +1323,8 @@ def resolvent_diagonal_backward(gbar, G, gL, gR, beta, want_dbeta=True, conjugat
 
 
 def logdet_kernel(alpha, beta, pivmin):
-    """``log det A`` (B,) complex, imaginary part in (-pi, pi]; guarded; singular. Compiled."""
+    """``log det A`` (B,) complex, imaginary part in (-pi, pi]; guarded (zero); singular.
+    Compiled: partial pivoting (:func:`_logdet_row`)."""
     alpha, beta = _prep(alpha, beta)
     B = alpha.shape[0]
     real = np.finfo(alpha.dtype).dtype
@@ -1220,14 +1342,19 @@ def _logdet_from_phase(logabs, phase):
 
 
 def solve_kernel(alpha, b, c, f, pivmin):
-    """Solution of ``A x = f``, f: (B, N, k) -> x (B, N, k); guarded; singular. Compiled."""
+    """Solution of ``A x = f``, f: (B, N, k) -> x (B, N, k); guarded; singular. Compiled.
+
+    Gaussian elimination with partial pivoting, LAPACK's ``?gtsv`` (:func:`_solve_row`):
+    backward stable, no pivot guarded (``guarded`` is zero); ``singular`` where some
+    ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin``."""
     alpha, b, c, f = _prep(alpha, b, c, f)
     B, N = alpha.shape
     x = np.empty_like(f)
-    gL = np.empty_like(alpha)
+    rinv, u1, u2 = (np.empty_like(alpha) for _ in range(3))
     guarded = np.zeros(B, np.int64)
     singular = np.zeros(B, np.bool_)
-    _solve_batch(alpha, b, c, f, _pivmin(pivmin, alpha.dtype), x, gL, guarded, singular)
+    if B and N:
+        _solve_batch(alpha, b, c, f, _pivmin(pivmin, alpha.dtype), x, rinv, u1, u2, guarded, singular)
     return x, guarded, singular
 
 
@@ -1343,8 +1470,9 @@ def woodbury_forward_kernel(alpha, b, c, U, V, pivmin, shift=None, buffer=None):
     if B and N and r:
         hold = r > _WOODBURY_INLINE_RANK and _concurrent_tasks(B * nsplit, B * N * r * r)
         with single_threaded_blas(hold):
-            _woodbury_forward_batch(alpha, shift, b, c, U, V, _pivmin(pivmin, dtype), X, gL, K, guarded,
-                                    singular)
+            pm = _pivmin(pivmin, dtype)
+            cap = pm * (_WOODBURY_GROWTH / np.finfo(dtype).eps)
+            _woodbury_forward_batch(alpha, shift, b, c, U, V, pm, cap, X, gL, K, guarded, singular)
     return WoodburySweeps(X, P, K.sum(axis=1), gL[:, 0], parts, guarded, singular, nsplit, b, c, V, buffer)
 
 
@@ -1488,27 +1616,96 @@ def resolvent_diagonal_ref(alpha, beta, pivmin):
 
 
 def logdet_ref(alpha, beta, pivmin):
-    gL, guarded, singular = left_pivots_ref(alpha, beta, pivmin)
-    d = 1.0 / gL
-    logabs = np.log(np.abs(d)).sum(axis=1)
-    phase = np.ones(alpha.shape[0], np.result_type(alpha.dtype, np.complex64))
-    for i in range(alpha.shape[1]):
-        phase = phase * (d[:, i] / np.abs(d[:, i]))
-        phase = phase / np.abs(phase)
-    return _logdet_from_phase(logabs, phase), guarded, singular
+    """Twin of :func:`logdet_kernel`: the pivoted elimination of :func:`solve_ref` (no
+    right-hand side) on the balanced similar matrix (lower ``m = sqrt(|beta|)``, upper
+    ``beta / m``, as the kernel), ``log det = sum log U_ii + i pi (exchanges)``."""
+    B, N = alpha.shape
+    m = np.sqrt(_cabs1_ref(beta))
+    safe = np.where(m == 0, 1.0, m)
+    b = (beta / safe).astype(alpha.dtype)
+    c = m.astype(alpha.dtype)
+    u, swaps = _gtsv_factor_ref(alpha, b, c)
+    singular = (_cabs1_ref(u) < SINGULAR_FACTOR * np.asarray(pivmin)[:, None]).any(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logabs = np.log(np.abs(u)).sum(axis=1)
+        phase = np.ones(B, alpha.dtype)  # real stays real (a signed zero would flip the angle)
+        for i in range(N):  # unit numbers multiplied as the kernel's running product
+            phase = phase * (u[:, i] / np.abs(u[:, i]))
+            phase = phase / np.abs(phase)
+    phase = np.where(swaps % 2 == 1, -phase, phase)
+    return _logdet_from_phase(logabs, phase), np.zeros(B, np.int64), singular
+
+
+def _gtsv_factor_ref(alpha, b, c):
+    """U's diagonal (B, N) and the number of row exchanges (B,) of the pivoted elimination
+    (:func:`solve_ref`'s, without the right-hand side)."""
+    B, N = alpha.shape
+    u = np.zeros((B, N), alpha.dtype)
+    swaps = np.zeros(B, np.int64)
+    di = alpha[:, 0].copy()
+    dui = b[:, 0] if N > 1 else np.zeros(B, alpha.dtype)
+    for i in range(N - 1):
+        dl, dn = c[:, i], alpha[:, i + 1]
+        dun = b[:, i + 1] if i < N - 2 else np.zeros(B, alpha.dtype)
+        swap = _cabs1_ref(di) < _cabs1_ref(dl)
+        piv = np.where(swap, dl, di)
+        other = np.where(swap, di, dl)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fact = np.where(other == 0, 0, other / np.where(piv == 0, 1, piv))
+        u[:, i] = piv
+        di, dui = np.where(swap, dui - fact * dn, dn - fact * dui), np.where(swap, -fact * dun, dun)
+        swaps += swap
+    u[:, N - 1] = di
+    return u, swaps
+
+
+def _cabs1_ref(x):
+    return np.abs(x.real) + np.abs(x.imag) if np.iscomplexobj(x) else np.abs(x)
 
 
 def solve_ref(alpha, b, c, f, pivmin):
+    """Twin of :func:`solve_kernel`: Gaussian elimination with partial pivoting (LAPACK
+    ``?gtsv``), written as a loop over N vectorised over the batch, the row exchanges as
+    ``np.where``; U's diagonal and two superdiagonals stored, then back substitution."""
     B, N = alpha.shape
-    beta = b * c
-    gL, guarded, singular = left_pivots_ref(alpha, beta, pivmin)
-    x = np.array(f, copy=True)
-    for i in range(1, N):
-        x[:, i] -= (c[:, i - 1] * gL[:, i - 1])[:, None] * x[:, i - 1]
-    x[:, N - 1] *= gL[:, N - 1][:, None]
-    for i in range(N - 2, -1, -1):
-        x[:, i] = gL[:, i][:, None] * (x[:, i] - b[:, i][:, None] * x[:, i + 1])
-    return x, guarded, singular
+    dt = np.result_type(alpha, b, c, f)
+    x = np.array(f, dtype=dt, copy=True)
+    u = np.zeros((B, N), dt)
+    u1 = np.zeros((B, N), dt)
+    u2 = np.zeros((B, N), dt)
+    q = SINGULAR_FACTOR * np.asarray(pivmin)
+    di = alpha[:, 0].astype(dt)
+    dui = b[:, 0].astype(dt) if N > 1 else np.zeros(B, dt)
+    for i in range(N - 1):
+        dl = c[:, i].astype(dt)
+        dn = alpha[:, i + 1].astype(dt)
+        dun = b[:, i + 1].astype(dt) if i < N - 2 else np.zeros(B, dt)
+        swap = _cabs1_ref(di) < _cabs1_ref(dl)
+        piv = np.where(swap, dl, di)
+        other = np.where(swap, di, dl)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fact = np.where(other == 0, 0, other / np.where(piv == 0, 1, piv))
+        u[:, i] = piv
+        u1[:, i] = np.where(swap, dn, dui)
+        u2[:, i] = np.where(swap, dun, 0)
+        new_d = np.where(swap, dui - fact * dn, dn - fact * dui)
+        new_du = np.where(swap, -fact * dun, dun)
+        xi, xn = x[:, i].copy(), x[:, i + 1].copy()
+        sw = swap[:, None]
+        x[:, i] = np.where(sw, xn, xi)
+        x[:, i + 1] = np.where(sw, xi - fact[:, None] * xn, xn - fact[:, None] * xi)
+        di, dui = new_d, new_du
+    u[:, N - 1] = di
+    singular = (_cabs1_ref(u) < q[:, None]).any(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i in range(N - 1, -1, -1):
+            t = x[:, i]
+            if i + 1 < N:
+                t = t - u1[:, i][:, None] * x[:, i + 1]
+            if i + 2 < N:
+                t = t - u2[:, i][:, None] * x[:, i + 2]
+            x[:, i] = t / u[:, i][:, None]
+    return x, np.zeros(B, np.int64), singular
 
 
 def woodbury_forward_ref(alpha, b, c, U, V, pivmin, shift=None):
@@ -1519,6 +1716,9 @@ def woodbury_forward_ref(alpha, b, c, U, V, pivmin, shift=None):
     b, c = np.asarray(b, alpha.dtype), np.asarray(c, alpha.dtype)
     B, N = alpha.shape
     gL, guarded, singular = left_pivots_ref(alpha, b * c, pivmin)
+    if N > 1:  # element growth counts with the guarded pivots (see _forward_sweep)
+        cap = np.asarray(pivmin) * (_WOODBURY_GROWTH / np.finfo(alpha.dtype).eps)
+        guarded = guarded + (_cabs1_ref((c * gL[:, :-1]) * b) > cap[:, None]).sum(axis=1)
     X = np.array(np.broadcast_to(U, (B,) + U.shape[-2:]), dtype=alpha.dtype)
     for i in range(1, N):
         X[:, i] -= (c[:, i - 1] * gL[:, i - 1])[:, None] * X[:, i - 1]
@@ -1548,6 +1748,15 @@ def woodbury_correction_ref(gL, b, c, X, V, Kinv):
 # --------------------------------------------------------------------------------------------
 def _abs2(x):
     return x.real * x.real + x.imag * x.imag if np.iscomplexobj(x) else x * x
+
+
+def _singular_at(G, pivmin):
+    """The certificate at the gathered positions: some ``|1/G_ii| < SINGULAR_FACTOR pivmin``,
+    NaN counting as singular (a zero pivot's ``1/G`` is NaN for complex G); compared without
+    squares, which could underflow."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gam = 1.0 / G
+    return ~(np.abs(gam) >= SINGULAR_FACTOR * np.asarray(pivmin)[:, None]).all(axis=1)
 
 
 def _selection_pays(n: int, indices) -> bool:
@@ -1650,11 +1859,11 @@ class NumpyBackend(Backend):
         if method == "reference":
             G, guarded, _ = resolvent_diagonal_ref(alpha, beta, pivmin)
             G = G[:, indices]
-            return G, guarded, (np.abs(1.0 / G) < SINGULAR_FACTOR * pivmin[:, None]).any(axis=1)
+            return G, guarded, _singular_at(G, pivmin)
         if not _selection_pays(alpha.shape[1], indices):
             G, guarded, singular = resolvent_diagonal_kernel(alpha, beta, pivmin)
             G = G[:, indices]
-            return G, guarded, (_abs2(1.0 / G) < (SINGULAR_FACTOR * pivmin[:, None]) ** 2).any(axis=1)
+            return G, guarded, _singular_at(G, pivmin)
         return resolvent_diagonal_selected_kernel(alpha, beta, pivmin, indices)
 
     def logdet(self, alpha, beta, pivmin, method="auto"):

@@ -90,10 +90,10 @@ in the sequential sweep; the projective chunk scan needs none (a zero leading mi
 ``den = 0``). In that guarded re-run, a chunk whose predecessor ended on a guarded pivot (or whose carry had
 to be guarded, or disagrees with the predecessor's last pivot by more than sqrt(eps)) restarts from
 the predecessor's own last pivot instead of the scan's carry, so the factorization stays consistent
-across the boundary (see :func:`_guarded_second_pass`). Known limitation: through a guarded pivot
-every Thomas solve is only O(eps/pivmin) accurate and relies on the core's iterative refinement;
-with very short chunks in float32 the chunked solve can need two
-refinement steps where the sequential one needs one (tests/test_backend_torch.py).
+across the boundary (see :func:`_guarded_second_pass`). Elimination without row exchanges is not
+backward stable through a tiny or guarded pivot, so the chunked ``solve`` refines iteratively to
+LAPACK ``?gtsv``'s backward error and hands rows that do not get there to the pivoted solve
+(:func:`_solve_stable`); ``"sequential"`` and ``"reference"`` pivot (``?gtsv``'s elimination).
 
 Autograd
 --------
@@ -101,25 +101,60 @@ With any input requiring grad the kernels go through ``torch.autograd.Function``
 O(N) tensors and whose backward is the O(N) recipe of docs/mathematics.md, evaluated with the
 chunked affine scan.  torch's complex convention: for a real loss ``L`` torch hands the backward
 ``grad_output = dL/d conj(y)``-style cotangents; the holomorphic recipe is applied to
-``gbar = conj(grad_output)`` and the results are conjugated.  Double backward is not supported
-(``once_differentiable``).  ``method="reference"`` instead differentiates through its plain
-loop with ordinary autograd -- slow, but an independent oracle for the tests.
+``gbar = conj(grad_output)`` and the results are conjugated.  Double backward is not supported:
+the backward raises under ``create_graph=True`` (:func:`once_differentiable`), and forward-mode
+AD (dual tensors) raises at the call.  ``method="reference"`` instead differentiates through
+its plain loop with ordinary autograd, to any order and in forward mode -- slow, but an
+independent oracle for the tests.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from typing import Any
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
+import torch.autograd.forward_ad as _fwad
 
 from .. import SINGULAR_FACTOR, Backend, _triton_resolvent
 from . import linalg as _linalg_ns
 
 __all__ = ["TorchBackend"]
+
+
+def once_differentiable(backward):
+    """The autograd Functions' backward is first-order only: under ``create_graph=True``
+    (double backward, ``torch.autograd.functional.hessian``) it raises instead of returning a
+    gradient that carries no graph (which would make every second derivative through it a
+    silent zero).  torch's own ``once_differentiable`` raises only when a grad_output requires
+    grad, and the first backward of ``loss.sum()`` hands it one that does not."""
+
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "semisep: double backward (create_graph=True, hessian, a gradient penalty) is not "
+                "supported through the O(N) kernels; use method='reference' (plain torch ops, "
+                "differentiable to any order) or torch.autograd.functional with create_graph=False"
+            )
+        return backward(ctx, *grads)
+
+    return wrapper
+
+
+def _reject_forward_ad(*xs) -> None:
+    """Forward-mode AD (``torch.autograd.forward_ad``, ``torch.func.jvp``) is not implemented by
+    the O(N) kernels: raise instead of dropping the tangent."""
+    for x in xs:
+        if isinstance(x, torch.Tensor) and _fwad.unpack_dual(x).tangent is not None:
+            raise NotImplementedError(
+                "semisep: forward-mode AD (dual tensors) is not supported by the O(N) kernels; "
+                "use reverse mode, or method='reference' (plain torch ops, which support it)"
+            )
+
 
 
 # ==================================================================================================
@@ -1298,15 +1333,160 @@ def _logdet_forward(alpha, beta, pivmin, method, L):
     return ld, mask.sum(dim=1).to(torch.int64), singular, gL
 
 
+def _cabs1(x: torch.Tensor) -> torch.Tensor:
+    """``|Re x| + |Im x|`` (LAPACK's CABS1), real dtype; ``|x|`` for real x."""
+    return x.real.abs() + x.imag.abs() if x.is_complex() else x.abs()
+
+
+def _gtsv_ref(alpha, b, c, f, pivmin):
+    """``A x = f`` by Gaussian elimination with partial pivoting (LAPACK ``?gtsv``), a plain
+    loop over N in out-of-place torch ops (the row exchanges as ``torch.where``), so ordinary
+    autograd differentiates it; the reference twin of the numpy backend's ``_solve_row``.
+
+    ``alpha (B, N)``, ``b, c (B, N-1)`` upper and lower, ``f (B, N, k)``, ``pivmin (B,)``.
+    Returns ``(x, singular)``: singular where some ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR *
+    pivmin`` (``cond_2(A) > 1/(8 eps)``)."""
+    U, U1, U2, swaps, rows = _gtsv_ref_factor(alpha, b, c, f)
+    B, N = alpha.shape
+    pm = pivmin.to(_real_dtype(alpha.dtype))
+    singular = (_cabs1(U) < SINGULAR_FACTOR * pm[:, None]).any(dim=1)
+    xs: list = [None] * N
+    for i in range(N - 1, -1, -1):
+        t = rows[i]
+        if i + 1 < N:
+            t = t - U1[:, i, None] * xs[i + 1]
+        if i + 2 < N:
+            t = t - U2[:, i, None] * xs[i + 2]
+        xs[i] = t / U[:, i, None]
+    return torch.stack(xs, dim=1), singular
+
+
+def _gtsv_ref_factor(alpha, b, c, f=None):
+    """``P A = L U`` with partial pivoting (LAPACK ``?gtsv``), out-of-place torch ops:
+    ``(U_diag (B, N), U_1 (B, N), U_2 (B, N), swaps (B,) int64, rows)``, ``rows`` the N rows of
+    ``L^{-1} P f`` ((B, k) each; None without ``f``)."""
+    B, N = alpha.shape
+    zero = alpha.new_zeros(B)
+    di = alpha[:, 0]
+    dui = b[:, 0] if N > 1 else zero
+    us, u1s, u2s = [], [], []
+    swaps = torch.zeros(B, dtype=torch.int64, device=alpha.device)
+    rows = None if f is None else [f[:, 0]]
+    for i in range(N - 1):
+        dl, dn = c[:, i], alpha[:, i + 1]
+        dun = b[:, i + 1] if i < N - 2 else zero
+        swap = _cabs1(di) < _cabs1(dl)
+        piv = torch.where(swap, dl, di)
+        other = torch.where(swap, di, dl)
+        safe = torch.where(piv == 0, torch.ones_like(piv), piv)
+        fact = other / safe  # 0 where both are 0; no where() around it, which would cut the gradient
+        us.append(piv)
+        u1s.append(torch.where(swap, dn, dui))
+        u2s.append(torch.where(swap, dun, zero))
+        di, dui = torch.where(swap, dui - fact * dn, dn - fact * dui), torch.where(swap, -fact * dun, dun)
+        swaps = swaps + swap.to(torch.int64)
+        if rows is not None:
+            xi, xn = rows[i], f[:, i + 1]
+            sw = swap[:, None]
+            rows[i] = torch.where(sw, xn, xi)
+            rows.append(torch.where(sw, xi - fact[:, None] * xn, xn - fact[:, None] * xi))
+    us.append(di)
+    u1s.append(zero)
+    u2s.append(zero)
+    return torch.stack(us, 1), torch.stack(u1s, 1), torch.stack(u2s, 1), swaps, rows
+
+
+def _logdet_pivoted_ref(alpha, b, c, pivmin):
+    """``log det A`` from the pivoted factorization ``P A = L U``: ``sum_i log U_ii`` plus
+    ``i pi`` per row exchange, imaginary part wrapped into (-pi, pi]; out-of-place ops, so
+    autograd gives ``d log det / d alpha_j = G_jj`` through any pivot.  Returns
+    ``(ld, singular)`` with the certificate of :func:`_gtsv_ref`."""
+    U, _, _, swaps, _ = _gtsv_ref_factor(alpha, b, c)
+    cdt = torch.complex64 if _real_dtype(alpha.dtype) == torch.float32 else torch.complex128
+    ld = torch.log(U.to(cdt)).sum(dim=1)
+    ang = ld.imag + math.pi * (swaps % 2).to(ld.real.dtype)
+    pm = pivmin.to(_real_dtype(alpha.dtype))
+    singular = (_cabs1(U) < SINGULAR_FACTOR * pm[:, None]).any(dim=1) | ~torch.isfinite(ld)
+    return torch.complex(ld.real, _wrap_angle(ang)), singular
+
+
+_REFINE_STEPS = 3  # iterative-refinement steps of the chunked solve before the pivoted fallback
+_REFINE_TOL = 8.0  # accept where ||A x - f|| <= _REFINE_TOL eps (||A|| ||x|| + ||f||), per column
+
+
+def _apply_rows(alpha, b, c, x):
+    """``A x`` for ``x (B, N, k)``."""
+    y = alpha[:, :, None] * x
+    if alpha.shape[1] > 1:
+        y = y + torch.nn.functional.pad(b[:, :, None] * x[:, 1:], (0, 0, 0, 1))
+        y = y + torch.nn.functional.pad(c[:, :, None] * x[:, :-1], (0, 0, 1, 0))
+    return y
+
+
+def _backward_ok(alpha, b, c, f, x):
+    """Per row: every column's normwise backward error ``||A x - f||_inf / (||A||_inf
+    ||x||_inf + ||f||_inf)`` is at most ``_REFINE_TOL eps`` (False where NaN); also the
+    residual ``f - A x``."""
+    r = f - _apply_rows(alpha, b, c, x)
+    eps = torch.finfo(_real_dtype(alpha.dtype)).eps
+    anorm = _cabs1(alpha)
+    if alpha.shape[1] > 1:
+        pad = torch.nn.functional.pad
+        anorm = anorm + pad(_cabs1(b), (0, 1)) + pad(_cabs1(c), (1, 0))
+    anorm = anorm.amax(dim=1)  # (B,), within a factor sqrt(2) above ||A||_inf
+    num = _cabs1(r).amax(dim=1)  # (B, k)
+    den = anorm[:, None] * _cabs1(x).amax(dim=1) + _cabs1(f).amax(dim=1)
+    ok = (num <= _REFINE_TOL * eps * den).all(dim=1)
+    return ok, r
+
+
+def _solve_stable(alpha, b, c, f, pivmin, method, L, gL=None):
+    """``A x = f`` backward stable on every path: ``"sequential"`` is the compiled pivoted
+    solve (LAPACK ``?gtsv``'s elimination); ``"reference"`` its torch-loop twin
+    :func:`_gtsv_ref`; ``"chunked"`` (the CUDA path) cannot exchange rows inside its scans, so
+    it solves with the LU pivots ``gL`` (:func:`_solve_with_pivots`), then takes up to
+    ``_REFINE_STEPS`` steps of iterative refinement with the residual in working precision
+    until the normwise backward error of every column is at most ``_REFINE_TOL eps``; rows
+    that do not get there (element growth beyond what refinement repairs) are solved by the
+    pivoted solve (the compiled kernel through a host copy where numba is available, else the
+    torch loop on the tensor's device).  Returns ``(x, steps)``."""
+    if method == "sequential":
+        x, _, _ = _numpy_kernel("solve", alpha, b, c, f, pivmin)
+        return x.to(f.device), 0
+    if method == "reference":
+        return _gtsv_ref(alpha, b, c, f, pivmin)[0], 0
+    if gL is None:
+        gL, _, _ = _pivots_chunked(alpha, b * c, pivmin, L)
+    x = _solve_with_pivots(gL, b, c, f, "chunked", L)
+    steps = 0
+    ok, r = _backward_ok(alpha, b, c, f, x)
+    while not bool(ok.all()) and steps < _REFINE_STEPS:
+        x = x + _solve_with_pivots(gL, b, c, r, "chunked", L)
+        steps += 1
+        ok, r = _backward_ok(alpha, b, c, f, x)
+    if not bool(ok.all()):
+        bad = (~ok).nonzero()[:, 0]
+        args = (alpha[bad], b[bad], c[bad], f[bad], pivmin[bad])
+        if _numpy_kernels_available():
+            xb, _, _ = _numpy_kernel("solve", *(t.cpu() for t in args))
+            xb = xb.to(f.device)
+        else:
+            xb, _ = _gtsv_ref(*args)
+        x = x.index_copy(0, bad, xb.to(x.dtype))
+    return x, steps
+
+
 class _SolveFn(torch.autograd.Function):
-    """``(alpha, b, c, f) -> x = A^{-1} f``; backward ``r = A^{-T} xbar`` (swap b and c, same
-    pivots), ``da_j = -sum_k r_jk x_jk``, ``db_j = -sum_k r_jk x_{j+1,k}``,
-    ``dc_j = -sum_k r_{j+1,k} x_jk``, ``df = r``.  Saves b, c, gL, x (O(N k))."""
+    """``(alpha, b, c, f) -> x = A^{-1} f``; backward ``r = A^{-T} xbar`` (swap b and c),
+    ``da_j = -sum_k r_jk x_jk``, ``db_j = -sum_k r_jk x_{j+1,k}``,
+    ``dc_j = -sum_k r_{j+1,k} x_jk``, ``df = r``; both solves backward stable
+    (:func:`_solve_stable`).  Saves alpha, b, c, pivmin, x (and the LU pivots on the chunked
+    path), O(N k)."""
 
     @staticmethod
     def forward(ctx, alpha, b, c, f, pivmin, method, L):
         x, guarded, singular, gL = _solve_forward(alpha, b, c, f, pivmin, method, L)
-        ctx.save_for_backward(b, c, gL, x)
+        ctx.save_for_backward(alpha, b, c, pivmin, x, gL)
         ctx.method, ctx.L, ctx.dtypes = method, L, (alpha.dtype, f.dtype)
         ctx.mark_non_differentiable(guarded, singular)
         return x, guarded, singular
@@ -1314,10 +1494,13 @@ class _SolveFn(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, gx, _g1, _g2):
-        b, c, gL, x = ctx.saved_tensors
+        alpha_t, b, c, pivmin, x, gL = ctx.saved_tensors
         alpha, f = (torch.empty(0, dtype=dt) for dt in ctx.dtypes)  # dtype carriers only
         xbar = gx.conj() if gx.is_complex() else gx
-        r = _solve_with_pivots(gL, c, b, xbar, "chunked", ctx.L)  # A^T: swap b and c, same pivots
+        xbar = xbar.to(x.dtype)
+        aw, bw, cw = (t.to(x.dtype) for t in (alpha_t, b, c))
+        # A^T: swap b and c (same LU pivots, which depend on b c only)
+        r, _ = _solve_stable(aw, cw, bw, xbar, pivmin, ctx.method, ctx.L, gL if gL.numel() else None)
         da = -(r * x).sum(dim=2)
         db = -(r[:, :-1] * x[:, 1:]).sum(dim=2)
         dc = -(r[:, 1:] * x[:, :-1]).sum(dim=2)
@@ -1328,19 +1511,26 @@ class _SolveFn(torch.autograd.Function):
 
 
 def _solve_forward(alpha, b, c, f, pivmin, method, L):
-    """``(x, guarded, singular, gL)``."""
-    beta = b * c
+    """``(x, guarded, singular, gL)``; ``gL`` the chunked path's LU pivots (an empty tensor
+    elsewhere).  ``guarded`` counts the guarded LU pivots of the chunked path (zero for the
+    pivoted solves); ``singular`` is the pivoted factorization's certificate
+    (:func:`_gtsv_ref`), on the chunked path the LU sweep's (:func:`_left_flags`) or a
+    non-finite result."""
+    B = alpha.shape[0]
+    none = alpha.new_zeros(0)
     if method == "sequential":
         x, guarded, singular = _numpy_kernel("solve", alpha, b, c, f, pivmin)
-        gL, _ = _pivots_sequential_numpy(alpha, beta, pivmin, right=False)
-        return x, guarded, singular, gL
+        return x, guarded, singular, none
     if method == "reference":
-        gL, _, mask = _pivots_ref(alpha, beta, pivmin)
-        x = _solve_with_pivots(gL, b, c, f, "reference")
-    else:
-        gL, _, mask = _pivots_chunked(alpha, beta, pivmin, L)
-        x = _solve_with_pivots(gL, b, c, f, "chunked", L)
-    singular = _left_flags(mask, alpha, beta, gL, pivmin) | ~torch.isfinite(x).all(dim=2).all(dim=1)
+        x, singular = _gtsv_ref(alpha, b, c, f, pivmin)
+        return x, torch.zeros(B, dtype=torch.int64, device=alpha.device), singular, none
+    beta = b * c
+    gL, _, mask = _pivots_chunked(alpha, beta, pivmin, L)
+    singular = _left_flags(mask, alpha, beta, gL, pivmin)
+    if bool(singular.any()):  # the caller raises: no refinement of a singular system
+        return _solve_with_pivots(gL, b, c, f, "chunked", L), mask.sum(dim=1).to(torch.int64), singular, gL
+    x, _ = _solve_stable(alpha, b, c, f, pivmin, "chunked", L, gL)
+    singular = singular | ~torch.isfinite(x).all(dim=2).all(dim=1)
     return x, mask.sum(dim=1).to(torch.int64), singular, gL
 
 
@@ -1502,6 +1692,8 @@ class TorchBackend(Backend):
         the guard, the shifted sweeps with the guarded pass); the same under autograd through
         :class:`_ResolventShiftedChunkedFn`.  Otherwise ``alpha = diag - shift`` is formed and
         :meth:`resolvent_diagonal` runs."""
+        if method != "reference":
+            _reject_forward_ad(diag, shift, beta)
         resolved = self._resolve_method(method, diag)
         if (method == "auto" and resolved == "chunked" and shift.is_complex() and diag.shape[1] >= 2
                 and _triton_resolvent.available(diag) and not self._needs_grad(diag, shift, beta)):
@@ -1553,6 +1745,7 @@ class TorchBackend(Backend):
     def woodbury_forward(self, alpha, b, c, U, V, pivmin, shift=None):
         """:meth:`NumpyBackend.woodbury_forward` on zero-copy views; the sweeps' ``KmI``,
         ``guarded`` and ``singular`` come back as tensors."""
+        _reject_forward_ad(alpha, b, c, U, V, shift)
         from .. import get_backend
 
         p = pivmin.detach().to(_real_dtype(alpha.dtype if shift is None else shift.dtype))
@@ -1601,6 +1794,8 @@ class TorchBackend(Backend):
 
         Returns ``(G (B, N), guarded (B,) int64, singular (B,) bool)``; ``guarded`` counts the
         guarded pivots of both sweeps (LU and UL)."""
+        if method != "reference":
+            _reject_forward_ad(alpha, beta)
         method = self._resolve_method(method, alpha)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain loop, differentiable by ordinary autograd
@@ -1619,13 +1814,20 @@ class TorchBackend(Backend):
     def logdet(self, alpha, beta, pivmin, method="auto"):
         """``log det(T - zI)`` for one matrix per batch row: ``(ld (B,) complex, guarded, singular)``;
         the imaginary part in (-pi, pi] (complex also for real input)."""
+        if method != "reference":
+            _reject_forward_ad(alpha, beta)
         method = self._resolve_method(method, alpha)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
-        if method == "reference":  # plain loop, differentiable by ordinary autograd
-            gL, d, mask = _pivots_ref(alpha, beta, pivmin)
-            ld = _logdet_ref(d)
-            singular = _left_flags(mask, alpha, beta, gL, pivmin) | ~torch.isfinite(ld)
-            return ld, mask.sum(1).to(torch.int64), singular
+        if method == "reference":  # plain pivoted loop, differentiable by ordinary autograd
+            # det A depends on the products beta_i only: eliminate the balanced similar matrix
+            # with lower m_i = sqrt(|beta_i|) and upper beta_i / m_i (as the numpy kernel); m is
+            # a constant here, so the gradient reaches beta through beta / m only
+            with torch.no_grad():
+                m = _cabs1(beta).sqrt()
+                c = m.to(beta.dtype)
+                m = torch.where(m == 0, torch.ones_like(m), m).to(beta.dtype)
+            ld, singular = _logdet_pivoted_ref(alpha, beta / m, c, pivmin)
+            return ld, torch.zeros(alpha.shape[0], dtype=torch.int64, device=alpha.device), singular
         if self._needs_grad(alpha, beta):
             return _LogdetFn.apply(alpha, beta, pivmin, method, self.chunk_length)
         with torch.no_grad():
@@ -1635,6 +1837,8 @@ class TorchBackend(Backend):
     def solve(self, alpha, b, c, f, pivmin, method="auto"):
         """``x = (T - zI)^{-1} f`` for ``alpha (B, N)``, ``b, c (B, N-1)``, ``f (B, N, k)``:
         ``(x (B, N, k), guarded, singular)``."""
+        if method != "reference":
+            _reject_forward_ad(alpha, b, c, f)
         method = self._resolve_method(method, alpha)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain loops, differentiable by ordinary autograd

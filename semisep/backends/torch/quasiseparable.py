@@ -83,12 +83,13 @@ def _all_cpu(*ts: torch.Tensor) -> bool:
 def _qs_factor(alpha: torch.Tensor, p: torch.Tensor, q: torch.Tensor, a: torch.Tensor,
                g: torch.Tensor, h: torch.Tensor, b: torch.Tensor, pivmin: torch.Tensor,
                store_states: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                            torch.Tensor, torch.Tensor, torch.Tensor]:
-    d, qt, ht, guarded, last_small, Ms = K.factor_kernel(
+                                            torch.Tensor, torch.Tensor, torch.Tensor,
+                                            torch.Tensor]:
+    d, qt, ht, guarded, last_small, Ms, delta = K.factor_kernel(
         *(_np(x) for x in (alpha, p, q, a, g, h, b)), _np(pivmin).astype(np.float64),
         store_states,
     )
-    return _t(d), _t(qt), _t(ht), _t(guarded), _t(last_small), _t(Ms)
+    return _t(d), _t(qt), _t(ht), _t(guarded), _t(last_small), _t(Ms), _t(delta)
 
 
 @_qs_factor.register_fake
@@ -98,16 +99,16 @@ def _(alpha, p, q, a, g, h, b, pivmin, store_states):
     new = alpha.new_empty
     return (new((B, n)), new((B, n, rl)), new((B, n, ru)),
             torch.empty((B,), dtype=torch.int64), torch.empty((B,), dtype=torch.bool),
-            new((B, n if store_states else 0, rl, ru)))
+            new((B, n if store_states else 0, rl, ru)), new((B, n)))
 
 
 def _factor_setup(ctx, inputs, output):
     alpha, p, q, a, g, h, b, _, _ = inputs
-    d, qt, ht, _, _, Ms = output
+    d, qt, ht, _, _, Ms, _ = output
     ctx.save_for_backward(alpha, p, q, a, g, h, b, d, qt, ht, Ms)
 
 
-def _factor_backward(ctx, dbar, qtbar, htbar, _g, _s, _m):
+def _factor_backward(ctx, dbar, qtbar, htbar, _g, _s, _m, _delta):
     alpha, p, q, a, g, h, b, d, qt, ht, Ms = ctx.saved_tensors
     if Ms.shape[1] != d.shape[1]:
         raise RuntimeError("semisep::qs_factor was run without stored states; its backward "
@@ -209,11 +210,11 @@ def _wants_grad(*ts: torch.Tensor) -> bool:
 
 
 def factor(alpha, p, q, a, g, h, b, pivmin):
-    """``(d, qt, ht, guarded (NumPy), last_small (NumPy))``; the numba kernel on CPU."""
+    """``(d, qt, ht, guarded (NumPy), last_small (NumPy), delta)``; the numba kernel on CPU."""
     ins = (alpha, p, q, a, g, h, b)
     if _all_cpu(*ins):
-        d, qt, ht, guarded, last_small, _ = _qs_factor(*ins, pivmin, _wants_grad(*ins))
-        return d, qt, ht, guarded.numpy(), last_small.numpy()
+        d, qt, ht, guarded, last_small, _, delta = _qs_factor(*ins, pivmin, _wants_grad(*ins))
+        return d, qt, ht, guarded.numpy(), last_small.numpy(), delta
     return factor_loop(alpha, p, q, a, g, h, b, pivmin)
 
 
@@ -260,7 +261,7 @@ def factor_loop(alpha, p, q, a, g, h, b, pivmin):
     B = max(x.shape[0] for x in (alpha, p, q, a, g, h, b))
     n, rl, ru = alpha.shape[1], p.shape[2], g.shape[2]
     M = alpha.new_zeros((B, rl, ru))
-    ds, qts, hts = [], [], []
+    ds, qts, hts, deltas = [], [], [], []
     guarded = torch.zeros(B, dtype=torch.int64)
     last_small = torch.zeros(B, dtype=torch.bool)
     piv = pivmin.to(alpha.device)
@@ -275,7 +276,11 @@ def factor_loop(alpha, p, q, a, g, h, b, pivmin):
             guarded += small.cpu().to(torch.int64)
             mag = s.detach().abs()
             unit = torch.where(mag > 0, s / torch.where(mag > 0, mag, 1.0), torch.ones_like(s))
+            s_raw = s
             s = torch.where(small, piv * unit, s)
+            deltas.append((s - s_raw).detach().expand(B))
+        else:
+            deltas.append(torch.zeros_like(s.detach()).expand(B))
         qt = (q[:, i] - _mv(_at(a, i), u)) / s[:, None]
         ht = h[:, i] - _mv(_at(b, i), v)
         M = _at(a, i) @ M @ _at(b, i).mT + qt[:, :, None] * ht[:, None, :]
@@ -283,7 +288,7 @@ def factor_loop(alpha, p, q, a, g, h, b, pivmin):
         qts.append(qt.expand(B, rl))
         hts.append(ht.expand(B, ru))
     return (torch.stack(ds, 1), torch.stack(qts, 1), torch.stack(hts, 1), guarded.numpy(),
-            last_small.numpy())
+            last_small.numpy(), torch.stack(deltas, 1))
 
 
 def solve_loop(d, qt, ht, p, a, g, b, f, transpose=False):

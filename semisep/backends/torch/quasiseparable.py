@@ -86,8 +86,8 @@ def _qs_factor(alpha: torch.Tensor, p: torch.Tensor, q: torch.Tensor, a: torch.T
                                             torch.Tensor, torch.Tensor, torch.Tensor,
                                             torch.Tensor]:
     d, qt, ht, guarded, last_small, Ms, delta = K.factor_kernel(
-        *(_np(x) for x in (alpha, p, q, a, g, h, b)), _np(pivmin).astype(np.float64),
-        store_states,
+        _np(alpha), _np(p), _np(q), _np(a), _np(g), _np(h), _np(b),
+        _np(pivmin).astype(np.float64), store_states,
     )
     return _t(d), _t(qt), _t(ht), _t(guarded), _t(last_small), _t(Ms), _t(delta)
 
@@ -131,7 +131,8 @@ _qs_factor.register_autograd(_factor_backward, setup_context=_factor_setup)
 @torch.library.custom_op("semisep::qs_solve", mutates_args=())
 def _qs_solve(d: torch.Tensor, qt: torch.Tensor, ht: torch.Tensor, p: torch.Tensor,
               a: torch.Tensor, g: torch.Tensor, b: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    return _t(K.solve_factored_kernel(*(_np(x) for x in (d, qt, ht, p, a, g, b, f)), False))
+    return _t(K.solve_factored_kernel(_np(d), _np(qt), _np(ht), _np(p), _np(a), _np(g), _np(b),
+                                      _np(f), False))
 
 
 @_qs_solve.register_fake

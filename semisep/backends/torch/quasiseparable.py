@@ -10,11 +10,13 @@ Three paths, chosen per call:
   ``semisep::qs_solve``, ``semisep::qs_matvec``) with ``register_fake`` (shapes) and
   ``register_autograd`` (exact backward, O(N r^2) memory per element):
 
-  - ``qs_factor``: the adjoint sweep :func:`~semisep.backends.numpy.quasiseparable_grad.
-    factor_backward_kernel` over the stored states ``M_i``;
+  - ``qs_factor``: the adjoint sweep
+    :func:`~semisep.backends.numpy.quasiseparable_grad.factor_backward_kernel` over the stored
+    states ``M_i``;
   - ``qs_solve`` (``x = U^{-1} L^{-1} f``): ``fbar = A^{-T} xbar`` (the transposed solve on
     the same factors), ``dbar_i = -yhat_i . x_i`` with ``yhat = U^{-T} xbar = L^T fbar``, and
-    the strict parts by :func:`~semisep.backends.numpy.quasiseparable.bilinear_grad_kernel`:
+    the strict parts by
+    :func:`~semisep.backends.numpy.quasiseparable.bilinear_grad_kernel`:
     ``(g, ht, b)`` from ``(u, v) = (-x, yhat)``, ``(p, qt, a)`` from ``(-fbar, y)`` with
     ``y = L^{-1} f = U x``;
   - ``qs_matvec`` (``y = A x``): ``xbar = A^T ybar``, ``alphabar_i = ybar_i . x_i``, the lower

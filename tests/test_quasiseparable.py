@@ -259,3 +259,14 @@ def test_property_against_dense(p):
     assert relerr(op.solve(b, z), np.linalg.solve(Az, b)) < t
     assert relerr(op.resolvent_diagonal(z), np.diag(np.linalg.inv(Az))) < t
     assert abs(op.logdet(z).real - np.linalg.slogdet(Az)[1]) < t * max(1, n)
+
+
+def test_structure_and_interop(rng):
+    args = gens(rng, (), 12, 2, 1, np.float64, False)
+    op = ss.Quasiseparable(*args)
+    x = rng.standard_normal(12)
+    assert relerr(op.aslinearoperator().matvec(x), op @ x) < 1e-15
+    assert relerr(np.asarray(op), op.to_dense()) == 0.0
+    assert op.nbytes == sum(a.nbytes for a in args) and op.dense_nbytes == 12 * 12 * 8
+    assert (op.rank_lower, op.rank_upper, op.is_symmetric_storage) == (2, 1, False)
+    assert "Quasiseparable(shape=(12, 12), ranks=(2, 1)" in repr(op)

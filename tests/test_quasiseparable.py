@@ -68,12 +68,13 @@ def test_against_dense(rng, dtype, ranks, symmetric):
     op = ss.Quasiseparable(*args)
     A = ref.qsm_to_dense(*args)
     assert relerr(op.to_dense(), A) < 10 * eps_of(dtype)
+    checked = 0
     for z in (0.0, 0.5 + 1e-3j, -0.3 + 1.0j):
         Az = A - z * np.eye(n)
         t = 50 * n * eps_of(dtype) * max(np.linalg.cond(x) for x in Az)
-        assume_ok = t < 1e-2
-        if not assume_ok:
+        if not t < 1e-2:  # a vacuous tolerance: this shift is not judged (counted below)
             continue
+        checked += 1
         b = rng.standard_normal(batch + (n, 2)).astype(dtype)
         assert relerr(op.solve(b, z), np.linalg.solve(Az, b)) < t
         s, la_ = np.linalg.slogdet(Az)
@@ -87,6 +88,7 @@ def test_against_dense(rng, dtype, ranks, symmetric):
         assert relerr(op.matvec(x), (A @ x[:, None])[..., 0]) < 10 * n * eps_of(dtype)
         assert relerr(op.rmatvec(x), (np.swapaxes(A, -1, -2) @ x[:, None])[..., 0]) < 10 * n * eps_of(dtype)
         assert relerr(op.T.to_dense(), np.swapaxes(A, -1, -2)) < 10 * eps_of(dtype)
+    assert checked >= 2, f"only {checked} of 3 shifts were well enough conditioned to judge"
 
 
 def test_factorization_is_shared(rng):
@@ -146,14 +148,13 @@ def test_pivmin_is_scaled_by_entries_not_generators():
     """Generators of size 1e150 with entries of size 1: the guard and certificate follow the
     entries (a generator-scaled guard would call this matrix singular)."""
     n = 30
-    t = np.arange(n, dtype=float)
     big = 1e150
     op = ss.Quasiseparable(np.full(n, 2.0), np.full((n, 1), big), np.full((n, 1), 0.5 / big),
                            np.full((n, 1, 1), 0.5))
     A = op.to_dense()
     assert np.abs(A).max() == 2.0
     _, info = op.logdet(return_info=True)
-    assert float(info.pivmin) < 1e-14 and len(t) == n
+    assert float(info.pivmin) < 1e-14
     assert op.logdet() == pytest.approx(np.linalg.slogdet(A)[1], rel=1e-13)
 
 

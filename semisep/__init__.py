@@ -19,6 +19,7 @@ from .errors import (
 )
 from .factorize import FactorizationHistory, FactorizationReport, check_factorization, factorize
 from .lowrank import TridiagonalPlusLowRank, WoodburyInfo
+from .quasiseparable import Quasiseparable, QuasiseparableFactorization
 from .semiseparable import Semiseparable
 from .tridiagonal import PivotInfo, Tridiagonal, logdet, resolvent_diagonal, solve
 
@@ -54,6 +55,8 @@ __all__ = [
     "TridiagonalPlusLowRank",
     "WoodburyInfo",
     "Semiseparable",
+    "Quasiseparable",
+    "QuasiseparableFactorization",
     "factorize",
     "check_factorization",
     "FactorizationReport",

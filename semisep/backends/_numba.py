@@ -182,3 +182,29 @@ def jit(**options: Any) -> Any:
         return dispatcher
 
     return decorate
+
+
+def key_caches_on_constants(namespace: dict, names: tuple[str, ...]) -> None:
+    """Give every cached kernel of a module (``namespace``: its ``globals()``) a cache whose
+    index key also holds the values of the module globals ``names``.
+
+    numba freezes a global's value into the compiled code, and its on-disk cache is keyed on
+    the source file's time stamp and each function's bytecode only: a constant imported from
+    another file (``SINGULAR_FACTOR``) could change while a cached kernel keeps the old value.
+    The values are read when a kernel is loaded or saved, i.e. the value it is compiled with.
+    Where numba's cache class lacks the hook, caching is turned off instead: slower first
+    calls, never a stale constant.  Call it at the end of the module, after every kernel."""
+    from numba.core.caching import FunctionCache, NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    keyable = hasattr(FunctionCache, "_index_key")
+
+    class _ConstantKeyedCache(FunctionCache):
+        def _index_key(self, sig, codegen):
+            values = tuple((name, namespace[name]) for name in names)
+            return (*super()._index_key(sig, codegen), values)
+
+    for obj in list(namespace.values()):
+        disp = obj.dispatcher if isinstance(obj, _Serialized) else obj
+        if isinstance(disp, Dispatcher) and isinstance(getattr(disp, "_cache", None), FunctionCache):
+            disp._cache = _ConstantKeyedCache(disp.py_func) if keyable else NullCache()  # type: ignore[attr-defined]

@@ -42,7 +42,7 @@ from numba.extending import overload
 
 from .. import SINGULAR_FACTOR, Backend
 from .._blas import single_threaded_blas
-from .._numba import cache_option, configure_threading, jit
+from .._numba import cache_option, configure_threading, jit, key_caches_on_constants
 from . import linalg as _linalg_ns
 
 __all__ = [
@@ -1896,25 +1896,4 @@ class NumpyBackend(Backend):
         _give_back_scratch(sweeps.buffer)
 
 
-def _key_caches_on_constants(namespace: dict) -> None:
-    """Give every cached kernel of ``namespace`` a cache whose index key also holds the values
-    of :data:`_KERNEL_CONSTANTS` (read when a kernel is loaded or saved, i.e. the value it is
-    compiled with).  Where numba's cache class lacks the hook, caching is turned off instead:
-    slower first calls, never a stale constant."""
-    from numba.core.caching import FunctionCache, NullCache
-    from numba.core.dispatcher import Dispatcher
-
-    keyable = hasattr(FunctionCache, "_index_key")
-
-    class _ConstantKeyedCache(FunctionCache):
-        def _index_key(self, sig, codegen):
-            values = tuple((name, namespace[name]) for name in _KERNEL_CONSTANTS)
-            return (*super()._index_key(sig, codegen), values)
-
-    for obj in list(namespace.values()):
-        if isinstance(obj, Dispatcher) and isinstance(getattr(obj, "_cache", None), FunctionCache):
-            obj._cache = (  # type: ignore[attr-defined]
-                _ConstantKeyedCache(obj.py_func) if keyable else NullCache())
-
-
-_key_caches_on_constants(globals())
+key_caches_on_constants(globals(), _KERNEL_CONSTANTS)

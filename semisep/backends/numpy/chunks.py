@@ -30,6 +30,7 @@ import numpy as np
 from numba import prange
 
 from .. import SINGULAR_FACTOR
+from .._numba import jit, key_caches_on_constants
 from . import _JIT, _guard, _recip
 
 __all__ = [
@@ -105,7 +106,7 @@ def _transfer_row(alpha, betaL, beta_out, shift, reverse, M):
     _pow2_rescale(m, M)
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _transfer_batch(alpha, betaL, beta_out, shift, reverse, M):
     for r in prange(alpha.shape[0]):
         _transfer_row(alpha[r], betaL[r % betaL.shape[0]], beta_out[r % beta_out.shape[0]], shift[r],
@@ -170,7 +171,7 @@ def _left_chunk_row(alpha, beta, beta_out, pivmin, is_last, gL, want_gL):
     return logabs, phase, guarded, singular
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _left_chunk_batch(alpha, beta, beta_out, pivmin, is_last, gL, want_gL, logabs, phase, guarded, singular):
     for r in prange(alpha.shape[0]):
         la, ph, gd, sg = _left_chunk_row(alpha[r], beta[r], beta_out[r], pivmin[r], is_last, gL[r], want_gL)
@@ -207,7 +208,7 @@ def left_chunk(alpha, beta, beta_out, pivmin, is_last, want_gL=True):
     return (gL if want_gL else None), logabs, phase, guarded, singular
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _affine_batch(m, f, carry, reverse, y, P):
     B, C = m.shape
     k = f.shape[2]
@@ -305,3 +306,6 @@ def affine_chunk_ref(m, f, carry, reverse=False):
         prev = m[:, i, None] * prev + f[:, i]
         y[:, i] = prev
     return y, np.prod(m, axis=1).astype(dtype)
+
+
+key_caches_on_constants(globals(), ("SINGULAR_FACTOR",))

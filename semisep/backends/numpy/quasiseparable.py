@@ -60,6 +60,7 @@ import numpy as np
 from numba import prange
 
 from .. import SINGULAR_FACTOR
+from .._numba import cache_option, jit, key_caches_on_constants
 
 __all__ = [
     "factor_kernel",
@@ -73,7 +74,7 @@ __all__ = [
     "matvec",
 ]
 
-_JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
+_JIT = dict(nogil=True, cache=cache_option(__file__), fastmath=False, error_model="numpy")
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,7 +157,7 @@ def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_t
     return guarded, last_small
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _factor_batch(alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, guarded, last_small,
                   delta):
     for k0 in prange(d.shape[0]):
@@ -248,7 +249,7 @@ def _sweeps_row(k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
                 psi[r, c] = tmp2[r, c]
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _sweeps_batch(d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
     for k0 in prange(x.shape[0]):
         k = np.int64(k0)
@@ -328,7 +329,7 @@ def _inverse_diagonal_row(k, d, qt, ht, p, a, g, b, out):
                 Psi[r, c] = acc
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _inverse_diagonal_batch(d, qt, ht, p, a, g, b, out):
     for k0 in prange(out.shape[0]):
         k = np.int64(k0)
@@ -391,7 +392,7 @@ def _lower_apply_row(k, p, q, a, x, y, transpose_order):
                 st[e, c] = tmp[e, c]
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _matvec_batch(alpha, p, q, a, g, h, b, x, y):
     for k0 in prange(y.shape[0]):
         k = np.int64(k0)
@@ -469,7 +470,7 @@ def _bilinear_grad_row(k, u, v, p, q, a, dp, dq, da):
                 lam[e, c] = tmp[e, c]
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _bilinear_grad_batch(u, v, p, q, a, dp, dq, da):
     for k0 in prange(dp.shape[0]):
         k = np.int64(k0)
@@ -517,3 +518,6 @@ def inverse_diagonal(d, qt, ht, p, a, g, b):
 def matvec(alpha, p, q, a, g, h, b, x):
     """``A x``; see :func:`matvec_kernel`."""
     return matvec_kernel(*(_c(t) for t in (alpha, p, q, a, g, h, b, x)))
+
+
+key_caches_on_constants(globals(), ("SINGULAR_FACTOR",))

@@ -30,9 +30,11 @@ import numba
 import numpy as np
 from numba import prange
 
+from .._numba import cache_option, jit
+
 __all__ = ["factor_backward_kernel"]
 
-_JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
+_JIT = dict(nogil=True, cache=cache_option(__file__), fastmath=False, error_model="numpy")
 
 
 @numba.njit(**_JIT)
@@ -146,7 +148,7 @@ def _factor_backward_row(k, p, a, g, b, d, qt, ht, Ms, dbar, qtbar, htbar,
                 Mbar[r, c] = T2[r, c]
 
 
-@numba.njit(parallel=True, **_JIT)
+@jit(parallel=True, **_JIT)
 def _factor_backward_batch(p, a, g, b, d, qt, ht, Ms, dbar, qtbar, htbar,
                            galpha, gp, gq, ga, gg, gh, gb):
     for k0 in prange(d.shape[0]):

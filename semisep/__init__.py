@@ -8,6 +8,7 @@ semiseparable operators, on NumPy and torch (CPU and CUDA), with exact O(N)-memo
 True
 """
 
+from . import kernels
 from .errors import (
     BackendError,
     IllConditionedWarning,
@@ -36,6 +37,7 @@ __all__ = [
     "TridiagonalPlusLowRank",
     "WoodburyInfo",
     "Semiseparable",
+    "kernels",
     "factorize",
     "check_factorization",
     "FactorizationReport",

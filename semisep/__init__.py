@@ -19,6 +19,7 @@ from .errors import (
 )
 from .factorize import FactorizationHistory, FactorizationReport, check_factorization, factorize
 from .lowrank import TridiagonalPlusLowRank, WoodburyInfo
+from .quasiseparable import Quasiseparable, QuasiseparableFactorization
 from .semiseparable import Semiseparable
 from .tridiagonal import PivotInfo, Tridiagonal, logdet, resolvent_diagonal, solve
 
@@ -37,7 +38,8 @@ __all__ = [
     "TridiagonalPlusLowRank",
     "WoodburyInfo",
     "Semiseparable",
-    "kernels",
+    "Quasiseparable",
+    "QuasiseparableFactorization",
     "factorize",
     "check_factorization",
     "FactorizationReport",
@@ -51,6 +53,7 @@ __all__ = [
     "SingularMatrixError",
     "BackendError",
     "IllConditionedWarning",
+    "kernels",
     "test",
     "__version__",
 ]

@@ -1,0 +1,512 @@
+"""Compiled (numba) kernels of the quasiseparable algorithms (docs/mathematics.md, section
+"Quasiseparable operators").
+
+Notation for one batch row, ``A = S - z I`` of size N::
+
+    A[i, i] = alpha_i = diag_i - z
+    A[i, j] = p_i . (a_{i-1} ... a_{j+1} q_j)          (i > j; empty product = identity)
+    A[i, j] = g_j . (b_{j-1} ... b_{i+1} h_i)          (i < j)
+
+``p, q`` (.., N, r_l), ``a`` (.., N, r_l, r_l), ``g, h`` (.., N, r_u), ``b`` (.., N, r_u, r_u);
+``a_0`` and ``b_0`` never enter.  ``.`` is the unconjugated dot product.
+
+Array convention of every kernel: a leading batch axis of length ``B`` or 1 (1 = shared by
+the batch: the kernels index it at 0, nothing is copied); the transitions ``a``, ``b`` may also
+have length 1 on their N axis (one transition for every step, e.g. the identity of the
+generator form).  Inputs are C-contiguous and share one dtype (real or complex, 32 or 64 bit).
+
+The kernels (``prange`` over the batch rows; each row is a sequential O(N) sweep):
+
+``factor_kernel(alpha, p, q, a, g, h, b, pivmin, store_states)``
+    The LU factorization ``A = L U`` without row exchanges, ``L = I + tril-form(p, qt, a)``,
+    ``U = diag(d) + triu-form(g, ht, b)``, by the state recursion (``M_0 = 0``, r_l x r_u)::
+
+        d_i  = alpha_i - p_i . (M_i g_i)
+        qt_i = (q_i - a_i M_i g_i) / d_i
+        ht_i = h_i - b_i M_i^T p_i
+        M_{i+1} = a_i M_i b_i^T + qt_i ht_i^T
+
+    A pivot with ``|d_i| < pivmin`` is replaced by ``pivmin d_i/|d_i|`` and counted.  Returns
+    ``(d, qt, ht, guarded, last_small, M)`` with ``last_small`` True where the last pivot,
+    before guarding, is below ``SINGULAR_FACTOR * pivmin`` (``1/d_{N-1} = G_{N-1,N-1}``), and
+    ``M`` (B, N, r_l, r_u) the states ``M_i`` when ``store_states`` (else an empty array).
+``solve_factored_kernel(d, qt, ht, p, a, g, b, f, transpose)``
+    ``A x = f`` (or ``A^T x = f``) from the factors: two sweeps with states of size r x k.
+``inverse_diagonal_kernel(d, qt, ht, p, a, g, b)``
+    ``G_ii = ((A^{-1})_ii) = (1 + ht_i . (Psi_i qt_i)) / d_i`` by the backward recursion
+    ``Psi_{N-1} = 0``, ``Psi_{i-1} = g_i p_i^T / d_i + bh_i^T Psi_i ah_i`` with
+    ``ah_i = a_i - qt_i p_i^T`` and ``bh_i = b_i - ht_i g_i^T / d_i`` (the transitions of the
+    inverse unit-triangular factors).
+``matvec_kernel(alpha, p, q, a, g, h, b, x)``
+    ``y = A x`` by the forward state ``f_{i+1} = a_i f_i + q_i x_i`` and the backward state
+    ``e_{i-1} = b_i^T e_i + g_i x_i``: ``y_i = alpha_i x_i + p_i . f_i + h_i . e_i``.
+``bilinear_grad_kernel(u, v, p, q, a)``
+    The gradient of ``sum_k u_k^T L v_k`` (``L`` the strictly lower form (p, q, a)) with
+    respect to ``p, q, a``, for reverse-mode differentiation: with the forward state
+    ``phi_{i+1} = a_i phi_i + q_i v_i`` and the backward state
+    ``lam_{i-1} = a_i^T lam_i + p_i u_i``: ``dp_i = sum u_i phi_i``, ``dq_i = sum lam_i v_i``,
+    ``da_i = sum lam_i phi_i^T`` (``lam_i`` the state after row i is added, so that it
+    collects rows > i).
+
+The plain loop twin of the forward algorithms is :mod:`semisep.reference.quasiseparable`.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from .. import SINGULAR_FACTOR
+
+__all__ = [
+    "factor_kernel",
+    "solve_factored_kernel",
+    "inverse_diagonal_kernel",
+    "matvec_kernel",
+    "bilinear_grad_kernel",
+    "factor",
+    "solve",
+    "inverse_diagonal",
+    "matvec",
+]
+
+_JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
+
+
+# --------------------------------------------------------------------------------------------
+# the factorization
+# --------------------------------------------------------------------------------------------
+@numba.njit(**_JIT)
+def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_thr):
+    n = d.shape[1]
+    rl = p.shape[2]
+    ru = g.shape[2]
+    ka = k if alpha.shape[0] > 1 else 0
+    kp = k if p.shape[0] > 1 else 0
+    kq = k if q.shape[0] > 1 else 0
+    kA = k if a.shape[0] > 1 else 0
+    kg = k if g.shape[0] > 1 else 0
+    kh = k if h.shape[0] > 1 else 0
+    kB = k if b.shape[0] > 1 else 0
+    M = np.zeros((rl, ru), d.dtype)
+    T = np.zeros((rl, ru), d.dtype)
+    u = np.zeros(rl, d.dtype)
+    v = np.zeros(ru, d.dtype)
+    zero = np.zeros(1, d.dtype)[0]
+    guarded = 0
+    last_small = False
+    for i in range(n):
+        ia = i if a.shape[1] > 1 else 0
+        ib = i if b.shape[1] > 1 else 0
+        s = alpha[ka, i] * 1
+        for r in range(rl):
+            acc = zero
+            for c in range(ru):
+                acc += M[r, c] * g[kg, i, c]
+            u[r] = acc
+            s -= p[kp, i, r] * acc
+        for c in range(ru):
+            acc = zero
+            for r in range(rl):
+                acc += M[r, c] * p[kp, i, r]
+            v[c] = acc
+        if i == n - 1 and abs(s) < sing_thr:
+            last_small = True
+        ad = abs(s)
+        if ad < pivmin:
+            guarded += 1
+            if ad == 0:
+                s = s * 0 + pivmin
+            else:
+                s = s * (pivmin / ad)
+        d[k, i] = s
+        inv = 1 / s
+        for r in range(rl):
+            acc = q[kq, i, r] * 1
+            for c in range(rl):
+                acc -= a[kA, ia, r, c] * u[c]
+            qt[k, i, r] = acc * inv
+        for c in range(ru):
+            acc = h[kh, i, c] * 1
+            for e in range(ru):
+                acc -= b[kB, ib, c, e] * v[e]
+            ht[k, i, c] = acc
+        if store:
+            for r in range(rl):
+                for c in range(ru):
+                    Ms[k, i, r, c] = M[r, c]
+        # M <- a_i M b_i^T + qt_i ht_i^T
+        for r in range(rl):
+            for c in range(ru):
+                acc = zero
+                for e in range(rl):
+                    acc += a[kA, ia, r, e] * M[e, c]
+                T[r, c] = acc
+        for r in range(rl):
+            for c in range(ru):
+                acc = qt[k, i, r] * ht[k, i, c]
+                for e in range(ru):
+                    acc += T[r, e] * b[kB, ib, c, e]
+                M[r, c] = acc
+    return guarded, last_small
+
+
+@numba.njit(parallel=True, **_JIT)
+def _factor_batch(alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, guarded, last_small):
+    for k0 in prange(d.shape[0]):
+        k = np.int64(k0)
+        thr = pivmin[k] * SINGULAR_FACTOR
+        gk, sk = _factor_row(k, alpha, p, q, a, g, h, b, pivmin[k], d, qt, ht, Ms, store, thr)
+        guarded[k] = gk
+        last_small[k] = sk
+
+
+def factor_kernel(alpha, p, q, a, g, h, b, pivmin, store_states=False):
+    """See the module docstring; ``pivmin`` (B,) real; returns
+    ``(d (B, N), qt (B, N, r_l), ht (B, N, r_u), guarded (B,), last_small (B,), M)``."""
+    B = max(x.shape[0] for x in (alpha, p, q, a, g, h, b))
+    n = alpha.shape[1]
+    rl, ru = p.shape[2], g.shape[2]
+    dt = alpha.dtype
+    d = np.empty((B, n), dt)
+    qt = np.empty((B, n, rl), dt)
+    ht = np.empty((B, n, ru), dt)
+    Ms = np.empty((B, n if store_states else 0, rl, ru), dt)
+    guarded = np.zeros(B, np.int64)
+    last_small = np.zeros(B, np.bool_)
+    piv = np.ascontiguousarray(np.broadcast_to(pivmin, (B,)), dtype=np.float64)
+    _factor_batch(alpha, p, q, a, g, h, b, piv, d, qt, ht, Ms, bool(store_states), guarded,
+                  last_small)
+    return d, qt, ht, guarded, last_small, Ms
+
+
+# --------------------------------------------------------------------------------------------
+# solves from the factors
+# --------------------------------------------------------------------------------------------
+@numba.njit(**_JIT)
+def _sweeps_row(k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
+    """Forward sweep ``y_i = (f_i - P1_i . phi) [/ d_i]``, ``phi <- A1_i phi + Q1_i y_i``;
+    backward sweep ``x_i = (y_i - P2_i . psi) [/ d_i]``, ``psi <- A2_i^T psi + Q2_i x_i``;
+    the division by ``d_i`` in the forward sweep when ``div1``, else in the backward one."""
+    n = x.shape[1]
+    kk = x.shape[2]
+    r1 = P1.shape[2]
+    r2 = P2.shape[2]
+    kd = k if d.shape[0] > 1 else 0
+    k1p = k if P1.shape[0] > 1 else 0
+    k1q = k if Q1.shape[0] > 1 else 0
+    k1a = k if A1.shape[0] > 1 else 0
+    k2p = k if P2.shape[0] > 1 else 0
+    k2q = k if Q2.shape[0] > 1 else 0
+    k2a = k if A2.shape[0] > 1 else 0
+    kf = k if f.shape[0] > 1 else 0
+    phi = np.zeros((r1, kk), x.dtype)
+    tmp1 = np.zeros((r1, kk), x.dtype)
+    for i in range(n):
+        i1 = i if A1.shape[1] > 1 else 0
+        inv = 1 / d[kd, i] if div1 else d[kd, i] * 0 + 1
+        for c in range(kk):
+            acc = f[kf, i, c] * 1
+            for r in range(r1):
+                acc -= P1[k1p, i, r] * phi[r, c]
+            x[k, i, c] = acc * inv
+        for r in range(r1):
+            for c in range(kk):
+                acc = Q1[k1q, i, r] * x[k, i, c]
+                for e in range(r1):
+                    acc += A1[k1a, i1, r, e] * phi[e, c]
+                tmp1[r, c] = acc
+        for r in range(r1):
+            for c in range(kk):
+                phi[r, c] = tmp1[r, c]
+    psi = np.zeros((r2, kk), x.dtype)
+    tmp2 = np.zeros((r2, kk), x.dtype)
+    for i in range(n - 1, -1, -1):
+        i2 = i if A2.shape[1] > 1 else 0
+        inv = d[kd, i] * 0 + 1 if div1 else 1 / d[kd, i]
+        for c in range(kk):
+            acc = x[k, i, c] * 1
+            for r in range(r2):
+                acc -= P2[k2p, i, r] * psi[r, c]
+            x[k, i, c] = acc * inv
+        for r in range(r2):
+            for c in range(kk):
+                acc = Q2[k2q, i, r] * x[k, i, c]
+                for e in range(r2):
+                    acc += A2[k2a, i2, e, r] * psi[e, c]
+                tmp2[r, c] = acc
+        for r in range(r2):
+            for c in range(kk):
+                psi[r, c] = tmp2[r, c]
+
+
+@numba.njit(parallel=True, **_JIT)
+def _sweeps_batch(d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
+    for k0 in prange(x.shape[0]):
+        k = np.int64(k0)
+        _sweeps_row(k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x)
+
+
+def solve_factored_kernel(d, qt, ht, p, a, g, b, f, transpose=False):
+    """``A^{-1} f`` (``A^{-T} f`` when ``transpose``) for ``f`` (B or 1, N, k) from the factors
+    of :func:`factor_kernel`; returns x (B, N, k).
+
+    ``A = L U``: ``L y = f`` is ``y_i = f_i - p_i . phi_i``, ``phi_{i+1} = a_i phi_i + qt_i y_i``;
+    ``U x = y`` is ``x_i = (y_i - ht_i . psi_i)/d_i``, ``psi_{i-1} = b_i^T psi_i + g_i x_i``.
+    ``A^T = U^T L^T``: the roles swap, ``(g, ht, b)`` forward with the division, ``(qt, p, a)``
+    backward."""
+    B = max(x.shape[0] for x in (d, qt, ht, p, a, g, b, f))
+    x = np.empty((B,) + f.shape[1:], d.dtype)
+    if transpose:
+        _sweeps_batch(d, g, ht, b, True, qt, p, a, f, x)
+    else:
+        _sweeps_batch(d, p, qt, a, False, ht, g, b, f, x)
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# the inverse diagonal
+# --------------------------------------------------------------------------------------------
+@numba.njit(**_JIT)
+def _inverse_diagonal_row(k, d, qt, ht, p, a, g, b, out):
+    n = d.shape[1]
+    rl = p.shape[2]
+    ru = g.shape[2]
+    kd = k if d.shape[0] > 1 else 0
+    kq = k if qt.shape[0] > 1 else 0
+    kh = k if ht.shape[0] > 1 else 0
+    kp = k if p.shape[0] > 1 else 0
+    kA = k if a.shape[0] > 1 else 0
+    kg = k if g.shape[0] > 1 else 0
+    kB = k if b.shape[0] > 1 else 0
+    Psi = np.zeros((ru, rl), out.dtype)
+    T = np.zeros((ru, rl), out.dtype)
+    ah = np.zeros((rl, rl), out.dtype)
+    bh = np.zeros((ru, ru), out.dtype)
+    for i in range(n - 1, -1, -1):
+        ia = i if a.shape[1] > 1 else 0
+        ib = i if b.shape[1] > 1 else 0
+        di = d[kd, i]
+        inv = 1 / di
+        # G_ii = (1 + ht_i . Psi_i qt_i) / d_i
+        s = di * 0 + 1
+        for c in range(ru):
+            acc = di * 0
+            for r in range(rl):
+                acc += Psi[c, r] * qt[kq, i, r]
+            s += ht[kh, i, c] * acc
+        out[k, i] = s * inv
+        if i == 0:
+            break
+        # Psi_{i-1} = g_i p_i^T / d_i + bh_i^T Psi_i ah_i
+        for r in range(rl):
+            for c in range(rl):
+                ah[r, c] = a[kA, ia, r, c] - qt[kq, i, r] * p[kp, i, c]
+        for r in range(ru):
+            w_r = ht[kh, i, r] * inv
+            for c in range(ru):
+                bh[r, c] = b[kB, ib, r, c] - w_r * g[kg, i, c]
+        for r in range(ru):  # T = Psi ah
+            for c in range(rl):
+                acc = di * 0
+                for e in range(rl):
+                    acc += Psi[r, e] * ah[e, c]
+                T[r, c] = acc
+        for r in range(ru):  # Psi = bh^T T + g p^T / d
+            for c in range(rl):
+                acc = g[kg, i, r] * p[kp, i, c] * inv
+                for e in range(ru):
+                    acc += bh[e, r] * T[e, c]
+                Psi[r, c] = acc
+
+
+@numba.njit(parallel=True, **_JIT)
+def _inverse_diagonal_batch(d, qt, ht, p, a, g, b, out):
+    for k0 in prange(out.shape[0]):
+        k = np.int64(k0)
+        _inverse_diagonal_row(k, d, qt, ht, p, a, g, b, out)
+
+
+def inverse_diagonal_kernel(d, qt, ht, p, a, g, b):
+    """``diag(A^{-1})`` (B, N) from the factors of :func:`factor_kernel`."""
+    B = max(x.shape[0] for x in (d, qt, ht, p, a, g, b))
+    out = np.empty((B, d.shape[1]), d.dtype)
+    _inverse_diagonal_batch(d, qt, ht, p, a, g, b, out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# products and the gradient of a bilinear form
+# --------------------------------------------------------------------------------------------
+@numba.njit(**_JIT)
+def _lower_apply_row(k, p, q, a, x, y, transpose_order):
+    """``y += L x`` for the strictly lower form (p, q, a) (``transpose_order`` False), or
+    ``y += L^T x`` (True: the backward sweep ``e_{i-1} = a_i^T e_i + p_i x_i``, ``y_i += q_i . e_i``)."""
+    n = x.shape[1]
+    kk = x.shape[2]
+    r = p.shape[2]
+    kp = k if p.shape[0] > 1 else 0
+    kq = k if q.shape[0] > 1 else 0
+    kA = k if a.shape[0] > 1 else 0
+    kx = k if x.shape[0] > 1 else 0
+    st = np.zeros((r, kk), y.dtype)
+    tmp = np.zeros((r, kk), y.dtype)
+    for t in range(n):
+        i = n - 1 - t if transpose_order else t
+        ia = i if a.shape[1] > 1 else 0
+        if transpose_order:
+            for c in range(kk):
+                acc = y[k, i, c] * 0
+                for e in range(r):
+                    acc += q[kq, i, e] * st[e, c]
+                y[k, i, c] += acc
+            for e in range(r):
+                for c in range(kk):
+                    acc = p[kp, i, e] * x[kx, i, c]
+                    for f in range(r):
+                        acc += a[kA, ia, f, e] * st[f, c]
+                    tmp[e, c] = acc
+        else:
+            for c in range(kk):
+                acc = y[k, i, c] * 0
+                for e in range(r):
+                    acc += p[kp, i, e] * st[e, c]
+                y[k, i, c] += acc
+            for e in range(r):
+                for c in range(kk):
+                    acc = q[kq, i, e] * x[kx, i, c]
+                    for f in range(r):
+                        acc += a[kA, ia, e, f] * st[f, c]
+                    tmp[e, c] = acc
+        for e in range(r):
+            for c in range(kk):
+                st[e, c] = tmp[e, c]
+
+
+@numba.njit(parallel=True, **_JIT)
+def _matvec_batch(alpha, p, q, a, g, h, b, x, y):
+    for k0 in prange(y.shape[0]):
+        k = np.int64(k0)
+        kal = k if alpha.shape[0] > 1 else 0
+        kx = k if x.shape[0] > 1 else 0
+        for i in range(y.shape[1]):
+            for c in range(y.shape[2]):
+                y[k, i, c] = alpha[kal, i] * x[kx, i, c]
+        _lower_apply_row(k, p, q, a, x, y, False)
+        # the upper triangle is the transpose of the lower form (g, h, b)
+        _lower_apply_row(k, g, h, b, x, y, True)
+
+
+def matvec_kernel(alpha, p, q, a, g, h, b, x):
+    """``y = A x`` for x (B or 1, N, k); O(N r^2 k)."""
+    B = max(t.shape[0] for t in (alpha, p, q, a, g, h, b, x))
+    y = np.empty((B,) + x.shape[1:], np.result_type(alpha, x))
+    _matvec_batch(alpha, p, q, a, g, h, b, x, y)
+    return y
+
+
+@numba.njit(**_JIT)
+def _bilinear_grad_row(k, u, v, p, q, a, dp, dq, da):
+    n = u.shape[1]
+    kk = u.shape[2]
+    r = p.shape[2]
+    ku = k if u.shape[0] > 1 else 0
+    kv = k if v.shape[0] > 1 else 0
+    kp = k if p.shape[0] > 1 else 0
+    kq = k if q.shape[0] > 1 else 0
+    kA = k if a.shape[0] > 1 else 0
+    phi = np.zeros((n, r, kk), dp.dtype)  # phi_i: the forward state before row i
+    st = np.zeros((r, kk), dp.dtype)
+    tmp = np.zeros((r, kk), dp.dtype)
+    for i in range(n):
+        ia = i if a.shape[1] > 1 else 0
+        for e in range(r):
+            for c in range(kk):
+                phi[i, e, c] = st[e, c]
+        for e in range(r):
+            for c in range(kk):
+                acc = q[kq, i, e] * v[kv, i, c]
+                for f in range(r):
+                    acc += a[kA, ia, e, f] * st[f, c]
+                tmp[e, c] = acc
+        for e in range(r):
+            for c in range(kk):
+                st[e, c] = tmp[e, c]
+    lam = np.zeros((r, kk), dp.dtype)
+    for i in range(n - 1, -1, -1):
+        ia = i if a.shape[1] > 1 else 0
+        # lam holds sum_{j>i} (a_{j-1} .. a_{i+1})^T p_j u_j
+        for e in range(r):
+            accp = dp[k, i, e] * 0
+            accq = dq[k, i, e] * 0
+            for c in range(kk):
+                accp += u[ku, i, c] * phi[i, e, c]
+                accq += lam[e, c] * v[kv, i, c]
+            dp[k, i, e] = accp
+            dq[k, i, e] = accq
+        for e in range(r):
+            for f in range(r):
+                acc = da[k, i, e, f] * 0
+                for c in range(kk):
+                    acc += lam[e, c] * phi[i, f, c]
+                da[k, i, e, f] = acc
+        for e in range(r):
+            for c in range(kk):
+                acc = p[kp, i, e] * u[ku, i, c]
+                for f in range(r):
+                    acc += a[kA, ia, f, e] * lam[f, c]
+                tmp[e, c] = acc
+        for e in range(r):
+            for c in range(kk):
+                lam[e, c] = tmp[e, c]
+
+
+@numba.njit(parallel=True, **_JIT)
+def _bilinear_grad_batch(u, v, p, q, a, dp, dq, da):
+    for k0 in prange(dp.shape[0]):
+        k = np.int64(k0)
+        _bilinear_grad_row(k, u, v, p, q, a, dp, dq, da)
+
+
+def bilinear_grad_kernel(u, v, p, q, a):
+    """``(dp, dq, da)`` of ``sum_k u_k^T L(p, q, a) v_k`` (B, N, r), (B, N, r), (B, N, r, r);
+    see the module docstring.  ``da_0`` is zero (``a_0`` never enters)."""
+    B = max(t.shape[0] for t in (u, v, p, q, a))
+    n, r = u.shape[1], p.shape[2]
+    dt = np.result_type(u, v, p)
+    dp = np.empty((B, n, r), dt)
+    dq = np.empty((B, n, r), dt)
+    da = np.empty((B, n, r, r), dt)
+    _bilinear_grad_batch(u, v, p, q, a, dp, dq, da)
+    return dp, dq, da
+
+
+# --------------------------------------------------------------------------------------------
+# the engine interface used by semisep.quasiseparable (NumPy arrays in the kernel layout)
+# --------------------------------------------------------------------------------------------
+def _c(x):
+    return np.ascontiguousarray(x)
+
+
+def factor(alpha, p, q, a, g, h, b, pivmin):
+    """``(d, qt, ht, guarded, last_small)``; see :func:`factor_kernel`."""
+    d, qt, ht, guarded, last_small, _ = factor_kernel(
+        *(_c(x) for x in (alpha, p, q, a, g, h, b)), pivmin
+    )
+    return d, qt, ht, guarded, last_small
+
+
+def solve(d, qt, ht, p, a, g, b, f, transpose=False):
+    """``A^{-1} f`` (``A^{-T} f``) from the factors; see :func:`solve_factored_kernel`."""
+    return solve_factored_kernel(*(_c(x) for x in (d, qt, ht, p, a, g, b, f)), transpose)
+
+
+def inverse_diagonal(d, qt, ht, p, a, g, b):
+    """``diag(A^{-1})``; see :func:`inverse_diagonal_kernel`."""
+    return inverse_diagonal_kernel(*(_c(x) for x in (d, qt, ht, p, a, g, b)))
+
+
+def matvec(alpha, p, q, a, g, h, b, x):
+    """``A x``; see :func:`matvec_kernel`."""
+    return matvec_kernel(*(_c(t) for t in (alpha, p, q, a, g, h, b, x)))

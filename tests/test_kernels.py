@@ -139,6 +139,23 @@ def test_batched_parameters_and_coordinates():
     np.testing.assert_allclose(dense[1, 2], single(t[2]), rtol=1e-14)
 
 
+def test_sho_regimes_mixed_in_one_batch():
+    t = irregular(60, 30.0, seed=4)
+    quality = np.array([0.3, 0.5, 3.0])                        # three regimes, batch (3,)
+    kern = K.SHO(omega=1.3, quality=quality, sigma=0.8)
+    d, p, q, a = kern.to_generators(t)
+    assert a.shape == (3, 60, 2, 2)
+    dense = densify(d, p, q, a)
+    for k, qk in enumerate(quality):
+        single = K.SHO(omega=1.3, quality=float(qk), sigma=0.8)
+        assert rel(dense[k], single(t)) <= 1e-13
+        np.testing.assert_array_equal(single.to_generators(t)[3], a[k])
+    # gradients through the mixed (torch.where) path: finite, and equal to the single-regime ones
+    qt = torch.tensor(quality, requires_grad=True)
+    tt = torch.tensor(t)
+    assert torch.autograd.gradcheck(lambda x: K.SHO(1.3, x).to_generators(tt)[1:], (qt,))
+
+
 def test_cross_covariance_and_sum_of_list():
     t1, t2 = np.array([0.0, 1.0, 4.0]), np.array([0.5, 3.0])
     k = sum([K.Exp(1.0), K.Matern32(2.0)])

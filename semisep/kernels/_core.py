@@ -85,9 +85,17 @@ class _NS:
             return x.expand(tuple(shape))
         return np.broadcast_to(x, tuple(shape))
 
-    def matrix(self, rows: Sequence[Sequence[Any]]) -> Any:
-        """``(..., m, n)`` from an m x n nested list of broadcastable ``(...)`` arrays."""
-        return self.stack([self.stack(list(row), -1) for row in rows], -2)
+    def matrix(self, rows: Sequence[Sequence[Any]], out: Any = None) -> Any:
+        """``(..., m, n)`` from an m x n nested list of broadcastable ``(...)`` arrays, written
+        entry by entry into ``out`` (a view into a larger array) or one new allocation; torch
+        records the copies for autograd."""
+        if out is None:
+            shape = np.broadcast_shapes(*(tuple(np.shape(x)) for row in rows for x in row))
+            out = self.zeros(tuple(shape) + (len(rows), len(rows[0])))
+        for i, row in enumerate(rows):
+            for j, x in enumerate(row):
+                out[..., i, j] = x
+        return out
 
     def const(self, m: Any) -> Any:
         """A constant NumPy matrix in this namespace's type (no gradient)."""
@@ -185,8 +193,9 @@ def _steps(t: Any, ns: _NS) -> Any:
 class Kernel:
     """A stationary 1-d covariance kernel ``k(tau)`` with a quasiseparable state-space form.
 
-    Subclasses implement ``_parts(dt, ns) -> (k0, u, v, A)``: ``k0 = k(0)`` of shape ``(...)``
-    (parameter batch), ``u, v`` ``(..., r)``, ``A = Phi(dt)`` ``(..., N, r, r)``, with
+    Subclasses implement ``_parts(dt, ns, out=None) -> (k0, p, v, A)``: ``k0 = k(0)`` of shape
+    ``(...)`` (parameter batch), ``p = A^T u`` ``(..., N, r)``, ``v`` ``(..., r)``,
+    ``A = Phi(dt)`` ``(..., N, r, r)`` (written into ``out`` when given), with
     ``k(tau) = u^T Phi(tau) v`` for ``tau >= 0``; and ``_k(tau, ns)``, the closed form on
     ``tau >= 0`` (used by :meth:`__call__`, never by the generators).
 
@@ -202,8 +211,14 @@ class Kernel:
         """The state dimension ``r`` (the quasiseparable order of the kernel matrix)."""
         raise NotImplementedError
 
-    def _parts(self, dt: Any, ns: _NS) -> tuple[Any, Any, Any, Any]:
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
+        """``(k0, p, v, A)``; ``A`` written into ``out`` when given (a ``(..., N, r, r)`` view)."""
         raise NotImplementedError
+
+    def _batch(self, dt: Any) -> tuple[int, ...]:
+        """Shape ``(..., N)`` of the generators: ``dt``'s broadcast with every parameter's."""
+        return tuple(np.broadcast_shapes(tuple(dt.shape),
+                                         *(tuple(np.shape(x)) + (1,) for x in self._leaves())))
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         raise NotImplementedError
@@ -240,12 +255,12 @@ class Kernel:
         ns = _namespace(t, *self._leaves())
         x = _coordinates(t, ns)
         dt = _steps(x, ns)
-        k0, u, v, a = self._parts(dt, ns)
-        batch = np.broadcast_shapes(tuple(a.shape[:-2]), tuple(u.shape[:-1]) + (1,),
+        k0, p, v, a = self._parts(dt, ns)
+        batch = np.broadcast_shapes(tuple(a.shape[:-2]), tuple(p.shape[:-1]),
                                     tuple(v.shape[:-1]) + (1,), tuple(k0.shape) + (1,))
         n, r = batch[-1], a.shape[-1]
         a = ns.broadcast_to(a, batch + (r, r))
-        p = (a * u[..., None, :, None]).sum(-2)          # p_i = a_i^T u
+        p = ns.broadcast_to(p, batch + (r,))
         q = ns.broadcast_to(v[..., None, :], batch + (r,))
         diag = ns.broadcast_to(k0[..., None], batch)
         assert diag.shape[-1] == n
@@ -312,15 +327,20 @@ class Kernel:
         return f"{type(self).__name__}({args})"
 
 
-def _block_diag(ns: _NS, a1: Any, a2: Any) -> Any:
-    """``[[a1, 0], [0, a2]]`` over the last two axes, batch axes broadcast."""
-    r1, r2 = a1.shape[-1], a2.shape[-1]
-    batch = np.broadcast_shapes(tuple(a1.shape[:-2]), tuple(a2.shape[:-2]))
-    a1 = ns.broadcast_to(a1, batch + (r1, r1))
-    a2 = ns.broadcast_to(a2, batch + (r2, r2))
-    top = ns.concat([a1, ns.zeros(batch + (r1, r2))], -1)
-    bottom = ns.concat([ns.zeros(batch + (r2, r1)), a2], -1)
-    return ns.concat([top, bottom], -2)
+def _stack_last(ns: _NS, xs: Sequence[Any]) -> Any:
+    """``[x1, x2, ...]`` along the last axis, the other axes broadcast."""
+    shape = np.broadcast_shapes(*(tuple(x.shape[:-1]) for x in xs))
+    out = ns.zeros(tuple(shape) + (sum(x.shape[-1] for x in xs),))
+    o = 0
+    for x in xs:
+        out[..., o:o + x.shape[-1]] = x
+        o += x.shape[-1]
+    return out
+
+
+def _terms(k: Kernel) -> list[Kernel]:
+    """The summands of nested sums, flattened: ``(k1 + k2) + k3 -> [k1, k2, k3]``."""
+    return _terms(k.kernel1) + _terms(k.kernel2) if isinstance(k, Sum) else [k]
 
 
 class Sum(Kernel):
@@ -339,14 +359,21 @@ class Sum(Kernel):
     def _leaves(self) -> list[Any]:
         return self.kernel1._leaves() + self.kernel2._leaves()
 
-    def _parts(self, dt: Any, ns: _NS) -> tuple[Any, Any, Any, Any]:
-        k1, u1, v1, a1 = self.kernel1._parts(dt, ns)
-        k2, u2, v2, a2 = self.kernel2._parts(dt, ns)
-        u = ns.concat([ns.broadcast_to(u1, _bshape(u1, u2) + tuple(u1.shape[-1:])),
-                       ns.broadcast_to(u2, _bshape(u1, u2) + tuple(u2.shape[-1:]))], -1)
-        v = ns.concat([ns.broadcast_to(v1, _bshape(v1, v2) + tuple(v1.shape[-1:])),
-                       ns.broadcast_to(v2, _bshape(v1, v2) + tuple(v2.shape[-1:]))], -1)
-        return k1 + k2, u, v, _block_diag(ns, a1, a2)
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
+        # every summand writes its transition straight into its diagonal block of one array
+        terms = _terms(self)
+        r = self.order
+        if out is None:
+            out = ns.zeros(self._batch(dt) + (r, r))
+        k0, ps, vs, o = None, [], [], 0
+        for term in terms:
+            rk = term.order
+            kk, pk, vk, _ = term._parts(dt, ns, out[..., o:o + rk, o:o + rk])
+            k0 = kk if k0 is None else k0 + kk
+            ps.append(pk)
+            vs.append(vk)
+            o += rk
+        return k0, _stack_last(ns, ps), _stack_last(ns, vs), out
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         return self.kernel1._k(tau, ns) + self.kernel2._k(tau, ns)
@@ -377,17 +404,20 @@ class Product(Kernel):
     def _leaves(self) -> list[Any]:
         return self.kernel1._leaves() + self.kernel2._leaves()
 
-    def _parts(self, dt: Any, ns: _NS) -> tuple[Any, Any, Any, Any]:
-        k1, u1, v1, a1 = self.kernel1._parts(dt, ns)
-        k2, u2, v2, a2 = self.kernel2._parts(dt, ns)
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
+        k1, p1, v1, a1 = self.kernel1._parts(dt, ns)
+        k2, p2, v2, a2 = self.kernel2._parts(dt, ns)
         r1, r2 = a1.shape[-1], a2.shape[-1]
         a = a1[..., :, None, :, None] * a2[..., None, :, None, :]
         a = a.reshape(tuple(a.shape[:-4]) + (r1 * r2, r1 * r2))
-        u = u1[..., :, None] * u2[..., None, :]
+        p = p1[..., :, None] * p2[..., None, :]            # (a1 (x) a2)^T (u1 (x) u2) = p1 (x) p2
         v = v1[..., :, None] * v2[..., None, :]
-        u = u.reshape(tuple(u.shape[:-2]) + (r1 * r2,))
+        p = p.reshape(tuple(p.shape[:-2]) + (r1 * r2,))
         v = v.reshape(tuple(v.shape[:-2]) + (r1 * r2,))
-        return k1 * k2, u, v, a
+        if out is not None:
+            out[...] = a
+            a = out
+        return k1 * k2, p, v, a
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         return self.kernel1._k(tau, ns) * self.kernel2._k(tau, ns)
@@ -415,10 +445,10 @@ class Scale(Kernel):
     def _leaves(self) -> list[Any]:
         return [self.scale] + self.kernel._leaves()
 
-    def _parts(self, dt: Any, ns: _NS) -> tuple[Any, Any, Any, Any]:
-        k0, u, v, a = self.kernel._parts(dt, ns)
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
+        k0, p, v, a = self.kernel._parts(dt, ns, out)
         s = ns.asarray(self.scale)
-        return s * k0, u, s[..., None] * v, a
+        return s * k0, p, s[..., None] * v, a
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         return ns.asarray(self.scale)[..., None, None] * self.kernel._k(tau, ns)

@@ -22,6 +22,11 @@ def _col(x: Any) -> Any:
     return x[..., None, None]
 
 
+def _first_row(sig: Any, a: Any) -> Any:
+    """``p = a^T u`` for ``u = sigma e_0``: ``sigma`` times the first row of ``a``."""
+    return sig[..., None, None] * a[..., 0, :]
+
+
 class Exp(Kernel):
     r"""Exponential (Ornstein-Uhlenbeck) kernel, order ``r = 1``.
 
@@ -46,10 +51,11 @@ class Exp(Kernel):
     def order(self) -> int:
         return 1
 
-    def _parts(self, dt: Any, ns: _NS) -> tuple[Any, Any, Any, Any]:
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
         sig = self._p("sigma", ns)
-        a = _col(ns.exp(-dt / self._p("scale", ns, 1)))
-        return sig * sig, sig[..., None], sig[..., None], a
+        e = ns.exp(-dt / self._p("scale", ns, 1))
+        a = ns.matrix([[e]], out)
+        return sig * sig, (sig[..., None] * e)[..., None], sig[..., None], a
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         sig = self._p("sigma", ns, 2)
@@ -80,14 +86,14 @@ class Matern32(Kernel):
     def order(self) -> int:
         return 2
 
-    def _parts(self, dt: Any, ns: _NS) -> tuple[Any, Any, Any, Any]:
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
         sig = self._p("sigma", ns)
         y = SQRT3 * dt / self._p("scale", ns, 1)
         e = ns.exp(-y)
         ey = e * y
-        a = ns.matrix([[e + ey, ey], [-ey, e - ey]])
+        a = ns.matrix([[e + ey, ey], [-ey, e - ey]], out)
         u = ns.stack([sig, ns.asarray(0.0)], -1)
-        return sig * sig, u, u, a
+        return sig * sig, _first_row(sig, a), u, a
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         sig = self._p("sigma", ns, 2)
@@ -127,14 +133,16 @@ class Matern52(Kernel):
     def order(self) -> int:
         return 3
 
-    def _parts(self, dt: Any, ns: _NS) -> tuple[Any, Any, Any, Any]:
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
         sig = self._p("sigma", ns)
         y = _col(SQRT5 * dt / self._p("scale", ns, 1))
         a = ns.exp(-y) * (ns.const(np.eye(3)) + y * ns.const(_M52) + (0.5 * y * y) * ns.const(_M52_SQ))
+        if out is not None:
+            out[...] = a
+            a = out
         zero = ns.asarray(0.0)
-        u = ns.stack([sig, zero, zero], -1)
         v = ns.stack([sig, zero, -sig / 3], -1)
-        return sig * sig, u, v, a
+        return sig * sig, _first_row(sig, a), v, a
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         sig = self._p("sigma", ns, 2)
@@ -167,13 +175,13 @@ class Cosine(Kernel):
     def order(self) -> int:
         return 2
 
-    def _parts(self, dt: Any, ns: _NS) -> tuple[Any, Any, Any, Any]:
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
         sig = self._p("sigma", ns)
         th = (2 * math.pi) * dt / self._p("scale", ns, 1)
         c, s = ns.cos(th), ns.sin(th)
-        a = ns.matrix([[c, -s], [s, c]])
+        a = ns.matrix([[c, -s], [s, c]], out)
         u = ns.stack([sig, ns.asarray(0.0)], -1)
-        return sig * sig, u, u, a
+        return sig * sig, _first_row(sig, a), u, a
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         sig = self._p("sigma", ns, 2)
@@ -195,20 +203,32 @@ def _sho_cs(s: Any, alpha: Any, ns: _NS) -> tuple[Any, Any]:
     over = b2 > 0
     under = b2 < 0
     one = ns.asarray(1.0)
-    e = ns.exp(-alpha * s)
-    # overdamped
-    b = ns.sqrt(ns.where(over, b2, one))
-    slow = ns.exp(-s / (alpha + b))
-    em = ns.expm1(-2 * b * s)
-    ec_o = slow * (1 + 0.5 * em)
-    es_o = slow * (-0.5 * em) / b
-    # underdamped
-    g = ns.sqrt(ns.where(under, -b2, one))
-    ec_u = e * ns.cos(g * s)
-    es_u = e * ns.sin(g * s) / g
-    # critical
-    ec_c = e * (1 + b2 * s * s / 2)
-    es_c = e * s * (1 + b2 * s * s / 6)
+    # one regime for every parameter (the usual case): evaluate that branch only
+    all_over, all_under = bool(over.all()), bool(under.all())
+    all_crit = not bool(over.any()) and not bool(under.any())
+
+    def overdamped():
+        b = ns.sqrt(ns.where(over, b2, one))
+        slow = ns.exp(-s / (alpha + b))
+        em = ns.expm1(-2 * b * s)
+        return slow * (1 + 0.5 * em), slow * (-0.5 * em) / b
+
+    def underdamped():
+        g = ns.sqrt(ns.where(under, -b2, one))
+        e = ns.exp(-alpha * s)
+        return e * ns.cos(g * s), e * ns.sin(g * s) / g
+
+    def critical():
+        e = ns.exp(-alpha * s)
+        return e * (1 + b2 * s * s / 2), e * s * (1 + b2 * s * s / 6)
+
+    if all_over:
+        return overdamped()
+    if all_under:
+        return underdamped()
+    if all_crit:
+        return critical()
+    (ec_o, es_o), (ec_u, es_u), (ec_c, es_c) = overdamped(), underdamped(), critical()
     ec = ns.where(over, ec_o, ns.where(under, ec_u, ec_c))
     es = ns.where(over, es_o, ns.where(under, es_u, es_c))
     return ec, es
@@ -250,14 +270,14 @@ class SHO(Kernel):
     def order(self) -> int:
         return 2
 
-    def _parts(self, dt: Any, ns: _NS) -> tuple[Any, Any, Any, Any]:
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
         sig = self._p("sigma", ns)
         alpha = 0.5 / self._p("quality", ns, 1)
         ec, es = _sho_cs(self._p("omega", ns, 1) * dt, alpha, ns)
         aes = alpha * es
-        a = ns.matrix([[ec + aes, es], [-es, ec - aes]])
+        a = ns.matrix([[ec + aes, es], [-es, ec - aes]], out)
         u = ns.stack([sig, ns.asarray(0.0)], -1)
-        return sig * sig, u, u, a
+        return sig * sig, _first_row(sig, a), u, a
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         # The closed forms above, written term by term (independent of the generators).
@@ -308,15 +328,14 @@ class Celerite(Kernel):
     def order(self) -> int:
         return 2
 
-    def _parts(self, dt: Any, ns: _NS) -> tuple[Any, Any, Any, Any]:
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
         av, bv = self._p("a", ns), self._p("b", ns)
         e = ns.exp(-self._p("c", ns, 1) * dt)
         th = self._p("d", ns, 1) * dt
         ec, es = e * ns.cos(th), e * ns.sin(th)
-        a = ns.matrix([[ec, -es], [es, ec]])
-        u = ns.stack([ns.asarray(1.0), ns.asarray(0.0)], -1)
+        a = ns.matrix([[ec, -es], [es, ec]], out)
         v = ns.stack([av, -bv], -1)
-        return av, u, v, a
+        return av, a[..., 0, :], v, a
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         av, bv = self._p("a", ns, 2), self._p("b", ns, 2)

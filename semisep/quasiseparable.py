@@ -37,7 +37,12 @@ with ``|d_i| < pivmin`` is replaced by ``pivmin d_i/|d_i|`` and counted (a zero 
 an invertible matrix); :class:`~semisep.SingularMatrixError` is raised only when some
 ``|1/G_ii| < 4 pivmin`` (``G_{N-1,N-1} = 1/d_{N-1}``; since ``|G_ii| <= ||(S - zI)^{-1}||_2``
 this certifies ``cond_2 > 1/(4 eps)``), checked on the last pivot always and on the whole
-inverse diagonal whenever a pivot was guarded.
+inverse diagonal whenever a pivot was guarded.  Unlike the tridiagonal sweeps, the unpivoted
+quasiseparable LU does not recover accurately from a guarded pivot: ``solve`` refines
+iteratively (with ``S - z I``) until the correction is at rounding level, while ``logdet`` and
+``resolvent_diagonal`` raise :class:`~semisep.SemisepError` for such a matrix (a vanishing
+leading minor of a matrix that is not singular; it never happens for positive-definite or
+shifted-Hermitian matrices with ``Im z != 0``).
 """
 
 from __future__ import annotations
@@ -51,12 +56,14 @@ from ._operator import StructuredOperator
 from ._validation import broadcast_shapes, split_rhs
 from ._validation import check_finite as _require_finite
 from .backends import SINGULAR_FACTOR, Backend, backend_for
-from .errors import ShapeError, SingularMatrixError
+from .errors import SemisepError, ShapeError, SingularMatrixError
 from .tridiagonal import PivotInfo, _check_indices, _is_python_scalar
 
 __all__ = ["Quasiseparable", "QuasiseparableFactorization"]
 
 _NAMES = ("p", "q", "a", "g", "h", "b")
+#: the most iterative-refinement steps ``solve`` takes after a guarded pivot
+_MAX_REFINEMENT = 10
 
 
 class Quasiseparable(StructuredOperator):
@@ -249,9 +256,10 @@ class Quasiseparable(StructuredOperator):
               return_info: bool = False) -> Any:
         """``(S - z I)^{-1} b``; b (..., N) or (..., N, k) by torch.linalg.solve's rule.
 
-        One factorization (O(N r^3)) and two sweeps (O(N r^2 k)); where a pivot was guarded,
-        one step of iterative refinement with ``S - z I`` follows (reported in
-        :class:`~semisep.PivotInfo`)."""
+        One factorization (O(N r^3)) and two sweeps (O(N r^2 k)).  Where a pivot was guarded
+        (a zero leading minor of an invertible matrix) the factors are those of a neighbour of
+        ``S - z I`` and iterative refinement with ``S - z I`` follows, until the correction is
+        at rounding level (at most 10 steps; the count is ``PivotInfo.refinement_steps``)."""
         bk = self._backend
         backend_for(self.diag, b)
         b = bk.asarray(b, like=self.diag)
@@ -301,8 +309,9 @@ class QuasiseparableFactorization:
         eng = _engine(bk)
         p, _, a = self._lower
         g, _, b = self._upper
-        d, qt, ht, guarded, last_small = eng.factor(self._alpha, *self._lower, *self._upper,
-                                                    self.pivmin)
+        d, qt, ht, guarded, last_small, delta = eng.factor(self._alpha, *self._lower,
+                                                           *self._upper, self.pivmin)
+        self._delta = delta
         self._d, self._qt, self._ht = d, qt, ht
         self._inverse_factors = (p, a, g, b)
         self.pivots_guarded = np.asarray(guarded).reshape(batch)
@@ -355,7 +364,22 @@ class QuasiseparableFactorization:
             ang = la.sum_(bk, la.angle(bk, d), -1)
             ang = np.pi - (np.pi - ang) % (2 * np.pi)  # into (-pi, pi]
             out = bk.astype(logabs, self.dtype) + 1j * bk.astype(ang, self.dtype)
+        self._refuse_if_guarded("logdet")
         return self._info(out.reshape(self.batch_shape), return_info)
+
+    def _refuse_if_guarded(self, what: str) -> None:
+        """A guarded pivot (a vanishing leading minor of a matrix that is not singular) makes
+        the unpivoted factors those of a nearby matrix with entries of size ``1/pivmin``:
+        ``solve`` recovers through iterative refinement, but ``log det`` and the inverse
+        diagonal cannot be recovered from them, so they refuse instead of returning digits
+        that are not there."""
+        if bool(np.any(self.pivots_guarded)):
+            raise SemisepError(
+                f"{what}: S - z I has a vanishing leading minor ({int(self.pivots_guarded.sum())}"
+                " guarded pivot(s)) but is not singular to working precision; the structured LU "
+                "without row exchanges cannot give it accurately (solve can: it refines).  "
+                "Shift z slightly, or use a dense pivoted method (Semiseparable: method='dense')"
+            )
 
     def solve(self, b: Any, *, return_info: bool = False) -> Any:
         """``(S - z I)^{-1} b``; ``b`` (..., N) or (..., N, k) whose batch broadcasts to
@@ -378,9 +402,22 @@ class QuasiseparableFactorization:
         x = eng.solve(self._d, self._qt, self._ht, p, a, g, b_, f, False)
         steps = 0
         if bool(np.any(self.pivots_guarded)):
-            r = f - eng.matvec(self._alpha, *self._lower, *self._upper, x)
-            x = x + eng.solve(self._d, self._qt, self._ht, p, a, g, b_, r, False)
-            steps = 1
+            # iterative refinement with S - zI until the correction is at rounding level
+            eps = bk.eps(self.dtype)
+            while steps < _MAX_REFINEMENT:
+                r = f - eng.matvec(self._alpha, *self._lower, *self._upper, x)
+                dx = eng.solve(self._d, self._qt, self._ht, p, a, g, b_, r, False)
+                x = x + dx
+                steps += 1
+                size = float(np.max(np.abs(bk.to_numpy(_detach(x)))))
+                if float(np.max(np.abs(bk.to_numpy(_detach(dx))))) <= 4 * eps * size:
+                    break
+            else:
+                raise SemisepError(
+                    f"solve: iterative refinement after {steps} guarded pivot(s) did not "
+                    f"converge in {_MAX_REFINEMENT} steps (S - z I has a vanishing leading minor "
+                    "and is badly conditioned); use a dense pivoted solve"
+                )
         x = x.reshape(self.batch_shape + (n, k))
         return self._info(x[..., 0] if is_vec else x, return_info, steps)
 
@@ -389,6 +426,7 @@ class QuasiseparableFactorization:
         G = self._inverse_diagonal()
         sing = self._certificate(G)
         _raise_if_singular(sing, self.batch_shape, "resolvent_diagonal", self._z)
+        self._refuse_if_guarded("resolvent_diagonal")
         G = G.reshape(self.batch_shape + (self._op.n,))
         if indices is not None:
             G = G[..., _check_indices(indices, self._op.n)]

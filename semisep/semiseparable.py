@@ -6,31 +6,21 @@ dot product).
 
 Algorithms
 ----------
-* ``matvec``: ``y_i = d_i x_i + P_i . f_i + R_i . g_i`` with the exclusive prefix / suffix sums
-  ``f_i = sum_{j<i} Q_j x_j`` and ``g_i = sum_{j>i} S_j x_j`` (cumulative sums, O(N r)).  The
-  suffix sum is a cumulative sum of the reversed sequence, never ``total - prefix``.
-* ``solve`` / ``logdet`` (``method="structured"``, O(N r_l r_u) plus O(N (r_l + r_u) k) per
-  solve): Gaussian elimination without pivoting keeps the generators.  With
-  ``A = S - zI = Lt Ut``, ``Lt = I + tril(P Wl^T, -1)``, ``Ut = diag(u) + triu(Wu S^T, 1)`` and the
-  state ``M_i = sum_{k<i} Wl_k Wu_k^T`` (r_l x r_u, ``M_0 = 0``)::
+``Semiseparable`` is the special case ``a_i = b_i = I`` of :class:`~semisep.Quasiseparable`
+(lower form ``(p, q, a) = (P, Q, I)``, upper form ``(g, h, b) = (S, R, I)``), and runs on its
+algorithms and kernels (one implementation; docs/mathematics.md, "Quasiseparable operators"):
 
-      u_i  = (d_i - z) - P_i^T M_i S_i
-      Wu_i = R_i - M_i^T P_i
-      Wl_i = (Q_i - M_i S_i) / u_i
-      M_{i+1} = M_i + Wl_i Wu_i^T
-
-  (derived by matching ``(Lt Ut)_ij`` with ``A_ij`` below, on and above the diagonal).  Then
-  ``log det A = sum_i log u_i``; ``Lt y = b``: ``y_i = b_i - P_i . sum_{j<i} Wl_j y_j``;
-  ``Ut x = y``: ``x_i = (y_i - Wu_i . sum_{j>i} S_j x_j) / u_i``.  This is the quasiseparable
-  (state-space) LU; like the Thomas algorithm it breaks down on a zero leading minor
-  (``|u_i| <= eps * scale``), which raises :class:`SingularMatrixError` -- pass
-  ``method="dense"`` for a pivoted O(N^3) LU when the matrix is invertible but not strongly
-  regular.  The loop over N is a Python loop (vectorised over the batch): O(N) steps of
-  small-matrix work, correct on every backend and differentiable in torch, but with a large
-  constant (no compiled kernel yet).
-* ``resolvent_diagonal``: **dense O(N^3) fallback only** (``method="dense"``): the dense matrix
-  is formed and inverted.  An O(N r^2) algorithm exists (the inverse of a strongly regular
-  semiseparable matrix is semiseparable of the same ranks); it is not implemented yet.
+* ``matvec`` / ``rmatvec``: the state sweeps, O(N r k);
+* ``solve`` / ``logdet`` / ``resolvent_diagonal`` (``method="structured"``, the default
+  ``"auto"``): the quasiseparable LU of ``S - zI`` without row exchanges (compiled kernels for
+  NumPy arrays and CPU tensors), O(N r_l r_u (r_l + r_u)) per element, and for the inverse
+  diagonal a backward r_u x r_l state recursion, O(N r^3) -- no N x N array.  The pivot guard
+  and the singularity certificate are scaled by the matrix's entries (the diagonal and the
+  first off-diagonals), with :class:`~semisep.Tridiagonal`'s semantics: a zero leading minor of
+  an invertible matrix is guarded (and ``solve`` refines once), and
+  :class:`SingularMatrixError` means singular to working precision.
+* ``method="dense"``: form the matrix, pivoted LU, O(N^3); an exactly singular matrix raises
+  :class:`SingularMatrixError` (never a bare ``LinAlgError`` or ``-inf``).
 
 Cancellation and range
 ----------------------
@@ -46,8 +36,8 @@ row i grows like ``eps e^{g i}``, total at ``g i ~ 36`` in float64.  Rank-one ge
 cancellation but leave the floating-point range: ``Q_j`` overflows at ``g j ~ 709`` (float64) /
 ``88`` (float32) although every entry is <= 1; the constructor's finiteness check then raises
 :class:`NonFiniteError` (tested).
-Use balanced or normalised generators (or the ``Tridiagonal`` / ``TridiagonalPlusLowRank``
-forms) when this matters.  The structured solve inherits the same limitation through ``M_i``.
+Use :class:`~semisep.Quasiseparable` with transition matrices (e.g. ``a_i = e^{-c (t_i -
+t_{i-1})}``), which keeps every quantity of the size of the entries, when this matters.
 """
 
 from __future__ import annotations
@@ -62,6 +52,7 @@ from ._validation import broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import Backend, backend_for
 from .errors import ShapeError, SingularMatrixError
+from .quasiseparable import Quasiseparable
 
 __all__ = ["Semiseparable"]
 
@@ -134,6 +125,12 @@ class Semiseparable(StructuredOperator):
         self.S = None if S is None else bk.astype(S, dtype)
         self._n = n
         self._dtype = dtype
+        self._qs = Quasiseparable(
+            self.diag, self.P, self.Q, _identity_steps(bk, n, self.rank_lower, dtype, self.diag),
+            *(() if self.R is None else
+              (self.S, self.R, _identity_steps(bk, n, self.rank_upper, dtype, self.diag))),
+            check_finite=False,
+        )
 
     # -- structure ----------------------------------------------------------------------------
     @property
@@ -202,121 +199,41 @@ class Semiseparable(StructuredOperator):
 
     # -- products -----------------------------------------------------------------------------
     def matvec(self, x: Any) -> Any:
-        """``S x`` for x (..., N) or (..., N, k), O(N r k), by exclusive cumulative sums."""
-        return self._apply(self.P, self.Q, self.R_, self.S_, x)
+        """``S x`` for x (..., N) or (..., N, k), O(N r k), by the state sweeps."""
+        return self._qs.matvec(x)
 
     def rmatvec(self, x: Any) -> Any:
         """``S^T x`` (transpose, not conjugate transpose)."""
-        return self._apply(self.S_, self.R_, self.Q, self.P, x)
+        return self._qs.rmatvec(x)
 
-    def _apply(self, P, Q, R, S, x):
-        bk = self._backend
-        backend_for(self.diag, x)
-        x = bk.asarray(x, like=self.diag)
-        is_vec, _, _ = split_rhs(x, len(self._batch_shape), self._n)
-        xx = x[..., None] if is_vec else x
-        dtype = bk.result_dtype(self.diag, xx)
-        xx = bk.astype(xx, dtype)
-        P, Q, R, S = (bk.astype(a, dtype) for a in (P, Q, R, S))
-        y = bk.astype(self.diag, dtype)[..., :, None] * xx
-        y = y + _lower_apply(bk, P, Q, xx)
-        # upper triangle: reverse the order, then it is a lower-triangle product
-        y = y + la.flip(bk, _lower_apply(
-            bk, la.flip(bk, R, -2), la.flip(bk, S, -2), la.flip(bk, xx, -2)), -2)
-        return y[..., 0] if is_vec else y
+    def as_quasiseparable(self) -> Quasiseparable:
+        """The same matrices as a :class:`~semisep.Quasiseparable` (identity transitions,
+        stored as a stride-0 view)."""
+        return self._qs
 
     # -- solves -------------------------------------------------------------------------------
-    def _check_method(self, method: str, allowed=("auto", "structured", "dense")) -> str:
+    def _check_method(self, method: str) -> str:
+        allowed = ("auto", "structured", "dense")
         if method not in allowed:
             raise ValueError(f"method={method!r}; choose one of {allowed}")
         return "structured" if method == "auto" else method
 
-    def _shifted(self, z: Any, extra: dict | None = None, extra_dtype: Any = None):
-        bk = self._backend
-        backend_for(self.diag, z)
-        z_arr = bk.asarray(z, like=self.diag)
-        _check_finite_arrays(bk, z=z_arr)
-        shapes = {"operator": self._batch_shape, "z": tuple(z_arr.shape)}
-        if extra:
-            shapes.update(extra)
-        batch = broadcast_shapes(shapes)
-        args = [self.diag, z if isinstance(z, (bool, int, float, complex)) else z_arr]
-        if extra_dtype is not None:
-            args.append(extra_dtype)
-        dtype = bk.result_dtype(*args)
-        alpha = bk.astype(self.diag, dtype) - bk.astype(z_arr, dtype)[..., None]
-        return bk.broadcast_to(alpha, batch + (self._n,)), batch, dtype
-
-    def _lu(self, alpha, batch, dtype, what, z):
-        """The generator LU (module docstring): ``u`` (..., N), ``Wl`` (..., N, r_l),
-        ``Wu`` (..., N, r_u), with every generator broadcast to ``batch``."""
-        bk, n = self._backend, self._n
-        P, Q, R, S = (
-            bk.broadcast_to(bk.astype(a, dtype), batch + tuple(a.shape[-2:]))
-            for a in (self.P, self.Q, self.R_, self.S_)
-        )
-        rl, ru = int(P.shape[-1]), int(R.shape[-1])
-        eps = bk.eps(dtype)
-        scale = float(np.max(np.abs(bk.to_numpy(_detach(alpha))))) if n else 0.0
-        for a in (P, Q, R, S):
-            if a.shape[-1]:
-                scale = max(scale, float(np.max(np.abs(bk.to_numpy(_detach(a))))) ** 2)
-        pivmin = max(eps * scale, np.finfo(np.float64).tiny)
-        M = bk.zeros(batch + (rl, ru), dtype, like=alpha)
-        us, wls, wus = [], [], []
-        for i in range(n):
-            p, q, r, s = P[..., i, :], Q[..., i, :], R[..., i, :], S[..., i, :]
-            Ms = (M @ s[..., :, None])[..., 0]  # (..., rl)
-            u = alpha[..., i] - la.sum_(bk, p * Ms, -1)
-            small = np.abs(bk.to_numpy(_detach(u))) <= pivmin
-            if np.any(small):
-                zs = z if isinstance(z, (bool, int, float, complex)) else "the given z"
-                raise SingularMatrixError(
-                    f"{what}: zero pivot at row {i} of the generator LU of S - zI (z = {zs}): "
-                    "a leading minor vanishes to working precision, so S - zI is singular or "
-                    "needs pivoting; use method='dense' (pivoted LU, O(N^3))"
-                )
-            wu = r - (la.mT(M) @ p[..., :, None])[..., 0]
-            wl = (q - Ms) / u[..., None]
-            M = M + wl[..., :, None] * wu[..., None, :]
-            us.append(u)
-            wls.append(wl)
-            wus.append(wu)
-        return la.stack(bk, us, -1), la.stack(bk, wls, -2), la.stack(bk, wus, -2), P, S
-
     def solve(self, b: Any, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True) -> Any:
         """``(S - zI)^{-1} b``; b (..., N) or (..., N, k) by torch.linalg.solve's rule.
 
-        ``method``: ``"structured"`` (``"auto"``): the generator LU, O(N r_l r_u + N r k);
-        ``"dense"``: form the matrix, pivoted LU, O(N^3).
-        """
+        ``method``: ``"structured"`` (``"auto"``): :meth:`Quasiseparable.solve`,
+        O(N r^3 + N r^2 k); ``"dense"``: form the matrix, pivoted LU, O(N^3)."""
+        if self._check_method(method) == "structured":
+            return self._qs.solve(b, z, check_finite=check_finite)
         bk, n = self._backend, self._n
-        method = self._check_method(method)
         backend_for(self.diag, b)
         b = bk.asarray(b, like=self.diag)
         if check_finite:
             _check_finite_arrays(bk, b=b)
         is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), n)
-        alpha, batch, dtype = self._shifted(z, extra={"b": b_batch}, extra_dtype=b)
+        A, batch, dtype = self._dense_shifted(z, {"b": b_batch}, b)
         bb = bk.broadcast_to(bk.astype(b[..., None] if is_vec else b, dtype), batch + (n, k))
-        if method == "dense":
-            x = la.solve(bk, self._dense_shifted(alpha, batch, dtype), bb)
-        else:
-            u, Wl, Wu, P, S = self._lu(alpha, batch, dtype, "solve", z)
-            # Lt y = b (forward), Ut x = y (backward); h, g: (..., r, k) running sums
-            h = bk.zeros(batch + (int(Wl.shape[-1]), k), dtype, like=alpha)
-            ys = []
-            for i in range(n):
-                y = bb[..., i, :] - (P[..., i, None, :] @ h)[..., 0, :]
-                h = h + Wl[..., i, :, None] * y[..., None, :]
-                ys.append(y)
-            g = bk.zeros(batch + (int(Wu.shape[-1]), k), dtype, like=alpha)
-            xs = [None] * n
-            for i in range(n - 1, -1, -1):
-                xi = (ys[i] - (Wu[..., i, None, :] @ g)[..., 0, :]) / u[..., i, None]
-                g = g + S[..., i, :, None] * xi[..., None, :]
-                xs[i] = xi
-            x = la.stack(bk, xs, -2)
+        x = _dense_call(lambda: la.solve(bk, A, bb), "solve", z)
         return x[..., 0] if is_vec else x
 
     def logdet(self, z: Any = 0.0, *, method: str = "auto") -> Any:
@@ -324,71 +241,76 @@ class Semiseparable(StructuredOperator):
         ``broadcast(batch_shape, z.shape)``.  Real when the dtype is real and every determinant
         is positive (the rule of :meth:`Tridiagonal.logdet`).
 
-        ``"structured"`` (``"auto"``): ``sum_i log u_i`` over the generator-LU pivots, O(N r^2);
-        ``"dense"``: ``slogdet`` of the dense matrix, O(N^3).
-        """
+        ``"structured"`` (``"auto"``): :meth:`Quasiseparable.logdet`; ``"dense"``: ``slogdet``
+        of the dense matrix, O(N^3) (a zero determinant raises :class:`SingularMatrixError`)."""
+        if self._check_method(method) == "structured":
+            return self._qs.logdet(z)
         bk = self._backend
-        method = self._check_method(method)
-        alpha, batch, dtype = self._shifted(z)
-        if method == "dense":
-            sign, logabs = la.slogdet(bk, self._dense_shifted(alpha, batch, dtype))
-            if not bk.is_complex(dtype):
-                neg = sign < 0
-                if bool(neg.any()):
-                    cdt = la.complex_dtype(bk, dtype)
-                    return bk.astype(logabs, cdt) + 1j * np.pi * bk.astype(neg, cdt)
-                return logabs
-            cdt = dtype
-            return bk.astype(logabs, cdt) + 1j * bk.astype(la.angle(bk, sign), cdt)
-        u, *_ = self._lu(alpha, batch, dtype, "logdet", z)
-        logabs = la.sum_(bk, la.log(bk, abs(u)), -1)
+        A, _, dtype = self._dense_shifted(z)
+        sign, logabs = _dense_call(lambda: la.slogdet(bk, A), "logdet", z)
+        if not bool(np.all(np.isfinite(np.asarray(bk.to_numpy(_detach(logabs)))))):
+            _raise_singular("logdet", z)
         if not bk.is_complex(dtype):
-            neg = la.sum_(bk, bk.astype(u < 0, dtype), -1) % 2 == 1
+            neg = sign < 0
             if bool(neg.any()):
                 cdt = la.complex_dtype(bk, dtype)
                 return bk.astype(logabs, cdt) + 1j * np.pi * bk.astype(neg, cdt)
             return logabs
-        # phase: product of unit numbers, kept on the unit circle
-        phase = la.angle(bk, _prod_unit(bk, u / bk.astype(abs(u), dtype)))
-        return bk.astype(logabs, dtype) + 1j * bk.astype(phase, dtype)
+        return bk.astype(logabs, dtype) + 1j * bk.astype(la.angle(bk, sign), dtype)
 
     def resolvent_diagonal(self, z: Any = 0.0, *, method: str = "auto") -> Any:
-        """``diag((S - zI)^{-1})`` -- **dense O(N^3) fallback**: the dense matrix is formed and
-        solved against the identity (``method="dense"``, the only one; ``"auto"`` means it).
-        Shape ``broadcast(batch_shape, z.shape) + (N,)``."""
+        """``diag((S - zI)^{-1})``, shape ``broadcast(batch_shape, z.shape) + (N,)``.
+
+        ``"structured"`` (``"auto"``): :meth:`Quasiseparable.resolvent_diagonal`, O(N r^3);
+        ``"dense"``: the dense matrix solved against the identity, O(N^3)."""
+        if self._check_method(method) == "structured":
+            return self._qs.resolvent_diagonal(z)
         bk, n = self._backend, self._n
-        self._check_method(method, allowed=("auto", "dense"))
-        alpha, batch, dtype = self._shifted(z)
-        A = self._dense_shifted(alpha, batch, dtype)
-        eye = bk.broadcast_to(la.eye(bk, n, dtype, like=alpha), batch + (n, n))
-        return la.diagonal(bk, la.solve(bk, A, eye), 0)
+        A, batch, dtype = self._dense_shifted(z)
+        eye = bk.broadcast_to(la.eye(bk, n, dtype, like=A), batch + (n, n))
+        return la.diagonal(bk, _dense_call(lambda: la.solve(bk, A, eye), "resolvent_diagonal", z), 0)
 
-    def _dense_shifted(self, alpha, batch, dtype):
+    def _dense_shifted(self, z: Any, extra: dict | None = None, extra_dtype: Any = None):
+        """``(S - zI`` dense, broadcast batch, dtype)."""
         bk, n = self._backend, self._n
-        A = bk.astype(self.to_dense(), dtype)
-        eye = la.eye(bk, n, dtype, like=alpha)
-        A = A - bk.astype(self.diag, dtype)[..., :, None] * eye + alpha[..., :, None] * eye
-        return bk.broadcast_to(A, batch + (n, n))
+        backend_for(self.diag, z)
+        z_arr = bk.asarray(z, like=self.diag)
+        _check_finite_arrays(bk, z=z_arr)
+        shapes = {"operator": self._batch_shape, "z": tuple(z_arr.shape)}
+        shapes.update(extra or {})
+        batch = broadcast_shapes(shapes)
+        args = [self.diag, z if isinstance(z, (bool, int, float, complex)) else z_arr]
+        if extra_dtype is not None:
+            args.append(extra_dtype)
+        dtype = bk.result_dtype(*args)
+        eye = la.eye(bk, n, dtype, like=self.diag)
+        A = bk.astype(self.to_dense(), dtype) - bk.astype(z_arr, dtype)[..., None, None] * eye
+        return bk.broadcast_to(A, batch + (n, n)), batch, dtype
 
 
-def _lower_apply(bk, P, Q, x):
-    """``tril(P Q^T, -1) x`` for x (..., N, k) by an exclusive prefix sum; O(N r k)."""
-    terms = Q[..., :, :, None] * x[..., :, None, :]  # (..., N, r, k)
-    if terms.shape[-3] == 0:
-        return x * 0
-    C = la.cumsum(bk, terms, -3)
-    pad = bk.zeros(tuple(C.shape[:-3]) + (1,) + tuple(C.shape[-2:]), C.dtype, like=C)
-    excl = bk.concat([pad, C[..., :-1, :, :]], axis=-3)
-    return la.sum_(bk, P[..., :, :, None] * excl, -2)
+def _identity_steps(bk: Backend, n: int, r: int, dtype: Any, like: Any) -> Any:
+    """``I_r`` for every step, (N, r, r), as a stride-0 view (no N r^2 storage)."""
+    eye = la.eye(bk, r, dtype, like=like)
+    return bk.broadcast_to(eye[None], (n, r, r))
 
 
-def _prod_unit(bk, w):
-    """Product of unit complex numbers along the last axis, renormalised each step."""
-    out = w[..., 0]
-    for i in range(1, int(w.shape[-1])):
-        out = out * w[..., i]
-        out = out / abs(out)
-    return out
+def _dense_call(fn: Any, what: str, z: Any) -> Any:
+    """Run a dense LAPACK call; an exactly singular matrix becomes SingularMatrixError."""
+    try:
+        return fn()
+    except SingularMatrixError:
+        raise
+    except Exception as exc:  # numpy.linalg.LinAlgError, torch.linalg.LinAlgError
+        if type(exc).__name__ in ("LinAlgError", "_LinAlgError"):
+            _raise_singular(what, z, exc)
+        raise
+
+
+def _raise_singular(what: str, z: Any, cause: Any = None) -> None:
+    zs = z if isinstance(z, (bool, int, float, complex)) else "the given z"
+    raise SingularMatrixError(
+        f"{what} (method='dense'): S - z I is singular (z = {zs})"
+    ) from cause
 
 
 def _detach(x):

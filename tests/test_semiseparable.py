@@ -108,16 +108,48 @@ def test_logdet_real_rule_and_structured_breakdown(rng):
     neg = ss.Semiseparable(np.r_[-d[0], d[1:]], P, Q, R, S)
     s, _ = np.linalg.slogdet(neg.to_dense())
     assert s < 0 and np.iscomplexobj(neg.logdet()) and neg.logdet().imag == pytest.approx(np.pi)
-    # a zero leading minor: the structured LU breaks down (and says so); dense pivots through
+    # a zero leading minor of an invertible matrix: the pivot is guarded, solve refines once
     d0 = d.copy()
     d0[0] = 0.0
     Qb = np.ones((n, 1))
     Pb = np.ones((n, 1))
     op0 = ss.Semiseparable(d0, Pb, Qb, Pb.copy(), Qb.copy())
-    with pytest.raises(ss.SingularMatrixError, match="row 0"):
-        op0.solve(np.ones(n))
     A0 = op0.to_dense()
-    assert relerr(op0.solve(np.ones(n), method="dense"), np.linalg.solve(A0, np.ones(n))) < 1e-12
+    assert abs(np.linalg.det(A0)) > 1e-3
+    xr = np.linalg.solve(A0, np.ones(n))
+    assert relerr(op0.solve(np.ones(n)), xr) < 1e-8
+    assert relerr(op0.solve(np.ones(n), method="dense"), xr) < 1e-12
+    with pytest.raises(ss.SemisepError, match="vanishing leading minor"):
+        op0.logdet()  # the unpivoted factors cannot give it accurately: refused, not wrong
+    assert abs(op0.logdet(method="dense") - np.log(np.linalg.det(A0) + 0j)) < 1e-12
+
+
+def test_singular_raises_singular_matrix_error_on_every_path():
+    """A singular matrix (two equal rows) raises SingularMatrixError from the structured and
+    the dense paths alike, never a bare LinAlgError or -inf."""
+    n = 5
+    op = ss.Semiseparable(np.ones(n), np.ones((n, 1)), np.ones((n, 1)))  # the all-ones matrix
+    for method in ("auto", "dense"):
+        with pytest.raises(ss.SingularMatrixError):
+            op.solve(np.ones(n), method=method)
+        with pytest.raises(ss.SingularMatrixError):
+            op.logdet(method=method)
+        with pytest.raises(ss.SingularMatrixError):
+            op.resolvent_diagonal(method=method)
+
+
+def test_resolvent_diagonal_is_structured_and_large_n():
+    """The inverse diagonal runs the O(N r^3) recursion (no dense matrix) at N = 20000."""
+    rng = np.random.default_rng(5)
+    n = 20000
+    d, P, Q, R, S = gens(rng, (), n, 2, 2, np.float64)
+    op = ss.Semiseparable(d, P, Q, R, S)
+    G = op.resolvent_diagonal(0.5j)
+    idx = np.array([0, 1, n // 2, n - 1])
+    e = np.zeros((n, len(idx)), complex)
+    e[idx, np.arange(len(idx))] = 1
+    cols = op.solve(e, 0.5j)
+    assert relerr(G[idx], cols[idx, np.arange(len(idx))]) < 1e-10
 
 
 def test_errors(rng):

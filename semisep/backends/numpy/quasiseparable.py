@@ -29,7 +29,9 @@ The kernels (``prange`` over the batch rows; each row is a sequential O(N) sweep
     A pivot with ``|d_i| < pivmin`` is replaced by ``pivmin d_i/|d_i|`` and counted.  Returns
     ``(d, qt, ht, guarded, last_small, M)`` with ``last_small`` True where the last pivot,
     before guarding, is below ``SINGULAR_FACTOR * pivmin`` (``1/d_{N-1} = G_{N-1,N-1}``), and
-    ``M`` (B, N, r_l, r_u) the states ``M_i`` when ``store_states`` (else an empty array).
+    ``M`` (B, N, r_l, r_u) the states ``M_i`` when ``store_states`` (else an empty array), and
+    ``delta`` (B, N) the guard's change of each pivot (zero where none was guarded): the
+    factors are exactly those of ``A + diag(delta)``.
 ``solve_factored_kernel(d, qt, ht, p, a, g, b, f, transpose)``
     ``A x = f`` (or ``A^T x = f``) from the factors: two sweeps with states of size r x k.
 ``inverse_diagonal_kernel(d, qt, ht, p, a, g, b)``
@@ -78,7 +80,7 @@ _JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
 # the factorization
 # --------------------------------------------------------------------------------------------
 @numba.njit(**_JIT)
-def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_thr):
+def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_thr, delta):
     n = d.shape[1]
     rl = p.shape[2]
     ru = g.shape[2]
@@ -114,12 +116,14 @@ def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_t
         if i == n - 1 and abs(s) < sing_thr:
             last_small = True
         ad = abs(s)
+        raw = s
         if ad < pivmin:
             guarded += 1
             if ad == 0:
                 s = s * 0 + pivmin
             else:
                 s = s * (pivmin / ad)
+        delta[k, i] = s - raw
         d[k, i] = s
         inv = 1 / s
         for r in range(rl):
@@ -153,18 +157,20 @@ def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_t
 
 
 @numba.njit(parallel=True, **_JIT)
-def _factor_batch(alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, guarded, last_small):
+def _factor_batch(alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, guarded, last_small,
+                  delta):
     for k0 in prange(d.shape[0]):
         k = np.int64(k0)
         thr = pivmin[k] * SINGULAR_FACTOR
-        gk, sk = _factor_row(k, alpha, p, q, a, g, h, b, pivmin[k], d, qt, ht, Ms, store, thr)
+        gk, sk = _factor_row(k, alpha, p, q, a, g, h, b, pivmin[k], d, qt, ht, Ms, store, thr,
+                             delta)
         guarded[k] = gk
         last_small[k] = sk
 
 
 def factor_kernel(alpha, p, q, a, g, h, b, pivmin, store_states=False):
     """See the module docstring; ``pivmin`` (B,) real; returns
-    ``(d (B, N), qt (B, N, r_l), ht (B, N, r_u), guarded (B,), last_small (B,), M)``."""
+    ``(d (B, N), qt (B, N, r_l), ht (B, N, r_u), guarded (B,), last_small (B,), M, delta)``."""
     B = max(x.shape[0] for x in (alpha, p, q, a, g, h, b))
     n = alpha.shape[1]
     rl, ru = p.shape[2], g.shape[2]
@@ -176,9 +182,10 @@ def factor_kernel(alpha, p, q, a, g, h, b, pivmin, store_states=False):
     guarded = np.zeros(B, np.int64)
     last_small = np.zeros(B, np.bool_)
     piv = np.ascontiguousarray(np.broadcast_to(pivmin, (B,)), dtype=np.float64)
+    delta = np.empty((B, n), dt)
     _factor_batch(alpha, p, q, a, g, h, b, piv, d, qt, ht, Ms, bool(store_states), guarded,
-                  last_small)
-    return d, qt, ht, guarded, last_small, Ms
+                  last_small, delta)
+    return d, qt, ht, guarded, last_small, Ms, delta
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,11 +497,11 @@ def _c(x):
 
 
 def factor(alpha, p, q, a, g, h, b, pivmin):
-    """``(d, qt, ht, guarded, last_small)``; see :func:`factor_kernel`."""
-    d, qt, ht, guarded, last_small, _ = factor_kernel(
+    """``(d, qt, ht, guarded, last_small, delta)``; see :func:`factor_kernel`."""
+    d, qt, ht, guarded, last_small, _, delta = factor_kernel(
         *(_c(x) for x in (alpha, p, q, a, g, h, b)), pivmin
     )
-    return d, qt, ht, guarded, last_small
+    return d, qt, ht, guarded, last_small, delta
 
 
 def solve(d, qt, ht, p, a, g, b, f, transpose=False):

@@ -22,9 +22,11 @@ def _col(x: Any) -> Any:
     return x[..., None, None]
 
 
-def _first_row(sig: Any, a: Any) -> Any:
-    """``p = a^T u`` for ``u = sigma e_0``: ``sigma`` times the first row of ``a``."""
-    return sig[..., None, None] * a[..., 0, :]
+def _first_row(ns: _NS, sig: Any, rows: list[list[Any]]) -> Any:
+    """``p = a^T u`` for ``u = sigma e_0``: ``sigma`` times the first row of ``a``, formed from
+    the row's entries (never read back from ``a``, which later summands may write next to:
+    torch's autograd would see the in-place writes)."""
+    return sig[..., None, None] * ns.stack(list(rows[0]), -1)
 
 
 class Exp(Kernel):
@@ -91,9 +93,10 @@ class Matern32(Kernel):
         y = SQRT3 * dt / self._p("scale", ns, 1)
         e = ns.exp(-y)
         ey = e * y
-        a = ns.matrix([[e + ey, ey], [-ey, e - ey]], out)
+        rows = [[e + ey, ey], [-ey, e - ey]]
+        a = ns.matrix(rows, out)
         u = ns.stack([sig, ns.asarray(0.0)], -1)
-        return sig * sig, _first_row(sig, a), u, a
+        return sig * sig, _first_row(ns, sig, rows), u, a
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         sig = self._p("sigma", ns, 2)
@@ -136,13 +139,14 @@ class Matern52(Kernel):
     def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
         sig = self._p("sigma", ns)
         y = _col(SQRT5 * dt / self._p("scale", ns, 1))
-        a = ns.exp(-y) * (ns.const(np.eye(3)) + y * ns.const(_M52) + (0.5 * y * y) * ns.const(_M52_SQ))
+        phi = ns.exp(-y) * (ns.const(np.eye(3)) + y * ns.const(_M52) + (0.5 * y * y) * ns.const(_M52_SQ))
+        a = phi
         if out is not None:
-            out[...] = a
+            out[...] = phi
             a = out
         zero = ns.asarray(0.0)
         v = ns.stack([sig, zero, -sig / 3], -1)
-        return sig * sig, _first_row(sig, a), v, a
+        return sig * sig, sig[..., None, None] * phi[..., 0, :], v, a
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         sig = self._p("sigma", ns, 2)
@@ -179,9 +183,10 @@ class Cosine(Kernel):
         sig = self._p("sigma", ns)
         th = (2 * math.pi) * dt / self._p("scale", ns, 1)
         c, s = ns.cos(th), ns.sin(th)
-        a = ns.matrix([[c, -s], [s, c]], out)
+        rows = [[c, -s], [s, c]]
+        a = ns.matrix(rows, out)
         u = ns.stack([sig, ns.asarray(0.0)], -1)
-        return sig * sig, _first_row(sig, a), u, a
+        return sig * sig, _first_row(ns, sig, rows), u, a
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         sig = self._p("sigma", ns, 2)
@@ -275,9 +280,10 @@ class SHO(Kernel):
         alpha = 0.5 / self._p("quality", ns, 1)
         ec, es = _sho_cs(self._p("omega", ns, 1) * dt, alpha, ns)
         aes = alpha * es
-        a = ns.matrix([[ec + aes, es], [-es, ec - aes]], out)
+        rows = [[ec + aes, es], [-es, ec - aes]]
+        a = ns.matrix(rows, out)
         u = ns.stack([sig, ns.asarray(0.0)], -1)
-        return sig * sig, _first_row(sig, a), u, a
+        return sig * sig, _first_row(ns, sig, rows), u, a
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         # The closed forms above, written term by term (independent of the generators).
@@ -333,9 +339,10 @@ class Celerite(Kernel):
         e = ns.exp(-self._p("c", ns, 1) * dt)
         th = self._p("d", ns, 1) * dt
         ec, es = e * ns.cos(th), e * ns.sin(th)
-        a = ns.matrix([[ec, -es], [es, ec]], out)
+        rows = [[ec, -es], [es, ec]]
+        a = ns.matrix(rows, out)
         v = ns.stack([av, -bv], -1)
-        return av, a[..., 0, :], v, a
+        return av, ns.stack(rows[0], -1), v, a
 
     def _k(self, tau: Any, ns: _NS) -> Any:
         av, bv = self._p("a", ns, 2), self._p("b", ns, 2)

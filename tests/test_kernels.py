@@ -268,8 +268,8 @@ def test_bad_coordinates():
     k = K.Matern32(1.0)
     with pytest.raises(ValueError, match=r"sorted.*t\[\.\.\., 2\] < t\[\.\.\., 1\]"):
         k.to_generators(np.array([0.0, 2.0, 1.0]))
-    with pytest.raises(ValueError, match="sorted"):
-        k.to_generators(torch.tensor([0.0, 2.0, 1.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"sorted.*t\[\.\.\., 3\] < t\[\.\.\., 2\]"):
+        k.to_generators(torch.tensor([[0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 1.5]], dtype=torch.float64))
     with pytest.raises(ss.NonFiniteError, match="finite"):
         k.to_generators(np.array([0.0, np.nan, 1.0]))
     with pytest.raises(ss.NonFiniteError, match="finite"):

@@ -176,7 +176,7 @@ def _coordinates(t: Any, ns: _NS, name: str = "t", *, sorted_: bool = True) -> A
         step = x[..., 1:] - x[..., :-1]
         if not bool((step >= 0).all()):
             bad = step < 0
-            idx = (bad.nonzero()[-1][0] if ns.torch is not None else np.nonzero(bad)[-1][0]) + 1
+            idx = (bad.nonzero()[0][-1] if ns.torch is not None else np.nonzero(bad)[-1][0]) + 1
             raise ValueError(f"coordinates {name!r} must be sorted in non-decreasing order along the "
                              f"last axis: {name}[..., {int(idx)}] < {name}[..., {int(idx) - 1}]")
     return x

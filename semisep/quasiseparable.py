@@ -491,7 +491,10 @@ class _Rows:
             for left, right in ((op.p, op.q), op.upper_form[:2]):
                 if left.shape[-1] == 0:
                     continue
-                off = la.sum_(bk, _detach(left)[..., 1:, :] * _detach(right)[..., :-1, :], -1)
+                lo, hi = _detach(left)[..., 1:, :], _detach(right)[..., :-1, :]
+                off = lo[..., 0] * hi[..., 0]  # p_i . q_{i-1}, a loop over the (small) rank
+                for k in range(1, int(left.shape[-1])):
+                    off = off + lo[..., k] * hi[..., k]
                 off = self.take(bk.amax_abs(off, axis=-1), 0, cast=False)
                 scale = bk.maximum(scale, bk.broadcast_to(off, (self.count,)))
         eps = bk.eps(self.dtype)

@@ -33,8 +33,11 @@ def _layout(diag, p, q, a, g, h, b, z=0.0):
                                 a.shape[:-3], g.shape[:-2], h.shape[:-2], b.shape[:-3])
     alpha = diag - (z[..., None] if z.ndim else z)
 
+    count = int(np.prod(batch))
+
     def rows(x, tail):
-        return np.broadcast_to(x, batch + x.shape[x.ndim - tail:]).reshape((-1,) + x.shape[x.ndim - tail:])
+        core = x.shape[x.ndim - tail:]
+        return np.broadcast_to(x, batch + core).reshape((count,) + core)
 
     a = np.broadcast_to(a, a.shape[:-3] + (n,) + a.shape[-2:])
     b = np.broadcast_to(b, b.shape[:-3] + (n,) + b.shape[-2:])
@@ -92,7 +95,7 @@ def sequential_qsm_solve(diag, p, q, a, g=None, h=None, b=None, rhs=None, z=0.0)
     rhs = np.asarray(rhs)
     vec = rhs.ndim == 1 or rhs.ndim == len(batch) + 1
     f = (rhs[..., None] if vec else rhs).astype(np.complex128)
-    f = np.broadcast_to(f, batch + f.shape[-2:]).reshape((-1,) + f.shape[-2:])
+    f = np.broadcast_to(f, batch + f.shape[-2:]).reshape((alpha.shape[0],) + f.shape[-2:])
     d, qt, hh = _ldu(alpha, p, q, a, g, h, b)
     B, k = alpha.shape[0], f.shape[-1]
     c = np.empty((B, n, k), np.complex128)
@@ -135,7 +138,7 @@ def sequential_qsm_matvec(diag, p, q, a, g=None, h=None, b=None, x=None):
     x = np.asarray(x)
     vec = x.ndim == 1 or x.ndim == len(batch) + 1
     xx = (x[..., None] if vec else x).astype(np.complex128)
-    xx = np.broadcast_to(xx, batch + xx.shape[-2:]).reshape((-1,) + xx.shape[-2:])
+    xx = np.broadcast_to(xx, batch + xx.shape[-2:]).reshape((alpha.shape[0],) + xx.shape[-2:])
     y = alpha[:, :, None] * xx
     B, k = alpha.shape[0], xx.shape[-1]
     st = np.zeros((B, p.shape[2], k), np.complex128)

@@ -10,11 +10,13 @@ Three paths, chosen per call:
   ``semisep::qs_solve``, ``semisep::qs_matvec``) with ``register_fake`` (shapes) and
   ``register_autograd`` (exact backward, O(N r^2) memory per element):
 
-  - ``qs_factor``: the adjoint sweep :func:`~semisep.backends.numpy.quasiseparable_grad.
-    factor_backward_kernel` over the stored states ``M_i``;
+  - ``qs_factor``: the adjoint sweep
+    :func:`~semisep.backends.numpy.quasiseparable_grad.factor_backward_kernel` over the stored
+    states ``M_i``;
   - ``qs_solve`` (``x = U^{-1} L^{-1} f``): ``fbar = A^{-T} xbar`` (the transposed solve on
     the same factors), ``dbar_i = -yhat_i . x_i`` with ``yhat = U^{-T} xbar = L^T fbar``, and
-    the strict parts by :func:`~semisep.backends.numpy.quasiseparable.bilinear_grad_kernel`:
+    the strict parts by
+    :func:`~semisep.backends.numpy.quasiseparable.bilinear_grad_kernel`:
     ``(g, ht, b)`` from ``(u, v) = (-x, yhat)``, ``(p, qt, a)`` from ``(-fbar, y)`` with
     ``y = L^{-1} f = U x``;
   - ``qs_matvec`` (``y = A x``): ``xbar = A^T ybar``, ``alphabar_i = ybar_i . x_i``, the lower
@@ -86,8 +88,8 @@ def _qs_factor(alpha: torch.Tensor, p: torch.Tensor, q: torch.Tensor, a: torch.T
                                             torch.Tensor, torch.Tensor, torch.Tensor,
                                             torch.Tensor]:
     d, qt, ht, guarded, last_small, Ms, delta = K.factor_kernel(
-        *(_np(x) for x in (alpha, p, q, a, g, h, b)), _np(pivmin).astype(np.float64),
-        store_states,
+        _np(alpha), _np(p), _np(q), _np(a), _np(g), _np(h), _np(b),
+        _np(pivmin).astype(np.float64), store_states,
     )
     return _t(d), _t(qt), _t(ht), _t(guarded), _t(last_small), _t(Ms), _t(delta)
 
@@ -131,7 +133,8 @@ _qs_factor.register_autograd(_factor_backward, setup_context=_factor_setup)
 @torch.library.custom_op("semisep::qs_solve", mutates_args=())
 def _qs_solve(d: torch.Tensor, qt: torch.Tensor, ht: torch.Tensor, p: torch.Tensor,
               a: torch.Tensor, g: torch.Tensor, b: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    return _t(K.solve_factored_kernel(*(_np(x) for x in (d, qt, ht, p, a, g, b, f)), False))
+    return _t(K.solve_factored_kernel(_np(d), _np(qt), _np(ht), _np(p), _np(a), _np(g), _np(b),
+                                      _np(f), False))
 
 
 @_qs_solve.register_fake

@@ -8,6 +8,7 @@ semiseparable operators, on NumPy and torch (CPU and CUDA), with exact O(N)-memo
 True
 """
 
+from . import kernels
 from ._algebra import ScaledIdentity, identity
 from .errors import (
     BackendError,
@@ -72,6 +73,7 @@ __all__ = [
     "SingularMatrixError",
     "BackendError",
     "IllConditionedWarning",
+    "kernels",
     "test",
     "__version__",
 ]

@@ -28,7 +28,8 @@ def test_doc_examples(page):
 
 # every public name has its API page: an autosummary entry in docs/api.md under its module
 API_MODULES = ["semisep", "semisep.errors", "semisep.nn", "semisep.nn.functional", "semisep.cost",
-               "semisep.reference", "semisep.testing", "semisep.backends"]
+               "semisep.reference", "semisep.testing", "semisep.backends", "semisep.kernels",
+               "semisep.distributed"]
 
 
 def _api_entries() -> dict[str, set[str]]:

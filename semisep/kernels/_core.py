@@ -1,0 +1,461 @@
+"""The kernel base class, the sum / product / scale combinators and the array plumbing.
+
+Every kernel here is a stationary covariance ``k(tau)``, ``tau = |t - t'|``, of a linear
+stochastic differential equation with state ``x(t)`` of order ``r``: for ``tau >= 0``
+
+    k(tau) = u^T Phi(tau) v,        Phi(tau) = exp(F tau),   Phi(t1 + t2) = Phi(t1) Phi(t2),
+
+with ``u`` the observation vector and ``v = P u`` (``P`` the stationary covariance of the
+state; some kernels use another factorisation of the same ``k``).  On sorted coordinates
+``t_0 <= t_1 <= ... <= t_{N-1}`` with steps ``dt_i = t_i - t_{i-1}`` (``dt_0 = 0``) the
+semigroup property turns ``k(t_i - t_j)``, ``i > j``, into the quasiseparable product
+
+    k(t_i - t_j) = u^T Phi(dt_i) Phi(dt_{i-1}) ... Phi(dt_{j+1}) v
+                 = p_i . (a_{i-1} ... a_{j+1} q_j),
+
+    a_i = Phi(dt_i),    p_i = Phi(dt_i)^T u,    q_j = v,
+
+which is the strictly lower part of :class:`semisep.Quasiseparable` (``a_0`` is the identity
+and never used).  Every transition ``Phi(dt)`` is evaluated from the non-negative step ``dt``
+only, as a decaying (or, for :class:`~semisep.kernels.Cosine`, orthogonal) matrix: entries are
+bounded by a constant, whatever the span of ``t`` -- never ``e^{c t}``-type generators.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import NonFiniteError, ShapeError
+
+__all__ = ["Kernel", "Sum", "Product", "Scale"]
+
+
+# ------------------------------------------------------------------------------------------------
+# array plumbing: one code path for NumPy arrays and torch tensors
+# ------------------------------------------------------------------------------------------------
+def _is_torch(x: Any) -> bool:
+    mod = type(x).__module__
+    return mod.startswith("torch") and type(x).__name__ in ("Tensor", "Parameter")
+
+
+class _NS:
+    """The handful of array operations the kernels need, for NumPy (``torch=None``) or torch."""
+
+    def __init__(self, torch: Any, dtype: Any, device: Any = None) -> None:
+        self.torch = torch
+        self.dtype = dtype
+        self.device = device
+        lib = torch if torch is not None else np
+        self.exp, self.expm1, self.sqrt = lib.exp, lib.expm1, lib.sqrt
+        self.cos, self.sin, self.abs, self.where = lib.cos, lib.sin, lib.abs, lib.where
+
+    def asarray(self, x: Any) -> Any:
+        if self.torch is not None:
+            return self.torch.as_tensor(x, dtype=self.dtype, device=self.device)
+        return np.asarray(x, dtype=self.dtype)
+
+    def zeros(self, shape: Sequence[int]) -> Any:
+        if self.torch is not None:
+            return self.torch.zeros(tuple(shape), dtype=self.dtype, device=self.device)
+        return np.zeros(tuple(shape), dtype=self.dtype)
+
+    def stack(self, xs: Sequence[Any], axis: int) -> Any:
+        xs = self.broadcast(*xs)
+        if self.torch is not None:
+            return self.torch.stack(list(xs), dim=axis)
+        return np.stack(xs, axis=axis)
+
+    def concat(self, xs: Sequence[Any], axis: int) -> Any:
+        if self.torch is not None:
+            return self.torch.cat(list(xs), dim=axis)
+        return np.concatenate(xs, axis=axis)
+
+    def broadcast(self, *xs: Any) -> list[Any]:
+        shape = np.broadcast_shapes(*(tuple(x.shape) for x in xs))
+        if self.torch is not None:
+            return [x.expand(shape) for x in xs]
+        return [np.broadcast_to(x, shape) for x in xs]
+
+    def broadcast_to(self, x: Any, shape: Sequence[int]) -> Any:
+        if self.torch is not None:
+            return x.expand(tuple(shape))
+        return np.broadcast_to(x, tuple(shape))
+
+    def matrix(self, rows: Sequence[Sequence[Any]], out: Any = None) -> Any:
+        """``(..., m, n)`` from an m x n nested list of broadcastable ``(...)`` arrays, written
+        entry by entry into ``out`` (a view into a larger array) or one new allocation; torch
+        records the copies for autograd."""
+        if out is None:
+            shape = np.broadcast_shapes(*(tuple(np.shape(x)) for row in rows for x in row))
+            out = self.zeros(tuple(shape) + (len(rows), len(rows[0])))
+        for i, row in enumerate(rows):
+            for j, x in enumerate(row):
+                out[..., i, j] = x
+        return out
+
+    def const(self, m: Any) -> Any:
+        """A constant NumPy matrix in this namespace's type (no gradient)."""
+        return self.asarray(np.asarray(m, dtype=np.float64))
+
+
+def _namespace(*xs: Any) -> _NS:
+    """Pick NumPy or torch (torch if any input is a tensor) and the common floating dtype."""
+    tensors = [x for x in xs if _is_torch(x)]
+    if tensors:
+        import torch
+
+        dtype = None
+        for x in tensors:
+            if x.is_complex():
+                raise TypeError("kernel coordinates and parameters must be real, got a complex tensor")
+            d = x.dtype if x.is_floating_point() else torch.float64
+            dtype = d if dtype is None else torch.promote_types(dtype, d)
+        return _NS(torch, dtype, tensors[0].device)
+    dtype = None
+    for x in xs:
+        if isinstance(x, np.ndarray | np.generic):
+            if np.iscomplexobj(x):
+                raise TypeError("kernel coordinates and parameters must be real, got a complex array")
+            d = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
+            dtype = d if dtype is None else np.promote_types(dtype, d)
+    return _NS(None, np.dtype(np.float64) if dtype is None else dtype)
+
+
+def _all_finite(x: Any) -> bool:
+    if _is_torch(x):
+        return bool(x.detach().isfinite().all())
+    return bool(np.all(np.isfinite(x)))
+
+
+def check_parameter(name: str, value: Any, kernel: str, *, positive: bool = False,
+                    nonnegative: bool = False) -> Any:
+    """Validate one kernel parameter (a real scalar or array, finite; ``> 0`` / ``>= 0``)."""
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"{kernel}: parameter {name!r} must be a real number or array, got {value!r}")
+    if not _is_torch(value):
+        arr = np.asarray(value)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)
+                                       or np.issubdtype(arr.dtype, np.integer)):
+            raise TypeError(f"{kernel}: parameter {name!r} must be real, got dtype {arr.dtype}")
+        if not isinstance(value, np.ndarray | np.generic):
+            value = float(value) if arr.ndim == 0 else arr.astype(np.float64)
+        check = arr
+    else:
+        if value.is_complex():
+            raise TypeError(f"{kernel}: parameter {name!r} must be real, got a complex tensor")
+        check = value.detach()
+    if not _all_finite(check):
+        raise NonFiniteError(f"{kernel}: parameter {name!r} must be finite")
+    vals = check if _is_torch(check) else np.asarray(check)
+    if positive and not bool((vals > 0).all()):
+        raise ValueError(f"{kernel}: parameter {name!r} must be > 0")
+    if nonnegative and not bool((vals >= 0).all()):
+        raise ValueError(f"{kernel}: parameter {name!r} must be >= 0")
+    return value
+
+
+def _coordinates(t: Any, ns: _NS, name: str = "t", *, sorted_: bool = True) -> Any:
+    """``t`` as an ``(..., N)`` real array of ``ns``'s type; finite; non-decreasing if ``sorted_``."""
+    if ns.torch is None and not isinstance(t, np.ndarray):
+        t = np.asarray(t)
+    if ns.torch is None and (t.dtype == object or np.iscomplexobj(t)):
+        raise TypeError(f"coordinates {name!r} must be real, got dtype {t.dtype}")
+    x = ns.asarray(t)
+    if x.ndim < 1:
+        raise ShapeError(f"coordinates {name!r} must have shape (..., N), got a scalar")
+    if x.shape[-1] < 1:
+        raise ShapeError(f"coordinates {name!r} must have at least one point (N >= 1), got shape "
+                         f"{tuple(x.shape)}")
+    if not _all_finite(x.detach() if ns.torch is not None else x):
+        raise NonFiniteError(f"coordinates {name!r} must be finite (found NaN or inf)")
+    if sorted_ and x.shape[-1] > 1:
+        step = x[..., 1:] - x[..., :-1]
+        if not bool((step >= 0).all()):
+            bad = step < 0
+            idx = (bad.nonzero()[0][-1] if ns.torch is not None else np.nonzero(bad)[-1][0]) + 1
+            raise ValueError(f"coordinates {name!r} must be sorted in non-decreasing order along the "
+                             f"last axis: {name}[..., {int(idx)}] < {name}[..., {int(idx) - 1}]")
+    return x
+
+
+def _steps(t: Any, ns: _NS) -> Any:
+    """``dt (..., N)``: ``dt_0 = 0``, ``dt_i = t_i - t_{i-1}``."""
+    return ns.concat([ns.zeros(tuple(t.shape[:-1]) + (1,)), t[..., 1:] - t[..., :-1]], -1)
+
+
+# ------------------------------------------------------------------------------------------------
+# the base class
+# ------------------------------------------------------------------------------------------------
+class Kernel:
+    """A stationary 1-d covariance kernel ``k(tau)`` with a quasiseparable state-space form.
+
+    Subclasses implement ``_parts(dt, ns, out=None) -> (k0, p, v, A)``: ``k0 = k(0)`` of shape
+    ``(...)`` (parameter batch), ``p = A^T u`` ``(..., N, r)``, ``v`` ``(..., r)``,
+    ``A = Phi(dt)`` ``(..., N, r, r)`` (written into ``out`` when given), with
+    ``k(tau) = u^T Phi(tau) v`` for ``tau >= 0``; and ``_k(tau, ns)``, the closed form on
+    ``tau >= 0`` (used by :meth:`__call__`, never by the generators).
+
+    Parameters may be Python numbers, NumPy arrays or torch tensors; arrays broadcast against
+    the batch shape ``...`` of the coordinates (a batch of kernels).
+    """
+
+    _param_names: tuple[str, ...] = ()
+
+    # -- interface for subclasses ----------------------------------------------------------------
+    @property
+    def order(self) -> int:
+        """The state dimension ``r`` (the quasiseparable order of the kernel matrix)."""
+        raise NotImplementedError
+
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
+        """``(k0, p, v, A)``; ``A`` written into ``out`` when given (a ``(..., N, r, r)`` view)."""
+        raise NotImplementedError
+
+    def _batch(self, dt: Any) -> tuple[int, ...]:
+        """Shape ``(..., N)`` of the generators: ``dt``'s broadcast with every parameter's."""
+        return tuple(np.broadcast_shapes(tuple(dt.shape),
+                                         *(tuple(np.shape(x)) + (1,) for x in self._leaves())))
+
+    def _k(self, tau: Any, ns: _NS) -> Any:
+        raise NotImplementedError
+
+    def _params(self) -> list[Any]:
+        return [getattr(self, n) for n in self._param_names]
+
+    def _leaves(self) -> list[Any]:
+        """Every parameter of this kernel and its children (to choose NumPy/torch and dtype)."""
+        return self._params()
+
+    def _p(self, name: str, ns: _NS, axes: int = 0) -> Any:
+        """Parameter ``name`` as an array of ``ns`` with ``axes`` trailing unit axes."""
+        x = ns.asarray(getattr(self, name))
+        return x.reshape(tuple(x.shape) + (1,) * axes)
+
+    # -- public API ------------------------------------------------------------------------------
+    def to_generators(self, t: Any) -> tuple[Any, Any, Any, Any]:
+        """The quasiseparable generators of the kernel matrix ``K[i, j] = k(|t_i - t_j|)``.
+
+        Parameters
+        ----------
+        t : (..., N) real, sorted non-decreasing along the last axis, finite.
+
+        Returns
+        -------
+        (diag, p, q, a): ``diag (..., N)`` = ``k(0)``; ``p, q (..., N, r)``; ``a (..., N, r, r)``,
+        with ``K[i, j] = p_i . (a_{i-1} ... a_{j+1} q_j)`` for ``i > j`` and ``K`` symmetric.
+        ``a_i = Phi(t_i - t_{i-1})`` (``a_0 = I``), ``p_i = a_i^T u``, ``q_j = v``.  NumPy in,
+        NumPy out; a torch tensor anywhere (``t`` or a parameter) gives torch tensors, built with
+        torch operations (exact gradients for every parameter and ``t``).  ``...`` is the
+        broadcast of ``t``'s batch shape and the parameters' shapes.
+        """
+        ns = _namespace(t, *self._leaves())
+        x = _coordinates(t, ns)
+        dt = _steps(x, ns)
+        k0, p, v, a = self._parts(dt, ns)
+        batch = np.broadcast_shapes(tuple(a.shape[:-2]), tuple(p.shape[:-1]),
+                                    tuple(v.shape[:-1]) + (1,), tuple(k0.shape) + (1,))
+        n, r = batch[-1], a.shape[-1]
+        a = ns.broadcast_to(a, batch + (r, r))
+        p = ns.broadcast_to(p, batch + (r,))
+        q = ns.broadcast_to(v[..., None, :], batch + (r,))
+        diag = ns.broadcast_to(k0[..., None], batch)
+        assert diag.shape[-1] == n
+        return diag, p, q, a
+
+    def to_operator(self, t: Any, diag: Any = None) -> Any:
+        """The kernel matrix ``K + diag(diag)`` as a symmetric :class:`semisep.Quasiseparable`.
+
+        Parameters
+        ----------
+        t : (..., N) sorted coordinates (see :meth:`to_generators`).
+        diag : None, a scalar or ``(..., N)``: added to the diagonal (white-noise variance).
+        """
+        import semisep
+
+        Quasiseparable = getattr(semisep, "Quasiseparable", None)
+        if Quasiseparable is None:
+            raise NotImplementedError("to_operator needs semisep.Quasiseparable, which this build "
+                                      "of semisep does not have; use to_generators")
+        kd, p, q, a = self.to_generators(t)
+        if diag is not None:
+            ns = _namespace(kd, diag)
+            if not _all_finite(diag.detach() if _is_torch(diag) else np.asarray(diag)):
+                raise NonFiniteError("to_operator: 'diag' (the white-noise variance) must be finite")
+            kd = ns.asarray(kd) + ns.asarray(diag)
+            p, q, a = ns.asarray(p), ns.asarray(q), ns.asarray(a)
+        return Quasiseparable(kd, p, q, a)
+
+    def __call__(self, t1: Any, t2: Any = None) -> Any:
+        """The dense kernel matrix ``K[..., i, j] = k(|t1_i - t2_j|)``, from the closed form.
+
+        ``t1 (..., N1)``, ``t2 (..., N2)`` (default ``t1``), any order, finite; returns
+        ``(..., N1, N2)``.  For checking and small problems: O(N1 N2) memory.
+        """
+        ns = _namespace(t1, *([] if t2 is None else [t2]), *self._leaves())
+        x1 = _coordinates(t1, ns, "t1", sorted_=False)
+        x2 = x1 if t2 is None else _coordinates(t2, ns, "t2", sorted_=False)
+        tau = ns.abs(x1[..., :, None] - x2[..., None, :])
+        return self._k(tau, ns)
+
+    # -- algebra ---------------------------------------------------------------------------------
+    def __add__(self, other: Any) -> Kernel:
+        if not isinstance(other, Kernel):
+            return NotImplemented
+        return Sum(self, other)
+
+    def __radd__(self, other: Any) -> Kernel:
+        if isinstance(other, int | float) and other == 0:  # sum([k1, k2, ...]) starts from 0
+            return self
+        return NotImplemented
+
+    def __mul__(self, other: Any) -> Kernel:
+        if isinstance(other, Kernel):
+            return Product(self, other)
+        if _is_torch(other) or isinstance(other, int | float | np.ndarray | np.generic):
+            return Scale(self, other)
+        return NotImplemented
+
+    def __rmul__(self, other: Any) -> Kernel:
+        return self.__mul__(other)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._param_names)
+        return f"{type(self).__name__}({args})"
+
+
+def _stack_last(ns: _NS, xs: Sequence[Any]) -> Any:
+    """``[x1, x2, ...]`` along the last axis, the other axes broadcast."""
+    shape = np.broadcast_shapes(*(tuple(x.shape[:-1]) for x in xs))
+    out = ns.zeros(tuple(shape) + (sum(x.shape[-1] for x in xs),))
+    o = 0
+    for x in xs:
+        out[..., o:o + x.shape[-1]] = x
+        o += x.shape[-1]
+    return out
+
+
+def _terms(k: Kernel) -> list[Kernel]:
+    """The summands of nested sums, flattened: ``(k1 + k2) + k3 -> [k1, k2, k3]``."""
+    return _terms(k.kernel1) + _terms(k.kernel2) if isinstance(k, Sum) else [k]
+
+
+class Sum(Kernel):
+    """``k(tau) = k1(tau) + k2(tau)``: states stacked, ``a = blockdiag(a1, a2)``,
+    ``u = [u1, u2]``, ``v = [v1, v2]`` (order ``r1 + r2``).  Built by ``k1 + k2``."""
+
+    def __init__(self, kernel1: Kernel, kernel2: Kernel) -> None:
+        if not (isinstance(kernel1, Kernel) and isinstance(kernel2, Kernel)):
+            raise TypeError("Sum: 'kernel1' and 'kernel2' must be semisep.kernels kernels")
+        self.kernel1, self.kernel2 = kernel1, kernel2
+
+    @property
+    def order(self) -> int:
+        return self.kernel1.order + self.kernel2.order
+
+    def _leaves(self) -> list[Any]:
+        return self.kernel1._leaves() + self.kernel2._leaves()
+
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
+        # every summand writes its transition straight into its diagonal block of one array
+        terms = _terms(self)
+        r = self.order
+        if out is None:
+            out = ns.zeros(self._batch(dt) + (r, r))
+        k0, ps, vs, o = None, [], [], 0
+        for term in terms:
+            rk = term.order
+            kk, pk, vk, _ = term._parts(dt, ns, out[..., o:o + rk, o:o + rk])
+            k0 = kk if k0 is None else k0 + kk
+            ps.append(pk)
+            vs.append(vk)
+            o += rk
+        return k0, _stack_last(ns, ps), _stack_last(ns, vs), out
+
+    def _k(self, tau: Any, ns: _NS) -> Any:
+        return self.kernel1._k(tau, ns) + self.kernel2._k(tau, ns)
+
+    def __repr__(self) -> str:
+        return f"({self.kernel1!r} + {self.kernel2!r})"
+
+
+def _bshape(x1: Any, x2: Any) -> tuple[int, ...]:
+    return tuple(np.broadcast_shapes(tuple(x1.shape[:-1]), tuple(x2.shape[:-1])))
+
+
+class Product(Kernel):
+    """``k(tau) = k1(tau) k2(tau)``: Kronecker products ``a = a1 (x) a2``, ``u = u1 (x) u2``,
+    ``v = v1 (x) v2`` (order ``r1 r2``), since ``(u1^T A1 v1)(u2^T A2 v2) =
+    (u1 (x) u2)^T (A1 (x) A2) (v1 (x) v2)`` and the Kronecker product of products is the
+    product of Kronecker products.  Built by ``k1 * k2``."""
+
+    def __init__(self, kernel1: Kernel, kernel2: Kernel) -> None:
+        if not (isinstance(kernel1, Kernel) and isinstance(kernel2, Kernel)):
+            raise TypeError("Product: 'kernel1' and 'kernel2' must be semisep.kernels kernels")
+        self.kernel1, self.kernel2 = kernel1, kernel2
+
+    @property
+    def order(self) -> int:
+        return self.kernel1.order * self.kernel2.order
+
+    def _leaves(self) -> list[Any]:
+        return self.kernel1._leaves() + self.kernel2._leaves()
+
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
+        k1, p1, v1, a1 = self.kernel1._parts(dt, ns)
+        k2, p2, v2, a2 = self.kernel2._parts(dt, ns)
+        r1, r2 = a1.shape[-1], a2.shape[-1]
+        a = a1[..., :, None, :, None] * a2[..., None, :, None, :]
+        a = a.reshape(tuple(a.shape[:-4]) + (r1 * r2, r1 * r2))
+        p = p1[..., :, None] * p2[..., None, :]            # (a1 (x) a2)^T (u1 (x) u2) = p1 (x) p2
+        v = v1[..., :, None] * v2[..., None, :]
+        p = p.reshape(tuple(p.shape[:-2]) + (r1 * r2,))
+        v = v.reshape(tuple(v.shape[:-2]) + (r1 * r2,))
+        if out is not None:
+            out[...] = a
+            a = out
+        return k1 * k2, p, v, a
+
+    def _k(self, tau: Any, ns: _NS) -> Any:
+        return self.kernel1._k(tau, ns) * self.kernel2._k(tau, ns)
+
+    def __repr__(self) -> str:
+        return f"({self.kernel1!r} * {self.kernel2!r})"
+
+
+class Scale(Kernel):
+    """``k(tau) = scale * kernel(tau)`` (``v`` and ``k(0)`` multiplied by ``scale``; finite,
+    any sign -- a negative scale is not a covariance).  Built by ``scale * kernel``."""
+
+    _param_names = ("scale",)
+
+    def __init__(self, kernel: Kernel, scale: Any) -> None:
+        if not isinstance(kernel, Kernel):
+            raise TypeError("Scale: 'kernel' must be a semisep.kernels kernel")
+        self.kernel = kernel
+        self.scale = check_parameter("scale", scale, "Scale")
+
+    @property
+    def order(self) -> int:
+        return self.kernel.order
+
+    def _leaves(self) -> list[Any]:
+        return [self.scale] + self.kernel._leaves()
+
+    def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
+        k0, p, v, a = self.kernel._parts(dt, ns, out)
+        s = ns.asarray(self.scale)
+        return s * k0, p, s[..., None] * v, a
+
+    def _k(self, tau: Any, ns: _NS) -> Any:
+        return ns.asarray(self.scale)[..., None, None] * self.kernel._k(tau, ns)
+
+    def __repr__(self) -> str:
+        return f"({self.scale!r} * {self.kernel!r})"
+
+
+SQRT3 = math.sqrt(3.0)
+SQRT5 = math.sqrt(5.0)

@@ -382,8 +382,10 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
                           keeps the parameter itself, which is not counted)
         3 B r^2 c + 4 B r K, its LU factors and K^{-1} (kept by the matmul), int32 pivots
         B N r c           W^T = K^{-1} Y^T
+        B f               the solve's pivot threshold pivmin (B,), real: its backward solves
+                          the transposed system with the same guard
 
-    i.e. ``B N (f + 4c) + 4 B N r c + 2 (N-1) c + 3 B r^2 c + 4 B r [+ N r f]`` (r > 0) and
+    i.e. ``B N (f + 4c) + 4 B N r c + 2 (N-1) c + 3 B r^2 c + 4 B r + B f [+ N r f]`` (r > 0) and
     ``B N (f + 3c) + (N-1) c`` (r = 0).  ``param_dtype``: the dtype of the parameters U, V
     (default: ``compute_dtype``).
 
@@ -405,7 +407,7 @@ def core_saved_bytes(n: int, r: int, batch: int, compute_dtype: Any = "float32",
     cast_v = (param_dtype is not None
               and _dtype_name(param_dtype) != _dtype_name(compute_dtype))
     return (diag_kept + 4 * B * n * c + 4 * B * n * r * c + beta_kept + (n - 1) * c
-            + 3 * B * r * r * c + 4 * B * r + (n * r * f if cast_v else 0))
+            + 3 * B * r * r * c + 4 * B * r + B * f + (n * r * f if cast_v else 0))
 
 
 def dense_core_saved_bytes(n: int, batch: int, compute_dtype: Any = "float32") -> int:

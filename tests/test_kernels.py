@@ -353,9 +353,6 @@ def test_operator_torch():
 
 @needs_qsm
 @pytest.mark.skipif(not _has_torch_engine(), reason="Quasiseparable's torch engine not on this branch yet")
-@pytest.mark.xfail(strict=False, reason="the torch backward of Quasiseparable's factor().solve returns NaN "
-                   "gradients for some inputs, intermittently (first calls in a process; reproduced with "
-                   "plain generator tensors, no kernel code); finite ones match dense to ~1e-13")
 def test_log_likelihood_gradient_through_operator():
     """d(log-likelihood)/d(kernel parameters, noise) through to_operator + factor equals the
     gradient of the dense computation (torch.linalg) to rounding."""

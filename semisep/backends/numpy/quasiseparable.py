@@ -358,6 +358,7 @@ def _lower_apply_row(k, p, q, a, x, y, transpose_order):
     kq = k if q.shape[0] > 1 else 0
     kA = k if a.shape[0] > 1 else 0
     kx = k if x.shape[0] > 1 else 0
+    zero = np.zeros(1, y.dtype)[0]
     st = np.zeros((r, kk), y.dtype)
     tmp = np.zeros((r, kk), y.dtype)
     for t in range(n):
@@ -365,7 +366,7 @@ def _lower_apply_row(k, p, q, a, x, y, transpose_order):
         ia = i if a.shape[1] > 1 else 0
         if transpose_order:
             for c in range(kk):
-                acc = y[k, i, c] * 0
+                acc = zero
                 for e in range(r):
                     acc += q[kq, i, e] * st[e, c]
                 y[k, i, c] += acc
@@ -377,7 +378,7 @@ def _lower_apply_row(k, p, q, a, x, y, transpose_order):
                     tmp[e, c] = acc
         else:
             for c in range(kk):
-                acc = y[k, i, c] * 0
+                acc = zero
                 for e in range(r):
                     acc += p[kp, i, e] * st[e, c]
                 y[k, i, c] += acc
@@ -424,6 +425,8 @@ def _bilinear_grad_row(k, u, v, p, q, a, dp, dq, da):
     kp = k if p.shape[0] > 1 else 0
     kq = k if q.shape[0] > 1 else 0
     kA = k if a.shape[0] > 1 else 0
+    # the accumulators start from a typed zero, never from the (uninitialised) outputs
+    zero = np.zeros(1, dp.dtype)[0]
     phi = np.zeros((n, r, kk), dp.dtype)  # phi_i: the forward state before row i
     st = np.zeros((r, kk), dp.dtype)
     tmp = np.zeros((r, kk), dp.dtype)
@@ -446,8 +449,8 @@ def _bilinear_grad_row(k, u, v, p, q, a, dp, dq, da):
         ia = i if a.shape[1] > 1 else 0
         # lam holds sum_{j>i} (a_{j-1} .. a_{i+1})^T p_j u_j
         for e in range(r):
-            accp = dp[k, i, e] * 0
-            accq = dq[k, i, e] * 0
+            accp = zero
+            accq = zero
             for c in range(kk):
                 accp += u[ku, i, c] * phi[i, e, c]
                 accq += lam[e, c] * v[kv, i, c]
@@ -455,7 +458,7 @@ def _bilinear_grad_row(k, u, v, p, q, a, dp, dq, da):
             dq[k, i, e] = accq
         for e in range(r):
             for f in range(r):
-                acc = da[k, i, e, f] * 0
+                acc = zero
                 for c in range(kk):
                     acc += lam[e, c] * phi[i, f, c]
                 da[k, i, e, f] = acc

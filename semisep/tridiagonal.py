@@ -226,9 +226,15 @@ class Tridiagonal(StructuredOperator):
 
     def resolvent_entries(self, pairs: Any, z: Any = 0.0, **solve_kwargs: Any) -> Any:
         """``G_ij = [(T - z I)^{-1}]_{ij}`` for integer ``pairs`` (K, 2); shape
-        ``broadcast(batch_shape, z.shape) + (K,)``.  One :meth:`solve` with the distinct unit
-        columns ``e_j``: O(N) per distinct ``j``; exact and differentiable."""
-        return _algebra.resolvent_entries(self, pairs, z, **solve_kwargs)
+        ``broadcast(batch_shape, z.shape) + (K,)``; O(N + K) per batch row.
+
+        ``G_ij = G_jj prod_{k=i}^{j-1} (-b_k gL_k)`` for ``i < j`` and
+        ``G_jj prod_{k=j}^{i-1} (-c_k gR_{k+1})`` for ``i > j`` (``b``, ``c`` the upper and lower
+        off-diagonals, ``gL`` / ``gR`` the LU / UL pivot reciprocals), each product a difference
+        of prefix sums of logarithms: see :func:`semisep._algebra.tridiagonal_resolvent_entries`,
+        which also lists where one :meth:`solve` with the distinct unit columns ``e_j`` is used
+        instead (a gradient wanted, a GPU tensor, a guarded pivot, ...)."""
+        return _algebra.tridiagonal_resolvent_entries(self, pairs, z, **solve_kwargs)
 
     # -- products -----------------------------------------------------------------------------
     def matvec(self, x: Any) -> Any:

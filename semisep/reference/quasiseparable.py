@@ -115,7 +115,7 @@ def sequential_qsm_solve(diag, p, q, a, g=None, h=None, b=None, rhs=None, z=0.0)
 
 def sequential_qsm_resolvent_diagonal(diag, p, q, a, g=None, h=None, b=None, z=0.0):
     """``diag((S - z I)^{-1})`` (..., N) from ``Z = U'^{-1} D^{-1} L^{-1}``:
-    ``Z_ii = 1/d_i + hh_i . (Phi_i qt_i)`` with ``Phi_i = sum_{k>i} Bh_{k,i}^T g_k p_k^T
+    ``Z_ii = 1/d_i + hh_i^T Phi_i qt_i`` with ``Phi_i = sum_{k>i} Bh_{k,i}^T g_k p_k^T
     Ah_{k,i} / d_k`` over the transitions ``ah = a - qt p^T``, ``bh = b - hh g^T`` of the
     inverse unit factors."""
     alpha, p, q, a, g, h, b, batch, n = _layout(diag, p, q, a, g, h, b, z)

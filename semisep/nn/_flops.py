@@ -1,8 +1,9 @@
 """FLOP counts of the layers in :mod:`semisep.nn` as pure functions (integers in, dicts out).
 
-The resolvent diagonal is counted by :func:`semisep.cost.resolvent_diagonal_flops` (the fused
-pivot sweeps, ``33 N - 23`` real flops per row for a complex shift); everything else by the rules
-below (one flop = one real floating-point operation, as in :mod:`semisep.cost`):
+The resolvent diagonal of the BK core is counted by :func:`laplacian_resolvent_flops` (the
+two-sided algorithm the kernels run, with the core's real off-diagonals and complex shift:
+``33 N - 16`` real flops per row); everything else by the rules below (one flop = one real
+floating-point operation, ``semisep.cost.FLOP_RULES`` per scalar operation):
 
 =====================================  =====================================================
 operation                              flops
@@ -16,19 +17,21 @@ LayerNorm over ``d``                    ``7 d + 2`` per row: mean (d), centre (d
                                        scale and shift (2 d)
 GELU                                   8 per element (a stated convention: erf is not one flop)
 softmax over a pair                    8: max, 2 subtractions, 2 exp, sum, 2 divisions
-forming ``alpha = v - 2 - z``           2 per position (real add, then real - complex)
 =====================================  =====================================================
 
 Each function returns a dict of named parts plus ``"total"``; ``"matmul"`` and ``"conv"`` hold
-exactly what ``torch.utils.flop_counter.FlopCounterMode`` counts for the module (checked in
-``tests/test_multiscale.py``).  Counts are for the whole batch of ``B`` sequences.
+exactly what ``torch.utils.flop_counter.FlopCounterMode`` counts for the module; the totals are
+checked in ``tests/test_multiscale.py`` against an independent tally of a real forward (aten ops
+with a per-op cost table, the resolvent by the backend's NumPy twin on counting scalars).
+Counts are for the whole batch of ``B`` sequences.
 """
 
 from __future__ import annotations
 
-from ..cost import resolvent_diagonal_flops
+from ..cost import FLOP_RULES
 
-__all__ = ["linear_flops", "layernorm_flops", "bk_core_flops", "bk_layer_flops",
+__all__ = ["linear_flops", "layernorm_flops", "laplacian_resolvent_flops", "bk_core_flops",
+           "bk_layer_flops",
            "selected_resolvent_flops", "chunked_masked_resolvent_flops",
            "multiscale_bk_layer_flops", "GELU_FLOPS"]
 
@@ -42,6 +45,33 @@ def linear_flops(rows: int, d_in: int, d_out: int, bias: bool = True) -> dict:
 
 def layernorm_flops(rows: int, d: int) -> int:
     return rows * (7 * d + 2)
+
+
+def laplacian_resolvent_flops(n: int) -> int:
+    """One row of ``G = diag((H0 + diag(v) - z I)^{-1})``, ``v`` (n,) real, ``H0``'s off-diagonals
+    real (``beta_i = 1 * 1``, formed once per call, not per row), ``z`` complex, by the two-sided
+    algorithm of ``semisep.backends.numpy.resolvent_diagonal_ref`` (and its compiled kernels)::
+
+        alpha_i = (v_i - 2) - z                   real - real (1), real - complex (1): 2 n
+        gL_0 = 1/alpha_0;  gL_i = 1/(alpha_i - beta_{i-1} gL_{i-1})
+        gR_{n-1} = 1/alpha_{n-1};  gR_i = 1/(alpha_i - beta_i gR_{i+1})
+                                                  each sweep: 5 + (2 + 2 + 5)(n - 1)
+        G_i = 1/(alpha_i - beta_{i-1} gL_{i-1} - beta_i gR_{i+1})
+                                                  (2 + 2) per neighbour term, 2 (n - 1) terms;
+                                                  5 n reciprocals
+
+    (a real ``beta`` times a complex pivot is two real products).  Total ``33 n - 16``.  The
+    pivot guards (comparisons) and the per-row guard threshold are not counted; the compiled
+    kernel re-forms ``alpha_i`` in registers in its second sweep, which is not counted either."""
+    if n <= 0:
+        return 0
+    a_rr, a_rc = FLOP_RULES[("add", "R", "R")], FLOP_RULES[("add", "R", "C")]
+    a_cc = FLOP_RULES[("add", "C", "C")]
+    m_rc, r_c = FLOP_RULES[("mul", "R", "C")], FLOP_RULES[("recip", "C")]
+    alpha = n * (a_rr + a_rc)
+    sweeps = 2 * (r_c + (n - 1) * (m_rc + a_cc + r_c))
+    combine = 2 * (n - 1) * (m_rc + a_cc) + n * r_c
+    return alpha + sweeps + combine
 
 
 def _add(acc: dict, part: dict) -> dict:
@@ -61,14 +91,14 @@ def bk_core_flops(batch: int, n: int, d: int, hidden: int) -> dict:
     of :class:`~semisep.nn.multiscale.MultiScaleBKLayer`, on ``h (B, n, d)``::
 
         v = h w_v + b_v                        linear(n, d, 1)
-        G = diag((H0 + diag(v) - z I)^{-1})    2 n (alpha) + resolvent_diagonal_flops(n) per row
+        G = diag((H0 + diag(v) - z I)^{-1})    laplacian_resolvent_flops(n) per row
         u = h + [Re G, Im G] W_f + b_f          linear(n, 2, d) + n d
         y = W_2 gelu(W_1 u + b_1) + b_2         linear(n, d, hidden) + gelu + linear(n, hidden, d)
     """
     rows = batch * n
     p: dict = {}
     _add(p, linear_flops(rows, d, 1))
-    p["resolvent"] = batch * (2 * n + resolvent_diagonal_flops(n, complex=True))
+    p["resolvent"] = batch * laplacian_resolvent_flops(n)
     _add(p, linear_flops(rows, 2, d))
     p["elementwise"] += rows * d
     _add(p, linear_flops(rows, d, hidden))

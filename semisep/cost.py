@@ -160,21 +160,26 @@ def _k(complex: bool):
 def resolvent_diagonal_flops(n: int, complex: bool = True) -> int:
     """``diag((T - zI)^{-1})`` from the pivots, given ``alpha`` (N) and ``beta`` (N-1).
 
-    Algorithm counted (the fused form of the compiled kernel)::
+    Algorithm counted (the fused two-sided form of the compiled kernel)::
 
-        left:  d_0 = alpha_0; gL_0 = 1/d_0;  d_i = alpha_i - beta_{i-1} gL_{i-1}, gL_i = 1/d_i
-        right: gR_{N-1} = 1/alpha_{N-1}, G_{N-1} = gL_{N-1};  for i = N-2 .. 0:
-               p = beta_i gR_{i+1};  G_ii = 1/(d_i - p);  gR_i = 1/(alpha_i - p)
+        left:  tL_0 = alpha_0;  tL_i = alpha_i - beta_{i-1} gL_{i-1};  gL_i = 1/tL_i
+        right: tR_{N-1} = alpha_{N-1};  tR_i = alpha_i - beta_i gR_{i+1};  gR_i = 1/tR_i
+        combine, reusing one sweep's t_i:
+               G_ii = 1/(tL_i - beta_i gR_{i+1}) = 1/(tR_i - beta_{i-1} gL_{i-1})
+               (G_00 = 1/tR_0 and G_{N-1,N-1} = 1/tL_{N-1} need no neighbour term)
 
-    Complex: ``5 + 13 (N-1)`` (left) ``+ 5 + 20 (N-1)`` (right) ``= 33 N - 23``;
-    real: ``1 + 3 (N-1) + 1 + 5 (N-1) = 8 N - 6``.
+    Each sweep ``r + (N-1)(m + a + r)``, the combine ``(N-2)(m + a) + N r`` (``N >= 2``).
+    Complex: ``2 (5 + 13 (N-1)) + 8 (N-2) + 5 N = 39 N - 32``; real: ``9 N - 8``; ``N = 1``
+    is one reciprocal.  (The plain twin ``resolvent_diagonal_ref`` forms ``gamma_i = alpha_i -
+    beta_{i-1} gL_{i-1} - beta_i gR_{i+1}`` from scratch: ``N (m + a)`` more.)
     """
     a, m, r = _k(complex)
     if n <= 0:
         return 0
-    left = r + (n - 1) * (m + a + r)
-    right = r + (n - 1) * (m + a + r + a + r)
-    return left + right
+    if n == 1:
+        return r
+    sweep = r + (n - 1) * (m + a + r)
+    return 2 * sweep + (n - 2) * (m + a) + n * r
 
 
 def logdet_flops(n: int, complex: bool = True) -> int:

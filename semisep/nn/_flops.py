@@ -1,8 +1,8 @@
 """FLOP counts of the layers in :mod:`semisep.nn` as pure functions (integers in, dicts out).
 
 The resolvent diagonal of the BK core is counted by :func:`laplacian_resolvent_flops` (the
-two-sided algorithm the kernels run, with the core's real off-diagonals and complex shift:
-``33 N - 16`` real flops per row); everything else by the rules below (one flop = one real
+fused two-sided algorithm the kernels run, with the core's real off-diagonals and complex shift:
+``29 N - 16`` real flops per row); everything else by the rules below (one flop = one real
 floating-point operation, ``semisep.cost.FLOP_RULES`` per scalar operation):
 
 =====================================  =====================================================
@@ -49,28 +49,29 @@ def layernorm_flops(rows: int, d: int) -> int:
 
 def laplacian_resolvent_flops(n: int) -> int:
     """One row of ``G = diag((H0 + diag(v) - z I)^{-1})``, ``v`` (n,) real, ``H0``'s off-diagonals
-    real (``beta_i = 1 * 1``, formed once per call, not per row), ``z`` complex, by the two-sided
-    algorithm of ``semisep.backends.numpy.resolvent_diagonal_ref`` (and its compiled kernels)::
+    real (``beta_i = 1 * 1``, formed once per call, not per row), ``z`` complex, in the fused
+    two-sided form of the compiled kernel (:func:`semisep.cost.resolvent_diagonal_flops`)::
 
         alpha_i = (v_i - 2) - z                   real - real (1), real - complex (1): 2 n
-        gL_0 = 1/alpha_0;  gL_i = 1/(alpha_i - beta_{i-1} gL_{i-1})
-        gR_{n-1} = 1/alpha_{n-1};  gR_i = 1/(alpha_i - beta_i gR_{i+1})
+        tL_i = alpha_i - beta_{i-1} gL_{i-1};  gL_i = 1/tL_i
+        tR_i = alpha_i - beta_i gR_{i+1};      gR_i = 1/tR_i
                                                   each sweep: 5 + (2 + 2 + 5)(n - 1)
-        G_i = 1/(alpha_i - beta_{i-1} gL_{i-1} - beta_i gR_{i+1})
-                                                  (2 + 2) per neighbour term, 2 (n - 1) terms;
-                                                  5 n reciprocals
+        G_ii = 1/(tL_i - beta_i gR_{i+1})  or  1/(tR_i - beta_{i-1} gL_{i-1})
+                                                  (2 + 2)(n - 2) + 5 n
 
-    (a real ``beta`` times a complex pivot is two real products).  Total ``33 n - 16``.  The
-    pivot guards (comparisons) and the per-row guard threshold are not counted; the compiled
-    kernel re-forms ``alpha_i`` in registers in its second sweep, which is not counted either."""
+    (a real ``beta`` times a complex pivot is two real products).  Total ``29 n - 16`` for
+    ``n >= 2``.  The pivot guards (comparisons) and the per-row guard threshold are not
+    counted."""
     if n <= 0:
         return 0
     a_rr, a_rc = FLOP_RULES[("add", "R", "R")], FLOP_RULES[("add", "R", "C")]
     a_cc = FLOP_RULES[("add", "C", "C")]
     m_rc, r_c = FLOP_RULES[("mul", "R", "C")], FLOP_RULES[("recip", "C")]
     alpha = n * (a_rr + a_rc)
+    if n == 1:
+        return alpha + r_c
     sweeps = 2 * (r_c + (n - 1) * (m_rc + a_cc + r_c))
-    combine = 2 * (n - 1) * (m_rc + a_cc) + n * r_c
+    combine = (n - 2) * (m_rc + a_cc) + n * r_c
     return alpha + sweeps + combine
 
 

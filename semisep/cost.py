@@ -54,6 +54,7 @@ __all__ = [
     "resolvent_diagonal_flops",
     "logdet_flops",
     "solve_flops",
+    "thomas_solve_flops",
     "resolvent_diagonal_backward_flops",
     "logdet_backward_flops",
     "solve_backward_flops",
@@ -189,6 +190,11 @@ def logdet_flops(n: int, complex: bool = True) -> int:
     ``gL_{i-1} = 1/d_{i-1}`` (recip) then ``alpha_i - beta_{i-1} gL_{i-1}``; ``log`` of every
     pivot and ``N-1`` additions.  Complex: ``(N-1)(5+6+2) + 6N + 2(N-1)``; the real count uses
     the real log (1 flop) -- a negative determinant's phase is a sign count, 0 flops.
+
+    This is the torch chunked (GPU) path's algorithm.  The compiled CPU kernel instead runs the
+    pivoted elimination of :func:`solve_flops` (no right-hand side) on the balanced similar
+    matrix and takes one ``log`` of the renormalised pivot product; that count is not modelled
+    here.
     """
     a, m, r = _k(complex)
     lg = FLOP_RULES[("log", "C" if complex else "R")]
@@ -197,8 +203,42 @@ def logdet_flops(n: int, complex: bool = True) -> int:
     return (n - 1) * (r + m + a) + n * lg + (n - 1) * a
 
 
-def solve_flops(n: int, k: int = 1, complex: bool = True, with_pivots: bool = True) -> int:
-    """``(T - zI)^{-1} F`` for ``F`` (N, k) by the Thomas algorithm on the LU pivots.
+def solve_flops(n: int, k: int = 1, complex: bool = True, exchanges: int = 0) -> int:
+    """``(T - zI)^{-1} F`` for ``F`` (N, k) by Gaussian elimination with partial pivoting
+    (LAPACK ``?gtsv``), as the compiled kernel runs it.
+
+    Algorithm counted: at step ``i`` (``i = 0 .. N-2``) rows ``i`` and ``i+1`` are
+    ``[d_i, du_i, 0]`` and ``[c_i, alpha_{i+1}, b_{i+1}]``; the larger of ``|d_i|``, ``|c_i|``
+    (in ``|Re| + |Im|``) is the pivot ``u_i``::
+
+        rinv_i = 1/u_i;  l = (other) rinv_i                       recip + mul
+        d_{i+1} = (row i+1 or i) - l (row i or i+1) at column i+1     mul + add
+        fill u2_i = -l b_{i+1}, only after an exchange                mul
+        x_{i+1} = f_{i+1} - l x_i  (or exchanged)                     k (mul + add)
+        rinv_{N-1} = 1/d_{N-1}
+        back:  x_i = rinv_i (x_i - u1_i x_{i+1} - u2_i x_{i+2})       k (3 mul + 2 add),
+               two terms fewer at i = N-1, one fewer at i = N-2
+
+    ``exchanges`` is the number of steps that exchanged rows (0 .. N-1; the count depends on
+    the values, as LAPACK's ``ipiv`` shows).  A zero subdiagonal entry skips its multiplier's
+    product (one ``mul`` fewer per such step, not modelled).  ``F`` is promoted to the matrix's
+    dtype first (as the kernels do).
+    """
+    a, m, r = _k(complex)
+    if n <= 0:
+        return 0
+    if n == 1:
+        return r + k * m
+    factor = (n - 1) * (r + 2 * m + a) + exchanges * m + r
+    fwd = (n - 1) * (m + a)
+    back = m + (2 * m + a) + (n - 2) * (3 * m + 2 * a)
+    return factor + k * (fwd + back)
+
+
+def thomas_solve_flops(n: int, k: int = 1, complex: bool = True, with_pivots: bool = True) -> int:
+    """``A^{-1} F`` for ``F`` (N, k) by the Thomas algorithm on the LU pivots (no row
+    exchanges): the solves inside the fused Woodbury kernels and the chunked (GPU) path's first
+    solve.
 
     Algorithm counted::
 
@@ -260,13 +300,13 @@ def logdet_backward_flops(n: int, complex: bool = True) -> int:
     return resolvent_diagonal_flops(n, complex) + m * n + 3 * m * max(n - 1, 0)
 
 
-def solve_backward_flops(n: int, k: int = 1, complex: bool = True) -> int:
-    """Backward of ``x = A^{-1} f`` given the pivots and ``x``: ``r = A^{-T} xbar`` (a solve
-    with the same pivots -- ``beta`` is unchanged by transposition), ``df = r``,
+def solve_backward_flops(n: int, k: int = 1, complex: bool = True, exchanges: int = 0) -> int:
+    """Backward of ``x = A^{-1} f`` given ``x``: ``r = A^{-T} xbar`` (a pivoted solve of the
+    transpose, :func:`solve_flops`, with ``exchanges`` its own row exchanges), ``df = r``,
     ``da_j = -sum_k r_jk x_jk``, ``db_j = -sum_k r_jk x_{j+1,k}``, ``dc_j = -sum_k r_{j+1,k} x_jk``
     (one multiply and, over columns, one add each)."""
     a, m, _ = _k(complex)
-    rsolve = solve_flops(n, k, complex, with_pivots=False)
+    rsolve = solve_flops(n, k, complex, exchanges)
     prods = (n + 2 * (n - 1)) * (k * m + (k - 1) * a)
     return rsolve + prods
 
@@ -297,7 +337,7 @@ def woodbury_resolvent_diagonal_flops(n: int, r: int, complex: bool = True) -> i
         gL (LU pivots)                             5 + 13 (N-1), computed once for the solves:
                                                    A and A^T share them (beta_i = b_i c_i)
         X = A^{-1} U,  Y = A^{-T} V                two solves with r columns each,
-                                                   solve_flops(N, r, with_pivots=False)
+                                                   thomas_solve_flops(N, r, with_pivots=False)
         K = I + V^T X                              r^2 dot products of length N, + r for I
         W^T = K^{-1} Y^T                           lu_solve_flops(r, N)
         G_ii = G0_ii - sum_k X_ik W_ik             N (r mul + r add)
@@ -309,7 +349,7 @@ def woodbury_resolvent_diagonal_flops(n: int, r: int, complex: bool = True) -> i
     if r == 0:
         return resolvent_diagonal_flops(n, complex)
     piv = rc + (n - 1) * (m + a + rc)
-    solves = 2 * solve_flops(n, r, complex, with_pivots=False)
+    solves = 2 * thomas_solve_flops(n, r, complex, with_pivots=False)
     kmat = r * r * (n * m + (n - 1) * a) + r  # + I: real + complex, 1 flop each
     lu = lu_solve_flops(r, n, complex)
     corr = n * r * (m + a)
@@ -339,7 +379,7 @@ def woodbury_resolvent_diagonal_backward_flops(n: int, r: int, complex: bool = T
     corr = 2 * n * r * m
     wstep = lu_solve_flops(r, n, complex) + r * r * (n * m + (n - 1) * a)
     kstep = n * r * (r * m + (r - 1) * a) + n * r * a + n * r * (r * m + (r - 1) * a)
-    solves = 2 * solve_flops(n, r, complex, with_pivots=False)
+    solves = 2 * thomas_solve_flops(n, r, complex, with_pivots=False)
     vacc = n * r * a
     nprod = n + 2 * (n - 1)
     prods = nprod * (2 * r * m + (2 * r - 1) * a)

@@ -63,6 +63,8 @@ class Counted:
         return self._bin("add", o, self, lambda a, b: a - b)
 
     def __mul__(self, o):
+        if isinstance(o, int) and o == 0:  # ``x * 0``: a typed zero (the kernels' idiom), no data
+            return Counted(self.v * 0, self.kind)
         return self._bin("mul", self, o, lambda a, b: a * b)
 
     def __rmul__(self, o):
@@ -79,6 +81,18 @@ class Counted:
 
     def __neg__(self):
         return Counted(-self.v, self.kind)
+
+    # comparisons and parts, uncounted like __abs__ (the kernels' pivot tests, not arithmetic)
+    real = property(lambda self: self.v.real)
+    imag = property(lambda self: self.v.imag)
+
+    def __eq__(self, o):
+        return self.v == _val(o)
+
+    def __ne__(self, o):
+        return self.v != _val(o)
+
+    __hash__ = None
 
     def __abs__(self):
         """Uncounted, a plain float: the pivot guard's and certificate's tests, which the
@@ -290,7 +304,7 @@ def test_solve_flops(problem, rng, k):
     x, flops = measure(solve_alg, _cx(alpha), _cx(b), _cx(c), [_cx(f) for f in F])
     np.testing.assert_allclose(np.array([vals(xx) for xx in x]), np.linalg.solve(A, F.T).T,
                                rtol=1e-11)
-    assert flops == cost.solve_flops(n, k, complex=True)
+    assert flops == cost.thomas_solve_flops(n, k, complex=True)
 
 
 def test_resolvent_backward_flops(problem, rng):
@@ -463,23 +477,73 @@ def _twin_problem(problem):
     return n, _objects(alpha[None]), _objects(b[None]), _objects(c[None]), np.array([1e-300]), A
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cost.solve_flops counts the unpivoted Thomas algorithm, but the solve now uses gtsv's "
-    "partial pivoting (row exchanges, a second superdiagonal of fill): its count depends on the "
-    "exchanges taken and the model has not been rewritten for it yet"))
-@pytest.mark.parametrize("k", [1, 3])
-def test_solve_flops_of_the_library_twin(problem, rng, k):
-    """``solve_ref``: the model's Thomas count plus the ``N-1`` products ``beta = b c`` the twin
-    forms up front (the compiled kernel folds them into ``m_i b_{i-1}``, as the model does)."""
-    from semisep.backends.numpy import solve_ref
+_KERNEL_COUNT = """
+import json, os, sys
+os.environ["NUMBA_DISABLE_JIT"] = "1"  # the kernels run as the Python they are written in
+sys.path.insert(0, os.getcwd())
+import numpy as np
+from tests.test_cost import Counted, measure, _val
+from semisep.backends.numpy import _solve_row
 
-    n, alpha, b, c, pm, A = _twin_problem(problem)
-    F = rng.standard_normal((n, k)) + 0j
-    (x, _, singular), flops = measure(solve_ref, alpha, b, c, _objects(F[None]), pm)
-    assert not singular.any()
-    np.testing.assert_allclose(np.vectorize(_val)(x[0]).astype(complex), np.linalg.solve(A, F),
-                               rtol=1e-11)
-    assert flops == cost.solve_flops(n, k, complex=True) + (n - 1) * cost.FLOP_RULES[("mul", "C", "C")]
+cases = json.loads(sys.argv[1])
+out = []
+for n, k, cplx, seed, lower_scale in cases:
+    rng = np.random.default_rng(seed)
+    dt = complex if cplx else float
+    a = rng.standard_normal(n) - 0.3 + (0.7j if cplx else 0)
+    b, c = rng.standard_normal(n - 1), lower_scale * rng.standard_normal(n - 1)
+    F = rng.standard_normal((n, k))
+
+    def obj(x):
+        o = np.empty(np.shape(x), object)
+        o.ravel()[:] = [Counted(dt(v)) for v in np.ravel(x)]
+        return o
+
+    x = np.empty((n, k), object)
+    work = [np.empty(n, object) for _ in range(3)]
+    _, flops = measure(_solve_row, obj(a), obj(b), obj(c), obj(F), 1e-300, x, *work)
+    A = np.diag(a) + np.diag(b, 1) + np.diag(c, -1)
+    err = float(np.abs(np.vectorize(_val)(x).astype(complex) - np.linalg.solve(A, F)).max())
+    out.append([flops, err])
+print(json.dumps(out))
+"""
+
+
+def test_solve_flops_of_the_compiled_kernel():
+    """The compiled pivoted solve (``_solve_row``, run as plain Python with numba's JIT off, on
+    counting scalars) against :func:`cost.solve_flops`, with the number of row exchanges taken
+    from LAPACK's own ``?gttrf`` pivots (independent of the package): real and complex, one and
+    several right-hand sides, few and many exchanges (a small or large subdiagonal)."""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    from scipy.linalg import lapack
+
+    cases = [[n, k, cplx, seed, scale] for n, k, cplx, seed, scale in
+             [(9, 1, True, 0, 0.2), (9, 3, True, 1, 5.0), (12, 2, False, 2, 1.0),
+              (7, 1, False, 3, 5.0), (3, 2, True, 4, 1.0), (1, 3, True, 5, 1.0)]]
+    root = pathlib.Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-c", _KERNEL_COUNT, json.dumps(cases)], cwd=root,
+                         capture_output=True, text=True, check=True)
+    seen = set()
+    counted = json.loads(res.stdout.strip().splitlines()[-1])
+    for (n, k, cplx, seed, scale), (flops, err) in zip(cases, counted, strict=True):
+        assert err < 1e-10, (n, k, err)
+        rng = np.random.default_rng(seed)
+        a = rng.standard_normal(n) - 0.3 + (0.7j if cplx else 0)
+        b, c = rng.standard_normal(n - 1), scale * rng.standard_normal(n - 1)
+        if n > 1:
+            gttrf = lapack.zgttrf if cplx else lapack.dgttrf
+            *_, ipiv, info = gttrf(c.astype(a.dtype), a, b.astype(a.dtype))
+            assert info == 0
+            exchanges = int(np.sum(ipiv[:-1] != np.arange(1, n)))
+        else:
+            exchanges = 0
+        seen.add(exchanges)
+        assert flops == cost.solve_flops(n, k, complex=cplx, exchanges=exchanges), (n, k, cplx)
+    assert len(seen) >= 3  # the exchange term is exercised, not only zero
 
 
 def test_left_pivot_flops_of_the_library_twin(problem):
@@ -492,7 +556,7 @@ def test_left_pivot_flops_of_the_library_twin(problem):
     (gL, _, _), flops = measure(left_pivots_ref, alpha, beta, pm)
     d = 1.0 / np.vectorize(_val)(gL[0]).astype(complex)
     np.testing.assert_allclose(np.prod(d), np.linalg.det(A), rtol=1e-11)
-    assert flops == cost.solve_flops(n, 0, complex=True) - (n - 1) * cost.FLOP_RULES[("mul", "C", "C")]
+    assert flops == cost.thomas_solve_flops(n, 0, complex=True) - (n - 1) * cost.FLOP_RULES[("mul", "C", "C")]
 
 
 def test_resolvent_diagonal_flops_of_the_library_twin(problem):

@@ -1,9 +1,11 @@
 """semisep.cost: every count checked against something measured.
 
-* FLOP counts: the algorithm each count describes is run here on ``Counted`` scalars, which
+* FLOP counts: the algorithm each count describes is run on ``Counted`` scalars, which
   apply ``semisep.cost.FLOP_RULES`` to every arithmetic operation they take part in; the run
   must also produce the right numbers (checked against dense NumPy), so the instrumented code
-  is the algorithm, not a sketch of it.
+  is the algorithm, not a sketch of it.  The solve and the resolvent diagonal are counted on
+  the compiled kernels themselves, run as Python with numba's JIT off in a subprocess
+  (``_count_kernels``); the plain twins are counted too.
 * Byte counts: against ``.nbytes`` of the real operators.
 * Saved-for-backward bytes: in ``tests/test_nn_core.py`` (saved_tensors_hooks).
 """
@@ -483,53 +485,83 @@ os.environ["NUMBA_DISABLE_JIT"] = "1"  # the kernels run as the Python they are 
 sys.path.insert(0, os.getcwd())
 import numpy as np
 from tests.test_cost import Counted, measure, _val
-from semisep.backends.numpy import _solve_row
+from semisep.backends.numpy import _resolvent_row_twosided, _solve_row
 
 cases = json.loads(sys.argv[1])
 out = []
-for n, k, cplx, seed, lower_scale in cases:
+for kernel, n, k, cplx, seed, lower_scale in cases:
     rng = np.random.default_rng(seed)
     dt = complex if cplx else float
-    a = rng.standard_normal(n) - 0.3 + (0.7j if cplx else 0)
-    b, c = rng.standard_normal(n - 1), lower_scale * rng.standard_normal(n - 1)
-    F = rng.standard_normal((n, k))
 
     def obj(x):
         o = np.empty(np.shape(x), object)
         o.ravel()[:] = [Counted(dt(v)) for v in np.ravel(x)]
         return o
 
-    x = np.empty((n, k), object)
-    work = [np.empty(n, object) for _ in range(3)]
-    _, flops = measure(_solve_row, obj(a), obj(b), obj(c), obj(F), 1e-300, x, *work)
-    A = np.diag(a) + np.diag(b, 1) + np.diag(c, -1)
-    err = float(np.abs(np.vectorize(_val)(x).astype(complex) - np.linalg.solve(A, F)).max())
+    if kernel == "solve":
+        a = rng.standard_normal(n) - 0.3 + (0.7j if cplx else 0)
+        b, c = rng.standard_normal(n - 1), lower_scale * rng.standard_normal(n - 1)
+        F = rng.standard_normal((n, k))
+        x = np.empty((n, k), object)
+        work = [np.empty(n, object) for _ in range(3)]
+        _, flops = measure(_solve_row, obj(a), obj(b), obj(c), obj(F), 1e-300, x, *work)
+        A = np.diag(a) + np.diag(b, 1) + np.diag(c, -1)
+        want, got = np.linalg.solve(A, F), x
+    else:  # resolvent diagonal, alpha_i = d_i - z formed in the kernel
+        d, beta = rng.standard_normal(n) + 2.5, rng.standard_normal(n - 1)
+        z = dt(0.3 + 0.7j) if cplx else 0.3
+        got = np.empty(n, object)
+        _, flops = measure(_resolvent_row_twosided, obj(d), Counted(z), obj(beta), 1e-300, got)
+        A = np.diag(d - z) + np.diag(beta, 1) + np.diag(np.ones(n - 1), -1)
+        want = np.diag(np.linalg.inv(A))
+    err = float(np.abs(np.vectorize(_val)(got).astype(complex) - want).max())
     out.append([flops, err])
 print(json.dumps(out))
 """
 
 
-def test_solve_flops_of_the_compiled_kernel():
-    """The compiled pivoted solve (``_solve_row``, run as plain Python with numba's JIT off, on
-    counting scalars) against :func:`cost.solve_flops`, with the number of row exchanges taken
-    from LAPACK's own ``?gttrf`` pivots (independent of the package): real and complex, one and
-    several right-hand sides, few and many exchanges (a small or large subdiagonal)."""
+def _count_kernels(cases):
+    """Run the compiled kernels named in ``cases`` as plain Python (numba's JIT off, in a
+    subprocess) on counting scalars: ``[(flops, max abs error vs dense NumPy)]``."""
     import json
     import pathlib
     import subprocess
     import sys
 
-    from scipy.linalg import lapack
-
-    cases = [[n, k, cplx, seed, scale] for n, k, cplx, seed, scale in
-             [(9, 1, True, 0, 0.2), (9, 3, True, 1, 5.0), (12, 2, False, 2, 1.0),
-              (7, 1, False, 3, 5.0), (3, 2, True, 4, 1.0), (1, 3, True, 5, 1.0)]]
     root = pathlib.Path(__file__).resolve().parents[1]
     res = subprocess.run([sys.executable, "-c", _KERNEL_COUNT, json.dumps(cases)], cwd=root,
                          capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_resolvent_diagonal_flops_of_the_compiled_kernel():
+    """The compiled two-sided kernel (``_resolvent_row_twosided``) on counting scalars against
+    :func:`cost.resolvent_diagonal_flops` plus exactly what the model leaves out: forming
+    ``alpha_i = d_i - z`` in each of the two sweeps (``2 N`` subtractions; the model starts
+    from ``alpha``) and the kernel's arithmetic on typed zeros at the chain's ends (four
+    ``0 * 0`` products and their subtractions where a neighbour is missing, and the zero's own
+    construction)."""
+    cases = [["resolvent", n, 0, cplx, n, 0.0] for n in (2, 3, 8, 9) for cplx in (True, False)]
+    for (_, n, _, cplx, _, _), (flops, err) in zip(cases, _count_kernels(cases), strict=True):
+        assert err < 1e-12, (n, err)
+        kind = "C" if cplx else "R"
+        add, mul_zero = cost.FLOP_RULES[("add", kind, kind)], cost.FLOP_RULES[("mul", "R", kind)]
+        ends = 4 * (mul_zero + add) + add
+        assert flops == cost.resolvent_diagonal_flops(n, complex=cplx) + 2 * n * add + ends, (n, cplx)
+
+
+def test_solve_flops_of_the_compiled_kernel():
+    """The compiled pivoted solve (``_solve_row``) on counting scalars against
+    :func:`cost.solve_flops`, with the number of row exchanges taken from LAPACK's own
+    ``?gttrf`` pivots (independent of the package): real and complex, one and several
+    right-hand sides, few and many exchanges (a small or large subdiagonal)."""
+    from scipy.linalg import lapack
+
+    cases = [["solve", n, k, cplx, seed, scale] for n, k, cplx, seed, scale in
+             [(9, 1, True, 0, 0.2), (9, 3, True, 1, 5.0), (12, 2, False, 2, 1.0),
+              (7, 1, False, 3, 5.0), (3, 2, True, 4, 1.0), (1, 3, True, 5, 1.0)]]
     seen = set()
-    counted = json.loads(res.stdout.strip().splitlines()[-1])
-    for (n, k, cplx, seed, scale), (flops, err) in zip(cases, counted, strict=True):
+    for (_, n, k, cplx, seed, scale), (flops, err) in zip(cases, _count_kernels(cases), strict=True):
         assert err < 1e-10, (n, k, err)
         rng = np.random.default_rng(seed)
         a = rng.standard_normal(n) - 0.3 + (0.7j if cplx else 0)

@@ -24,10 +24,7 @@ class TestTridiagonalPlusLowRank(OperatorConformance):
 
     supports_torch = True
     compressed = False  # at N = 11 the (N, r) factors are not smaller than a dense 11 x 11
-    # float32 / complex64 left out: test_batch_broadcasting compares the z-array and scalar-z
-    # evaluations elementwise with default_rtol, which the Woodbury path exceeds in float32
-    # (1.5e-5 relative at a small G_ii); that tolerance is the mixin's open question.
-    dtypes: tuple[Any, ...] = (np.float64, np.complex128)
+    dtypes: tuple[Any, ...] = (np.float32, np.float64, np.complex64, np.complex128)
     # (2, 1) runs in the batched-factors class below (CI time)
     batch_shapes: tuple[tuple[int, ...], ...] = ((), (3,))
 

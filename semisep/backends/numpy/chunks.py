@@ -31,7 +31,7 @@ from numba import prange
 
 from .. import SINGULAR_FACTOR
 from .._numba import jit, key_caches_on_constants
-from . import _JIT, _guard, _recip
+from .scalars import _JIT, _guard, _recip
 
 __all__ = [
     "transfer_matrices",

@@ -121,7 +121,9 @@ class Tridiagonal(StructuredOperator):
         self.upper = None if upper is None else bk.astype(upper, dtype)
         self._n = n
         self._dtype = dtype
-        if check_finite:
+        # traced (torch.compile): the check reads values, so it runs in the traced call
+        self._deferred_check = bool(check_finite) and bk.tracing()
+        if check_finite and not self._deferred_check:
             _require_finite(bk, diag=self.diag, lower=self.lower, upper=self.upper)
 
     # -- structure ----------------------------------------------------------------------------
@@ -279,6 +281,9 @@ class Tridiagonal(StructuredOperator):
             If ``T - z I`` is singular to working precision: some ``|1/G_ii| < pivmin``, which
             (since ``|G_ii| <= ||A^{-1}||``) certifies ``cond(A) > 1/eps``.
         """
+        if self._backend.tracing():
+            return self._backend.traced_call("resolvent_diagonal", self, z=z, indices=indices, method=method,
+                                             check_finite=check_finite, return_info=return_info)
         rows = _shifted_rows(self, z, check_finite)
         k = _range_scale(rows)
         if k is not None:  # entries outside the safe range: solve 2^k A, G = 2^k diag((2^k A)^{-1})
@@ -322,6 +327,9 @@ class Tridiagonal(StructuredOperator):
         Raises :class:`SingularMatrixError` when ``T - z I`` is singular to working precision
         (the last pivot below ``pivmin``, or a guarded pivot in a decoupled block).
         """
+        if self._backend.tracing():
+            return self._backend.traced_call("logdet", self, z=z, method=method, check_finite=check_finite,
+                                             return_info=return_info)
         rows = _shifted_rows(self, z, check_finite)
         k = _range_scale(rows)
         if k is not None:  # entries outside the safe range: log det A = log det(2^k A) - N k log 2
@@ -361,6 +369,9 @@ class Tridiagonal(StructuredOperator):
         ``|Re u_ii| + |Im u_ii| < 4 pivmin`` (``cond_2(T - zI) > 1/(8 eps)``).
         """
         bk = self._backend
+        if bk.tracing():
+            return bk.traced_call("solve", self, z=z, b=b, method=method, check_finite=check_finite,
+                                  return_info=return_info)
         backend_for(self.diag, b)  # mixed array types -> BackendError
         b = as_array(bk, "b", b, like=self.diag, scalar_ok=False)
         if check_finite:

@@ -1590,6 +1590,15 @@ class TorchBackend(Backend):
         self.fused_scan = fused_scan
 
     # -- plumbing ---------------------------------------------------------------------------
+    def tracing(self) -> bool:
+        return torch.compiler.is_compiling()
+
+    def traced_call(self, which: str, op: Any, **kwargs: Any) -> Any:
+        """One opaque custom op per call (:mod:`semisep.backends.torch.ops`)."""
+        from .ops import traced_call
+
+        return traced_call(which, op, **kwargs)
+
     def is_array(self, x: Any) -> bool:
         return isinstance(x, torch.Tensor)
 
@@ -1923,3 +1932,7 @@ def _numpy_kernel(name: str, *tensors):
     res, guarded, singular = getattr(nb, name)(*args, method="auto")
     return (torch.from_numpy(np.asarray(res)), torch.from_numpy(np.asarray(guarded, dtype=np.int64)),
             torch.from_numpy(np.asarray(singular, dtype=bool)))
+
+
+#: The instance :func:`semisep.backends.get_backend` returns for "torch".
+default_backend = TorchBackend()

@@ -220,9 +220,9 @@ def traced_call(which: str, op: Any, *, z: Any, b: Any = None, indices: Any = No
           and (which != "solve" or isinstance(b, torch.Tensor))
           and (indices is None or (isinstance(indices, (list, tuple))
                                    and all(isinstance(i, int) for i in indices))))
-    if ok and which == "logdet":
-        bk = op.backend
-        ok = bk.is_complex(bk.result_dtype(op.diag, z))
+    if ok and which == "logdet":  # complex T - zI (by result_dtype's promotion rule)
+        ok = op.diag.is_complex() or (z.is_complex() if isinstance(z, torch.Tensor)
+                                      else isinstance(z, complex))
     if not ok:
         return _eager_disabled(which, op, z, b, indices, method, check_finite, return_info)
     zt, zs, kind = _encode_z(z)

@@ -1543,9 +1543,10 @@ class TorchBackend(Backend):
     """semisep's torch backend (CPU and CUDA tensors).
 
     Transforms: ``torch.func`` (grad, vmap, jvp) is not supported -- the autograd Functions
-    define no ``setup_context``; torch raises a RuntimeError saying so.  ``torch.compile`` is
-    not supported either (dynamo cannot trace the numba calls; it fails inside torch).  Call
-    semisep outside compiled regions (e.g. under ``torch.compiler.disable``).
+    define no ``setup_context``; torch raises a RuntimeError saying so.  ``torch.compile``:
+    under tracing, ``Tridiagonal.resolvent_diagonal``, ``logdet`` and ``solve`` become one
+    opaque custom op each (:meth:`traced_call`, :mod:`semisep.backends.torch.ops`), with
+    the eager results, errors and gradients; the cases listed there break the graph instead.
 
     Kernels (contract in :mod:`semisep.backends`): ``resolvent_diagonal``, ``logdet``, ``solve``,
     each returning ``(result, guarded, singular)`` and differentiable w.r.t. every tensor input

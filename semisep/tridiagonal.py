@@ -152,7 +152,9 @@ class Tridiagonal(StructuredOperator):
         """The transpose (never the conjugate transpose)."""
         if self.upper is None:
             return self
-        return Tridiagonal(self.diag, self.upper, self.lower, check_finite=False)
+        out = Tridiagonal(self.diag, self.upper, self.lower, check_finite=False)
+        out._deferred_check = self._deferred_check
+        return out
 
     def __repr__(self) -> str:
         sym = ", symmetric" if self.upper is None else ""
@@ -181,7 +183,9 @@ class Tridiagonal(StructuredOperator):
     def __getitem__(self, key: Any) -> Tridiagonal:
         """``T[k]``, ``T[1:3]``, ``T[idx]``: the operator of the selected batch entries."""
         a = _algebra.batch_index(self, key, self._arrays(), {"diag": 1, "lower": 1, "upper": 1})
-        return Tridiagonal(a["diag"], a["lower"], a["upper"], check_finite=False)
+        out = Tridiagonal(a["diag"], a["lower"], a["upper"], check_finite=False)
+        out._deferred_check = self._deferred_check  # traced: the selection is checked at its call
+        return out
 
     def to(self, *args: Any, **kwargs: Any) -> Tridiagonal:
         """``torch.Tensor.to`` applied to every array (torch-backed operators only)."""

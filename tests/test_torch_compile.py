@@ -95,15 +95,33 @@ def test_inductor_fullgraph_matches_eager():
 
 
 def test_no_recompile_on_new_values_of_the_same_shapes():
-    """One frame compiled for two calls with fresh tensors (new values, same shapes/dtypes)."""
+    """One frame compiled for two calls with fresh tensors (new values, same shapes/dtypes);
+    the graph holds one custom op per operation."""
     from torch._dynamo.testing import CompileCounterWithBackend
 
+    torch._dynamo.reset()
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm
+
+    torch.compile(_ops, backend=backend, fullgraph=True)(*_problem())
+    calls = [n for g in graphs for n in g.graph.nodes
+             if n.target is torch.ops.semisep.tridiagonal_call.default]
+    assert [n.args[0] for n in calls] == ["resolvent_diagonal", "solve", "logdet"]
     torch._dynamo.reset()
     cnt = CompileCounterWithBackend("aot_eager")
     fn = torch.compile(_loss, backend=cnt, fullgraph=True)
     for seed in (1, 2):
         fn(*_problem(seed=seed)).backward()
     assert cnt.frame_count == 1
+    # a new N recompiles (the fake op's shapes follow it) and still matches eager
+    args = _problem(N=11, seed=3)
+    want_out, want_g = _grads(_ops, args)
+    got_out, got_g = _grads(torch.compile(_ops, backend=cnt, fullgraph=True), args)
+    for a, w in zip(got_out + got_g, want_out + want_g, strict=True):
+        torch.testing.assert_close(a, w, rtol=RTOL, atol=0)
 
 
 def test_errors_raise_from_the_compiled_call():
@@ -204,3 +222,20 @@ def test_birman_schwinger_core_compiles_with_graph_breaks():
         res.append((feats.detach(), vv.grad))
     for a, w in zip(res[1], res[0], strict=True):
         torch.testing.assert_close(a, w, rtol=RTOL, atol=0)
+
+
+def test_deferred_check_follows_the_transpose_and_double_backward_raises():
+    """``T.T`` of an operator built under tracing keeps the finiteness check; a second
+    derivative through the compiled call raises (as eager's does), never a silent zero."""
+    def f(d, z):
+        T = ss.Tridiagonal(d, torch.ones(2, dtype=d.dtype), torch.full((2,), 2.0, dtype=d.dtype))
+        return T.T.resolvent_diagonal(z).abs().sum()
+
+    fn = torch.compile(f, fullgraph=True, backend="aot_eager")
+    z = torch.tensor(0.5j)
+    with pytest.raises(NonFiniteError, match="diag"):
+        fn(torch.tensor([1.0, float("nan"), 2.0], dtype=torch.float64), z)
+    d = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64, requires_grad=True)
+    (gd,) = torch.autograd.grad(fn(d, z), d, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        gd.sum().backward()

@@ -22,6 +22,9 @@ Each call becomes one node of the graph:
   thread (fresh dispatch state, grad mode on) and the caller waits for it.
   ``register_autograd`` wires the two.
 
+A Python-scalar ``z`` (or ``indices``) is a constant of the graph: another value compiles
+again; pass ``z`` as a tensor to vary it without recompiling.
+
 Not covered (these keep the eager code, entered through ``torch.compiler.disable``: a graph
 break, so ``fullgraph=True`` raises): ``return_info=True`` (a :class:`~semisep.PivotInfo` of
 NumPy arrays), ``logdet`` of a real ``T - zI`` (its result is real or complex depending on the
@@ -47,8 +50,10 @@ def _encode_z(z: Any) -> tuple[torch.Tensor | None, list[float], int]:
     """``(tensor or None, [re, im], kind)``; kind 0 is a tensor."""
     if isinstance(z, torch.Tensor):
         return z, [0.0, 0.0], 0
-    c = complex(z)
-    return None, [c.real, c.imag], _Z_KINDS[type(z)]
+    if isinstance(z, complex):
+        return None, [z.real, z.imag], _Z_KINDS[complex]
+    kind = _Z_KINDS[bool] if isinstance(z, bool) else _Z_KINDS[int] if isinstance(z, int) else _Z_KINDS[float]
+    return None, [float(z), 0.0], kind
 
 
 def _decode_z(z: torch.Tensor | None, zs: list[float], kind: int) -> Any:

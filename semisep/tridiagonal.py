@@ -153,7 +153,7 @@ class Tridiagonal(StructuredOperator):
         if self.upper is None:
             return self
         out = Tridiagonal(self.diag, self.upper, self.lower, check_finite=False)
-        out._deferred_check = self._deferred_check
+        out._deferred_check = getattr(self, "_deferred_check", False)
         return out
 
     def __repr__(self) -> str:
@@ -184,7 +184,7 @@ class Tridiagonal(StructuredOperator):
         """``T[k]``, ``T[1:3]``, ``T[idx]``: the operator of the selected batch entries."""
         a = _algebra.batch_index(self, key, self._arrays(), {"diag": 1, "lower": 1, "upper": 1})
         out = Tridiagonal(a["diag"], a["lower"], a["upper"], check_finite=False)
-        out._deferred_check = self._deferred_check  # traced: the selection is checked at its call
+        out._deferred_check = getattr(self, "_deferred_check", False)  # traced: the selection is checked at its call
         return out
 
     def to(self, *args: Any, **kwargs: Any) -> Tridiagonal:

@@ -184,7 +184,7 @@ class Tridiagonal(StructuredOperator):
         """``T[k]``, ``T[1:3]``, ``T[idx]``: the operator of the selected batch entries."""
         a = _algebra.batch_index(self, key, self._arrays(), {"diag": 1, "lower": 1, "upper": 1})
         out = Tridiagonal(a["diag"], a["lower"], a["upper"], check_finite=False)
-        out._deferred_check = getattr(self, "_deferred_check", False)  # traced: the selection is checked at its call
+        out._deferred_check = getattr(self, "_deferred_check", False)  # traced: checked at the call
         return out
 
     def to(self, *args: Any, **kwargs: Any) -> Tridiagonal:

@@ -173,7 +173,15 @@ def _call_backward(which: str, grad: torch.Tensor, diag: torch.Tensor, lower: to
                    z_kind: int, b: torch.Tensor | None, indices: list[int] | None, method: str,
                    needs: list[bool]) -> list[torch.Tensor]:
     ins = (diag, lower, upper, z, b)
-    return _grad_worker().submit(_vjp, which, grad, ins, z_scalar, z_kind, indices, method,
+    run = _vjp
+    if diag.device.type == "cuda":  # the worker joins the caller's device and stream
+        stream = torch.cuda.current_stream(diag.device)
+
+        def run(*args):
+            with torch.cuda.device(diag.device), torch.cuda.stream(stream):
+                return _vjp(*args)
+
+    return _grad_worker().submit(run, which, grad, ins, z_scalar, z_kind, indices, method,
                                  needs).result()
 
 

@@ -121,7 +121,9 @@ class Tridiagonal(StructuredOperator):
         self.upper = None if upper is None else bk.astype(upper, dtype)
         self._n = n
         self._dtype = dtype
-        if check_finite:
+        # traced (torch.compile): the check reads values, so it runs in the traced call
+        self._deferred_check = bool(check_finite) and bk.tracing()
+        if check_finite and not self._deferred_check:
             _require_finite(bk, diag=self.diag, lower=self.lower, upper=self.upper)
 
     # -- structure ----------------------------------------------------------------------------
@@ -150,7 +152,9 @@ class Tridiagonal(StructuredOperator):
         """The transpose (never the conjugate transpose)."""
         if self.upper is None:
             return self
-        return Tridiagonal(self.diag, self.upper, self.lower, check_finite=False)
+        out = Tridiagonal(self.diag, self.upper, self.lower, check_finite=False)
+        out._deferred_check = getattr(self, "_deferred_check", False)
+        return out
 
     def __repr__(self) -> str:
         sym = ", symmetric" if self.upper is None else ""
@@ -179,7 +183,9 @@ class Tridiagonal(StructuredOperator):
     def __getitem__(self, key: Any) -> Tridiagonal:
         """``T[k]``, ``T[1:3]``, ``T[idx]``: the operator of the selected batch entries."""
         a = _algebra.batch_index(self, key, self._arrays(), {"diag": 1, "lower": 1, "upper": 1})
-        return Tridiagonal(a["diag"], a["lower"], a["upper"], check_finite=False)
+        out = Tridiagonal(a["diag"], a["lower"], a["upper"], check_finite=False)
+        out._deferred_check = getattr(self, "_deferred_check", False)  # traced: checked at the call
+        return out
 
     def to(self, *args: Any, **kwargs: Any) -> Tridiagonal:
         """``torch.Tensor.to`` applied to every array (torch-backed operators only)."""
@@ -279,6 +285,9 @@ class Tridiagonal(StructuredOperator):
             If ``T - z I`` is singular to working precision: some ``|1/G_ii| < pivmin``, which
             (since ``|G_ii| <= ||A^{-1}||``) certifies ``cond(A) > 1/eps``.
         """
+        if self._backend.tracing():
+            return self._backend.traced_call("resolvent_diagonal", self, z=z, indices=indices, method=method,
+                                             check_finite=check_finite, return_info=return_info)
         rows = _shifted_rows(self, z, check_finite)
         k = _range_scale(rows)
         if k is not None:  # entries outside the safe range: solve 2^k A, G = 2^k diag((2^k A)^{-1})
@@ -322,6 +331,9 @@ class Tridiagonal(StructuredOperator):
         Raises :class:`SingularMatrixError` when ``T - z I`` is singular to working precision
         (the last pivot below ``pivmin``, or a guarded pivot in a decoupled block).
         """
+        if self._backend.tracing():
+            return self._backend.traced_call("logdet", self, z=z, method=method, check_finite=check_finite,
+                                             return_info=return_info)
         rows = _shifted_rows(self, z, check_finite)
         k = _range_scale(rows)
         if k is not None:  # entries outside the safe range: log det A = log det(2^k A) - N k log 2
@@ -361,6 +373,9 @@ class Tridiagonal(StructuredOperator):
         ``|Re u_ii| + |Im u_ii| < 4 pivmin`` (``cond_2(T - zI) > 1/(8 eps)``).
         """
         bk = self._backend
+        if bk.tracing():
+            return bk.traced_call("solve", self, z=z, b=b, method=method, check_finite=check_finite,
+                                  return_info=return_info)
         backend_for(self.diag, b)  # mixed array types -> BackendError
         b = as_array(bk, "b", b, like=self.diag, scalar_ok=False)
         if check_finite:

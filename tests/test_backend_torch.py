@@ -926,12 +926,9 @@ def _loss_all(d, z):
             + T.solve(torch.ones_like(d), z).real.sum())
 
 
-@pytest.mark.xfail(strict=True, reason="torch.compile is not supported: dynamo tries to trace the "
-                   "numba dispatcher and the custom autograd Functions (fails inside torch); "
-                   "a torch.compiler.disable boundary was tried and still broke in the backward. "
-                   "(A resolvent_diagonal with a Python-scalar z alone happens to compile; the "
-                   "test covers the three functions with a tensor z, as a model uses them.)")
 def test_torch_compile():
+    """torch.compile (default backend, graph breaks allowed) of the three operations with a
+    tensor z; values and gradients as in eager mode (tests/test_torch_compile.py has more)."""
     d1 = torch.linspace(-2.5, -1.5, 6, dtype=torch.float64, requires_grad=True)
     z1 = torch.tensor(0.1 + 0.5j, requires_grad=True)
     d2 = d1.detach().clone().requires_grad_(True)

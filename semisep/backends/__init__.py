@@ -112,6 +112,17 @@ class Backend:
     #: graph, which raises at compute time.
     lazy: bool = False
 
+    def tracing(self) -> bool:
+        """True while a tracing compiler (``torch.compile``) traces the caller: the operators
+        then defer the checks that read values and hand their O(N) algorithms to
+        :meth:`traced_call`."""
+        return False
+
+    def traced_call(self, which: str, op: Any, **kwargs: Any) -> Any:
+        """``op.<which>(**kwargs)`` as the tracing compiler's graph should hold it (only called
+        when :meth:`tracing` is True)."""
+        raise NotImplementedError
+
     # -- plumbing ---------------------------------------------------------------------------
     def is_array(self, x: Any) -> bool:
         raise NotImplementedError
@@ -242,19 +253,19 @@ _BACKENDS: dict[str, Backend] = {}
 
 def get_backend(name: str) -> Backend:
     """The backend called ``name`` ("numpy", "torch" or "dask"), created on first use."""
+    if name == "torch":  # the torch module's own instance: no registry write (torch.compile may
+        try:  # be tracing a first call, and a write would invalidate the guards it is building)
+            from .torch import default_backend
+        except ImportError as exc:  # torch missing or the backend module missing
+            raise BackendError(
+                f"the torch backend is not available ({exc}); install semisep[torch]"
+            ) from exc
+        return default_backend
     if name not in _BACKENDS:
         if name == "numpy":
             from .numpy import NumpyBackend
 
             _BACKENDS[name] = NumpyBackend()
-        elif name == "torch":
-            try:
-                from .torch import TorchBackend
-            except ImportError as exc:  # torch missing or the backend module missing
-                raise BackendError(
-                    f"the torch backend is not available ({exc}); install semisep[torch]"
-                ) from exc
-            _BACKENDS[name] = TorchBackend()
         elif name == "dask":
             try:
                 from .dask import DaskBackend

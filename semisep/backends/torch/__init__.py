@@ -1543,9 +1543,10 @@ class TorchBackend(Backend):
     """semisep's torch backend (CPU and CUDA tensors).
 
     Transforms: ``torch.func`` (grad, vmap, jvp) is not supported -- the autograd Functions
-    define no ``setup_context``; torch raises a RuntimeError saying so.  ``torch.compile`` is
-    not supported either (dynamo cannot trace the numba calls; it fails inside torch).  Call
-    semisep outside compiled regions (e.g. under ``torch.compiler.disable``).
+    define no ``setup_context``; torch raises a RuntimeError saying so.  ``torch.compile``:
+    under tracing, ``Tridiagonal.resolvent_diagonal``, ``logdet`` and ``solve`` become one
+    opaque custom op each (:meth:`traced_call`, :mod:`semisep.backends.torch.ops`), with
+    the eager results, errors and gradients; the cases listed there break the graph instead.
 
     Kernels (contract in :mod:`semisep.backends`): ``resolvent_diagonal``, ``logdet``, ``solve``,
     each returning ``(result, guarded, singular)`` and differentiable w.r.t. every tensor input
@@ -1590,6 +1591,15 @@ class TorchBackend(Backend):
         self.fused_scan = fused_scan
 
     # -- plumbing ---------------------------------------------------------------------------
+    def tracing(self) -> bool:
+        return torch.compiler.is_compiling()
+
+    def traced_call(self, which: str, op: Any, **kwargs: Any) -> Any:
+        """One opaque custom op per call (:mod:`semisep.backends.torch.ops`)."""
+        from .ops import traced_call
+
+        return traced_call(which, op, **kwargs)
+
     def is_array(self, x: Any) -> bool:
         return isinstance(x, torch.Tensor)
 
@@ -1923,3 +1933,7 @@ def _numpy_kernel(name: str, *tensors):
     res, guarded, singular = getattr(nb, name)(*args, method="auto")
     return (torch.from_numpy(np.asarray(res)), torch.from_numpy(np.asarray(guarded, dtype=np.int64)),
             torch.from_numpy(np.asarray(singular, dtype=bool)))
+
+
+#: The instance :func:`semisep.backends.get_backend` returns for "torch".
+default_backend = TorchBackend()

@@ -15,12 +15,8 @@
 """
 
 from . import functional
-from .birman_schwinger import (
-    BirmanSchwingerCore,
-    hilbert_schmidt_norm_sq,
-    hilbert_schmidt_norm_sq_ref,
-    laplacian_pivots,
-)
+from .birman_schwinger import BirmanSchwingerCore
+from .free_resolvent import hilbert_schmidt_norm_sq, hilbert_schmidt_norm_sq_ref, laplacian_pivots
 from .functional import MaskedResolvent, masked_resolvent_diagonal
 from .multiscale import (
     AdaptiveDownsampling,

@@ -62,25 +62,28 @@ class Rows(list):
               flush=True)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="smaller factorize problem (N = 1024)")
-    args = ap.parse_args()
+NAME = "lowrank_resolvent_diagonal"
+
+
+def run(quick: bool = False, repeats: int = 5) -> dict:
+    """Run the benchmark; returns a JSON-ready dict (see ``benchmarks/run_all.py``)."""
     rng = np.random.default_rng(0)
     z = 0.1 + 0.05j
     rows = Rows()
+    ranks = (4, 8, 16, 32)
+    per_rank = []
 
     n = 2**16
-    for r in (4, 8, 16, 32):
+    for r in ranks:
         T, H = problem(rng, n, r)
         # round-robin in blocks (a warm call, then 3 timed): both sides see the same moments
         # of a noisy machine, each with its own working set in cache
         times = interleaved_times({"tri": lambda T=T: T.resolvent_diagonal(z),
                                    "lr": lambda H=H: H.resolvent_diagonal(z)},
-                                  rounds=max(args.repeats, 5), block=3)
+                                  rounds=max(repeats, 5), block=3)
         t_tri, t_lr = times["tri"].median, times["lr"].median
         ratio = t_lr / t_tri
+        per_rank.append((t_tri, t_lr))
         rows.append((f"resolvent_diagonal N=2^16 r={r}", t_lr, "tridiagonal alone", t_tri,
                      f"{ratio:.1f}x slower", f"<= {r + 4}x", "met" if ratio <= r + 4 else "MISSED"))
 
@@ -88,8 +91,8 @@ def main():
     T, H = problem(rng, n, r)
     Hd = H.to_dense()
     eye = np.eye(n)
-    t_lr = median_time(lambda: H.resolvent_diagonal(z), args.repeats)
-    t_inv = median_time(lambda: np.diag(sla.inv(Hd - z * eye)), max(1, args.repeats // 2))
+    t_lr = median_time(lambda: H.resolvent_diagonal(z), repeats)
+    t_inv = median_time(lambda: np.diag(sla.inv(Hd - z * eye)), max(1, repeats // 2))
     sp = t_inv / t_lr
     G = H.resolvent_diagonal(z)
     err = np.max(np.abs(G - np.diag(sla.inv(Hd - z * eye)))) / np.max(np.abs(G))
@@ -97,10 +100,10 @@ def main():
                  "scipy.linalg.inv (dense)", t_inv, f"{sp:.0f}x faster", ">= 1000x",
                  "met" if sp >= 1000 else "MISSED"))
 
-    n, r = (1024, 12) if args.quick else (4096, 12)
+    n, r = (1024, 12) if quick else (4096, 12)
     T, H = problem(rng, n, r)
     Hd = H.to_dense()
-    reps = max(1, args.repeats // 2)
+    reps = max(1, repeats // 2)
     t_fac = median_time(lambda: ss.factorize(Hd, r, method="randomized"), reps)
     t_svd = median_time(lambda: np.linalg.svd(Hd), reps)
     op = ss.factorize(Hd, r, method="randomized")
@@ -110,6 +113,34 @@ def main():
                  f"rel.err {rep.relative_error:.1e})", t_fac, "numpy.linalg.svd (full)", t_svd,
                  f"{sp:.1f}x faster", "faster", "met" if sp > 1 else "MISSED"))
 
+    table = ["| case | time [s] | baseline | time [s] | ratio | target | result |",
+             "|---|---|---|---|---|---|---|"]
+    table += [f"| {c} | {t:.4g} | {b} | {tb:.4g} | {ra} | {ta} | {ok} |"
+              for c, t, b, tb, ra, ta, ok in rows]
+    return {
+        "name": NAME,
+        "quick": quick,
+        "config": {"repeats": repeats, "z": z, "numpy": np.__version__},
+        "rows": [list(row) for row in rows],
+        "targets": [{"target": f"{c}: {ta}", "measured": ra,
+                     "verdict": "PASS" if ok == "met" else "MISS", "detail": f"vs {b}"}
+                    for c, t, b, tb, ra, ta, ok in rows],
+        "markdown": {"table": "\n".join(table)},
+        "plot": {
+            "title": "T + U V^T resolvent diagonal, N = 2^16, against T alone",
+            "x_label": "rank r", "y_label": "median time (s)", "x": list(ranks),
+            "series": {"T + U V^T (fused Woodbury)": [lr for _, lr in per_rank],
+                       "T alone": [tri for tri, _ in per_rank]},
+        },
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="smaller factorize problem (N = 1024)")
+    args = ap.parse_args()
+    run(quick=args.quick, repeats=args.repeats)
     print(f"(medians of {args.repeats} repeats; dense baselines {max(1, args.repeats // 2)}; "
           "numpy", np.__version__, ")")
 

@@ -110,7 +110,7 @@ def test_woodbury_kernels_hold_blas_at_one_thread_when_they_call_it_concurrently
         seen.append((active, _blas_threads(controller)))
         return _blas.single_threaded_blas(active)
 
-    monkeypatch.setattr(nb, "single_threaded_blas", recording)
+    monkeypatch.setattr(nb.woodbury, "single_threaded_blas", recording)  # where the kernels look it up
     alpha = rng.standard_normal((B, N)) + 4.0
     b, c = rng.standard_normal((B, N - 1)), rng.standard_normal((B, N - 1))
     U, V = rng.standard_normal((B, N, r)), rng.standard_normal((B, N, r))

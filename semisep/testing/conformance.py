@@ -54,7 +54,7 @@ with ``pytest -rs``), never silently passed.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -117,6 +117,11 @@ class OperatorConformance:
     supports_torch: bool = False
     #: the shift used by the gradient checks (a gradient with respect to ``z`` is checked too).
     torch_shift: complex = 0.3 + 0.8j
+    #: ``(library, method)`` pairs each O(N) value test (solve, logdet, resolvent diagonal)
+    #: runs under, one after the other: the operator on ``library``'s arrays (``"numpy"`` as
+    #: built, ``"torch"`` through :meth:`convert_operator`; skipped where torch is missing),
+    #: the calls with ``method=method`` (none for ``"auto"``).  A failure names its variant.
+    variants: Sequence[tuple[str, str]] = (("numpy", "auto"),)
     #: base seed; each test derives its own generator from it and the test's parameters.
     seed: int = 20240611
 
@@ -136,6 +141,12 @@ class OperatorConformance:
     def make_torch_operator(self, params: Sequence[Any]) -> Any:
         """Build the operator from the tensors of :meth:`make_torch_params` (differentiably)."""
         raise NotImplementedError("set supports_torch = True only with make_torch_operator")
+
+    def convert_operator(self, op: Any, library: str) -> Any:
+        """Return ``op`` rebuilt on ``library``'s arrays (``"torch"``: CPU tensors, no
+        gradient), for the :attr:`variants` that name another library than NumPy."""
+        raise NotImplementedError(f"{type(self).__name__} lists a {library!r} variant but does "
+                                  "not implement convert_operator")
 
     # -- parametrization ----------------------------------------------------------------------
     def pytest_generate_tests(self, metafunc: Any) -> None:
@@ -179,6 +190,18 @@ class OperatorConformance:
                 f"{worst:.3g} for {_dtype_id(dtype)} would be vacuous (> {self.max_tolerance})"
             )
         return tol, inv_norm
+
+    def _variants(self, op: Any) -> Iterator[tuple[Any, dict[str, Any], str]]:
+        """``(op on the variant's library, the calls' keyword arguments, a label)`` for each
+        of :attr:`variants` that can run here."""
+        for library, method in self.variants:
+            if library == "torch":
+                try:
+                    _torch_backend_or_skip()
+                except pytest.skip.Exception:
+                    continue
+            conv = op if library == "numpy" else self.convert_operator(op, library)
+            yield conv, ({} if method == "auto" else {"method": method}), f"[{library}, {method}] "
 
     @staticmethod
     def _rhs(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -225,59 +248,68 @@ class OperatorConformance:
 
     # -- the O(N) algorithms --------------------------------------------------------------------
     def test_solve(self, dtype: Any, batch_shape: tuple[int, ...], z: Any) -> None:
-        """``op.solve(b, z)`` vs ``numpy.linalg.solve(dense - z I, b)``, vector and matrix b."""
-        op, dense = self._build(dtype, batch_shape)
+        """``op.solve(b, z)`` vs ``numpy.linalg.solve(dense - z I, b)``, vector and matrix b,
+        under every variant."""
+        op0, dense = self._build(dtype, batch_shape)
         tol, _ = self._tolerance(dense, dtype, z)
         n = dense.shape[-1]
-        rng = self._rng("solve-rhs", _dtype_id(dtype), tuple(batch_shape), z)
         A = _shifted(dense, z)
-        like = op.to_dense()
-        for shape in (tuple(batch_shape) + (n,), tuple(batch_shape) + (n, 2)):
-            b = self._rhs(rng, shape, dtype)
-            vec = len(shape) == len(batch_shape) + 1
-            x = to_numpy(op.solve(_like(b, like), z))
-            ref = np.linalg.solve(A, b[..., None] if vec else b)
-            ref = ref[..., 0] if vec else ref
-            assert x.shape == ref.shape, f"solve: shape {x.shape}, expected {ref.shape}"
-            axes = (-1,) if vec else (-2, -1)
-            err = np.abs(x - ref).max(axis=axes)
-            size = np.abs(ref).max(axis=axes)
-            kind = "vector" if vec else "matrix"
-            assert np.all(err <= tol * size), (
-                f"solve ({kind} b), z = {z}: max ||x - x_ref||/||x_ref|| = "
-                f"{float(np.max(err / size)):.3g} exceeds C N eps cond = {float(np.max(tol)):.3g}"
-            )
+        for op, kw, tag in self._variants(op0):
+            rng = self._rng("solve-rhs", _dtype_id(dtype), tuple(batch_shape), z)
+            like = op.to_dense()
+            for shape in (tuple(batch_shape) + (n,), tuple(batch_shape) + (n, 2)):
+                b = self._rhs(rng, shape, dtype)
+                vec = len(shape) == len(batch_shape) + 1
+                x = to_numpy(op.solve(_like(b, like), z, **kw))
+                ref = np.linalg.solve(A, b[..., None] if vec else b)
+                ref = ref[..., 0] if vec else ref
+                assert x.shape == ref.shape, f"{tag}solve: shape {x.shape}, expected {ref.shape}"
+                axes = (-1,) if vec else (-2, -1)
+                err = np.abs(x - ref).max(axis=axes)
+                size = np.abs(ref).max(axis=axes)
+                kind = "vector" if vec else "matrix"
+                assert np.all(err <= tol * size), (
+                    f"{tag}solve ({kind} b), z = {z}: max ||x - x_ref||/||x_ref|| = "
+                    f"{float(np.max(err / size)):.3g} exceeds C N eps cond = "
+                    f"{float(np.max(tol)):.3g}"
+                )
 
     def test_logdet(self, dtype: Any, batch_shape: tuple[int, ...], z: Any) -> None:
-        """``op.logdet(z)`` vs ``numpy.linalg.slogdet(dense - z I)``; imag part in (-pi, pi]."""
-        op, dense = self._build(dtype, batch_shape)
+        """``op.logdet(z)`` vs ``numpy.linalg.slogdet(dense - z I)``; imag part in (-pi, pi];
+        under every variant."""
+        op0, dense = self._build(dtype, batch_shape)
         tol, _ = self._tolerance(dense, dtype, z)
-        ld = np.asarray(to_numpy(op.logdet(z)))
         sign, logabs = np.linalg.slogdet(_shifted(dense, z))
-        assert ld.shape == tuple(batch_shape), f"logdet: shape {ld.shape}, expected {batch_shape}"
         ref_imag = np.angle(sign)
-        err = np.abs(ld.real - logabs) + np.abs(_wrap(np.imag(ld) - ref_imag))
-        assert np.all(err <= tol), (
-            f"logdet, z = {z}: max |ld - ld_ref| = {float(np.max(err)):.3g} exceeds "
-            f"C N eps cond = {float(np.max(tol)):.3g}"
-        )
-        im = np.imag(ld)
-        assert np.all((im > -np.pi) & (im <= np.pi)), f"Im logdet outside (-pi, pi]: {im}"
+        for op, kw, tag in self._variants(op0):
+            ld = np.asarray(to_numpy(op.logdet(z, **kw)))
+            assert ld.shape == tuple(batch_shape), (
+                f"{tag}logdet: shape {ld.shape}, expected {batch_shape}")
+            err = np.abs(ld.real - logabs) + np.abs(_wrap(np.imag(ld) - ref_imag))
+            assert np.all(err <= tol), (
+                f"{tag}logdet, z = {z}: max |ld - ld_ref| = {float(np.max(err)):.3g} exceeds "
+                f"C N eps cond = {float(np.max(tol)):.3g}"
+            )
+            im = np.imag(ld)
+            assert np.all((im > -np.pi) & (im <= np.pi)), f"{tag}Im logdet outside (-pi, pi]: {im}"
 
     def test_resolvent_diagonal(self, dtype: Any, batch_shape: tuple[int, ...], z: Any) -> None:
-        """``op.resolvent_diagonal(z)`` vs ``diag(inv(dense - z I))``."""
-        op, dense = self._build(dtype, batch_shape)
+        """``op.resolvent_diagonal(z)`` vs ``diag(inv(dense - z I))``, under every variant."""
+        op0, dense = self._build(dtype, batch_shape)
         tol, inv_norm = self._tolerance(dense, dtype, z)
-        G = to_numpy(op.resolvent_diagonal(z))
         ref = np.diagonal(np.linalg.inv(_shifted(dense, z)), axis1=-2, axis2=-1)
-        assert G.shape == ref.shape, f"resolvent_diagonal: shape {G.shape}, expected {ref.shape}"
         want = np.result_type(np.dtype(dtype), z)  # a Python scalar z is "weak" (NEP 50)
-        assert G.dtype == want, f"resolvent_diagonal: dtype {G.dtype}, expected {want}"
-        err = np.abs(G - ref).max(axis=-1)
-        assert np.all(err <= tol * inv_norm), (
-            f"resolvent_diagonal, z = {z}: max |G - G_ref| / ||A^-1||_2 = "
-            f"{float(np.max(err / inv_norm)):.3g} exceeds C N eps cond = {float(np.max(tol)):.3g}"
-        )
+        for op, kw, tag in self._variants(op0):
+            G = to_numpy(op.resolvent_diagonal(z, **kw))
+            assert G.shape == ref.shape, (
+                f"{tag}resolvent_diagonal: shape {G.shape}, expected {ref.shape}")
+            assert G.dtype == want, f"{tag}resolvent_diagonal: dtype {G.dtype}, expected {want}"
+            err = np.abs(G - ref).max(axis=-1)
+            assert np.all(err <= tol * inv_norm), (
+                f"{tag}resolvent_diagonal, z = {z}: max |G - G_ref| / ||A^-1||_2 = "
+                f"{float(np.max(err / inv_norm)):.3g} exceeds C N eps cond = "
+                f"{float(np.max(tol)):.3g}"
+            )
 
     # -- broadcasting and errors ----------------------------------------------------------------
     def test_batch_broadcasting(self, dtype: Any, batch_shape: tuple[int, ...]) -> None:

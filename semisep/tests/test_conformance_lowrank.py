@@ -13,7 +13,7 @@ import numpy as np
 import semisep as ss
 from semisep.testing import OperatorConformance
 
-from .test_conformance_tridiagonal import N, _dense, _entries
+from .test_conformance_tridiagonal import N, _dense, _entries, _to_torch
 
 R = 2
 
@@ -24,6 +24,15 @@ class TestTridiagonalPlusLowRank(OperatorConformance):
 
     supports_torch = True
     compressed = False  # at N = 11 the (N, r) factors are not smaller than a dense 11 x 11
+    #: the fused NumPy kernels, the composed path's reference solves, torch's zero-copy path
+    #: and its chunked scan (the CUDA path, run on CPU)
+    variants = (("numpy", "auto"), ("numpy", "reference"), ("torch", "auto"), ("torch", "chunked"))
+
+    def convert_operator(self, op, library):
+        import torch
+
+        U, V = (torch.from_numpy(np.ascontiguousarray(x)) for x in (op.U, op.V))
+        return ss.TridiagonalPlusLowRank(_to_torch(op.tridiagonal), U, V)
     dtypes: tuple[Any, ...] = (np.float32, np.float64, np.complex64, np.complex128)
     # (2, 1) runs in the batched-factors class below (CI time)
     batch_shapes: tuple[tuple[int, ...], ...] = ((), (3,))

@@ -11,6 +11,14 @@ import semisep as ss
 from semisep.testing import OperatorConformance
 
 N = 10
+#: NumPy's compiled kernels, and torch's custom ops over them (CPU tensors)
+VARIANTS = (("numpy", "auto"), ("torch", "auto"))
+
+
+def _t(x):
+    import torch
+
+    return None if x is None else torch.from_numpy(np.ascontiguousarray(x))
 
 
 def _entries(rng, shape, dtype, scale=1.0):
@@ -52,6 +60,10 @@ class TestQuasiseparableGeneral(OperatorConformance):
 
     supports_torch = True
     compressed = False
+    variants = VARIANTS
+
+    def convert_operator(self, op, library):
+        return ss.Quasiseparable(*(_t(x) for x in (op.diag, op.p, op.q, op.a, op.g, op.h, op.b)))
 
     def make_operator(self, rng, dtype, batch_shape):
         d, lo, up = _gens(rng, batch_shape, dtype, 2, 3)
@@ -72,6 +84,10 @@ class TestQuasiseparableSymmetric(OperatorConformance):
 
     supports_torch = True
     compressed = False
+    variants = VARIANTS
+
+    def convert_operator(self, op, library):
+        return ss.Quasiseparable(*(_t(x) for x in (op.diag, op.p, op.q, op.a)))
 
     def make_operator(self, rng, dtype, batch_shape):
         d, lo, _ = _gens(rng, batch_shape, dtype, 2, 2)
@@ -93,6 +109,10 @@ class TestSemiseparable(OperatorConformance):
 
     supports_torch = True
     dtypes = (np.float32, np.complex128)
+    variants = VARIANTS
+
+    def convert_operator(self, op, library):
+        return ss.Semiseparable(*(_t(x) for x in (op.diag, op.P, op.Q, op.R, op.S)))
 
     def make_operator(self, rng, dtype, batch_shape):
         d = 3.0 * _entries(rng, batch_shape + (N,), dtype)

@@ -33,11 +33,30 @@ def _dense(d, lo, up):
     return A
 
 
+#: every backend and method: NumPy's compiled sweeps and its twins, torch's zero-copy path
+#: to the compiled sweeps, its chunked scan (the CUDA path, run here on CPU) and its twins
+VARIANTS = (("numpy", "auto"), ("numpy", "reference"), ("torch", "auto"), ("torch", "chunked"),
+            ("torch", "reference"))
+
+
+def _to_torch(T):
+    import torch
+
+    def t(a):
+        return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
+
+    return ss.Tridiagonal(t(T.diag), t(T.lower), t(T.upper))
+
+
 class TestTridiagonalNonsymmetric(OperatorConformance):
     """General T: independent lower and upper off-diagonals, diagonal in [-2, 2] (so shifts
     near the real axis land inside the spectrum's neighbourhood)."""
 
     supports_torch = True
+    variants = VARIANTS
+
+    def convert_operator(self, op, library):
+        return _to_torch(op)
 
     def make_operator(self, rng, dtype, batch_shape):
         d = 2.0 * _entries(rng, batch_shape + (N,), dtype)
@@ -63,6 +82,10 @@ class TestTridiagonalSymmetric(OperatorConformance):
     Hermitian) for complex dtypes.  Off-diagonals broadcast from a shared (N-1,) array."""
 
     supports_torch = True
+    variants = VARIANTS
+
+    def convert_operator(self, op, library):
+        return _to_torch(op)
 
     def make_operator(self, rng, dtype, batch_shape):
         d = 2.0 * _entries(rng, batch_shape + (N,), dtype)

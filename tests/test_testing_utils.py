@@ -123,6 +123,23 @@ def test_silently_truncating_rhs_fails():
         bad.test_wrong_shape_errors(np.float64, ())
 
 
+def test_a_wrong_torch_variant_fails_and_is_named():
+    """Only the torch conversion is wrong (its diagonal 1 % off): every value test fails, and
+    the message names the variant that failed."""
+    pytest.importorskip("torch")
+
+    class BadTorch(tc.TestTridiagonalNonsymmetric):
+        variants = (("numpy", "auto"), ("torch", "chunked"))
+
+        def convert_operator(self, op, library):
+            T = tc._to_torch(op)
+            return ss.Tridiagonal(T.diag * 1.01, T.lower, T.upper)
+
+    for test in ("test_solve", "test_logdet", "test_resolvent_diagonal"):
+        with pytest.raises(AssertionError, match=r"\[torch, chunked\]"):
+            getattr(BadTorch(), test)(np.complex128, (3,), Z)
+
+
 def test_the_correct_operator_passes_the_same_calls():
     """The control: the unbroken operator passes exactly the calls that fail above."""
     good = tc.TestTridiagonalNonsymmetric()

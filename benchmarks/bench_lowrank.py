@@ -71,7 +71,6 @@ def run(quick: bool = False, repeats: int = 5) -> dict:
     z = 0.1 + 0.05j
     rows = Rows()
     ranks = (4, 8, 16, 32)
-    per_rank = []
 
     n = 2**16
     for r in ranks:
@@ -83,7 +82,6 @@ def run(quick: bool = False, repeats: int = 5) -> dict:
                                   rounds=max(repeats, 5), block=3)
         t_tri, t_lr = times["tri"].median, times["lr"].median
         ratio = t_lr / t_tri
-        per_rank.append((t_tri, t_lr))
         rows.append((f"resolvent_diagonal N=2^16 r={r}", t_lr, "tridiagonal alone", t_tri,
                      f"{ratio:.1f}x slower", f"<= {r + 4}x", "met" if ratio <= r + 4 else "MISSED"))
 
@@ -126,12 +124,6 @@ def run(quick: bool = False, repeats: int = 5) -> dict:
                      "verdict": "PASS" if ok == "met" else "MISS", "detail": f"vs {b}"}
                     for c, t, b, tb, ra, ta, ok in rows],
         "markdown": {"table": "\n".join(table)},
-        "plot": {
-            "title": "T + U V^T resolvent diagonal, N = 2^16, against T alone",
-            "x_label": "rank r", "y_label": "median time (s)", "x": list(ranks),
-            "series": {"T + U V^T (fused Woodbury)": [lr for _, lr in per_rank],
-                       "T alone": [tri for tri, _ in per_rank]},
-        },
     }
 
 

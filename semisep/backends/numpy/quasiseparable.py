@@ -64,6 +64,7 @@ from .._numba import cache_option, jit, key_caches_on_constants
 
 __all__ = [
     "factor_kernel",
+    "factor_symmetric_kernel",
     "solve_factored_kernel",
     "inverse_diagonal_kernel",
     "matvec_kernel",
@@ -76,15 +77,38 @@ __all__ = [
 
 _JIT = dict(nogil=True, cache=cache_option(__file__), fastmath=False, error_model="numpy")
 
+#: ranks up to this get the symmetric factorization, the symmetric inverse diagonal and the
+#: solve sweeps (square ranks) compiled for that rank (loops of constant length, unrolled by the
+#: compiler); the general-storage factorization and inverse diagonal read the ranks at run time
+#: (fewer compiled variants)
+MAX_UNROLLED_RANK = 6
+
+
+def _witness(r):
+    """A tuple of length ``r`` (``r <= MAX_UNROLLED_RANK``, else empty): its type carries ``r``,
+    so numba compiles a kernel specialised to that rank; empty means the rank is read from the
+    arrays at run time."""
+    return (0,) * r if r <= MAX_UNROLLED_RANK else ()
+
+
+@numba.njit(**_JIT)
+def _rank(w, x):
+    """The rank: ``len(w)`` (a compile-time constant) when the witness is not empty, else the
+    last dimension of ``x``."""
+    if len(w) > 0:
+        return len(w)
+    return x.shape[x.ndim - 1]
+
 
 # --------------------------------------------------------------------------------------------
 # the factorization
 # --------------------------------------------------------------------------------------------
 @numba.njit(**_JIT)
-def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_thr, delta):
+def _factor_row(wl, wu, k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_thr,
+                delta):
     n = d.shape[1]
-    rl = p.shape[2]
-    ru = g.shape[2]
+    rl = _rank(wl, p)
+    ru = _rank(wu, g)
     ka = k if alpha.shape[0] > 1 else 0
     kp = k if p.shape[0] > 1 else 0
     kq = k if q.shape[0] > 1 else 0
@@ -102,6 +126,8 @@ def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_t
     for i in range(n):
         ia = i if a.shape[1] > 1 else 0
         ib = i if b.shape[1] > 1 else 0
+        iq = i if q.shape[1] > 1 else 0
+        ih = i if h.shape[1] > 1 else 0
         s = alpha[ka, i] * 1
         for r in range(rl):
             acc = zero
@@ -128,12 +154,12 @@ def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_t
         d[k, i] = s
         inv = 1 / s
         for r in range(rl):
-            acc = q[kq, i, r] * 1
+            acc = q[kq, iq, r] * 1
             for c in range(rl):
                 acc -= a[kA, ia, r, c] * u[c]
             qt[k, i, r] = acc * inv
         for c in range(ru):
-            acc = h[kh, i, c] * 1
+            acc = h[kh, ih, c] * 1
             for e in range(ru):
                 acc -= b[kB, ib, c, e] * v[e]
             ht[k, i, c] = acc
@@ -158,13 +184,13 @@ def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_t
 
 
 @jit(parallel=True, **_JIT)
-def _factor_batch(alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, guarded, last_small,
-                  delta):
+def _factor_batch(wl, wu, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, guarded,
+                  last_small, delta):
     for k0 in prange(d.shape[0]):
         k = np.int64(k0)
         thr = pivmin[k] * SINGULAR_FACTOR
-        gk, sk = _factor_row(k, alpha, p, q, a, g, h, b, pivmin[k], d, qt, ht, Ms, store, thr,
-                             delta)
+        gk, sk = _factor_row(wl, wu, k, alpha, p, q, a, g, h, b, pivmin[k], d, qt, ht, Ms, store,
+                             thr, delta)
         guarded[k] = gk
         last_small[k] = sk
 
@@ -184,23 +210,120 @@ def factor_kernel(alpha, p, q, a, g, h, b, pivmin, store_states=False):
     last_small = np.zeros(B, np.bool_)
     piv = np.ascontiguousarray(np.broadcast_to(pivmin, (B,)), dtype=np.float64)
     delta = np.empty((B, n), dt)
-    _factor_batch(alpha, p, q, a, g, h, b, piv, d, qt, ht, Ms, bool(store_states), guarded,
-                  last_small, delta)
+    _factor_batch((), (), alpha, p, q, a, g, h, b, piv, d, qt, ht, Ms,
+                  bool(store_states), guarded, last_small, delta)
     return d, qt, ht, guarded, last_small, Ms, delta
+
+
+@numba.njit(**_JIT)
+def _factor_sym_row(w, k, alpha, p, q, a, pivmin, d, qt, ht, sing_thr, delta):
+    """The factorization of a symmetric-storage matrix (``g, h, b = p, q, a``): the recursion
+    of :func:`_factor_row` with ``M_i`` symmetric, ``v = u = M_i p_i`` and
+    ``ht_i = w_i = q_i - a_i u``, ``qt_i = w_i / d_i`` (the LDL^T factorization, ``U = D L^T``),
+    so ``M_{i+1} = a_i M_i a_i^T + qt_i w_i^T`` (its upper triangle, mirrored)."""
+    n = d.shape[1]
+    r = _rank(w, p)
+    ka = k if alpha.shape[0] > 1 else 0
+    kp = k if p.shape[0] > 1 else 0
+    kq = k if q.shape[0] > 1 else 0
+    kA = k if a.shape[0] > 1 else 0
+    M = np.zeros((r, r), d.dtype)
+    T = np.zeros((r, r), d.dtype)
+    u = np.zeros(r, d.dtype)
+    w = np.zeros(r, d.dtype)
+    zero = np.zeros(1, d.dtype)[0]
+    guarded = 0
+    last_small = False
+    step_a = a.shape[1] > 1
+    step_q = q.shape[1] > 1
+    for i in range(n):
+        ia = i if step_a else 0
+        iq = i if step_q else 0
+        s = alpha[ka, i] * 1
+        for e in range(r):
+            acc = zero
+            for c in range(r):
+                acc += M[e, c] * p[kp, i, c]
+            u[e] = acc
+            s -= p[kp, i, e] * acc
+        if i == n - 1 and abs(s) < sing_thr:
+            last_small = True
+        ad = abs(s)
+        raw = s
+        if ad < pivmin:
+            guarded += 1
+            if ad == 0:
+                s = s * 0 + pivmin
+            else:
+                s = s * (pivmin / ad)
+        delta[k, i] = s - raw
+        d[k, i] = s
+        inv = 1 / s
+        for e in range(r):
+            acc = q[kq, iq, e] * 1
+            for c in range(r):
+                acc -= a[kA, ia, e, c] * u[c]
+            w[e] = acc
+            qt[k, i, e] = acc * inv
+            ht[k, i, e] = acc
+        # M <- a_i M a_i^T + qt_i w_i^T  (symmetric: the upper triangle, mirrored)
+        for e in range(r):
+            for c in range(r):
+                acc = zero
+                for f in range(r):
+                    acc += a[kA, ia, e, f] * M[f, c]
+                T[e, c] = acc
+        for e in range(r):
+            qe = qt[k, i, e]
+            for c in range(e, r):
+                acc = qe * w[c]
+                for f in range(r):
+                    acc += T[e, f] * a[kA, ia, c, f]
+                M[e, c] = acc
+                M[c, e] = acc
+    return guarded, last_small
+
+
+@jit(parallel=True, **_JIT)
+def _factor_sym_batch(w, alpha, p, q, a, pivmin, d, qt, ht, guarded, last_small, delta):
+    for k0 in prange(d.shape[0]):
+        k = np.int64(k0)
+        thr = pivmin[k] * SINGULAR_FACTOR
+        gk, sk = _factor_sym_row(w, k, alpha, p, q, a, pivmin[k], d, qt, ht, thr, delta)
+        guarded[k] = gk
+        last_small[k] = sk
+
+
+def factor_symmetric_kernel(alpha, p, q, a, pivmin):
+    """:func:`factor_kernel` for ``(g, h, b) = (p, q, a)`` (symmetric storage), without the
+    states; the same outputs ``(d, qt, ht, guarded, last_small, delta)``, ``ht = d qt``."""
+    B = max(x.shape[0] for x in (alpha, p, q, a))
+    n = alpha.shape[1]
+    r = p.shape[2]
+    dt = alpha.dtype
+    d = np.empty((B, n), dt)
+    qt = np.empty((B, n, r), dt)
+    ht = np.empty((B, n, r), dt)
+    guarded = np.zeros(B, np.int64)
+    last_small = np.zeros(B, np.bool_)
+    piv = np.ascontiguousarray(np.broadcast_to(pivmin, (B,)), dtype=np.float64)
+    delta = np.empty((B, n), dt)
+    _factor_sym_batch(_witness(r), alpha, p, q, a, piv, d, qt, ht, guarded, last_small, delta)
+    return d, qt, ht, guarded, last_small, delta
 
 
 # --------------------------------------------------------------------------------------------
 # solves from the factors
 # --------------------------------------------------------------------------------------------
 @numba.njit(**_JIT)
-def _sweeps_row(k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
+def _sweeps_row(w, k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
     """Forward sweep ``y_i = (f_i - P1_i . phi) [/ d_i]``, ``phi <- A1_i phi + Q1_i y_i``;
     backward sweep ``x_i = (y_i - P2_i . psi) [/ d_i]``, ``psi <- A2_i^T psi + Q2_i x_i``;
     the division by ``d_i`` in the forward sweep when ``div1``, else in the backward one."""
     n = x.shape[1]
     kk = x.shape[2]
-    r1 = P1.shape[2]
-    r2 = P2.shape[2]
+    r1 = _rank(w, P1)
+    r2 = _rank(w, P2)
     kd = k if d.shape[0] > 1 else 0
     k1p = k if P1.shape[0] > 1 else 0
     k1q = k if Q1.shape[0] > 1 else 0
@@ -250,10 +373,10 @@ def _sweeps_row(k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
 
 
 @jit(parallel=True, **_JIT)
-def _sweeps_batch(d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
+def _sweeps_batch(w, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
     for k0 in prange(x.shape[0]):
         k = np.int64(k0)
-        _sweeps_row(k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x)
+        _sweeps_row(w, k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x)
 
 
 def solve_factored_kernel(d, qt, ht, p, a, g, b, f, transpose=False):
@@ -266,10 +389,11 @@ def solve_factored_kernel(d, qt, ht, p, a, g, b, f, transpose=False):
     backward."""
     B = max(x.shape[0] for x in (d, qt, ht, p, a, g, b, f))
     x = np.empty((B,) + f.shape[1:], d.dtype)
+    w = _witness(p.shape[2]) if p.shape[2] == g.shape[2] else ()
     if transpose:
-        _sweeps_batch(d, g, ht, b, True, qt, p, a, f, x)
+        _sweeps_batch(w, d, g, ht, b, True, qt, p, a, f, x)
     else:
-        _sweeps_batch(d, p, qt, a, False, ht, g, b, f, x)
+        _sweeps_batch(w, d, p, qt, a, False, ht, g, b, f, x)
     return x
 
 
@@ -277,10 +401,10 @@ def solve_factored_kernel(d, qt, ht, p, a, g, b, f, transpose=False):
 # the inverse diagonal
 # --------------------------------------------------------------------------------------------
 @numba.njit(**_JIT)
-def _inverse_diagonal_row(k, d, qt, ht, p, a, g, b, out):
+def _inverse_diagonal_row(wl, wu, k, d, qt, ht, p, a, g, b, out):
     n = d.shape[1]
-    rl = p.shape[2]
-    ru = g.shape[2]
+    rl = _rank(wl, p)
+    ru = _rank(wu, g)
     kd = k if d.shape[0] > 1 else 0
     kq = k if qt.shape[0] > 1 else 0
     kh = k if ht.shape[0] > 1 else 0
@@ -329,18 +453,72 @@ def _inverse_diagonal_row(k, d, qt, ht, p, a, g, b, out):
                 Psi[r, c] = acc
 
 
+@numba.njit(**_JIT)
+def _inverse_diagonal_sym_row(w, k, d, qt, p, a, out):
+    """:func:`_inverse_diagonal_row` for factors of a symmetric-storage matrix (``ht = d qt``,
+    ``g, b = p, a``): ``bh_i = ah_i``, ``Psi`` symmetric, ``G_ii = 1/d_i + qt_i . Psi_i qt_i``,
+    ``Psi_{i-1} = p_i p_i^T / d_i + ah_i^T Psi_i ah_i`` (its upper triangle, mirrored)."""
+    n = d.shape[1]
+    r = _rank(w, p)
+    kd = k if d.shape[0] > 1 else 0
+    kq = k if qt.shape[0] > 1 else 0
+    kp = k if p.shape[0] > 1 else 0
+    kA = k if a.shape[0] > 1 else 0
+    Psi = np.zeros((r, r), out.dtype)
+    T = np.zeros((r, r), out.dtype)
+    ah = np.zeros((r, r), out.dtype)
+    step_a = a.shape[1] > 1
+    for i in range(n - 1, -1, -1):
+        ia = i if step_a else 0
+        di = d[kd, i]
+        inv = 1 / di
+        s = di * 0
+        for c in range(r):
+            acc = di * 0
+            for e in range(r):
+                acc += Psi[c, e] * qt[kq, i, e]
+            s += qt[kq, i, c] * acc
+        out[k, i] = inv + s
+        if i == 0:
+            break
+        for e in range(r):
+            for c in range(r):
+                ah[e, c] = a[kA, ia, e, c] - qt[kq, i, e] * p[kp, i, c]
+        for e in range(r):  # T = Psi ah
+            for c in range(r):
+                acc = di * 0
+                for f in range(r):
+                    acc += Psi[e, f] * ah[f, c]
+                T[e, c] = acc
+        for e in range(r):  # Psi = ah^T T + p p^T / d
+            pe = p[kp, i, e] * inv
+            for c in range(e, r):
+                acc = pe * p[kp, i, c]
+                for f in range(r):
+                    acc += ah[f, e] * T[f, c]
+                Psi[e, c] = acc
+                Psi[c, e] = acc
+
+
 @jit(parallel=True, **_JIT)
-def _inverse_diagonal_batch(d, qt, ht, p, a, g, b, out):
+def _inverse_diagonal_sym_batch(w, d, qt, p, a, out):
     for k0 in prange(out.shape[0]):
         k = np.int64(k0)
-        _inverse_diagonal_row(k, d, qt, ht, p, a, g, b, out)
+        _inverse_diagonal_sym_row(w, k, d, qt, p, a, out)
+
+
+@jit(parallel=True, **_JIT)
+def _inverse_diagonal_batch(wl, wu, d, qt, ht, p, a, g, b, out):
+    for k0 in prange(out.shape[0]):
+        k = np.int64(k0)
+        _inverse_diagonal_row(wl, wu, k, d, qt, ht, p, a, g, b, out)
 
 
 def inverse_diagonal_kernel(d, qt, ht, p, a, g, b):
     """``diag(A^{-1})`` (B, N) from the factors of :func:`factor_kernel`."""
     B = max(x.shape[0] for x in (d, qt, ht, p, a, g, b))
     out = np.empty((B, d.shape[1]), d.dtype)
-    _inverse_diagonal_batch(d, qt, ht, p, a, g, b, out)
+    _inverse_diagonal_batch((), (), d, qt, ht, p, a, g, b, out)
     return out
 
 
@@ -364,11 +542,12 @@ def _lower_apply_row(k, p, q, a, x, y, transpose_order):
     for t in range(n):
         i = n - 1 - t if transpose_order else t
         ia = i if a.shape[1] > 1 else 0
+        iq = i if q.shape[1] > 1 else 0
         if transpose_order:
             for c in range(kk):
                 acc = zero
                 for e in range(r):
-                    acc += q[kq, i, e] * st[e, c]
+                    acc += q[kq, iq, e] * st[e, c]
                 y[k, i, c] += acc
             for e in range(r):
                 for c in range(kk):
@@ -384,7 +563,7 @@ def _lower_apply_row(k, p, q, a, x, y, transpose_order):
                 y[k, i, c] += acc
             for e in range(r):
                 for c in range(kk):
-                    acc = q[kq, i, e] * x[kx, i, c]
+                    acc = q[kq, iq, e] * x[kx, i, c]
                     for f in range(r):
                         acc += a[kA, ia, e, f] * st[f, c]
                     tmp[e, c] = acc
@@ -500,27 +679,53 @@ def _c(x):
     return np.ascontiguousarray(x)
 
 
+def _compact(x):
+    """``x`` (rows, N, ...) C-contiguous; an N axis of stride 0 (one vector for every step, as
+    ``q = v`` of a kernel's generators) is passed as length 1 instead of being copied out."""
+    if x.ndim >= 2 and x.shape[1] > 1 and x.strides[1] == 0:
+        x = x[:, :1]
+    return np.ascontiguousarray(x)
+
+
+def _symmetric(p, q, a, g, h, b):
+    """Symmetric storage: the upper form is the lower one (the same arrays)."""
+    return p is g and q is h and a is b
+
+
 def factor(alpha, p, q, a, g, h, b, pivmin):
-    """``(d, qt, ht, guarded, last_small, delta)``; see :func:`factor_kernel`."""
+    """``(d, qt, ht, guarded, last_small, delta)``; see :func:`factor_kernel` (and
+    :func:`factor_symmetric_kernel` when ``(g, h, b)`` are the arrays ``(p, q, a)``)."""
+    if _symmetric(p, q, a, g, h, b):
+        return factor_symmetric_kernel(_c(alpha), _c(p), _compact(q), _compact(a), pivmin)
     d, qt, ht, guarded, last_small, _, delta = factor_kernel(
-        *(_c(x) for x in (alpha, p, q, a, g, h, b)), pivmin
+        _c(alpha), _c(p), _compact(q), _compact(a), _c(g), _compact(h), _compact(b), pivmin
     )
     return d, qt, ht, guarded, last_small, delta
 
 
 def solve(d, qt, ht, p, a, g, b, f, transpose=False):
     """``A^{-1} f`` (``A^{-T} f``) from the factors; see :func:`solve_factored_kernel`."""
-    return solve_factored_kernel(*(_c(x) for x in (d, qt, ht, p, a, g, b, f)), transpose)
+    return solve_factored_kernel(*(_c(x) for x in (d, qt, ht, p)), _compact(a), _c(g),
+                                 _compact(b), _c(f), transpose)
 
 
 def inverse_diagonal(d, qt, ht, p, a, g, b):
-    """``diag(A^{-1})``; see :func:`inverse_diagonal_kernel`."""
-    return inverse_diagonal_kernel(*(_c(x) for x in (d, qt, ht, p, a, g, b)))
+    """``diag(A^{-1})``; see :func:`inverse_diagonal_kernel`.  ``(g, b)`` the arrays ``(p, a)``
+    means factors of a symmetric-storage matrix (from :func:`factor` with ``(g, h, b)`` the
+    arrays ``(p, q, a)``, so ``ht = d qt``): the symmetric recursion runs."""
+    if p is g and a is b:
+        B = max(x.shape[0] for x in (d, qt, p, a))
+        out = np.empty((B, d.shape[1]), d.dtype)
+        _inverse_diagonal_sym_batch(_witness(p.shape[2]), _c(d), _c(qt), _c(p), _compact(a), out)
+        return out
+    return inverse_diagonal_kernel(*(_c(x) for x in (d, qt, ht, p)), _compact(a), _c(g),
+                                   _compact(b))
 
 
 def matvec(alpha, p, q, a, g, h, b, x):
     """``A x``; see :func:`matvec_kernel`."""
-    return matvec_kernel(*(_c(t) for t in (alpha, p, q, a, g, h, b, x)))
+    return matvec_kernel(_c(alpha), _c(p), _compact(q), _compact(a), _c(g), _compact(h),
+                         _compact(b), _c(x))
 
 
 key_caches_on_constants(globals(), ("SINGULAR_FACTOR",))

@@ -88,6 +88,12 @@ def test_solve_sweeps_rank_specialised_and_generic_agree(rng, r):
     xg = np.empty_like(x)
     kq._sweeps_batch((), d, p, qt, a, False, ht, p, a, f, xg)
     assert relerr(x, xg) < 1e-14
+    # one right-hand side: the vector sweeps, the same operations as the matrix sweeps
+    x1 = kq.solve_factored_kernel(d, qt, ht, p, a, p, a, np.ascontiguousarray(f[..., :1]))
+    np.testing.assert_array_equal(x1[..., 0], x[..., 0])
+    x1t = kq.solve_factored_kernel(d, qt, ht, p, a, p, a, np.ascontiguousarray(f[..., 1:]), True)
+    xt = kq.solve_factored_kernel(d, qt, ht, p, a, p, a, f, True)
+    np.testing.assert_array_equal(x1t[..., 0], xt[..., 1])
     for k in range(B):
         A = ref.qsm_to_dense(alpha[k], p[k], q[k], a[k])
         assert relerr(A @ x[k], f[k]) < 1e-13

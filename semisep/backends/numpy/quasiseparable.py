@@ -372,11 +372,68 @@ def _sweeps_row(w, k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
                 psi[r, c] = tmp2[r, c]
 
 
+@numba.njit(**_JIT)
+def _sweeps_row_vector(w, k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
+    """:func:`_sweeps_row` for one right-hand side (``k = 1``), with the states as vectors and
+    each ``x_i`` kept in a register between its two uses (the same operations, in the same
+    order)."""
+    n = x.shape[1]
+    r1 = _rank(w, P1)
+    r2 = _rank(w, P2)
+    kd = k if d.shape[0] > 1 else 0
+    k1p = k if P1.shape[0] > 1 else 0
+    k1q = k if Q1.shape[0] > 1 else 0
+    k1a = k if A1.shape[0] > 1 else 0
+    k2p = k if P2.shape[0] > 1 else 0
+    k2q = k if Q2.shape[0] > 1 else 0
+    k2a = k if A2.shape[0] > 1 else 0
+    kf = k if f.shape[0] > 1 else 0
+    phi = np.zeros(r1, x.dtype)
+    tmp1 = np.zeros(r1, x.dtype)
+    step1 = A1.shape[1] > 1
+    for i in range(n):
+        i1 = i if step1 else 0
+        inv = 1 / d[kd, i] if div1 else d[kd, i] * 0 + 1
+        acc = f[kf, i, 0] * 1
+        for r in range(r1):
+            acc -= P1[k1p, i, r] * phi[r]
+        xi = acc * inv
+        x[k, i, 0] = xi
+        for r in range(r1):
+            acc = Q1[k1q, i, r] * xi
+            for e in range(r1):
+                acc += A1[k1a, i1, r, e] * phi[e]
+            tmp1[r] = acc
+        for r in range(r1):
+            phi[r] = tmp1[r]
+    psi = np.zeros(r2, x.dtype)
+    tmp2 = np.zeros(r2, x.dtype)
+    step2 = A2.shape[1] > 1
+    for i in range(n - 1, -1, -1):
+        i2 = i if step2 else 0
+        inv = d[kd, i] * 0 + 1 if div1 else 1 / d[kd, i]
+        acc = x[k, i, 0] * 1
+        for r in range(r2):
+            acc -= P2[k2p, i, r] * psi[r]
+        xi = acc * inv
+        x[k, i, 0] = xi
+        for r in range(r2):
+            acc = Q2[k2q, i, r] * xi
+            for e in range(r2):
+                acc += A2[k2a, i2, e, r] * psi[e]
+            tmp2[r] = acc
+        for r in range(r2):
+            psi[r] = tmp2[r]
+
+
 @jit(parallel=True, **_JIT)
 def _sweeps_batch(w, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
     for k0 in prange(x.shape[0]):
         k = np.int64(k0)
-        _sweeps_row(w, k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x)
+        if x.shape[2] == 1:
+            _sweeps_row_vector(w, k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x)
+        else:
+            _sweeps_row(w, k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x)
 
 
 def solve_factored_kernel(d, qt, ht, p, a, g, b, f, transpose=False):

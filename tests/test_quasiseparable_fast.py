@@ -205,3 +205,37 @@ def test_compiled_generators_skip_what_they_do_not_cover():
     assert a.shape == (2, 7, 2, 2)
     t32 = np.linspace(0, 3, 9, dtype=np.float32)
     assert K.Matern32(1.0).to_generators(t32)[3].dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("ranks,symmetric", [((0, 0), True), ((3, 3), True), ((1, 2), False)])
+def test_compiled_pivot_scale_equals_the_numpy_expression(dtype, ranks, symmetric):
+    """The pivot guard's scale from one compiled pass (real data) is the NumPy expression's,
+    exactly (same products, same order); complex data use the NumPy expression; NaN propagates."""
+    rng = np.random.default_rng(5)
+    n, (rl, ru) = 9, ranks
+    cplx = np.dtype(dtype).kind == "c"
+
+    def g(*s):
+        return (rng.standard_normal(s) + (1j * rng.standard_normal(s) if cplx else 0)).astype(dtype)
+
+    if symmetric:
+        op = ss.Quasiseparable(g(2, n), g(2, n, rl), np.broadcast_to(g(rl), (n, rl)), g(n, rl, rl))
+    else:
+        op = ss.Quasiseparable(g(2, n), g(2, n, rl), g(n, rl), g(n, rl, rl), g(n, ru), g(2, n, ru),
+                               g(n, ru, ru))
+    for z in (0.0, 0.5 + 1.0j):
+        f = op.factor(z)
+        rows = f._rows
+        eps = np.finfo(f.dtype).eps
+        tiny = float(np.finfo(np.float32 if eps > 1e-10 else np.float64).tiny)
+        want = rows._scale(f._alpha) * eps
+        want = want + (want < tiny) * tiny
+        got = rows.pivmin(f._alpha)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    alpha = np.ones((1, 5))
+    alpha[0, 2] = np.nan
+    p = np.ones((1, 5, 1))
+    assert np.isnan(kq.pivot_scale(alpha, p, p, p, p)[0])
+    assert kq.pivot_scale(alpha.astype(complex), p, p, p, p) is None

@@ -11,9 +11,16 @@ Notation for one batch row, ``A = S - z I`` of size N::
 ``a_0`` and ``b_0`` never enter.  ``.`` is the unconjugated dot product.
 
 Array convention of every kernel: a leading batch axis of length ``B`` or 1 (1 = shared by
-the batch: the kernels index it at 0, nothing is copied); the transitions ``a``, ``b`` may also
-have length 1 on their N axis (one transition for every step, e.g. the identity of the
-generator form).  Inputs are C-contiguous and share one dtype (real or complex, 32 or 64 bit).
+the batch: the kernels index it at 0, nothing is copied); the transitions ``a``, ``b`` and the
+input vectors ``q``, ``h`` may also have length 1 on their N axis (one for every step, e.g. the
+identity of the generator form, or ``q = v`` of a kernel).  Inputs are C-contiguous and share
+one dtype (real or complex, 32 or 64 bit).
+
+The engine interface at the end (``factor``, ``solve``, ``inverse_diagonal``, ``matvec``,
+``pivot_scale``) passes stride-0 N axes as length 1 and, for symmetric storage (the upper form
+given as the very arrays of the lower one), runs the symmetric kernels of
+:mod:`semisep.backends.numpy.quasiseparable_symmetric` (LDL^T: one symmetric r x r state).
+The symmetric kernels and the solve sweeps are compiled per rank up to ``MAX_UNROLLED_RANK``.
 
 The kernels (``prange`` over the batch rows; each row is a sequential O(N) sweep):
 
@@ -61,6 +68,15 @@ from numba import prange
 
 from .. import SINGULAR_FACTOR
 from .._numba import cache_option, jit, key_caches_on_constants
+from .quasiseparable_symmetric import (
+    _c,
+    _compact,
+    _inverse_diagonal_sym_batch,
+    _rank,
+    _witness,
+    factor_symmetric_kernel,
+    pivot_scale,
+)
 
 __all__ = [
     "factor_kernel",
@@ -73,32 +89,10 @@ __all__ = [
     "solve",
     "inverse_diagonal",
     "matvec",
+    "pivot_scale",
 ]
 
 _JIT = dict(nogil=True, cache=cache_option(__file__), fastmath=False, error_model="numpy")
-
-#: ranks up to this get the symmetric factorization, the symmetric inverse diagonal and the
-#: solve sweeps (square ranks) compiled for that rank (loops of constant length, unrolled by the
-#: compiler); the general-storage factorization and inverse diagonal read the ranks at run time
-#: (fewer compiled variants)
-MAX_UNROLLED_RANK = 6
-
-
-def _witness(r):
-    """A tuple of length ``r`` (``r <= MAX_UNROLLED_RANK``, else empty): its type carries ``r``,
-    so numba compiles a kernel specialised to that rank; empty means the rank is read from the
-    arrays at run time."""
-    return (0,) * r if r <= MAX_UNROLLED_RANK else ()
-
-
-@numba.njit(**_JIT)
-def _rank(w, x):
-    """The rank: ``len(w)`` (a compile-time constant) when the witness is not empty, else the
-    last dimension of ``x``."""
-    if len(w) > 0:
-        return len(w)
-    return x.shape[x.ndim - 1]
-
 
 # --------------------------------------------------------------------------------------------
 # the factorization
@@ -143,14 +137,14 @@ def _factor_row(wl, wu, k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store
         if i == n - 1 and abs(s) < sing_thr:
             last_small = True
         ad = abs(s)
-        raw = s
         if ad < pivmin:
             guarded += 1
+            raw = s
             if ad == 0:
                 s = s * 0 + pivmin
             else:
                 s = s * (pivmin / ad)
-        delta[k, i] = s - raw
+            delta[k, i] = s - raw  # delta starts at zero (unguarded pivots: no write)
         d[k, i] = s
         inv = 1 / s
         for r in range(rl):
@@ -209,107 +203,10 @@ def factor_kernel(alpha, p, q, a, g, h, b, pivmin, store_states=False):
     guarded = np.zeros(B, np.int64)
     last_small = np.zeros(B, np.bool_)
     piv = np.ascontiguousarray(np.broadcast_to(pivmin, (B,)), dtype=np.float64)
-    delta = np.empty((B, n), dt)
+    delta = np.zeros((B, n), dt)  # written where a pivot is guarded only
     _factor_batch((), (), alpha, p, q, a, g, h, b, piv, d, qt, ht, Ms,
                   bool(store_states), guarded, last_small, delta)
     return d, qt, ht, guarded, last_small, Ms, delta
-
-
-@numba.njit(**_JIT)
-def _factor_sym_row(w, k, alpha, p, q, a, pivmin, d, qt, ht, sing_thr, delta):
-    """The factorization of a symmetric-storage matrix (``g, h, b = p, q, a``): the recursion
-    of :func:`_factor_row` with ``M_i`` symmetric, ``v = u = M_i p_i`` and
-    ``ht_i = w_i = q_i - a_i u``, ``qt_i = w_i / d_i`` (the LDL^T factorization, ``U = D L^T``),
-    so ``M_{i+1} = a_i M_i a_i^T + qt_i w_i^T`` (its upper triangle, mirrored)."""
-    n = d.shape[1]
-    r = _rank(w, p)
-    ka = k if alpha.shape[0] > 1 else 0
-    kp = k if p.shape[0] > 1 else 0
-    kq = k if q.shape[0] > 1 else 0
-    kA = k if a.shape[0] > 1 else 0
-    M = np.zeros((r, r), d.dtype)
-    T = np.zeros((r, r), d.dtype)
-    u = np.zeros(r, d.dtype)
-    w = np.zeros(r, d.dtype)
-    zero = np.zeros(1, d.dtype)[0]
-    guarded = 0
-    last_small = False
-    step_a = a.shape[1] > 1
-    step_q = q.shape[1] > 1
-    for i in range(n):
-        ia = i if step_a else 0
-        iq = i if step_q else 0
-        s = alpha[ka, i] * 1
-        for e in range(r):
-            acc = zero
-            for c in range(r):
-                acc += M[e, c] * p[kp, i, c]
-            u[e] = acc
-            s -= p[kp, i, e] * acc
-        if i == n - 1 and abs(s) < sing_thr:
-            last_small = True
-        ad = abs(s)
-        raw = s
-        if ad < pivmin:
-            guarded += 1
-            if ad == 0:
-                s = s * 0 + pivmin
-            else:
-                s = s * (pivmin / ad)
-        delta[k, i] = s - raw
-        d[k, i] = s
-        inv = 1 / s
-        for e in range(r):
-            acc = q[kq, iq, e] * 1
-            for c in range(r):
-                acc -= a[kA, ia, e, c] * u[c]
-            w[e] = acc
-            qt[k, i, e] = acc * inv
-            ht[k, i, e] = acc
-        # M <- a_i M a_i^T + qt_i w_i^T  (symmetric: the upper triangle, mirrored)
-        for e in range(r):
-            for c in range(r):
-                acc = zero
-                for f in range(r):
-                    acc += a[kA, ia, e, f] * M[f, c]
-                T[e, c] = acc
-        for e in range(r):
-            qe = qt[k, i, e]
-            for c in range(e, r):
-                acc = qe * w[c]
-                for f in range(r):
-                    acc += T[e, f] * a[kA, ia, c, f]
-                M[e, c] = acc
-                M[c, e] = acc
-    return guarded, last_small
-
-
-@jit(parallel=True, **_JIT)
-def _factor_sym_batch(w, alpha, p, q, a, pivmin, d, qt, ht, guarded, last_small, delta):
-    for k0 in prange(d.shape[0]):
-        k = np.int64(k0)
-        thr = pivmin[k] * SINGULAR_FACTOR
-        gk, sk = _factor_sym_row(w, k, alpha, p, q, a, pivmin[k], d, qt, ht, thr, delta)
-        guarded[k] = gk
-        last_small[k] = sk
-
-
-def factor_symmetric_kernel(alpha, p, q, a, pivmin):
-    """:func:`factor_kernel` for ``(g, h, b) = (p, q, a)`` (symmetric storage), without the
-    states; the same outputs ``(d, qt, ht, guarded, last_small, delta)``, ``ht = d qt``."""
-    B = max(x.shape[0] for x in (alpha, p, q, a))
-    n = alpha.shape[1]
-    r = p.shape[2]
-    dt = alpha.dtype
-    d = np.empty((B, n), dt)
-    qt = np.empty((B, n, r), dt)
-    ht = np.empty((B, n, r), dt)
-    guarded = np.zeros(B, np.int64)
-    last_small = np.zeros(B, np.bool_)
-    piv = np.ascontiguousarray(np.broadcast_to(pivmin, (B,)), dtype=np.float64)
-    delta = np.empty((B, n), dt)
-    _factor_sym_batch(_witness(r), alpha, p, q, a, piv, d, qt, ht, guarded, last_small, delta)
-    return d, qt, ht, guarded, last_small, delta
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,60 +407,6 @@ def _inverse_diagonal_row(wl, wu, k, d, qt, ht, p, a, g, b, out):
                 Psi[r, c] = acc
 
 
-@numba.njit(**_JIT)
-def _inverse_diagonal_sym_row(w, k, d, qt, p, a, out):
-    """:func:`_inverse_diagonal_row` for factors of a symmetric-storage matrix (``ht = d qt``,
-    ``g, b = p, a``): ``bh_i = ah_i``, ``Psi`` symmetric, ``G_ii = 1/d_i + qt_i . Psi_i qt_i``,
-    ``Psi_{i-1} = p_i p_i^T / d_i + ah_i^T Psi_i ah_i`` (its upper triangle, mirrored)."""
-    n = d.shape[1]
-    r = _rank(w, p)
-    kd = k if d.shape[0] > 1 else 0
-    kq = k if qt.shape[0] > 1 else 0
-    kp = k if p.shape[0] > 1 else 0
-    kA = k if a.shape[0] > 1 else 0
-    Psi = np.zeros((r, r), out.dtype)
-    T = np.zeros((r, r), out.dtype)
-    ah = np.zeros((r, r), out.dtype)
-    step_a = a.shape[1] > 1
-    for i in range(n - 1, -1, -1):
-        ia = i if step_a else 0
-        di = d[kd, i]
-        inv = 1 / di
-        s = di * 0
-        for c in range(r):
-            acc = di * 0
-            for e in range(r):
-                acc += Psi[c, e] * qt[kq, i, e]
-            s += qt[kq, i, c] * acc
-        out[k, i] = inv + s
-        if i == 0:
-            break
-        for e in range(r):
-            for c in range(r):
-                ah[e, c] = a[kA, ia, e, c] - qt[kq, i, e] * p[kp, i, c]
-        for e in range(r):  # T = Psi ah
-            for c in range(r):
-                acc = di * 0
-                for f in range(r):
-                    acc += Psi[e, f] * ah[f, c]
-                T[e, c] = acc
-        for e in range(r):  # Psi = ah^T T + p p^T / d
-            pe = p[kp, i, e] * inv
-            for c in range(e, r):
-                acc = pe * p[kp, i, c]
-                for f in range(r):
-                    acc += ah[f, e] * T[f, c]
-                Psi[e, c] = acc
-                Psi[c, e] = acc
-
-
-@jit(parallel=True, **_JIT)
-def _inverse_diagonal_sym_batch(w, d, qt, p, a, out):
-    for k0 in prange(out.shape[0]):
-        k = np.int64(k0)
-        _inverse_diagonal_sym_row(w, k, d, qt, p, a, out)
-
-
 @jit(parallel=True, **_JIT)
 def _inverse_diagonal_batch(wl, wu, d, qt, ht, p, a, g, b, out):
     for k0 in prange(out.shape[0]):
@@ -732,18 +575,6 @@ def bilinear_grad_kernel(u, v, p, q, a):
 # --------------------------------------------------------------------------------------------
 # the engine interface used by semisep.quasiseparable (NumPy arrays in the kernel layout)
 # --------------------------------------------------------------------------------------------
-def _c(x):
-    return np.ascontiguousarray(x)
-
-
-def _compact(x):
-    """``x`` (rows, N, ...) C-contiguous; an N axis of stride 0 (one vector for every step, as
-    ``q = v`` of a kernel's generators) is passed as length 1 instead of being copied out."""
-    if x.ndim >= 2 and x.shape[1] > 1 and x.strides[1] == 0:
-        x = x[:, :1]
-    return np.ascontiguousarray(x)
-
-
 def _symmetric(p, q, a, g, h, b):
     """Symmetric storage: the upper form is the lower one (the same arrays)."""
     return p is g and q is h and a is b

@@ -333,11 +333,12 @@ class QuasiseparableFactorization:
 
     def _certificate(self, G: Any) -> np.ndarray:
         """Rows with some ``|G_ii| * 4 pivmin > 1`` (or a non-finite ``G_ii``)."""
-        g = np.abs(np.asarray(self._bk.to_numpy(_detach(G))))
-        piv = np.asarray(self._bk.to_numpy(_detach(self.pivmin))).reshape(-1, 1)
+        # max_i |G_ii| * c > 1 iff some |G_ii| * c > 1 (rounded products are monotone); the
+        # maximum is NaN if any entry is
+        g = np.max(np.abs(np.asarray(self._bk.to_numpy(_detach(G)))), axis=-1)
+        piv = np.asarray(self._bk.to_numpy(_detach(self.pivmin))).reshape(-1)
         with np.errstate(invalid="ignore", over="ignore"):
-            bad = ~(g * (SINGULAR_FACTOR * piv) <= 1.0)
-        return bad.any(axis=-1)
+            return ~(g * (SINGULAR_FACTOR * piv) <= 1.0)
 
     def _info(self, out: Any, return_info: bool, steps: int = 0) -> Any:
         if not return_info:
@@ -486,6 +487,22 @@ class _Rows:
         """``eps * s`` per row, ``s`` the largest entry of the diagonal and the first sub- and
         super-diagonals (``max(|Re|, |Im|)``), at least the smallest normal number."""
         op, bk = self.op, self.op.backend
+        eng = _engine(bk)
+        scale = None
+        if hasattr(eng, "pivot_scale"):  # one compiled pass (NumPy engine, real data)
+            lo = tuple(self.take(x, 2, cast=False) for x in (op.p, op.q))
+            up = lo if op.is_symmetric_storage else tuple(
+                self.take(x, 2, cast=False) for x in (op.g, op.h))
+            scale = eng.pivot_scale(alpha, *lo, *up)
+        if scale is None:
+            scale = self._scale(alpha)
+        eps = bk.eps(self.dtype)
+        tiny = float(np.finfo(np.float32 if eps > 1e-10 else np.float64).tiny)
+        piv = scale * eps
+        return piv + (piv < tiny) * tiny
+
+    def _scale(self, alpha: Any) -> Any:
+        op, bk = self.op, self.op.backend
         scale = bk.amax_abs(_detach(alpha), axis=1)
         if op.n > 1:
             for left, right in ((op.p, op.q), op.upper_form[:2]):
@@ -497,10 +514,7 @@ class _Rows:
                     off = off + lo[..., k] * hi[..., k]
                 off = self.take(bk.amax_abs(off, axis=-1), 0, cast=False)
                 scale = bk.maximum(scale, bk.broadcast_to(off, (self.count,)))
-        eps = bk.eps(self.dtype)
-        tiny = float(np.finfo(np.float32 if eps > 1e-10 else np.float64).tiny)
-        piv = scale * eps
-        return piv + (piv < tiny) * tiny
+        return scale
 
 
 def _engine(bk: Backend) -> Any:

@@ -187,6 +187,30 @@ def _steps(t: Any, ns: _NS) -> Any:
     return ns.concat([ns.zeros(tuple(t.shape[:-1]) + (1,)), t[..., 1:] - t[..., :-1]], -1)
 
 
+def _scalars(*params: Any) -> bool:
+    """Whether every parameter is a real scalar (a Python number or a 0-d NumPy value)."""
+    return all(isinstance(x, float | int)
+               or (isinstance(x, np.ndarray | np.generic) and np.ndim(x) == 0) for x in params)
+
+
+def _float(x: Any) -> float:
+    """A one-element NumPy value (any number of unit axes) or number as a Python float."""
+    return float(np.asarray(x).reshape(()))
+
+
+def _compiled_parts(kind: str, ns: _NS, params: Sequence[Any], fields: Sequence[Any], sig: Any,
+                    out: Any, alpha: Any = 0.0) -> Any:
+    """``(a, p)`` of an elementary kernel assembled by the compiled generators
+    (:func:`semisep.backends.numpy.kernel_generators.fill`) from its NumPy ``fields``, for
+    float64 NumPy arrays and scalar ``params``, or None: the caller then assembles them with its
+    own NumPy/torch operations (torch, arrays of parameters, other dtypes)."""
+    if ns.torch is not None or not _scalars(*params):
+        return None
+    from ..backends.numpy.kernel_generators import fill
+
+    return fill(kind, tuple(fields), _float(sig), out, _float(alpha))
+
+
 # ------------------------------------------------------------------------------------------------
 # the base class
 # ------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._core import _NS, SQRT3, SQRT5, Kernel, check_parameter
+from ._core import _NS, SQRT3, SQRT5, Kernel, _compiled_parts, _scalars, check_parameter
 
 __all__ = ["Exp", "Matern32", "Matern52", "Cosine", "SHO", "Celerite"]
 
@@ -92,6 +92,9 @@ class Matern32(Kernel):
         sig = self._p("sigma", ns)
         y = SQRT3 * dt / self._p("scale", ns, 1)
         e = ns.exp(-y)
+        fast = _compiled_parts("matern32", ns, self._params(), (e, y), sig, out)
+        if fast is not None:
+            return sig * sig, fast[1], ns.stack([sig, ns.asarray(0.0)], -1), fast[0]
         ey = e * y
         rows = [[e + ey, ey], [-ey, e - ey]]
         a = ns.matrix(rows, out)
@@ -138,13 +141,18 @@ class Matern52(Kernel):
 
     def _parts(self, dt: Any, ns: _NS, out: Any = None) -> tuple[Any, Any, Any, Any]:
         sig = self._p("sigma", ns)
-        y = _col(SQRT5 * dt / self._p("scale", ns, 1))
+        zero = ns.asarray(0.0)
+        y = SQRT5 * dt / self._p("scale", ns, 1)
+        if _scalars(*self._params()):
+            fast = _compiled_parts("matern52", ns, self._params(), (ns.exp(-y), y), sig, out)
+            if fast is not None:
+                return sig * sig, fast[1], ns.stack([sig, zero, -sig / 3], -1), fast[0]
+        y = _col(y)
         phi = ns.exp(-y) * (ns.const(np.eye(3)) + y * ns.const(_M52) + (0.5 * y * y) * ns.const(_M52_SQ))
         a = phi
         if out is not None:
             out[...] = phi
             a = out
-        zero = ns.asarray(0.0)
         v = ns.stack([sig, zero, -sig / 3], -1)
         return sig * sig, sig[..., None, None] * phi[..., 0, :], v, a
 
@@ -183,6 +191,9 @@ class Cosine(Kernel):
         sig = self._p("sigma", ns)
         th = (2 * math.pi) * dt / self._p("scale", ns, 1)
         c, s = ns.cos(th), ns.sin(th)
+        fast = _compiled_parts("cosine", ns, self._params(), (c, s), sig, out)
+        if fast is not None:
+            return sig * sig, fast[1], ns.stack([sig, ns.asarray(0.0)], -1), fast[0]
         rows = [[c, -s], [s, c]]
         a = ns.matrix(rows, out)
         u = ns.stack([sig, ns.asarray(0.0)], -1)
@@ -279,6 +290,9 @@ class SHO(Kernel):
         sig = self._p("sigma", ns)
         alpha = 0.5 / self._p("quality", ns, 1)
         ec, es = _sho_cs(self._p("omega", ns, 1) * dt, alpha, ns)
+        fast = _compiled_parts("sho", ns, self._params(), (ec, es), sig, out, alpha)
+        if fast is not None:
+            return sig * sig, fast[1], ns.stack([sig, ns.asarray(0.0)], -1), fast[0]
         aes = alpha * es
         rows = [[ec + aes, es], [-es, ec - aes]]
         a = ns.matrix(rows, out)
@@ -338,6 +352,11 @@ class Celerite(Kernel):
         av, bv = self._p("a", ns), self._p("b", ns)
         e = ns.exp(-self._p("c", ns, 1) * dt)
         th = self._p("d", ns, 1) * dt
+        if _scalars(*self._params()):
+            fast = _compiled_parts("celerite", ns, self._params(), (e, ns.cos(th), ns.sin(th)),
+                                   1.0, out)
+            if fast is not None:
+                return av, fast[1], ns.stack([av, -bv], -1), fast[0]
         ec, es = e * ns.cos(th), e * ns.sin(th)
         rows = [[ec, -es], [es, ec]]
         a = ns.matrix(rows, out)

@@ -11,9 +11,16 @@ Notation for one batch row, ``A = S - z I`` of size N::
 ``a_0`` and ``b_0`` never enter.  ``.`` is the unconjugated dot product.
 
 Array convention of every kernel: a leading batch axis of length ``B`` or 1 (1 = shared by
-the batch: the kernels index it at 0, nothing is copied); the transitions ``a``, ``b`` may also
-have length 1 on their N axis (one transition for every step, e.g. the identity of the
-generator form).  Inputs are C-contiguous and share one dtype (real or complex, 32 or 64 bit).
+the batch: the kernels index it at 0, nothing is copied); the transitions ``a``, ``b`` and the
+input vectors ``q``, ``h`` may also have length 1 on their N axis (one for every step, e.g. the
+identity of the generator form, or ``q = v`` of a kernel).  Inputs are C-contiguous and share
+one dtype (real or complex, 32 or 64 bit).
+
+The engine interface at the end (``factor``, ``solve``, ``inverse_diagonal``, ``matvec``,
+``pivot_scale``) passes stride-0 N axes as length 1 and, for symmetric storage (the upper form
+given as the very arrays of the lower one), runs the symmetric kernels of
+:mod:`semisep.backends.numpy.quasiseparable_symmetric` (LDL^T: one symmetric r x r state).
+The symmetric kernels and the solve sweeps are compiled per rank up to ``MAX_UNROLLED_RANK``.
 
 The kernels (``prange`` over the batch rows; each row is a sequential O(N) sweep):
 
@@ -61,9 +68,19 @@ from numba import prange
 
 from .. import SINGULAR_FACTOR
 from .._numba import cache_option, jit, key_caches_on_constants
+from .quasiseparable_symmetric import (
+    _c,
+    _compact,
+    _inverse_diagonal_sym_batch,
+    _rank,
+    _witness,
+    factor_symmetric_kernel,
+    pivot_scale,
+)
 
 __all__ = [
     "factor_kernel",
+    "factor_symmetric_kernel",
     "solve_factored_kernel",
     "inverse_diagonal_kernel",
     "matvec_kernel",
@@ -72,19 +89,20 @@ __all__ = [
     "solve",
     "inverse_diagonal",
     "matvec",
+    "pivot_scale",
 ]
 
 _JIT = dict(nogil=True, cache=cache_option(__file__), fastmath=False, error_model="numpy")
-
 
 # --------------------------------------------------------------------------------------------
 # the factorization
 # --------------------------------------------------------------------------------------------
 @numba.njit(**_JIT)
-def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_thr, delta):
+def _factor_row(wl, wu, k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_thr,
+                delta):
     n = d.shape[1]
-    rl = p.shape[2]
-    ru = g.shape[2]
+    rl = _rank(wl, p)
+    ru = _rank(wu, g)
     ka = k if alpha.shape[0] > 1 else 0
     kp = k if p.shape[0] > 1 else 0
     kq = k if q.shape[0] > 1 else 0
@@ -102,6 +120,8 @@ def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_t
     for i in range(n):
         ia = i if a.shape[1] > 1 else 0
         ib = i if b.shape[1] > 1 else 0
+        iq = i if q.shape[1] > 1 else 0
+        ih = i if h.shape[1] > 1 else 0
         s = alpha[ka, i] * 1
         for r in range(rl):
             acc = zero
@@ -117,23 +137,23 @@ def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_t
         if i == n - 1 and abs(s) < sing_thr:
             last_small = True
         ad = abs(s)
-        raw = s
         if ad < pivmin:
             guarded += 1
+            raw = s
             if ad == 0:
                 s = s * 0 + pivmin
             else:
                 s = s * (pivmin / ad)
-        delta[k, i] = s - raw
+            delta[k, i] = s - raw  # delta starts at zero (unguarded pivots: no write)
         d[k, i] = s
         inv = 1 / s
         for r in range(rl):
-            acc = q[kq, i, r] * 1
+            acc = q[kq, iq, r] * 1
             for c in range(rl):
                 acc -= a[kA, ia, r, c] * u[c]
             qt[k, i, r] = acc * inv
         for c in range(ru):
-            acc = h[kh, i, c] * 1
+            acc = h[kh, ih, c] * 1
             for e in range(ru):
                 acc -= b[kB, ib, c, e] * v[e]
             ht[k, i, c] = acc
@@ -158,13 +178,13 @@ def _factor_row(k, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, sing_t
 
 
 @jit(parallel=True, **_JIT)
-def _factor_batch(alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, guarded, last_small,
-                  delta):
+def _factor_batch(wl, wu, alpha, p, q, a, g, h, b, pivmin, d, qt, ht, Ms, store, guarded,
+                  last_small, delta):
     for k0 in prange(d.shape[0]):
         k = np.int64(k0)
         thr = pivmin[k] * SINGULAR_FACTOR
-        gk, sk = _factor_row(k, alpha, p, q, a, g, h, b, pivmin[k], d, qt, ht, Ms, store, thr,
-                             delta)
+        gk, sk = _factor_row(wl, wu, k, alpha, p, q, a, g, h, b, pivmin[k], d, qt, ht, Ms, store,
+                             thr, delta)
         guarded[k] = gk
         last_small[k] = sk
 
@@ -183,9 +203,9 @@ def factor_kernel(alpha, p, q, a, g, h, b, pivmin, store_states=False):
     guarded = np.zeros(B, np.int64)
     last_small = np.zeros(B, np.bool_)
     piv = np.ascontiguousarray(np.broadcast_to(pivmin, (B,)), dtype=np.float64)
-    delta = np.empty((B, n), dt)
-    _factor_batch(alpha, p, q, a, g, h, b, piv, d, qt, ht, Ms, bool(store_states), guarded,
-                  last_small, delta)
+    delta = np.zeros((B, n), dt)  # written where a pivot is guarded only
+    _factor_batch((), (), alpha, p, q, a, g, h, b, piv, d, qt, ht, Ms,
+                  bool(store_states), guarded, last_small, delta)
     return d, qt, ht, guarded, last_small, Ms, delta
 
 
@@ -193,14 +213,14 @@ def factor_kernel(alpha, p, q, a, g, h, b, pivmin, store_states=False):
 # solves from the factors
 # --------------------------------------------------------------------------------------------
 @numba.njit(**_JIT)
-def _sweeps_row(k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
+def _sweeps_row(w, k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
     """Forward sweep ``y_i = (f_i - P1_i . phi) [/ d_i]``, ``phi <- A1_i phi + Q1_i y_i``;
     backward sweep ``x_i = (y_i - P2_i . psi) [/ d_i]``, ``psi <- A2_i^T psi + Q2_i x_i``;
     the division by ``d_i`` in the forward sweep when ``div1``, else in the backward one."""
     n = x.shape[1]
     kk = x.shape[2]
-    r1 = P1.shape[2]
-    r2 = P2.shape[2]
+    r1 = _rank(w, P1)
+    r2 = _rank(w, P2)
     kd = k if d.shape[0] > 1 else 0
     k1p = k if P1.shape[0] > 1 else 0
     k1q = k if Q1.shape[0] > 1 else 0
@@ -249,11 +269,68 @@ def _sweeps_row(k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
                 psi[r, c] = tmp2[r, c]
 
 
+@numba.njit(**_JIT)
+def _sweeps_row_vector(w, k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
+    """:func:`_sweeps_row` for one right-hand side (``k = 1``), with the states as vectors and
+    each ``x_i`` kept in a register between its two uses (the same operations, in the same
+    order)."""
+    n = x.shape[1]
+    r1 = _rank(w, P1)
+    r2 = _rank(w, P2)
+    kd = k if d.shape[0] > 1 else 0
+    k1p = k if P1.shape[0] > 1 else 0
+    k1q = k if Q1.shape[0] > 1 else 0
+    k1a = k if A1.shape[0] > 1 else 0
+    k2p = k if P2.shape[0] > 1 else 0
+    k2q = k if Q2.shape[0] > 1 else 0
+    k2a = k if A2.shape[0] > 1 else 0
+    kf = k if f.shape[0] > 1 else 0
+    phi = np.zeros(r1, x.dtype)
+    tmp1 = np.zeros(r1, x.dtype)
+    step1 = A1.shape[1] > 1
+    for i in range(n):
+        i1 = i if step1 else 0
+        inv = 1 / d[kd, i] if div1 else d[kd, i] * 0 + 1
+        acc = f[kf, i, 0] * 1
+        for r in range(r1):
+            acc -= P1[k1p, i, r] * phi[r]
+        xi = acc * inv
+        x[k, i, 0] = xi
+        for r in range(r1):
+            acc = Q1[k1q, i, r] * xi
+            for e in range(r1):
+                acc += A1[k1a, i1, r, e] * phi[e]
+            tmp1[r] = acc
+        for r in range(r1):
+            phi[r] = tmp1[r]
+    psi = np.zeros(r2, x.dtype)
+    tmp2 = np.zeros(r2, x.dtype)
+    step2 = A2.shape[1] > 1
+    for i in range(n - 1, -1, -1):
+        i2 = i if step2 else 0
+        inv = d[kd, i] * 0 + 1 if div1 else 1 / d[kd, i]
+        acc = x[k, i, 0] * 1
+        for r in range(r2):
+            acc -= P2[k2p, i, r] * psi[r]
+        xi = acc * inv
+        x[k, i, 0] = xi
+        for r in range(r2):
+            acc = Q2[k2q, i, r] * xi
+            for e in range(r2):
+                acc += A2[k2a, i2, e, r] * psi[e]
+            tmp2[r] = acc
+        for r in range(r2):
+            psi[r] = tmp2[r]
+
+
 @jit(parallel=True, **_JIT)
-def _sweeps_batch(d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
+def _sweeps_batch(w, d, P1, Q1, A1, div1, P2, Q2, A2, f, x):
     for k0 in prange(x.shape[0]):
         k = np.int64(k0)
-        _sweeps_row(k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x)
+        if x.shape[2] == 1:
+            _sweeps_row_vector(w, k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x)
+        else:
+            _sweeps_row(w, k, d, P1, Q1, A1, div1, P2, Q2, A2, f, x)
 
 
 def solve_factored_kernel(d, qt, ht, p, a, g, b, f, transpose=False):
@@ -266,10 +343,11 @@ def solve_factored_kernel(d, qt, ht, p, a, g, b, f, transpose=False):
     backward."""
     B = max(x.shape[0] for x in (d, qt, ht, p, a, g, b, f))
     x = np.empty((B,) + f.shape[1:], d.dtype)
+    w = _witness(p.shape[2]) if p.shape[2] == g.shape[2] else ()
     if transpose:
-        _sweeps_batch(d, g, ht, b, True, qt, p, a, f, x)
+        _sweeps_batch(w, d, g, ht, b, True, qt, p, a, f, x)
     else:
-        _sweeps_batch(d, p, qt, a, False, ht, g, b, f, x)
+        _sweeps_batch(w, d, p, qt, a, False, ht, g, b, f, x)
     return x
 
 
@@ -277,10 +355,10 @@ def solve_factored_kernel(d, qt, ht, p, a, g, b, f, transpose=False):
 # the inverse diagonal
 # --------------------------------------------------------------------------------------------
 @numba.njit(**_JIT)
-def _inverse_diagonal_row(k, d, qt, ht, p, a, g, b, out):
+def _inverse_diagonal_row(wl, wu, k, d, qt, ht, p, a, g, b, out):
     n = d.shape[1]
-    rl = p.shape[2]
-    ru = g.shape[2]
+    rl = _rank(wl, p)
+    ru = _rank(wu, g)
     kd = k if d.shape[0] > 1 else 0
     kq = k if qt.shape[0] > 1 else 0
     kh = k if ht.shape[0] > 1 else 0
@@ -330,17 +408,17 @@ def _inverse_diagonal_row(k, d, qt, ht, p, a, g, b, out):
 
 
 @jit(parallel=True, **_JIT)
-def _inverse_diagonal_batch(d, qt, ht, p, a, g, b, out):
+def _inverse_diagonal_batch(wl, wu, d, qt, ht, p, a, g, b, out):
     for k0 in prange(out.shape[0]):
         k = np.int64(k0)
-        _inverse_diagonal_row(k, d, qt, ht, p, a, g, b, out)
+        _inverse_diagonal_row(wl, wu, k, d, qt, ht, p, a, g, b, out)
 
 
 def inverse_diagonal_kernel(d, qt, ht, p, a, g, b):
     """``diag(A^{-1})`` (B, N) from the factors of :func:`factor_kernel`."""
     B = max(x.shape[0] for x in (d, qt, ht, p, a, g, b))
     out = np.empty((B, d.shape[1]), d.dtype)
-    _inverse_diagonal_batch(d, qt, ht, p, a, g, b, out)
+    _inverse_diagonal_batch((), (), d, qt, ht, p, a, g, b, out)
     return out
 
 
@@ -364,11 +442,12 @@ def _lower_apply_row(k, p, q, a, x, y, transpose_order):
     for t in range(n):
         i = n - 1 - t if transpose_order else t
         ia = i if a.shape[1] > 1 else 0
+        iq = i if q.shape[1] > 1 else 0
         if transpose_order:
             for c in range(kk):
                 acc = zero
                 for e in range(r):
-                    acc += q[kq, i, e] * st[e, c]
+                    acc += q[kq, iq, e] * st[e, c]
                 y[k, i, c] += acc
             for e in range(r):
                 for c in range(kk):
@@ -384,7 +463,7 @@ def _lower_apply_row(k, p, q, a, x, y, transpose_order):
                 y[k, i, c] += acc
             for e in range(r):
                 for c in range(kk):
-                    acc = q[kq, i, e] * x[kx, i, c]
+                    acc = q[kq, iq, e] * x[kx, i, c]
                     for f in range(r):
                         acc += a[kA, ia, e, f] * st[f, c]
                     tmp[e, c] = acc
@@ -496,31 +575,45 @@ def bilinear_grad_kernel(u, v, p, q, a):
 # --------------------------------------------------------------------------------------------
 # the engine interface used by semisep.quasiseparable (NumPy arrays in the kernel layout)
 # --------------------------------------------------------------------------------------------
-def _c(x):
-    return np.ascontiguousarray(x)
+def _symmetric(p, q, a, g, h, b):
+    """Symmetric storage: the upper form is the lower one (the same arrays)."""
+    return p is g and q is h and a is b
 
 
 def factor(alpha, p, q, a, g, h, b, pivmin):
-    """``(d, qt, ht, guarded, last_small, delta)``; see :func:`factor_kernel`."""
+    """``(d, qt, ht, guarded, last_small, delta)``; see :func:`factor_kernel` (and
+    :func:`factor_symmetric_kernel` when ``(g, h, b)`` are the arrays ``(p, q, a)``)."""
+    if _symmetric(p, q, a, g, h, b):
+        return factor_symmetric_kernel(_c(alpha), _c(p), _compact(q), _compact(a), pivmin)
     d, qt, ht, guarded, last_small, _, delta = factor_kernel(
-        *(_c(x) for x in (alpha, p, q, a, g, h, b)), pivmin
+        _c(alpha), _c(p), _compact(q), _compact(a), _c(g), _compact(h), _compact(b), pivmin
     )
     return d, qt, ht, guarded, last_small, delta
 
 
 def solve(d, qt, ht, p, a, g, b, f, transpose=False):
     """``A^{-1} f`` (``A^{-T} f``) from the factors; see :func:`solve_factored_kernel`."""
-    return solve_factored_kernel(*(_c(x) for x in (d, qt, ht, p, a, g, b, f)), transpose)
+    return solve_factored_kernel(*(_c(x) for x in (d, qt, ht, p)), _compact(a), _c(g),
+                                 _compact(b), _c(f), transpose)
 
 
 def inverse_diagonal(d, qt, ht, p, a, g, b):
-    """``diag(A^{-1})``; see :func:`inverse_diagonal_kernel`."""
-    return inverse_diagonal_kernel(*(_c(x) for x in (d, qt, ht, p, a, g, b)))
+    """``diag(A^{-1})``; see :func:`inverse_diagonal_kernel`.  ``(g, b)`` the arrays ``(p, a)``
+    means factors of a symmetric-storage matrix (from :func:`factor` with ``(g, h, b)`` the
+    arrays ``(p, q, a)``, so ``ht = d qt``): the symmetric recursion runs."""
+    if p is g and a is b:
+        B = max(x.shape[0] for x in (d, qt, p, a))
+        out = np.empty((B, d.shape[1]), d.dtype)
+        _inverse_diagonal_sym_batch(_witness(p.shape[2]), _c(d), _c(qt), _c(p), _compact(a), out)
+        return out
+    return inverse_diagonal_kernel(*(_c(x) for x in (d, qt, ht, p)), _compact(a), _c(g),
+                                   _compact(b))
 
 
 def matvec(alpha, p, q, a, g, h, b, x):
     """``A x``; see :func:`matvec_kernel`."""
-    return matvec_kernel(*(_c(t) for t in (alpha, p, q, a, g, h, b, x)))
+    return matvec_kernel(_c(alpha), _c(p), _compact(q), _compact(a), _c(g), _compact(h),
+                         _compact(b), _c(x))
 
 
 key_caches_on_constants(globals(), ("SINGULAR_FACTOR",))

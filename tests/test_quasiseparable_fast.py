@@ -1,0 +1,241 @@
+"""The fast paths of the NumPy quasiseparable engine and of the kernels' generators, each against
+its plain twin: the symmetric-storage (LDL^T) factorization and inverse diagonal against the
+general kernels and the dense / sequential reference; rank-specialised kernels against the
+run-time-rank ones; inputs with a stride-0 N axis (``q = v`` of a kernel) passed without copying;
+the compiled kernel generators against the kernels' NumPy formulas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import semisep as ss
+from semisep import kernels as K
+from semisep import reference as ref
+from semisep.backends.numpy import quasiseparable as kq
+
+from .helpers import eps_of
+
+
+def relerr(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def sym_gens(rng, B, n, r, dtype):
+    """A batch of symmetric-storage generators with a diagonally dominant diagonal."""
+    cplx = np.dtype(dtype).kind == "c"
+
+    def g(*shape):
+        x = rng.standard_normal(shape)
+        return (x + 1j * rng.standard_normal(shape) if cplx else x).astype(dtype)
+
+    alpha = (g(B, n) + 4 + 2 * r).astype(dtype)
+    p = (0.5 * g(B, n, r)).astype(dtype)
+    q = (0.5 * g(B, n, r)).astype(dtype)
+    a = (0.5 / max(r, 1) ** 0.5 * g(B, n, r, r)).astype(dtype)
+    return alpha, p, q, a
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
+@pytest.mark.parametrize("r", [1, 3, 7])  # 7 > MAX_UNROLLED_RANK: the run-time-rank variant
+def test_symmetric_factor_and_inverse_diagonal_match_general_kernels(rng, dtype, r):
+    B, n = 3, 40
+    alpha, p, q, a = sym_gens(rng, B, n, r, dtype)
+    piv = np.full(B, 1e-30)
+    d, qt, ht, guarded, last_small, _, delta = kq.factor_kernel(alpha, p, q, a, p, q, a, piv)
+    sd, sqt, sht, sg, sls, sdelta = kq.factor_symmetric_kernel(alpha, p, q, a, piv)
+    tol = 50 * eps_of(dtype)
+    assert relerr(sd, d) < tol and relerr(sqt, qt) < tol and relerr(sht, ht) < tol
+    assert np.array_equal(sg, guarded) and np.array_equal(sls, last_small)
+    assert np.all(sdelta == 0) and np.all(delta == 0)
+    # ht = d qt for symmetric storage
+    assert relerr(sht, sd[..., None] * sqt) < tol
+    G = kq.inverse_diagonal_kernel(d, qt, ht, p, a, p, a)
+    Gs = kq.inverse_diagonal(sd, sqt, sht, p, a, p, a)  # (g, b) is (p, a): symmetric recursion
+    assert relerr(Gs, G) < 20 * tol
+    for k in range(B):
+        A = ref.qsm_to_dense(alpha[k], p[k], q[k], a[k])
+        assert relerr(Gs[k], np.diag(np.linalg.inv(A.astype(np.complex128)))) < 20 * tol
+        logabs = np.sum(np.log(np.abs(sd[k].astype(np.complex128))))
+        assert relerr(logabs, np.linalg.slogdet(A.astype(np.complex128))[1]) < 20 * tol
+
+
+def test_symmetric_factor_guards_like_the_general_kernel():
+    """A zero leading minor (alpha_0 = 0): the symmetric kernel guards and counts the pivot and
+    reports the same change of the diagonal as the general kernel."""
+    n, r = 6, 2
+    rng = np.random.default_rng(3)
+    alpha, p, q, a = sym_gens(rng, 1, n, r, np.float64)
+    alpha[0, 0] = 0.0
+    piv = np.array([1e-8])
+    d, qt, ht, guarded, last_small, _, delta = kq.factor_kernel(alpha, p, q, a, p, q, a, piv)
+    sd, sqt, sht, sg, sls, sdelta = kq.factor_symmetric_kernel(alpha, p, q, a, piv)
+    assert sg[0] == guarded[0] == 1
+    assert sdelta[0, 0] == delta[0, 0] == 1e-8
+    assert relerr(sd, d) < 1e-12
+
+
+@pytest.mark.parametrize("r", [2, 7])
+def test_solve_sweeps_rank_specialised_and_generic_agree(rng, r):
+    """The solve sweeps compiled for a fixed rank equal the run-time-rank sweeps (empty
+    witness) and solve the symmetric system."""
+    B, n = 2, 30
+    alpha, p, q, a = sym_gens(rng, B, n, r, np.float64)
+    d, qt, ht, *_ = kq.factor_symmetric_kernel(alpha, p, q, a, np.full(B, 1e-30))
+    f = rng.standard_normal((B, n, 2))
+    x = kq.solve_factored_kernel(d, qt, ht, p, a, p, a, f)
+    xg = np.empty_like(x)
+    kq._sweeps_batch((), d, p, qt, a, False, ht, p, a, f, xg)
+    assert relerr(x, xg) < 1e-14
+    # one right-hand side: the vector sweeps, the same operations as the matrix sweeps
+    x1 = kq.solve_factored_kernel(d, qt, ht, p, a, p, a, np.ascontiguousarray(f[..., :1]))
+    np.testing.assert_array_equal(x1[..., 0], x[..., 0])
+    x1t = kq.solve_factored_kernel(d, qt, ht, p, a, p, a, np.ascontiguousarray(f[..., 1:]), True)
+    xt = kq.solve_factored_kernel(d, qt, ht, p, a, p, a, f, True)
+    np.testing.assert_array_equal(x1t[..., 0], xt[..., 1])
+    for k in range(B):
+        A = ref.qsm_to_dense(alpha[k], p[k], q[k], a[k])
+        assert relerr(A @ x[k], f[k]) < 1e-13
+
+
+def test_stride0_inputs_are_not_copied_and_give_the_same_results(rng):
+    """``q`` and ``h`` with a stride-0 N axis (one vector for every step) run as length 1; the
+    factors, products and solves equal those of the expanded copies."""
+    B, n, r = 2, 25, 3
+    alpha, p, _, a = sym_gens(rng, B, n, r, np.float64)
+    v = rng.standard_normal(r)
+    q0 = np.broadcast_to(v, (B, n, r))
+    assert kq._compact(q0).shape == (B, 1, r)
+    qe = np.ascontiguousarray(q0)
+    piv = np.full(B, 1e-30)
+    out0 = kq.factor(alpha, p, q0, a, p, q0, a, piv)
+    oute = kq.factor(alpha, p, qe, a, p, qe, a, piv)
+    for x0, xe in zip(out0, oute, strict=True):
+        assert np.array_equal(x0, xe)
+    # the general kernel with compact q and h (distinct upper form)
+    g, hv = rng.standard_normal((B, n, 2)), rng.standard_normal(2)
+    b = 0.4 * rng.standard_normal((B, n, 2, 2))
+    h0 = np.broadcast_to(hv, (B, n, 2))
+    gen0 = kq.factor(alpha, p, q0, a, g, h0, b, piv)
+    gene = kq.factor(alpha, p, qe, a, g, np.ascontiguousarray(h0), b, piv)
+    for x0, xe in zip(gen0, gene, strict=True):
+        assert np.array_equal(x0, xe)
+    x = rng.standard_normal((B, n, 1))
+    y0 = kq.matvec(alpha, p, q0, a, g, h0, b, x)
+    ye = kq.matvec(alpha, p, qe, a, g, np.ascontiguousarray(h0), b, x)
+    assert np.array_equal(y0, ye)
+    for k in range(B):
+        A = ref.qsm_to_dense(alpha[k], p[k], qe[k], a[k], g[k], np.ascontiguousarray(h0)[k], b[k])
+        assert relerr(y0[k], A @ x[k]) < 1e-13
+
+
+def test_operator_symmetric_path_matches_general_storage(rng):
+    """A symmetric-storage operator (symmetric kernels) and the same matrix in general storage
+    (general kernels): logdet, solve and the inverse diagonal agree, and both match dense."""
+    t = np.sort(rng.uniform(0, 30, (2, 60)), axis=-1)
+    kern = K.Celerite(1.0, 0.1, 0.5, 2.0) + K.Matern32(1.5, 0.8)
+    sym = kern.to_operator(t, diag=0.05)
+    gen = ss.Quasiseparable(sym.diag, sym.p, sym.q, sym.a, sym.p, sym.q, sym.a)
+    y = rng.standard_normal((2, 60))
+    assert relerr(sym.logdet(), gen.logdet()) < 1e-13
+    assert relerr(sym.solve(y), gen.solve(y)) < 1e-12
+    assert relerr(sym.resolvent_diagonal(0), gen.resolvent_diagonal(0)) < 1e-12
+    dense = kern(t) + 0.05 * np.eye(60)
+    assert relerr(sym.logdet(), np.linalg.slogdet(dense)[1]) < 1e-13
+    assert relerr(sym.resolvent_diagonal(0), np.diagonal(np.linalg.inv(dense), axis1=-2, axis2=-1)) < 1e-12
+
+
+KERNELS = [
+    K.Exp(2.0, 1.3), K.Matern32(1.5, 0.7), K.Matern52(0.8, 2.0), K.Cosine(3.0, 1.1),
+    K.SHO(1.2, 3.0, 0.9), K.SHO(1.2, 0.3, 0.9), K.SHO(1.2, 0.5, 0.9),
+    K.Celerite(1.0, 0.1, 0.5, 2.0), K.Celerite(1.0, 0.1, 0.5, 2.0) + K.Exp(5.0, 0.7),
+    K.Matern32(2.0) * K.Cosine(3.0), 2.5 * (K.SHO(2.0, 3.0) + K.Matern52(1.0)),
+    K.Matern32(np.array(2.0), np.float64(1.1)),
+]
+
+
+@pytest.mark.parametrize("kern", KERNELS, ids=repr)
+@pytest.mark.parametrize("batch", [(), (2, 3)])
+def test_compiled_generators_match_numpy_formulas(monkeypatch, kern, batch):
+    """The compiled assembly of the generators (float64 NumPy, scalar parameters) equals the
+    kernels' NumPy assembly (its plain twin, forced by disabling the compiled path) bit for bit,
+    with the same shapes; and the compiled path is the one taken (Exp, of order 1, has none)."""
+    import semisep.backends.numpy.kernel_generators as kg
+    import semisep.kernels._terms as terms
+
+    rng = np.random.default_rng(11)
+    t = np.sort(rng.uniform(0, 40, batch + (200,)), axis=-1)
+    calls = []
+    real_fill = kg.fill
+
+    def counting_fill(*args, **kw):
+        out = real_fill(*args, **kw)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(kg, "fill", counting_fill)
+    fast = kern.to_generators(t)
+    if repr(kern).startswith("Exp"):
+        assert not calls
+    else:
+        assert calls and all(calls)
+    monkeypatch.setattr(terms, "_compiled_parts", lambda *a, **kw: None)
+    slow = kern.to_generators(t)
+    for f, s in zip(fast, slow, strict=True):
+        assert f.shape == s.shape and f.dtype == s.dtype
+        np.testing.assert_array_equal(f, s)
+    dense = kern(t)
+    op = kern.to_operator(t)
+    assert relerr(op.to_dense(), dense) < 1e-13
+
+
+def test_compiled_generators_skip_what_they_do_not_cover():
+    """Array parameters, float32 coordinates and torch fall back to the NumPy/torch formulas;
+    ``fill`` declines fields of another dtype or an ``out`` of another shape."""
+    from semisep.backends.numpy.kernel_generators import fill
+
+    e = np.linspace(0, 1, 5)
+    assert fill("matern32", (e.astype(np.float32), e.astype(np.float32)), 1.0) is None
+    assert fill("matern32", (e, e), 1.0, np.empty((5, 3, 3))) is None
+    a, p = fill("matern32", (e, e), 2.0)
+    assert a.shape == (5, 2, 2) and p.shape == (5, 2)
+    k = K.Matern32(scale=np.array([1.0, 2.0]))
+    d, p, q, a = k.to_generators(np.sort(np.random.default_rng(0).uniform(0, 3, (2, 7))))
+    assert a.shape == (2, 7, 2, 2)
+    t32 = np.linspace(0, 3, 9, dtype=np.float32)
+    assert K.Matern32(1.0).to_generators(t32)[3].dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("ranks,symmetric", [((0, 0), True), ((3, 3), True), ((1, 2), False)])
+def test_compiled_pivot_scale_equals_the_numpy_expression(dtype, ranks, symmetric):
+    """The pivot guard's scale from one compiled pass (real data) is the NumPy expression's,
+    exactly (same products, same order); complex data use the NumPy expression; NaN propagates."""
+    rng = np.random.default_rng(5)
+    n, (rl, ru) = 9, ranks
+    cplx = np.dtype(dtype).kind == "c"
+
+    def g(*s):
+        return (rng.standard_normal(s) + (1j * rng.standard_normal(s) if cplx else 0)).astype(dtype)
+
+    if symmetric:
+        op = ss.Quasiseparable(g(2, n), g(2, n, rl), np.broadcast_to(g(rl), (n, rl)), g(n, rl, rl))
+    else:
+        op = ss.Quasiseparable(g(2, n), g(2, n, rl), g(n, rl), g(n, rl, rl), g(n, ru), g(2, n, ru),
+                               g(n, ru, ru))
+    for z in (0.0, 0.5 + 1.0j):
+        f = op.factor(z)
+        rows = f._rows
+        eps = np.finfo(f.dtype).eps
+        tiny = float(np.finfo(np.float32 if eps > 1e-10 else np.float64).tiny)
+        want = rows._scale(f._alpha) * eps
+        want = want + (want < tiny) * tiny
+        got = rows.pivmin(f._alpha)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    alpha = np.ones((1, 5))
+    alpha[0, 2] = np.nan
+    p = np.ones((1, 5, 1))
+    assert np.isnan(kq.pivot_scale(alpha, p, p, p, p)[0])
+    assert kq.pivot_scale(alpha.astype(complex), p, p, p, p) is None

@@ -12,8 +12,10 @@ The package is split by role:
 ``pivoted``            solve and log-determinant with partial pivoting (LAPACK ``?gtsv``)
 ``woodbury``           the fused Woodbury sweeps of ``T + U V^T``
 ``twins``              the plain NumPy twins (``*_ref``) tests compare every kernel with
-``quasiseparable``     the quasiseparable LU, solve, matvec and inverse diagonal (and
-``quasiseparable_grad``  their adjoint)
+``quasiseparable``     the quasiseparable LU, solve, matvec and inverse diagonal, the
+                       symmetric (LDL^T) forms in ``quasiseparable_symmetric``, the adjoint
+                       in ``quasiseparable_grad``
+``kernel_generators``  the compiled assembly of the GP kernels' generators
 ``chunks``             the chunk kernels of the Dask backend
 ``linalg``             the dense array namespace (``Backend.linalg``)
 ``__init__``           :class:`NumpyBackend`, which picks among them

@@ -275,9 +275,11 @@ class Tridiagonal(StructuredOperator):
         ----------
         z : scalar or array broadcastable against ``batch_shape``
             The shift; real or complex.  The result dtype promotes ``T``'s dtype with ``z``'s.
-        method : "auto" | "sequential" | "reference" | "chunked" (torch)
+        method : "auto" | "sequential" | "reference" | "chunked" (torch) | "fused" (torch, CUDA)
             The kernel.  ``"auto"``: the compiled sequential sweeps for NumPy arrays and CPU
-            tensors, the chunked scan for CUDA tensors (see the backend's docstring).
+            tensors, the fused Triton kernels or the chunked scan for CUDA tensors (the
+            backend's selection policy, see its docstring); ``return_info=True`` reports the
+            kernel that ran (``PivotInfo.method``).
         indices : sequence of int, optional
             Compute ``G_ii`` only at these positions (shared by the whole batch; any order,
             repeats allowed); the result then has shape ``batch + (len(indices),)``.  Exact,

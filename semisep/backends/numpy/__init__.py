@@ -79,6 +79,7 @@ from .woodbury import (  # noqa: F401  (the package's namespace)
 
 __all__ = [
     "NumpyBackend",
+    "select_kernel",
     "left_pivots",
     "right_pivots",
     "resolvent_diagonal_kernel",

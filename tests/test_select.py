@@ -195,15 +195,27 @@ def test_numpy_selected_reports_kernel(method):
     assert info.method == "reference"
 
 
-def test_lowrank_reports_kernel():
-    """The Woodbury paths fill PivotInfo from the same record."""
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_lowrank_reports_kernel(lib):
+    """The Woodbury paths (fused sweeps, or the composed solves) fill PivotInfo from the same
+    record."""
     rng = np.random.default_rng(1)
     T = _tri_np(n=16, batch=())
-    op = ss.TridiagonalPlusLowRank(T, rng.standard_normal((16, 2)), rng.standard_normal((16, 2)))
-    for method, ran in (("auto", "sequential"), ("reference", "reference")):
-        _, info = op.resolvent_diagonal(0.5j, method=method, return_info=True)
-        for key, p in info.pivots.items():
-            assert p.method == ran and p.requested_method == method, key
+    U, V = rng.standard_normal((16, 2)), rng.standard_normal((16, 2))
+    cases = [("auto", "sequential"), ("reference", "reference")]
+    if lib == "torch":
+        T = ss.Tridiagonal(torch.tensor(T.diag), torch.tensor(T.lower))
+        U, V = torch.tensor(U), torch.tensor(V)
+        cases.append(("chunked", "chunked"))
+    op = ss.TridiagonalPlusLowRank(T, U, V)
+    b = np.ones(16) if lib == "numpy" else torch.ones(16, dtype=torch.float64)
+    for method, ran in cases:
+        for info in (op.resolvent_diagonal(0.5j, method=method, return_info=True)[1],
+                     op.solve(b, 0.5j, method=method, return_info=True)[1],
+                     op.logdet(0.5j, method=method, return_info=True)[1]):
+            assert info.pivots
+            for key, p in info.pivots.items():
+                assert p.method == ran and p.requested_method == method, (method, key)
 
 
 # ------------------------------------------------------------------------------------------------

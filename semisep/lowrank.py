@@ -535,8 +535,9 @@ class TridiagonalPlusLowRank(StructuredOperator):
             else:
                 G, guarded, singular = bk.resolvent_diagonal(
                     rows.alpha, rows.beta, rows.pivmin, method=method)
+            ran = bk.kernel_ran(method)
             _raise_if_singular(bk, singular, rows.batch, "resolvent_diagonal", z)
-            _, pG = _with_info(None, rows, guarded, method, True)
+            _, pG = _with_info(None, rows, guarded, method, True, ran=ran)
             G = G.reshape(batch + (n,))
             own_G = True  # the kernel's new array, of the full batch
         else:
@@ -595,13 +596,14 @@ class TridiagonalPlusLowRank(StructuredOperator):
             sweeps = bk.woodbury_forward(
                 rows.alpha, rows.upper, rows.lower, block(self.U), block(self.V), rows.pivmin
             )
+        ran = bk.kernel_ran(method)
         if bool((sweeps.guarded > 0).any()):
             bk.woodbury_release(sweeps)
             return None
         if bool(sweeps.singular.any()):
             bk.woodbury_release(sweeps)
             _raise_if_singular(bk, sweeps.singular, batch, what, z)
-        _, info = _with_info(None, rows, sweeps.guarded, method, True)
+        _, info = _with_info(None, rows, sweeps.guarded, method, True, ran=ran)
         return sweeps, info
 
     def _fused_capacitance(self, z: Any, batch: tuple[int, ...], method: str, what: str):

@@ -44,19 +44,27 @@ class PivotInfo:
         The guard threshold used, ``eps(dtype) * s`` with ``s`` the largest entry of
         ``T - z I`` measured as ``max(|Re|, |Im|)`` (within sqrt(2) of the largest modulus).
     method : str
-        The ``method`` argument as given (``"auto"`` stays ``"auto"``: on CUDA it may have run
-        the fused Triton kernels or the chunked torch ops, on CPU the compiled sweeps; see
-        :class:`semisep.backends.torch.TorchBackend`).
+        The kernel that ran, as the backend's selection policy chose it (never ``"auto"`` on the
+        NumPy and torch backends): ``"sequential"`` (compiled sweeps), ``"sequential-selected"``
+        (NumPy, ``indices=``: the selected-entry kernel), ``"chunked"`` (torch's chunked scan;
+        also when the fused kernels declined a call), ``"fused"`` (torch's Triton kernels) or
+        ``"reference"``.  The policies: :func:`semisep.backends.torch.select.select_kernel`
+        and :func:`semisep.backends.numpy.select_kernel`.  A backend that keeps no record
+        (Dask) reports the ``method`` argument as given.
     refinement_steps : int
         Iterative-refinement steps taken by the core after ``solve``: 0, since the solves are
         backward stable by themselves (partial pivoting; torch's chunked path refines inside
         the backend).
+    requested_method : str or None
+        The ``method`` argument as given (e.g. ``"auto"``); None where the caller did not
+        record it.
     """
 
     pivots_guarded: Any
     pivmin: Any
     method: str
     refinement_steps: int = 0
+    requested_method: str | None = None
 
     @property
     def total_guarded(self) -> int:
@@ -267,9 +275,11 @@ class Tridiagonal(StructuredOperator):
         ----------
         z : scalar or array broadcastable against ``batch_shape``
             The shift; real or complex.  The result dtype promotes ``T``'s dtype with ``z``'s.
-        method : "auto" | "sequential" | "reference" | "chunked" (torch)
+        method : "auto" | "sequential" | "reference" | "chunked" (torch) | "fused" (torch, CUDA)
             The kernel.  ``"auto"``: the compiled sequential sweeps for NumPy arrays and CPU
-            tensors, the chunked scan for CUDA tensors (see the backend's docstring).
+            tensors, the fused Triton kernels or the chunked scan for CUDA tensors (the
+            backend's selection policy, see its docstring); ``return_info=True`` reports the
+            kernel that ran (``PivotInfo.method``).
         indices : sequence of int, optional
             Compute ``G_ii`` only at these positions (shared by the whole batch; any order,
             repeats allowed); the result then has shape ``batch + (len(indices),)``.  Exact,
@@ -312,9 +322,10 @@ class Tridiagonal(StructuredOperator):
                 rows.alpha, rows.beta, rows.pivmin, idx, method=method
             )
             width = int(idx.shape[0])
+        ran = self._backend.kernel_ran(method)
         _raise_if_singular(self._backend, singular, rows.batch, "resolvent_diagonal", z)
         out = out.reshape(rows.batch + (width,))
-        return _with_info(out, rows, guarded, method, return_info)
+        return _with_info(out, rows, guarded, method, return_info, ran=ran)
 
     def logdet(
         self, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
@@ -344,13 +355,14 @@ class Tridiagonal(StructuredOperator):
             res = res - self._backend.astype(shift, self._backend.result_dtype(res.real))
             return _unscale_info((res, out[1]) if return_info else res, f, return_info)
         ld, guarded, singular = self._backend.logdet(rows.alpha, rows.beta, rows.pivmin, method=method)
+        ran = self._backend.kernel_ran(method)
         singular = _certify_if_guarded(self._backend, rows, guarded, singular, method)
         _raise_if_singular(self._backend, singular, rows.batch, "logdet", z)
         if not self._backend.is_complex(rows.dtype) and not self._backend.lazy:
             if not bool((ld.imag != 0).any()):
                 ld = ld.real
         ld = ld.reshape(rows.batch)
-        return _with_info(ld, rows, guarded, method, return_info)
+        return _with_info(ld, rows, guarded, method, return_info, ran=ran)
 
     def solve(
         self, b: Any, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
@@ -395,6 +407,7 @@ class Tridiagonal(StructuredOperator):
         bb = bb.reshape((int(np.prod(rows.batch)), n, k))
         lower, upper = rows.lower, rows.upper
         x, guarded, singular = bk.solve(rows.alpha, upper, lower, bb, rows.pivmin, method=method)
+        ran = bk.kernel_ran(method)
         singular = _certify_if_guarded(bk, rows, guarded, singular, method)
         _raise_if_singular(bk, singular, rows.batch, "solve", z)
         steps = 0  # the backends' solves are backward stable by themselves
@@ -407,7 +420,7 @@ class Tridiagonal(StructuredOperator):
         x = x.reshape(rows.batch + (n, k))
         if is_vec:
             x = x[..., 0]
-        return _with_info(x, rows, guarded, method, return_info, refinement_steps=steps)
+        return _with_info(x, rows, guarded, method, return_info, refinement_steps=steps, ran=ran)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -707,15 +720,20 @@ def _raise_if_singular(bk: Backend, singular: Any, batch: tuple[int, ...], what:
         )
 
 
-def _with_info(out, rows: _Rows, guarded, method, return_info, refinement_steps: int = 0):
+def _with_info(out, rows: _Rows, guarded, method, return_info, refinement_steps: int = 0,
+               ran: str | None = None):
+    """``(out, PivotInfo)`` with ``return_info``, else ``out``; ``method`` is the argument as
+    given, ``ran`` the kernel that ran (the backend's ``kernel_ran`` read right after the
+    kernel call; ``method`` if None)."""
     if not return_info:
         return out
     bk_np = np.asarray
     info = PivotInfo(
         pivots_guarded=bk_np(_to_numpy(guarded)).reshape(rows.batch),
         pivmin=bk_np(_to_numpy(rows.pivmin)).reshape(rows.batch),
-        method=method,
+        method=method if ran is None else ran,
         refinement_steps=refinement_steps,
+        requested_method=method,
     )
     return out, info
 

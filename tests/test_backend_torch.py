@@ -100,7 +100,7 @@ def _angle_diff(a, b):
 def test_plumbing():
     be = get_backend("torch")
     assert isinstance(be, TorchBackend) and be.name == "torch"
-    assert be.methods == ("sequential", "chunked", "reference")
+    assert be.methods == ("sequential", "chunked", "fused", "reference")
     x = torch.ones(3, dtype=torch.float32)
     assert be.is_array(x) and not be.is_array(np.ones(3))
     # Python scalars keep 64-bit precision (never torch's default float32)

@@ -267,8 +267,11 @@ def test_fused_shared_offdiagonal_stride0_and_auto_uses_it(monkeypatch):
     calls = []
     real = tr.resolvent_diagonal_fused
     monkeypatch.setattr(tr, "resolvent_diagonal_fused", lambda *a, **k: calls.append(1) or real(*a, **k))
-    G = ss.Tridiagonal(d, off).resolvent_diagonal(0.5 + 1e-3j)
+    G, info = ss.Tridiagonal(d, off).resolvent_diagonal(0.5 + 1e-3j, return_info=True)
     assert calls, "method='auto' on CUDA did not try the fused kernels"
+    assert info.method == "fused" and info.requested_method == "auto"
+    Gf = ss.Tridiagonal(d, off).resolvent_diagonal(0.5 + 1e-3j, method="fused")  # by name
+    assert len(calls) == 2 and torch.allclose(G, Gf, rtol=1e-6, atol=0)
     ref = ss.Tridiagonal(d.cpu().double().numpy(), off.cpu().double().numpy()).resolvent_diagonal(0.5 + 1e-3j)
     rel = (G.cpu().to(torch.complex128) - torch.as_tensor(ref)).abs() / torch.as_tensor(ref).abs()
     assert G.dtype == torch.complex64 and float(rel.median()) < 1e-4
@@ -289,6 +292,10 @@ def test_fused_declines_when_a_pivot_needs_the_guard():
     G, info = T.resolvent_diagonal(z, return_info=True)
     Gc, infoc = T.resolvent_diagonal(z, method="chunked", return_info=True)
     assert torch.equal(G, Gc) and int(info.pivots_guarded.sum()) > 0
+    assert info.method == infoc.method == "chunked"  # the fused kernels declined
+    assert (info.requested_method, infoc.requested_method) == ("auto", "chunked")
+    Gf, infof = T.resolvent_diagonal(z, method="fused", return_info=True)
+    assert torch.equal(Gf, Gc) and infof.method == "chunked" and infof.requested_method == "fused"
 
 
 @pytest.mark.parametrize("scan", ["blocked", "recompute"])

@@ -239,6 +239,26 @@ class Backend:
         torch backend has it, for :func:`semisep.nn.masked_resolvent_diagonal`)."""
         raise NotImplementedError(f"the {self.name} backend has no chunked masked resolvent kernel")
 
+    # -- what ran --------------------------------------------------------------------------
+    #: Per-thread record of the kernel the last kernel call on this backend ran (a
+    #: ``threading.local``, so concurrent calls from different threads do not mix); None on a
+    #: backend that keeps no record.  A backend that keeps one writes it at every kernel entry
+    #: point (and again where a kernel declines and another runs), before returning.
+    _ran: Any = None
+
+    def _note_kernel(self, kernel: str) -> str:
+        """Record ``kernel`` as what this thread's current kernel call runs; returns it."""
+        if self._ran is not None:
+            self._ran.kernel = kernel
+        return kernel
+
+    def kernel_ran(self, method: str) -> str:
+        """The kernel that this thread's last kernel call on this backend ran (for
+        ``PivotInfo.method``; read it right after the call), or ``method`` on a backend that
+        keeps no record."""
+        kernel = None if self._ran is None else getattr(self._ran, "kernel", None)
+        return method if kernel is None else kernel
+
     def check_method(self, method: str) -> str:
         if method not in ("auto",) + self.methods:
             raise ValueError(

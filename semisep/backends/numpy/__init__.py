@@ -28,6 +28,7 @@ cold first calls.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,7 @@ from .woodbury import (  # noqa: F401  (the package's namespace)
 
 __all__ = [
     "NumpyBackend",
+    "select_kernel",
     "left_pivots",
     "right_pivots",
     "resolvent_diagonal_kernel",
@@ -119,6 +121,35 @@ def _singular_at(G, pivmin):
     return ~(np.abs(gam) >= SINGULAR_FACTOR * np.asarray(pivmin)[:, None]).all(axis=1)
 
 
+def select_kernel(operation: str, method: str, n: int = 0, indices: Any = None) -> str:
+    """The NumPy backend's kernel for ``operation`` ("resolvent_diagonal",
+    "resolvent_diagonal_shifted", "resolvent_diagonal_selected", "logdet", "solve") and
+    ``method`` ("auto", "sequential" or "reference", already checked); ``n`` the matrix size
+    N and ``indices`` (K,) the selected positions (for "resolvent_diagonal_selected").
+
+    Decision table (the first matching row wins):
+
+    ================================  ===================================  =========================
+    ``method``                        condition                            kernel
+    ================================  ===================================  =========================
+    ``"reference"``                   any                                  ``reference`` (twins)
+    ``"auto"`` / ``"sequential"``     ``resolvent_diagonal_selected`` and  ``sequential-selected``
+                                      :func:`_selection_pays`
+    ``"auto"`` / ``"sequential"``     otherwise                            ``sequential``
+    ================================  ===================================  =========================
+
+    ``sequential``: the compiled sweeps (for the selected operation: the full diagonal, then a
+    gather); ``sequential-selected``: the selected-entry kernel, which stops the sweeps at the
+    outermost positions and combines only at ``indices``; ``reference``: the plain NumPy twins.
+    How many rows a sweep kernel runs in pairs (``sweeps._row_pairs``) is a layout inside the
+    kernel (same values), not a choice of kernel."""
+    if method == "reference":
+        return "reference"
+    if operation == "resolvent_diagonal_selected" and _selection_pays(n, indices):
+        return "sequential-selected"
+    return "sequential"
+
+
 def _selection_pays(n: int, indices) -> bool:
     """Whether the truncating selected-entry kernel can beat the fused full kernel + gather.
 
@@ -138,12 +169,20 @@ class NumpyBackend(Backend):
     """CPU backend on NumPy arrays.
 
     ``method``: ``"sequential"`` (compiled numba sweeps, parallel over the batch) or
-    ``"reference"`` (the plain NumPy twins, for tests).  ``"auto"`` is ``"sequential"``.
+    ``"reference"`` (the plain NumPy twins, for tests).  ``"auto"`` is ``"sequential"``;
+    :func:`select_kernel` is the whole policy (with ``indices=``, whether the selected-entry
+    kernel runs), and ``PivotInfo.method`` reports what it chose (:meth:`kernel_ran`).
     """
 
     name = "numpy"
     methods = ("sequential", "reference")
     linalg = _linalg_ns
+
+    def __init__(self) -> None:
+        self._ran = threading.local()  # the kernel each thread's last call ran (Backend.kernel_ran)
+
+    def _select(self, operation: str, method: str, n: int = 0, indices: Any = None) -> str:
+        return self._note_kernel(select_kernel(operation, self.check_method(method), n, indices))
 
     def is_array(self, x: Any) -> bool:
         return isinstance(x, np.ndarray)
@@ -201,40 +240,36 @@ class NumpyBackend(Backend):
         return np.asarray(x)
 
     def resolvent_diagonal(self, alpha, beta, pivmin, method="auto"):
-        method = self.check_method(method)
-        if method == "reference":
+        if self._select("resolvent_diagonal", method) == "reference":
             return resolvent_diagonal_ref(alpha, beta, pivmin)
         return resolvent_diagonal_kernel(alpha, beta, pivmin)
 
     takes_shift = True
 
     def resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method="auto"):
-        method = self.check_method(method)
-        if method == "reference":
-            return Backend.resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method)
+        if self._select("resolvent_diagonal_shifted", method) == "reference":
+            return Backend.resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, "reference")
         return resolvent_diagonal_shifted_kernel(diag, shift, beta, pivmin)
 
     def resolvent_diagonal_selected(self, alpha, beta, pivmin, indices, method="auto"):
-        method = self.check_method(method)
-        if method == "reference":
+        kernel = self._select("resolvent_diagonal_selected", method, alpha.shape[1], indices)
+        if kernel == "reference":
             G, guarded, _ = resolvent_diagonal_ref(alpha, beta, pivmin)
             G = G[:, indices]
             return G, guarded, _singular_at(G, pivmin)
-        if not _selection_pays(alpha.shape[1], indices):
+        if kernel == "sequential":  # the fused full kernel, then a gather
             G, guarded, singular = resolvent_diagonal_kernel(alpha, beta, pivmin)
             G = G[:, indices]
             return G, guarded, _singular_at(G, pivmin)
         return resolvent_diagonal_selected_kernel(alpha, beta, pivmin, indices)
 
     def logdet(self, alpha, beta, pivmin, method="auto"):
-        method = self.check_method(method)
-        if method == "reference":
+        if self._select("logdet", method) == "reference":
             return logdet_ref(alpha, beta, pivmin)
         return logdet_kernel(alpha, beta, pivmin)
 
     def solve(self, alpha, b, c, f, pivmin, method="auto"):
-        method = self.check_method(method)
-        if method == "reference":
+        if self._select("solve", method) == "reference":
             return solve_ref(alpha, b, c, f, pivmin)
         return solve_kernel(alpha, b, c, f, pivmin)
 
@@ -244,6 +279,7 @@ class NumpyBackend(Backend):
         """:func:`woodbury_forward_kernel` writing X and P into this thread's scratch buffer:
         they stay valid until the sweeps are passed to :meth:`woodbury_correction` or
         :meth:`woodbury_release`, which recycle it."""
+        self._note_kernel("sequential")
         return woodbury_forward_kernel(alpha, b, c, U, V, pivmin, shift=shift, buffer=_take_scratch())
 
     def woodbury_correction(self, sweeps, Kinv, subtract_from=None):

@@ -121,6 +121,7 @@ import torch.autograd.forward_ad as _fwad
 
 from .. import SINGULAR_FACTOR, Backend, _triton_resolvent
 from . import linalg as _linalg_ns
+from .select import FALLBACK, select_kernel
 
 __all__ = ["TorchBackend"]
 
@@ -1552,20 +1553,24 @@ class TorchBackend(Backend):
     each returning ``(result, guarded, singular)`` and differentiable w.r.t. every tensor input
     except ``pivmin`` (O(N) backward; double backward raises).
 
-    ``method``:
+    ``method`` (the kernel for each call is chosen by one pure function,
+    :func:`semisep.backends.torch.select.select_kernel`, whose docstring is the decision table;
+    ``PivotInfo.method`` reports the kernel that ran, :meth:`kernel_ran`):
 
     * ``"chunked"``: the chunked parallel scan of the module docstring (plain torch ops, same code
       on CPU and CUDA; depth ~ 2L + log(N/L) vectorised steps).
     * ``"sequential"``: CPU tensors only: the compiled (numba) sequential sweeps of the numpy
       backend, called zero-copy; backward uses the chunked affine scans.
+    * ``"fused"``: CUDA tensors with triton installed, the shift-form resolvent diagonal at a
+      complex shift without autograd only: the fused Triton kernels of
+      :mod:`semisep.backends._triton_resolvent` (the chunked scan with the chunks kept in
+      registers).  Where a pivot would need the guard they decline and ``"chunked"`` runs
+      (and is reported).  Other calls with ``method="fused"`` raise a ValueError.
     * ``"reference"``: a plain sequential torch loop over N (slow; tests only); its gradients come
       from ordinary autograd through the loop.
-    * ``"auto"``: ``"chunked"`` on CUDA (and other non-CPU devices), ``"sequential"`` on CPU (or
-      ``"chunked"`` on CPU if the numpy backend's compiled kernels cannot be imported).  On CUDA
-      with triton installed, a complex resolvent diagonal without autograd first tries the fused
-      Triton kernels of :mod:`semisep.backends._triton_resolvent` (same algorithm, chunks kept
-      in registers); when a pivot would need the guard they return nothing and ``"chunked"``
-      runs.  An explicit ``method="chunked"`` always runs the plain torch ops.
+    * ``"auto"``: ``"sequential"`` on CPU (``"chunked"`` if the numpy backend's compiled kernels
+      cannot be imported); on CUDA ``"fused"`` where it applies, else ``"chunked"`` (also on
+      other non-CPU devices).  An explicit ``method="chunked"`` always runs the plain torch ops.
 
     ``chunk_length``: fixed chunk length ``L`` for the chunked form (default: the N-dependent
     heuristic of the module docstring).  ``fused_chunk_length``: the same for the fused kernels
@@ -1576,7 +1581,7 @@ class TorchBackend(Backend):
     """
 
     name = "torch"
-    methods = ("sequential", "chunked", "reference")
+    methods = ("sequential", "chunked", "fused", "reference")
     linalg = _linalg_ns
 
     def __init__(self, chunk_length: int | None = None, fused_chunk_length: int | None = None,
@@ -1589,6 +1594,7 @@ class TorchBackend(Backend):
         self.chunk_length = None if chunk_length is None else int(chunk_length)
         self.fused_chunk_length = None if fused_chunk_length is None else int(fused_chunk_length)
         self.fused_scan = fused_scan
+        self._ran = threading.local()  # the kernel each thread's last call ran (Backend.kernel_ran)
 
     # -- plumbing ---------------------------------------------------------------------------
     def tracing(self) -> bool:
@@ -1704,21 +1710,23 @@ class TorchBackend(Backend):
         :meth:`resolvent_diagonal` runs."""
         if method != "reference":
             _reject_forward_ad(diag, shift, beta)
-        resolved = self._resolve_method(method, diag)
-        if (method == "auto" and resolved == "chunked" and shift.is_complex() and diag.shape[1] >= 2
-                and _triton_resolvent.available(diag) and not self._needs_grad(diag, shift, beta)):
+        grad = self._needs_grad(diag, shift, beta)
+        kernel = self._select("resolvent_diagonal_shifted", method, diag, needs_grad=grad,
+                              complex_shift=shift.is_complex())
+        if kernel == "fused":
             with torch.no_grad():  # fused Triton kernels; None: a pivot needs the guard
                 out = _triton_resolvent.resolvent_diagonal_fused(
                     diag, shift, beta, pivmin.detach(), L=self.fused_chunk_length,
                     scan=self.fused_scan)
             if out is not None:
                 return out
-        if resolved == "sequential" and self._needs_grad(diag, shift, beta):
+            kernel = self._note_kernel(FALLBACK["fused"])  # declined: the chunked ops run
+        if kernel == "sequential" and grad:
             return _ResolventShiftedFn.apply(diag, shift, beta, pivmin.detach())
-        if (resolved == "chunked" and self._needs_grad(diag, shift, beta) and shift.is_complex()
+        if (kernel == "chunked" and grad and shift.is_complex()
                 and not diag.is_complex() and not beta.is_complex()):
             return _ResolventShiftedChunkedFn.apply(diag, shift, beta, pivmin.detach(), self.chunk_length)
-        if (resolved == "chunked" and not self._needs_grad(diag, shift, beta) and shift.is_complex()
+        if (kernel == "chunked" and not grad and shift.is_complex()
                 and not diag.is_complex() and not beta.is_complex()):
             with torch.no_grad():  # the layouts straight from diag, shift and beta (no alpha)
                 G = _resolvent_chunked_shifted(diag, shift, beta, pivmin.detach(), L=self.chunk_length)
@@ -1726,7 +1734,7 @@ class TorchBackend(Backend):
                     guarded = torch.zeros(diag.shape[0], dtype=torch.int64, device=diag.device)
                     return G, guarded, _resolvent_flags(G, pivmin.detach().to(diag.dtype))
                 return _resolvent_shifted_chunked(diag, shift, beta, pivmin.detach(), self.chunk_length)[:3]
-        if resolved == "sequential":
+        if kernel == "sequential":
             from .. import get_backend
 
             p = pivmin.detach().to(_real_dtype(shift.dtype))
@@ -1735,7 +1743,8 @@ class TorchBackend(Backend):
             )
             return (torch.from_numpy(np.asarray(G)), torch.from_numpy(np.asarray(guarded, dtype=np.int64)),
                     torch.from_numpy(np.asarray(singular, dtype=bool)))
-        return Backend.resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method)
+        # alpha = diag - shift formed, then resolvent_diagonal with the kernel chosen here
+        return Backend.resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, kernel)
 
     # -- fused Woodbury kernels: the NumPy backend's, on CPU tensors without autograd -------
     fused_woodbury = True
@@ -1758,6 +1767,7 @@ class TorchBackend(Backend):
         _reject_forward_ad(alpha, b, c, U, V, shift)
         from .. import get_backend
 
+        self._note_kernel("sequential")
         p = pivmin.detach().to(_real_dtype(alpha.dtype if shift is None else shift.dtype))
         inner = get_backend("numpy").woodbury_forward(
             _np_view(alpha), _np_view(b), _np_view(c), _np_view(U), _np_view(V), _np_view(p),
@@ -1778,22 +1788,16 @@ class TorchBackend(Backend):
         get_backend("numpy").woodbury_release(sweeps.inner)
 
     # -- kernels ----------------------------------------------------------------------------
-    def _resolve_method(self, method: str, x: torch.Tensor) -> str:
+    def _select(self, operation: str, method: str, x: torch.Tensor, needs_grad: bool = False,
+                complex_shift: bool = False) -> str:
+        """The kernel for this call by :func:`~semisep.backends.torch.select.select_kernel`
+        (the whole policy), recorded for :meth:`kernel_ran`."""
         self.check_method(method)
-        if method == "auto":
-            if x.device.type != "cpu":
-                return "chunked"
-            return "sequential" if _numpy_kernels_available() else "chunked"
-        if method == "sequential":
-            if x.device.type != "cpu":
-                raise ValueError(
-                    f"method='sequential' runs the compiled CPU kernels and needs CPU tensors; "
-                    f"got a tensor on {x.device}; use method='chunked' (or 'auto')"
-                )
-            if not _numpy_kernels_available():
-                raise ValueError("method='sequential' needs semisep.backends.numpy (numba kernels), "
-                                 "which could not be imported; use method='chunked'")
-        return method
+        kernel = select_kernel(operation, method, device_type=x.device.type, needs_grad=needs_grad,
+                               complex_shift=complex_shift, n=int(x.shape[-1]),
+                               numba_available=_numpy_kernels_available(),
+                               triton_available=_triton_resolvent.HAVE_TRITON)
+        return self._note_kernel(kernel)
 
     @staticmethod
     def _needs_grad(*xs) -> bool:
@@ -1806,14 +1810,15 @@ class TorchBackend(Backend):
         guarded pivots of both sweeps (LU and UL)."""
         if method != "reference":
             _reject_forward_ad(alpha, beta)
-        method = self._resolve_method(method, alpha)
+        grad = self._needs_grad(alpha, beta)
+        method = self._select("resolvent_diagonal", method, alpha, needs_grad=grad)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain loop, differentiable by ordinary autograd
             gL, _, mL = _pivots_ref(alpha, beta, pivmin)
             gRr, _, mR = _pivots_ref(alpha.flip(1), beta.flip(1), pivmin)
             G = _resolvent_ref_combine(alpha, beta, gL, gRr.flip(1))
             return G, (mL.sum(1) + mR.sum(1)).to(torch.int64), _resolvent_flags(G, pivmin)
-        if self._needs_grad(alpha, beta):
+        if grad:
             return _ResolventDiagonalFn.apply(alpha, beta, pivmin, method, self.chunk_length)
         with torch.no_grad():
             if method == "sequential":  # fused compiled kernel, no pivots kept
@@ -1826,7 +1831,8 @@ class TorchBackend(Backend):
         the imaginary part in (-pi, pi] (complex also for real input)."""
         if method != "reference":
             _reject_forward_ad(alpha, beta)
-        method = self._resolve_method(method, alpha)
+        grad = self._needs_grad(alpha, beta)
+        method = self._select("logdet", method, alpha, needs_grad=grad)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain pivoted loop, differentiable by ordinary autograd
             # det A depends on the products beta_i only: eliminate the balanced similar matrix
@@ -1838,7 +1844,7 @@ class TorchBackend(Backend):
                 m = torch.where(m == 0, torch.ones_like(m), m).to(beta.dtype)
             ld, singular = _logdet_pivoted_ref(alpha, beta / m, c, pivmin)
             return ld, torch.zeros(alpha.shape[0], dtype=torch.int64, device=alpha.device), singular
-        if self._needs_grad(alpha, beta):
+        if grad:
             return _LogdetFn.apply(alpha, beta, pivmin, method, self.chunk_length)
         with torch.no_grad():
             ld, guarded, singular, _ = _logdet_forward(alpha, beta, pivmin, method, self.chunk_length)
@@ -1849,12 +1855,13 @@ class TorchBackend(Backend):
         ``(x (B, N, k), guarded, singular)``."""
         if method != "reference":
             _reject_forward_ad(alpha, b, c, f)
-        method = self._resolve_method(method, alpha)
+        grad = self._needs_grad(alpha, b, c, f)
+        method = self._select("solve", method, alpha, needs_grad=grad)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain loops, differentiable by ordinary autograd
             x, guarded, singular, _ = _solve_forward(alpha, b, c, f, pivmin, "reference", None)
             return x, guarded, singular
-        if self._needs_grad(alpha, b, c, f):
+        if grad:
             return _SolveFn.apply(alpha, b, c, f, pivmin, method, self.chunk_length)
         with torch.no_grad():
             x, guarded, singular, _ = _solve_forward(alpha, b, c, f, pivmin, method, self.chunk_length)

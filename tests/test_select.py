@@ -1,0 +1,298 @@
+"""The kernel-selection policies and ``PivotInfo.method`` (the kernel that ran).
+
+The torch policy :func:`semisep.backends.torch.select.select_kernel` is a pure function of
+descriptors, so its whole table -- CUDA rows included -- is tested here without a GPU.  End to
+end, ``return_info=True`` must report the kernel that ran on CPU tensors and NumPy arrays, and
+the backend's fused -> chunked fallback is exercised with the Triton entry point replaced by a
+stand-in (the real kernels need CUDA; tests/test_cuda.py runs them there).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import numpy as np
+import pytest
+
+import semisep as ss
+from semisep.backends.numpy import NumpyBackend
+from semisep.backends.numpy import select_kernel as numpy_select
+from semisep.reference import dense_resolvent_diagonal
+
+torch = pytest.importorskip("torch")
+
+from semisep.backends import torch as torch_backend  # noqa: E402
+from semisep.backends.torch.select import FALLBACK, KERNELS, OPERATIONS, select_kernel  # noqa: E402
+
+DEVICES = ("cpu", "cuda", "meta", "mps")
+
+
+def _expected(operation, method, device_type, needs_grad, complex_shift, n, numba, triton):
+    """The decision table of select_kernel's docstring, written out row by row."""
+    fused_ok = (operation == "resolvent_diagonal_shifted" and device_type == "cuda" and triton
+                and complex_shift and n >= 2 and not needs_grad)
+    if method in ("reference", "chunked"):
+        return method
+    if method == "sequential":
+        return "sequential" if device_type == "cpu" and numba else ValueError
+    if method == "fused":
+        return "fused" if fused_ok else ValueError
+    assert method == "auto"
+    if device_type == "cpu" and numba:
+        return "sequential"
+    return "fused" if fused_ok else "chunked"
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+@pytest.mark.parametrize("method", ("auto",) + KERNELS)
+def test_torch_table(operation, method):
+    """Every combination of the descriptors against the table in the docstring."""
+    for device_type, grad, cshift, n, numba, triton in itertools.product(
+        DEVICES, (False, True), (False, True), (1, 2, 64), (False, True), (False, True)
+    ):
+        want = _expected(operation, method, device_type, grad, cshift, n, numba, triton)
+        kw = dict(device_type=device_type, needs_grad=grad, complex_shift=cshift, n=n,
+                  numba_available=numba, triton_available=triton)
+        if want is ValueError:
+            with pytest.raises(ValueError, match=f"method='{method}'"):
+                select_kernel(operation, method, **kw)
+        else:
+            assert select_kernel(operation, method, **kw) == want, kw
+
+
+def test_torch_table_named_rows():
+    """The rows users meet, spelled out (CPU auto, CUDA auto with and without the fused gate)."""
+    kw = dict(numba_available=True, triton_available=True, n=1024)
+    op = "resolvent_diagonal_shifted"
+    assert select_kernel(op, "auto", device_type="cpu", complex_shift=True, **kw) == "sequential"
+    assert select_kernel(op, "auto", device_type="cuda", complex_shift=True, **kw) == "fused"
+    assert select_kernel(op, "auto", device_type="cuda", complex_shift=True, needs_grad=True,
+                         **kw) == "chunked"
+    assert select_kernel(op, "auto", device_type="cuda", complex_shift=False, **kw) == "chunked"
+    assert select_kernel("logdet", "auto", device_type="cuda", complex_shift=True, **kw) == "chunked"
+    assert select_kernel(op, "auto", device_type="cuda", complex_shift=True, n=1024,
+                         numba_available=True, triton_available=False) == "chunked"
+    assert select_kernel("solve", "auto", device_type="cpu", n=8, numba_available=False) == "chunked"
+    assert FALLBACK == {"fused": "chunked"}
+
+
+def test_torch_table_errors():
+    op = "resolvent_diagonal_shifted"
+    with pytest.raises(ValueError, match="method='fused'.*needs CUDA tensors; got a tensor on cpu"):
+        select_kernel(op, "fused", device_type="cpu", complex_shift=True, n=8, triton_available=True)
+    with pytest.raises(ValueError, match="method='fused'.*needs triton"):
+        select_kernel(op, "fused", device_type="cuda", complex_shift=True, n=8)
+    with pytest.raises(ValueError, match="method='fused'.*no backward"):
+        select_kernel(op, "fused", device_type="cuda", complex_shift=True, n=8, needs_grad=True,
+                      triton_available=True)
+    with pytest.raises(ValueError, match="method='fused'.*complex shift"):
+        select_kernel(op, "fused", device_type="cuda", n=8, triton_available=True)
+    with pytest.raises(ValueError, match="method='fused'.*N >= 2"):
+        select_kernel(op, "fused", device_type="cuda", complex_shift=True, n=1, triton_available=True)
+    with pytest.raises(ValueError, match="method='fused'.*shift form"):
+        select_kernel("solve", "fused", device_type="cuda", complex_shift=True, n=8, triton_available=True)
+    with pytest.raises(ValueError, match="method='sequential'.*needs CPU tensors; got a tensor on cuda"):
+        select_kernel("logdet", "sequential", device_type="cuda")
+    with pytest.raises(ValueError, match="method='sequential'.*could not be imported"):
+        select_kernel("logdet", "sequential", device_type="cpu", numba_available=False)
+    with pytest.raises(ValueError, match="operation"):
+        select_kernel("bogus", "auto", device_type="cpu")
+    with pytest.raises(ValueError, match="method"):
+        select_kernel("solve", "bogus", device_type="cpu")
+
+
+def test_numpy_table():
+    for op in ("resolvent_diagonal", "resolvent_diagonal_shifted", "logdet", "solve"):
+        assert numpy_select(op, "reference") == "reference"
+        assert numpy_select(op, "auto") == numpy_select(op, "sequential") == "sequential"
+    sel = "resolvent_diagonal_selected"
+    assert numpy_select(sel, "reference", 100, np.array([3])) == "reference"
+    assert numpy_select(sel, "auto", 100, np.array([3, 50])) == "sequential-selected"  # K <= N/4
+    assert numpy_select(sel, "sequential", 100, np.array([0, 99] * 20)) == "sequential"  # K > N/4, spread
+    assert numpy_select(sel, "auto", 100, np.arange(75, 100)) == "sequential-selected"  # K = N/4
+    assert numpy_select(sel, "auto", 100, np.arange(74, 100)) == "sequential"  # K > N/4
+    assert numpy_select(sel, "auto", 100, np.array([], np.int64)) == "sequential-selected"
+
+
+# ------------------------------------------------------------------------------------------------
+# end to end: PivotInfo.method and requested_method
+# ------------------------------------------------------------------------------------------------
+def _tri_np(n=12, batch=(2,)):
+    rng = np.random.default_rng(0)
+    return ss.Tridiagonal(rng.standard_normal(batch + (n,)), rng.standard_normal(batch + (n - 1,)))
+
+
+def _tri_torch(n=12, batch=(2,), requires_grad=False):
+    T = _tri_np(n, batch)
+    d = torch.tensor(T.diag, requires_grad=requires_grad)
+    off = torch.tensor(T.lower, requires_grad=requires_grad)
+    return ss.Tridiagonal(d, off)
+
+
+def _calls(T, method, like):
+    b = like(np.ones(T.batch_shape + (T.shape[-1],)))
+    return {
+        "resolvent_diagonal": lambda: T.resolvent_diagonal(0.3 + 0.5j, method=method, return_info=True),
+        "resolvent_diagonal_real_z": lambda: T.resolvent_diagonal(0.3, method=method, return_info=True),
+        "logdet": lambda: T.logdet(0.5j, method=method, return_info=True),
+        "solve": lambda: T.solve(b, 0.5j, method=method, return_info=True),
+    }
+
+
+@pytest.mark.parametrize("method, ran", [("auto", "sequential"), ("sequential", "sequential"),
+                                         ("chunked", "chunked"), ("reference", "reference")])
+@pytest.mark.parametrize("grad", [False, True])
+def test_torch_cpu_reports_kernel(method, ran, grad):
+    T = _tri_torch(requires_grad=grad)
+    for name, call in _calls(T, method, torch.as_tensor).items():
+        _, info = call()
+        assert info.method == ran, name
+        assert info.requested_method == method, name
+
+
+@pytest.mark.parametrize("method, ran", [("auto", "sequential"), ("chunked", "chunked"),
+                                         ("reference", "reference")])
+def test_torch_cpu_selected_reports_kernel(method, ran):
+    """With ``indices=`` the torch backend computes the full diagonal and gathers."""
+    T = _tri_torch()
+    G, info = T.resolvent_diagonal(0.5j, indices=[1, 4], method=method, return_info=True)
+    assert info.method == ran and info.requested_method == method
+    Gd = dense_resolvent_diagonal(T.diag.numpy(), T.lower.numpy(), None, 0.5j)
+    np.testing.assert_allclose(G.numpy(), Gd[..., [1, 4]], rtol=1e-12)
+
+
+def test_torch_fused_on_cpu_raises():
+    T = _tri_torch()
+    with pytest.raises(ValueError, match="method='fused'.*CUDA"):
+        T.resolvent_diagonal(0.5j, method="fused")
+    with pytest.raises(ValueError, match="method='fused'"):
+        T.logdet(0.5j, method="fused")
+
+
+@pytest.mark.parametrize("method, ran", [("auto", "sequential"), ("sequential", "sequential"),
+                                         ("reference", "reference")])
+def test_numpy_reports_kernel(method, ran):
+    T = _tri_np()
+    for name, call in _calls(T, method, np.asarray).items():
+        _, info = call()
+        assert info.method == ran and info.requested_method == method, name
+
+
+@pytest.mark.parametrize("method", ["auto", "sequential"])
+def test_numpy_selected_reports_kernel(method):
+    T = _tri_np(n=40)
+    Gd = dense_resolvent_diagonal(T.diag, T.lower, None, 0.5j)
+    few = [3, 17]  # K <= N/4: the selected-entry kernel
+    G, info = T.resolvent_diagonal(0.5j, indices=few, method=method, return_info=True)
+    assert info.method == "sequential-selected" and info.requested_method == method
+    np.testing.assert_allclose(G, Gd[..., few], rtol=1e-12)
+    many = [0, 39] * 12  # K > N/4 and spread out: the full kernel, then a gather
+    G, info = T.resolvent_diagonal(0.5j, indices=many, method=method, return_info=True)
+    assert info.method == "sequential"
+    np.testing.assert_allclose(G, Gd[..., many], rtol=1e-12)
+    _, info = T.resolvent_diagonal(0.5j, indices=few, method="reference", return_info=True)
+    assert info.method == "reference"
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_lowrank_reports_kernel(lib):
+    """The Woodbury paths (fused sweeps, or the composed solves) fill PivotInfo from the same
+    record."""
+    rng = np.random.default_rng(1)
+    T = _tri_np(n=16, batch=())
+    U, V = rng.standard_normal((16, 2)), rng.standard_normal((16, 2))
+    cases = [("auto", "sequential"), ("reference", "reference")]
+    if lib == "torch":
+        T = ss.Tridiagonal(torch.tensor(T.diag), torch.tensor(T.lower))
+        U, V = torch.tensor(U), torch.tensor(V)
+        cases.append(("chunked", "chunked"))
+    op = ss.TridiagonalPlusLowRank(T, U, V)
+    b = np.ones(16) if lib == "numpy" else torch.ones(16, dtype=torch.float64)
+    for method, ran in cases:
+        for info in (op.resolvent_diagonal(0.5j, method=method, return_info=True)[1],
+                     op.solve(b, 0.5j, method=method, return_info=True)[1],
+                     op.logdet(0.5j, method=method, return_info=True)[1]):
+            assert info.pivots
+            for key, p in info.pivots.items():
+                assert p.method == ran and p.requested_method == method, (method, key)
+
+
+# ------------------------------------------------------------------------------------------------
+# the fused -> chunked fallback, with a stand-in for the Triton entry point
+# ------------------------------------------------------------------------------------------------
+def _pretend_fused(monkeypatch, result):
+    """The policy answers "fused" (as on CUDA with triton) and the Triton entry point returns
+    ``result(diag, shift, beta, pivmin)``; records the calls."""
+    calls = []
+
+    def fake_select(operation, method, **kw):
+        if operation == "resolvent_diagonal_shifted" and method in ("auto", "fused"):
+            return "fused"
+        return select_kernel(operation, method, **kw)
+
+    def fake_fused(diag, shift, beta, pivmin, **kw):
+        calls.append(diag.shape)
+        return result(diag, shift, beta, pivmin)
+
+    monkeypatch.setattr(torch_backend, "select_kernel", fake_select)
+    monkeypatch.setattr(torch_backend._triton_resolvent, "resolvent_diagonal_fused", fake_fused)
+    return calls
+
+
+@pytest.mark.parametrize("method", ["auto", "fused"])
+def test_fused_declined_runs_chunked(monkeypatch, method):
+    T = _tri_torch()
+    want = T.resolvent_diagonal(0.3 + 0.5j, method="reference")
+    calls = _pretend_fused(monkeypatch, lambda *a: None)  # declined: a pivot needs the guard
+    G, info = T.resolvent_diagonal(0.3 + 0.5j, method=method, return_info=True)
+    assert calls and info.method == "chunked" and info.requested_method == method
+    torch.testing.assert_close(G, want, rtol=1e-12, atol=0)
+
+
+def test_fused_ran_is_reported(monkeypatch):
+    T = _tri_torch()
+    want = T.resolvent_diagonal(0.3 + 0.5j, method="reference")
+
+    other = torch_backend.TorchBackend()  # its own record: the stand-in must not write ours
+
+    def stand_in(diag, shift, beta, pivmin):  # the chunked kernel's values, as the fused give
+        return other.resolvent_diagonal_shifted(diag, shift, beta, pivmin, "chunked")
+
+    calls = _pretend_fused(monkeypatch, stand_in)
+    G, info = T.resolvent_diagonal(0.3 + 0.5j, return_info=True)
+    assert calls and info.method == "fused" and info.requested_method == "auto"
+    torch.testing.assert_close(G, want, rtol=1e-12, atol=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# the record is per thread
+# ------------------------------------------------------------------------------------------------
+def test_record_is_per_thread():
+    """Two threads calling the same backend with different methods each see their own kernel."""
+    T = _tri_torch(n=64, batch=(4,))
+    errors: list[str] = []
+    start = threading.Barrier(2)
+
+    def work(method, ran):
+        start.wait()
+        for _ in range(30):
+            _, info = T.resolvent_diagonal(0.5j, method=method, return_info=True)
+            if info.method != ran:
+                errors.append(f"{method}: reported {info.method}")
+
+    pairs = (("chunked", "chunked"), ("auto", "sequential"))
+    threads = [threading.Thread(target=work, args=a) for a in pairs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+
+
+def test_backend_without_record_reports_request():
+    """A backend that keeps no record (the base class default) reports the argument."""
+    bk = NumpyBackend()
+    assert bk.kernel_ran("auto") == "auto"  # nothing ran yet on this instance
+    bk._ran = None
+    assert bk.kernel_ran("sequential") == "sequential"

@@ -340,13 +340,20 @@ class QuasiseparableFactorization:
         with np.errstate(invalid="ignore", over="ignore"):
             return ~(g * (SINGULAR_FACTOR * piv) <= 1.0)
 
-    def _info(self, out: Any, return_info: bool, steps: int = 0) -> Any:
+    def _info(self, out: Any, return_info: bool, steps: int = 0, operation: str = "factor") -> Any:
         if not return_info:
             return out
+        if self._bk.name == "torch":
+            from .backends.torch.quasiseparable import kernel_ran
+
+            tensors = (self._d, self._qt, self._ht, *(x for x in self._inverse_factors if x is not None))
+            ran = kernel_ran(operation, *tensors)
+        else:
+            ran = "sequential"
         info = PivotInfo(
             pivots_guarded=self.pivots_guarded,
             pivmin=np.asarray(self._bk.to_numpy(_detach(self.pivmin))).reshape(self.batch_shape),
-            method="auto", refinement_steps=steps,
+            method=ran, refinement_steps=steps, requested_method=None,
         )
         return out, info
 
@@ -420,7 +427,7 @@ class QuasiseparableFactorization:
                     "and is badly conditioned); use a dense pivoted solve"
                 )
         x = x.reshape(self.batch_shape + (n, k))
-        return self._info(x[..., 0] if is_vec else x, return_info, steps)
+        return self._info(x[..., 0] if is_vec else x, return_info, steps, operation="solve")
 
     def resolvent_diagonal(self, *, indices: Any = None, return_info: bool = False) -> Any:
         """``diag((S - z I)^{-1})``, ``batch_shape + (N,)`` (or ``+ (len(indices),)``)."""
@@ -431,7 +438,7 @@ class QuasiseparableFactorization:
         G = G.reshape(self.batch_shape + (self._op.n,))
         if indices is not None:
             G = G[..., _check_indices(indices, self._op.n)]
-        return self._info(G, return_info)
+        return self._info(G, return_info, operation="inverse_diagonal")
 
 
 # ------------------------------------------------------------------------------------------------

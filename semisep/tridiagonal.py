@@ -50,7 +50,9 @@ class PivotInfo:
         also when the fused kernels declined a call), ``"fused"`` (torch's Triton kernels) or
         ``"reference"``.  The policies: :func:`semisep.backends.torch.select.select_kernel`
         and :func:`semisep.backends.numpy.select_kernel`.  A backend that keeps no record
-        (Dask) reports the ``method`` argument as given.
+        (Dask) reports the ``method`` argument as given.  The quasiseparable operators report
+        ``"sequential"`` (their compiled kernels) or ``"loop"`` (the portable torch loop: off
+        the CPU, and an inverse diagonal that needs a gradient).
     refinement_steps : int
         Iterative-refinement steps taken by the core after ``solve``: 0, since the solves are
         backward stable by themselves (partial pivoting; torch's chunked path refines inside

@@ -350,3 +350,27 @@ def test_structure_and_interop(rng):
     assert op.nbytes == sum(a.nbytes for a in args) and op.dense_nbytes == 12 * 12 * 8
     assert (op.rank_lower, op.rank_upper, op.is_symmetric_storage) == (2, 1, False)
     assert "Quasiseparable(shape=(12, 12), ranks=(2, 1)" in repr(op)
+
+
+def test_return_info_reports_the_kernel_that_ran():
+    """``PivotInfo.method``: the compiled kernels on NumPy and on CPU tensors; the portable
+    torch loop for an inverse diagonal that needs a gradient."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    n, r = 12, 2
+    d = 3.0 + rng.uniform(-1, 1, n)
+    p, q = rng.uniform(-1, 1, (n, r)), rng.uniform(-1, 1, (n, r))
+    a = 0.5 * rng.uniform(-1, 1, (n, r, r))
+    S = ss.Quasiseparable(d, p, q, a)
+    for call in (lambda op: op.logdet(0.3j, return_info=True),
+                 lambda op: op.solve(np.ones(n), 0.3j, return_info=True),
+                 lambda op: op.resolvent_diagonal(0.3j, return_info=True)):
+        assert call(S)[1].method == "sequential"
+    St = ss.Quasiseparable(*(torch.tensor(x) for x in (d, p, q, a)))
+    assert St.resolvent_diagonal(0.3j, return_info=True)[1].method == "sequential"
+    dg = torch.tensor(d, requires_grad=True)
+    Sg = ss.Quasiseparable(dg, *(torch.tensor(x) for x in (p, q, a)))
+    G, info = Sg.resolvent_diagonal(0.3j, return_info=True)
+    assert info.method == "loop" and info.requested_method is None
+    G.real.sum().backward()
+    assert dg.grad is not None and torch.isfinite(dg.grad).all()

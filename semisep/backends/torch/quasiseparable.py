@@ -212,6 +212,18 @@ def _wants_grad(*ts: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
 
 
+def kernel_ran(operation: str, *tensors: torch.Tensor) -> str:
+    """The kernel the dispatch below runs for ``operation`` (``"factor"``, ``"solve"``,
+    ``"inverse_diagonal"``) on ``tensors``: ``"sequential"`` (the numba kernels, through the
+    custom ops on CPU tensors) or ``"loop"`` (the portable torch loop: off the CPU, and for an
+    inverse diagonal that needs a gradient)."""
+    if not _all_cpu(*tensors):
+        return "loop"
+    if operation == "inverse_diagonal" and _wants_grad(*tensors):
+        return "loop"
+    return "sequential"
+
+
 def factor(alpha, p, q, a, g, h, b, pivmin):
     """``(d, qt, ht, guarded (NumPy), last_small (NumPy), delta)``; the numba kernel on CPU."""
     ins = (alpha, p, q, a, g, h, b)

@@ -80,9 +80,13 @@ def _machine_line(machine: dict[str, Any]) -> str:
 
 
 def _loaded(machine: dict[str, Any]) -> bool:
+    """Other work on the machine: a 1-minute load average above half the cores at the start,
+    or above the cores at the end (the run itself keeps up to all cores busy, so its own load
+    shows in the end figure)."""
     cores = machine.get("cpu_affinity") or machine.get("cpu_count") or 1
-    loads = [machine.get("loadavg_1_5_15"), (machine.get("after_run") or {}).get("loadavg_1_5_15")]
-    return any(lv and lv[0] > 0.5 * cores for lv in loads)
+    start = machine.get("loadavg_1_5_15")
+    end = (machine.get("after_run") or {}).get("loadavg_1_5_15")
+    return bool((start and start[0] > 0.5 * cores) or (end and end[0] > cores))
 
 
 def _figures(name: str, result: dict[str, Any], outdir: Path) -> tuple[list[str], list[str]]:

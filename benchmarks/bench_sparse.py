@@ -133,7 +133,7 @@ def section_torch(rng, B, N, repeats):
     d = v - 2.0
     from semisep import Tridiagonal
     T = Tridiagonal(d, ones)
-    from semisep.backends.torch import _pivot_chunk_length
+    from semisep.backends.torch.chunks import _pivot_chunk_length
     L = _pivot_chunk_length(N)
     print(f"chunk length L = {L}")
     print("| sparsity | mask | method | time ratio masked/full (same method), median [q25, q75] | second-pass steps run | FLOP ratio (chunked count) | full ms | masked ms |")

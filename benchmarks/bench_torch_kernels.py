@@ -24,7 +24,8 @@ import time
 
 import torch
 
-from semisep.backends.torch import TorchBackend, _numpy_kernels_available
+from semisep.backends.torch import TorchBackend
+from semisep.backends.torch.bridge import _numpy_kernels_available
 
 CLOCK = time.perf_counter
 

@@ -184,7 +184,7 @@ def test_resolvent_with_pivots_and_backward_match_twins(rng, dtype):
     reference twins; the in-place backward scans against the torch backend's chunked backward
     and against the dense formula dL/dalpha_j = -sum_i gbar_i G_ij G_ji."""
     torch = pytest.importorskip("torch")
-    from semisep.backends.torch import _resolvent_backward
+    from semisep.backends.torch.autograd import _resolvent_backward
 
     B, N = 3, 50
     alpha, b, c, pivmin = rows(rng, B, N, dtype)

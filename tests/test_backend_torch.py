@@ -25,15 +25,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from semisep.backends import get_backend  # noqa: E402
-from semisep.backends.torch import (  # noqa: E402
-    TorchBackend,
-    _affine_scan_chunked,
-    _affine_scan_ref,
-    _numpy_kernels_available,
-    _pivots_chunked,
-    _pivots_ref,
-    _resolvent_ref_combine,
-)
+from semisep.backends.torch import TorchBackend  # noqa: E402
+from semisep.backends.torch.bridge import _numpy_kernels_available  # noqa: E402
+from semisep.backends.torch.chunks import _affine_scan_chunked  # noqa: E402
+from semisep.backends.torch.pivots import _pivots_chunked  # noqa: E402
+from semisep.backends.torch.reference import _affine_scan_ref, _pivots_ref, _resolvent_ref_combine  # noqa: E402
 
 HAVE_NUMBA = _numpy_kernels_available()
 METHODS = ["chunked", "reference"] + (["sequential"] if HAVE_NUMBA else [])
@@ -268,7 +264,7 @@ def test_shifted_chunked_sweeps_match_the_formed_alpha(rdt, L):
     per-row complex shift and the real couplings (no ``alpha = diag - shift``); it must agree
     with the sweeps of the formed ``alpha`` to rounding (the shift is subtracted before the
     power-of-two scaling in both)."""
-    from semisep.backends.torch import _pivots_chunked_shifted
+    from semisep.backends.torch.pivots import _pivots_chunked_shifted
 
     cdt = torch.complex128 if rdt == torch.float64 else torch.complex64
     tol = 1e-12 if rdt == torch.float64 else 2e-5
@@ -291,7 +287,7 @@ def test_fused_shifted_chunked_resolvent_against_the_reference_loop(rdt):
     """``_resolvent_chunked_shifted`` (reversed rows front-padded, G combined in the layout from
     the two sweeps' pivots) against the plain loops, for chunk lengths with and without padding,
     one chunk, and L = 1; it declines (None) a problem whose pivot needs the guard."""
-    from semisep.backends.torch import _resolvent_chunked_shifted
+    from semisep.backends.torch.pivots import _resolvent_chunked_shifted
 
     cdt = torch.complex128 if rdt == torch.float64 else torch.complex64
     g = torch.Generator().manual_seed(12)
@@ -348,7 +344,7 @@ def test_chunked_shift_form_autograd_matches_the_formed_alpha(rdt):
     gradients at N = 2000 with a batch of shifts; on the guard case (vanishing leading minors at
     z = 0 + 0j) the guarded counts and G agree too.  A float32 operator at a complex128 shift
     works in double."""
-    from semisep.backends.torch import _ResolventShiftedChunkedFn
+    from semisep.backends.torch.autograd import _ResolventShiftedChunkedFn
 
     cdt = torch.complex128 if rdt == torch.float64 else torch.complex64
     g = torch.Generator().manual_seed(32)
@@ -442,7 +438,7 @@ def test_host_pool_results_never_alias_and_survive_mode_changes():
     """The chunked path's scratch comes from a per-thread pool that the next call reuses: results
     must be fresh tensors (unchanged by later calls), the pool must serve inference_mode and
     normal calls alike, and release_host_pool must leave later calls working."""
-    from semisep.backends.torch import _host_pool, release_host_pool
+    from semisep.backends.torch.pool import _host_pool, release_host_pool
 
     be = TorchBackend(chunk_length=8)
     alpha, b, c, _ = problem("nonsym", 200, 2, torch.complex128, seed=1)
@@ -942,7 +938,7 @@ def test_torch_compile():
 def test_chunk_layout_matches_plain_construction():
     """The fused scaled transposing copy (``_chunk_layout``) equals pad-then-reshape, for every
     offset / chunk-length / padding combination at small N, lazy (callable) parts included."""
-    from semisep.backends.torch import _chunk_layout
+    from semisep.backends.torch.chunks import _chunk_layout
 
     g = torch.Generator().manual_seed(3)
     for N in range(1, 24):

@@ -7,7 +7,7 @@ For a batch of rows ``alpha (B, N)``, ``beta (B, N-1)`` and a keep-mask ``keep (
 
 at the kept positions only.  The LU / UL pivot reciprocals ``gL``, ``gR`` come from the chunked
 Moebius scan of this backend (power-of-two prescaling, chunk transfer matrices renormalised by
-``frexp``, Hillis-Steele scan over the chunks -- :func:`~semisep.backends.torch._chunk_carries`),
+``frexp``, Hillis-Steele scan over the chunks -- :func:`~semisep.backends.torch.pivots._chunk_carries`),
 except that the second in-chunk pass runs only on the ``(row, chunk)`` pairs that contain a
 needed position (left sweep: a kept ``i``; right sweep: ``i + 1`` for a kept ``i``).  Passes (i)
 and (ii) carry information across the chunk and always run, so this saves work only for
@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from . import _betap, _chunk_carries, _from_chunks, _pivot_chunk_length, _real_dtype, _sgn1, _to_chunks
+from .chunks import _betap, _from_chunks, _pivot_chunk_length, _real_dtype, _sgn1, _to_chunks
+from .pivots import _chunk_carries
 
 __all__ = ["masked_resolvent_chunked"]
 
@@ -27,7 +28,7 @@ def _pivots_chunked_needed(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torc
                            need: torch.Tensor, L: int | None = None):
     """LU pivot reciprocals ``gL`` where ``need`` (B, N) is True, by the chunked Moebius scan.
 
-    Same algorithm and numbers as :func:`semisep.backends.torch._pivots_chunked` (power-of-two
+    Same algorithm and numbers as :func:`semisep.backends.torch.pivots._pivots_chunked` (power-of-two
     prescaling, chunk transfer matrices renormalised by ``frexp``, Hillis-Steele scan over the
     chunks -- passes (i) and (ii) are the backend's ``_chunk_carries`` -- guarded ratio recursion
     in the second pass), except that the second in-chunk pass

@@ -1,0 +1,269 @@
+"""The torch backend's forward kernels without autograd, shared by the autograd Functions and
+the no-grad paths: the resolvent diagonal, the log-determinant and the solve, on the chunked
+sweeps (any device), the compiled kernels (CPU, through :mod:`.bridge`) or the reference loops.
+
+Each returns the result with the contract's ``guarded`` counts and ``singular`` flags
+(:mod:`semisep.backends`), plus what the backward needs (the pivots).  Elimination without row
+exchanges is not backward stable through a tiny or guarded pivot, so the chunked ``solve``
+refines iteratively to LAPACK ``?gtsv``'s backward error and hands rows that do not get there to
+the pivoted solve (:func:`_solve_stable`); ``"sequential"`` and ``"reference"`` pivot.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import SINGULAR_FACTOR
+from .bridge import _numpy_kernel, _numpy_kernels_available, _pivots_sequential_numpy, call_numpy
+from .chunks import (
+    _affine_scan_chunked,
+    _cabs1,
+    _real_dtype,
+    _scan_chunk_length,
+    _to_chunks,
+    _wrap_angle,
+)
+from .pivots import _pivots_chunked, _pivots_chunked_shifted
+from .reference import _affine_scan_ref, _gtsv_ref, _pivots_ref
+
+
+def _both_pivots(alpha, beta, pivmin, method: str, L: int | None):
+    """``(gL, gR, guarded)``: both pivot sweeps and the number of guarded pivots per row (both
+    sweeps).  Chunked: left and right sweeps run as one batch of ``2B`` rows (the right sweep is
+    the left sweep of the reversed sequence)."""
+    B, N = alpha.shape
+    if method == "reference":
+        a2 = torch.cat([alpha, alpha.flip(1)], dim=0)
+        b2 = torch.cat([beta, beta.flip(1)], dim=0)
+        g, _, m = _pivots_ref(a2, b2, torch.cat([pivmin, pivmin], dim=0))
+        gl, gr = g[:B], g[B:]
+    else:
+        (gl, gr), _, m = _pivots_chunked(alpha, beta, pivmin, L, both=True, mask_none=True)
+    if m is None:
+        guarded = torch.zeros(B, dtype=torch.int64, device=alpha.device)
+    else:
+        guarded = (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64)
+    return gl, gr.flip(1), guarded
+
+
+def _combine_resolvent(gL, gR, beta):
+    """``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})`` (``G_{N-1} = gL_{N-1}``), which equals
+    ``1/(alpha_i - beta_{i-1} gL_{i-1} - beta_i gR_{i+1})`` and stays finite (0) where an exact
+    zero leading minor makes ``gL_i = 0``."""
+    if gL.shape[1] <= 1:
+        return gL.clone()
+    G = torch.empty(gL.shape, dtype=torch.result_type(gL, beta), device=gL.device)
+    corr = torch.mul(beta, gL[:, :-1], out=G[:, :-1])  # (in place: G's storage as scratch)
+    corr.mul_(gR[:, 1:]).neg_().add_(1.0)
+    torch.div(gL[:, :-1], corr, out=G[:, :-1])
+    G[:, -1] = gL[:, -1]
+    return G
+
+
+def _resolvent_flags(G, pivmin):
+    """Contract: singular where some ``|gamma_i| = |1/G_ii| < SINGULAR_FACTOR * pivmin``
+    (NaN-aware: a non-finite G counts as singular)."""
+    if G.shape[0] == 0 or G.shape[1] == 0:
+        return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
+    pm = pivmin.to(_real_dtype(G.dtype))[:, None]
+    if G.is_complex():  # cheap certificate first: |G| <= sqrt(2) max(|re G|, |im G|) (one reduction)
+        m = torch.view_as_real(G).reshape(G.shape[0], -1).abs().amax(dim=1)  # NaN-propagating
+        if bool((m * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm[:, 0] <= 1.0).all()):
+            return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
+    return (~(G.abs() * (SINGULAR_FACTOR * pm) <= 1.0)).any(dim=1)
+
+
+def _left_flags(mask, alpha, beta, gL, pivmin):
+    """Contract for logdet / solve: the last pivot *before guarding*,
+    ``d_{N-1} = alpha_{N-1} - beta_{N-2} gL_{N-2}``, has ``|d_{N-1}| < SINGULAR_FACTOR * pivmin``,
+    or a pivot ``d_k`` (k < N-1) was guarded where ``|beta_k| <= pivmin**2`` (a singular leading
+    block decoupled from the rest).  NaN-aware."""
+    B, N = mask.shape
+    if N == 0:
+        return torch.zeros(B, dtype=torch.bool, device=mask.device)
+    pm = pivmin.to(_real_dtype(alpha.dtype))
+    d_last = alpha[:, -1] - beta[:, -1] * gL[:, -2] if N > 1 else alpha[:, 0]
+    sing = ~(d_last.abs() >= SINGULAR_FACTOR * pm)
+    if N > 1:
+        sing |= (mask[:, :-1] & (beta.abs() <= (pm * pm)[:, None])).any(dim=1)
+    return sing
+
+
+def _logdet_from_pivots(d: torch.Tensor, L: int | None = None) -> torch.Tensor:
+    """``sum_i log d_i`` as a complex number with imaginary part in (-pi, pi].
+
+    The angles are summed chunk by chunk and each partial sum reduced mod 2 pi before the chunk
+    sums are added, so the rounding error of the imaginary part is ~eps (L + N/L) pi rather than
+    ~eps N pi."""
+    B, N = d.shape
+    cdt = torch.complex64 if _real_dtype(d.dtype) == torch.float32 else torch.complex128
+    if N == 0:
+        return torch.zeros(B, dtype=cdt, device=d.device)
+    mag = torch.log(d.abs()).sum(dim=1)
+    if d.is_complex():
+        ang = torch.angle(d)
+    else:
+        ang = (d < 0).to(d.dtype) * math.pi
+    L = _scan_chunk_length(N) if L is None else L
+    part = _wrap_angle(_to_chunks(ang, L, 0.0).sum(dim=0))  # (B, nc)
+    ang = _wrap_angle(part.sum(dim=1))
+    return torch.complex(mag, ang).to(cdt)
+
+
+def _solve_with_pivots(gL, b, c, f, method, L=None):
+    """``A x = f`` given the LU pivots: ``y_i = f_i - c_{i-1} gL_{i-1} y_{i-1}``,
+    ``x_i = gL_i y_i - gL_i b_i x_{i+1}``.  ``f (B, N, k)`` -> ``x (B, N, k)``."""
+    B, N, k = f.shape
+    zero = gL.new_zeros(B, 1)
+    m1 = torch.cat([zero, -c * gL[:, :-1]], dim=1)  # (B, N)
+    m2 = torch.cat([-gL[:, :-1] * b, zero], dim=1)
+    def scan(m, f_, reverse):
+        if method == "reference":
+            return _affine_scan_ref(m, f_, reverse)
+        return _affine_scan_chunked(m, f_, reverse, L)
+
+    y = scan(m1, f, reverse=False)
+    return scan(m2, gL[:, :, None] * y, reverse=True)
+
+
+def _resolvent_shifted_chunked(diag, shift, beta, pivmin, L):
+    """``(G, guarded, singular, gL, gR, beta_w)`` for ``alpha = diag - shift`` (real ``diag``
+    and ``beta``, complex ``shift``) from both sweeps of :func:`_pivots_chunked_shifted` (the
+    guarded pass where a pivot needs it), in the shift's precision; ``beta_w`` is ``beta`` in
+    that precision (real)."""
+    rdt = _real_dtype(shift.dtype)
+    beta_w = beta.to(rdt)
+    (gl, grr), _, m = _pivots_chunked_shifted(diag, shift, beta_w, pivmin, L=L)
+    gr = grr.flip(1)
+    del grr
+    B = diag.shape[0]
+    guarded = (torch.zeros(B, dtype=torch.int64, device=diag.device) if m is None
+               else (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64))
+    G = _combine_resolvent(gl, gr, beta_w)
+    return G, guarded, _resolvent_flags(G, pivmin.to(rdt)), gl, gr, beta_w
+
+
+def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
+    """``(G, guarded, singular, gL, gR)``.  ``"sequential"``: result and flags from the numpy
+    kernel, the saved pivots from its separate left/right sweeps."""
+    if method == "sequential":
+        if not need_pivots:
+            G, guarded, singular = _numpy_kernel("resolvent_diagonal", alpha, beta, pivmin)
+            return G, guarded, singular, None, None
+        G, gL, gR, guarded, singular = call_numpy(
+            "resolvent_diagonal_with_pivots", alpha, beta, pivmin.to(_real_dtype(alpha.dtype)))
+        return G, guarded, singular, gL, gR
+    gL, gR, guarded = _both_pivots(alpha, beta, pivmin, method, L)
+    G = _combine_resolvent(gL, gR, beta)
+    singular = _resolvent_flags(G, pivmin)
+    return G, guarded.to(torch.int64), singular, gL, gR
+
+
+def _logdet_forward(alpha, beta, pivmin, method, L):
+    """``(ld, guarded, singular, gL)``."""
+    if method == "sequential":
+        ld, guarded, singular = _numpy_kernel("logdet", alpha, beta, pivmin)
+        gL, _ = _pivots_sequential_numpy(alpha, beta, pivmin, right=False)
+        return ld, guarded, singular, gL
+    if method == "reference":
+        gL, d, mask = _pivots_ref(alpha, beta, pivmin)
+    else:
+        gL, d, mask = _pivots_chunked(alpha, beta, pivmin, L)
+    ld = _logdet_from_pivots(d)
+    singular = _left_flags(mask, alpha, beta, gL, pivmin) | ~torch.isfinite(ld)
+    return ld, mask.sum(dim=1).to(torch.int64), singular, gL
+
+
+_REFINE_STEPS = 3  # iterative-refinement steps of the chunked solve before the pivoted fallback
+
+
+_REFINE_TOL = 8.0  # accept where ||A x - f|| <= _REFINE_TOL eps (||A|| ||x|| + ||f||), per column
+
+
+def _apply_rows(alpha, b, c, x):
+    """``A x`` for ``x (B, N, k)``."""
+    y = alpha[:, :, None] * x
+    if alpha.shape[1] > 1:
+        y = y + torch.nn.functional.pad(b[:, :, None] * x[:, 1:], (0, 0, 0, 1))
+        y = y + torch.nn.functional.pad(c[:, :, None] * x[:, :-1], (0, 0, 1, 0))
+    return y
+
+
+def _backward_ok(alpha, b, c, f, x):
+    """Per row: every column's normwise backward error ``||A x - f||_inf / (||A||_inf
+    ||x||_inf + ||f||_inf)`` is at most ``_REFINE_TOL eps`` (False where NaN); also the
+    residual ``f - A x``."""
+    r = f - _apply_rows(alpha, b, c, x)
+    eps = torch.finfo(_real_dtype(alpha.dtype)).eps
+    anorm = _cabs1(alpha)
+    if alpha.shape[1] > 1:
+        pad = torch.nn.functional.pad
+        anorm = anorm + pad(_cabs1(b), (0, 1)) + pad(_cabs1(c), (1, 0))
+    anorm = anorm.amax(dim=1)  # (B,), within a factor sqrt(2) above ||A||_inf
+    num = _cabs1(r).amax(dim=1)  # (B, k)
+    den = anorm[:, None] * _cabs1(x).amax(dim=1) + _cabs1(f).amax(dim=1)
+    ok = (num <= _REFINE_TOL * eps * den).all(dim=1)
+    return ok, r
+
+
+def _solve_stable(alpha, b, c, f, pivmin, method, L, gL=None):
+    """``A x = f`` backward stable on every path: ``"sequential"`` is the compiled pivoted
+    solve (LAPACK ``?gtsv``'s elimination); ``"reference"`` its torch-loop twin
+    :func:`_gtsv_ref`; ``"chunked"`` (the CUDA path) cannot exchange rows inside its scans, so
+    it solves with the LU pivots ``gL`` (:func:`_solve_with_pivots`), then takes up to
+    ``_REFINE_STEPS`` steps of iterative refinement with the residual in working precision
+    until the normwise backward error of every column is at most ``_REFINE_TOL eps``; rows
+    that do not get there (element growth beyond what refinement repairs) are solved by the
+    pivoted solve (the compiled kernel through a host copy where numba is available, else the
+    torch loop on the tensor's device).  Returns ``(x, steps)``."""
+    if method == "sequential":
+        x, _, _ = _numpy_kernel("solve", alpha, b, c, f, pivmin)
+        return x.to(f.device), 0
+    if method == "reference":
+        return _gtsv_ref(alpha, b, c, f, pivmin)[0], 0
+    if gL is None:
+        gL, _, _ = _pivots_chunked(alpha, b * c, pivmin, L)
+    x = _solve_with_pivots(gL, b, c, f, "chunked", L)
+    steps = 0
+    ok, r = _backward_ok(alpha, b, c, f, x)
+    while not bool(ok.all()) and steps < _REFINE_STEPS:
+        x = x + _solve_with_pivots(gL, b, c, r, "chunked", L)
+        steps += 1
+        ok, r = _backward_ok(alpha, b, c, f, x)
+    if not bool(ok.all()):
+        bad = (~ok).nonzero()[:, 0]
+        args = (alpha[bad], b[bad], c[bad], f[bad], pivmin[bad])
+        if _numpy_kernels_available():
+            xb, _, _ = _numpy_kernel("solve", *(t.cpu() for t in args))
+            xb = xb.to(f.device)
+        else:
+            xb, _ = _gtsv_ref(*args)
+        x = x.index_copy(0, bad, xb.to(x.dtype))
+    return x, steps
+
+
+def _solve_forward(alpha, b, c, f, pivmin, method, L):
+    """``(x, guarded, singular, gL)``; ``gL`` the chunked path's LU pivots (an empty tensor
+    elsewhere).  ``guarded`` counts the guarded LU pivots of the chunked path (zero for the
+    pivoted solves); ``singular`` is the pivoted factorization's certificate
+    (:func:`_gtsv_ref`), on the chunked path the LU sweep's (:func:`_left_flags`) or a
+    non-finite result."""
+    B = alpha.shape[0]
+    none = alpha.new_zeros(0)
+    if method == "sequential":
+        x, guarded, singular = _numpy_kernel("solve", alpha, b, c, f, pivmin)
+        return x, guarded, singular, none
+    if method == "reference":
+        x, singular = _gtsv_ref(alpha, b, c, f, pivmin)
+        return x, torch.zeros(B, dtype=torch.int64, device=alpha.device), singular, none
+    beta = b * c
+    gL, _, mask = _pivots_chunked(alpha, beta, pivmin, L)
+    singular = _left_flags(mask, alpha, beta, gL, pivmin)
+    if bool(singular.any()):  # the caller raises: no refinement of a singular system
+        return _solve_with_pivots(gL, b, c, f, "chunked", L), mask.sum(dim=1).to(torch.int64), singular, gL
+    x, _ = _solve_stable(alpha, b, c, f, pivmin, "chunked", L, gL)
+    singular = singular | ~torch.isfinite(x).all(dim=2).all(dim=1)
+    return x, mask.sum(dim=1).to(torch.int64), singular, gL
+

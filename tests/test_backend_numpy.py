@@ -488,3 +488,45 @@ def test_logdet_product_renormalisation_over_the_whole_range(rng, dtype):
         expect = ld0.real + N * k * np.log(2.0)
         assert np.all(np.abs(ld.real - expect) <= tol + 4 * eps * np.abs(expect))
         assert np.all(np.abs(np.exp(1j * ld.imag) - np.exp(1j * ld0.imag)) <= 50 * N * eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("B,N", [(1, 1), (1, 2), (3, 3), (5, 8), (4, 257), (2, 1000)])
+def test_resolvent_kernels_with_and_without_pivots_agree(dtype, B, N):
+    """The autograd forward (with stored pivots) and the no-grad kernel compute G with the same
+    steps in the same order, in the alpha form and in the shift form (single rows, paired rows,
+    odd and even N): in double precision they agree bit for bit.  In single precision the
+    no-grad kernel's running ratio stays in a register (numba keeps it in double), while the
+    other kernel combines the stored single-precision pivots, so they agree to rounding; the
+    matrices are diagonally dominant there (condition number below 3), so that is a few eps."""
+    from semisep.backends import numpy as npb
+
+    rng = np.random.default_rng(N + B)
+    cplx = np.dtype(dtype).kind == "c"
+    rdt = np.empty(0, dtype).real.dtype
+    double = rdt == np.float64
+
+    def draw(*shape):
+        x = rng.standard_normal(shape)
+        return (x + 1j * rng.standard_normal(shape) if cplx else x).astype(dtype)
+
+    alpha, beta = draw(B, N), draw(B, max(N - 1, 0))
+    if not double:
+        alpha = (alpha + 6).astype(dtype)
+    pivmin = np.full(B, 1e-30 if double else 1e-15, dtype=rdt)
+
+    def same(x, y):
+        x, y = np.asarray(x), np.asarray(y)
+        if double:
+            return np.array_equal(x, y)
+        return bool(np.all(np.abs(x - y) <= 8 * np.finfo(rdt).eps * np.abs(y)))
+
+    G0, g0, s0 = npb.resolvent_diagonal_kernel(alpha, beta, pivmin)
+    G1, _, _, g1, s1 = npb.resolvent_diagonal_with_pivots(alpha, beta, pivmin)
+    assert same(G0, G1)
+    assert np.array_equal(np.asarray(g0), np.asarray(g1)) and np.array_equal(np.asarray(s0), np.asarray(s1))
+    diag = draw(B, N).real.astype(rdt) + (0 if double else 6)
+    shift = (0.3 + 0.01j) * np.ones(B, np.complex128 if double else np.complex64)
+    H0 = npb.resolvent_diagonal_shifted_kernel(diag, shift, beta, pivmin)[0]
+    H1 = npb.resolvent_diagonal_shifted_with_pivots(diag, shift, beta, pivmin)[0]
+    assert same(H0, H1)

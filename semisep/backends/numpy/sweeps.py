@@ -87,16 +87,26 @@ def _right_row(alpha, beta, pivmin, gR):
 @numba.njit(**_JIT)
 def _combine_row(diag, shift, beta, pivmin, G, gL, gR):
     """``G_ii = 1/(alpha_i - beta_{i-1} gL_{i-1} - beta_i gR_{i+1})`` into G from stored
-    pivots; returns singular (some ``|1/G_ii| < SINGULAR_FACTOR * pivmin``)."""
+    pivots; returns singular (some ``|1/G_ii| < SINGULAR_FACTOR * pivmin``).
+
+    The two corrections are subtracted in the order :func:`_resolvent_row_twosided` uses
+    (the left one first for ``i >= N // 2``, the right one first below), so that the kernels
+    with and without stored pivots return the same ``G`` bit for bit."""
     n = diag.shape[0]
     singular = False
     q = SINGULAR_FACTOR * pivmin
+    h = n // 2
+    zg = diag[0] * 0 + shift * 0
+    zb = beta.dtype.type(0)
     for i in range(n):
-        gam = _shifted(diag[i], shift)
-        if i > 0:
-            gam = gam - _times(beta[i - 1], gL[i - 1])
-        if i < n - 1:
-            gam = gam - _times(beta[i], gR[i + 1])
+        bl = beta[i - 1] if i > 0 else zb
+        gl = gL[i - 1] if i > 0 else zg
+        br = beta[i] if i < n - 1 else zb
+        gr = gR[i + 1] if i < n - 1 else zg
+        if i >= h:
+            gam = (_shifted(diag[i], shift) - _times(bl, gl)) - _times(br, gr)
+        else:
+            gam = (_shifted(diag[i], shift) - _times(br, gr)) - _times(bl, gl)
         x, s = _checked_recip(gam, q)
         singular |= s
         G[i] = x

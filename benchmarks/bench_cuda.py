@@ -124,7 +124,7 @@ def _target(bk, quick: bool) -> dict[str, Any]:
         out = torch.empty_like(G)
         t_copy = _cuda_median(lambda: out.copy_(G), repeats=20)
         rows = []
-        from semisep.backends import _triton_resolvent as tr
+        from semisep.backends import triton as tr
         from semisep.tridiagonal import _shifted_rows
 
         rows_ = _shifted_rows(T, Z, True)

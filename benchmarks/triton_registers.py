@@ -1,7 +1,7 @@
 """Registers and spills of the fused Triton resolvent kernels compiled for a Hopper GPU, without
 one (not a test; needs triton installed).
 
-Each tiled kernel of ``semisep/backends/_triton_resolvent.py`` is compiled for sm_90 (real
+Each tiled kernel of ``semisep/backends/triton/resolvent.py`` is compiled for sm_90 (real
 float32 diag and beta, 4 warps) by ``triton.compile`` with a ``GPUTarget``, and the PTX is
 assembled by the ptxas that ships with triton (``ptxas -v``), which reports registers per
 thread and spill bytes; ``cuobjdump -sass`` gives the static instruction count.  Compile times
@@ -71,7 +71,7 @@ def main() -> int:
     except ImportError:
         print("triton_registers: triton is not installed; nothing compiled")
         return 2
-    from semisep.backends import _triton_resolvent as tr
+    from semisep.backends import triton as tr
 
     flags = dict(DIAG_COMPLEX=False, BETA_COMPLEX=False)
     print(f"{'kernel':28s} {'L':>3s} {'lanes':>5s} {'regs':>5s} {'spill st/ld':>12s} {'sass':>6s} "

@@ -227,7 +227,7 @@ def test_birman_schwinger_core_on_cuda_matches_cpu():
 # -- the fused Triton kernels ("auto" on CUDA for a complex resolvent diagonal without autograd) --
 
 def _fused():
-    from semisep.backends import _triton_resolvent as tr
+    from semisep.backends import triton as tr
 
     if not tr.available(torch.empty(0, device=DEV)):
         pytest.skip("triton is not installed, or the device is not CUDA")

@@ -236,7 +236,7 @@ def _pretend_fused(monkeypatch, result):
         return result(diag, shift, beta, pivmin)
 
     monkeypatch.setattr(torch_backend, "select_kernel", fake_select)
-    monkeypatch.setattr(torch_backend._triton_resolvent, "resolvent_diagonal_fused", fake_fused)
+    monkeypatch.setattr(torch_backend._triton, "resolvent_diagonal_fused", fake_fused)
     return calls
 
 

@@ -1,4 +1,4 @@
-"""The fused Triton resolvent kernels (semisep/backends/_triton_resolvent.py) under Triton's CPU
+"""The fused Triton resolvent kernels (semisep/backends/triton/) under Triton's CPU
 interpreter (``TRITON_INTERPRET=1``), against the NumPy backend.
 
 Skipped where triton is not installed (CI: the CPU build of torch does not bring it).  The same
@@ -19,7 +19,7 @@ pytest.importorskip("triton")
 
 SCRIPT = textwrap.dedent('''
     import numpy as np, torch, semisep as ss
-    from semisep.backends._triton_resolvent import resolvent_diagonal_fused
+    from semisep.backends.triton import resolvent_diagonal_fused
     rng = np.random.default_rng(0)
     worst = 0.0
     for B, N, L, cd, cb, cdt in [(2, 37, 4, 0, 0, "complex128"), (3, 100, 8, 1, 1, "complex128"),

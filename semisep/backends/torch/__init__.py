@@ -21,7 +21,7 @@ docs/mathematics.md.  One module per role:
 =====================  ==========================================================================
 
 The fused Triton kernels (CUDA, ``method="fused"``) live in
-:mod:`semisep.backends._triton_resolvent`.
+:mod:`semisep.backends.triton`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import Backend, _triton_resolvent
+from .. import Backend
+from .. import triton as _triton
 from . import linalg as _linalg_ns
 from .autograd import (
     _LogdetFn,
@@ -89,7 +90,7 @@ class TorchBackend(Backend):
       backend, called zero-copy; backward uses the chunked affine scans.
     * ``"fused"``: CUDA tensors with triton installed, the shift-form resolvent diagonal at a
       complex shift without autograd only: the fused Triton kernels of
-      :mod:`semisep.backends._triton_resolvent` (the chunked scan with the chunks kept in
+      :mod:`semisep.backends.triton` (the chunked scan with the chunks kept in
       registers).  Where a pivot would need the guard they decline and ``"chunked"`` runs
       (and is reported).  Other calls with ``method="fused"`` raise a ValueError.
     * ``"reference"``: a plain sequential torch loop over N (slow; tests only); its gradients come
@@ -100,7 +101,7 @@ class TorchBackend(Backend):
 
     ``chunk_length``: fixed chunk length ``L`` for the chunked form (default: the N-dependent
     heuristic of the module docstring).  ``fused_chunk_length``: the same for the fused kernels
-    (default :func:`semisep.backends._triton_resolvent.default_chunk_length`, 4).
+    (default :func:`semisep.backends.triton.default_chunk_length`, 4).
     ``fused_scan``: how the fused kernels carry the chunk recursion across chunks, ``"blocked"``
     (default; measured on an H100) or ``"recompute"`` (only block totals go through memory;
     not yet measured on a GPU), see ``resolvent_diagonal_fused``.
@@ -241,7 +242,7 @@ class TorchBackend(Backend):
                               complex_shift=shift.is_complex())
         if kernel == "fused":
             with torch.no_grad():  # fused Triton kernels; None: a pivot needs the guard
-                out = _triton_resolvent.resolvent_diagonal_fused(
+                out = _triton.resolvent_diagonal_fused(
                     diag, shift, beta, pivmin.detach(), L=self.fused_chunk_length,
                     scan=self.fused_scan)
             if out is not None:
@@ -314,7 +315,7 @@ class TorchBackend(Backend):
         kernel = select_kernel(operation, method, device_type=x.device.type, needs_grad=needs_grad,
                                complex_shift=complex_shift, n=int(x.shape[-1]),
                                numba_available=_numpy_kernels_available(),
-                               triton_available=_triton_resolvent.HAVE_TRITON)
+                               triton_available=_triton.HAVE_TRITON)
         return self._note_kernel(kernel)
 
     @staticmethod

@@ -79,7 +79,7 @@ def select_kernel(operation: str, method: str, *, device_type: str, needs_grad: 
       backward runs the O(N) reverse-mode scans.
     * ``chunked``: the chunked parallel scan in plain torch ops (any device; under autograd
       the same forward inside an ``autograd.Function`` with the chunked affine-scan backward).
-    * ``fused``: the Triton kernels of :mod:`semisep.backends._triton_resolvent` (the chunked
+    * ``fused``: the Triton kernels of :mod:`semisep.backends.triton` (the chunked
       scan with the chunks held in registers); no backward.
     * ``reference``: a plain sequential loop of torch ops (tests; ordinary autograd).
 

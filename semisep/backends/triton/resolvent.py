@@ -749,7 +749,7 @@ def resolvent_diagonal_fused(diag: torch.Tensor, shift: torch.Tensor, beta: torc
     the second pass recomputes its chunk matrices, module docstring; L a power of two <= 16).
     ``block``: lanes per program of the transfer and second passes; ``scan_block``: chunks per
     block of the scan (for ``"recompute"``, the lanes per program of both passes)."""
-    from . import SINGULAR_FACTOR
+    from .. import SINGULAR_FACTOR
 
     B, N = diag.shape
     cdt = shift.dtype

@@ -5,8 +5,7 @@ Each tiled kernel of ``semisep/backends/triton/resolvent.py`` is compiled for sm
 float32 diag and beta, 4 warps) by ``triton.compile`` with a ``GPUTarget``, and the PTX is
 assembled by the ptxas that ships with triton (``ptxas -v``), which reports registers per
 thread and spill bytes; ``cuobjdump -sass`` gives the static instruction count.  Compile times
-are 0 where triton's cache already holds the kernel.  These are the figures quoted in the
-module docstring and docs/benchmarks.md for the recompute layout.
+are 0 where triton's cache already holds the kernel.
 
     PYTHONPATH=. python benchmarks/triton_registers.py
 """
@@ -79,9 +78,6 @@ def main() -> int:
     for L in (4, 8):
         rows = [(tr._transfer_tiled_kernel, dict(L=L, BLOCK=128, **flags), 128),
                 (tr._second_pass_tiled_kernel, dict(L=L, BLOCK=128, **flags), 128)]
-        for sb in (128, 256):
-            rows += [(tr._block_transfer_kernel, dict(L=L, SB=sb, **flags), sb),
-                     (tr._block_second_pass_kernel, dict(L=L, SB=sb, **flags), sb)]
         for kern, consts, lanes in rows:
             r = compile_report(kern, consts)
             print(f"{kern.fn.__name__:28s} {L:3d} {lanes:5d} {r['registers']:5d} "

@@ -234,10 +234,9 @@ def _fused():
     return tr
 
 
-_FUSED_LAYOUTS = ([(L, "blocked", None) for L in (1, 7, 32, 100)]
-                  # recompute: block totals only, the second pass recomputes its chunk matrices
-                  # (forward and reverse scans over the lanes); L a power of two <= 16
-                  + [(L, "recompute", sb) for L in (1, 2, 4, 8, 16) for sb in (None, 4)])
+_FUSED_LAYOUTS = ([(L, "blocked", None) for L in (1, 2, 4, 7, 8, 16, 32, 100)]
+                  # several blocks of chunks per row; the serial scan as the twin
+                  + [(L, scan, 4) for L in (4, 7) for scan in ("blocked", "serial")])
 
 
 @pytest.mark.parametrize("L,scan,scan_block", _FUSED_LAYOUTS, ids=str)
@@ -287,7 +286,7 @@ def test_fused_declines_when_a_pivot_needs_the_guard():
     shift = torch.full((2,), z, dtype=torch.complex128, device=DEV)
     pm = torch.full((2,), 1e-12, dtype=torch.float64, device=DEV)
     assert tr.resolvent_diagonal_fused(d, shift, lo * lo, pm) is None
-    assert tr.resolvent_diagonal_fused(d, shift, lo * lo, pm, scan="recompute") is None
+    assert tr.resolvent_diagonal_fused(d, shift, lo * lo, pm, scan="serial") is None
     T = ss.Tridiagonal(d, lo)
     G, info = T.resolvent_diagonal(z, return_info=True)
     Gc, infoc = T.resolvent_diagonal(z, method="chunked", return_info=True)
@@ -298,13 +297,9 @@ def test_fused_declines_when_a_pivot_needs_the_guard():
     assert torch.equal(Gf, Gc) and infof.method == "chunked" and infof.requested_method == "fused"
 
 
-@pytest.mark.parametrize("scan", ["blocked", "recompute"])
 @pytest.mark.parametrize("dtype,tol", [(torch.complex128, 1e-10), (torch.complex64, 1e-4)], ids=str)
-def test_auto_fused_vs_sequential_cpu_disordered_n2_17(dtype, tol, scan, monkeypatch):
+def test_auto_fused_vs_sequential_cpu_disordered_n2_17(dtype, tol):
     _fused()
-    from semisep.backends import get_backend
-
-    monkeypatch.setattr(get_backend("torch"), "fused_scan", scan)
     n = 1 << 17
     rng = np.random.default_rng(7)
     real = torch.float32 if dtype == torch.complex64 else torch.float64

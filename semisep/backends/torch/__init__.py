@@ -102,25 +102,18 @@ class TorchBackend(Backend):
     ``chunk_length``: fixed chunk length ``L`` for the chunked form (default: the N-dependent
     heuristic of the module docstring).  ``fused_chunk_length``: the same for the fused kernels
     (default :func:`semisep.backends.triton.default_chunk_length`, 4).
-    ``fused_scan``: how the fused kernels carry the chunk recursion across chunks, ``"blocked"``
-    (default; measured on an H100) or ``"recompute"`` (only block totals go through memory;
-    not yet measured on a GPU), see ``resolvent_diagonal_fused``.
     """
 
     name = "torch"
     methods = ("sequential", "chunked", "fused", "reference")
     linalg = _linalg_ns
 
-    def __init__(self, chunk_length: int | None = None, fused_chunk_length: int | None = None,
-                 fused_scan: str = "blocked"):
+    def __init__(self, chunk_length: int | None = None, fused_chunk_length: int | None = None):
         for name, v in (("chunk_length", chunk_length), ("fused_chunk_length", fused_chunk_length)):
             if v is not None and int(v) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if fused_scan not in ("blocked", "serial", "recompute"):
-            raise ValueError(f"fused_scan must be 'blocked', 'serial' or 'recompute', got {fused_scan!r}")
         self.chunk_length = None if chunk_length is None else int(chunk_length)
         self.fused_chunk_length = None if fused_chunk_length is None else int(fused_chunk_length)
-        self.fused_scan = fused_scan
         self._ran = threading.local()  # the kernel each thread's last call ran (Backend.kernel_ran)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -243,8 +236,7 @@ class TorchBackend(Backend):
         if kernel == "fused":
             with torch.no_grad():  # fused Triton kernels; None: a pivot needs the guard
                 out = _triton.resolvent_diagonal_fused(
-                    diag, shift, beta, pivmin.detach(), L=self.fused_chunk_length,
-                    scan=self.fused_scan)
+                    diag, shift, beta, pivmin.detach(), L=self.fused_chunk_length)
             if out is not None:
                 return out
             kernel = self._note_kernel(FALLBACK["fused"])  # declined: the chunked ops run

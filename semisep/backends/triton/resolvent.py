@@ -27,8 +27,7 @@ Notation as in :mod:`semisep.backends.torch`: one batch row, ``alpha_i = diag_i 
    ``tl.associative_scan`` (each 2 x 2 complex product renormalised), one program per (row,
    direction) walks the block products, then every block scans again from its carried-in
    vector.  ``_scan_kernel``, one program per (row, direction) walking all chunks, is the
-   plain twin (both are bound by reading the 16 reals per chunk of ``P``; the recompute
-   layout below stores none).
+   plain twin (both are bound by reading the 16 reals per chunk of ``P``).
 3. Second pass (``_second_pass_tiled_kernel``; ``_second_pass_kernel`` is its twin) -- one lane
    per (row, chunk) again: the ordinary ratio recursion ``d = alpha - betap g``,
    ``g = conj(d) / |d|^2`` forward through the chunk from the left carry (gL kept in a register
@@ -42,32 +41,6 @@ caller gets ``None`` and runs the ``"chunked"`` path, which applies the pivot gu
 otherwise ``guarded = 0`` and ``singular`` follows the kernel contract from the recorded maxima
 (the exact ``|G_ii|`` test only where the cheap bound is inconclusive).  So every result this
 path returns is one the guarded sweep would also have produced without a guard.
-
-The recompute layout (``scan="recompute"``; not yet timed on a GPU, so not the default).  At
-L = 4 the chunk matrices ``P`` (16 reals per chunk, 4 per element) are written once and read
-twice by the phases above, about 3 GB at batch 64, N = 2^20 -- more than the data.  Here one
-program owns a block of ``SB``
-consecutive chunks of one row (a lane per chunk), and only block products go through memory:
-
-a. ``_block_transfer_kernel``: each lane forms its chunk's left and right matrices from the
-   diag/beta tiles, an inclusive scan over the lanes (forward for the left, reverse for the
-   right: Triton's reverse scan is flip, scan, flip) multiplies them, and the block total is
-   stored (16 reals per block).
-b. ``_block_carry_kernel``: one program per (row, direction) walks the block totals: the state
-   carried into each block.
-c. ``_block_second_pass_kernel``: lane ``p`` recomputes the left matrix of chunk ``k - 1`` and
-   the right matrix of chunk ``k + 1`` (the identity past the block's ends), so the inclusive
-   scans give the products of the chunks before and after chunk ``k`` within the block; applied
-   to the block's carried-in states they are chunk ``k``'s carries, and the second pass of
-   phase 3 runs from them.  The certificate's count and maximum are reduced per program.
-
-Counting the loads and stores, per element this reads diag and beta twice and writes G once
-(24 bytes for a complex64 G from float32 data with a batched beta, against about 80 in the
-layout above: P's 64 bytes per chunk written once and read twice, the carries, the
-certificate), for twice the chunk-transfer arithmetic.  Compiled for sm_90 (Triton 3.6 and
-its ptxas 12.8; ``benchmarks/triton_registers.py``) at L = 4, SB = 128 the two passes use 96
-and 153 registers per thread, with no spills up to L = 8.  ``TorchBackend(fused_scan=...)``
-chooses it.
 
 Triton is optional (it ships with CUDA builds of torch); :func:`available` says whether this
 path can run.  The kernels are checked on CPU by Triton's interpreter
@@ -487,9 +460,7 @@ if HAVE_TRITON:
         in2 = live[:, None] & (i2 < N)
         Dr, Di = _tile(diag_ptr, row[:, None] * sd + i2, in2, 1.0, DIAG_COMPLEX, zr)
         Br, Bi = _tile(beta_ptr, row[:, None] * sb + i2, in2 & (i2 < N - 1), 0.0, BETA_COMPLEX, zr)
-        # (k L < N: the second pass of the recompute layout asks for chunk k + 1 past the end)
-        bpr0, bpi0 = _beta(beta_ptr, row * sb + k * L - 1, live & (k > 0) & (k * L < N), zr,
-                           BETA_COMPLEX)
+        bpr0, bpi0 = _beta(beta_ptr, row * sb + k * L - 1, live & (k > 0), zr, BETA_COMPLEX)
         return Dr - zr[:, None], Di - zi[:, None], Br, Bi, bpr0, bpi0
 
     @triton.jit
@@ -625,103 +596,6 @@ if HAVE_TRITON:
         tl.store(bad_ptr + lane, bad, mask=live)
         tl.store(gmax_ptr + lane, gmax, mask=live)
 
-    # -- the recompute layout: only block totals go through memory --------------------------
-    @triton.jit
-    def _block_lanes(nb, nc, SB: tl.constexpr):
-        """Program ``pid = row * nb + block``: its lanes are the block's ``SB`` chunks
-        ``k = block SB + p``, ``p = 0 .. SB-1``.  Returns ``(row, block, p, k, live)``."""
-        pid = tl.program_id(0)
-        row = (pid // nb).to(tl.int64)
-        blk = (pid % nb).to(tl.int64)
-        p = tl.arange(0, SB)
-        k = blk * SB + p
-        return row, blk, p, k, k < nc
-
-    @triton.jit
-    def _row_scalars(z_ptr, row, p):
-        """``z`` of the row, broadcast over the lanes ``p`` (re, im)."""
-        return tl.load(z_ptr + 2 * row + 0 * p), tl.load(z_ptr + 2 * row + 1 + 0 * p)
-
-    @triton.jit
-    def _block_transfer_kernel(diag_ptr, beta_ptr, z_ptr, tot_ptr, B, N, nc, nb, sd, sb,
-                               L: tl.constexpr, SB: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                               BETA_COMPLEX: tl.constexpr):
-        """Program (row, block of ``SB`` chunks): the product of the block's chunk matrices,
-        formed in registers by a scan over the lanes; only the total is stored, in sweep order
-        (the layout :func:`_block_carry_kernel` reads): left ``P_last ... P_first`` at
-        ``tot[0, :, row nb + block]``, right ``R_first ... R_last`` at
-        ``tot[1, :, row nb + nb - 1 - block]`` (the right sweep meets the last block first)."""
-        row, blk, p, k, live = _block_lanes(nb, nc, SB)
-        cols = tl.arange(0, L)[None, :]
-        zr, zi = _row_scalars(z_ptr, row, p)
-        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N,
-                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
-        Mb = B * nb
-        # dead lanes hold the identity, so the last lane (left) / the first (right) is the total
-        s = tl.associative_scan(_chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L, 0),
-                                0, _matmul_combine)
-        _store8(tot_ptr, Mb, row * nb + blk + 0 * p, p == SB - 1, s)
-        s = tl.associative_scan(_chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L, 1),
-                                0, _matmul_combine, reverse=True)
-        _store8(tot_ptr + 8 * Mb, Mb, row * nb + (nb - 1 - blk) + 0 * p, p == 0, s)
-
-    @triton.jit
-    def _carried_ratio(s, c_ptr, Mb):
-        """``g = vx / vy`` for ``v = S c``: ``S`` the scanned matrices ``s`` (8 reals per lane),
-        ``c`` the block's carried-in state (4 reals at ``c_ptr + j Mb``)."""
-        vxr, vxi, vyr, vyi = _matvec(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
-                                     tl.load(c_ptr), tl.load(c_ptr + Mb), tl.load(c_ptr + 2 * Mb),
-                                     tl.load(c_ptr + 3 * Mb))
-        return _ratio(vxr, vxi, vyr, vyi)
-
-    @triton.jit
-    def _nan_max(a, b):
-        return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
-
-    @triton.jit
-    def _block_second_pass_kernel(diag_ptr, beta_ptr, z_ptr, cin_ptr, thr_ptr, g_ptr, bad_ptr,
-                                  gmax_ptr, B, N, nc, nb, sd, sb, fmax,
-                                  L: tl.constexpr, SB: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                                  BETA_COMPLEX: tl.constexpr):
-        """Program (row, block): the carries into each of its chunks from the block's carried-in
-        states ``cin`` (:func:`_block_carry_kernel`) and the chunk matrices, recomputed from
-        diag and beta: lane ``p`` takes chunk ``k - 1``'s left matrix and chunk ``k + 1``'s
-        right one (the identity past the block's ends), so an inclusive scan over the lanes
-        (forward, and reverse for the right) gives the product of the chunks before / after
-        chunk ``k`` in the block.  Then :func:`_chunk_resolvent` on chunk ``k``; G is stored
-        once, and per program the rejected-pivot count and the NaN-aware max of
-        ``max(|Re G|, |Im G|)``."""
-        row, blk, p, k, live = _block_lanes(nb, nc, SB)
-        cols = tl.arange(0, L)[None, :]
-        zr, zi = _row_scalars(z_ptr, row, p)
-        Mb = B * nb
-        cl = cin_ptr + row * nb + blk + 0 * p
-        cr = cin_ptr + 4 * Mb + row * nb + (nb - 1 - blk) + 0 * p
-        lv = live & (p > 0)
-        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k - 1, lv, zr, zi, N,
-                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
-        s = tl.associative_scan(_chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k - 1, lv, N, cols, L, 0),
-                                0, _matmul_combine)
-        gr, gi = _carried_ratio(s, cl, Mb)
-        lv = live & (p < SB - 1)
-        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k + 1, lv, zr, zi, N,
-                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
-        s = tl.associative_scan(_chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k + 1, lv, N, cols, L, 1),
-                                0, _matmul_combine, reverse=True)
-        hr, hi = _carried_ratio(s, cr, Mb)
-        thr = tl.load(thr_ptr + row + 0 * p)
-        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N,
-                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
-        Gtr, Gti, bad, gmax = _chunk_resolvent(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L,
-                                               gr, gi, hr, hi, thr, fmax)
-        i2 = k[:, None] * L + cols
-        off2 = 2 * (row[:, None] * N + i2)
-        in2 = live[:, None] & (i2 < N)
-        tl.store(g_ptr + off2, Gtr, mask=in2)
-        tl.store(g_ptr + off2 + 1, Gti, mask=in2)
-        tl.store(bad_ptr + tl.program_id(0), tl.sum(bad, 0))
-        tl.store(gmax_ptr + tl.program_id(0), tl.reduce(gmax, 0, _nan_max))
-
 
 def _real_view(x: torch.Tensor, rows: int, n: int) -> tuple[torch.Tensor, int]:
     """``(tensor whose data pointer the kernel reads, row stride in elements of x)`` for an
@@ -744,19 +618,18 @@ def resolvent_diagonal_fused(diag: torch.Tensor, shift: torch.Tensor, beta: torc
     ``beta (B, N-1)`` real or complex in ``diag``'s precision (a stride-0 batch allowed),
     ``pivmin (B,)`` real; all on one CUDA device (or CPU under ``TRITON_INTERPRET=1``).
 
-    ``scan``: ``"blocked"`` (two-level scan over the stored chunk matrices), ``"serial"`` (one
-    program per row and direction walks them) or ``"recompute"`` (only block totals are stored;
-    the second pass recomputes its chunk matrices, module docstring; L a power of two <= 16).
+    ``scan``: ``"blocked"`` (two-level scan over the stored chunk matrices) or ``"serial"``
+    (one program per row and direction walks them; the plain twin the tests compare with).
     ``block``: lanes per program of the transfer and second passes; ``scan_block``: chunks per
-    block of the scan (for ``"recompute"``, the lanes per program of both passes)."""
+    block of the scan."""
     from .. import SINGULAR_FACTOR
 
     B, N = diag.shape
     cdt = shift.dtype
     if not cdt.is_complex or N < 2 or B == 0:
         raise ValueError("the fused path needs a complex shift and N >= 2")
-    if scan not in ("blocked", "serial", "recompute"):
-        raise ValueError(f"scan must be 'blocked', 'serial' or 'recompute', got {scan!r}")
+    if scan not in ("blocked", "serial"):
+        raise ValueError(f"scan must be 'blocked' or 'serial', got {scan!r}")
     rdt = torch.float32 if cdt == torch.complex64 else torch.float64
     L = default_chunk_length(N) if L is None else int(L)
     nc = -(-N // L)
@@ -770,48 +643,31 @@ def resolvent_diagonal_fused(diag: torch.Tensor, shift: torch.Tensor, beta: torc
     G = torch.empty(B, N, dtype=cdt, device=dev)
     flags = dict(DIAG_COMPLEX=diag.is_complex(), BETA_COMPLEX=beta.is_complex())
     fmax = torch.finfo(rdt).max
-    if scan == "recompute":
-        if L & (L - 1) or L > 16:
-            raise ValueError(f"scan='recompute' needs a chunk length L that is a power of two "
-                             f"<= 16, got {L}")
-        sblk = min(scan_block or 128, triton.next_power_of_2(nc))
+    M = B * nc
+    P = torch.empty(2, 8, M, dtype=rdt, device=dev)  # left, right chunk transfer matrices
+    carry = torch.empty(2, M, 2, dtype=rdt, device=dev)
+    bad = torch.empty(M, dtype=torch.int32, device=dev)
+    gmax = torch.empty(M, dtype=rdt, device=dev)
+    grid = (triton.cdiv(M, block),)
+    if tiled is None:
+        tiled = L & (L - 1) == 0 and L <= 16
+    transfer, second = ((_transfer_tiled_kernel, _second_pass_tiled_kernel) if tiled
+                        else (_transfer_kernel, _second_pass_kernel))
+    transfer[grid](dv, bv, z, P, B, N, nc, sd, sb, L=L, BLOCK=block, **flags)
+    sblk = min(scan_block or (256 if rdt == torch.float32 else 128), triton.next_power_of_2(nc))
+    if scan == "serial":  # one program per (row, direction) walks all chunks
+        _scan_kernel[(B, 2)](P, carry, B, nc, BLOCK=sblk)
+    else:  # two levels: block totals, a short walk over the blocks, then every block at once
         nb = triton.cdiv(nc, sblk)
-        Mb = B * nb
-        tot = torch.empty(2, 8, Mb, dtype=rdt, device=dev)
-        cin = torch.empty(2, 4, Mb, dtype=rdt, device=dev)
-        bad = torch.empty(Mb, dtype=torch.int32, device=dev)
-        gmax = torch.empty(Mb, dtype=rdt, device=dev)
-        _block_transfer_kernel[(Mb,)](dv, bv, z, tot, B, N, nc, nb, sd, sb, L=L, SB=sblk, **flags)
+        tot = torch.empty(2, 8, B * nb, dtype=rdt, device=dev)
+        cin = torch.empty(2, 4, B * nb, dtype=rdt, device=dev)
+        _block_total_kernel[(B, nb, 2)](P, tot, B, nc, nb, SB=sblk)
         _block_carry_kernel[(B, 2)](tot, cin, B, nb, SB=min(sblk, triton.next_power_of_2(nb)))
-        _block_second_pass_kernel[(Mb,)](dv, bv, z, cin, thr, torch.view_as_real(G), bad, gmax,
-                                         B, N, nc, nb, sd, sb, fmax, L=L, SB=sblk, **flags)
+        _chunk_carry_kernel[(B, nb, 2)](P, cin, carry, B, nc, nb, SB=sblk)
         del tot, cin
-    else:
-        M = B * nc
-        P = torch.empty(2, 8, M, dtype=rdt, device=dev)  # left, right chunk transfer matrices
-        carry = torch.empty(2, M, 2, dtype=rdt, device=dev)
-        bad = torch.empty(M, dtype=torch.int32, device=dev)
-        gmax = torch.empty(M, dtype=rdt, device=dev)
-        grid = (triton.cdiv(M, block),)
-        if tiled is None:
-            tiled = L & (L - 1) == 0 and L <= 16
-        transfer, second = ((_transfer_tiled_kernel, _second_pass_tiled_kernel) if tiled
-                            else (_transfer_kernel, _second_pass_kernel))
-        transfer[grid](dv, bv, z, P, B, N, nc, sd, sb, L=L, BLOCK=block, **flags)
-        sblk = min(scan_block or (256 if rdt == torch.float32 else 128), triton.next_power_of_2(nc))
-        if scan == "serial":  # one program per (row, direction) walks all chunks
-            _scan_kernel[(B, 2)](P, carry, B, nc, BLOCK=sblk)
-        else:  # two levels: block totals, a short walk over the blocks, then every block at once
-            nb = triton.cdiv(nc, sblk)
-            tot = torch.empty(2, 8, B * nb, dtype=rdt, device=dev)
-            cin = torch.empty(2, 4, B * nb, dtype=rdt, device=dev)
-            _block_total_kernel[(B, nb, 2)](P, tot, B, nc, nb, SB=sblk)
-            _block_carry_kernel[(B, 2)](tot, cin, B, nb, SB=min(sblk, triton.next_power_of_2(nb)))
-            _chunk_carry_kernel[(B, nb, 2)](P, cin, carry, B, nc, nb, SB=sblk)
-            del tot, cin
-        del P
-        second[grid](dv, bv, z, carry, thr, torch.view_as_real(G), bad, gmax,
-                     B, N, nc, sd, sb, fmax, L=L, BLOCK=block, **flags)
+    del P
+    second[grid](dv, bv, z, carry, thr, torch.view_as_real(G), bad, gmax,
+                 B, N, nc, sd, sb, fmax, L=L, BLOCK=block, **flags)
     m = gmax.view(B, -1).amax(dim=1)
     cheap = m * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm <= 1.0
     any_bad, all_cheap = torch.stack([bad.any(), cheap.all()]).tolist()  # one host sync

@@ -40,31 +40,64 @@ SCRIPT = textwrap.dedent('''
         ref = torch.as_tensor(ss.Tridiagonal(d.numpy(), lo.numpy(), up.numpy()).resolvent_diagonal(z))
         for tiled, scan in ([(False, "blocked"), (True, "blocked"), (True, "serial")]
                             if L & (L - 1) == 0 and L <= 16 else [(False, "blocked")]):
-            G, guarded, singular = resolvent_diagonal_fused(
+            G, guarded, singular, declined = resolvent_diagonal_fused(
                 d, torch.full((B,), z, dtype=cdt), lo * up,
                 torch.full((B,), 1e-30, dtype=rdt), L=L, block=16, tiled=tiled, scan=scan,
                 scan_block=4)  # several blocks of chunks, and several passes over the blocks
+            assert declined is None
             err = float((G.to(torch.complex128) - ref).abs().max() / ref.abs().max())
             tol = 200 * torch.finfo(rdt).eps
             assert err < tol, (B, N, L, cd, cb, cdt, tiled, err)
             assert int(guarded.sum()) == 0 and not bool(singular.any())
             worst = max(worst, err / tol)
-    # a zero leading minor: the kernels must decline (None), never return an unguarded answer
-    d = torch.tensor(-2 + rng.uniform(-1, 1, (1, 20)), dtype=torch.complex128)
-    d[0, 3] = 0.0
-    lo = torch.zeros(1, 19, dtype=torch.complex128)
+    # a zero leading minor in row 1 of 3: that row is declined (never an unguarded answer),
+    # the other rows are results
+    d = torch.tensor(-2 + rng.uniform(-1, 1, (3, 20)), dtype=torch.complex128)
+    d[1, 3] = 0.0
+    lo = torch.zeros(3, 19, dtype=torch.complex128)
+    lo[0] = lo[2] = 0.7
+    ref = torch.zeros(3, 20, dtype=torch.complex128)
+    T02 = ss.Tridiagonal(d[[0, 2]].numpy(), lo[[0, 2]].numpy())
+    ref[[0, 2]] = torch.as_tensor(T02.resolvent_diagonal(0.0))
     for tiled, scan in ((False, "blocked"), (True, "blocked"), (True, "serial")):
-        out = resolvent_diagonal_fused(d, torch.zeros(1, dtype=torch.complex128), lo,
-                                       torch.full((1,), 1e-12, dtype=torch.float64), L=4,
-                                       block=16, tiled=tiled, scan=scan, scan_block=2)
-        assert out is None
+        G, guarded, singular, declined = resolvent_diagonal_fused(
+            d, torch.zeros(3, dtype=torch.complex128), lo * lo,
+            torch.full((3,), 1e-12, dtype=torch.float64), L=4, block=16, tiled=tiled, scan=scan,
+            scan_block=2)
+        assert declined.tolist() == [False, True, False], declined
+        assert float((G[[0, 2]] - ref[[0, 2]]).abs().max() / ref[[0, 2]].abs().max()) < 1e-13
+        assert int(guarded.sum()) == 0 and not bool(singular[[0, 2]].any())
+    # conjugate views of diag, shift and beta read as their values
+    d = torch.tensor(-2 + rng.uniform(-1, 1, (2, 33)) + 0.3j, dtype=torch.complex128)
+    lo = torch.tensor(rng.uniform(0.5, 1.5, (2, 32)) * (1 + 0.2j), dtype=torch.complex128)
+    z = torch.full((2,), 0.5 - 0.01j, dtype=torch.complex128)
+    pm = torch.full((2,), 1e-30, dtype=torch.float64)
+    want = resolvent_diagonal_fused(d.conj().resolve_conj(), z.conj().resolve_conj(),
+                                    (lo * lo).conj().resolve_conj(), pm, L=4, block=16)[0]
+    got = resolvent_diagonal_fused(d.conj(), z.conj(), (lo * lo).conj(), pm, L=4, block=16)[0]
+    assert torch.equal(got, want)
+    # slabs of rows (as where a grid would exceed CUDA's limits): the same values
+    import semisep.backends.triton.launch as launch
+    d = torch.tensor(-2 + rng.uniform(-1, 1, (5, 40)), dtype=torch.float64)
+    lo = torch.tensor(rng.uniform(0.5, 1.5, (5, 39)), dtype=torch.float64)
+    args = (d, torch.full((5,), 0.5 + 0.01j, dtype=torch.complex128), lo * lo,
+            torch.full((5,), 1e-30, dtype=torch.float64))
+    whole = resolvent_diagonal_fused(*args, L=4, block=16, scan_block=4)
+    saved = launch.MAX_GRID
+    launch.MAX_GRID = (3, 65535, 65535)
+    try:
+        assert launch.launch_plan(5, 40, 4, block=16, scan_block=4).rows == 1
+        slabs = resolvent_diagonal_fused(*args, L=4, block=16, scan_block=4)
+    finally:
+        launch.MAX_GRID = saved
+    assert torch.equal(whole[0], slabs[0]) and slabs[3] is None
     # a shared off-diagonal: beta a stride-0 batch (sb = 0), float32 data, complex64 G
     d = torch.tensor(-2 + rng.uniform(-1, 1, (3, 90)), dtype=torch.float32)
     off = torch.tensor(rng.uniform(0.5, 1.5, 89), dtype=torch.float32)
     T64 = ss.Tridiagonal(d.double().numpy(), off.double().numpy())
     ref = torch.as_tensor(T64.resolvent_diagonal(0.5 + 0.01j))
     for scan in ("blocked", "serial"):
-        G, _, _ = resolvent_diagonal_fused(d, torch.full((3,), 0.5 + 0.01j, dtype=torch.complex64),
+        G, _, _, _ = resolvent_diagonal_fused(d, torch.full((3,), 0.5 + 0.01j, dtype=torch.complex64),
                                            (off * off).expand(3, 89), torch.full((3,), 1e-30), L=4,
                                            block=16, scan=scan, scan_block=4)
         err = float(((G.to(torch.complex128) - ref) / ref).abs().max())
@@ -76,7 +109,7 @@ SCRIPT = textwrap.dedent('''
     for pmv in (1.0, 2.0, 3.0):
         pm = torch.full((2,), pmv, dtype=torch.float64)
         for tiled, scan in ((True, "blocked"), (False, "blocked")):
-            G, guarded, singular = resolvent_diagonal_fused(
+            G, guarded, singular, _ = resolvent_diagonal_fused(
                 d, torch.full((2,), 0.01j, dtype=torch.complex128), lo * lo, pm, L=4, block=16,
                 tiled=tiled, scan=scan, scan_block=4)
             want = (G.abs() * (4 * pm[:, None]) > 1).any(dim=1)

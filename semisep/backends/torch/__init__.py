@@ -27,6 +27,7 @@ The fused Triton kernels (CUDA, ``method="fused"``) live in
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -230,16 +231,16 @@ class TorchBackend(Backend):
         :meth:`resolvent_diagonal` runs."""
         if method != "reference":
             _reject_forward_ad(diag, shift, beta)
+        # conjugate / negative views resolved: the kernels view complex tensors as real
+        diag, shift, beta = (x.resolve_conj().resolve_neg() for x in (diag, shift, beta))
         grad = self._needs_grad(diag, shift, beta)
         kernel = self._select("resolvent_diagonal_shifted", method, diag, needs_grad=grad,
                               complex_shift=shift.is_complex())
         if kernel == "fused":
-            with torch.no_grad():  # fused Triton kernels; None: a pivot needs the guard
-                out = _triton.resolvent_diagonal_fused(
-                    diag, shift, beta, pivmin.detach(), L=self.fused_chunk_length)
+            out = self._fused(diag, shift, beta, pivmin)
             if out is not None:
                 return out
-            kernel = self._note_kernel(FALLBACK["fused"])  # declined: the chunked ops run
+            kernel = self._note_kernel(FALLBACK["fused"])  # failed or declined: chunked runs
         if kernel == "sequential" and grad:
             return _ResolventShiftedFn.apply(diag, shift, beta, pivmin.detach())
         if (kernel == "chunked" and grad and shift.is_complex()
@@ -262,6 +263,30 @@ class TorchBackend(Backend):
                     torch.from_numpy(np.asarray(singular, dtype=bool)))
         # alpha = diag - shift formed, then resolvent_diagonal with the kernel chosen here
         return Backend.resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, kernel)
+
+    def _fused(self, diag, shift, beta, pivmin):
+        """The fused Triton kernels (:func:`semisep.backends.triton.resolvent_diagonal_fused`)
+        for the shift form: ``(G, guarded, singular)``, or None where the whole batch must run
+        the chunked kernel -- every row declined, or the kernels failed to compile or launch
+        (any exception: no C compiler, a driver error; warned once per error type, never
+        raised).  Rows that some but not all declined (a pivot needs the guard) run through
+        the chunked kernel alone and are merged in; the call then reports ``"chunked"``."""
+        try:
+            with torch.no_grad():
+                G, guarded, singular, declined = _triton.resolvent_diagonal_fused(
+                    diag, shift, beta, pivmin.detach(), L=self.fused_chunk_length)
+        except Exception as exc:  # noqa: BLE001 - any failure falls back, never raises
+            _warn_fused_failed(exc)
+            return None
+        if declined is None:
+            return G, guarded, singular
+        rows = declined.nonzero().squeeze(1)  # a host sync, only where rows declined
+        if rows.numel() == diag.shape[0]:
+            return None
+        Gc, gc, sc = self.resolvent_diagonal_shifted(diag[rows], shift[rows], beta[rows],
+                                                     pivmin.detach()[rows], "chunked")
+        G[rows], guarded[rows], singular[rows] = Gc.to(G.dtype), gc, sc
+        return G, guarded, singular
 
     # -- fused Woodbury kernels: the NumPy backend's, on CPU tensors without autograd -------
     fused_woodbury = True
@@ -390,6 +415,18 @@ class TorchBackend(Backend):
         L = self.chunk_length if chunk_length is None else chunk_length
         with torch.no_grad():
             return masked_resolvent_chunked(alpha, beta, pivmin.detach(), keep, L)
+
+
+_FUSED_FAILURES: set[str] = set()
+
+
+def _warn_fused_failed(exc: Exception) -> None:
+    """One RuntimeWarning per exception type that the fused Triton kernels raised."""
+    key = type(exc).__name__
+    if key not in _FUSED_FAILURES:
+        _FUSED_FAILURES.add(key)
+        warnings.warn(f"the fused Triton kernels failed ({key}: {exc}); the chunked kernel runs "
+                      f"instead (warned once per error type)", RuntimeWarning, stacklevel=3)
 
 
 #: The instance :func:`semisep.backends.get_backend` returns for "torch".

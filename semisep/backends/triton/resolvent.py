@@ -1,68 +1,18 @@
-"""Fused Triton kernels for the resolvent diagonal on CUDA (complex results, no autograd).
-
-Why.  The ``"chunked"`` torch path is the same algorithm in plain torch ops: every step of every
-in-chunk loop is one kernel launch over ``batch x chunks``, so one forward at N = 2^20 is
-~1000-7000 launches.  Here the same phases are a handful of Triton kernels that keep each
-chunk's recursion in registers (``benchmarks/bench_cuda.py`` times both against a
-device-to-device copy of the output; the performance page has the figures).
-
-Notation as in :mod:`semisep.backends.torch`: one batch row, ``alpha_i = diag_i - z``,
-``beta_i = lower_i upper_i`` (real or complex), ``betap_i = beta_{i-1}`` (``betap_0 = 0``).
-
-1. Transfer (``_transfer_tiled_kernel``; ``_transfer_kernel`` is its plain twin) -- one lane
-   per (row, chunk ``k``), chunk ``s_k .. e_k`` of length L.  Left:
-   ``P_k = M_{e_k} ... M_{s_k}`` with ``M_i = [[0, 1], [-betap_i, alpha_i]]`` (the Moebius map
-   ``g -> 1/(alpha_i - betap_i g)`` on ``(num, den)``).  Right (the UL sweep
-   ``h_i = 1/(alpha_i - beta_i h_{i+1})``): ``R_k = M'_{s_k} ... M'_{e_k}`` with
-   ``M'_i = [[0, 1], [-beta_i, alpha_i]]`` (``beta_{N-1} = 0``).  The two columns are carried
-   as vectors and renormalised by their largest component every second step (a scalar factor:
-   the pivots are projective quantities).  The tiled kernel loads each program's ``BLOCK x L``
-   slab of diag and beta with one coalesced access and takes columns out of the register tile
-   (L a power of two <= 16); the plain twin reads element by element with stride L between
-   lanes.
-2. Chunk scan: the carried pivot reciprocal into each chunk, ``gL_{s_k - 1}`` (left) and
-   ``gR_{e_k + 1}`` (right), as ``num / den`` of the product of the earlier chunks' matrices
-   applied to ``(0, 1)``.  Two levels (``_block_total_kernel``, ``_block_carry_kernel``,
-   ``_chunk_carry_kernel``): every block of ``SB`` chunks forms its product with
-   ``tl.associative_scan`` (each 2 x 2 complex product renormalised), one program per (row,
-   direction) walks the block products, then every block scans again from its carried-in
-   vector.  ``_scan_kernel``, one program per (row, direction) walking all chunks, is the
-   plain twin (both are bound by reading the 16 reals per chunk of ``P``).
-3. Second pass (``_second_pass_tiled_kernel``; ``_second_pass_kernel`` is its twin) -- one lane
-   per (row, chunk) again: the ordinary ratio recursion ``d = alpha - betap g``,
-   ``g = conj(d) / |d|^2`` forward through the chunk from the left carry (gL kept in a register
-   tile), then the UL recursion backward from the right carry, writing
-   ``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})``; G is stored once, coalesced.
-
-Certificate (no guard is ever applied here).  Every pivot of both sweeps is checked: a lane
-counts the pivots with ``|d|^2 < pivmin^2 (1 + 8 eps)``, ``|d|^2`` above the largest finite
-number, or NaN, and records ``max(|Re G|, |Im G|)`` (NaN-aware).  If any pivot is counted the
-caller gets ``None`` and runs the ``"chunked"`` path, which applies the pivot guard exactly;
-otherwise ``guarded = 0`` and ``singular`` follows the kernel contract from the recorded maxima
-(the exact ``|G_ii|`` test only where the cheap bound is inconclusive).  So every result this
-path returns is one the guarded sweep would also have produced without a guard.
-
-Triton is optional (it ships with CUDA builds of torch); :func:`available` says whether this
-path can run.  The kernels are checked on CPU by Triton's interpreter
-(``TRITON_INTERPRET=1``, tests/test_triton_resolvent.py: tiled vs plain, two-level vs serial
-scan, against the NumPy backend) and on a GPU by tests/test_cuda.py.
-"""
+"""The host side of the fused kernels: :func:`resolvent_diagonal_fused` (inputs, buffers,
+launches on the inputs' device and its current stream, the certificate).  The mathematics and
+the kernels are in :mod:`.kernels`, the launch geometry in :mod:`.launch`."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 
-try:  # optional: CUDA builds of torch bring triton
-    import triton
-    import triton.language as tl
+from .kernels import HAVE_TRITON
+from .launch import default_chunk_length, launch_plan
 
-    HAVE_TRITON = True
-except ImportError:  # pragma: no cover - depends on the installation
-    HAVE_TRITON = False
-
-__all__ = ["available", "resolvent_diagonal_fused", "default_chunk_length"]
+__all__ = ["HAVE_TRITON", "available", "default_chunk_length", "resolvent_diagonal_fused"]
 
 
 def available(x: torch.Tensor) -> bool:
@@ -70,537 +20,28 @@ def available(x: torch.Tensor) -> bool:
     return HAVE_TRITON and x.device.type == "cuda"
 
 
-def default_chunk_length(n: int) -> int:
-    """Chunk length L: 4, or N if smaller (the fastest of L = 4, 8, 16 on an H100; the
-    performance page has the figures).  Longer chunks make the per-lane tiles and chains
-    longer; shorter ones make the chunk scan longer."""
-    return int(max(1, min(4, n)))
+def _device_guard(device: torch.device) -> contextlib.AbstractContextManager:
+    """The context the launches run in: ``torch.cuda.device(device)`` for a CUDA device, so
+    that tensors on ``cuda:1`` get their kernels on device 1 and in its current stream (Triton
+    launches on the current device's current stream); nothing on other devices (the CPU under
+    Triton's interpreter)."""
+    if device.type == "cuda":
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
 
 
-if HAVE_TRITON:
-
-    @triton.jit
-    def _alpha(diag_ptr, off, zr, zi, live, DIAG_COMPLEX: tl.constexpr):
-        if DIAG_COMPLEX:
-            ar = tl.load(diag_ptr + 2 * off, mask=live, other=1.0)
-            ai = tl.load(diag_ptr + 2 * off + 1, mask=live, other=0.0)
-            return ar.to(zr.dtype) - zr, ai.to(zr.dtype) - zi
-        ar = tl.load(diag_ptr + off, mask=live, other=1.0)
-        return ar.to(zr.dtype) - zr, -zi
-
-    @triton.jit
-    def _beta(beta_ptr, off, live, like, BETA_COMPLEX: tl.constexpr):
-        if BETA_COMPLEX:
-            br = tl.load(beta_ptr + 2 * off, mask=live, other=0.0)
-            bi = tl.load(beta_ptr + 2 * off + 1, mask=live, other=0.0)
-            return br.to(like.dtype), bi.to(like.dtype)
-        br = tl.load(beta_ptr + off, mask=live, other=0.0)
-        return br.to(like.dtype), tl.zeros_like(like)
-
-    @triton.jit
-    def _step(xr, xi, yr, yi, ar, ai, br, bi):
-        """(x, y) -> (y, alpha y - beta x), complex."""
-        nr = ar * yr - ai * yi - (br * xr - bi * xi)
-        ni = ar * yi + ai * yr - (br * xi + bi * xr)
-        return yr, yi, nr, ni
-
-    @triton.jit
-    def _absmax8(a, b, c, d, e, f, g, h):
-        m1 = tl.maximum(tl.maximum(tl.abs(a), tl.abs(b)), tl.maximum(tl.abs(c), tl.abs(d)))
-        m2 = tl.maximum(tl.maximum(tl.abs(e), tl.abs(f)), tl.maximum(tl.abs(g), tl.abs(h)))
-        m = tl.maximum(m1, m2)
-        return tl.where(m > 0, 1.0 / m, 1.0)
-
-    @triton.jit
-    def _step_columns(uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi, ar, ai, br, bi, inb):
-        """One step ``M_i`` applied to both columns ``u``, ``w`` of a chunk's transfer matrix
-        where ``inb`` (positions past N leave them unchanged)."""
-        a, b, c, d = _step(uxr, uxi, uyr, uyi, ar, ai, br, bi)
-        e, f, g, h = _step(wxr, wxi, wyr, wyi, ar, ai, br, bi)
-        return (tl.where(inb, a, uxr), tl.where(inb, b, uxi), tl.where(inb, c, uyr),
-                tl.where(inb, d, uyi), tl.where(inb, e, wxr), tl.where(inb, f, wxi),
-                tl.where(inb, g, wyr), tl.where(inb, h, wyi))
-
-    @triton.jit
-    def _renorm8(a, b, c, d, e, f, g, h):
-        s = _absmax8(a, b, c, d, e, f, g, h)
-        return a * s, b * s, c * s, d * s, e * s, f * s, g * s, h * s
-
-    @triton.jit
-    def _store8(ptr, M, idx, mask, e):
-        """Store the 8 reals ``e`` of 2 x 2 complex matrices component-major at ``ptr + c M + idx``
-        (the layout :func:`_load8` reads)."""
-        for c in tl.static_range(8):
-            tl.store(ptr + c * M + idx, e[c], mask=mask)
-
-    @triton.jit
-    def _store_transfer(base, M, lane, live, uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi):
-        """Store the renormalised matrix ``[[p00, p01], [p10, p11]] = [u | w]`` component-major:
-        ``p00 = ux, p01 = wx, p10 = uy, p11 = wy`` at ``base + c M + lane``, c = 0..7."""
-        _store8(base, M, lane, live, _renorm8(uxr, uxi, wxr, wxi, uyr, uyi, wyr, wyi))
-
-    @triton.jit
-    def _transfer_kernel(diag_ptr, beta_ptr, z_ptr, p_ptr, B, N, nc, sd, sb,
-                         L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr,
-                         BLOCK: tl.constexpr):
-        lane = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < B * nc
-        row = (lane // nc).to(tl.int64)
-        k = (lane % nc).to(tl.int64)
-        zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
-        zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
-        one = tl.full(zr.shape, 1.0, zr.dtype)
-        zero = tl.zeros_like(zr)
-        M = B * nc
-        for right in tl.static_range(2):
-            # columns u = P e0, w = P e1 as (x, y) pairs; left: positions s_k .. e_k coupled
-            # by beta_{i-1}; right: e_k .. s_k coupled by beta_i (0 at i = N-1)
-            uxr, uxi, uyr, uyi = one, zero, zero, zero
-            wxr, wxi, wyr, wyi = zero, zero, one, zero
-            for tt in range(L):  # a loop, not unrolled: unrolling L = 32 took ~70 s to compile
-                i = k * L + tt + right * (L - 1 - 2 * tt)
-                inb = live & (i < N)
-                ar, ai = _alpha(diag_ptr, row * sd + i, zr, zi, inb, DIAG_COMPLEX)
-                j = i - 1 + right  # the coupling's index
-                br, bi = _beta(beta_ptr, row * sb + j, inb & (j >= 0) & (j < N - 1), zr, BETA_COMPLEX)
-                uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _step_columns(
-                    uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi, ar, ai, br, bi, inb)
-                if tt % 2 == 1:
-                    uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _renorm8(
-                        uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
-            _store_transfer(p_ptr + right * (8 * M), M, lane, live,
-                            uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
-
-    @triton.jit
-    def _cm(ar, ai, br, bi):
-        return ar * br - ai * bi, ar * bi + ai * br
-
-    @triton.jit
-    def _matmul_combine(a00r, a00i, a01r, a01i, a10r, a10i, a11r, a11i,
-                        b00r, b00i, b01r, b01i, b10r, b10i, b11r, b11i):
-        """``B @ A`` (A earlier in the scan order), renormalised by its largest component."""
-        x1r, x1i = _cm(b00r, b00i, a00r, a00i)
-        x2r, x2i = _cm(b01r, b01i, a10r, a10i)
-        c00r, c00i = x1r + x2r, x1i + x2i
-        x1r, x1i = _cm(b00r, b00i, a01r, a01i)
-        x2r, x2i = _cm(b01r, b01i, a11r, a11i)
-        c01r, c01i = x1r + x2r, x1i + x2i
-        x1r, x1i = _cm(b10r, b10i, a00r, a00i)
-        x2r, x2i = _cm(b11r, b11i, a10r, a10i)
-        c10r, c10i = x1r + x2r, x1i + x2i
-        x1r, x1i = _cm(b10r, b10i, a01r, a01i)
-        x2r, x2i = _cm(b11r, b11i, a11r, a11i)
-        c11r, c11i = x1r + x2r, x1i + x2i
-        s = _absmax8(c00r, c00i, c01r, c01i, c10r, c10i, c11r, c11i)
-        return (c00r * s, c00i * s, c01r * s, c01i * s, c10r * s, c10i * s, c11r * s, c11i * s)
-
-    @triton.jit
-    def _load8(ptr, M, idx, live):
-        """The 2 x 2 complex matrices stored component-major at ``ptr + c M + idx`` (identity
-        where not live)."""
-        e0 = tl.load(ptr + 0 * M + idx, mask=live, other=1.0)
-        e1 = tl.load(ptr + 1 * M + idx, mask=live, other=0.0)
-        e2 = tl.load(ptr + 2 * M + idx, mask=live, other=0.0)
-        e3 = tl.load(ptr + 3 * M + idx, mask=live, other=0.0)
-        e4 = tl.load(ptr + 4 * M + idx, mask=live, other=0.0)
-        e5 = tl.load(ptr + 5 * M + idx, mask=live, other=0.0)
-        e6 = tl.load(ptr + 6 * M + idx, mask=live, other=1.0)
-        e7 = tl.load(ptr + 7 * M + idx, mask=live, other=0.0)
-        return e0, e1, e2, e3, e4, e5, e6, e7
-
-    @triton.jit
-    def _pick(x, sel):
-        return tl.sum(tl.where(sel, x, 0.0), 0)
-
-    @triton.jit
-    def _matvec(s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i, cxr, cxi, cyr, cyi):
-        """``v = S c`` for 2 x 2 complex ``S`` and the 2-vector ``c = (cx, cy)``."""
-        x1r, x1i = _cm(s00r, s00i, cxr, cxi)
-        x2r, x2i = _cm(s01r, s01i, cyr, cyi)
-        y1r, y1i = _cm(s10r, s10i, cxr, cxi)
-        y2r, y2i = _cm(s11r, s11i, cyr, cyi)
-        return x1r + x2r, x1i + x2i, y1r + y2r, y1i + y2i
-
-    @triton.jit
-    def _renorm4(a, b, c, d):
-        m = tl.maximum(tl.maximum(tl.abs(a), tl.abs(b)), tl.maximum(tl.abs(c), tl.abs(d)))
-        sc = tl.where(m > 0, 1.0 / m, 1.0)
-        return a * sc, b * sc, c * sc, d * sc
-
-    @triton.jit
-    def _ratio(vxr, vxi, vyr, vyi):
-        """``g = vx / vy`` (complex): the pivot reciprocal a state vector (num, den) carries."""
-        inv = 1.0 / (vyr * vyr + vyi * vyi)
-        return (vxr * vyr + vxi * vyi) * inv, (vxi * vyr - vxr * vyi) * inv
-
-    @triton.jit
-    def _store_ratio(ptr, vxr, vxi, vyr, vyi, mask):
-        """:func:`_ratio` stored at ``ptr``, ``ptr + 1``: the carried pivot reciprocal."""
-        gr, gi = _ratio(vxr, vxi, vyr, vyi)
-        tl.store(ptr, gr, mask=mask)
-        tl.store(ptr + 1, gi, mask=mask)
-
-    @triton.jit
-    def _scan_kernel(p_all_ptr, carry_ptr, B, nc, BLOCK: tl.constexpr):
-        """Program (row, direction).  carry[dir, row * nc + k] (complex, 2 reals): the pivot
-        reciprocal carried into chunk k (0 for the first chunk in sweep order)."""
-        row = tl.program_id(0).to(tl.int64)
-        right = tl.program_id(1)
-        M = B * nc
-        p_ptr = p_all_ptr + right.to(tl.int64) * (8 * M)
-        out_ptr = carry_ptr + right.to(tl.int64) * (2 * M)
-        # running carry vector (x, y) = (num, den); start (0, 1): g = 0
-        cxr = tl.zeros((), dtype=p_all_ptr.dtype.element_ty)
-        cxi = cxr
-        cyr = cxr + 1.0
-        cyi = cxr
-        first = tl.where(right == 1, nc - 1, 0)
-        tl.store(out_ptr + 2 * (row * nc + first), cxr)
-        tl.store(out_ptr + 2 * (row * nc + first) + 1, cxi)
-        j0 = 0
-        while j0 < nc:  # (a while loop: Triton's interpreter cannot range() over an argument)
-            p = j0 + tl.arange(0, BLOCK)  # position in sweep order
-            live = p < nc
-            k = tl.where(right == 1, nc - 1 - p, p)
-            idx = row * nc + k
-            s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i = tl.associative_scan(
-                _load8(p_ptr, M, idx, live), 0, _matmul_combine)
-            # v = S c, the carry after position p, i.e. into the next chunk in sweep order
-            vxr, vxi, vyr, vyi = _matvec(s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i,
-                                         cxr, cxi, cyr, cyi)
-            kn = tl.where(right == 1, k - 1, k + 1)
-            _store_ratio(out_ptr + 2 * (row * nc + kn), vxr, vxi, vyr, vyi, live & (p + 1 < nc))
-            # the carry for the next block: v at the block's last live position, renormalised
-            sel = tl.arange(0, BLOCK) == tl.minimum(nc - 1 - j0, BLOCK - 1)
-            cxr, cxi, cyr, cyi = _renorm4(_pick(vxr, sel), _pick(vxi, sel), _pick(vyr, sel),
-                                          _pick(vyi, sel))
-            j0 += BLOCK
-
-    @triton.jit
-    def _block_total_kernel(p_all_ptr, tot_ptr, B, nc, nb, SB: tl.constexpr):
-        """Program (row, block, direction): the product of the block's ``SB`` chunk matrices in
-        sweep order (``tot[dir, :, row * nb + block]``, renormalised)."""
-        row = tl.program_id(0).to(tl.int64)
-        blk = tl.program_id(1)
-        right = tl.program_id(2)
-        M = B * nc
-        p = blk * SB + tl.arange(0, SB)
-        live = p < nc
-        k = tl.where(right == 1, nc - 1 - p, p)
-        e = _load8(p_all_ptr + right.to(tl.int64) * (8 * M), M, row * nc + k, live)
-        s = tl.associative_scan(e, 0, _matmul_combine)
-        sel = tl.arange(0, SB) == SB - 1  # dead positions hold the identity: the last is the total
-        Mb = B * nb
-        base = tot_ptr + right.to(tl.int64) * (8 * Mb) + row * nb + blk
-        tl.store(base + 0 * Mb, _pick(s[0], sel))
-        tl.store(base + 1 * Mb, _pick(s[1], sel))
-        tl.store(base + 2 * Mb, _pick(s[2], sel))
-        tl.store(base + 3 * Mb, _pick(s[3], sel))
-        tl.store(base + 4 * Mb, _pick(s[4], sel))
-        tl.store(base + 5 * Mb, _pick(s[5], sel))
-        tl.store(base + 6 * Mb, _pick(s[6], sel))
-        tl.store(base + 7 * Mb, _pick(s[7], sel))
-
-    @triton.jit
-    def _block_carry_kernel(tot_ptr, cin_ptr, B, nb, SB: tl.constexpr):
-        """Program (row, direction): the state vector (num, den) carried into each block
-        (``cin[dir, :, row * nb + block]``, 4 reals, renormalised), from (0, 1)."""
-        row = tl.program_id(0).to(tl.int64)
-        right = tl.program_id(1)
-        Mb = B * nb
-        tp = tot_ptr + right.to(tl.int64) * (8 * Mb)
-        cp = cin_ptr + right.to(tl.int64) * (4 * Mb)
-        cxr = tl.zeros((), dtype=tot_ptr.dtype.element_ty)
-        cxi = cxr
-        cyr = cxr + 1.0
-        cyi = cxr
-        tl.store(cp + 0 * Mb + row * nb, cxr)
-        tl.store(cp + 1 * Mb + row * nb, cxi)
-        tl.store(cp + 2 * Mb + row * nb, cyr)
-        tl.store(cp + 3 * Mb + row * nb, cyi)
-        j0 = 0
-        while j0 < nb:  # (a while loop: Triton's interpreter cannot range() over an argument)
-            p = j0 + tl.arange(0, SB)
-            live = p < nb
-            s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i = tl.associative_scan(
-                _load8(tp, Mb, row * nb + p, live), 0, _matmul_combine)
-            vxr, vxi, vyr, vyi = _matvec(s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i,
-                                         cxr, cxi, cyr, cyi)
-            vxr, vxi, vyr, vyi = _renorm4(vxr, vxi, vyr, vyi)
-            nxt = live & (p + 1 < nb)
-            tl.store(cp + 0 * Mb + row * nb + p + 1, vxr, mask=nxt)
-            tl.store(cp + 1 * Mb + row * nb + p + 1, vxi, mask=nxt)
-            tl.store(cp + 2 * Mb + row * nb + p + 1, vyr, mask=nxt)
-            tl.store(cp + 3 * Mb + row * nb + p + 1, vyi, mask=nxt)
-            sel = tl.arange(0, SB) == SB - 1
-            cxr, cxi, cyr, cyi = _pick(vxr, sel), _pick(vxi, sel), _pick(vyr, sel), _pick(vyi, sel)
-            j0 += SB
-
-    @triton.jit
-    def _chunk_carry_kernel(p_all_ptr, cin_ptr, carry_ptr, B, nc, nb, SB: tl.constexpr):
-        """Program (row, block, direction): the pivot reciprocal carried into each chunk of the
-        block, ``carry[dir, row * nc + k]`` (complex), from the block's carried-in vector."""
-        row = tl.program_id(0).to(tl.int64)
-        blk = tl.program_id(1)
-        right = tl.program_id(2)
-        M = B * nc
-        Mb = B * nb
-        p = blk * SB + tl.arange(0, SB)
-        live = p < nc
-        k = tl.where(right == 1, nc - 1 - p, p)
-        s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i = tl.associative_scan(
-            _load8(p_all_ptr + right.to(tl.int64) * (8 * M), M, row * nc + k, live), 0,
-            _matmul_combine)
-        cp = cin_ptr + right.to(tl.int64) * (4 * Mb) + row * nb + blk
-        cxr = tl.load(cp + 0 * Mb)
-        cxi = tl.load(cp + 1 * Mb)
-        cyr = tl.load(cp + 2 * Mb)
-        cyi = tl.load(cp + 3 * Mb)
-        vxr, vxi, vyr, vyi = _matvec(s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i,
-                                     cxr, cxi, cyr, cyi)
-        out = carry_ptr + right.to(tl.int64) * (2 * M)
-        kn = tl.where(right == 1, k - 1, k + 1)
-        _store_ratio(out + 2 * (row * nc + kn), vxr, vxi, vyr, vyi, live & (p + 1 < nc))
-        if blk == 0:  # the first chunk in sweep order: g = 0 (its first coupling is 0)
-            first = tl.where(right == 1, nc - 1, 0)
-            tl.store(out + 2 * (row * nc + first), 0.0)
-            tl.store(out + 2 * (row * nc + first) + 1, 0.0)
-
-    @triton.jit
-    def _second_pass_kernel(diag_ptr, beta_ptr, z_ptr, carry_ptr, thr_ptr, g_ptr, bad_ptr, gmax_ptr,
-                            B, N, nc, sd, sb, fmax,
-                            L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr,
-                            BLOCK: tl.constexpr):
-        lane = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < B * nc
-        row = (lane // nc).to(tl.int64)
-        k = (lane % nc).to(tl.int64)
-        M = B * nc
-        zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
-        zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
-        thr = tl.load(thr_ptr + row, mask=live, other=0.0)
-        gr = tl.load(carry_ptr + 2 * lane, mask=live, other=0.0)
-        gi = tl.load(carry_ptr + 2 * lane + 1, mask=live, other=0.0)
-        bad = tl.zeros(zr.shape, tl.int32)
-        gmax = tl.zeros_like(zr)
-        for t in range(L):  # a loop, not unrolled: unrolling L = 32 took ~70 s to compile
-            i = k * L + t
-            inb = live & (i < N)
-            ar, ai = _alpha(diag_ptr, row * sd + i, zr, zi, inb, DIAG_COMPLEX)
-            br, bi = _beta(beta_ptr, row * sb + i - 1, inb & (i > 0), zr, BETA_COMPLEX)
-            dr = ar - (br * gr - bi * gi)
-            di = ai - (br * gi + bi * gr)
-            n = dr * dr + di * di
-            bad += (inb & ((n < thr) | (n > fmax) | (n != n))).to(tl.int32)
-            r = 1.0 / n
-            gr = dr * r
-            gi = -di * r
-            tl.store(g_ptr + 2 * (row * N + i), gr, mask=inb)
-            tl.store(g_ptr + 2 * (row * N + i) + 1, gi, mask=inb)
-        hr = tl.load(carry_ptr + 2 * M + 2 * lane, mask=live, other=0.0)
-        hi = tl.load(carry_ptr + 2 * M + 2 * lane + 1, mask=live, other=0.0)
-        for tt in range(L):
-            i = k * L + (L - 1 - tt)
-            inb = live & (i < N)
-            ar, ai = _alpha(diag_ptr, row * sd + i, zr, zi, inb, DIAG_COMPLEX)
-            br, bi = _beta(beta_ptr, row * sb + i, inb & (i < N - 1), zr, BETA_COMPLEX)
-            lr = tl.load(g_ptr + 2 * (row * N + i), mask=inb, other=0.0)
-            li = tl.load(g_ptr + 2 * (row * N + i) + 1, mask=inb, other=0.0)
-            # G_i = gL_i / (1 - beta_i gL_i gR_{i+1}), gR_{i+1} = h (before this step)
-            pr = br * lr - bi * li
-            pi = br * li + bi * lr
-            qr = 1.0 - (pr * hr - pi * hi)
-            qi = -(pr * hi + pi * hr)
-            qinv = 1.0 / (qr * qr + qi * qi)
-            Gr = (lr * qr + li * qi) * qinv
-            Gi = (li * qr - lr * qi) * qinv
-            tl.store(g_ptr + 2 * (row * N + i), Gr, mask=inb)
-            tl.store(g_ptr + 2 * (row * N + i) + 1, Gi, mask=inb)
-            ag = tl.maximum(tl.abs(Gr), tl.abs(Gi))
-            gmax = tl.where(inb & ((ag > gmax) | (ag != ag)), ag, gmax)
-            # the UL pivot e_i = alpha_i - beta_i gR_{i+1}, gR_i = 1/e_i
-            er = ar - (br * hr - bi * hi)
-            ei = ai - (br * hi + bi * hr)
-            n = er * er + ei * ei
-            bad += (inb & ((n < thr) | (n > fmax) | (n != n))).to(tl.int32)
-            r = 1.0 / n
-            hr = er * r
-            hi = -ei * r
-        tl.store(bad_ptr + lane, bad, mask=live)
-        tl.store(gmax_ptr + lane, gmax, mask=live)
-
-
-if HAVE_TRITON:
-
-    @triton.jit
-    def _col(tile, cols, t):
-        """Column ``t`` of a ``(BLOCK, L)`` register tile (a masked row sum: the tile was loaded
-        with one coalesced access, and L is small)."""
-        return tl.sum(tl.where(cols == t, tile, 0.0), axis=1)
-
-    @triton.jit
-    def _tile(ptr, off2, mask2, other, COMPLEX: tl.constexpr, like):
-        """Real and imaginary ``(BLOCK, L)`` tiles at element offsets ``off2``."""
-        if COMPLEX:
-            re = tl.load(ptr + 2 * off2, mask=mask2, other=other).to(like.dtype)
-            im = tl.load(ptr + 2 * off2 + 1, mask=mask2, other=0.0).to(like.dtype)
-            return re, im
-        re = tl.load(ptr + off2, mask=mask2, other=other).to(like.dtype)
-        return re, tl.zeros_like(re)
-
-    @triton.jit
-    def _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N, sd, sb, cols,
-                     L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr):
-        """One chunk per lane (chunk ``k`` of row ``row``, positions ``k L .. k L + L - 1``):
-        ``(BLOCK, L)`` tiles of ``alpha_i = diag_i - z`` and ``beta_i`` (0 at ``i = N - 1``),
-        each loaded with one coalesced access, and ``beta_{k L - 1}`` per lane (the coupling into
-        the chunk's first position from the left; 0 for the first chunk).  Returns
-        ``(Ar, Ai, Br, Bi, bpr0, bpi0)``."""
-        i2 = k[:, None] * L + cols
-        in2 = live[:, None] & (i2 < N)
-        Dr, Di = _tile(diag_ptr, row[:, None] * sd + i2, in2, 1.0, DIAG_COMPLEX, zr)
-        Br, Bi = _tile(beta_ptr, row[:, None] * sb + i2, in2 & (i2 < N - 1), 0.0, BETA_COMPLEX, zr)
-        bpr0, bpi0 = _beta(beta_ptr, row * sb + k * L - 1, live & (k > 0), zr, BETA_COMPLEX)
-        return Dr - zr[:, None], Di - zi[:, None], Br, Bi, bpr0, bpi0
-
-    @triton.jit
-    def _chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L: tl.constexpr,
-                        RIGHT: tl.constexpr):
-        """Each lane's chunk transfer matrix from :func:`_chunk_tiles`' tiles, renormalised, as
-        the 8 reals ``(p00, p01, p10, p11)`` (re, im each): left (``RIGHT = 0``)
-        ``P_k = M_{e_k} ... M_{s_k}``, right ``R_k = M'_{s_k} ... M'_{e_k}`` (module docstring);
-        the identity where the lane is not live."""
-        one = tl.full(bpr0.shape, 1.0, bpr0.dtype)
-        zero = tl.zeros_like(one)
-        uxr, uxi, uyr, uyi = one, zero, zero, zero
-        wxr, wxi, wyr, wyi = zero, zero, one, zero
-        for tt in range(L):
-            t = tt + RIGHT * (L - 1 - 2 * tt)  # right: L-1 .. 0
-            inb = live & (k * L + t < N)
-            ar, ai = _col(Ar, cols, t), _col(Ai, cols, t)
-            if RIGHT:  # coupled by beta_i
-                br, bi = _col(Br, cols, t), _col(Bi, cols, t)
-            else:  # coupled by beta_{i-1}: column t-1, or the previous chunk's last
-                br = tl.where(t == 0, bpr0, _col(Br, cols, t - 1))
-                bi = tl.where(t == 0, bpi0, _col(Bi, cols, t - 1))
-            uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _step_columns(
-                uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi, ar, ai, br, bi, inb)
-            if tt % 2 == 1:
-                uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _renorm8(
-                    uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
-        return _renorm8(uxr, uxi, wxr, wxi, uyr, uyi, wyr, wyi)
-
-    @triton.jit
-    def _chunk_resolvent(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L: tl.constexpr,
-                         gr, gi, hr, hi, thr, fmax):
-        """The second pass over each lane's chunk from its carries ``g = gL_{s_k - 1}`` (left)
-        and ``h = gR_{e_k + 1}`` (right): ``d_i = alpha_i - betap_i gL_{i-1}``,
-        ``gL_i = 1 / d_i`` forward (kept in a register tile), then backward
-        ``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})`` and ``gR_i = 1 / (alpha_i - beta_i gR_{i+1})``.
-        Returns ``(Gr, Gi)`` tiles, the count of pivots the certificate rejects (below ``thr``,
-        above ``fmax`` or NaN) and ``max(|Re G|, |Im G|)`` (NaN-aware) per lane."""
-        bad = tl.zeros(gr.shape, tl.int32)
-        gmax = tl.zeros_like(gr)
-        Lr = tl.zeros_like(Ar)
-        Li = tl.zeros_like(Ar)
-        for t in range(L):
-            inb = live & (k * L + t < N)
-            ar, ai = _col(Ar, cols, t), _col(Ai, cols, t)
-            br = tl.where(t == 0, bpr0, _col(Br, cols, t - 1))
-            bi = tl.where(t == 0, bpi0, _col(Bi, cols, t - 1))
-            dr = ar - (br * gr - bi * gi)
-            di = ai - (br * gi + bi * gr)
-            n = dr * dr + di * di
-            bad += (inb & ((n < thr) | (n > fmax) | (n != n))).to(tl.int32)
-            r = 1.0 / n
-            gr = dr * r
-            gi = -di * r
-            Lr = tl.where(cols == t, gr[:, None], Lr)
-            Li = tl.where(cols == t, gi[:, None], Li)
-        Gtr = tl.zeros_like(Ar)
-        Gti = tl.zeros_like(Ar)
-        for tt in range(L):
-            t = L - 1 - tt
-            inb = live & (k * L + t < N)
-            ar, ai = _col(Ar, cols, t), _col(Ai, cols, t)
-            br, bi = _col(Br, cols, t), _col(Bi, cols, t)
-            lr, li = _col(Lr, cols, t), _col(Li, cols, t)
-            pr = br * lr - bi * li
-            pi = br * li + bi * lr
-            qr = 1.0 - (pr * hr - pi * hi)
-            qi = -(pr * hi + pi * hr)
-            qinv = 1.0 / (qr * qr + qi * qi)
-            Gr = (lr * qr + li * qi) * qinv
-            Gi = (li * qr - lr * qi) * qinv
-            Gtr = tl.where(cols == t, Gr[:, None], Gtr)
-            Gti = tl.where(cols == t, Gi[:, None], Gti)
-            ag = tl.maximum(tl.abs(Gr), tl.abs(Gi))
-            gmax = tl.where(inb & ((ag > gmax) | (ag != ag)), ag, gmax)
-            er = ar - (br * hr - bi * hi)
-            ei = ai - (br * hi + bi * hr)
-            n = er * er + ei * ei
-            bad += (inb & ((n < thr) | (n > fmax) | (n != n))).to(tl.int32)
-            r = 1.0 / n
-            hr = er * r
-            hi = -ei * r
-        return Gtr, Gti, bad, gmax
-
-    @triton.jit
-    def _transfer_tiled_kernel(diag_ptr, beta_ptr, z_ptr, p_ptr, B, N, nc, sd, sb,
-                               L: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                               BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
-        """``_transfer_kernel`` with each program's ``BLOCK x L`` slab of diag and beta loaded
-        once, coalesced, and both directions run from registers (L a power of two)."""
-        lane = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < B * nc
-        row = (lane // nc).to(tl.int64)
-        k = (lane % nc).to(tl.int64)
-        cols = tl.arange(0, L)[None, :]
-        zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
-        zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
-        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N,
-                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
-        M = B * nc
-        for right in tl.static_range(2):
-            _store8(p_ptr + right * (8 * M), M, lane, live,
-                    _chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L, right))
-
-    @triton.jit
-    def _second_pass_tiled_kernel(diag_ptr, beta_ptr, z_ptr, carry_ptr, thr_ptr, g_ptr, bad_ptr,
-                                  gmax_ptr, B, N, nc, sd, sb, fmax,
-                                  L: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                                  BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
-        """``_second_pass_kernel`` from register tiles: diag and beta loaded once (coalesced),
-        ``gL`` kept in a register tile, ``G`` stored once (coalesced)."""
-        lane = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < B * nc
-        row = (lane // nc).to(tl.int64)
-        k = (lane % nc).to(tl.int64)
-        M = B * nc
-        cols = tl.arange(0, L)[None, :]
-        zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
-        zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
-        thr = tl.load(thr_ptr + row, mask=live, other=0.0)
-        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N,
-                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
-        gr = tl.load(carry_ptr + 2 * lane, mask=live, other=0.0)
-        gi = tl.load(carry_ptr + 2 * lane + 1, mask=live, other=0.0)
-        hr = tl.load(carry_ptr + 2 * M + 2 * lane, mask=live, other=0.0)
-        hi = tl.load(carry_ptr + 2 * M + 2 * lane + 1, mask=live, other=0.0)
-        Gtr, Gti, bad, gmax = _chunk_resolvent(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L,
-                                               gr, gi, hr, hi, thr, fmax)
-        off2 = 2 * (row[:, None] * N + k[:, None] * L + cols)
-        in2 = live[:, None] & (k[:, None] * L + cols < N)
-        tl.store(g_ptr + off2, Gtr, mask=in2)
-        tl.store(g_ptr + off2 + 1, Gti, mask=in2)
-        tl.store(bad_ptr + lane, bad, mask=live)
-        tl.store(gmax_ptr + lane, gmax, mask=live)
+def _resolved(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with a lazy conjugation or negation applied (the kernels read raw memory, and
+    ``torch.view_as_real`` refuses conjugate views)."""
+    return x.resolve_conj().resolve_neg()
 
 
 def _real_view(x: torch.Tensor, rows: int, n: int) -> tuple[torch.Tensor, int]:
     """``(tensor whose data pointer the kernel reads, row stride in elements of x)`` for an
     ``x (rows, n)`` whose last dimension is contiguous (a stride-0 batch is kept); the kernels
-    address a complex element ``j`` as the reals ``2 j``, ``2 j + 1``."""
+    address a complex element ``j`` as the reals ``2 j``, ``2 j + 1``.  Conjugate and negative
+    views are resolved first."""
+    x = _resolved(x)
     if n > 0 and x.stride(-1) != 1:
         x = x.contiguous()
     stride = x.stride(0) if rows > 1 else 0
@@ -609,72 +50,122 @@ def _real_view(x: torch.Tensor, rows: int, n: int) -> tuple[torch.Tensor, int]:
     return x, stride
 
 
+def _thresholds(pivmin: torch.Tensor, rdt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(pm, thr)``: ``pivmin`` in ``rdt`` and the certificate's threshold on ``|d|^2``,
+    ``pivmin^2 (1 + 8 eps)`` (at least the smallest normal number)."""
+    pm = _resolved(pivmin).to(rdt)
+    eps = torch.finfo(rdt).eps
+    return pm, torch.clamp(pm * pm * (1 + 8 * eps), min=torch.finfo(rdt).tiny).contiguous()
+
+
+def _flags(G: torch.Tensor, pm: torch.Tensor, maxima: torch.Tensor,
+           declined: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(singular, declined or None)`` with one host sync.  ``singular``: the kernel
+    contract's flag, some ``|G_ii| > 1 / (4 pivmin)``, per row of ``G (B, N)``, from
+    ``maxima (B,)`` of ``max(|Re G|, |Im G|)``: the cheap bound ``sqrt(2) m 4 pivmin <= 1``
+    settles a row as regular, and ``|G|`` is formed only if some row that was not
+    ``declined (B,)`` is not settled.  ``declined`` comes back as None where no row was."""
+    from .. import SINGULAR_FACTOR
+
+    cheap = (maxima * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm <= 1.0) | declined
+    any_declined, all_cheap = torch.stack([declined.any(), cheap.all()]).tolist()  # one sync
+    if all_cheap:
+        singular = torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
+    else:
+        singular = (~(G.abs() * (SINGULAR_FACTOR * pm[:, None]) <= 1.0)).any(dim=1)
+    return singular, (declined if any_declined else None)
+
+
+def _short(diag: torch.Tensor, shift: torch.Tensor, pivmin: torch.Tensor, rdt: torch.dtype):
+    """:func:`resolvent_diagonal_fused` for ``B = 0`` or ``N < 2`` in torch ops (no launch):
+    ``G_00 = 1 / (diag_0 - z)`` for N = 1, declined where ``|diag_0 - z|^2`` is below the
+    threshold or not finite."""
+    B, N = diag.shape
+    dev = diag.device
+    guarded = torch.zeros(B, dtype=torch.int64, device=dev)
+    if B == 0 or N == 0:
+        G = torch.empty(B, N, dtype=shift.dtype, device=dev)
+        return G, guarded, torch.zeros(B, dtype=torch.bool, device=dev), None
+    pm, thr = _thresholds(pivmin, rdt)
+    a = _resolved(diag)[:, 0].to(shift.dtype) - _resolved(shift)
+    n = a.real * a.real + a.imag * a.imag
+    declined = ~((n >= thr) & torch.isfinite(n))
+    G = (1.0 / a)[:, None]
+    m = torch.maximum(G.real.abs(), G.imag.abs())[:, 0]
+    return (G, guarded) + _flags(G, pm, m, declined)
+
+
 def resolvent_diagonal_fused(diag: torch.Tensor, shift: torch.Tensor, beta: torch.Tensor,
                              pivmin: torch.Tensor, L: int | None = None, block: int = 128,
                              tiled: bool | None = None, scan: str = "blocked",
                              scan_block: int | None = None):
-    """``(G (B, N), guarded (B,), singular (B,))`` or None (a pivot needs the guard: use the
-    chunked path).  ``diag (B, N)`` real or complex, ``shift (B,)`` complex (the result dtype),
-    ``beta (B, N-1)`` real or complex in ``diag``'s precision (a stride-0 batch allowed),
-    ``pivmin (B,)`` real; all on one CUDA device (or CPU under ``TRITON_INTERPRET=1``).
+    """``(G (B, N), guarded (B,), singular (B,), declined)``: the resolvent diagonal of
+    ``A = T - z I`` per row by the fused kernels, for ``diag (B, N)`` real or complex,
+    ``shift (B,)`` complex (the result dtype), ``beta (B, N-1)`` real or complex in ``diag``'s
+    precision (a stride-0 batch allowed), ``pivmin (B,)`` real; all on one CUDA device (or the
+    CPU under ``TRITON_INTERPRET=1``); conjugate views are resolved.
+
+    ``declined``: None where every row passed the certificate (module docstring of
+    :mod:`.kernels`), else a ``(B,)`` bool tensor, True for the rows where a pivot would need
+    the guard: their ``G`` and ``singular`` entries are not results, and the caller runs them
+    through the chunked path.  Rows with ``declined`` False (all rows where it is None) hold
+    results, ``guarded = 0``.  ``B = 0`` and ``N < 2`` run no kernel.  One host sync (two
+    where some row is declined, or the cheap singularity bound is inconclusive).
 
     ``scan``: ``"blocked"`` (two-level scan over the stored chunk matrices) or ``"serial"``
     (one program per row and direction walks them; the plain twin the tests compare with).
     ``block``: lanes per program of the transfer and second passes; ``scan_block``: chunks per
-    block of the scan."""
-    from .. import SINGULAR_FACTOR
-
+    block of the scan.  ``tiled``: the register-tile kernels (default where L is a power of
+    two <= 16) or the strided ones.  Launches run under ``torch.cuda.device(diag.device)``."""
     B, N = diag.shape
     cdt = shift.dtype
-    if not cdt.is_complex or N < 2 or B == 0:
-        raise ValueError("the fused path needs a complex shift and N >= 2")
+    if not cdt.is_complex:
+        raise ValueError(f"the fused path needs a complex shift, got {cdt}")
     if scan not in ("blocked", "serial"):
         raise ValueError(f"scan must be 'blocked' or 'serial', got {scan!r}")
     rdt = torch.float32 if cdt == torch.complex64 else torch.float64
+    if B == 0 or N < 2:
+        return _short(diag, shift, pivmin, rdt)
+    from . import kernels as K
+
     L = default_chunk_length(N) if L is None else int(L)
-    nc = -(-N // L)
+    if tiled is None:
+        tiled = L & (L - 1) == 0 and L <= 16
     dev = diag.device
     dv, sd = _real_view(diag, B, N)
     bv, sb = _real_view(beta, B, N - 1)
-    z = torch.view_as_real(shift.contiguous())
-    pm = pivmin.to(rdt)
-    eps = torch.finfo(rdt).eps
-    thr = torch.clamp(pm * pm * (1 + 8 * eps), min=torch.finfo(rdt).tiny).contiguous()
+    plan = launch_plan(B, N, L, block=block, scan_block=scan_block, single=rdt == torch.float32,
+                       sd=sd, sb=sb, diag_complex=diag.is_complex(), beta_complex=beta.is_complex())
+    z = torch.view_as_real(_resolved(shift).contiguous())
+    pm, thr = _thresholds(pivmin, rdt)
     G = torch.empty(B, N, dtype=cdt, device=dev)
+    Gv = torch.view_as_real(G)
+    nc, nb, sblk = plan.nc, plan.nb, plan.sblk
+    bad = torch.empty(B, nc, dtype=torch.int32, device=dev)
+    gmax = torch.empty(B, nc, dtype=rdt, device=dev)
     flags = dict(DIAG_COMPLEX=diag.is_complex(), BETA_COMPLEX=beta.is_complex())
-    fmax = torch.finfo(rdt).max
-    M = B * nc
-    P = torch.empty(2, 8, M, dtype=rdt, device=dev)  # left, right chunk transfer matrices
-    carry = torch.empty(2, M, 2, dtype=rdt, device=dev)
-    bad = torch.empty(M, dtype=torch.int32, device=dev)
-    gmax = torch.empty(M, dtype=rdt, device=dev)
-    grid = (triton.cdiv(M, block),)
-    if tiled is None:
-        tiled = L & (L - 1) == 0 and L <= 16
-    transfer, second = ((_transfer_tiled_kernel, _second_pass_tiled_kernel) if tiled
-                        else (_transfer_kernel, _second_pass_kernel))
-    transfer[grid](dv, bv, z, P, B, N, nc, sd, sb, L=L, BLOCK=block, **flags)
-    sblk = min(scan_block or (256 if rdt == torch.float32 else 128), triton.next_power_of_2(nc))
-    if scan == "serial":  # one program per (row, direction) walks all chunks
-        _scan_kernel[(B, 2)](P, carry, B, nc, BLOCK=sblk)
-    else:  # two levels: block totals, a short walk over the blocks, then every block at once
-        nb = triton.cdiv(nc, sblk)
-        tot = torch.empty(2, 8, B * nb, dtype=rdt, device=dev)
-        cin = torch.empty(2, 4, B * nb, dtype=rdt, device=dev)
-        _block_total_kernel[(B, nb, 2)](P, tot, B, nc, nb, SB=sblk)
-        _block_carry_kernel[(B, 2)](tot, cin, B, nb, SB=min(sblk, triton.next_power_of_2(nb)))
-        _chunk_carry_kernel[(B, nb, 2)](P, cin, carry, B, nc, nb, SB=sblk)
-        del tot, cin
-    del P
-    second[grid](dv, bv, z, carry, thr, torch.view_as_real(G), bad, gmax,
-                 B, N, nc, sd, sb, fmax, L=L, BLOCK=block, **flags)
-    m = gmax.view(B, -1).amax(dim=1)
-    cheap = m * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm <= 1.0
-    any_bad, all_cheap = torch.stack([bad.any(), cheap.all()]).tolist()  # one host sync
-    if any_bad:
-        return None
-    if all_cheap:
-        singular = torch.zeros(B, dtype=torch.bool, device=dev)
-    else:
-        singular = (~(G.abs() * (SINGULAR_FACTOR * pm[:, None]) <= 1.0)).any(dim=1)
-    return G, torch.zeros(B, dtype=torch.int64, device=dev), singular
+    transfer, second = ((K._transfer_tiled_kernel, K._second_pass_tiled_kernel) if tiled
+                        else (K._transfer_kernel, K._second_pass_kernel))
+    with _device_guard(dev):
+        for r0, r1 in plan.slabs():  # one slab unless a grid would exceed CUDA's limits
+            R = r1 - r0
+            g = plan.grids_for(R)
+            d_s, b_s, z_s, thr_s = dv[r0:r1], bv[r0:r1], z[r0:r1], thr[r0:r1]
+            P = torch.empty(2, 8, R * nc, dtype=rdt, device=dev)  # left, right chunk transfers
+            carry = torch.empty(2, R * nc, 2, dtype=rdt, device=dev)
+            transfer[g["transfer"]](d_s, b_s, z_s, P, R, N, nc, sd, sb, L=L, BLOCK=block, **flags)
+            if scan == "serial":  # one program per (row, direction) walks all chunks
+                K._scan_kernel[g["serial_scan"]](P, carry, R, nc, BLOCK=sblk)
+            else:  # two levels: block totals, a short walk over the blocks, every block at once
+                tot = torch.empty(2, 8, R * nb, dtype=rdt, device=dev)
+                cin = torch.empty(2, 4, R * nb, dtype=rdt, device=dev)
+                K._block_total_kernel[g["block_total"]](P, tot, R, nc, nb, SB=sblk)
+                K._block_carry_kernel[g["block_carry"]](tot, cin, R, nb, SB=plan.carry_block)
+                K._chunk_carry_kernel[g["chunk_carry"]](P, cin, carry, R, nc, nb, SB=sblk)
+                del tot, cin
+            del P
+            second[g["second_pass"]](d_s, b_s, z_s, carry, thr_s, Gv[r0:r1], bad[r0:r1],
+                                     gmax[r0:r1], R, N, nc, sd, sb, L=L, BLOCK=block, **flags)
+            del carry
+    guarded = torch.zeros(B, dtype=torch.int64, device=dev)
+    return (G, guarded) + _flags(G, pm, gmax.amax(dim=1), bad.any(dim=1))

@@ -3,8 +3,9 @@
 * the launch geometry (semisep/backends/triton/launch.py) for shapes far beyond the CPU's
   memory: every grid within CUDA's limits, the slabs covering the batch, offsets that need
   (and fit) 64 bits;
-* the kernels' source: program ids and the integer arguments B, nc, nb enter products only as
-  int64, and no float argument is passed (Triton would type it float32);
+* the kernels' source: program ids and the integer arguments B, nc, nb enter products only in
+  the index type (int64 where an offset may pass 2^30), and no float argument is passed
+  (Triton would type it float32);
 * the device guard and the resolution of conjugate views;
 * the torch backend's fallbacks, with the fused entry point patched: a failure (any
   exception) runs the chunked kernel with one warning, declined rows run the chunked kernel
@@ -66,7 +67,7 @@ def test_launch_plan_within_cuda_limits(B, N, L, single):
         assert grids["block_total"][0] == R * plan.nb and grids["serial_scan"][0] == R
     assert plan.max_offset < 2**63 - 1
     if plan.rows * N >= 2**31:  # the offsets int32 would wrap: the kernels form them in int64
-        assert plan.max_offset >= 2**31 - 1
+        assert plan.max_offset >= 2**31 - 1 and plan.index64
     if B * N >= 2**31:
         assert plan.max_offset >= 2**31 - 1 or plan.rows < B
 
@@ -87,6 +88,16 @@ def test_launch_plan_slabs_when_rows_overflow_x(monkeypatch):
         plan.grids_for(4)
     with pytest.raises(ValueError, match="programs"):
         launch.launch_plan(1, 10_000, 1, block=1)  # one row needs more than 10 programs
+
+
+def test_launch_plan_index_type():
+    """int32 for the common shapes, int64 from offsets of 2^30 on (the old int32 overflow of
+    ``8 * B * nc`` came at B N = 2^30)."""
+    assert not launch.launch_plan(64, 1 << 20, 4, single=True).index64
+    assert not launch.launch_plan(1, 1 << 20, 4).index64
+    assert launch.launch_plan(1024, 1 << 20, 4, single=True).index64
+    assert not launch.launch_plan(1, 40_000_000, 4).index64  # long, but offsets < 2^30
+    assert launch.launch_plan(1, (1 << 31) + 5, 4).index64
 
 
 def test_launch_plan_validates():
@@ -111,21 +122,23 @@ def test_kernels_index_in_int64():
         calls = [n for n in ast.walk(f) if isinstance(n, ast.Call)
                  and isinstance(n.func, ast.Attribute) and n.func.attr == "program_id"]
         assert f.name == "_pid" or not calls, f"{f.name} reads tl.program_id without _pid"
+    for f in kernels:  # the index type is a compile-time choice of every kernel
+        assert f.args.args[-1].arg == "IDX64", f.name
     for f in kernels:
         params = {a.arg for a in f.args.args}
         assert "fmax" not in params, f.name
-        # nc, nb: rebound as int64 before any use; B: only ever inside _i64(...)
+        # nc, nb: rebound in the index type before any use; B: only ever inside _ix(...)
         head = [s for s in f.body if isinstance(s, ast.Assign)][:4]
         rebound = {s.targets[0].id for s in head if isinstance(s.targets[0], ast.Name)
-                   and isinstance(s.value, ast.Call) and getattr(s.value.func, "id", "") == "_i64"}
+                   and isinstance(s.value, ast.Call) and getattr(s.value.func, "id", "") == "_ix"}
         assert params & {"nc", "nb"} <= rebound, (f.name, params & {"nc", "nb"}, rebound)
         parents = {id(c): p for p in ast.walk(f) for c in ast.iter_child_nodes(p)}
         for n in ast.walk(f):
             if isinstance(n, ast.Name) and n.id == "B" and isinstance(n.ctx, ast.Load):
                 parent = parents[id(n)]
-                is_i64 = isinstance(parent, ast.Call) and getattr(parent.func, "id", "") == "_i64"
+                is_i64 = isinstance(parent, ast.Call) and getattr(parent.func, "id", "") == "_ix"
                 is_arg = isinstance(parent, ast.Call) and n in parent.args and not is_i64
-                assert is_i64 or is_arg, f"{f.name} uses B outside _i64 at line {n.lineno}"
+                assert is_i64 or is_arg, f"{f.name} uses B outside _ix at line {n.lineno}"
 
 
 # ------------------------------------------------------------------------------------------------

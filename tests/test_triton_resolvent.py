@@ -91,6 +91,11 @@ SCRIPT = textwrap.dedent('''
     finally:
         launch.MAX_GRID = saved
     assert torch.equal(whole[0], slabs[0]) and slabs[3] is None
+    # the int64 index type (chosen where an offset may pass 2^30): the same values
+    wide = resolvent_diagonal_fused(*args, L=4, block=16, scan_block=4, index64=True)
+    assert torch.equal(whole[0], wide[0]) and wide[3] is None
+    wide = resolvent_diagonal_fused(*args, L=7, block=16, scan_block=4, index64=True, scan="serial")
+    assert float((wide[0] - whole[0]).abs().max() / whole[0].abs().max()) < 1e-13
     # a shared off-diagonal: beta a stride-0 batch (sb = 0), float32 data, complex64 G
     d = torch.tensor(-2 + rng.uniform(-1, 1, (3, 90)), dtype=torch.float32)
     off = torch.tensor(rng.uniform(0.5, 1.5, 89), dtype=torch.float32)

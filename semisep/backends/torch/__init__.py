@@ -92,8 +92,10 @@ class TorchBackend(Backend):
     * ``"fused"``: CUDA tensors with triton installed, the shift-form resolvent diagonal at a
       complex shift without autograd only: the fused Triton kernels of
       :mod:`semisep.backends.triton` (the chunked scan with the chunks kept in
-      registers).  Where a pivot would need the guard they decline and ``"chunked"`` runs
-      (and is reported).  Other calls with ``method="fused"`` raise a ValueError.
+      registers).  The rows where a pivot would need the guard are declined and run through
+      ``"chunked"`` alone (merged; ``"chunked"`` is reported); if the kernels fail to
+      compile or launch, ``"chunked"`` runs the call (one RuntimeWarning per error type).
+      Other calls with ``method="fused"`` raise a ValueError.
     * ``"reference"``: a plain sequential torch loop over N (slow; tests only); its gradients come
       from ordinary autograd through the loop.
     * ``"auto"``: ``"sequential"`` on CPU (``"chunked"`` if the numpy backend's compiled kernels
@@ -269,8 +271,9 @@ class TorchBackend(Backend):
         for the shift form: ``(G, guarded, singular)``, or None where the whole batch must run
         the chunked kernel -- every row declined, or the kernels failed to compile or launch
         (any exception: no C compiler, a driver error; warned once per error type, never
-        raised).  Rows that some but not all declined (a pivot needs the guard) run through
-        the chunked kernel alone and are merged in; the call then reports ``"chunked"``."""
+        raised).  Where only some rows declined (a pivot needs the guard), those rows alone
+        run through the chunked kernel and are merged in; the call then reports
+        ``"chunked"``."""
         try:
             with torch.no_grad():
                 G, guarded, singular, declined = _triton.resolvent_diagonal_fused(

@@ -43,8 +43,10 @@ from the recorded maxima (the exact ``|G_ii|`` test only where the cheap bound i
 inconclusive).  So every row this path returns is one the guarded sweep would also have
 produced without a guard.
 
-Indexing.  Every offset is formed in int64 (:func:`_pid`, :func:`_i64` on the program ids and
-the integer arguments before any product), so ``B N`` is bounded by memory, not by 2^31; the
+Indexing.  Every offset is formed in the index type (:func:`_pid`, :func:`_ix` on the program
+ids and the integer arguments before any product): int64 where some offset of the call may
+pass 2^30 (``IDX64``, from :mod:`.launch`), so ``B N`` is bounded by memory, not by 2^31, and
+int32 otherwise (fewer registers and no 64-bit divisions on the common shapes); the
 grids put rows, chunks and blocks on the grid's x dimension and only the sweep direction on
 y (:mod:`.launch` computes them and the slabs of rows when even x would overflow).  No float
 argument is passed (Triton would type a Python float as float32): the overflow test is
@@ -72,15 +74,19 @@ __all__ = ["HAVE_TRITON"]
 if HAVE_TRITON:
 
     @triton.jit
-    def _i64(x):
-        """``x`` (an integer argument, possibly specialised to a constant) as int64: every
-        offset is formed in 64 bits."""
-        return tl.cast(x, tl.int64)
+    def _ix(x, IDX64: tl.constexpr):
+        """``x`` (an integer argument, possibly specialised to a constant) in the index type:
+        int64 where ``IDX64`` (some offset of the call may pass 2^30), else int32."""
+        if IDX64:  # (one return: the compiler types every return statement)
+            y = tl.cast(x, tl.int64)
+        else:
+            y = tl.cast(x, tl.int32)
+        return y
 
     @triton.jit
-    def _pid(AXIS: tl.constexpr):
-        """The program id on ``AXIS`` as int64."""
-        return tl.program_id(AXIS).to(tl.int64)
+    def _pid(AXIS: tl.constexpr, IDX64: tl.constexpr):
+        """The program id on ``AXIS`` in the index type (:func:`_ix`)."""
+        return _ix(tl.program_id(AXIS), IDX64)
 
     @triton.jit
     def _rejected(n):
@@ -151,10 +157,10 @@ if HAVE_TRITON:
     @triton.jit
     def _transfer_kernel(diag_ptr, beta_ptr, z_ptr, p_ptr, B, N, nc, sd, sb,
                          L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr,
-                         BLOCK: tl.constexpr):
-        nc = _i64(nc)
-        M = _i64(B) * nc
-        lane = _pid(0) * BLOCK + tl.arange(0, BLOCK)
+                         BLOCK: tl.constexpr, IDX64: tl.constexpr):
+        nc = _ix(nc, IDX64)
+        M = _ix(B, IDX64) * nc
+        lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
         live = lane < M
         row = lane // nc
         k = lane % nc
@@ -251,13 +257,13 @@ if HAVE_TRITON:
         tl.store(ptr + 1, gi, mask=mask)
 
     @triton.jit
-    def _scan_kernel(p_all_ptr, carry_ptr, B, nc, BLOCK: tl.constexpr):
+    def _scan_kernel(p_all_ptr, carry_ptr, B, nc, BLOCK: tl.constexpr, IDX64: tl.constexpr):
         """Program (row, direction).  carry[dir, row * nc + k] (complex, 2 reals): the pivot
         reciprocal carried into chunk k (0 for the first chunk in sweep order)."""
-        nc = _i64(nc)
-        M = _i64(B) * nc
-        row = _pid(0)
-        right = _pid(1)
+        nc = _ix(nc, IDX64)
+        M = _ix(B, IDX64) * nc
+        row = _pid(0, IDX64)
+        right = _pid(1, IDX64)
         p_ptr = p_all_ptr + right * (8 * M)
         out_ptr = carry_ptr + right * (2 * M)
         # running carry vector (x, y) = (num, den); start (0, 1): g = 0
@@ -288,24 +294,24 @@ if HAVE_TRITON:
             j0 += BLOCK
 
     @triton.jit
-    def _block_total_kernel(p_all_ptr, tot_ptr, B, nc, nb, SB: tl.constexpr):
+    def _block_total_kernel(p_all_ptr, tot_ptr, B, nc, nb, SB: tl.constexpr, IDX64: tl.constexpr):
         """Program (row x block, direction), ``row * nb + block`` on the grid's x: the product of
         the block's ``SB`` chunk matrices in sweep order (``tot[dir, :, row * nb + block]``,
         renormalised)."""
-        nc = _i64(nc)
-        nb = _i64(nb)
-        M = _i64(B) * nc
-        pid = _pid(0)
+        nc = _ix(nc, IDX64)
+        nb = _ix(nb, IDX64)
+        M = _ix(B, IDX64) * nc
+        pid = _pid(0, IDX64)
         row = pid // nb
         blk = pid % nb
-        right = _pid(1)
+        right = _pid(1, IDX64)
         p = blk * SB + tl.arange(0, SB)
         live = p < nc
         k = tl.where(right == 1, nc - 1 - p, p)
         e = _load8(p_all_ptr + right * (8 * M), M, row * nc + k, live)
         s = tl.associative_scan(e, 0, _matmul_combine)
         sel = tl.arange(0, SB) == SB - 1  # dead positions hold the identity: the last is the total
-        Mb = _i64(B) * nb
+        Mb = _ix(B, IDX64) * nb
         base = tot_ptr + right * (8 * Mb) + row * nb + blk
         tl.store(base + 0 * Mb, _pick(s[0], sel))
         tl.store(base + 1 * Mb, _pick(s[1], sel))
@@ -317,13 +323,13 @@ if HAVE_TRITON:
         tl.store(base + 7 * Mb, _pick(s[7], sel))
 
     @triton.jit
-    def _block_carry_kernel(tot_ptr, cin_ptr, B, nb, SB: tl.constexpr):
+    def _block_carry_kernel(tot_ptr, cin_ptr, B, nb, SB: tl.constexpr, IDX64: tl.constexpr):
         """Program (row, direction): the state vector (num, den) carried into each block
         (``cin[dir, :, row * nb + block]``, 4 reals, renormalised), from (0, 1)."""
-        nb = _i64(nb)
-        Mb = _i64(B) * nb
-        row = _pid(0)
-        right = _pid(1)
+        nb = _ix(nb, IDX64)
+        Mb = _ix(B, IDX64) * nb
+        row = _pid(0, IDX64)
+        right = _pid(1, IDX64)
         tp = tot_ptr + right * (8 * Mb)
         cp = cin_ptr + right * (4 * Mb)
         cxr = tl.zeros((), dtype=tot_ptr.dtype.element_ty)
@@ -353,18 +359,18 @@ if HAVE_TRITON:
             j0 += SB
 
     @triton.jit
-    def _chunk_carry_kernel(p_all_ptr, cin_ptr, carry_ptr, B, nc, nb, SB: tl.constexpr):
+    def _chunk_carry_kernel(p_all_ptr, cin_ptr, carry_ptr, B, nc, nb, SB: tl.constexpr, IDX64: tl.constexpr):
         """Program (row x block, direction), as :func:`_block_total_kernel`: the pivot
         reciprocal carried into each chunk of the block, ``carry[dir, row * nc + k]``
         (complex), from the block's carried-in vector."""
-        nc = _i64(nc)
-        nb = _i64(nb)
-        M = _i64(B) * nc
-        Mb = _i64(B) * nb
-        pid = _pid(0)
+        nc = _ix(nc, IDX64)
+        nb = _ix(nb, IDX64)
+        M = _ix(B, IDX64) * nc
+        Mb = _ix(B, IDX64) * nb
+        pid = _pid(0, IDX64)
         row = pid // nb
         blk = pid % nb
-        right = _pid(1)
+        right = _pid(1, IDX64)
         p = blk * SB + tl.arange(0, SB)
         live = p < nc
         k = tl.where(right == 1, nc - 1 - p, p)
@@ -390,10 +396,10 @@ if HAVE_TRITON:
     def _second_pass_kernel(diag_ptr, beta_ptr, z_ptr, carry_ptr, thr_ptr, g_ptr, bad_ptr, gmax_ptr,
                             B, N, nc, sd, sb,
                             L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr,
-                            BLOCK: tl.constexpr):
-        nc = _i64(nc)
-        M = _i64(B) * nc
-        lane = _pid(0) * BLOCK + tl.arange(0, BLOCK)
+                            BLOCK: tl.constexpr, IDX64: tl.constexpr):
+        nc = _ix(nc, IDX64)
+        M = _ix(B, IDX64) * nc
+        lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
         live = lane < M
         row = lane // nc
         k = lane % nc
@@ -569,12 +575,12 @@ if HAVE_TRITON:
     @triton.jit
     def _transfer_tiled_kernel(diag_ptr, beta_ptr, z_ptr, p_ptr, B, N, nc, sd, sb,
                                L: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                               BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
+                               BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr, IDX64: tl.constexpr):
         """``_transfer_kernel`` with each program's ``BLOCK x L`` slab of diag and beta loaded
         once, coalesced, and both directions run from registers (L a power of two)."""
-        nc = _i64(nc)
-        M = _i64(B) * nc
-        lane = _pid(0) * BLOCK + tl.arange(0, BLOCK)
+        nc = _ix(nc, IDX64)
+        M = _ix(B, IDX64) * nc
+        lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
         live = lane < M
         row = lane // nc
         k = lane % nc
@@ -591,12 +597,12 @@ if HAVE_TRITON:
     def _second_pass_tiled_kernel(diag_ptr, beta_ptr, z_ptr, carry_ptr, thr_ptr, g_ptr, bad_ptr,
                                   gmax_ptr, B, N, nc, sd, sb,
                                   L: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                                  BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
+                                  BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr, IDX64: tl.constexpr):
         """``_second_pass_kernel`` from register tiles: diag and beta loaded once (coalesced),
         ``gL`` kept in a register tile, ``G`` stored once (coalesced)."""
-        nc = _i64(nc)
-        M = _i64(B) * nc
-        lane = _pid(0) * BLOCK + tl.arange(0, BLOCK)
+        nc = _ix(nc, IDX64)
+        M = _ix(B, IDX64) * nc
+        lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
         live = lane < M
         row = lane // nc
         k = lane % nc

@@ -1,23 +1,26 @@
 """Launch geometry of the fused kernels in plain Python (no triton, no torch): chunk counts,
 grids, rows per launch and the largest element offset a kernel forms.
 
-The kernels (:mod:`.kernels`) index every array in 64-bit integers, so offsets are bounded by
-memory, not by 2^31.  The grids must stay within CUDA's limits, ``x <= 2^31 - 1`` and
-``y, z <= 65535``: every grid here puts its large dimension (lanes, rows, or rows x blocks)
-on ``x`` and at most 2 (the sweep direction) on ``y``; where ``x`` would still exceed its
-limit, the batch is launched in slabs of :attr:`LaunchPlan.rows` rows.  The arithmetic is
-written here once, so that the launches use it and the tests check it for any shape without
-a GPU.
+The kernels (:mod:`.kernels`) index in 64-bit integers where some offset may pass 2^30
+(:attr:`LaunchPlan.index64`), so offsets are bounded by memory, not by 2^31.  The grids must
+stay within CUDA's limits, ``x <= 2^31 - 1`` and ``y, z <= 65535``: every grid here puts its
+large dimension (lanes, rows, or rows x blocks) on ``x`` and at most 2 (the sweep direction)
+on ``y``; where ``x`` would still exceed its limit, the batch is launched in slabs of
+:attr:`LaunchPlan.rows` rows.  The arithmetic is written here once, so that the launches use
+it and the tests check it for any shape without a GPU.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MAX_GRID", "LaunchPlan", "default_chunk_length", "launch_plan"]
+__all__ = ["INDEX32_LIMIT", "MAX_GRID", "LaunchPlan", "default_chunk_length", "launch_plan"]
 
 #: CUDA's grid limits (x, y, z), in programs.
 MAX_GRID = (2**31 - 1, 65535, 65535)
+
+#: Offsets from this size on are formed in int64 (int32's limit with a factor-2 margin).
+INDEX32_LIMIT = 2**30
 
 
 def default_chunk_length(n: int) -> int:
@@ -44,7 +47,8 @@ class LaunchPlan:
     ``ceil(B / rows)`` slabs, one slab unless a grid would exceed :data:`MAX_GRID`).
     ``grids[name]`` is the grid of kernel ``name`` for a slab of ``rows`` rows; ``max_offset``
     the largest element offset (counted in reals) that any kernel adds to one of its pointers
-    within a slab."""
+    within a slab; :attr:`index64` whether the kernels index in int64 (``max_offset`` at
+    least 2^30: a factor-2 margin below int32's limit for the lanes past the end)."""
 
     B: int
     N: int
@@ -68,6 +72,10 @@ class LaunchPlan:
         if not 0 < rows <= self.rows:
             raise ValueError(f"a slab has 1 .. {self.rows} rows, got {rows}")
         return _grids(rows, self.nc, self.nb, self.block)
+
+    @property
+    def index64(self) -> bool:
+        return self.max_offset >= INDEX32_LIMIT
 
     def slabs(self) -> list[tuple[int, int]]:
         """The row ranges ``[r0, r1)`` launched one after the other."""

@@ -98,7 +98,7 @@ def _short(diag: torch.Tensor, shift: torch.Tensor, pivmin: torch.Tensor, rdt: t
 def resolvent_diagonal_fused(diag: torch.Tensor, shift: torch.Tensor, beta: torch.Tensor,
                              pivmin: torch.Tensor, L: int | None = None, block: int = 128,
                              tiled: bool | None = None, scan: str = "blocked",
-                             scan_block: int | None = None):
+                             scan_block: int | None = None, index64: bool | None = None):
     """``(G (B, N), guarded (B,), singular (B,), declined)``: the resolvent diagonal of
     ``A = T - z I`` per row by the fused kernels, for ``diag (B, N)`` real or complex,
     ``shift (B,)`` complex (the result dtype), ``beta (B, N-1)`` real or complex in ``diag``'s
@@ -116,7 +116,9 @@ def resolvent_diagonal_fused(diag: torch.Tensor, shift: torch.Tensor, beta: torc
     (one program per row and direction walks them; the plain twin the tests compare with).
     ``block``: lanes per program of the transfer and second passes; ``scan_block``: chunks per
     block of the scan.  ``tiled``: the register-tile kernels (default where L is a power of
-    two <= 16) or the strided ones.  Launches run under ``torch.cuda.device(diag.device)``."""
+    two <= 16) or the strided ones.  ``index64``: index in int64 (default: where an offset may
+    pass 2^30, :class:`~.launch.LaunchPlan`).  Launches run under
+    ``torch.cuda.device(diag.device)``."""
     B, N = diag.shape
     cdt = shift.dtype
     if not cdt.is_complex:
@@ -144,6 +146,7 @@ def resolvent_diagonal_fused(diag: torch.Tensor, shift: torch.Tensor, beta: torc
     bad = torch.empty(B, nc, dtype=torch.int32, device=dev)
     gmax = torch.empty(B, nc, dtype=rdt, device=dev)
     flags = dict(DIAG_COMPLEX=diag.is_complex(), BETA_COMPLEX=beta.is_complex())
+    idx64 = plan.index64 if index64 is None else bool(index64)
     transfer, second = ((K._transfer_tiled_kernel, K._second_pass_tiled_kernel) if tiled
                         else (K._transfer_kernel, K._second_pass_kernel))
     with _device_guard(dev):
@@ -153,19 +156,23 @@ def resolvent_diagonal_fused(diag: torch.Tensor, shift: torch.Tensor, beta: torc
             d_s, b_s, z_s, thr_s = dv[r0:r1], bv[r0:r1], z[r0:r1], thr[r0:r1]
             P = torch.empty(2, 8, R * nc, dtype=rdt, device=dev)  # left, right chunk transfers
             carry = torch.empty(2, R * nc, 2, dtype=rdt, device=dev)
-            transfer[g["transfer"]](d_s, b_s, z_s, P, R, N, nc, sd, sb, L=L, BLOCK=block, **flags)
+            transfer[g["transfer"]](d_s, b_s, z_s, P, R, N, nc, sd, sb, L=L, BLOCK=block,
+                                    IDX64=idx64, **flags)
             if scan == "serial":  # one program per (row, direction) walks all chunks
-                K._scan_kernel[g["serial_scan"]](P, carry, R, nc, BLOCK=sblk)
+                K._scan_kernel[g["serial_scan"]](P, carry, R, nc, BLOCK=sblk, IDX64=idx64)
             else:  # two levels: block totals, a short walk over the blocks, every block at once
                 tot = torch.empty(2, 8, R * nb, dtype=rdt, device=dev)
                 cin = torch.empty(2, 4, R * nb, dtype=rdt, device=dev)
-                K._block_total_kernel[g["block_total"]](P, tot, R, nc, nb, SB=sblk)
-                K._block_carry_kernel[g["block_carry"]](tot, cin, R, nb, SB=plan.carry_block)
-                K._chunk_carry_kernel[g["chunk_carry"]](P, cin, carry, R, nc, nb, SB=sblk)
+                K._block_total_kernel[g["block_total"]](P, tot, R, nc, nb, SB=sblk, IDX64=idx64)
+                K._block_carry_kernel[g["block_carry"]](tot, cin, R, nb, SB=plan.carry_block,
+                                                        IDX64=idx64)
+                K._chunk_carry_kernel[g["chunk_carry"]](P, cin, carry, R, nc, nb, SB=sblk,
+                                                        IDX64=idx64)
                 del tot, cin
             del P
             second[g["second_pass"]](d_s, b_s, z_s, carry, thr_s, Gv[r0:r1], bad[r0:r1],
-                                     gmax[r0:r1], R, N, nc, sd, sb, L=L, BLOCK=block, **flags)
+                                     gmax[r0:r1], R, N, nc, sd, sb, L=L, BLOCK=block,
+                                     IDX64=idx64, **flags)
             del carry
     guarded = torch.zeros(B, dtype=torch.int64, device=dev)
     return (G, guarded) + _flags(G, pm, gmax.amax(dim=1), bad.any(dim=1))

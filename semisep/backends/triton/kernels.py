@@ -52,8 +52,11 @@ y (:mod:`.launch` computes them and the slabs of rows when even x would overflow
 argument is passed (Triton would type a Python float as float32): the overflow test is
 ``n - n != 0`` (infinite or NaN ``|d|^2``).
 
-Triton is optional (it ships with CUDA builds of torch); :func:`available` says whether this
-path can run.  The kernels are checked on CPU by Triton's interpreter
+The kernels and their ``triton.jit`` helpers stay in one module (a little over 600 lines):
+the tiled, strided and scan kernels share the helpers, and Triton resolves them by name.
+
+Triton is optional (it ships with CUDA builds of torch); ``semisep.backends.triton.available``
+says whether this path can run.  The kernels are checked on CPU by Triton's interpreter
 (``TRITON_INTERPRET=1``, tests/test_triton_resolvent.py: tiled vs plain, two-level vs serial
 scan, against the NumPy backend) and on a GPU by tests/test_cuda.py.
 """

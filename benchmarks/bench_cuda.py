@@ -10,7 +10,7 @@ Timings are CUDA-event medians after warm-up (host syncs included, as a user see
    ``T.resolvent_diagonal(z)`` ("auto" = chunked on CUDA) against a device-to-device copy of
    the output (``out.copy_(G)``, 512 MiB read + 512 MiB written), in the same run.
 2. The same at several chunk lengths L, for "auto" (the fused Triton kernels, the backend's
-   ``fused_chunk_length``; its ``fused_scan`` "blocked" and "recompute"), for the fused kernels
+   ``fused_chunk_length``), for the fused kernels
    called directly (tiled or strided, each scan, several L and blocks) and for
    ``method="chunked"`` (plain torch ops, ``chunk_length``),
    with the number of CUDA kernels one call launches and their summed GPU time
@@ -124,29 +124,18 @@ def _target(bk, quick: bool) -> dict[str, Any]:
         out = torch.empty_like(G)
         t_copy = _cuda_median(lambda: out.copy_(G), repeats=20)
         rows = []
-        from semisep.backends import _triton_resolvent as tr
+        from semisep.backends import triton as tr
         from semisep.tridiagonal import _shifted_rows
 
         rows_ = _shifted_rows(T, Z, True)
         variants: list[tuple[str, Any]] = [("auto (default)", lambda: T.resolvent_diagonal(Z))]
         if tr.available(d):
-            def auto_with(scan: str) -> Any:
-                old = bk.fused_scan
-                bk.fused_scan = scan
-                try:
-                    return T.resolvent_diagonal(Z)
-                finally:
-                    bk.fused_scan = old
-
-            variants.append(("auto, fused_scan='recompute'", lambda: auto_with("recompute")))
             args = (rows_.diag, rows_.shift, rows_.beta_native, rows_.pivmin)
             for L, tiled, scan, sblk in (
                     (2, True, "blocked", None), (4, True, "blocked", None), (4, True, "serial", None),
                     (8, True, "blocked", None), (16, True, "blocked", None),
                     (8, False, "blocked", None), (32, False, "blocked", None),
-                    (2, True, "recompute", None), (4, True, "recompute", None),
-                    (8, True, "recompute", None), (4, True, "recompute", 64),
-                    (4, True, "recompute", 256), (8, True, "recompute", 64)):
+                    (4, True, "blocked", 64), (4, True, "blocked", 512)):
                 variants.append((
                     f"fused L={L} {'tiled' if tiled else 'strided'} {scan} scan"
                     + (f" blocks of {sblk}" if sblk else ""),

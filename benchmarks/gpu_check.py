@@ -9,7 +9,9 @@ Steps, each in a subprocess with its own time limit so that one hang cannot eat 
 1. the environment: torch, CUDA, triton, the device name and memory;
 2. ``pytest tests/test_cuda.py tests/test_triton_resolvent.py`` (pass/fail/skip counts and the
    failing test ids, from pytest's JUnit XML);
-3. ``benchmarks/bench_cuda.py --json`` (the batch-64, N = 2^20 complex64 target against a
+3. ``benchmarks/gpu_large.py --json``: the fused kernels at the shapes past 32-bit offsets
+   and the old grid limits (B N = 2^30, 2^31; N = 4e7), against the chunked path on some rows;
+4. ``benchmarks/bench_cuda.py --json`` (the batch-64, N = 2^20 complex64 target against a
    device-to-device copy; chunk-length variants with kernel counts; the batch-8 forward and
    forward+backward sweep), ``--quick`` when the budget is short.
 
@@ -96,8 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         junit = Path(tmp) / "junit.xml"
         res["tests"] = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              "tests/test_cuda.py", "tests/test_triton_resolvent.py",
+                             "tests/test_triton_launch.py",
                              f"--junitxml={junit}"], timeout=0.45 * args.budget)
         res["tests"]["summary"] = _junit_summary(junit)
+        large_json = Path(tmp) / "large.json"
+        res["large"] = _run([sys.executable, "benchmarks/gpu_large.py", "--json", str(large_json)],
+                            timeout=0.15 * args.budget)
+        if large_json.exists():
+            res["large"]["result"] = json.loads(large_json.read_text())
         left = args.budget - (time.perf_counter() - t0)
         bench_json = Path(tmp) / "bench.json"
         cmd = [sys.executable, "benchmarks/bench_cuda.py", "--json", str(bench_json)]
@@ -109,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     out.write_text(json.dumps(res, indent=1))
     s = res["tests"]["summary"]
-    print(f"gpu_check: tests rc={res['tests']['rc']} {s}; bench rc={res['bench']['rc']}; "
+    print(f"gpu_check: tests rc={res['tests']['rc']} {s}; large rc={res['large']['rc']}; "
+          f"bench rc={res['bench']['rc']}; "
           f"{res['wall_s']} s; written to {out}")
-    return 0 if res["tests"]["rc"] == 0 and res["bench"]["rc"] == 0 else 1
+    return 0 if all(res[k]["rc"] == 0 for k in ("tests", "large", "bench")) else 1
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
 """Registers and spills of the fused Triton resolvent kernels compiled for a Hopper GPU, without
 one (not a test; needs triton installed).
 
-Each tiled kernel of ``semisep/backends/_triton_resolvent.py`` is compiled for sm_90 (real
+Each tiled kernel of ``semisep/backends/triton/resolvent.py`` is compiled for sm_90 (real
 float32 diag and beta, 4 warps) by ``triton.compile`` with a ``GPUTarget``, and the PTX is
 assembled by the ptxas that ships with triton (``ptxas -v``), which reports registers per
 thread and spill bytes; ``cuobjdump -sass`` gives the static instruction count.  Compile times
-are 0 where triton's cache already holds the kernel.  These are the figures quoted in the
-module docstring and docs/benchmarks.md for the recompute layout.
+are 0 where triton's cache already holds the kernel.
 
     PYTHONPATH=. python benchmarks/triton_registers.py
+
+(``TRITON_REGISTERS_MODULE=name`` compiles the kernels of another module, e.g. an older copy.)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def _signature(kern, consts: dict) -> dict:
         elif a.endswith("_ptr"):
             sig[a] = "*i32" if a == "bad_ptr" else "*fp32"
         else:
-            sig[a] = "fp32" if a == "fmax" else "i32"
+            sig[a] = "fp32" if a == "fmax" else "i32"  # (fmax: older copies)
     return sig
 
 
@@ -52,8 +53,13 @@ def compile_report(kern, consts: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         ptx, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
         Path(ptx).write_text(cc.asm["ptx"])
-        log = subprocess.run([str(bindir / "ptxas"), "-v", "--gpu-name=sm_90a", ptx, "-o", cubin],
-                             capture_output=True, text=True, check=True).stderr
+        for ptxas in ("ptxas", "ptxas-blackwell"):  # the first that reads triton's PTX version
+            run = subprocess.run([str(bindir / ptxas), "-v", "--gpu-name=sm_90a", ptx, "-o", cubin],
+                                 capture_output=True, text=True)
+            if run.returncode == 0:
+                break
+        run.check_returncode()
+        log = run.stderr
         sass = subprocess.run([str(bindir / "cuobjdump"), "-sass", cubin],
                               capture_output=True, text=True, check=True).stdout
     regs = re.search(r"Used (\d+) registers", log)
@@ -71,22 +77,33 @@ def main() -> int:
     except ImportError:
         print("triton_registers: triton is not installed; nothing compiled")
         return 2
-    from semisep.backends import _triton_resolvent as tr
+    import importlib
+
+    tr = importlib.import_module(os.environ.get("TRITON_REGISTERS_MODULE",
+                                                "semisep.backends.triton.kernels"))
 
     flags = dict(DIAG_COMPLEX=False, BETA_COMPLEX=False)
-    print(f"{'kernel':28s} {'L':>3s} {'lanes':>5s} {'regs':>5s} {'spill st/ld':>12s} {'sass':>6s} "
+    print(f"{'kernel':36s} {'L':>3s} {'lanes':>5s} {'regs':>5s} {'spill st/ld':>12s} {'sass':>6s} "
           f"{'compile':>8s}")
     for L in (4, 8):
         rows = [(tr._transfer_tiled_kernel, dict(L=L, BLOCK=128, **flags), 128),
                 (tr._second_pass_tiled_kernel, dict(L=L, BLOCK=128, **flags), 128)]
-        for sb in (128, 256):
-            rows += [(tr._block_transfer_kernel, dict(L=L, SB=sb, **flags), sb),
-                     (tr._block_second_pass_kernel, dict(L=L, SB=sb, **flags), sb)]
+        if L == 4:
+            rows += [(tr._transfer_kernel, dict(L=L, BLOCK=128, **flags), 128),
+                     (tr._second_pass_kernel, dict(L=L, BLOCK=128, **flags), 128),
+                     (tr._block_total_kernel, dict(SB=256), 256),
+                     (tr._block_carry_kernel, dict(SB=256), 256),
+                     (tr._chunk_carry_kernel, dict(SB=256), 256),
+                     (tr._scan_kernel, dict(BLOCK=256), 256)]
         for kern, consts, lanes in rows:
-            r = compile_report(kern, consts)
-            print(f"{kern.fn.__name__:28s} {L:3d} {lanes:5d} {r['registers']:5d} "
-                  f"{r['spill_stores']:5d}/{r['spill_loads']:<6d} {r['sass']:6d} {r['compile_s']:7.1f}s",
-                  flush=True)
+            for idx64 in ((False, True) if "IDX64" in kern.arg_names else (None,)):
+                if idx64 is not None:
+                    consts = dict(consts, IDX64=idx64)
+                r = compile_report(kern, consts)
+                name = kern.fn.__name__ + {None: "", False: "", True: " (int64)"}[idx64]
+                print(f"{name:36s} {L:3d} {lanes:5d} {r['registers']:5d} "
+                      f"{r['spill_stores']:5d}/{r['spill_loads']:<6d} {r['sass']:6d} "
+                      f"{r['compile_s']:7.1f}s", flush=True)
     return 0
 
 

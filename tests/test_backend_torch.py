@@ -156,8 +156,6 @@ def test_method_errors():
         be.resolvent_diagonal(a.to("meta"), bb.to("meta"), pm.to("meta"), "sequential")
     with pytest.raises(ValueError, match="chunk_length"):
         TorchBackend(chunk_length=0)
-    with pytest.raises(ValueError, match="fused_scan"):
-        TorchBackend(fused_scan="bogus")
 
 
 # ------------------------------------------------------------------------------------------------

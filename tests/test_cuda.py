@@ -227,17 +227,16 @@ def test_birman_schwinger_core_on_cuda_matches_cpu():
 # -- the fused Triton kernels ("auto" on CUDA for a complex resolvent diagonal without autograd) --
 
 def _fused():
-    from semisep.backends import _triton_resolvent as tr
+    from semisep.backends import triton as tr
 
     if not tr.available(torch.empty(0, device=DEV)):
         pytest.skip("triton is not installed, or the device is not CUDA")
     return tr
 
 
-_FUSED_LAYOUTS = ([(L, "blocked", None) for L in (1, 7, 32, 100)]
-                  # recompute: block totals only, the second pass recomputes its chunk matrices
-                  # (forward and reverse scans over the lanes); L a power of two <= 16
-                  + [(L, "recompute", sb) for L in (1, 2, 4, 8, 16) for sb in (None, 4)])
+_FUSED_LAYOUTS = ([(L, "blocked", None) for L in (1, 2, 4, 7, 8, 16, 32, 100)]
+                  # several blocks of chunks per row; the serial scan as the twin
+                  + [(L, scan, 4) for L in (4, 7) for scan in ("blocked", "serial")])
 
 
 @pytest.mark.parametrize("L,scan,scan_block", _FUSED_LAYOUTS, ids=str)
@@ -250,9 +249,9 @@ def test_fused_matches_numpy(L, scan, scan_block, cplx):
     z = 0.3 + 0.05j
     shift = torch.full((B,), z, dtype=torch.complex128, device=DEV)
     pm = torch.full((B,), 1e-300, dtype=torch.float64, device=DEV)
-    out = tr.resolvent_diagonal_fused(d, shift, lo * up, pm, L=L, scan=scan, scan_block=scan_block)
-    assert out is not None
-    G, guarded, singular = out
+    G, guarded, singular, declined = tr.resolvent_diagonal_fused(d, shift, lo * up, pm, L=L,
+                                                                 scan=scan, scan_block=scan_block)
+    assert declined is None
     ref = ss.Tridiagonal(*(x.cpu().numpy() for x in (d, lo, up))).resolvent_diagonal(z)
     assert _rel(G, ref) < _tol(torch.complex128)
     assert int(guarded.sum()) == 0 and not bool(singular.any())
@@ -277,7 +276,7 @@ def test_fused_shared_offdiagonal_stride0_and_auto_uses_it(monkeypatch):
     assert G.dtype == torch.complex64 and float(rel.median()) < 1e-4
 
 
-def test_fused_declines_when_a_pivot_needs_the_guard():
+def test_fused_declines_the_row_whose_pivot_needs_the_guard():
     tr = _fused()
     n = 300
     d, lo, _ = _chain(n, 2, torch.complex128, seed=13)
@@ -286,25 +285,40 @@ def test_fused_declines_when_a_pivot_needs_the_guard():
     d, lo = d.to(DEV), lo.to(DEV)
     shift = torch.full((2,), z, dtype=torch.complex128, device=DEV)
     pm = torch.full((2,), 1e-12, dtype=torch.float64, device=DEV)
-    assert tr.resolvent_diagonal_fused(d, shift, lo * lo, pm) is None
-    assert tr.resolvent_diagonal_fused(d, shift, lo * lo, pm, scan="recompute") is None
+    for scan in ("blocked", "serial"):
+        declined = tr.resolvent_diagonal_fused(d, shift, lo * lo, pm, scan=scan)[3]
+        assert declined.tolist() == [True, False]  # row 0 only
     T = ss.Tridiagonal(d, lo)
-    G, info = T.resolvent_diagonal(z, return_info=True)
     Gc, infoc = T.resolvent_diagonal(z, method="chunked", return_info=True)
-    assert torch.equal(G, Gc) and int(info.pivots_guarded.sum()) > 0
-    assert info.method == infoc.method == "chunked"  # the fused kernels declined
-    assert (info.requested_method, infoc.requested_method) == ("auto", "chunked")
-    Gf, infof = T.resolvent_diagonal(z, method="fused", return_info=True)
-    assert torch.equal(Gf, Gc) and infof.method == "chunked" and infof.requested_method == "fused"
+    for method in ("auto", "fused"):
+        G, info = T.resolvent_diagonal(z, method=method, return_info=True)
+        assert torch.equal(G[0], Gc[0])  # the declined row ran the chunked kernel alone
+        assert _rel(G[1], Gc[1].cpu().numpy()) < _tol(torch.complex128)  # the fused row
+        assert info.pivots_guarded.tolist() == infoc.pivots_guarded.tolist()
+        assert int(info.pivots_guarded[0]) > 0
+        assert info.method == "chunked" and info.requested_method == method
 
 
-@pytest.mark.parametrize("scan", ["blocked", "recompute"])
+@pytest.mark.skipif(not DEV.startswith("cuda") or torch.cuda.device_count() < 2,
+                    reason="needs two CUDA devices")
+def test_fused_on_the_second_device():
+    """Tensors on cuda:1 run their kernels on device 1 (the launches' device guard)."""
+    tr = _fused()
+    d, lo, _ = _chain(2000, 3, torch.complex128, seed=14)
+    shift = torch.full((3,), 0.3 + 0.05j, dtype=torch.complex128)
+    pm = torch.full((3,), 1e-300, dtype=torch.float64)
+    outs = []
+    for dev in ("cuda:0", "cuda:1"):
+        with torch.cuda.device(0):  # the current device stays 0
+            G = tr.resolvent_diagonal_fused(d.to(dev), shift.to(dev), (lo * lo).to(dev), pm.to(dev))[0]
+        assert G.device == torch.device(dev)
+        outs.append(G.cpu())
+    assert torch.equal(outs[0], outs[1])
+
+
 @pytest.mark.parametrize("dtype,tol", [(torch.complex128, 1e-10), (torch.complex64, 1e-4)], ids=str)
-def test_auto_fused_vs_sequential_cpu_disordered_n2_17(dtype, tol, scan, monkeypatch):
+def test_auto_fused_vs_sequential_cpu_disordered_n2_17(dtype, tol):
     _fused()
-    from semisep.backends import get_backend
-
-    monkeypatch.setattr(get_backend("torch"), "fused_scan", scan)
     n = 1 << 17
     rng = np.random.default_rng(7)
     real = torch.float32 if dtype == torch.complex64 else torch.float64

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "semisep"
 #: Where ``import torch`` may appear, relative to the package (a directory ends in "/").
 TORCH_ALLOWED = (
     "backends/torch/",
-    "backends/_triton_resolvent.py",  # the Triton kernels of the torch backend
+    "backends/triton/",  # the Triton kernels of the torch backend
     "nn/",
     "testing/",
     "tests/",

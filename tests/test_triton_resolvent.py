@@ -1,4 +1,4 @@
-"""The fused Triton resolvent kernels (semisep/backends/_triton_resolvent.py) under Triton's CPU
+"""The fused Triton resolvent kernels (semisep/backends/triton/) under Triton's CPU
 interpreter (``TRITON_INTERPRET=1``), against the NumPy backend.
 
 Skipped where triton is not installed (CI: the CPU build of torch does not bring it).  The same
@@ -19,7 +19,7 @@ pytest.importorskip("triton")
 
 SCRIPT = textwrap.dedent('''
     import numpy as np, torch, semisep as ss
-    from semisep.backends._triton_resolvent import resolvent_diagonal_fused
+    from semisep.backends.triton import resolvent_diagonal_fused
     rng = np.random.default_rng(0)
     worst = 0.0
     for B, N, L, cd, cb, cdt in [(2, 37, 4, 0, 0, "complex128"), (3, 100, 8, 1, 1, "complex128"),
@@ -38,35 +38,71 @@ SCRIPT = textwrap.dedent('''
             lo = lo.to(cdt) * (1 + 0.2j)
         z = 0.5 + 0.01j
         ref = torch.as_tensor(ss.Tridiagonal(d.numpy(), lo.numpy(), up.numpy()).resolvent_diagonal(z))
-        for tiled, scan in ([(False, "blocked"), (True, "blocked"), (True, "serial"),
-                             (True, "recompute")]
+        for tiled, scan in ([(False, "blocked"), (True, "blocked"), (True, "serial")]
                             if L & (L - 1) == 0 and L <= 16 else [(False, "blocked")]):
-            G, guarded, singular = resolvent_diagonal_fused(
+            G, guarded, singular, declined = resolvent_diagonal_fused(
                 d, torch.full((B,), z, dtype=cdt), lo * up,
                 torch.full((B,), 1e-30, dtype=rdt), L=L, block=16, tiled=tiled, scan=scan,
                 scan_block=4)  # several blocks of chunks, and several passes over the blocks
-            # ("recompute": 4 chunks per program, so lanes at both block ends and dead lanes)
+            assert declined is None
             err = float((G.to(torch.complex128) - ref).abs().max() / ref.abs().max())
             tol = 200 * torch.finfo(rdt).eps
             assert err < tol, (B, N, L, cd, cb, cdt, tiled, err)
             assert int(guarded.sum()) == 0 and not bool(singular.any())
             worst = max(worst, err / tol)
-    # a zero leading minor: the kernels must decline (None), never return an unguarded answer
-    d = torch.tensor(-2 + rng.uniform(-1, 1, (1, 20)), dtype=torch.complex128)
-    d[0, 3] = 0.0
-    lo = torch.zeros(1, 19, dtype=torch.complex128)
-    for tiled, scan in ((False, "blocked"), (True, "blocked"), (True, "recompute")):
-        out = resolvent_diagonal_fused(d, torch.zeros(1, dtype=torch.complex128), lo,
-                                       torch.full((1,), 1e-12, dtype=torch.float64), L=4,
-                                       block=16, tiled=tiled, scan=scan, scan_block=2)
-        assert out is None
+    # a zero leading minor in row 1 of 3: that row is declined (never an unguarded answer),
+    # the other rows are results
+    d = torch.tensor(-2 + rng.uniform(-1, 1, (3, 20)), dtype=torch.complex128)
+    d[1, 3] = 0.0
+    lo = torch.zeros(3, 19, dtype=torch.complex128)
+    lo[0] = lo[2] = 0.7
+    ref = torch.zeros(3, 20, dtype=torch.complex128)
+    T02 = ss.Tridiagonal(d[[0, 2]].numpy(), lo[[0, 2]].numpy())
+    ref[[0, 2]] = torch.as_tensor(T02.resolvent_diagonal(0.0))
+    for tiled, scan in ((False, "blocked"), (True, "blocked"), (True, "serial")):
+        G, guarded, singular, declined = resolvent_diagonal_fused(
+            d, torch.zeros(3, dtype=torch.complex128), lo * lo,
+            torch.full((3,), 1e-12, dtype=torch.float64), L=4, block=16, tiled=tiled, scan=scan,
+            scan_block=2)
+        assert declined.tolist() == [False, True, False], declined
+        assert float((G[[0, 2]] - ref[[0, 2]]).abs().max() / ref[[0, 2]].abs().max()) < 1e-13
+        assert int(guarded.sum()) == 0 and not bool(singular[[0, 2]].any())
+    # conjugate views of diag, shift and beta read as their values
+    d = torch.tensor(-2 + rng.uniform(-1, 1, (2, 33)) + 0.3j, dtype=torch.complex128)
+    lo = torch.tensor(rng.uniform(0.5, 1.5, (2, 32)) * (1 + 0.2j), dtype=torch.complex128)
+    z = torch.full((2,), 0.5 - 0.01j, dtype=torch.complex128)
+    pm = torch.full((2,), 1e-30, dtype=torch.float64)
+    want = resolvent_diagonal_fused(d.conj().resolve_conj(), z.conj().resolve_conj(),
+                                    (lo * lo).conj().resolve_conj(), pm, L=4, block=16)[0]
+    got = resolvent_diagonal_fused(d.conj(), z.conj(), (lo * lo).conj(), pm, L=4, block=16)[0]
+    assert torch.equal(got, want)
+    # slabs of rows (as where a grid would exceed CUDA's limits): the same values
+    import semisep.backends.triton.launch as launch
+    d = torch.tensor(-2 + rng.uniform(-1, 1, (5, 40)), dtype=torch.float64)
+    lo = torch.tensor(rng.uniform(0.5, 1.5, (5, 39)), dtype=torch.float64)
+    args = (d, torch.full((5,), 0.5 + 0.01j, dtype=torch.complex128), lo * lo,
+            torch.full((5,), 1e-30, dtype=torch.float64))
+    whole = resolvent_diagonal_fused(*args, L=4, block=16, scan_block=4)
+    saved = launch.MAX_GRID
+    launch.MAX_GRID = (3, 65535, 65535)
+    try:
+        assert launch.launch_plan(5, 40, 4, block=16, scan_block=4).rows == 1
+        slabs = resolvent_diagonal_fused(*args, L=4, block=16, scan_block=4)
+    finally:
+        launch.MAX_GRID = saved
+    assert torch.equal(whole[0], slabs[0]) and slabs[3] is None
+    # the int64 index type (chosen where an offset may pass 2^30): the same values
+    wide = resolvent_diagonal_fused(*args, L=4, block=16, scan_block=4, index64=True)
+    assert torch.equal(whole[0], wide[0]) and wide[3] is None
+    wide = resolvent_diagonal_fused(*args, L=7, block=16, scan_block=4, index64=True, scan="serial")
+    assert float((wide[0] - whole[0]).abs().max() / whole[0].abs().max()) < 1e-13
     # a shared off-diagonal: beta a stride-0 batch (sb = 0), float32 data, complex64 G
     d = torch.tensor(-2 + rng.uniform(-1, 1, (3, 90)), dtype=torch.float32)
     off = torch.tensor(rng.uniform(0.5, 1.5, 89), dtype=torch.float32)
     T64 = ss.Tridiagonal(d.double().numpy(), off.double().numpy())
     ref = torch.as_tensor(T64.resolvent_diagonal(0.5 + 0.01j))
-    for scan in ("blocked", "recompute"):
-        G, _, _ = resolvent_diagonal_fused(d, torch.full((3,), 0.5 + 0.01j, dtype=torch.complex64),
+    for scan in ("blocked", "serial"):
+        G, _, _, _ = resolvent_diagonal_fused(d, torch.full((3,), 0.5 + 0.01j, dtype=torch.complex64),
                                            (off * off).expand(3, 89), torch.full((3,), 1e-30), L=4,
                                            block=16, scan=scan, scan_block=4)
         err = float(((G.to(torch.complex128) - ref) / ref).abs().max())
@@ -77,8 +113,8 @@ SCRIPT = textwrap.dedent('''
     lo = torch.tensor(rng.uniform(0.5, 1.5, (2, 49)), dtype=torch.float64)
     for pmv in (1.0, 2.0, 3.0):
         pm = torch.full((2,), pmv, dtype=torch.float64)
-        for tiled, scan in ((True, "blocked"), (True, "recompute")):
-            G, guarded, singular = resolvent_diagonal_fused(
+        for tiled, scan in ((True, "blocked"), (False, "blocked")):
+            G, guarded, singular, _ = resolvent_diagonal_fused(
                 d, torch.full((2,), 0.01j, dtype=torch.complex128), lo * lo, pm, L=4, block=16,
                 tiled=tiled, scan=scan, scan_block=4)
             want = (G.abs() * (4 * pm[:, None]) > 1).any(dim=1)

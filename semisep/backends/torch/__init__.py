@@ -21,18 +21,20 @@ docs/mathematics.md.  One module per role:
 =====================  ==========================================================================
 
 The fused Triton kernels (CUDA, ``method="fused"``) live in
-:mod:`semisep.backends._triton_resolvent`.
+:mod:`semisep.backends.triton`.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
-from .. import Backend, _triton_resolvent
+from .. import Backend
+from .. import triton as _triton
 from . import linalg as _linalg_ns
 from .autograd import (
     _LogdetFn,
@@ -89,9 +91,11 @@ class TorchBackend(Backend):
       backend, called zero-copy; backward uses the chunked affine scans.
     * ``"fused"``: CUDA tensors with triton installed, the shift-form resolvent diagonal at a
       complex shift without autograd only: the fused Triton kernels of
-      :mod:`semisep.backends._triton_resolvent` (the chunked scan with the chunks kept in
-      registers).  Where a pivot would need the guard they decline and ``"chunked"`` runs
-      (and is reported).  Other calls with ``method="fused"`` raise a ValueError.
+      :mod:`semisep.backends.triton` (the chunked scan with the chunks kept in
+      registers).  The rows where a pivot would need the guard are declined and run through
+      ``"chunked"`` alone (merged; ``"chunked"`` is reported); if the kernels fail to
+      compile or launch, ``"chunked"`` runs the call (one RuntimeWarning per error type).
+      Other calls with ``method="fused"`` raise a ValueError.
     * ``"reference"``: a plain sequential torch loop over N (slow; tests only); its gradients come
       from ordinary autograd through the loop.
     * ``"auto"``: ``"sequential"`` on CPU (``"chunked"`` if the numpy backend's compiled kernels
@@ -100,26 +104,19 @@ class TorchBackend(Backend):
 
     ``chunk_length``: fixed chunk length ``L`` for the chunked form (default: the N-dependent
     heuristic of the module docstring).  ``fused_chunk_length``: the same for the fused kernels
-    (default :func:`semisep.backends._triton_resolvent.default_chunk_length`, 4).
-    ``fused_scan``: how the fused kernels carry the chunk recursion across chunks, ``"blocked"``
-    (default; measured on an H100) or ``"recompute"`` (only block totals go through memory;
-    not yet measured on a GPU), see ``resolvent_diagonal_fused``.
+    (default :func:`semisep.backends.triton.default_chunk_length`, 4).
     """
 
     name = "torch"
     methods = ("sequential", "chunked", "fused", "reference")
     linalg = _linalg_ns
 
-    def __init__(self, chunk_length: int | None = None, fused_chunk_length: int | None = None,
-                 fused_scan: str = "blocked"):
+    def __init__(self, chunk_length: int | None = None, fused_chunk_length: int | None = None):
         for name, v in (("chunk_length", chunk_length), ("fused_chunk_length", fused_chunk_length)):
             if v is not None and int(v) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if fused_scan not in ("blocked", "serial", "recompute"):
-            raise ValueError(f"fused_scan must be 'blocked', 'serial' or 'recompute', got {fused_scan!r}")
         self.chunk_length = None if chunk_length is None else int(chunk_length)
         self.fused_chunk_length = None if fused_chunk_length is None else int(fused_chunk_length)
-        self.fused_scan = fused_scan
         self._ran = threading.local()  # the kernel each thread's last call ran (Backend.kernel_ran)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -236,17 +233,16 @@ class TorchBackend(Backend):
         :meth:`resolvent_diagonal` runs."""
         if method != "reference":
             _reject_forward_ad(diag, shift, beta)
+        # conjugate / negative views resolved: the kernels view complex tensors as real
+        diag, shift, beta = (x.resolve_conj().resolve_neg() for x in (diag, shift, beta))
         grad = self._needs_grad(diag, shift, beta)
         kernel = self._select("resolvent_diagonal_shifted", method, diag, needs_grad=grad,
                               complex_shift=shift.is_complex())
         if kernel == "fused":
-            with torch.no_grad():  # fused Triton kernels; None: a pivot needs the guard
-                out = _triton_resolvent.resolvent_diagonal_fused(
-                    diag, shift, beta, pivmin.detach(), L=self.fused_chunk_length,
-                    scan=self.fused_scan)
+            out = self._fused(diag, shift, beta, pivmin)
             if out is not None:
                 return out
-            kernel = self._note_kernel(FALLBACK["fused"])  # declined: the chunked ops run
+            kernel = self._note_kernel(FALLBACK["fused"])  # failed or declined: chunked runs
         if kernel == "sequential" and grad:
             return _ResolventShiftedFn.apply(diag, shift, beta, pivmin.detach())
         if (kernel == "chunked" and grad and shift.is_complex()
@@ -269,6 +265,31 @@ class TorchBackend(Backend):
                     torch.from_numpy(np.asarray(singular, dtype=bool)))
         # alpha = diag - shift formed, then resolvent_diagonal with the kernel chosen here
         return Backend.resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, kernel)
+
+    def _fused(self, diag, shift, beta, pivmin):
+        """The fused Triton kernels (:func:`semisep.backends.triton.resolvent_diagonal_fused`)
+        for the shift form: ``(G, guarded, singular)``, or None where the whole batch must run
+        the chunked kernel -- every row declined, or the kernels failed to compile or launch
+        (any exception: no C compiler, a driver error; warned once per error type, never
+        raised).  Where only some rows declined (a pivot needs the guard), those rows alone
+        run through the chunked kernel and are merged in; the call then reports
+        ``"chunked"``."""
+        try:
+            with torch.no_grad():
+                G, guarded, singular, declined = _triton.resolvent_diagonal_fused(
+                    diag, shift, beta, pivmin.detach(), L=self.fused_chunk_length)
+        except Exception as exc:  # noqa: BLE001 - any failure falls back, never raises
+            _warn_fused_failed(exc)
+            return None
+        if declined is None:
+            return G, guarded, singular
+        rows = declined.nonzero().squeeze(1)  # a host sync, only where rows declined
+        if rows.numel() == diag.shape[0]:
+            return None
+        Gc, gc, sc = self.resolvent_diagonal_shifted(diag[rows], shift[rows], beta[rows],
+                                                     pivmin.detach()[rows], "chunked")
+        G[rows], guarded[rows], singular[rows] = Gc.to(G.dtype), gc, sc
+        return G, guarded, singular
 
     # -- fused Woodbury kernels: the NumPy backend's, on CPU tensors without autograd -------
     fused_woodbury = True
@@ -314,7 +335,7 @@ class TorchBackend(Backend):
         kernel = select_kernel(operation, method, device_type=x.device.type, needs_grad=needs_grad,
                                complex_shift=complex_shift, n=int(x.shape[-1]),
                                numba_available=_numpy_kernels_available(),
-                               triton_available=_triton_resolvent.HAVE_TRITON)
+                               triton_available=_triton.HAVE_TRITON)
         return self._note_kernel(kernel)
 
     @staticmethod
@@ -397,6 +418,18 @@ class TorchBackend(Backend):
         L = self.chunk_length if chunk_length is None else chunk_length
         with torch.no_grad():
             return masked_resolvent_chunked(alpha, beta, pivmin.detach(), keep, L)
+
+
+_FUSED_FAILURES: set[str] = set()
+
+
+def _warn_fused_failed(exc: Exception) -> None:
+    """One RuntimeWarning per exception type that the fused Triton kernels raised."""
+    key = type(exc).__name__
+    if key not in _FUSED_FAILURES:
+        _FUSED_FAILURES.add(key)
+        warnings.warn(f"the fused Triton kernels failed ({key}: {exc}); the chunked kernel runs "
+                      f"instead (warned once per error type)", RuntimeWarning, stacklevel=3)
 
 
 #: The instance :func:`semisep.backends.get_backend` returns for "torch".

@@ -22,8 +22,9 @@ KERNELS = ("sequential", "chunked", "fused", "reference")
 OPERATIONS = ("resolvent_diagonal", "resolvent_diagonal_shifted", "logdet", "solve")
 
 #: A kernel that may decline a call at run time, and the kernel that then runs instead: the
-#: fused Triton kernels return nothing when a pivot would need the guard (their registers hold
-#: no guarded second pass), and the chunked torch ops run the call.
+#: fused Triton kernels decline the rows where a pivot would need the guard (their registers
+#: hold no guarded second pass), and the chunked torch ops run those rows; they also run the
+#: whole call where the Triton kernels fail to compile or launch.
 FALLBACK = {"fused": "chunked"}
 
 
@@ -69,8 +70,9 @@ def select_kernel(operation: str, method: str, *, device_type: str, needs_grad: 
     ``"auto"``       otherwise (CUDA and other devices; CPU without numba)           ``chunked``
     ===============  ==============================================================  ==============
 
-    [a] The fused kernels may decline at run time (a pivot needs the guard); then
-    ``FALLBACK["fused"]``, the chunked kernel, runs the call and is what the backend reports.
+    [a] The fused kernels may decline rows at run time (a pivot needs the guard), or fail to
+    compile or launch; then ``FALLBACK["fused"]``, the chunked kernel, runs those rows (or
+    the call) and is what the backend reports.
 
     The kernels:
 
@@ -79,7 +81,7 @@ def select_kernel(operation: str, method: str, *, device_type: str, needs_grad: 
       backward runs the O(N) reverse-mode scans.
     * ``chunked``: the chunked parallel scan in plain torch ops (any device; under autograd
       the same forward inside an ``autograd.Function`` with the chunked affine-scan backward).
-    * ``fused``: the Triton kernels of :mod:`semisep.backends._triton_resolvent` (the chunked
+    * ``fused``: the Triton kernels of :mod:`semisep.backends.triton` (the chunked
       scan with the chunks held in registers); no backward.
     * ``reference``: a plain sequential loop of torch ops (tests; ordinary autograd).
 

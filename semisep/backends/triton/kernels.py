@@ -1,4 +1,4 @@
-"""Fused Triton kernels for the resolvent diagonal on CUDA (complex results, no autograd).
+"""The fused Triton kernels for the resolvent diagonal (complex results, no autograd).
 
 Why.  The ``"chunked"`` torch path is the same algorithm in plain torch ops: every step of every
 in-chunk loop is one kernel launch over ``batch x chunks``, so one forward at N = 2^20 is
@@ -27,8 +27,7 @@ Notation as in :mod:`semisep.backends.torch`: one batch row, ``alpha_i = diag_i 
    ``tl.associative_scan`` (each 2 x 2 complex product renormalised), one program per (row,
    direction) walks the block products, then every block scans again from its carried-in
    vector.  ``_scan_kernel``, one program per (row, direction) walking all chunks, is the
-   plain twin (both are bound by reading the 16 reals per chunk of ``P``; the recompute
-   layout below stores none).
+   plain twin (both are bound by reading the 16 reals per chunk of ``P``).
 3. Second pass (``_second_pass_tiled_kernel``; ``_second_pass_kernel`` is its twin) -- one lane
    per (row, chunk) again: the ordinary ratio recursion ``d = alpha - betap g``,
    ``g = conj(d) / |d|^2`` forward through the chunk from the left carry (gL kept in a register
@@ -37,49 +36,32 @@ Notation as in :mod:`semisep.backends.torch`: one batch row, ``alpha_i = diag_i 
 
 Certificate (no guard is ever applied here).  Every pivot of both sweeps is checked: a lane
 counts the pivots with ``|d|^2 < pivmin^2 (1 + 8 eps)``, ``|d|^2`` above the largest finite
-number, or NaN, and records ``max(|Re G|, |Im G|)`` (NaN-aware).  If any pivot is counted the
-caller gets ``None`` and runs the ``"chunked"`` path, which applies the pivot guard exactly;
-otherwise ``guarded = 0`` and ``singular`` follows the kernel contract from the recorded maxima
-(the exact ``|G_ii|`` test only where the cheap bound is inconclusive).  So every result this
-path returns is one the guarded sweep would also have produced without a guard.
+number, or NaN, and records ``max(|Re G|, |Im G|)`` (NaN-aware).  A row with a counted pivot
+is declined: the caller runs the ``"chunked"`` path, which applies the pivot guard exactly, for
+that row only; for the other rows ``guarded = 0`` and ``singular`` follows the kernel contract
+from the recorded maxima (the exact ``|G_ii|`` test only where the cheap bound is
+inconclusive).  So every row this path returns is one the guarded sweep would also have
+produced without a guard.
 
-The recompute layout (``scan="recompute"``; not yet timed on a GPU, so not the default).  At
-L = 4 the chunk matrices ``P`` (16 reals per chunk, 4 per element) are written once and read
-twice by the phases above, about 3 GB at batch 64, N = 2^20 -- more than the data.  Here one
-program owns a block of ``SB``
-consecutive chunks of one row (a lane per chunk), and only block products go through memory:
+Indexing.  Every offset is formed in the index type (:func:`_pid`, :func:`_ix` on the program
+ids and the integer arguments before any product): int64 where some offset of the call may
+pass 2^30 (``IDX64``, from :mod:`.launch`), so ``B N`` is bounded by memory, not by 2^31, and
+int32 otherwise (fewer registers and no 64-bit divisions on the common shapes); the
+grids put rows, chunks and blocks on the grid's x dimension and only the sweep direction on
+y (:mod:`.launch` computes them and the slabs of rows when even x would overflow).  No float
+argument is passed (Triton would type a Python float as float32): the overflow test is
+``n - n != 0`` (infinite or NaN ``|d|^2``).
 
-a. ``_block_transfer_kernel``: each lane forms its chunk's left and right matrices from the
-   diag/beta tiles, an inclusive scan over the lanes (forward for the left, reverse for the
-   right: Triton's reverse scan is flip, scan, flip) multiplies them, and the block total is
-   stored (16 reals per block).
-b. ``_block_carry_kernel``: one program per (row, direction) walks the block totals: the state
-   carried into each block.
-c. ``_block_second_pass_kernel``: lane ``p`` recomputes the left matrix of chunk ``k - 1`` and
-   the right matrix of chunk ``k + 1`` (the identity past the block's ends), so the inclusive
-   scans give the products of the chunks before and after chunk ``k`` within the block; applied
-   to the block's carried-in states they are chunk ``k``'s carries, and the second pass of
-   phase 3 runs from them.  The certificate's count and maximum are reduced per program.
+The kernels and their ``triton.jit`` helpers stay in one module (a little over 600 lines):
+the tiled, strided and scan kernels share the helpers, and Triton resolves them by name.
 
-Counting the loads and stores, per element this reads diag and beta twice and writes G once
-(24 bytes for a complex64 G from float32 data with a batched beta, against about 80 in the
-layout above: P's 64 bytes per chunk written once and read twice, the carries, the
-certificate), for twice the chunk-transfer arithmetic.  Compiled for sm_90 (Triton 3.6 and
-its ptxas 12.8; ``benchmarks/triton_registers.py``) at L = 4, SB = 128 the two passes use 96
-and 153 registers per thread, with no spills up to L = 8.  ``TorchBackend(fused_scan=...)``
-chooses it.
-
-Triton is optional (it ships with CUDA builds of torch); :func:`available` says whether this
-path can run.  The kernels are checked on CPU by Triton's interpreter
+Triton is optional (it ships with CUDA builds of torch); ``semisep.backends.triton.available``
+says whether this path can run.  The kernels are checked on CPU by Triton's interpreter
 (``TRITON_INTERPRET=1``, tests/test_triton_resolvent.py: tiled vs plain, two-level vs serial
 scan, against the NumPy backend) and on a GPU by tests/test_cuda.py.
 """
 
 from __future__ import annotations
-
-import math
-
-import torch
 
 try:  # optional: CUDA builds of torch bring triton
     import triton
@@ -89,22 +71,31 @@ try:  # optional: CUDA builds of torch bring triton
 except ImportError:  # pragma: no cover - depends on the installation
     HAVE_TRITON = False
 
-__all__ = ["available", "resolvent_diagonal_fused", "default_chunk_length"]
-
-
-def available(x: torch.Tensor) -> bool:
-    """Whether the fused path can run on ``x``'s device (CUDA and triton importable)."""
-    return HAVE_TRITON and x.device.type == "cuda"
-
-
-def default_chunk_length(n: int) -> int:
-    """Chunk length L: 4, or N if smaller (the fastest of L = 4, 8, 16 on an H100; the
-    performance page has the figures).  Longer chunks make the per-lane tiles and chains
-    longer; shorter ones make the chunk scan longer."""
-    return int(max(1, min(4, n)))
+__all__ = ["HAVE_TRITON"]
 
 
 if HAVE_TRITON:
+
+    @triton.jit
+    def _ix(x, IDX64: tl.constexpr):
+        """``x`` (an integer argument, possibly specialised to a constant) in the index type:
+        int64 where ``IDX64`` (some offset of the call may pass 2^30), else int32."""
+        if IDX64:  # (one return: the compiler types every return statement)
+            y = tl.cast(x, tl.int64)
+        else:
+            y = tl.cast(x, tl.int32)
+        return y
+
+    @triton.jit
+    def _pid(AXIS: tl.constexpr, IDX64: tl.constexpr):
+        """The program id on ``AXIS`` in the index type (:func:`_ix`)."""
+        return _ix(tl.program_id(AXIS), IDX64)
+
+    @triton.jit
+    def _rejected(n):
+        """A squared pivot modulus the certificate rejects where not already below the
+        threshold: infinite or NaN (``n - n`` is 0 exactly for finite ``n``)."""
+        return n - n != 0
 
     @triton.jit
     def _alpha(diag_ptr, off, zr, zi, live, DIAG_COMPLEX: tl.constexpr):
@@ -169,16 +160,17 @@ if HAVE_TRITON:
     @triton.jit
     def _transfer_kernel(diag_ptr, beta_ptr, z_ptr, p_ptr, B, N, nc, sd, sb,
                          L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr,
-                         BLOCK: tl.constexpr):
-        lane = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < B * nc
-        row = (lane // nc).to(tl.int64)
-        k = (lane % nc).to(tl.int64)
+                         BLOCK: tl.constexpr, IDX64: tl.constexpr):
+        nc = _ix(nc, IDX64)
+        M = _ix(B, IDX64) * nc
+        lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
+        live = lane < M
+        row = lane // nc
+        k = lane % nc
         zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
         zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
         one = tl.full(zr.shape, 1.0, zr.dtype)
         zero = tl.zeros_like(zr)
-        M = B * nc
         for right in tl.static_range(2):
             # columns u = P e0, w = P e1 as (x, y) pairs; left: positions s_k .. e_k coupled
             # by beta_{i-1}; right: e_k .. s_k coupled by beta_i (0 at i = N-1)
@@ -268,14 +260,15 @@ if HAVE_TRITON:
         tl.store(ptr + 1, gi, mask=mask)
 
     @triton.jit
-    def _scan_kernel(p_all_ptr, carry_ptr, B, nc, BLOCK: tl.constexpr):
+    def _scan_kernel(p_all_ptr, carry_ptr, B, nc, BLOCK: tl.constexpr, IDX64: tl.constexpr):
         """Program (row, direction).  carry[dir, row * nc + k] (complex, 2 reals): the pivot
         reciprocal carried into chunk k (0 for the first chunk in sweep order)."""
-        row = tl.program_id(0).to(tl.int64)
-        right = tl.program_id(1)
-        M = B * nc
-        p_ptr = p_all_ptr + right.to(tl.int64) * (8 * M)
-        out_ptr = carry_ptr + right.to(tl.int64) * (2 * M)
+        nc = _ix(nc, IDX64)
+        M = _ix(B, IDX64) * nc
+        row = _pid(0, IDX64)
+        right = _pid(1, IDX64)
+        p_ptr = p_all_ptr + right * (8 * M)
+        out_ptr = carry_ptr + right * (2 * M)
         # running carry vector (x, y) = (num, den); start (0, 1): g = 0
         cxr = tl.zeros((), dtype=p_all_ptr.dtype.element_ty)
         cxi = cxr
@@ -284,7 +277,7 @@ if HAVE_TRITON:
         first = tl.where(right == 1, nc - 1, 0)
         tl.store(out_ptr + 2 * (row * nc + first), cxr)
         tl.store(out_ptr + 2 * (row * nc + first) + 1, cxi)
-        j0 = 0
+        j0 = nc * 0
         while j0 < nc:  # (a while loop: Triton's interpreter cannot range() over an argument)
             p = j0 + tl.arange(0, BLOCK)  # position in sweep order
             live = p < nc
@@ -304,21 +297,25 @@ if HAVE_TRITON:
             j0 += BLOCK
 
     @triton.jit
-    def _block_total_kernel(p_all_ptr, tot_ptr, B, nc, nb, SB: tl.constexpr):
-        """Program (row, block, direction): the product of the block's ``SB`` chunk matrices in
-        sweep order (``tot[dir, :, row * nb + block]``, renormalised)."""
-        row = tl.program_id(0).to(tl.int64)
-        blk = tl.program_id(1)
-        right = tl.program_id(2)
-        M = B * nc
+    def _block_total_kernel(p_all_ptr, tot_ptr, B, nc, nb, SB: tl.constexpr, IDX64: tl.constexpr):
+        """Program (row x block, direction), ``row * nb + block`` on the grid's x: the product of
+        the block's ``SB`` chunk matrices in sweep order (``tot[dir, :, row * nb + block]``,
+        renormalised)."""
+        nc = _ix(nc, IDX64)
+        nb = _ix(nb, IDX64)
+        M = _ix(B, IDX64) * nc
+        pid = _pid(0, IDX64)
+        row = pid // nb
+        blk = pid % nb
+        right = _pid(1, IDX64)
         p = blk * SB + tl.arange(0, SB)
         live = p < nc
         k = tl.where(right == 1, nc - 1 - p, p)
-        e = _load8(p_all_ptr + right.to(tl.int64) * (8 * M), M, row * nc + k, live)
+        e = _load8(p_all_ptr + right * (8 * M), M, row * nc + k, live)
         s = tl.associative_scan(e, 0, _matmul_combine)
         sel = tl.arange(0, SB) == SB - 1  # dead positions hold the identity: the last is the total
-        Mb = B * nb
-        base = tot_ptr + right.to(tl.int64) * (8 * Mb) + row * nb + blk
+        Mb = _ix(B, IDX64) * nb
+        base = tot_ptr + right * (8 * Mb) + row * nb + blk
         tl.store(base + 0 * Mb, _pick(s[0], sel))
         tl.store(base + 1 * Mb, _pick(s[1], sel))
         tl.store(base + 2 * Mb, _pick(s[2], sel))
@@ -329,14 +326,15 @@ if HAVE_TRITON:
         tl.store(base + 7 * Mb, _pick(s[7], sel))
 
     @triton.jit
-    def _block_carry_kernel(tot_ptr, cin_ptr, B, nb, SB: tl.constexpr):
+    def _block_carry_kernel(tot_ptr, cin_ptr, B, nb, SB: tl.constexpr, IDX64: tl.constexpr):
         """Program (row, direction): the state vector (num, den) carried into each block
         (``cin[dir, :, row * nb + block]``, 4 reals, renormalised), from (0, 1)."""
-        row = tl.program_id(0).to(tl.int64)
-        right = tl.program_id(1)
-        Mb = B * nb
-        tp = tot_ptr + right.to(tl.int64) * (8 * Mb)
-        cp = cin_ptr + right.to(tl.int64) * (4 * Mb)
+        nb = _ix(nb, IDX64)
+        Mb = _ix(B, IDX64) * nb
+        row = _pid(0, IDX64)
+        right = _pid(1, IDX64)
+        tp = tot_ptr + right * (8 * Mb)
+        cp = cin_ptr + right * (4 * Mb)
         cxr = tl.zeros((), dtype=tot_ptr.dtype.element_ty)
         cxi = cxr
         cyr = cxr + 1.0
@@ -345,7 +343,7 @@ if HAVE_TRITON:
         tl.store(cp + 1 * Mb + row * nb, cxi)
         tl.store(cp + 2 * Mb + row * nb, cyr)
         tl.store(cp + 3 * Mb + row * nb, cyi)
-        j0 = 0
+        j0 = nb * 0
         while j0 < nb:  # (a while loop: Triton's interpreter cannot range() over an argument)
             p = j0 + tl.arange(0, SB)
             live = p < nb
@@ -364,28 +362,32 @@ if HAVE_TRITON:
             j0 += SB
 
     @triton.jit
-    def _chunk_carry_kernel(p_all_ptr, cin_ptr, carry_ptr, B, nc, nb, SB: tl.constexpr):
-        """Program (row, block, direction): the pivot reciprocal carried into each chunk of the
-        block, ``carry[dir, row * nc + k]`` (complex), from the block's carried-in vector."""
-        row = tl.program_id(0).to(tl.int64)
-        blk = tl.program_id(1)
-        right = tl.program_id(2)
-        M = B * nc
-        Mb = B * nb
+    def _chunk_carry_kernel(p_all_ptr, cin_ptr, carry_ptr, B, nc, nb, SB: tl.constexpr, IDX64: tl.constexpr):
+        """Program (row x block, direction), as :func:`_block_total_kernel`: the pivot
+        reciprocal carried into each chunk of the block, ``carry[dir, row * nc + k]``
+        (complex), from the block's carried-in vector."""
+        nc = _ix(nc, IDX64)
+        nb = _ix(nb, IDX64)
+        M = _ix(B, IDX64) * nc
+        Mb = _ix(B, IDX64) * nb
+        pid = _pid(0, IDX64)
+        row = pid // nb
+        blk = pid % nb
+        right = _pid(1, IDX64)
         p = blk * SB + tl.arange(0, SB)
         live = p < nc
         k = tl.where(right == 1, nc - 1 - p, p)
         s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i = tl.associative_scan(
-            _load8(p_all_ptr + right.to(tl.int64) * (8 * M), M, row * nc + k, live), 0,
+            _load8(p_all_ptr + right * (8 * M), M, row * nc + k, live), 0,
             _matmul_combine)
-        cp = cin_ptr + right.to(tl.int64) * (4 * Mb) + row * nb + blk
+        cp = cin_ptr + right * (4 * Mb) + row * nb + blk
         cxr = tl.load(cp + 0 * Mb)
         cxi = tl.load(cp + 1 * Mb)
         cyr = tl.load(cp + 2 * Mb)
         cyi = tl.load(cp + 3 * Mb)
         vxr, vxi, vyr, vyi = _matvec(s00r, s00i, s01r, s01i, s10r, s10i, s11r, s11i,
                                      cxr, cxi, cyr, cyi)
-        out = carry_ptr + right.to(tl.int64) * (2 * M)
+        out = carry_ptr + right * (2 * M)
         kn = tl.where(right == 1, k - 1, k + 1)
         _store_ratio(out + 2 * (row * nc + kn), vxr, vxi, vyr, vyi, live & (p + 1 < nc))
         if blk == 0:  # the first chunk in sweep order: g = 0 (its first coupling is 0)
@@ -395,14 +397,15 @@ if HAVE_TRITON:
 
     @triton.jit
     def _second_pass_kernel(diag_ptr, beta_ptr, z_ptr, carry_ptr, thr_ptr, g_ptr, bad_ptr, gmax_ptr,
-                            B, N, nc, sd, sb, fmax,
+                            B, N, nc, sd, sb,
                             L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr,
-                            BLOCK: tl.constexpr):
-        lane = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < B * nc
-        row = (lane // nc).to(tl.int64)
-        k = (lane % nc).to(tl.int64)
-        M = B * nc
+                            BLOCK: tl.constexpr, IDX64: tl.constexpr):
+        nc = _ix(nc, IDX64)
+        M = _ix(B, IDX64) * nc
+        lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
+        live = lane < M
+        row = lane // nc
+        k = lane % nc
         zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
         zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
         thr = tl.load(thr_ptr + row, mask=live, other=0.0)
@@ -418,7 +421,7 @@ if HAVE_TRITON:
             dr = ar - (br * gr - bi * gi)
             di = ai - (br * gi + bi * gr)
             n = dr * dr + di * di
-            bad += (inb & ((n < thr) | (n > fmax) | (n != n))).to(tl.int32)
+            bad += (inb & ((n < thr) | _rejected(n))).to(tl.int32)
             r = 1.0 / n
             gr = dr * r
             gi = -di * r
@@ -449,7 +452,7 @@ if HAVE_TRITON:
             er = ar - (br * hr - bi * hi)
             ei = ai - (br * hi + bi * hr)
             n = er * er + ei * ei
-            bad += (inb & ((n < thr) | (n > fmax) | (n != n))).to(tl.int32)
+            bad += (inb & ((n < thr) | _rejected(n))).to(tl.int32)
             r = 1.0 / n
             hr = er * r
             hi = -ei * r
@@ -487,9 +490,7 @@ if HAVE_TRITON:
         in2 = live[:, None] & (i2 < N)
         Dr, Di = _tile(diag_ptr, row[:, None] * sd + i2, in2, 1.0, DIAG_COMPLEX, zr)
         Br, Bi = _tile(beta_ptr, row[:, None] * sb + i2, in2 & (i2 < N - 1), 0.0, BETA_COMPLEX, zr)
-        # (k L < N: the second pass of the recompute layout asks for chunk k + 1 past the end)
-        bpr0, bpi0 = _beta(beta_ptr, row * sb + k * L - 1, live & (k > 0) & (k * L < N), zr,
-                           BETA_COMPLEX)
+        bpr0, bpi0 = _beta(beta_ptr, row * sb + k * L - 1, live & (k > 0), zr, BETA_COMPLEX)
         return Dr - zr[:, None], Di - zi[:, None], Br, Bi, bpr0, bpi0
 
     @triton.jit
@@ -521,13 +522,13 @@ if HAVE_TRITON:
 
     @triton.jit
     def _chunk_resolvent(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L: tl.constexpr,
-                         gr, gi, hr, hi, thr, fmax):
+                         gr, gi, hr, hi, thr):
         """The second pass over each lane's chunk from its carries ``g = gL_{s_k - 1}`` (left)
         and ``h = gR_{e_k + 1}`` (right): ``d_i = alpha_i - betap_i gL_{i-1}``,
         ``gL_i = 1 / d_i`` forward (kept in a register tile), then backward
         ``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})`` and ``gR_i = 1 / (alpha_i - beta_i gR_{i+1})``.
         Returns ``(Gr, Gi)`` tiles, the count of pivots the certificate rejects (below ``thr``,
-        above ``fmax`` or NaN) and ``max(|Re G|, |Im G|)`` (NaN-aware) per lane."""
+        infinite or NaN) and ``max(|Re G|, |Im G|)`` (NaN-aware) per lane."""
         bad = tl.zeros(gr.shape, tl.int32)
         gmax = tl.zeros_like(gr)
         Lr = tl.zeros_like(Ar)
@@ -540,7 +541,7 @@ if HAVE_TRITON:
             dr = ar - (br * gr - bi * gi)
             di = ai - (br * gi + bi * gr)
             n = dr * dr + di * di
-            bad += (inb & ((n < thr) | (n > fmax) | (n != n))).to(tl.int32)
+            bad += (inb & ((n < thr) | _rejected(n))).to(tl.int32)
             r = 1.0 / n
             gr = dr * r
             gi = -di * r
@@ -568,7 +569,7 @@ if HAVE_TRITON:
             er = ar - (br * hr - bi * hi)
             ei = ai - (br * hi + bi * hr)
             n = er * er + ei * ei
-            bad += (inb & ((n < thr) | (n > fmax) | (n != n))).to(tl.int32)
+            bad += (inb & ((n < thr) | _rejected(n))).to(tl.int32)
             r = 1.0 / n
             hr = er * r
             hi = -ei * r
@@ -577,35 +578,37 @@ if HAVE_TRITON:
     @triton.jit
     def _transfer_tiled_kernel(diag_ptr, beta_ptr, z_ptr, p_ptr, B, N, nc, sd, sb,
                                L: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                               BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
+                               BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr, IDX64: tl.constexpr):
         """``_transfer_kernel`` with each program's ``BLOCK x L`` slab of diag and beta loaded
         once, coalesced, and both directions run from registers (L a power of two)."""
-        lane = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < B * nc
-        row = (lane // nc).to(tl.int64)
-        k = (lane % nc).to(tl.int64)
+        nc = _ix(nc, IDX64)
+        M = _ix(B, IDX64) * nc
+        lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
+        live = lane < M
+        row = lane // nc
+        k = lane % nc
         cols = tl.arange(0, L)[None, :]
         zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
         zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
         Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N,
                                                   sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
-        M = B * nc
         for right in tl.static_range(2):
             _store8(p_ptr + right * (8 * M), M, lane, live,
                     _chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L, right))
 
     @triton.jit
     def _second_pass_tiled_kernel(diag_ptr, beta_ptr, z_ptr, carry_ptr, thr_ptr, g_ptr, bad_ptr,
-                                  gmax_ptr, B, N, nc, sd, sb, fmax,
+                                  gmax_ptr, B, N, nc, sd, sb,
                                   L: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                                  BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
+                                  BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr, IDX64: tl.constexpr):
         """``_second_pass_kernel`` from register tiles: diag and beta loaded once (coalesced),
         ``gL`` kept in a register tile, ``G`` stored once (coalesced)."""
-        lane = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < B * nc
-        row = (lane // nc).to(tl.int64)
-        k = (lane % nc).to(tl.int64)
-        M = B * nc
+        nc = _ix(nc, IDX64)
+        M = _ix(B, IDX64) * nc
+        lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
+        live = lane < M
+        row = lane // nc
+        k = lane % nc
         cols = tl.arange(0, L)[None, :]
         zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
         zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
@@ -617,7 +620,7 @@ if HAVE_TRITON:
         hr = tl.load(carry_ptr + 2 * M + 2 * lane, mask=live, other=0.0)
         hi = tl.load(carry_ptr + 2 * M + 2 * lane + 1, mask=live, other=0.0)
         Gtr, Gti, bad, gmax = _chunk_resolvent(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L,
-                                               gr, gi, hr, hi, thr, fmax)
+                                               gr, gi, hr, hi, thr)
         off2 = 2 * (row[:, None] * N + k[:, None] * L + cols)
         in2 = live[:, None] & (k[:, None] * L + cols < N)
         tl.store(g_ptr + off2, Gtr, mask=in2)
@@ -625,200 +628,4 @@ if HAVE_TRITON:
         tl.store(bad_ptr + lane, bad, mask=live)
         tl.store(gmax_ptr + lane, gmax, mask=live)
 
-    # -- the recompute layout: only block totals go through memory --------------------------
-    @triton.jit
-    def _block_lanes(nb, nc, SB: tl.constexpr):
-        """Program ``pid = row * nb + block``: its lanes are the block's ``SB`` chunks
-        ``k = block SB + p``, ``p = 0 .. SB-1``.  Returns ``(row, block, p, k, live)``."""
-        pid = tl.program_id(0)
-        row = (pid // nb).to(tl.int64)
-        blk = (pid % nb).to(tl.int64)
-        p = tl.arange(0, SB)
-        k = blk * SB + p
-        return row, blk, p, k, k < nc
 
-    @triton.jit
-    def _row_scalars(z_ptr, row, p):
-        """``z`` of the row, broadcast over the lanes ``p`` (re, im)."""
-        return tl.load(z_ptr + 2 * row + 0 * p), tl.load(z_ptr + 2 * row + 1 + 0 * p)
-
-    @triton.jit
-    def _block_transfer_kernel(diag_ptr, beta_ptr, z_ptr, tot_ptr, B, N, nc, nb, sd, sb,
-                               L: tl.constexpr, SB: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                               BETA_COMPLEX: tl.constexpr):
-        """Program (row, block of ``SB`` chunks): the product of the block's chunk matrices,
-        formed in registers by a scan over the lanes; only the total is stored, in sweep order
-        (the layout :func:`_block_carry_kernel` reads): left ``P_last ... P_first`` at
-        ``tot[0, :, row nb + block]``, right ``R_first ... R_last`` at
-        ``tot[1, :, row nb + nb - 1 - block]`` (the right sweep meets the last block first)."""
-        row, blk, p, k, live = _block_lanes(nb, nc, SB)
-        cols = tl.arange(0, L)[None, :]
-        zr, zi = _row_scalars(z_ptr, row, p)
-        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N,
-                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
-        Mb = B * nb
-        # dead lanes hold the identity, so the last lane (left) / the first (right) is the total
-        s = tl.associative_scan(_chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L, 0),
-                                0, _matmul_combine)
-        _store8(tot_ptr, Mb, row * nb + blk + 0 * p, p == SB - 1, s)
-        s = tl.associative_scan(_chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L, 1),
-                                0, _matmul_combine, reverse=True)
-        _store8(tot_ptr + 8 * Mb, Mb, row * nb + (nb - 1 - blk) + 0 * p, p == 0, s)
-
-    @triton.jit
-    def _carried_ratio(s, c_ptr, Mb):
-        """``g = vx / vy`` for ``v = S c``: ``S`` the scanned matrices ``s`` (8 reals per lane),
-        ``c`` the block's carried-in state (4 reals at ``c_ptr + j Mb``)."""
-        vxr, vxi, vyr, vyi = _matvec(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
-                                     tl.load(c_ptr), tl.load(c_ptr + Mb), tl.load(c_ptr + 2 * Mb),
-                                     tl.load(c_ptr + 3 * Mb))
-        return _ratio(vxr, vxi, vyr, vyi)
-
-    @triton.jit
-    def _nan_max(a, b):
-        return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
-
-    @triton.jit
-    def _block_second_pass_kernel(diag_ptr, beta_ptr, z_ptr, cin_ptr, thr_ptr, g_ptr, bad_ptr,
-                                  gmax_ptr, B, N, nc, nb, sd, sb, fmax,
-                                  L: tl.constexpr, SB: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                                  BETA_COMPLEX: tl.constexpr):
-        """Program (row, block): the carries into each of its chunks from the block's carried-in
-        states ``cin`` (:func:`_block_carry_kernel`) and the chunk matrices, recomputed from
-        diag and beta: lane ``p`` takes chunk ``k - 1``'s left matrix and chunk ``k + 1``'s
-        right one (the identity past the block's ends), so an inclusive scan over the lanes
-        (forward, and reverse for the right) gives the product of the chunks before / after
-        chunk ``k`` in the block.  Then :func:`_chunk_resolvent` on chunk ``k``; G is stored
-        once, and per program the rejected-pivot count and the NaN-aware max of
-        ``max(|Re G|, |Im G|)``."""
-        row, blk, p, k, live = _block_lanes(nb, nc, SB)
-        cols = tl.arange(0, L)[None, :]
-        zr, zi = _row_scalars(z_ptr, row, p)
-        Mb = B * nb
-        cl = cin_ptr + row * nb + blk + 0 * p
-        cr = cin_ptr + 4 * Mb + row * nb + (nb - 1 - blk) + 0 * p
-        lv = live & (p > 0)
-        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k - 1, lv, zr, zi, N,
-                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
-        s = tl.associative_scan(_chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k - 1, lv, N, cols, L, 0),
-                                0, _matmul_combine)
-        gr, gi = _carried_ratio(s, cl, Mb)
-        lv = live & (p < SB - 1)
-        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k + 1, lv, zr, zi, N,
-                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
-        s = tl.associative_scan(_chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k + 1, lv, N, cols, L, 1),
-                                0, _matmul_combine, reverse=True)
-        hr, hi = _carried_ratio(s, cr, Mb)
-        thr = tl.load(thr_ptr + row + 0 * p)
-        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N,
-                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
-        Gtr, Gti, bad, gmax = _chunk_resolvent(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L,
-                                               gr, gi, hr, hi, thr, fmax)
-        i2 = k[:, None] * L + cols
-        off2 = 2 * (row[:, None] * N + i2)
-        in2 = live[:, None] & (i2 < N)
-        tl.store(g_ptr + off2, Gtr, mask=in2)
-        tl.store(g_ptr + off2 + 1, Gti, mask=in2)
-        tl.store(bad_ptr + tl.program_id(0), tl.sum(bad, 0))
-        tl.store(gmax_ptr + tl.program_id(0), tl.reduce(gmax, 0, _nan_max))
-
-
-def _real_view(x: torch.Tensor, rows: int, n: int) -> tuple[torch.Tensor, int]:
-    """``(tensor whose data pointer the kernel reads, row stride in elements of x)`` for an
-    ``x (rows, n)`` whose last dimension is contiguous (a stride-0 batch is kept); the kernels
-    address a complex element ``j`` as the reals ``2 j``, ``2 j + 1``."""
-    if n > 0 and x.stride(-1) != 1:
-        x = x.contiguous()
-    stride = x.stride(0) if rows > 1 else 0
-    if x.is_complex():
-        return torch.view_as_real(x), stride
-    return x, stride
-
-
-def resolvent_diagonal_fused(diag: torch.Tensor, shift: torch.Tensor, beta: torch.Tensor,
-                             pivmin: torch.Tensor, L: int | None = None, block: int = 128,
-                             tiled: bool | None = None, scan: str = "blocked",
-                             scan_block: int | None = None):
-    """``(G (B, N), guarded (B,), singular (B,))`` or None (a pivot needs the guard: use the
-    chunked path).  ``diag (B, N)`` real or complex, ``shift (B,)`` complex (the result dtype),
-    ``beta (B, N-1)`` real or complex in ``diag``'s precision (a stride-0 batch allowed),
-    ``pivmin (B,)`` real; all on one CUDA device (or CPU under ``TRITON_INTERPRET=1``).
-
-    ``scan``: ``"blocked"`` (two-level scan over the stored chunk matrices), ``"serial"`` (one
-    program per row and direction walks them) or ``"recompute"`` (only block totals are stored;
-    the second pass recomputes its chunk matrices, module docstring; L a power of two <= 16).
-    ``block``: lanes per program of the transfer and second passes; ``scan_block``: chunks per
-    block of the scan (for ``"recompute"``, the lanes per program of both passes)."""
-    from . import SINGULAR_FACTOR
-
-    B, N = diag.shape
-    cdt = shift.dtype
-    if not cdt.is_complex or N < 2 or B == 0:
-        raise ValueError("the fused path needs a complex shift and N >= 2")
-    if scan not in ("blocked", "serial", "recompute"):
-        raise ValueError(f"scan must be 'blocked', 'serial' or 'recompute', got {scan!r}")
-    rdt = torch.float32 if cdt == torch.complex64 else torch.float64
-    L = default_chunk_length(N) if L is None else int(L)
-    nc = -(-N // L)
-    dev = diag.device
-    dv, sd = _real_view(diag, B, N)
-    bv, sb = _real_view(beta, B, N - 1)
-    z = torch.view_as_real(shift.contiguous())
-    pm = pivmin.to(rdt)
-    eps = torch.finfo(rdt).eps
-    thr = torch.clamp(pm * pm * (1 + 8 * eps), min=torch.finfo(rdt).tiny).contiguous()
-    G = torch.empty(B, N, dtype=cdt, device=dev)
-    flags = dict(DIAG_COMPLEX=diag.is_complex(), BETA_COMPLEX=beta.is_complex())
-    fmax = torch.finfo(rdt).max
-    if scan == "recompute":
-        if L & (L - 1) or L > 16:
-            raise ValueError(f"scan='recompute' needs a chunk length L that is a power of two "
-                             f"<= 16, got {L}")
-        sblk = min(scan_block or 128, triton.next_power_of_2(nc))
-        nb = triton.cdiv(nc, sblk)
-        Mb = B * nb
-        tot = torch.empty(2, 8, Mb, dtype=rdt, device=dev)
-        cin = torch.empty(2, 4, Mb, dtype=rdt, device=dev)
-        bad = torch.empty(Mb, dtype=torch.int32, device=dev)
-        gmax = torch.empty(Mb, dtype=rdt, device=dev)
-        _block_transfer_kernel[(Mb,)](dv, bv, z, tot, B, N, nc, nb, sd, sb, L=L, SB=sblk, **flags)
-        _block_carry_kernel[(B, 2)](tot, cin, B, nb, SB=min(sblk, triton.next_power_of_2(nb)))
-        _block_second_pass_kernel[(Mb,)](dv, bv, z, cin, thr, torch.view_as_real(G), bad, gmax,
-                                         B, N, nc, nb, sd, sb, fmax, L=L, SB=sblk, **flags)
-        del tot, cin
-    else:
-        M = B * nc
-        P = torch.empty(2, 8, M, dtype=rdt, device=dev)  # left, right chunk transfer matrices
-        carry = torch.empty(2, M, 2, dtype=rdt, device=dev)
-        bad = torch.empty(M, dtype=torch.int32, device=dev)
-        gmax = torch.empty(M, dtype=rdt, device=dev)
-        grid = (triton.cdiv(M, block),)
-        if tiled is None:
-            tiled = L & (L - 1) == 0 and L <= 16
-        transfer, second = ((_transfer_tiled_kernel, _second_pass_tiled_kernel) if tiled
-                            else (_transfer_kernel, _second_pass_kernel))
-        transfer[grid](dv, bv, z, P, B, N, nc, sd, sb, L=L, BLOCK=block, **flags)
-        sblk = min(scan_block or (256 if rdt == torch.float32 else 128), triton.next_power_of_2(nc))
-        if scan == "serial":  # one program per (row, direction) walks all chunks
-            _scan_kernel[(B, 2)](P, carry, B, nc, BLOCK=sblk)
-        else:  # two levels: block totals, a short walk over the blocks, then every block at once
-            nb = triton.cdiv(nc, sblk)
-            tot = torch.empty(2, 8, B * nb, dtype=rdt, device=dev)
-            cin = torch.empty(2, 4, B * nb, dtype=rdt, device=dev)
-            _block_total_kernel[(B, nb, 2)](P, tot, B, nc, nb, SB=sblk)
-            _block_carry_kernel[(B, 2)](tot, cin, B, nb, SB=min(sblk, triton.next_power_of_2(nb)))
-            _chunk_carry_kernel[(B, nb, 2)](P, cin, carry, B, nc, nb, SB=sblk)
-            del tot, cin
-        del P
-        second[grid](dv, bv, z, carry, thr, torch.view_as_real(G), bad, gmax,
-                     B, N, nc, sd, sb, fmax, L=L, BLOCK=block, **flags)
-    m = gmax.view(B, -1).amax(dim=1)
-    cheap = m * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm <= 1.0
-    any_bad, all_cheap = torch.stack([bad.any(), cheap.all()]).tolist()  # one host sync
-    if any_bad:
-        return None
-    if all_cheap:
-        singular = torch.zeros(B, dtype=torch.bool, device=dev)
-    else:
-        singular = (~(G.abs() * (SINGULAR_FACTOR * pm[:, None]) <= 1.0)).any(dim=1)
-    return G, torch.zeros(B, dtype=torch.int64, device=dev), singular

@@ -1,0 +1,313 @@
+"""The fused Triton path's host side on CPU, without triton and without a GPU.
+
+* the launch geometry (semisep/backends/triton/launch.py) for shapes far beyond the CPU's
+  memory: every grid within CUDA's limits, the slabs covering the batch, offsets that need
+  (and fit) 64 bits;
+* the kernels' source: program ids and the integer arguments B, nc, nb enter products only in
+  the index type (int64 where an offset may pass 2^30), and no float argument is passed
+  (Triton would type it float32);
+* the device guard and the resolution of conjugate views;
+* the torch backend's fallbacks, with the fused entry point patched: a failure (any
+  exception) runs the chunked kernel with one warning, declined rows run the chunked kernel
+  alone and are merged, B = 0 and N < 2 run no kernel.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import semisep as ss  # noqa: E402
+from semisep.backends import torch as torch_backend  # noqa: E402
+from semisep.backends.torch.select import select_kernel  # noqa: E402
+from semisep.backends.triton import launch, resolvent  # noqa: E402
+
+KERNELS = Path(__file__).resolve().parents[1] / "semisep" / "backends" / "triton" / "kernels.py"
+
+
+# ------------------------------------------------------------------------------------------------
+# launch geometry
+# ------------------------------------------------------------------------------------------------
+HUGE = [
+    (64, 1 << 20),  # the benchmark's shape
+    (1 << 12, 1 << 20),  # B N = 2^32 (offsets past 2^31)
+    (1, 40_000_000),  # N > 3.4e7: nb > 65535 blocks per row (a (B, nb, 2) grid fails)
+    (1, (1 << 31) + 5),  # N past int32 itself
+    (100_000, 1000),  # B > 65535
+    ((1 << 31) + 7, 2),  # B past 2^31 - 1: launched in slabs
+]
+
+
+@pytest.mark.parametrize("B,N", HUGE, ids=str)
+@pytest.mark.parametrize("L", [1, 4, 7, 16])
+@pytest.mark.parametrize("single", [True, False], ids=["complex64", "complex128"])
+def test_launch_plan_within_cuda_limits(B, N, L, single):
+    plan = launch.launch_plan(B, N, L, block=128, single=single, diag_complex=True,
+                              beta_complex=True)
+    assert plan.nc == -(-N // L) and plan.nb == -(-plan.nc // plan.sblk)
+    slabs = plan.slabs()
+    assert slabs[0][0] == 0 and slabs[-1][1] == B
+    assert all(a1 == b0 for (_, a1), (b0, _) in zip(slabs, slabs[1:], strict=False))
+    for r0, r1 in {slabs[0], slabs[-1]}:
+        R = r1 - r0
+        assert 0 < R <= plan.rows
+        grids = plan.grids_for(R)
+        for name, grid in grids.items():
+            assert len(grid) <= 3 and all(1 <= g <= lim for g, lim in zip(grid, launch.MAX_GRID,
+                                                                           strict=False)), (name, grid)
+        # the lanes cover every (row, chunk) of the slab exactly once
+        assert grids["transfer"][0] * plan.block >= R * plan.nc > (grids["transfer"][0] - 1) * plan.block
+        assert grids["block_total"][0] == R * plan.nb and grids["serial_scan"][0] == R
+    assert plan.max_offset < 2**63 - 1
+    if plan.rows * N >= 2**31:  # the offsets int32 would wrap: the kernels form them in int64
+        assert plan.max_offset >= 2**31 - 1 and plan.index64
+    if B * N >= 2**31:
+        assert plan.max_offset >= 2**31 - 1 or plan.rows < B
+
+
+def test_launch_plan_old_grid_would_have_failed():
+    """The shape of issue-sized problems where a (B, nb, 2) grid exceeds y <= 65535."""
+    plan = launch.launch_plan(1, 40_000_000, 4, single=False)
+    assert plan.nb > launch.MAX_GRID[1]
+    assert plan.grids["block_total"] == (plan.nb, 2)
+
+
+def test_launch_plan_slabs_when_rows_overflow_x(monkeypatch):
+    monkeypatch.setattr(launch, "MAX_GRID", (10, 65535, 65535))
+    plan = launch.launch_plan(25, 40, 4, block=16, scan_block=4)  # nc = 10, nb = 3
+    assert plan.rows == 3 and plan.slabs()[-1] == (24, 25)
+    assert plan.grids_for(1)["block_total"] == (3, 2)
+    with pytest.raises(ValueError, match="slab"):
+        plan.grids_for(4)
+    with pytest.raises(ValueError, match="programs"):
+        launch.launch_plan(1, 10_000, 1, block=1)  # one row needs more than 10 programs
+
+
+def test_launch_plan_index_type():
+    """int32 for the common shapes, int64 from offsets of 2^30 on (the old int32 overflow of
+    ``8 * B * nc`` came at B N = 2^30)."""
+    assert not launch.launch_plan(64, 1 << 20, 4, single=True).index64
+    assert not launch.launch_plan(1, 1 << 20, 4).index64
+    assert launch.launch_plan(1024, 1 << 20, 4, single=True).index64
+    assert not launch.launch_plan(1, 40_000_000, 4).index64  # long, but offsets < 2^30
+    assert launch.launch_plan(1, (1 << 31) + 5, 4).index64
+
+
+def test_launch_plan_validates():
+    with pytest.raises(ValueError, match="N >= 1"):
+        launch.launch_plan(2, 0, 4)
+    assert launch.default_chunk_length(1) == 1 and launch.default_chunk_length(10**9) == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# the kernels' source (checked without triton)
+# ------------------------------------------------------------------------------------------------
+def _kernel_defs():
+    tree = ast.parse(KERNELS.read_text())
+    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+
+
+def test_kernels_index_in_int64():
+    defs = _kernel_defs()
+    kernels = [f for f in defs if f.name.endswith("_kernel")]
+    assert len(kernels) >= 7
+    for f in defs:
+        calls = [n for n in ast.walk(f) if isinstance(n, ast.Call)
+                 and isinstance(n.func, ast.Attribute) and n.func.attr == "program_id"]
+        assert f.name == "_pid" or not calls, f"{f.name} reads tl.program_id without _pid"
+    for f in kernels:  # the index type is a compile-time choice of every kernel
+        assert f.args.args[-1].arg == "IDX64", f.name
+    for f in kernels:
+        params = {a.arg for a in f.args.args}
+        assert "fmax" not in params, f.name
+        # nc, nb: rebound in the index type before any use; B: only ever inside _ix(...)
+        head = [s for s in f.body if isinstance(s, ast.Assign)][:4]
+        rebound = {s.targets[0].id for s in head if isinstance(s.targets[0], ast.Name)
+                   and isinstance(s.value, ast.Call) and getattr(s.value.func, "id", "") == "_ix"}
+        assert params & {"nc", "nb"} <= rebound, (f.name, params & {"nc", "nb"}, rebound)
+        parents = {id(c): p for p in ast.walk(f) for c in ast.iter_child_nodes(p)}
+        for n in ast.walk(f):
+            if isinstance(n, ast.Name) and n.id == "B" and isinstance(n.ctx, ast.Load):
+                parent = parents[id(n)]
+                is_i64 = isinstance(parent, ast.Call) and getattr(parent.func, "id", "") == "_ix"
+                is_arg = isinstance(parent, ast.Call) and n in parent.args and not is_i64
+                assert is_i64 or is_arg, f"{f.name} uses B outside _ix at line {n.lineno}"
+
+
+# ------------------------------------------------------------------------------------------------
+# device guard, conjugate views, B = 0 and N < 2
+# ------------------------------------------------------------------------------------------------
+def test_device_guard_names_the_tensors_device():
+    g = resolvent._device_guard(torch.device("cuda:1"))
+    assert isinstance(g, torch.cuda.device) and g.idx == 1
+    assert isinstance(resolvent._device_guard(torch.device("cpu")), contextlib.nullcontext)
+
+
+def test_real_view_resolves_conjugate_and_negative_views():
+    x = torch.randn(3, 5, dtype=torch.complex128)
+    v, stride = resolvent._real_view(x.conj(), 3, 5)
+    assert torch.equal(v, torch.view_as_real(x.conj().resolve_conj())) and stride == 5
+    neg = x.conj().imag  # a negative view: the raw memory holds +Im x
+    assert neg.is_neg()
+    v, _ = resolvent._real_view(neg, 3, 5)
+    assert not v.is_neg() and torch.equal(v, -x.imag)
+    shared = torch.randn(7).expand(4, 7)
+    v, stride = resolvent._real_view(shared, 4, 7)
+    assert stride == 0 and v.data_ptr() == shared.data_ptr()
+
+
+def test_fused_entry_b0_and_short_rows_run_no_kernel():
+    """B = 0 and N < 2 are answered in torch ops (no triton needed), never raise."""
+    f = resolvent.resolvent_diagonal_fused
+    c128 = torch.complex128
+    G, g, s, dec = f(torch.zeros(0, 9), torch.zeros(0, dtype=c128), torch.zeros(0, 8),
+                     torch.zeros(0, dtype=torch.float64))
+    assert G.shape == (0, 9) and g.shape == s.shape == (0,) and dec is None
+    G, g, s, dec = f(torch.zeros(3, 0), torch.zeros(3, dtype=c128), torch.zeros(3, 0),
+                     torch.zeros(3, dtype=torch.float64))
+    assert G.shape == (3, 0) and dec is None and not bool(s.any())
+    d = torch.tensor([[2.0], [0.5], [float("nan")]], dtype=torch.float64)
+    z = torch.tensor([0.5 + 0.25j, 0.5 + 0j, 0j], dtype=c128)
+    G, g, s, dec = f(d, z, torch.zeros(3, 0), torch.full((3,), 1e-6, dtype=torch.float64))
+    assert dec.tolist() == [False, True, True]
+    assert abs(complex(G[0, 0]) - 1 / (1.5 - 0.25j)) < 1e-15 and int(g.sum()) == 0
+    with pytest.raises(ValueError, match="complex shift"):
+        f(d, z.real, torch.zeros(3, 0), torch.ones(3))
+
+
+# ------------------------------------------------------------------------------------------------
+# the backend's fallbacks, with the fused entry point patched
+# ------------------------------------------------------------------------------------------------
+def _chain(n=40, batch=4, seed=3):
+    rng = np.random.default_rng(seed)
+    d = torch.tensor(-2.0 + rng.uniform(-1, 1, (batch, n)))
+    off = torch.tensor(rng.uniform(0.5, 1.5, (batch, n - 1)))
+    return d, off
+
+
+def _pretend_fused(monkeypatch, fused):
+    """The policy answers "fused" for the shift form (as on CUDA with triton) and the entry
+    point is ``fused``; the warn-once record is fresh."""
+    def fake_select(operation, method, **kw):
+        if operation == "resolvent_diagonal_shifted" and method in ("auto", "fused"):
+            return "fused"
+        return select_kernel(operation, method, **kw)
+
+    monkeypatch.setattr(torch_backend, "select_kernel", fake_select)
+    monkeypatch.setattr(torch_backend._triton, "resolvent_diagonal_fused", fused)
+    monkeypatch.setattr(torch_backend, "_FUSED_FAILURES", set())
+
+
+@pytest.mark.parametrize("error", [RuntimeError("ptxas failed"), ImportError("no triton"),
+                                   OSError("no C compiler")], ids=lambda e: type(e).__name__)
+def test_fused_failure_runs_chunked_and_warns_once(monkeypatch, error):
+    d, off = _chain()
+    T = ss.Tridiagonal(d, off)
+    z = 0.3 + 0.05j
+    want = T.resolvent_diagonal(z, method="chunked")
+    calls = []
+
+    def failing(*a, **k):
+        calls.append(1)
+        raise error
+
+    _pretend_fused(monkeypatch, failing)
+    with pytest.warns(RuntimeWarning, match=type(error).__name__):
+        G, info = T.resolvent_diagonal(z, return_info=True)
+    assert calls and info.method == "chunked" and info.requested_method == "auto"
+    torch.testing.assert_close(G, want, rtol=0, atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second failure is silent
+        G2, info2 = T.resolvent_diagonal(z, method="fused", return_info=True)
+    assert len(calls) == 2 and info2.method == "chunked" and torch.equal(G2, want)
+
+
+def test_declined_rows_alone_run_chunked_and_merge(monkeypatch):
+    d, off = _chain(batch=5)
+    d[1, 0] = 0.25  # alpha_0 = 0 exactly at z = 0.25: row 1 needs the guard
+    T = ss.Tridiagonal(d, off)
+    zt = torch.tensor(0.25 + 0j)
+    want, winfo = T.resolvent_diagonal(zt, method="chunked", return_info=True)
+    assert int(winfo.pivots_guarded[1]) > 0
+    assert int(winfo.pivots_guarded.sum()) == int(winfo.pivots_guarded[1])
+    seen = []
+    declined = torch.tensor([False, True, False, True, False])
+
+    def partial(diag, shift, beta, pivmin, **kw):
+        """Rows 0, 2, 4 as the kernels would give them (the chunked values, no guard, regular);
+        rows 1 and 3 declined, with garbage in G, guarded and singular."""
+        seen.append(diag.shape[0])
+        other = torch_backend.TorchBackend()
+        G, g, s = other.resolvent_diagonal_shifted(diag, shift, beta, pivmin, "chunked")
+        G, g, s = G.clone(), torch.zeros_like(g), torch.zeros_like(s)
+        G[declined], g[declined], s[declined] = float("nan"), 99, True
+        return G, g, s, declined
+
+    _pretend_fused(monkeypatch, partial)
+    chunked_rows = []
+    real_shifted = torch_backend.TorchBackend.resolvent_diagonal_shifted
+
+    def spy(self, diag, shift, beta, pivmin, method="auto"):
+        if method == "chunked" and self is torch_backend.default_backend:
+            chunked_rows.append(diag.shape[0])
+        return real_shifted(self, diag, shift, beta, pivmin, method)
+
+    monkeypatch.setattr(torch_backend.TorchBackend, "resolvent_diagonal_shifted", spy)
+    G, info = T.resolvent_diagonal(zt, return_info=True)
+    assert seen == [5] and chunked_rows == [2]  # only the two declined rows ran chunked
+    assert info.method == "chunked" and info.requested_method == "auto"
+    torch.testing.assert_close(G, want, rtol=1e-14, atol=0)
+    assert info.pivots_guarded.tolist() == winfo.pivots_guarded.tolist()
+    # the backend's triple: the declined rows' garbage flags were replaced too
+    pm = torch.full((5,), 1e-12, dtype=torch.float64)
+    _, g, sing = torch_backend.default_backend.resolvent_diagonal_shifted(
+        d, zt.expand(5).clone(), off * off, pm)
+    assert not bool(sing.any()) and int(g[3]) == 0 and int(g[1]) > 0
+
+
+def test_all_rows_declined_runs_the_whole_batch_chunked(monkeypatch):
+    d, off = _chain(batch=3)
+    T = ss.Tridiagonal(d, off)
+    want = T.resolvent_diagonal(0.3 + 0.05j, method="chunked")
+
+    def declined(diag, shift, beta, pivmin, **kw):
+        B, N = diag.shape
+        return (torch.full((B, N), float("nan"), dtype=shift.dtype), torch.zeros(B, dtype=torch.int64),
+                torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool))
+
+    _pretend_fused(monkeypatch, declined)
+    G, info = T.resolvent_diagonal(0.3 + 0.05j, return_info=True)
+    assert info.method == "chunked" and torch.equal(G, want)
+
+
+def test_fused_b0_and_n1_do_not_raise(monkeypatch):
+    """With the real entry point (B = 0 and N = 1 need no triton)."""
+    _pretend_fused(monkeypatch, resolvent.resolvent_diagonal_fused)
+    T0 = ss.Tridiagonal(torch.zeros(0, 6, dtype=torch.float64), torch.zeros(0, 5, dtype=torch.float64))
+    G, info = T0.resolvent_diagonal(0.5j, return_info=True)
+    assert G.shape == (0, 6) and info.method == "fused"
+    T1 = ss.Tridiagonal(torch.tensor([[2.0], [3.0]], dtype=torch.float64),
+                        torch.zeros(2, 0, dtype=torch.float64))
+    G, info = T1.resolvent_diagonal(0.5j, return_info=True)
+    torch.testing.assert_close(G, 1 / (torch.tensor([[2.0], [3.0]]) - 0.5j).to(torch.complex128))
+
+
+def test_conjugate_views_reach_the_kernels_resolved():
+    bk = torch_backend.default_backend
+    rng = np.random.default_rng(5)
+    d = torch.tensor(rng.standard_normal((3, 30)) + 1j * rng.standard_normal((3, 30)))
+    beta = torch.tensor(rng.uniform(0.5, 1, (3, 29)) * (1 + 0.3j))
+    s = torch.full((3,), 0.3 + 0.5j, dtype=torch.complex128)
+    pm = torch.full((3,), 1e-300, dtype=torch.float64)
+    for method in ("chunked", "sequential"):
+        want = bk.resolvent_diagonal_shifted(d.conj().resolve_conj(), s.conj().resolve_conj(),
+                                             beta.conj().resolve_conj(), pm, method)[0]
+        got = bk.resolvent_diagonal_shifted(d.conj(), s.conj(), beta.conj(), pm, method)[0]
+        assert torch.equal(got, want), method

@@ -65,6 +65,8 @@ from .select import FALLBACK, select_kernel
 
 __all__ = ["TorchBackend", "default_backend", "release_host_pool"]
 
+_transforms_active = torch._C._are_functorch_transforms_active
+
 
 class TorchBackend(Backend):
     """semisep's torch backend (CPU and CUDA tensors).
@@ -124,7 +126,8 @@ class TorchBackend(Backend):
 
     # -- plumbing ---------------------------------------------------------------------------
     def tracing(self) -> bool:
-        return torch.compiler.is_compiling()
+        """True under ``torch.compile`` tracing or inside a ``torch.func`` transform."""
+        return torch.compiler.is_compiling() or _transforms_active()
 
     def traced_call(self, which: str, op: Any, **kwargs: Any) -> Any:
         """One opaque custom op per call (:mod:`semisep.backends.torch.ops`)."""

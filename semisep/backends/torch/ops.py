@@ -41,6 +41,8 @@ import torch
 
 __all__ = ["traced_call"]
 
+_transforms_active = torch._C._are_functorch_transforms_active
+
 _WHICH = ("resolvent_diagonal", "logdet", "solve")
 #: kinds of a Python-scalar z, encoded for the op schema as ``(re, im)`` plus a kind code
 _Z_KINDS = {bool: 1, int: 2, float: 3, complex: 4}
@@ -65,16 +67,42 @@ def _decode_z(z: torch.Tensor | None, zs: list[float], kind: int) -> Any:
 
 
 def _eager(which: str, diag, lower, upper, z, b, indices, method: str, check_finite_op: bool,
-           check_finite: bool) -> torch.Tensor:
-    """The eager operator method on real tensors (outside any trace)."""
+           check_finite: bool, return_info: bool = False) -> Any:
+    """The eager operator method on real tensors (outside any trace or transform)."""
     from ...tridiagonal import Tridiagonal
 
     T = Tridiagonal(diag, lower, upper, check_finite=check_finite_op)
     if which == "resolvent_diagonal":
-        return T.resolvent_diagonal(z, indices=indices, method=method, check_finite=check_finite)
+        return T.resolvent_diagonal(z, indices=indices, method=method, check_finite=check_finite,
+                                    return_info=return_info)
     if which == "logdet":
-        return T.logdet(z, method=method, check_finite=check_finite)
-    return T.solve(b, z, method=method, check_finite=check_finite)
+        return T.logdet(z, method=method, check_finite=check_finite, return_info=return_info)
+    return T.solve(b, z, method=method, check_finite=check_finite, return_info=return_info)
+
+
+_worker: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _grad_worker() -> concurrent.futures.ThreadPoolExecutor:
+    global _worker
+    if _worker is None:
+        _worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="semisep-vjp")
+    return _worker
+
+
+def _on_worker(fn, device: torch.device, *args: Any) -> Any:
+    """``fn(*args)`` on the worker thread, the caller waiting: a fresh thread has its own
+    dispatch state (grad mode on, no torch.func transform on its stack), on the caller's CUDA
+    device and stream.  Exceptions propagate unchanged."""
+    run = fn
+    if device.type == "cuda":
+        stream = torch.cuda.current_stream(device)
+
+        def run(*a):
+            with torch.cuda.device(device), torch.cuda.stream(stream):
+                return fn(*a)
+
+    return _grad_worker().submit(run, *args).result()
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,8 +113,11 @@ def _call(which: str, diag: torch.Tensor, lower: torch.Tensor, upper: torch.Tens
           z: torch.Tensor | None, z_scalar: list[float], z_kind: int, b: torch.Tensor | None,
           indices: list[int] | None, method: str, check_finite_op: bool,
           check_finite: bool) -> torch.Tensor:
-    out = _eager(which, diag, lower, upper, _decode_z(z, z_scalar, z_kind), b, indices, method,
-                 check_finite_op, check_finite)
+    args = (which, diag, lower, upper, _decode_z(z, z_scalar, z_kind), b, indices, method,
+            check_finite_op, check_finite)
+    # below a torch.func transform the eager autograd Functions refuse to run (they check the
+    # thread's transform stack, not their inputs): run them where that stack is empty
+    out = _on_worker(_eager, diag.device, *args) if _transforms_active() else _eager(*args)
     if which == "logdet" and not out.is_complex():  # not reached from traced_call (real T - zI)
         out = out.to(torch.complex64 if out.dtype == torch.float32 else torch.complex128)
     return out.contiguous()
@@ -133,14 +164,6 @@ def _(which, diag, lower, upper, z, z_scalar, z_kind, b, indices, method, check_
 # the backward op: the eager VJP, recomputed on a worker thread
 # --------------------------------------------------------------------------------------------
 _GRAD_INPUTS = (1, 2, 3, 4, 7)  # diag, lower, upper, z, b among the forward op's arguments
-_worker: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-def _grad_worker() -> concurrent.futures.ThreadPoolExecutor:
-    global _worker
-    if _worker is None:
-        _worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="semisep-vjp")
-    return _worker
 
 
 def _vjp(which, grad, ins, z_scalar, z_kind, indices, method, needs):
@@ -173,16 +196,7 @@ def _call_backward(which: str, grad: torch.Tensor, diag: torch.Tensor, lower: to
                    z_kind: int, b: torch.Tensor | None, indices: list[int] | None, method: str,
                    needs: list[bool]) -> list[torch.Tensor]:
     ins = (diag, lower, upper, z, b)
-    run = _vjp
-    if diag.device.type == "cuda":  # the worker joins the caller's device and stream
-        stream = torch.cuda.current_stream(diag.device)
-
-        def run(*args):
-            with torch.cuda.device(diag.device), torch.cuda.stream(stream):
-                return _vjp(*args)
-
-    return _grad_worker().submit(run, which, grad, ins, z_scalar, z_kind, indices, method,
-                                 needs).result()
+    return _on_worker(_vjp, diag.device, which, grad, ins, z_scalar, z_kind, indices, method, needs)
 
 
 @_call_backward.register_fake
@@ -197,7 +211,7 @@ def _setup(ctx, inputs, output):
     ctx.args = (which, z_scalar, z_kind, indices, method)
 
 
-def _backward(ctx, grad):
+def _backward(ctx, grad, vjp=None):
     which, z_scalar, z_kind, indices, method = ctx.args
     diag, lower, upper, z, b = ctx.saved_tensors
     ins = (diag, lower, upper, z, b)
@@ -206,8 +220,8 @@ def _backward(ctx, grad):
     grads: list[Any] = [None] * 12
     if grad is None or not any(needs):
         return tuple(grads)
-    out = _call_backward(which, grad, diag, lower, upper, z, z_scalar, z_kind, b, indices,
-                         method, needs)
+    out = (vjp or _call_backward)(which, grad, diag, lower, upper, z, z_scalar, z_kind, b,
+                                  indices, method, needs)
     for k, i in enumerate(_GRAD_INPUTS):
         if needs[k]:
             grads[i] = out[k]
@@ -217,31 +231,206 @@ def _backward(ctx, grad):
 _call.register_autograd(_backward, setup_context=_setup)
 
 
+class _BackwardCall(torch.autograd.Function):
+    """:func:`_call_backward` inside a ``torch.func`` transform (whose backward runs with the
+    inputs still tracked): first order only, as in eager mode."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(which, grad, diag, lower, upper, z, z_scalar, z_kind, b, indices, method, needs):
+        return tuple(_call_backward(which, grad, diag, lower, upper, z, z_scalar, z_kind, b,
+                                    indices, method, needs))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            "semisep: double backward (a second torch.func.grad, hessian, jacrev of a "
+            "gradient) is not supported through the O(N) kernels; use method='reference' "
+            "(plain torch ops, differentiable to any order)")
+
+
+class _TransformCall(torch.autograd.Function):
+    """:func:`_call` with the same autograd rule, for ``torch.func`` transforms: the autograd
+    Function that ``register_autograd`` generates defines no ``setup_context``, so
+    ``torch.func.grad`` refuses it; this one does.  Its ``vmap`` rule is generated: the
+    forward and backward are vmapped, reaching the ops' own ``register_vmap`` rules."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(which, diag, lower, upper, z, z_scalar, z_kind, b, indices, method,
+                check_finite_op, check_finite):
+        return _call(which, diag, lower, upper, z, z_scalar, z_kind, b, indices, method,
+                     check_finite_op, check_finite)
+
+    setup_context = staticmethod(_setup)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _backward(ctx, grad, _BackwardCall.apply)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise NotImplementedError(
+            "semisep: forward-mode AD (torch.func.jvp, jacfwd) is not supported by the O(N) "
+            "kernels; use reverse mode (grad, vjp, jacrev), or method='reference'")
+
+
+# --------------------------------------------------------------------------------------------
+# torch.vmap: the vmapped dimension folded into the operators' own batch dimensions
+# --------------------------------------------------------------------------------------------
+def _front(x: torch.Tensor | None, dim: int | None, size: int, expand: bool) -> torch.Tensor | None:
+    """``x`` with its vmapped dimension first; an input not vmapped gets a leading dimension of
+    size 1 (broadcast) or, with ``expand``, of ``size`` (a view)."""
+    if x is None:
+        return None
+    if dim is None:
+        return x.expand((size,) + tuple(x.shape)) if expand else x.unsqueeze(0)
+    return x.movedim(dim, 0)
+
+
+def _fold(tensors: list, dims: list, size: int, expand: bool) -> list:
+    """``diag, lower, upper, z, b`` (vmapped dimensions at ``dims``) as one batched call's
+    arguments: each with the vmapped dimension first, then size-1 dimensions up to the rank
+    ``R`` of the per-sample result's batch, then its own per-sample shape.  The operator's
+    broadcasting of ``T``'s batch against ``z`` and ``b``'s batch then gives the per-sample
+    batches stacked along dimension 0."""
+    diag, lower, upper, z, b = (_front(x, d, size, expand) for x, d in zip(tensors, dims, strict=True))
+    assert diag is not None and lower is not None
+    op_rank = max(x.dim() - 2 for x in (diag, lower, upper) if x is not None)
+    ranks = [diag.dim() - 2, lower.dim() - 2, None if upper is None else upper.dim() - 2,
+             None if z is None else z.dim() - 1, None]
+    if b is not None:  # torch.linalg.solve's rule on the per-sample shapes
+        bs = tuple(b.shape[1:])
+        ranks[4] = len(bs) - (1 if len(bs) == 1 or len(bs) == op_rank + 1 else 2)
+    rank = max(r for r in ranks if r is not None)
+    out = []
+    for x, r in zip((diag, lower, upper, z, b), ranks, strict=True):
+        out.append(None if x is None else x[(slice(None),) + (None,) * (rank - r)])
+    return out
+
+
+def _call_vmap(info, in_dims, which, diag, lower, upper, z, z_scalar, z_kind, b, indices, method,
+               check_finite_op, check_finite):
+    dims = [in_dims[i] for i in _GRAD_INPUTS]
+    diag, lower, upper, z, b = _fold([diag, lower, upper, z, b], dims, info.batch_size, False)
+    out = _call(which, diag, lower, upper, z, z_scalar, z_kind, b, indices, method, check_finite_op,
+                check_finite)
+    return out, 0
+
+
+def _call_backward_vmap(info, in_dims, which, grad, diag, lower, upper, z, z_scalar, z_kind, b,
+                        indices, method, needs):
+    ins = [diag, lower, upper, z, b]
+    dims = [in_dims[i + 1] for i in _GRAD_INPUTS]
+    size = info.batch_size
+    folded = _fold(ins, dims, size, True)  # expanded: one gradient per sample
+    grad = _front(grad, in_dims[1], size, True)
+    outs = _call_backward(which, grad, *folded[:4], z_scalar, z_kind, folded[4], indices, method,
+                          needs)
+    res, out_dims = [], []
+    for g, x, d, need in zip(outs, ins, dims, needs, strict=True):
+        if x is None or not need:
+            res.append(g)
+            out_dims.append(None)
+        else:  # drop the padding: the per-sample gradient has the per-sample input's shape
+            per_sample = tuple(x.shape) if d is None else tuple(x.movedim(d, 0).shape[1:])
+            res.append(g.reshape((size,) + per_sample))
+            out_dims.append(0)
+    return res, out_dims
+
+
+_call.register_vmap(_call_vmap)
+_call_backward.register_vmap(_call_backward_vmap)
+
+
 # --------------------------------------------------------------------------------------------
 # the entry point from Tridiagonal
 # --------------------------------------------------------------------------------------------
 def traced_call(which: str, op: Any, *, z: Any, b: Any = None, indices: Any = None,
                 method: str = "auto", check_finite: bool = True, return_info: bool = False) -> Any:
-    """``op.<which>(...)`` under a tracing compiler: one :func:`_call` node where the arguments
-    allow it, else the eager method behind ``torch.compiler.disable`` (see the module
-    docstring).  ``op`` is a torch :class:`~semisep.Tridiagonal` whose constructor deferred its
-    finiteness check to here (``op._deferred_check``)."""
+    """``op.<which>(...)`` under a tracing compiler or a ``torch.func`` transform: one
+    :func:`_call` node where the arguments allow it (see the module docstring for the rest).
+    ``op`` is a torch :class:`~semisep.Tridiagonal` whose constructor deferred its finiteness
+    check to here (``op._deferred_check``)."""
     if which not in _WHICH:
         raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
+    compiling = torch.compiler.is_compiling()
+    if not compiling:  # a transform: host arrays become tensors (no graph to keep them out of)
+        z, b, indices = _as_tensor_args(op, z, b, indices)
     scalar_z = isinstance(z, (bool, int, float, complex))
-    ok = (not return_info and (scalar_z or isinstance(z, torch.Tensor))
+    ok = ((scalar_z or isinstance(z, torch.Tensor))
           and (which != "solve" or isinstance(b, torch.Tensor))
           and (indices is None or (isinstance(indices, (list, tuple))
                                    and all(isinstance(i, int) for i in indices))))
-    if ok and which == "logdet":  # complex T - zI (by result_dtype's promotion rule)
-        ok = op.diag.is_complex() or (z.is_complex() if isinstance(z, torch.Tensor)
-                                      else isinstance(z, complex))
-    if not ok:
+    real_logdet = which == "logdet" and not (  # complex T - zI (by result_dtype's promotion rule)
+        op.diag.is_complex() or (z.is_complex() if isinstance(z, torch.Tensor) else isinstance(z, complex)))
+    if compiling and (not ok or return_info or real_logdet):
+        return _eager_disabled(which, op, z, b, indices, method, check_finite, return_info)
+    if not ok:  # what the eager method rejects, it rejects here too (with its error)
         return _eager_disabled(which, op, z, b, indices, method, check_finite, return_info)
     zt, zs, kind = _encode_z(z)
-    return _call(which, op.diag, op.lower, op.upper, zt, zs, kind, b,
-                 None if indices is None else [int(i) for i in indices], method,
-                 bool(getattr(op, "_deferred_check", False)), bool(check_finite))
+    out = (_call if compiling else _TransformCall.apply)(which, op.diag, op.lower, op.upper, zt, zs, kind, b,
+                None if indices is None else [int(i) for i in indices], method,
+                bool(getattr(op, "_deferred_check", False)), bool(check_finite))
+    if real_logdet and not bool((_unwrapped(out).imag != 0).any()):
+        out = out.real  # every determinant positive (of the whole vmapped batch under vmap)
+    if not return_info:
+        return out
+    return out, _info(which, op, zt if kind == 0 else _decode_z(None, zs, kind), b, indices,
+                      method)
+
+
+def _unwrapped(x: Any, *, batched_error: str | None = None) -> Any:
+    """The plain tensor under a ``torch.func`` transform's wrappers (the whole batch under
+    ``vmap``); with ``batched_error``, a ValueError with that text if a vmap level wraps it."""
+    F = torch._C._functorch
+    while isinstance(x, torch.Tensor) and F.is_functorch_wrapped_tensor(x):
+        if batched_error is not None and F.is_batchedtensor(x):
+            raise ValueError(batched_error)
+        x = F.get_unwrapped(x)
+    return x
+
+
+def _info(which: str, op: Any, z: Any, b: Any, indices: Any, method: str) -> Any:
+    """The :class:`~semisep.PivotInfo` of the call under a transform: the eager method run
+    again without autograd on the unwrapped inputs (host data, not differentiated)."""
+    msg = (f"{which}(return_info=True) is not supported under torch.vmap: a PivotInfo holds "
+           "host arrays of one call's batch; call without return_info inside vmap, or batch "
+           "the operator instead of vmapping it")
+    ins = [_unwrapped(x, batched_error=msg) for x in (op.diag, op.lower, op.upper, z, b)]
+    ins = [x.detach() if isinstance(x, torch.Tensor) else x for x in ins]
+
+    def run():
+        with torch.no_grad():
+            return _eager(which, *ins[:4], ins[4], indices, method, False, False, True)[1]
+
+    return _on_worker(run, op.diag.device)
+
+
+def _as_tensor_args(op: Any, z: Any, b: Any, indices: Any) -> tuple[Any, Any, Any]:
+    """NumPy (or other host) ``z`` and ``b`` as tensors on the operator's device, ``indices``
+    as a list of ints, as the eager method would take them."""
+    import numpy as np
+
+    bk = op.backend
+    if not isinstance(z, (bool, int, float, complex, torch.Tensor)):
+        z = bk.asarray(np.asarray(z), like=op.diag)
+    if b is not None and not isinstance(b, torch.Tensor):
+        b = bk.asarray(np.asarray(b), like=op.diag)
+    if indices is not None and not isinstance(indices, (list, tuple)):
+        arr = np.asarray(_unwrapped(indices, batched_error="indices must not be vmapped").cpu()
+                         if isinstance(indices, torch.Tensor) else indices)
+        if arr.ndim == 1 and arr.dtype.kind in "iu":
+            indices = [int(i) for i in arr]
+    elif indices is not None and all(isinstance(i, (int, np.integer)) for i in indices):
+        indices = [int(i) for i in indices]
+    return z, b, indices
 
 
 @torch.compiler.disable

@@ -223,6 +223,11 @@ class TorchBackend(Backend):
         return torch.maximum(a, b)
 
     def to_numpy(self, x: Any) -> Any:
+        if _transforms_active():  # host data under torch.func.grad: the values under the wrappers
+            from .ops import host_values
+
+            with torch._C._DisableFuncTorch():
+                return host_values(x).detach().resolve_conj().resolve_neg().cpu().numpy()
         return x.detach().resolve_conj().resolve_neg().cpu().numpy()
 
     # -- the shift form (contract in semisep.backends) ------------------------------------------

@@ -397,16 +397,25 @@ def _unwrapped(x: Any, *, batched_error: str | None = None) -> Any:
     return x
 
 
+def host_values(x: Any) -> Any:
+    """The values under a ``torch.func.grad``-type transform's wrappers, for host reads
+    (diagnostics, conditioning checks); a ValueError under ``torch.vmap``, where the values
+    under the wrapper are the whole batch, not the sample's."""
+    return _unwrapped(x, batched_error=(
+        "semisep: this operation reads values on the host (a check or diagnostic), which "
+        "torch.vmap cannot batch; batch the operator (leading dimensions) instead of vmapping it"))
+
+
 def _info(which: str, op: Any, z: Any, b: Any, indices: Any, method: str) -> Any:
     """The :class:`~semisep.PivotInfo` of the call under a transform: the eager method run
     again without autograd on the unwrapped inputs (host data, not differentiated)."""
     msg = (f"{which}(return_info=True) is not supported under torch.vmap: a PivotInfo holds "
            "host arrays of one call's batch; call without return_info inside vmap, or batch "
            "the operator instead of vmapping it")
-    ins = [_unwrapped(x, batched_error=msg) for x in (op.diag, op.lower, op.upper, z, b)]
-    ins = [x.detach() if isinstance(x, torch.Tensor) else x for x in ins]
+    plain = [_unwrapped(x, batched_error=msg) for x in (op.diag, op.lower, op.upper, z, b)]
 
-    def run():
+    def run():  # on the worker: no transform there, so detach() gives a plain tensor
+        ins = [x.detach() if isinstance(x, torch.Tensor) else x for x in plain]
         with torch.no_grad():
             return _eager(which, *ins[:4], ins[4], indices, method, False, False, True)[1]
 

@@ -126,8 +126,9 @@ class TorchBackend(Backend):
 
     # -- plumbing ---------------------------------------------------------------------------
     def tracing(self) -> bool:
-        """True under ``torch.compile`` tracing or inside a ``torch.func`` transform."""
-        return torch.compiler.is_compiling() or _transforms_active()
+        """True under ``torch.compile``/``torch.export`` tracing or inside a ``torch.func``
+        transform."""
+        return torch.compiler.is_compiling() or _transforms_active() or torch.compiler.is_exporting()
 
     def traced_call(self, which: str, op: Any, **kwargs: Any) -> Any:
         """One opaque custom op per call (:mod:`semisep.backends.torch.ops`)."""

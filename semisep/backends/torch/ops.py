@@ -360,7 +360,8 @@ def traced_call(which: str, op: Any, *, z: Any, b: Any = None, indices: Any = No
     check to here (``op._deferred_check``)."""
     if which not in _WHICH:
         raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
-    compiling = torch.compiler.is_compiling()
+    exporting = torch.compiler.is_exporting()
+    compiling = exporting or torch.compiler.is_compiling()
     if not compiling:  # a transform: host arrays become tensors (no graph to keep them out of)
         z, b, indices = _as_tensor_args(op, z, b, indices)
     scalar_z = isinstance(z, (bool, int, float, complex))
@@ -371,6 +372,8 @@ def traced_call(which: str, op: Any, *, z: Any, b: Any = None, indices: Any = No
     real_logdet = which == "logdet" and not (  # complex T - zI (by result_dtype's promotion rule)
         op.diag.is_complex() or (z.is_complex() if isinstance(z, torch.Tensor) else isinstance(z, complex)))
     if compiling and (not ok or return_info or real_logdet):
+        if exporting:
+            raise _export_error(which, return_info, real_logdet)
         return _eager_disabled(which, op, z, b, indices, method, check_finite, return_info)
     if not ok:  # what the eager method rejects, it rejects here too (with its error)
         return _eager_disabled(which, op, z, b, indices, method, check_finite, return_info)
@@ -384,6 +387,18 @@ def traced_call(which: str, op: Any, *, z: Any, b: Any = None, indices: Any = No
         return out
     return out, _info(which, op, zt if kind == 0 else _decode_z(None, zs, kind), b, indices,
                       method)
+
+
+def _export_error(which: str, return_info: bool, real_logdet: bool) -> RuntimeError:
+    why = ("return_info=True returns host arrays (a PivotInfo)" if return_info else
+           "logdet of a real T - zI is real or complex depending on the determinants' signs"
+           if real_logdet else "z, b and indices must be tensors, Python scalars or int lists")
+    return RuntimeError(
+        f"semisep: torch.export cannot hold Tridiagonal.{which} here: {why}, which a graph "
+        "cannot express.  Export a module that calls it without return_info (and, for logdet, "
+        "with a complex z or T); semisep.nn.BirmanSchwingerCore reads its diagnostics on the "
+        "host and cannot be exported: export a module calling Tridiagonal(v - 2, ones)"
+        ".resolvent_diagonal(z) instead, or use torch.compile")
 
 
 def _unwrapped(x: Any, *, batched_error: str | None = None) -> Any:

@@ -1,10 +1,13 @@
-"""``torch.compile`` support: the :class:`~semisep.Tridiagonal` operations as opaque custom ops.
+"""The :class:`~semisep.Tridiagonal` operations as opaque custom ops: ``torch.compile``,
+``torch.export`` and ``torch.func``.
 
-Under a tracing compiler (``torch.compiler.is_compiling()``) :meth:`TorchBackend.traced_call`
-sends ``Tridiagonal.resolvent_diagonal``, ``logdet`` and ``solve`` here instead of through the
-eager code, which reads values on the host (the finiteness checks, the power-of-two range
-scaling, the singularity checks that raise) and calls numba kernels that dynamo cannot trace.
-Each call becomes one node of the graph:
+Under a tracing compiler (``torch.compiler.is_compiling()``, true under ``torch.export`` too)
+or a ``torch.func`` transform (``torch._C._are_functorch_transforms_active()``),
+:meth:`TorchBackend.traced_call` sends ``Tridiagonal.resolvent_diagonal``, ``logdet`` and
+``solve`` here instead of through the eager code, which reads values on the host (the
+finiteness checks, the power-of-two range scaling, the singularity checks that raise) and calls
+numba kernels and autograd Functions that neither dynamo nor functorch can trace.  Each call
+becomes one node of the graph:
 
 * ``semisep::tridiagonal_call(which, diag, lower, upper, z, ...)`` runs the eager method
   ``which`` (``"resolvent_diagonal"``, ``"logdet"`` or ``"solve"``) on its inputs: every check,
@@ -22,14 +25,35 @@ Each call becomes one node of the graph:
   thread (fresh dispatch state, grad mode on) and the caller waits for it.
   ``register_autograd`` wires the two.
 
+``torch.func``: the forward kernel, too, runs on the worker thread while a transform is
+active (the eager autograd Functions refuse to run under one; the transform stack is
+per-thread).  The ops are entered through ``_TransformCall``, an autograd Function with
+``setup_context`` and the same backward (``torch.func.grad`` refuses the Function that
+``register_autograd`` generates, which has none), whose backward calls
+``_BackwardCall`` (first order only: its own backward raises).  Both ops have a
+``register_vmap`` rule: with ``R`` the rank of the per-sample result's batch
+(``broadcast(T's batch, z.shape, b's batch)``), every tensor input becomes ``(V | 1, 1, ..., 1,
+*per-sample shape)`` with the vmapped dimension ``V`` first and size-1 dimensions up to batch
+rank ``R``, and one call computes ``(V, *per-sample result)`` (out_dims 0) by the operators'
+own broadcasting; ``b``'s vector/matrix reading (``torch.linalg.solve``'s rule) is that of the
+per-sample shapes.  The backward rule expands unvmapped inputs to ``V`` so that each sample
+gets its own gradient.  So ``grad``, ``grad_and_value``, ``vjp``, ``vmap`` (nested too) and
+``vmap(grad)`` work; ``jvp`` (forward mode) and double backward raise, as in eager mode.
+
 A Python-scalar ``z`` (or ``indices``) is a constant of the graph: another value compiles
 again; pass ``z`` as a tensor to vary it without recompiling.
 
-Not covered (these keep the eager code, entered through ``torch.compiler.disable``: a graph
-break, so ``fullgraph=True`` raises): ``return_info=True`` (a :class:`~semisep.PivotInfo` of
-NumPy arrays), ``logdet`` of a real ``T - zI`` (its result is real or complex depending on the
-signs of the determinants), and non-tensor arrays for ``z``, ``b`` or ``indices``.  Double
-backward raises, as in eager mode.
+Not covered by the op: ``return_info=True`` (a :class:`~semisep.PivotInfo` of NumPy arrays),
+``logdet`` of a real ``T - zI`` (its result is real or complex depending on the signs of the
+determinants), and non-tensor arrays for ``z``, ``b`` or ``indices``.  Under ``torch.compile``
+these keep the eager code, entered through ``torch.compiler.disable``: a graph break, so
+``fullgraph=True`` raises; ``torch.export`` raises a RuntimeError naming what to export
+instead.  Under ``torch.func`` host arrays become tensors; a real ``logdet`` is the op's
+complex result made real when no imaginary part is nonzero (under ``vmap``: in the whole
+vmapped batch); ``return_info=True`` adds the ``PivotInfo`` of a second, undifferentiated
+eager call on the values under the transform's wrappers (``host_values``, which
+``TorchBackend.to_numpy`` also uses for host reads) and raises under ``vmap``, where those
+values are the whole batch rather than the sample's.
 """
 
 from __future__ import annotations
@@ -39,7 +63,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["traced_call"]
+__all__ = ["host_values", "traced_call"]
 
 _transforms_active = torch._C._are_functorch_transforms_active
 

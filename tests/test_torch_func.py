@@ -288,3 +288,19 @@ def test_torch_export_of_birman_schwinger_core_raises_clearly(strict):
     with pytest.raises(Exception, match="torch.export cannot hold") as exc:
         torch.export.export(M(), (torch.randn(2, 8, dtype=f64),), strict=strict)
     assert "resolvent_diagonal(z)" in str(exc.value)
+
+
+def test_jacrev_equals_eager_jacobian():
+    """torch.func.jacrev (vjp vmapped over the cotangents: the backward op's batching rule
+    with the operator's inputs not vmapped) equals torch.autograd.functional.jacobian."""
+    D, lo, up = _data(N=5)
+    z = torch.tensor(0.2 + 0.4j)
+
+    def f(d, up):
+        T = ss.Tridiagonal(d, lo, up)
+        return torch.cat([T.resolvent_diagonal(z).abs(), T.logdet(z).real[None]])
+
+    got = func.jacrev(f, argnums=(0, 1))(D[0], up)
+    want = torch.autograd.functional.jacobian(f, (D[0], up))
+    for a, w in zip(got, want, strict=True):
+        _close(a, w)

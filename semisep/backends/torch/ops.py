@@ -405,8 +405,11 @@ def traced_call(which: str, op: Any, *, z: Any, b: Any = None, indices: Any = No
     out = (_call if compiling else _TransformCall.apply)(which, op.diag, op.lower, op.upper, zt, zs, kind, b,
                 None if indices is None else [int(i) for i in indices], method,
                 bool(getattr(op, "_deferred_check", False)), bool(check_finite))
-    if real_logdet and not bool((_unwrapped(out).imag != 0).any()):
-        out = out.real  # every determinant positive (of the whole vmapped batch under vmap)
+    if real_logdet:
+        with torch._C._DisableFuncTorch():  # a host read of the plain values
+            real = not bool((_unwrapped(out).imag != 0).any())
+        if real:
+            out = out.real  # every determinant positive (of the whole vmapped batch under vmap)
     if not return_info:
         return out
     return out, _info(which, op, zt if kind == 0 else _decode_z(None, zs, kind), b, indices,

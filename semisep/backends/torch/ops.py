@@ -59,6 +59,7 @@ values are the whole batch rather than the sample's.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from typing import Any
 
 import torch
@@ -105,19 +106,23 @@ def _eager(which: str, diag, lower, upper, z, b, indices, method: str, check_fin
 
 
 _worker: concurrent.futures.ThreadPoolExecutor | None = None
+_WORKER_NAME = "semisep-op"
 
 
-def _grad_worker() -> concurrent.futures.ThreadPoolExecutor:
+def _worker_pool() -> concurrent.futures.ThreadPoolExecutor:
     global _worker
     if _worker is None:
-        _worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="semisep-vjp")
+        _worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=_WORKER_NAME)
     return _worker
 
 
 def _on_worker(fn, device: torch.device, *args: Any) -> Any:
     """``fn(*args)`` on the worker thread, the caller waiting: a fresh thread has its own
     dispatch state (grad mode on, no torch.func transform on its stack), on the caller's CUDA
-    device and stream.  Exceptions propagate unchanged."""
+    device and stream.  Exceptions propagate unchanged.  Called on the worker itself (nothing
+    in semisep does), it runs inline rather than wait for itself."""
+    if threading.current_thread().name.startswith(_WORKER_NAME):
+        return fn(*args)
     run = fn
     if device.type == "cuda":
         stream = torch.cuda.current_stream(device)
@@ -126,7 +131,7 @@ def _on_worker(fn, device: torch.device, *args: Any) -> Any:
             with torch.cuda.device(device), torch.cuda.stream(stream):
                 return fn(*a)
 
-    return _grad_worker().submit(run, *args).result()
+    return _worker_pool().submit(run, *args).result()
 
 
 # --------------------------------------------------------------------------------------------

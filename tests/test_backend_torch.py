@@ -898,20 +898,6 @@ def test_public_api_batch_shapes_against_numpy_backend():
 
 
 
-def _loss(d):
-    import semisep as ss
-
-    return ss.Tridiagonal(d, torch.ones(5, dtype=torch.float64)).resolvent_diagonal(1j).abs().sum()
-
-
-def test_torch_func_transforms_raise_a_clear_error():
-    """torch.func (grad, vmap, jvp) needs setup_context/vmap on the autograd Functions, which
-    they do not have: torch raises a RuntimeError naming exactly that (documented)."""
-    d = torch.linspace(-2.5, -1.5, 6, dtype=torch.float64)
-    with pytest.raises(RuntimeError, match="setup_context"):
-        torch.func.grad(_loss)(d)
-
-
 def _loss_all(d, z):
     import semisep as ss
 

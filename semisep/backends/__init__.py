@@ -301,7 +301,8 @@ def get_backend(name: str) -> Backend:
 
 def _is_torch(x: Any) -> bool:
     mod = type(x).__module__
-    return mod.startswith("torch") and type(x).__name__ in ("Tensor", "Parameter")
+    return mod.startswith("torch") and type(x).__name__ in (
+        "Tensor", "Parameter", "FakeTensor", "FunctionalTensor")  # the last two: torch.export
 
 
 def _is_dask(x: Any) -> bool:

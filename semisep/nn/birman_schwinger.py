@@ -346,7 +346,9 @@ class BirmanSchwingerCore(nn.Module):
         key = (id(U), U._version, id(V), V._version)
         if self._sym_cache is not None and self._sym_cache[0] == key:
             return self._sym_cache[1]
-        M = torch.cat([U.detach(), V.detach()], dim=1).to(torch.float64).cpu().numpy()
+        from ..backends import get_backend  # to_numpy: also under torch.func transforms
+
+        M = get_backend("torch").to_numpy(torch.cat([U, V], dim=1)).astype(np.float64)
         r = U.shape[1]
         R = np.linalg.qr(M, mode="reduced").R
         J = np.block([[np.zeros((r, r)), np.eye(r)], [-np.eye(r), np.zeros((r, r))]])

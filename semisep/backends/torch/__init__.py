@@ -67,15 +67,19 @@ from .select import FALLBACK, select_kernel
 
 __all__ = ["TorchBackend", "default_backend", "release_host_pool"]
 
+_transforms_active = torch._C._are_functorch_transforms_active
+
 
 class TorchBackend(Backend):
     """semisep's torch backend (CPU and CUDA tensors).
 
-    Transforms: ``torch.func`` (grad, vmap, jvp) is not supported -- the autograd Functions
-    define no ``setup_context``; torch raises a RuntimeError saying so.  ``torch.compile``:
-    under tracing, ``Tridiagonal.resolvent_diagonal``, ``logdet`` and ``solve`` become one
-    opaque custom op each (:meth:`traced_call`, :mod:`semisep.backends.torch.ops`), with
-    the eager results, errors and gradients; the cases listed there break the graph instead.
+    Transforms: under ``torch.compile``/``torch.export`` tracing and inside ``torch.func``
+    transforms (:meth:`tracing`), ``Tridiagonal.resolvent_diagonal``, ``logdet`` and ``solve``
+    become one opaque custom op each (:meth:`traced_call`, :mod:`semisep.backends.torch.ops`)
+    with the eager results, errors and gradients.  ``torch.func.grad``, ``grad_and_value``,
+    ``vjp`` and ``vmap`` (also nested, and ``vmap(grad)``: per-sample gradients) work through
+    them; ``jvp`` and second derivatives raise.  The cases the module docstring lists break
+    the compiled graph, or raise under ``torch.export`` or ``vmap``.
 
     Kernels (contract in :mod:`semisep.backends`): ``resolvent_diagonal``, ``logdet``, ``solve``,
     each returning ``(result, guarded, singular)`` and differentiable w.r.t. every tensor input
@@ -121,7 +125,9 @@ class TorchBackend(Backend):
 
     # -- plumbing ---------------------------------------------------------------------------
     def tracing(self) -> bool:
-        return torch.compiler.is_compiling()
+        """True under ``torch.compile``/``torch.export`` tracing (``is_compiling`` covers both)
+        or inside a ``torch.func`` transform."""
+        return torch.compiler.is_compiling() or _transforms_active()
 
     def traced_call(self, which: str, op: Any, **kwargs: Any) -> Any:
         """One opaque custom op per call (:mod:`semisep.backends.torch.ops`)."""
@@ -217,6 +223,11 @@ class TorchBackend(Backend):
         return torch.maximum(a, b)
 
     def to_numpy(self, x: Any) -> Any:
+        if _transforms_active():  # host data under torch.func.grad: the values under the wrappers
+            from .ops import host_values
+
+            with torch._C._DisableFuncTorch():
+                return host_values(x).detach().resolve_conj().resolve_neg().cpu().numpy()
         return x.detach().resolve_conj().resolve_neg().cpu().numpy()
 
     # -- the shift form (contract in semisep.backends) ------------------------------------------

@@ -179,7 +179,7 @@ def _logdet_forward(alpha, beta, pivmin, method, L):
 _REFINE_STEPS = 3  # iterative-refinement steps of the chunked solve before the pivoted fallback
 
 
-_REFINE_TOL = 8.0  # accept where ||A x - f|| <= _REFINE_TOL eps (||A|| ||x|| + ||f||), per column
+_REFINE_TOL = 4.0  # accept where ||A x - f|| <= _REFINE_TOL eps (||A|| ||x|| + ||f||), per column
 
 
 def _apply_rows(alpha, b, c, x):

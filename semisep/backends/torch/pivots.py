@@ -50,6 +50,7 @@ import math
 
 import torch
 
+from . import _boundary
 from .chunks import (
     _absmax_pair,
     _absmax_rows,
@@ -124,13 +125,19 @@ def _resolvent_chunked_shifted(diag: torch.Tensor, shift: torch.Tensor, beta: to
     B0, N = diag.shape
     if N < 2 or B0 == 0:
         return None
-    rdt = _real_dtype(shift.dtype)  # the working precision (a float32 T at a complex128 z: double)
+    # the working precision: double, also for a complex64 z (:mod:`._boundary`), from
+    # alpha = diag - shift rounded as the shift's precision forms it
+    rdt = _real_dtype(shift.dtype)
+    sr, si = shift.real.to(rdt), shift.imag.to(rdt)
     diag, beta = diag.to(rdt), beta.to(rdt)
+    if rdt == torch.float32:
+        rdt = torch.float64
+        diag, beta, si = (diag - sr[:, None]).to(rdt), beta.to(rdt), si.to(rdt)
+        sr = torch.zeros_like(si)
     dev = diag.device
     L = _pivot_chunk_length(N) if L is None else max(1, min(int(L), N))
     nc = -(-N // L)
     pad = nc * L - N
-    sr, si = shift.real.to(rdt), shift.imag.to(rdt)
     ea = _prescale_exponent(_shifted_absmax(diag, sr, si), _absmax_rows(beta), N, rdt)
     inv_s = torch.exp2(-ea.to(rdt))  # (B0,)
     s2 = inv_s * inv_s
@@ -203,6 +210,11 @@ def _pivots_chunked_rows(rows: _PlanarRows, amax_a, amax_b, pivmin, L, renorm_ev
     B0, N = rows.re.shape
     B = 2 * B0 if both else B0
     rdt = _real_dtype(rows.dtype)
+    if rdt == torch.float32:  # single-precision problems run in double (:mod:`._boundary`),
+        rdt = torch.float64  # from alpha = re - shift rounded as the data's precision forms it
+        re = rows.re if rows.shift is None else rows.re - rows.shift[:, None]
+        rows = _PlanarRows(re.to(rdt), None if rows.im is None else rows.im.to(rdt), rows.bre.to(rdt),
+                           None if rows.bim is None else rows.bim.to(rdt), rows.dtype)
     dev = rows.re.device
     if N == 0 or B == 0:
         empty = torch.zeros(B, N, dtype=rows.dtype, device=dev)
@@ -255,11 +267,11 @@ def _pivots_chunked_rows(rows: _PlanarRows, amax_a, amax_b, pivmin, L, renorm_ev
         else:
             mask = None if mask_none else torch.zeros(B, N, dtype=torch.bool, device=dev)
         if both:  # the two halves as separate buffers, so that gL and gR do not share one
-            gl = _from_chunks_scaled(Gp[..., :B0, :], N, inv_s[:B0], rows.dtype)
-            gr = _from_chunks_scaled(Gp[..., B0:, :], N, inv_s[B0:], rows.dtype)
+            gl = _from_chunks_scaled(Gp[..., :B0, :], N, inv_s[:B0], rows.dtype).to(rows.dtype)
+            gr = _from_chunks_scaled(Gp[..., B0:, :], N, inv_s[B0:], rows.dtype).to(rows.dtype)
             return (gl, gr), None, mask
-        g = _from_chunks_scaled(Gp, N, inv_s, rows.dtype)
-        d = _from_chunks_scaled(Dp, N, torch.exp2(ea.to(rdt)), rows.dtype, conj=False)
+        g = _from_chunks_scaled(Gp, N, inv_s, rows.dtype).to(rows.dtype)
+        d = _from_chunks_scaled(Dp, N, torch.exp2(ea.to(rdt)), rows.dtype, conj=False).to(rows.dtype)
         return g, d, mask
 
 
@@ -275,9 +287,11 @@ def _chunk_carries(Ac: torch.Tensor, Bc: torch.Tensor, renorm_every: int):
     L, B, nc = Ac.shape
     if nc <= 1:
         return None, None
-    # rows (prev, cur) of the three-term recursion started on e_0 = (1, 0), e_1 = (0, 1)
-    prev = Ac.new_zeros(2, B, nc)
-    cur = Ac.new_zeros(2, B, nc)
+    # rows (prev, cur) of the three-term recursion started on e_0 = (1, 0), e_1 = (0, 1), in
+    # double precision for single-precision data (see :mod:`._boundary`)
+    wdt = {torch.float32: torch.float64, torch.complex64: torch.complex128}.get(Ac.dtype, Ac.dtype)
+    prev = Ac.new_zeros(2, B, nc, dtype=wdt)
+    cur = Ac.new_zeros(2, B, nc, dtype=wdt)
     new = torch.empty_like(cur)
     prev[0] = 1.0
     cur[1] = 1.0
@@ -312,7 +326,15 @@ def _transfer_scan(prev: torch.Tensor, cur: torch.Tensor):
         o.mul_(_pow2_scale(_absmax_pair(o[0], o[1])))
         Q, Qn = Qn, Q
         off *= 2
-    return Q[0, 1, :, :-1], Q[1, 1, :, :-1]
+    num, den = Q[0, 1, :, :-1], Q[1, 1, :, :-1]
+    if nc > 2:  # one step of the chunk recursion v_k = P_k v_{k-1} from the scanned v_{k-1}
+        vn = torch.cat([torch.zeros_like(num[:, :1]), num[:, :-1]], dim=1)  # v_{-1} = (0, 1)
+        vd = torch.cat([torch.ones_like(den[:, :1]), den[:, :-1]], dim=1)
+        rn = torch.mul(prev[0, :, :-1], vn).addcmul_(prev[1, :, :-1], vd)
+        rd = torch.mul(cur[0, :, :-1], vn).addcmul_(cur[1, :, :-1], vd)
+        keep = torch.isfinite(rn) & torch.isfinite(rd) & ((rn != 0) | (rd != 0))
+        num, den = torch.where(keep, rn, num), torch.where(keep, rd, den)
+    return num, den
 
 
 def _chunk_carries_planar(planes, renorm_every: int):
@@ -323,8 +345,9 @@ def _chunk_carries_planar(planes, renorm_every: int):
     L, B, nc = Ar.shape
     if nc <= 1:
         return None, None
-    prev = Ar.new_zeros(2, 2, B, nc)  # [re/im, component]: the rows started on e_0 and e_1
-    cur = Ar.new_zeros(2, 2, B, nc)
+    wdt = torch.float64 if Ar.dtype == torch.float32 else Ar.dtype  # double for single (_boundary)
+    prev = Ar.new_zeros(2, 2, B, nc, dtype=wdt)  # [re/im, component]: the rows started on e_0 and e_1
+    cur = Ar.new_zeros(2, 2, B, nc, dtype=wdt)
     new = torch.empty_like(cur)
     prev[0, 0] = 1.0
     cur[0, 1] = 1.0
@@ -394,6 +417,10 @@ def _second_pass_planar(planes, num, den, pm, keep_d: bool, arena: _Arena, keep_
         # (without Gp the state is overwritten in place: dr, di no longer depend on it)
         gr = torch.mul(dr, r, out=gr if Gp is None else Gp[0, t])
         gc = torch.mul(di, r, out=gc if Gp is None else Gp[1, t])
+    # chunks whose scanned carry disagrees with the previous chunk's last pivot: re-run from it
+    rep = _boundary.repair_planar(planes, num, den, Gp, Dp)
+    if rep is not None:  # (min |d|, max |d|) of the re-run pivots
+        mn, mx = torch.minimum(mn, rep[0] * rep[0]), torch.maximum(mx, rep[1] * rep[1])
     fin = torch.finfo(rdt)
     thr = torch.clamp(pm * pm * (1 + 8 * fin.eps), min=fin.tiny)  # |d| >= pm, |d|^2 normal
     ok = (mn.amin(dim=1) >= thr) & (mx.amax(dim=1) <= fin.max)

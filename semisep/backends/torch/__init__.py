@@ -53,10 +53,12 @@ from .bridge import (
 from .chunks import _cabs1, _real_dtype
 from .forward import (
     _logdet_forward,
+    _resolvent_cert,
     _resolvent_flags,
     _resolvent_forward,
     _resolvent_shifted_chunked,
     _solve_forward,
+    read_flags,
 )
 from .pivots import _resolvent_chunked_shifted
 from .pool import release_host_pool
@@ -255,10 +257,15 @@ class TorchBackend(Backend):
         if (kernel == "chunked" and not grad and shift.is_complex()
                 and not diag.is_complex() and not beta.is_complex()):
             with torch.no_grad():  # the layouts straight from diag, shift and beta (no alpha)
-                G = _resolvent_chunked_shifted(diag, shift, beta, pivmin.detach(), L=self.chunk_length)
-                if G is not None:  # no pivot needed the guard
-                    guarded = torch.zeros(diag.shape[0], dtype=torch.int64, device=diag.device)
-                    return G, guarded, _resolvent_flags(G, pivmin.detach().to(diag.dtype))
+                out = _resolvent_chunked_shifted(diag, shift, beta, pivmin.detach(), L=self.chunk_length,
+                                                 defer=True)
+                if out is not None:  # the guard certificate and the singular one, in one host sync
+                    G, ok = out
+                    pm = pivmin.detach().to(diag.dtype)
+                    ok_h, cert_ok = read_flags(ok, _resolvent_cert(G, pm))
+                    if ok_h:  # no pivot needed the guard
+                        guarded = torch.zeros(diag.shape[0], dtype=torch.int64, device=diag.device)
+                        return G, guarded, _resolvent_flags(G, pm, cert_ok)
                 return _resolvent_shifted_chunked(diag, shift, beta, pivmin.detach(), self.chunk_length)[:3]
         if kernel == "sequential":
             p = pivmin.detach().to(_real_dtype(shift.dtype))

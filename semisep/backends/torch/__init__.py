@@ -199,6 +199,12 @@ class TorchBackend(Backend):
         v = _host_view(x.conj() if x.is_conj() else x)  # conj: same finiteness, no copy
         return bool(np.isfinite(v).all()) if v is not None else bool(torch.isfinite(x).all())
 
+    def all_finite_many(self, xs: list[Any]) -> bool:
+        """All of ``xs`` finite: NumPy views on CPU, one host sync for all on a device."""
+        if all(_host_view(x) is not None for x in xs):
+            return all(self.all_finite(x) for x in xs)
+        return bool(torch.stack([torch.isfinite(x).all() for x in xs]).all())
+
     def amax_abs(self, x: Any, axis: int) -> Any:
         if x.shape[axis] == 0:
             shape = list(x.shape)

@@ -216,11 +216,12 @@ def test_chunked_kernels_sync_at_most_once(name, grad, monkeypatch):
 
 @pytest.mark.xfail(strict=True, reason=(
     "the operators still read the device outside the kernel: the range-scaling decision "
-    "(_range_scale), the singular raise (_raise_if_singular), logdet's real-result test and the "
-    "guarded-pivot certificate trigger (_certify_if_guarded); ~4 syncs per call besides the "
-    "kernel's one"))
+    "(tridiagonal._range_scale) and the singular raise (_raise_if_singular) on every call, and for "
+    "logdet/solve the guarded-pivot certificate trigger (_certify_if_guarded) and logdet's "
+    "real-result test: 3 (resolvent), 4 (logdet), 5 (solve, with b's finiteness check) per call"))
 @pytest.mark.parametrize("case", ["resolvent real T, complex z", "logdet", "solve"])
 def test_public_call_syncs_at_most_once(case, monkeypatch):
+    """The target: at most one host sync per public call without ``return_info``."""
     d, T = _operator(case, 4096)
     _CALLS[case](T, 4096)
     with _syncs(monkeypatch) as s:

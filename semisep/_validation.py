@@ -37,6 +37,9 @@ def broadcast_shapes(named: dict[str, tuple[int, ...]], what: str = "batch") -> 
 
 def check_finite(backend: Backend, **arrays: Any) -> None:
     """Raise NonFiniteError naming the first argument that holds NaN or inf."""
+    present = [x for x in arrays.values() if x is not None]
+    if len(present) > 1 and backend.all_finite_many(present):  # one read for all (the common case)
+        return
     for name, x in arrays.items():
         if x is not None and not backend.all_finite(x):
             raise NonFiniteError(

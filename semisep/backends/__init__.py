@@ -156,6 +156,10 @@ class Backend:
     def all_finite(self, x: Any) -> bool:
         raise NotImplementedError
 
+    def all_finite_many(self, xs: list[Any]) -> bool:
+        """``all_finite`` of every array in ``xs`` (a backend may read them in one host sync)."""
+        return all(self.all_finite(x) for x in xs)
+
     def amax_abs(self, x: Any, axis: int) -> Any:
         """A scale ``s`` with ``max|x|/sqrt(2) <= s <= max|x|`` along ``axis`` (0 for an empty
         axis), real dtype.  Used for ``pivmin``; ``s <= max|x|`` keeps the singularity

@@ -338,53 +338,90 @@ class BirmanSchwingerCore(nn.Module):
     # diagnostics
     # ------------------------------------------------------------------------------------------
     def _lowrank_symmetric(self) -> bool:
-        """``U V^T == V U^T`` to rounding: ``U V^T - V U^T = M J M^T`` with ``M = [U, V]``,
-        ``J = [[0, I], [-I, 0]]``; with ``M = Q R`` its Frobenius norm is ``||R J R^T||_F``
-        (exact, O(N r^2), a NumPy QR in float64); symmetric when that is
-        ``<= 8 r eps ||R||_F^2`` (eps of the parameters' dtype).  Cached per parameter version."""
-        U, V = self.U, self.V
-        key = (id(U), U._version, id(V), V._version)
-        if self._sym_cache is not None and self._sym_cache[0] == key:
-            return self._sym_cache[1]
-        from ..backends import get_backend  # to_numpy: also under torch.func transforms
+        """``U V^T == V U^T`` to rounding (see :meth:`_lowrank_symmetric_flag`); cached per
+        parameter version."""
+        cached = self._sym_cached()
+        if cached is not None:
+            return cached
+        flag = self._lowrank_symmetric_flag()
+        return self._sym_store(bool(flag))
 
-        M = get_backend("torch").to_numpy(torch.cat([U, V], dim=1)).astype(np.float64)
-        r = U.shape[1]
-        R = np.linalg.qr(M, mode="reduced").R
-        J = np.block([[np.zeros((r, r)), np.eye(r)], [-np.eye(r), np.zeros((r, r))]])
-        defect = np.linalg.norm(R @ J @ R.T)
-        eps = float(torch.finfo(U.dtype).eps)
-        out = bool(defect <= 8 * r * eps * np.linalg.norm(R) ** 2)
-        self._sym_cache = (key, out)
+    def _sym_key(self):
+        U, V = self.U, self.V
+        return (id(U), U._version, id(V), V._version)
+
+    def _sym_cached(self) -> bool | None:
+        if self._sym_cache is not None and self._sym_cache[0] == self._sym_key():
+            return self._sym_cache[1]
+        return None
+
+    def _sym_store(self, out: bool) -> bool:
+        self._sym_cache = (self._sym_key(), out)
         return out
 
+    def _lowrank_symmetric_flag(self) -> torch.Tensor:
+        """``U V^T == V U^T`` to rounding, as a 0-d bool tensor on the parameters' device (not
+        read here): ``U V^T - V U^T = M J M^T`` with ``M = [U, V]``, ``J = [[0, I], [-I, 0]]``;
+        with ``M = Q R`` its Frobenius norm is ``||R J R^T||_F`` (exact, O(N r^2), a QR in
+        float64); symmetric when that is ``<= 8 r eps ||R||_F^2`` (eps of the parameters' dtype)."""
+        U, V = self.U, self.V
+        M = torch.cat([U.detach(), V.detach()], dim=1).to(torch.float64)
+        r = U.shape[1]
+        R = torch.linalg.qr(M, mode="r").R
+        J = torch.zeros(2 * r, 2 * r, dtype=torch.float64, device=M.device)
+        J[:r, r:] = torch.eye(r, dtype=torch.float64, device=M.device)
+        J[r:, :r] = -torch.eye(r, dtype=torch.float64, device=M.device)
+        defect = torch.linalg.norm(R @ J @ R.T)
+        eps = float(torch.finfo(U.dtype).eps)
+        return defect <= 8 * r * eps * torch.linalg.norm(R) ** 2
+
     def _diagnostics(self, v, z, G, guarded, cond, upgraded) -> dict:
+        """The diagnostics of one call; every value computed on the device is read in one host
+        sync (a stacked float64 tensor)."""
         with torch.no_grad():
             B, n = v.shape
+            dev = v.device
             Gd = G.detach()
-            finite = bool(torch.isfinite(torch.view_as_real(Gd)).all())
-            max_abs = float(Gd.abs().max()) if Gd.numel() else 0.0
             zd = z.detach().to(torch.complex128) if isinstance(z, torch.Tensor) else torch.tensor(
                 z, dtype=torch.complex128)
-            hermitian = (not self.use_semiseparable) or self._lowrank_symmetric()
-            min_im = float(zd.imag.abs().min())
-            bound = (1.0 / min_im) if (hermitian and min_im > 0) else None
-            G0, _, gR = laplacian_pivots(n, zd, device=v.device)
-            ones = torch.ones(n - 1, dtype=torch.float64, device=v.device)
+            sym = None
+            if self.use_semiseparable:
+                sym = self._sym_cached()
+            G0, _, gR = laplacian_pivots(n, zd, device=dev)
+            ones = torch.ones(n - 1, dtype=torch.float64, device=dev)
             hs2 = hilbert_schmidt_norm_sq(v.detach().abs(), G0, gR, ones)
             s2 = torch.sqrt(hs2)
+            zero = torch.zeros((), dtype=torch.float64, device=dev)
+            parts = {
+                "finite": torch.isfinite(torch.view_as_real(Gd)).all(),
+                "max_abs": Gd.abs().max() if Gd.numel() else zero,
+                "min_im": zd.imag.abs().min().to(dev),
+                "ups": upgraded.sum(),
+                "guarded": guarded.sum(),
+                "cond": cond.max() if cond.numel() else zero,
+                "s2": s2.max() if s2.numel() else zero,
+            }
+            if self.use_semiseparable and sym is None:
+                parts["sym"] = self._lowrank_symmetric_flag()
+            flat = torch.stack([t.to(torch.float64).to(dev) for t in parts.values()]).tolist()
+            vals = dict(zip(parts, flat, strict=True))
+            if "sym" in parts:
+                sym = self._sym_store(bool(vals["sym"]))
+            hermitian = (not self.use_semiseparable) or bool(sym)
+            min_im = vals["min_im"]
+            bound = (1.0 / min_im) if (hermitian and min_im > 0) else None
             rdt = self._compute_dtype(v)
             item = torch.empty((), dtype=rdt).element_size()
             op_bytes = B * n * item + (n - 1) * item + 2 * n * self.rank * item
             dense = B * n * n * item
-            ups = int(upgraded.sum())
+            ups = int(vals["ups"])
             diag = Diagnostics({
-                "all_finite": finite,
-                "pivots_guarded": int(guarded.sum()),
-                "max_abs_G": max_abs,
+                "all_finite": bool(vals["finite"]),
+                "pivots_guarded": int(vals["guarded"]),
+                "max_abs_G": vals["max_abs"] if Gd.numel() else 0.0,
                 "resolvent_bound": bound,
-                "capacitance_condition": float(cond.max()) if cond.numel() else None,
-                "schatten_s2": float(s2.max()) if s2.numel() else 0.0,
+                "capacitance_condition": vals["cond"] if cond.numel() else None,
+                "schatten_s2": vals["s2"] if s2.numel() else 0.0,
                 "schatten_s2_per_sample": s2,
                 "precision_upgrades": ups,
                 "rank": self.rank,

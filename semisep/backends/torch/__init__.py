@@ -55,10 +55,12 @@ from .bridge import (
 from .chunks import _cabs1, _real_dtype
 from .forward import (
     _logdet_forward,
+    _resolvent_cert,
     _resolvent_flags,
     _resolvent_forward,
     _resolvent_shifted_chunked,
     _solve_forward,
+    read_flags,
 )
 from .pivots import _resolvent_chunked_shifted
 from .pool import release_host_pool
@@ -200,6 +202,12 @@ class TorchBackend(Backend):
         v = _host_view(x.conj() if x.is_conj() else x)  # conj: same finiteness, no copy
         return bool(np.isfinite(v).all()) if v is not None else bool(torch.isfinite(x).all())
 
+    def all_finite_many(self, xs: list[Any]) -> bool:
+        """All of ``xs`` finite: NumPy views on CPU, one host sync for all on a device."""
+        if all(_host_view(x) is not None for x in xs):
+            return all(self.all_finite(x) for x in xs)
+        return bool(torch.stack([torch.isfinite(x).all() for x in xs]).all())
+
     def amax_abs(self, x: Any, axis: int) -> Any:
         if x.shape[axis] == 0:
             shape = list(x.shape)
@@ -262,10 +270,15 @@ class TorchBackend(Backend):
         if (kernel == "chunked" and not grad and shift.is_complex()
                 and not diag.is_complex() and not beta.is_complex()):
             with torch.no_grad():  # the layouts straight from diag, shift and beta (no alpha)
-                G = _resolvent_chunked_shifted(diag, shift, beta, pivmin.detach(), L=self.chunk_length)
-                if G is not None:  # no pivot needed the guard
-                    guarded = torch.zeros(diag.shape[0], dtype=torch.int64, device=diag.device)
-                    return G, guarded, _resolvent_flags(G, pivmin.detach().to(diag.dtype))
+                out = _resolvent_chunked_shifted(diag, shift, beta, pivmin.detach(), L=self.chunk_length,
+                                                 defer=True)
+                if out is not None:  # the guard certificate and the singular one, in one host sync
+                    G, ok = out
+                    pm = pivmin.detach().to(diag.dtype)
+                    ok_h, cert_ok = read_flags(ok, _resolvent_cert(G, pm))
+                    if ok_h:  # no pivot needed the guard
+                        guarded = torch.zeros(diag.shape[0], dtype=torch.int64, device=diag.device)
+                        return G, guarded, _resolvent_flags(G, pm, cert_ok)
                 return _resolvent_shifted_chunked(diag, shift, beta, pivmin.detach(), self.chunk_length)[:3]
         if kernel == "sequential":
             p = pivmin.detach().to(_real_dtype(shift.dtype))

@@ -13,20 +13,23 @@ First-order affine scan ``y_i = m_i y_{i-1} + f_i`` (``y_{-1} = 0``), the two sw
 and every backward pass (:func:`_affine_scan_chunked`, twin
 :func:`semisep.backends.torch.reference._affine_scan_ref`): (i) an in-chunk pass with zero
 carry gives each chunk's end value, and the chunk's multiplier is ``prod(m)`` over the chunk;
-(ii) a *sequential* loop over the ``nc`` chunks (one ``addcmul`` each) forms the carries;
-(iii) a second in-chunk pass from the carries.  Unlike the pivot sweeps' 2 x 2 maps, affine
-maps cannot be renormalised, and a log-depth scan would form products of multipliers spanning
-many chunks, which overflow (inf * 0 = nan) where the answer is finite (a mildly non-normal
-``T`` and a right-hand side that vanishes on a prefix); the sequential chunk loop only ever
-multiplies a carry by one chunk's product.
+(ii) a log-depth (Hillis-Steele) scan over the ``nc`` chunks forms the carries
+(:func:`_affine_chunk_carries`); (iii) a second in-chunk pass from the carries.  Unlike the
+pivot sweeps' 2 x 2 maps, affine maps cannot be renormalised, and a plain log-depth scan forms
+products of multipliers spanning many chunks, which overflow (inf * 0 = nan) where the answer
+is finite (a mildly non-normal ``T`` and a right-hand side that vanishes on a prefix); so the
+composed multipliers are carried as a mantissa and an integer exponent and applied by exact
+multiplications by representable powers of two: ``0 * 2^x = 0`` for every ``x``.
 
-Chunk lengths.  Pivot sweeps: ``L = 2^round(log2(sqrt(N)/2))`` clipped to [8, 512]; a step
+Chunk lengths.  Pivot sweeps: ``L = 2^round(log2(sqrt(N)/2))`` clipped to [8, 64]; a step
 costs ~3.3 ops in pass (i) and ~8 small real ops in pass (iii), a Hillis-Steele level ~14 ops
 on ``nc/2`` matrices, so the op count ~5.3 L + 14 log2(N/L) favours short chunks while the
 scan's extra work ~nc log2(nc) favours long ones.  Affine scans: ``L = 2^round(log2(sqrt(N)))``
-clipped to [8, 1024], which minimises the op count 2L + N/L of the two in-chunk passes plus the
-chunk loop.  ``TorchBackend(chunk_length=L)`` fixes L for both (the tests use tiny L to exercise
-many chunks at small N).
+clipped to [8, 128]; the op count is ~2L for the in-chunk passes plus ~30 per level of the
+chunk scan.  Beyond the caps (N >= 2^14) the chunk count grows instead, so the number of ops
+of a call -- one kernel launch each on CUDA -- grows like log2 N (tests/test_launches_syncs.py).
+``TorchBackend(chunk_length=L)`` fixes L for both (the tests use tiny L to exercise many chunks
+at small N).
 """
 
 from __future__ import annotations
@@ -68,18 +71,24 @@ def _wrap_angle(x: torch.Tensor) -> torch.Tensor:
     return x - two_pi * torch.ceil((x - math.pi) / two_pi)
 
 
+#: The chunk-length caps (module docstring): beyond them the chunk count grows instead, whose
+#: scans are log-depth, so the number of ops per call grows like log N.
+_PIVOT_L_MAX = 64
+_SCAN_L_MAX = 128
+
+
 def _pivot_chunk_length(n: int) -> int:
     if n <= 8:
         return max(n, 1)
     lg = round(math.log2(math.sqrt(n) / 2.0)) if n >= 16 else 3
-    return int(min(max(2 ** lg, 8), 512, n))
+    return int(min(max(2 ** lg, 8), _PIVOT_L_MAX, n))
 
 
 def _scan_chunk_length(n: int) -> int:
     if n <= 8:
         return max(n, 1)
     lg = round(math.log2(math.sqrt(n)))
-    return int(min(max(2 ** lg, 8), 1024, n))
+    return int(min(max(2 ** lg, 8), _SCAN_L_MAX, n))
 
 
 def _to_chunks(x: torch.Tensor, L: int, pad_value: float) -> torch.Tensor:
@@ -240,22 +249,85 @@ def _affine_scan_chunked(m: torch.Tensor, f: torch.Tensor, reverse: bool = False
 def _affine_scan_chunks_(Mc: torch.Tensor, Fc: torch.Tensor) -> torch.Tensor:
     """The chunked affine scan on the chunk layout, **in place**: ``Mc (L, B, nc, 1 or k)``,
     ``Fc (L, B, nc, k)``; ``Fc`` is overwritten with ``y`` (flat position ``k L + t`` at
-    ``[t, :, k]``) and returned.  Padding must be ``m = 0, f = 0`` at the end of a sequence."""
+    ``[t, :, k]``) and returned.  Padding must be ``m = 0, f = 0`` at the end of a sequence.
+    The carries across chunks come from :func:`_affine_chunk_carries` (log depth)."""
     L, B, nc, k = Fc.shape
     if nc > 1:
         y = Fc[0].clone()
         for t in range(1, L):
             y = torch.addcmul(Fc[t], Mc[t], y)
-        pm = torch.prod(Mc, dim=0)  # (B, nc, 1): the chunk's multiplier
-        carries = Fc.new_zeros(B, nc, k)
-        for j in range(nc - 1):
-            torch.addcmul(y[:, j], pm[:, j], carries[:, j], out=carries[:, j + 1])
-        y = carries
+        y = _affine_chunk_carries(torch.prod(Mc, dim=0), y)
     else:
         y = Fc.new_zeros(B, nc, k)
     for t in range(L):
         y = torch.addcmul(Fc[t], Mc[t], y, out=Fc[t])
     return Fc
+
+
+def _pow2_split(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``p = mant * 2^x`` exactly, with ``max(|re mant|, |im mant|)`` in ``[1/2, 1)`` (``mant = 0,
+    x = 0`` where ``p == 0``; NaN and inf stay in ``mant``): ``(mant, x)``, ``x`` int64."""
+    if p.is_complex():  # (2^-x itself overflows for a subnormal p: three factors)
+        x = torch.frexp(torch.view_as_real(p).abs().amax(dim=-1))[1].to(torch.int64)
+        return _times_pow2(p, -x), x
+    mant, x = torch.frexp(p)
+    return mant, x.to(torch.int64)
+
+
+#: ``|x|`` beyond which ``v 2^x`` is 0 or inf for every finite nonzero ``v`` with
+#: ``max(|re v|, |im v|) < 2`` (subnormal bottom to overflow), by the real dtype; the clamp keeps
+#: the three factors of :func:`_times_pow2` representable.
+_POW2_CLAMP = {torch.float32: 300, torch.float64: 2200}
+
+
+def _times_pow2(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``v 2^x`` (``x`` int64, broadcasting against ``v``) as three exact multiplications by
+    representable powers of two, so that no intermediate overflows where the result does not
+    and ``0 2^x = 0`` for every ``x`` (``torch.ldexp`` forms ``2^x`` itself: ``0 inf = nan``)."""
+    rdt = _real_dtype(v.dtype)
+    c = _POW2_CLAMP[rdt]
+    x = x.clamp(-c, c)
+    q = torch.div(x, 3, rounding_mode="floor")
+    f = torch.exp2(q.to(rdt))
+    out = v * f
+    out.mul_(f)
+    return out.mul_(torch.exp2((x - 2 * q).to(rdt)))
+
+
+def _affine_chunk_carries(pm: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The carries of the chunked affine scan by a log-depth (Hillis-Steele) scan over chunks.
+
+    Chunk ``j`` maps its incoming carry ``c`` to its end value ``pm_j c + y_j`` (``pm (B, nc, 1
+    or k)`` the product of its multipliers, ``y (B, nc, k)`` its end value from a zero carry).
+    Returns ``carries (B, nc, k)``: ``carries_0 = 0``, ``carries_{j+1} = pm_j carries_j + y_j``.
+
+    The composed maps ``(P, E)`` of ``ceil(log2 nc)`` levels, ``(P_j, E_j) <- (P_j P_{j-o},
+    P_j E_{j-o} + E_j)``, keep ``P`` as a mantissa and an int64 exponent (:func:`_pow2_split`),
+    and apply the exponent to ``mant E`` by :func:`_times_pow2`: a product of multipliers
+    spanning many chunks may lie far outside the floating-point range while the offsets it
+    multiplies are zero (a right-hand side vanishing on a prefix) or small, and then
+    ``0 2^x = 0`` where the plain product would give ``inf * 0 = nan``.  Every ``E_j`` is a
+    partial sum of the true recurrence (the end value of chunk ``j`` from the carry of chunk
+    ``j - 2o + 1``), so an intermediate overflows only where that true value does."""
+    B, nc, k = y.shape
+    mant, x = _pow2_split(pm)
+    E = y
+    mant_n, x_n, E_n = torch.empty_like(mant), torch.empty_like(x), torch.empty_like(E)
+    off = 1
+    while off < nc:
+        mant_n[:, :off] = mant[:, :off]
+        x_n[:, :off] = x[:, :off]
+        E_n[:, :off] = E[:, :off]
+        ma, mb, xa = mant[:, off:], mant[:, :nc - off], x[:, off:]
+        torch.add(E[:, off:], _times_pow2(ma * E[:, :nc - off], xa), out=E_n[:, off:])
+        m2, x2 = _pow2_split(ma * mb)
+        mant_n[:, off:] = m2
+        torch.add(xa, x[:, :nc - off], out=x_n[:, off:]).add_(x2)
+        mant, mant_n, x, x_n, E, E_n = mant_n, mant, x_n, x, E_n, E
+        off *= 2
+    carries = torch.zeros_like(E)
+    carries[:, 1:] = E[:, :-1]
+    return carries
 
 
 def _cabs1(x: torch.Tensor) -> torch.Tensor:

@@ -29,22 +29,37 @@ from .pivots import _pivots_chunked, _pivots_chunked_shifted
 from .reference import _affine_scan_ref, _gtsv_ref, _pivots_ref
 
 
-def _both_pivots(alpha, beta, pivmin, method: str, L: int | None):
+def read_flags(*flags: torch.Tensor) -> list[bool]:
+    """The 0-d bool tensors ``flags`` as Python bools, read in **one** host sync (on CUDA each
+    ``bool(t)`` would be a sync of its own): the chunked kernels defer every decision that
+    depends on values to one such read per call."""
+    if not flags:
+        return []
+    return [bool(v) for v in torch.stack([f.reshape(()) for f in flags]).tolist()]
+
+
+def _both_pivots(alpha, beta, pivmin, method: str, L: int | None, guard: str = "auto"):
     """``(gL, gR, guarded)``: both pivot sweeps and the number of guarded pivots per row (both
     sweeps).  Chunked: left and right sweeps run as one batch of ``2B`` rows (the right sweep is
-    the left sweep of the reversed sequence)."""
+    the left sweep of the reversed sequence).  ``guard="defer"`` (chunked): a fourth element
+    ``ok`` (see :func:`_pivots_chunked`)."""
     B, N = alpha.shape
+    ok = None
     if method == "reference":
         a2 = torch.cat([alpha, alpha.flip(1)], dim=0)
         b2 = torch.cat([beta, beta.flip(1)], dim=0)
         g, _, m = _pivots_ref(a2, b2, torch.cat([pivmin, pivmin], dim=0))
         gl, gr = g[:B], g[B:]
     else:
-        (gl, gr), _, m = _pivots_chunked(alpha, beta, pivmin, L, both=True, mask_none=True)
+        (gl, gr), _, m, *rest = _pivots_chunked(alpha, beta, pivmin, L, both=True, mask_none=True,
+                                                guard=guard)
+        ok = rest[0] if rest else None
     if m is None:
         guarded = torch.zeros(B, dtype=torch.int64, device=alpha.device)
     else:
         guarded = (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64)
+    if guard == "defer" and method != "reference":
+        return gl, gr.flip(1), guarded, ok
     return gl, gr.flip(1), guarded
 
 
@@ -62,17 +77,30 @@ def _combine_resolvent(gL, gR, beta):
     return G
 
 
-def _resolvent_flags(G, pivmin):
+def _resolvent_flags(G, pivmin, cert_ok: bool | None = None):
     """Contract: singular where some ``|gamma_i| = |1/G_ii| < SINGULAR_FACTOR * pivmin``
-    (NaN-aware: a non-finite G counts as singular)."""
+    (NaN-aware: a non-finite G counts as singular).  ``cert_ok``: the value of
+    :func:`_resolvent_cert` already read by the caller (None: read it here)."""
     if G.shape[0] == 0 or G.shape[1] == 0:
         return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
     pm = pivmin.to(_real_dtype(G.dtype))[:, None]
     if G.is_complex():  # cheap certificate first: |G| <= sqrt(2) max(|re G|, |im G|) (one reduction)
-        m = torch.view_as_real(G).reshape(G.shape[0], -1).abs().amax(dim=1)  # NaN-propagating
-        if bool((m * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm[:, 0] <= 1.0).all()):
+        if cert_ok is None:
+            cert_ok = bool(_resolvent_cert(G, pivmin))
+        if cert_ok:
             return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
     return (~(G.abs() * (SINGULAR_FACTOR * pm) <= 1.0)).any(dim=1)
+
+
+def _resolvent_cert(G, pivmin) -> torch.Tensor:
+    """0-d bool tensor: True certifies that no row of ``G (B, N)`` is singular by
+    :func:`_resolvent_flags`' test, from ``|G| <= sqrt(2) max(|re G|, |im G|)`` (one reduction;
+    False where it cannot certify, or where G is real, or NaN)."""
+    if not G.is_complex() or G.shape[0] == 0 or G.shape[1] == 0:
+        return torch.zeros((), dtype=torch.bool, device=G.device)
+    pm = pivmin.to(_real_dtype(G.dtype))
+    m = torch.view_as_real(G).reshape(G.shape[0], -1).abs().amax(dim=1)  # NaN-propagating
+    return (m * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm <= 1.0).all()
 
 
 def _left_flags(mask, alpha, beta, gL, pivmin):
@@ -135,14 +163,22 @@ def _resolvent_shifted_chunked(diag, shift, beta, pivmin, L):
     that precision (real)."""
     rdt = _real_dtype(shift.dtype)
     beta_w = beta.to(rdt)
-    (gl, grr), _, m = _pivots_chunked_shifted(diag, shift, beta_w, pivmin, L=L)
-    gr = grr.flip(1)
-    del grr
     B = diag.shape[0]
+    for guard in ("defer", "force"):  # one host sync unless a pivot needs the guard
+        (gl, grr), _, m, *ok = _pivots_chunked_shifted(diag, shift, beta_w, pivmin, L=L, guard=guard)
+        gr = grr.flip(1)
+        del grr
+        G = _combine_resolvent(gl, gr, beta_w)
+        cert = _resolvent_cert(G, pivmin.to(rdt))
+        if guard == "force":
+            cert_ok = None
+            break
+        ok_h, cert_ok = read_flags(ok[0], cert)
+        if ok_h:
+            break
     guarded = (torch.zeros(B, dtype=torch.int64, device=diag.device) if m is None
                else (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64))
-    G = _combine_resolvent(gl, gr, beta_w)
-    return G, guarded, _resolvent_flags(G, pivmin.to(rdt)), gl, gr, beta_w
+    return G, guarded, _resolvent_flags(G, pivmin.to(rdt), cert_ok), gl, gr, beta_w
 
 
 def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
@@ -155,10 +191,18 @@ def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
         G, gL, gR, guarded, singular = call_numpy(
             "resolvent_diagonal_with_pivots", alpha, beta, pivmin.to(_real_dtype(alpha.dtype)))
         return G, guarded, singular, gL, gR
-    gL, gR, guarded = _both_pivots(alpha, beta, pivmin, method, L)
+    if method == "reference":
+        gL, gR, guarded = _both_pivots(alpha, beta, pivmin, method, L)
+        G = _combine_resolvent(gL, gR, beta)
+        return G, guarded.to(torch.int64), _resolvent_flags(G, pivmin), gL, gR
+    gL, gR, guarded, ok = _both_pivots(alpha, beta, pivmin, method, L, guard="defer")
     G = _combine_resolvent(gL, gR, beta)
-    singular = _resolvent_flags(G, pivmin)
-    return G, guarded.to(torch.int64), singular, gL, gR
+    ok_h, cert_ok = read_flags(ok, _resolvent_cert(G, pivmin))  # the call's one host sync
+    if not ok_h:  # some pivot needs the guard: the guarded sweeps
+        gL, gR, guarded = _both_pivots(alpha, beta, pivmin, method, L, guard="force")
+        G = _combine_resolvent(gL, gR, beta)
+        cert_ok = None
+    return G, guarded.to(torch.int64), _resolvent_flags(G, pivmin, cert_ok), gL, gR
 
 
 def _logdet_forward(alpha, beta, pivmin, method, L):
@@ -226,13 +270,26 @@ def _solve_stable(alpha, b, c, f, pivmin, method, L, gL=None):
     if gL is None:
         gL, _, _ = _pivots_chunked(alpha, b * c, pivmin, L)
     x = _solve_with_pivots(gL, b, c, f, "chunked", L)
+    return _refine(alpha, b, c, f, pivmin, L, gL, x)
+
+
+def _refine(alpha, b, c, f, pivmin, L, gL, x, flags=(), done=None):
+    """The iterative refinement and pivoted fallback of :func:`_solve_stable` from the first
+    solution ``x``.  ``flags``: the caller's 0-d bool tensors, read in the same host sync as the
+    first backward-error test; ``done(values) -> bool``: given their values, True stops before
+    refining (the caller then ignores the result).  Returns ``(x, steps)``, or ``(x, steps,
+    values)`` where ``flags`` were given.  One host sync when the first solve is good enough."""
     steps = 0
     ok, r = _backward_ok(alpha, b, c, f, x)
-    while not bool(ok.all()) and steps < _REFINE_STEPS:
+    good, *values = read_flags(ok.all(), *flags)
+    if done is not None and done(values):
+        return x, steps, values
+    while not good and steps < _REFINE_STEPS:
         x = x + _solve_with_pivots(gL, b, c, r, "chunked", L)
         steps += 1
         ok, r = _backward_ok(alpha, b, c, f, x)
-    if not bool(ok.all()):
+        good = bool(ok.all())
+    if not good:
         bad = (~ok).nonzero()[:, 0]
         args = (alpha[bad], b[bad], c[bad], f[bad], pivmin[bad])
         if _numpy_kernels_available():
@@ -241,7 +298,7 @@ def _solve_stable(alpha, b, c, f, pivmin, method, L, gL=None):
         else:
             xb, _ = _gtsv_ref(*args)
         x = x.index_copy(0, bad, xb.to(x.dtype))
-    return x, steps
+    return (x, steps, values) if flags else (x, steps)
 
 
 def _solve_forward(alpha, b, c, f, pivmin, method, L):
@@ -259,11 +316,21 @@ def _solve_forward(alpha, b, c, f, pivmin, method, L):
         x, singular = _gtsv_ref(alpha, b, c, f, pivmin)
         return x, torch.zeros(B, dtype=torch.int64, device=alpha.device), singular, none
     beta = b * c
-    gL, _, mask = _pivots_chunked(alpha, beta, pivmin, L)
+    # one host sync in the common case: the pivot-guard certificate, the singular flags and the
+    # first solve's backward error are read together
+    gL, _, mask, ok = _pivots_chunked(alpha, beta, pivmin, L, guard="defer")
     singular = _left_flags(mask, alpha, beta, gL, pivmin)
-    if bool(singular.any()):  # the caller raises: no refinement of a singular system
-        return _solve_with_pivots(gL, b, c, f, "chunked", L), mask.sum(dim=1).to(torch.int64), singular, gL
-    x, _ = _solve_stable(alpha, b, c, f, pivmin, "chunked", L, gL)
+    x = _solve_with_pivots(gL, b, c, f, "chunked", L)
+    x, _, (ok_h, sing_h) = _refine(alpha, b, c, f, pivmin, L, gL, x, flags=(ok, singular.any()),
+                                   done=lambda v: not v[0] or v[1])
+    if not ok_h:  # some pivot needs the guard: the guarded sweep, then as before
+        gL, _, mask = _pivots_chunked(alpha, beta, pivmin, L, guard="force")
+        singular = _left_flags(mask, alpha, beta, gL, pivmin)
+        x = _solve_with_pivots(gL, b, c, f, "chunked", L)
+        if not bool(singular.any()):
+            x, _ = _refine(alpha, b, c, f, pivmin, L, gL, x)
+    elif sing_h:  # the caller raises: no refinement of a singular system
+        return x, mask.sum(dim=1).to(torch.int64), singular, gL
     singular = singular | ~torch.isfinite(x).all(dim=2).all(dim=1)
     return x, mask.sum(dim=1).to(torch.int64), singular, gL
 

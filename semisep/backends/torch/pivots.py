@@ -69,7 +69,8 @@ from .pool import _Arena
 
 
 def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor, L: int | None = None,
-                    renorm_every: int | None = None, both: bool = False, mask_none: bool = False):
+                    renorm_every: int | None = None, both: bool = False, mask_none: bool = False,
+                    guard: str = "auto"):
     """LU pivots by the chunked Moebius scan (see the module docstring).  Same I/O as
     :func:`_pivots_ref`: ``alpha (B, N)``, ``beta (B, N-1)``, ``pivmin (B,)`` ->
     ``(g, d, guarded_mask)``, each ``(B, N)``.  No autograd (call it under ``no_grad``).
@@ -77,7 +78,13 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
     ``both=True``: also the sweep of the reversed sequence (the UL pivots, in reversed order):
     ``g`` is then the pair ``(g_left, g_right_reversed)`` (separate buffers), the mask has
     rows ``B..2B-1`` for the reversed sweep, and ``d`` is not returned (None).
-    ``mask_none=True``: the mask is None when no pivot was guarded (saves a (B, N) pass)."""
+    ``mask_none=True``: the mask is None when no pivot was guarded (saves a (B, N) pass).
+
+    ``guard`` (when the pivot guard runs): ``"auto"`` reads the unguarded pass's certificate
+    (one host sync) and re-runs with the guard where it fails; ``"defer"`` does not read it and
+    returns a fourth element ``ok`` (0-d bool tensor; False: the results are void and the call
+    must be repeated with ``"force"``), with no guard applied (the mask as for no guarded
+    pivot); ``"force"`` runs the guarded pass straight away (no host sync here)."""
     if alpha.is_complex():
         ar, ai = torch.view_as_real(alpha).unbind(-1)
         br, bi = torch.view_as_real(beta).unbind(-1)
@@ -85,7 +92,7 @@ def _pivots_chunked(alpha: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tenso
     else:
         rows = _PlanarRows(alpha, None, beta, None, alpha.dtype)
     return _pivots_chunked_rows(rows, _absmax_rows(alpha), _absmax_rows(beta), pivmin, L, renorm_every,
-                                both, mask_none)
+                                both, mask_none, guard)
 
 
 def _prescale_exponent(amax_a: torch.Tensor, amax_b: torch.Tensor, N: int, rdt: torch.dtype) -> torch.Tensor:
@@ -110,10 +117,12 @@ def _shifted_absmax(diag: torch.Tensor, sr: torch.Tensor, si: torch.Tensor) -> t
 
 
 def _resolvent_chunked_shifted(diag: torch.Tensor, shift: torch.Tensor, beta: torch.Tensor,
-                               pivmin: torch.Tensor, L: int | None = None):
+                               pivmin: torch.Tensor, L: int | None = None, defer: bool = False):
     """``G = diag((T - zI)^{-1})`` (B, N) by the chunked sweeps for a real ``diag (B, N)``,
     ``beta (B, N-1)`` and a complex ``shift (B,)``, no autograd; None when some pivot may need
-    the guard (the caller then runs the general path, which decides exactly).
+    the guard (the caller then runs the general path, which decides exactly).  ``defer=True``:
+    ``(G, ok)`` instead, ``ok`` a 0-d bool tensor (False: ``G`` is void, a pivot may need the
+    guard), so that the caller reads it together with its other flags in one host sync.
 
     Both sweeps run as one planar problem of ``2B`` rows (:func:`_pivots_chunked_rows`), but the
     reversed rows are laid out *front*-padded: flat position ``q`` of the reversed layout then
@@ -157,7 +166,7 @@ def _resolvent_chunked_shifted(diag: torch.Tensor, shift: torch.Tensor, beta: to
         planes = (Ar, Ai, Br, None)
         num, den = _chunk_carries_planar(planes, renorm_every)
         _, Dp, ok = _second_pass_planar(planes, num, den, pm, True, arena, keep_g=False)
-        if not ok:
+        if not defer and not bool(ok):
             return None
         # gamma = dL + dR - alpha (scaled by 1/s), in the forward layout
         gam = Dp[:, :, B0:].flip((1, 3))  # (2, L, B0, nc), fresh
@@ -173,21 +182,23 @@ def _resolvent_chunked_shifted(diag: torch.Tensor, shift: torch.Tensor, beta: to
         nt = n.permute(1, 2, 0)
         torch.mul(gr.permute(1, 2, 0), nt, out=ov[..., 0])
         torch.mul(gi.permute(1, 2, 0), nt, out=ov[..., 1]).neg_()
-    return out.view(B0, nc * L)[:, :N]
+    G = out.view(B0, nc * L)[:, :N]
+    return (G, ok) if defer else G
 
 
 def _pivots_chunked_shifted(diag: torch.Tensor, shift: torch.Tensor, beta: torch.Tensor, pivmin: torch.Tensor,
-                            L: int | None = None, mask_none: bool = True):
+                            L: int | None = None, mask_none: bool = True, guard: str = "auto"):
     """Both pivot sweeps of ``alpha = diag - shift`` (``diag (B, N)`` and ``beta (B, N-1)`` real,
     ``shift (B,)`` complex) without forming ``alpha``: the chunk layouts are written straight
     from ``diag`` (``Re alpha``), ``Im alpha = -Im shift`` is one number per row and ``beta``
-    has no imaginary part.  Returns what ``_pivots_chunked(alpha, beta, ..., both=True)`` does."""
+    has no imaginary part.  Returns what ``_pivots_chunked(alpha, beta, ..., both=True,
+    guard=guard)`` does."""
     rdt = _real_dtype(shift.dtype)  # the working precision (a float32 T at a complex128 z: double)
     diag, beta = diag.to(rdt), beta.to(rdt)
     sr, si = shift.real.to(rdt), shift.imag.to(rdt)
     rows = _PlanarRows(diag, -si, beta, None, shift.dtype, shift=sr)
     return _pivots_chunked_rows(rows, _shifted_absmax(diag, sr, si), _absmax_rows(beta), pivmin, L, None,
-                                True, mask_none)
+                                True, mask_none, guard)
 
 
 class _PlanarRows:
@@ -204,9 +215,16 @@ class _PlanarRows:
         return self.dtype.is_complex
 
 
-def _pivots_chunked_rows(rows: _PlanarRows, amax_a, amax_b, pivmin, L, renorm_every, both, mask_none):
+def _pivots_chunked_rows(rows: _PlanarRows, amax_a, amax_b, pivmin, L, renorm_every, both, mask_none,
+                         guard: str = "auto"):
     """:func:`_pivots_chunked` on :class:`_PlanarRows`; ``amax_a``, ``amax_b (B0,)`` are the rows'
     ``max(|re|, |im|)`` of alpha and beta (for the power-of-two prescaling)."""
+    out = _pivots_chunked_rows_(rows, amax_a, amax_b, pivmin, L, renorm_every, both, mask_none, guard)
+    return out if guard == "defer" else out[:3]
+
+
+def _pivots_chunked_rows_(rows, amax_a, amax_b, pivmin, L, renorm_every, both, mask_none, guard):
+    """:func:`_pivots_chunked_rows` returning ``(g, d, mask, ok)`` (``ok`` None unless deferred)."""
     B0, N = rows.re.shape
     B = 2 * B0 if both else B0
     rdt = _real_dtype(rows.dtype)
@@ -219,7 +237,8 @@ def _pivots_chunked_rows(rows: _PlanarRows, amax_a, amax_b, pivmin, L, renorm_ev
     if N == 0 or B == 0:
         empty = torch.zeros(B, N, dtype=rows.dtype, device=dev)
         mask = torch.zeros(B, N, dtype=torch.bool, device=dev)
-        return ((empty[:B0], empty[B0:]), None, mask) if both else (empty, empty, mask)
+        ok0 = torch.ones((), dtype=torch.bool, device=dev)
+        return ((empty[:B0], empty[B0:]), None, mask, ok0) if both else (empty, empty, mask, ok0)
     if L is None:
         L = _pivot_chunk_length(N)
     L = max(1, min(int(L), N))
@@ -254,13 +273,17 @@ def _pivots_chunked_rows(rows: _PlanarRows, amax_a, amax_b, pivmin, L, renorm_ev
         planes = (Ar, Ai, Br, Bi)
 
         keep_d = not both
+        ok = None
         if rows.is_complex:
             num, den = _chunk_carries_planar(planes, renorm_every)
-            Gp, Dp, ok = _second_pass_planar(planes, num, den, pm, keep_d, arena)
+            if guard != "force":
+                Gp, Dp, ok = _second_pass_planar(planes, num, den, pm, keep_d, arena)
         else:
             num, den = _chunk_carries(Ar, Br, renorm_every)
-            Gp, Dp, ok = _second_pass_unguarded(Ar, Br, num, den, pm, arena=arena)
-        if not ok:  # the guarded re-run, on complex layouts (rare: only problems that need the guard)
+            if guard != "force":
+                Gp, Dp, ok = _second_pass_unguarded(Ar, Br, num, den, pm, arena=arena)
+        if guard == "force" or (guard == "auto" and not bool(ok)):
+            # the guarded re-run, on complex layouts (rare: only problems that need the guard)
             Ac, Bc = (Ar, Br) if not rows.is_complex else (_complex_plane(Ar, Ai), _complex_plane(Br, Bi))
             Gp, Dp, mask = _guarded_second_pass(_guarded_pass_fn(Ac, Bc, pm), num, den, pm, B, nc, Ac, rdt)
             mask = _from_chunks(mask, N)
@@ -269,10 +292,10 @@ def _pivots_chunked_rows(rows: _PlanarRows, amax_a, amax_b, pivmin, L, renorm_ev
         if both:  # the two halves as separate buffers, so that gL and gR do not share one
             gl = _from_chunks_scaled(Gp[..., :B0, :], N, inv_s[:B0], rows.dtype).to(rows.dtype)
             gr = _from_chunks_scaled(Gp[..., B0:, :], N, inv_s[B0:], rows.dtype).to(rows.dtype)
-            return (gl, gr), None, mask
+            return (gl, gr), None, mask, ok
         g = _from_chunks_scaled(Gp, N, inv_s, rows.dtype).to(rows.dtype)
         d = _from_chunks_scaled(Dp, N, torch.exp2(ea.to(rdt)), rows.dtype, conj=False).to(rows.dtype)
-        return g, d, mask
+        return g, d, mask, ok
 
 
 def _chunk_carries(Ac: torch.Tensor, Bc: torch.Tensor, renorm_every: int):
@@ -377,7 +400,8 @@ def _second_pass_planar(planes, num, den, pm, keep_d: bool, arena: _Arena, keep_
     same or ``(L, B, 1)`` (one number per row), ``Im betap`` the same or None (zero).  Per step,
     in real arithmetic: ``d = alpha - betap g``, ``|d|^2``, ``g = conj(d)/|d|^2``; the state is
     kept as ``(Re g, -Im g)`` so that every step is a handful of contiguous real ops (torch's
-    complex CPU kernels and strided real views cost 2-4x as much).  Returns ``(Gp, Dp, ok)``:
+    complex CPU kernels and strided real views cost 2-4x as much).  Returns ``(Gp, Dp, ok)``
+    (``ok`` a 0-d bool tensor, not read here):
     ``Gp (2, L, B, nc)`` = ``(Re g, -Im g)`` or None (``keep_g=False``), ``Dp`` = ``(Re d, Im d)``
     or None (``keep_d=False``), scratch of ``arena``."""
     Ar, Ai, Br, Bi = planes
@@ -424,16 +448,16 @@ def _second_pass_planar(planes, num, den, pm, keep_d: bool, arena: _Arena, keep_
     fin = torch.finfo(rdt)
     thr = torch.clamp(pm * pm * (1 + 8 * fin.eps), min=fin.tiny)  # |d| >= pm, |d|^2 normal
     ok = (mn.amin(dim=1) >= thr) & (mx.amax(dim=1) <= fin.max)
-    return Gp, Dp, bool(ok.all())
+    return Gp, Dp, ok.all()
 
 
 def _second_pass_unguarded(Ac, Bc, num, den, pm, arena: _Arena | None = None):
     """Pass (iii) of a real problem without the guard: ``d = alpha - betap g``, ``g = 1/d`` in
     every chunk from the carries ``num/den``.  Returns ``(G, D, ok)``, ``G, D (L, B, nc)``; ``ok``
-    is True when no pivot needs the guard (then ``G, D`` are the sweep's values) and False when
-    some pivot may (``|d| < pm`` or NaN): the caller then re-runs the guarded pass, which decides
-    exactly.  ``arena``: ``G`` and ``D`` are its scratch tensors.  Complex problems run
-    :func:`_second_pass_planar`."""
+    (a 0-d bool tensor, not read here) is True when no pivot needs the guard (then ``G, D`` are
+    the sweep's values) and False when some pivot may (``|d| < pm`` or NaN): the caller then
+    re-runs the guarded pass, which decides exactly.  ``arena``: ``G`` and ``D`` are its scratch
+    tensors.  Complex problems run :func:`_second_pass_planar`."""
     L, B, nc = Ac.shape
     g = Ac.new_zeros(B, nc)  # g_{-1}: anything finite (betap_0 = 0)
     if num is not None:
@@ -448,7 +472,7 @@ def _second_pass_unguarded(Ac, Bc, num, den, pm, arena: _Arena | None = None):
         torch.addcmul(Ac[t], Bc[t], g, value=-1, out=D[t])
         g = torch.reciprocal(D[t], out=G[t])
     absd = D.abs().amin(dim=(0, 2))
-    return G, D, bool((absd >= pm).all())
+    return G, D, (absd >= pm).all()
 
 
 def _guarded_pass_fn(Ac, Bc, pm):

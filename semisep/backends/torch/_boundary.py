@@ -148,3 +148,12 @@ def repair_planar(planes, num: torch.Tensor, den: torch.Tensor, Gp: torch.Tensor
         if not b.numel():
             break
     return lo, hi
+
+
+def repair_extrema(planes, num, den, Gp, Dp, mn: torch.Tensor, mx: torch.Tensor):
+    """:func:`repair_planar`, then the pass's running ``(min |d|^2, max |d|^2)`` ``mn, mx``
+    widened by the re-run pivots' (unchanged where nothing was re-run)."""
+    rep = repair_planar(planes, num, den, Gp, Dp)
+    if rep is None:
+        return mn, mx
+    return torch.minimum(mn, rep[0] * rep[0]), torch.maximum(mx, rep[1] * rep[1])

@@ -442,9 +442,7 @@ def _second_pass_planar(planes, num, den, pm, keep_d: bool, arena: _Arena, keep_
         gr = torch.mul(dr, r, out=gr if Gp is None else Gp[0, t])
         gc = torch.mul(di, r, out=gc if Gp is None else Gp[1, t])
     # chunks whose scanned carry disagrees with the previous chunk's last pivot: re-run from it
-    rep = _boundary.repair_planar(planes, num, den, Gp, Dp)
-    if rep is not None:  # (min |d|, max |d|) of the re-run pivots
-        mn, mx = torch.minimum(mn, rep[0] * rep[0]), torch.maximum(mx, rep[1] * rep[1])
+    mn, mx = _boundary.repair_extrema(planes, num, den, Gp, Dp, mn, mx)
     fin = torch.finfo(rdt)
     thr = torch.clamp(pm * pm * (1 + 8 * fin.eps), min=fin.tiny)  # |d| >= pm, |d|^2 normal
     ok = (mn.amin(dim=1) >= thr) & (mx.amax(dim=1) <= fin.max)

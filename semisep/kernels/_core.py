@@ -84,7 +84,8 @@ class _NS:
         if self.torch is not None:
             return x.expand(tuple(shape))
         # ``x`` itself where no broadcast is needed: it stays writeable (see NumpyBackend)
-        return x if tuple(x.shape) == tuple(shape) else np.broadcast_to(x, tuple(shape))
+        shape = tuple(shape)
+        return x if isinstance(x, np.ndarray) and x.shape == shape else np.broadcast_to(x, shape)
 
     def matrix(self, rows: Sequence[Sequence[Any]], out: Any = None) -> Any:
         """``(..., m, n)`` from an m x n nested list of broadcastable ``(...)`` arrays, written

@@ -78,12 +78,14 @@ class _NS:
         shape = np.broadcast_shapes(*(tuple(x.shape) for x in xs))
         if self.torch is not None:
             return [x.expand(shape) for x in xs]
-        return [np.broadcast_to(x, shape) for x in xs]
+        return [self.broadcast_to(x, shape) for x in xs]
 
     def broadcast_to(self, x: Any, shape: Sequence[int]) -> Any:
         if self.torch is not None:
             return x.expand(tuple(shape))
-        return np.broadcast_to(x, tuple(shape))
+        # ``x`` itself where no broadcast is needed: it stays writeable (see NumpyBackend)
+        shape = tuple(shape)
+        return x if isinstance(x, np.ndarray) and x.shape == shape else np.broadcast_to(x, shape)
 
     def matrix(self, rows: Sequence[Sequence[Any]], out: Any = None) -> Any:
         """``(..., m, n)`` from an m x n nested list of broadcastable ``(...)`` arrays, written

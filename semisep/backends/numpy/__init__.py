@@ -208,7 +208,10 @@ class NumpyBackend(Backend):
         return np.concatenate(xs, axis=axis)
 
     def broadcast_to(self, x, shape):
-        return np.broadcast_to(x, shape)
+        # ``x`` itself where its shape is already ``shape``: np.broadcast_to's view is read-only,
+        # and numba types (and compiles) read-only arrays apart from writeable ones
+        shape = tuple(shape)
+        return x if isinstance(x, np.ndarray) and x.shape == shape else np.broadcast_to(x, shape)
 
     def is_complex(self, dtype) -> bool:
         return np.issubdtype(dtype, np.complexfloating)

@@ -202,7 +202,7 @@ def factor_kernel(alpha, p, q, a, g, h, b, pivmin, store_states=False):
     Ms = np.empty((B, n if store_states else 0, rl, ru), dt)
     guarded = np.zeros(B, np.int64)
     last_small = np.zeros(B, np.bool_)
-    piv = np.ascontiguousarray(np.broadcast_to(pivmin, (B,)), dtype=np.float64)
+    piv = np.full(B, pivmin, np.float64)  # writeable, as every kernel input (one signature)
     delta = np.zeros((B, n), dt)  # written where a pivot is guarded only
     _factor_batch((), (), alpha, p, q, a, g, h, b, piv, d, qt, ht, Ms,
                   bool(store_states), guarded, last_small, delta)

@@ -70,7 +70,7 @@ def _compact(x):
     """``x`` (rows, N, ...) C-contiguous; an N axis of stride 0 (one vector for every step, as
     ``q = v`` of a kernel's generators) is passed as length 1 instead of being copied out."""
     if x.ndim >= 2 and x.shape[1] > 1 and x.strides[1] == 0:
-        x = x[:, :1]
+        x = np.array(x[:, :1])  # a copy of one step: writeable, as every kernel input
     return np.ascontiguousarray(x)
 
 
@@ -168,7 +168,7 @@ def factor_symmetric_kernel(alpha, p, q, a, pivmin):
     ht = np.empty((B, n, r), dt)
     guarded = np.zeros(B, np.int64)
     last_small = np.zeros(B, np.bool_)
-    piv = np.ascontiguousarray(np.broadcast_to(pivmin, (B,)), dtype=np.float64)
+    piv = np.full(B, pivmin, np.float64)  # writeable, as every kernel input (one signature)
     delta = np.zeros((B, n), dt)  # written where a pivot is guarded only
     _factor_sym_batch(_witness(r), alpha, p, q, a, piv, d, qt, ht, guarded, last_small, delta)
     return d, qt, ht, guarded, last_small, delta

@@ -6,6 +6,8 @@ the compiled kernel generators against the kernels' NumPy formulas."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -239,3 +241,108 @@ def test_compiled_pivot_scale_equals_the_numpy_expression(dtype, ranks, symmetri
     p = np.ones((1, 5, 1))
     assert np.isnan(kq.pivot_scale(alpha, p, p, p, p)[0])
     assert kq.pivot_scale(alpha.astype(complex), p, p, p, p) is None
+
+
+# ------------------------------------------------------------------------------------------------
+# row-parallel NumPy steps of a batched call (semisep.backends.numpy.quasiseparable_rows)
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture
+def split_rows(monkeypatch):
+    """Force the row-parallel path at test sizes: two threads, chunks of one or two rows."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    monkeypatch.setattr(qr, "threads", lambda: 2)
+    monkeypatch.setattr(qr, "MIN_PARALLEL_ELEMENTS", 1)
+    monkeypatch.setattr(qr, "MIN_CHUNK_ELEMENTS", 150)
+    return qr
+
+
+ROW_KERNELS = [
+    K.Celerite(1.0, 0.1, 0.5, 2.0) + K.Exp(5.0, 0.7), K.Matern32(1.5, 0.7),
+    K.Matern32(2.0) * K.Cosine(3.0), 2.5 * (K.SHO(2.0, 0.3) + K.Matern52(1.0)),
+]
+
+
+@pytest.mark.parametrize("kern", ROW_KERNELS, ids=repr)
+def test_row_parallel_generators_and_pipeline_match_the_whole_batch_code(split_rows, monkeypatch,
+                                                                         kern):
+    """``to_generators`` / ``to_operator`` built row by row on two threads, and the row-parallel
+    log-determinant and inverse-diagonal certificate, equal the whole-batch code (their plain
+    twin, forced with one chunk) bit for bit, shapes and dtypes included."""
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.uniform(0, 30, (2, 3, 200)), axis=-1)
+    y = rng.standard_normal((2, 3, 200))
+    noises = (0.05, np.full(200, 0.05), rng.uniform(0.01, 0.1, (3, 200)))
+    calls = []
+    real_run = split_rows.run_rows
+    monkeypatch.setattr(split_rows, "run_rows",
+                        lambda fn, chunks: calls.append(len(chunks)) or real_run(fn, chunks))
+
+    def pipeline():
+        out = list(kern.to_generators(t))
+        for diag in noises:
+            op = kern.to_operator(t, diag=diag)
+            f = op.factor()
+            out += [op.diag, op.p, op.q, op.a, f.solve(y), f.logdet(), op.resolvent_diagonal(0)]
+        return out
+
+    fast = pipeline()
+    assert calls and min(calls) >= 2  # the generators, logdet and certificate ran in chunks
+    monkeypatch.setattr(split_rows, "plan", lambda rows, n: [(0, rows)])
+    slow = pipeline()
+    for f, s in zip(fast, slow, strict=True):
+        assert f.shape == s.shape and f.dtype == s.dtype
+        np.testing.assert_array_equal(f, s)
+    op = kern.to_operator(t, diag=0.05)
+    assert relerr(op.to_dense(), kern(t) + 0.05 * np.eye(200)) < 1e-13
+
+
+def test_row_parallel_steps_equal_numpy_expressions(split_rows):
+    """``log_abs_det`` and ``max_abs_rows`` (row chunks on two threads) are the NumPy
+    expressions of the whole array, bit for bit; NaN propagates."""
+    rng = np.random.default_rng(4)
+    d = rng.standard_normal((7, 300)) * np.exp(rng.uniform(-30, 30, (7, 300)))
+    d[3, 5] = -1e-300
+    logabs, neg = kq.log_abs_det(d)
+    np.testing.assert_array_equal(logabs, np.log(np.abs(d)).sum(-1))
+    np.testing.assert_array_equal(neg, (d < 0).astype(np.float64).sum(-1) % 2 == 1)
+    d[2, 7] = np.nan
+    m = kq.max_abs_rows(d)
+    np.testing.assert_array_equal(m, np.max(np.abs(d), axis=-1))
+    assert np.isnan(m[2]) and not np.isnan(m[1])
+
+
+def test_row_parallel_errors_are_the_whole_batch_errors(split_rows):
+    """A row with unsorted or non-finite coordinates, or a non-finite noise entry, gives the
+    whole-batch code's error (naming the argument and the position); an exception inside a
+    chunk reaches the caller; one thread or one row means one chunk (no split along N)."""
+    t = np.sort(np.random.default_rng(5).uniform(0, 10, (4, 100)), axis=-1)
+    k = K.Matern32(1.0)
+    bad = t.copy()
+    bad[2, 40] = bad[2, 39] - 1.0
+    with pytest.raises(ValueError, match=r"sorted .* t\[\.\.\., 40\]"):
+        k.to_operator(bad, diag=0.1)
+    bad = t.copy()
+    bad[3, 7] = np.inf
+    with pytest.raises(ss.NonFiniteError, match="coordinates 't' must be finite"):
+        k.to_generators(bad)
+    noise = np.full(100, 0.1)
+    noise[50] = np.nan
+    with pytest.raises(ss.NonFiniteError, match="'diag'"):
+        k.to_operator(t, diag=noise)
+    with pytest.raises(ZeroDivisionError):
+        split_rows.run_rows(lambda s, e: 1 // (s - 2), [(0, 1), (1, 2), (2, 3), (3, 4)])
+    assert split_rows.run_rows(lambda s, e: (s, e), [(0, 2), (2, 3)]) == [(0, 2), (2, 3)]
+    assert split_rows.plan(1, 10 ** 6) == [(0, 1)]
+    assert split_rows.plan(4, 100) == [(0, 2), (2, 4)]  # chunks of >= 150 elements
+
+
+def test_row_parallel_plan_without_threads(monkeypatch):
+    """With one numba thread every call runs in the calling thread, in one chunk."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    monkeypatch.setattr(qr, "threads", lambda: 1)
+    assert qr.plan(8, 1 << 17) == [(0, 8)]
+    assert qr.run_rows(lambda s, e: threading.get_ident(), [(0, 4), (4, 8)]) == [threading.get_ident()] * 2
+    monkeypatch.undo()
+    assert qr.plan(8, 1 << 4) == [(0, 8)]  # too small to split

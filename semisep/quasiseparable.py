@@ -312,14 +312,22 @@ class QuasiseparableFactorization:
         eng = _engine(bk)
         p, _, a = self._lower
         g, _, b = self._upper
-        d, qt, ht, guarded, last_small, delta = eng.factor(self._alpha, *self._lower,
-                                                           *self._upper, self.pivmin)
+        self._G = None
+        fused = None
+        if what == "resolvent_diagonal" and hasattr(eng, "factor_inverse_diagonal"):
+            # the inverse diagonal of each row right after its factorization (NumPy engine)
+            fused = eng.factor_inverse_diagonal(self._alpha, *self._lower, *self._upper,
+                                                self.pivmin)
+        if fused is not None:
+            d, qt, ht, guarded, last_small, delta, self._G = fused
+        else:
+            d, qt, ht, guarded, last_small, delta = eng.factor(self._alpha, *self._lower,
+                                                               *self._upper, self.pivmin)
         self._delta = delta
         self._d, self._qt, self._ht = d, qt, ht
         self._inverse_factors = (p, a, g, b)
         self.pivots_guarded = np.asarray(guarded).reshape(batch)
         singular = np.asarray(last_small, dtype=bool)
-        self._G = None
         if bool(np.any(guarded)):
             singular = singular | self._certificate(self._inverse_diagonal())
         _raise_if_singular(singular, batch, what, z)

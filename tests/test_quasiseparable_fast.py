@@ -346,3 +346,35 @@ def test_row_parallel_plan_without_threads(monkeypatch):
     assert qr.run_rows(lambda s, e: threading.get_ident(), [(0, 4), (4, 8)]) == [threading.get_ident()] * 2
     monkeypatch.undo()
     assert qr.plan(8, 1 << 4) == [(0, 8)]  # too small to split
+
+
+def test_fused_factor_and_inverse_diagonal_equal_the_two_passes(monkeypatch, rng):
+    """``resolvent_diagonal`` of symmetric float64 storage runs the factorization and the
+    inverse diagonal of each row in one pass; the values, pivots and singularity handling are
+    those of ``factor`` followed by the inverse-diagonal kernel, bit for bit.  Other dtypes and
+    general storage decline the fused path."""
+    calls = []
+    real = kq.factor_inverse_diagonal
+
+    def counting(*args):
+        out = real(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(kq, "factor_inverse_diagonal", counting)
+    alpha, p, q, a = sym_gens(rng, 3, 60, 3, np.float64)
+    op = ss.Quasiseparable(alpha, p, q, a)
+    for z in (0.0, 0.3):
+        fused = op.resolvent_diagonal(z)
+        assert calls[-1] is True
+        two = op.factor(z).resolvent_diagonal()
+        np.testing.assert_array_equal(fused, two)
+    assert relerr(fused, np.diagonal(np.linalg.inv(op.to_dense() - 0.3 * np.eye(60)), 0, -2, -1)) < 1e-12
+    for other in (ss.Quasiseparable(alpha.astype(np.complex128), p, q, a),
+                  ss.Quasiseparable(alpha, p, q, a, p, q, a)):
+        other.resolvent_diagonal(0.0)
+        assert calls[-1] is False
+    # a singular symmetric matrix: the same error from the fused path
+    sing = ss.Quasiseparable(np.ones(4), np.ones((4, 1)), np.ones((4, 1)), np.ones((4, 1, 1)))
+    with pytest.raises(ss.SingularMatrixError):
+        sing.resolvent_diagonal(0.0)

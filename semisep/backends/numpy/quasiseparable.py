@@ -75,6 +75,7 @@ from .quasiseparable_symmetric import (
     _inverse_diagonal_sym_batch,
     _rank,
     _witness,
+    factor_inverse_diagonal_symmetric_kernel,
     factor_symmetric_kernel,
     pivot_scale,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "matvec_kernel",
     "bilinear_grad_kernel",
     "factor",
+    "factor_inverse_diagonal",
     "solve",
     "inverse_diagonal",
     "matvec",
@@ -592,6 +594,17 @@ def factor(alpha, p, q, a, g, h, b, pivmin):
         _c(alpha), _c(p), _compact(q), _compact(a), _c(g), _compact(h), _compact(b), pivmin
     )
     return d, qt, ht, guarded, last_small, delta
+
+
+def factor_inverse_diagonal(alpha, p, q, a, g, h, b, pivmin):
+    """``(d, qt, ht, guarded, last_small, delta, G)``: :func:`factor` and
+    :func:`inverse_diagonal` of its factors in one pass over the rows, for symmetric storage
+    of real float64 data (each row's inverse diagonal while its factors are in cache); None
+    otherwise (the caller runs the two)."""
+    if not _symmetric(p, q, a, g, h, b) or np.result_type(alpha, p, q, a) != np.float64:
+        return None
+    return factor_inverse_diagonal_symmetric_kernel(_c(alpha), _c(p), _compact(q), _compact(a),
+                                                    pivmin)
 
 
 def solve(d, qt, ht, p, a, g, b, f, transpose=False):

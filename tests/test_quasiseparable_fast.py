@@ -378,3 +378,69 @@ def test_fused_factor_and_inverse_diagonal_equal_the_two_passes(monkeypatch, rng
     sing = ss.Quasiseparable(np.ones(4), np.ones((4, 1)), np.ones((4, 1)), np.ones((4, 1, 1)))
     with pytest.raises(ss.SingularMatrixError):
         sing.resolvent_diagonal(0.0)
+
+
+def test_recycled_buffers_are_reused_only_when_nothing_refers_to_them(monkeypatch):
+    """``empty`` / ``zeros`` of the row module: large arrays are views of kept buffers, handed
+    out again only once no array (view, reshape, slice) refers to them; ``zeros`` is zero on
+    dirty memory; small arrays are plain; the cap holds; ``release`` drops free buffers."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    monkeypatch.setattr(qr, "RECYCLE_MIN_BYTES", 1024)
+    monkeypatch.setattr(qr, "RECYCLE_MAX_BYTES", 1 << 16)
+    monkeypatch.setattr(qr, "_buffers", [])
+
+    def addr(x):
+        return x.__array_interface__["data"][0]
+
+    small = qr.zeros((10,))
+    assert small.base is None and not small.any()
+    x = qr.empty((40, 8), np.float64)
+    assert x.shape == (40, 8) and x.dtype == np.float64 and x.flags.c_contiguous
+    x[...] = 7.0
+    first = addr(x)
+    view = x[3:, ::2].reshape(-1)
+    del x
+    y = qr.empty((40, 8))
+    assert addr(y) != first                    # a slice of the first array is alive
+    del view
+    z = qr.zeros((20, 16))                     # same size, 2560 bytes: reuses the first buffer
+    assert addr(z) == first and not z.any()
+    c = qr.empty((4, 10, 8), np.complex128)    # 5120 bytes: a new buffer
+    assert c.dtype == np.complex128 and addr(c) not in (first, addr(y))
+    big = qr.empty((1 << 14,))                 # over the cap: not kept
+    assert sum(b.nbytes for b in qr._buffers) <= 1 << 16
+    del y, z, c, big
+    qr.release()
+    assert qr._buffers == []
+
+
+def test_recycled_outputs_never_alias_live_operators(monkeypatch):
+    """With every array recycled, operators and factorizations built one after the other while
+    the earlier ones are alive keep their own data, and every result equals the run without
+    recycling, bit for bit."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    rng = np.random.default_rng(8)
+    t = np.sort(rng.uniform(0, 30, (3, 150)), axis=-1)
+    y = rng.standard_normal((3, 150))
+    kern = K.Celerite(1.0, 0.1, 0.5, 2.0) + K.Exp(5.0, 0.7)
+
+    def run():
+        ops = [kern.to_operator(t * s, diag=0.05) for s in (1.0, 1.5)]
+        facs = [op.factor() for op in ops]
+        out = [f.solve(y) for f in facs] + [f.logdet() for f in facs]
+        out += [op.resolvent_diagonal(0) for op in ops]
+        return ops, out
+
+    monkeypatch.setattr(qr, "RECYCLE_MIN_BYTES", 1 << 62)
+    plain_ops, plain = run()
+    monkeypatch.setattr(qr, "RECYCLE_MIN_BYTES", 64)
+    monkeypatch.setattr(qr, "_buffers", [])
+    ops, rec = run()
+    for a, b in zip(rec, plain, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for op, ref_op in zip(ops, plain_ops, strict=True):
+        for name in ("diag", "p", "a"):
+            np.testing.assert_array_equal(getattr(op, name), getattr(ref_op, name))
+    assert qr._buffers  # the recycled path ran

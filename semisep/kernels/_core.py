@@ -61,7 +61,9 @@ class _NS:
     def zeros(self, shape: Sequence[int]) -> Any:
         if self.torch is not None:
             return self.torch.zeros(tuple(shape), dtype=self.dtype, device=self.device)
-        return np.zeros(tuple(shape), dtype=self.dtype)
+        from ..backends.numpy.quasiseparable_rows import zeros  # large ones recycled
+
+        return zeros(tuple(shape), dtype=self.dtype)
 
     def stack(self, xs: Sequence[Any], axis: int) -> Any:
         xs = self.broadcast(*xs)
@@ -345,6 +347,7 @@ class Kernel:
             elif not isinstance(diag, float | int):
                 return None
             diag = np.asarray(diag, dtype=np.float64)  # as the whole-batch code converts it
+        from ..backends.numpy import quasiseparable_rows as buffers
         from ..backends.numpy.quasiseparable_rows import plan, run_rows
 
         batch, n, r = tuple(t.shape), int(t.shape[-1]), self.order
@@ -353,9 +356,10 @@ class Kernel:
         if len(chunks) < 2:
             return None
         x = t.reshape(rows, n)
-        a = np.zeros((rows, n, r, r))        # Sum writes its diagonal blocks only
-        p = np.empty((rows, n, r))
-        kd = np.empty((rows, n)) if diag is not None else None
+        a = buffers.empty((rows, n, r, r))
+        zero_a = not _writes_every_entry(self)  # a Sum writes its diagonal blocks only
+        p = buffers.empty((rows, n, r))
+        kd = buffers.empty((rows, n)) if diag is not None else None
         dg = None if diag is None or diag.ndim == 0 else np.broadcast_to(diag, batch).reshape(rows, n)
 
         def chunk(s: int, e: int) -> tuple[Any, Any, bool]:
@@ -366,6 +370,8 @@ class Kernel:
             if not (dt >= 0).all():
                 return None, None, False
             out = a[s:e]
+            if zero_a:
+                out[...] = 0
             k0, pc, v, ac = self._parts(dt, ns, out)
             if ac is not out:
                 out[...] = ac
@@ -435,6 +441,14 @@ def _stack_last(ns: _NS, xs: Sequence[Any]) -> Any:
         out[..., o:o + x.shape[-1]] = x
         o += x.shape[-1]
     return out
+
+
+def _writes_every_entry(k: Kernel) -> bool:
+    """Whether ``k._parts(dt, ns, out)`` writes every entry of ``out`` (a sum writes its
+    diagonal blocks only)."""
+    if isinstance(k, Scale):
+        return _writes_every_entry(k.kernel)
+    return not isinstance(k, Sum)
 
 
 def _terms(k: Kernel) -> list[Kernel]:

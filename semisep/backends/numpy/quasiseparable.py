@@ -347,7 +347,7 @@ def solve_factored_kernel(d, qt, ht, p, a, g, b, f, transpose=False):
     ``A^T = U^T L^T``: the roles swap, ``(g, ht, b)`` forward with the division, ``(qt, p, a)``
     backward."""
     B = max(x.shape[0] for x in (d, qt, ht, p, a, g, b, f))
-    x = np.empty((B,) + f.shape[1:], d.dtype)
+    x = _rows.empty((B,) + f.shape[1:], d.dtype)
     w = _witness(p.shape[2]) if p.shape[2] == g.shape[2] else ()
     if transpose:
         _sweeps_batch(w, d, g, ht, b, True, qt, p, a, f, x)
@@ -619,7 +619,7 @@ def inverse_diagonal(d, qt, ht, p, a, g, b):
     arrays ``(p, q, a)``, so ``ht = d qt``): the symmetric recursion runs."""
     if p is g and a is b:
         B = max(x.shape[0] for x in (d, qt, p, a))
-        out = np.empty((B, d.shape[1]), d.dtype)
+        out = _rows.empty((B, d.shape[1]), d.dtype)
         _inverse_diagonal_sym_batch(_witness(p.shape[2]), _c(d), _c(qt), _c(p), _compact(a), out)
         return out
     return inverse_diagonal_kernel(*(_c(x) for x in (d, qt, ht, p)), _compact(a), _c(g),

@@ -14,17 +14,31 @@ A batch of one row, or fewer than :data:`MIN_PARALLEL_ELEMENTS` elements, runs i
 thread (:func:`plan` returns one chunk): a batch-1 call is never split along N.  Threads are
 started per call and joined before it returns (no pool that a forked child could inherit in a
 broken state).
+
+Recycled large arrays (:func:`empty`, :func:`zeros`).  glibc maps blocks above its mmap
+threshold (at most 32 MiB) freshly and returns them to the system on free, so a large output --
+a batch's transitions ``a`` (72 bytes per point at rank 3), its factors -- page-faults on first
+touch in every call, which can cost more than the arithmetic.  Arrays of at least
+:data:`RECYCLE_MIN_BYTES` are therefore views of buffers this module keeps: a buffer is handed
+out again only when no array references it any more (its reference count, which every view of
+it raises, is back to the pool's own), so arrays the caller still holds -- an operator's
+generators, its factors -- are never overwritten.  At most :data:`RECYCLE_MAX_BYTES` are kept in
+all; :func:`release` drops the buffers not in use.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import numba
+import numpy as np
 
-__all__ = ["MIN_PARALLEL_ELEMENTS", "MIN_CHUNK_ELEMENTS", "threads", "plan", "run_rows"]
+__all__ = ["MIN_PARALLEL_ELEMENTS", "MIN_CHUNK_ELEMENTS", "RECYCLE_MIN_BYTES", "RECYCLE_MAX_BYTES",
+           "threads", "plan", "run_rows", "empty", "zeros", "release"]
 
 #: calls with fewer elements (rows x N) run in the calling thread
 MIN_PARALLEL_ELEMENTS = 1 << 16
@@ -83,3 +97,68 @@ def run_rows(fn: Callable[[int, int], Any], chunks: list[tuple[int, int]]) -> li
         if e is not None:
             raise e
     return results
+
+
+# ------------------------------------------------------------------------------------------------
+# recycled large arrays
+# ------------------------------------------------------------------------------------------------
+#: arrays smaller than this come from ``np.empty`` / ``np.zeros``
+RECYCLE_MIN_BYTES = 1 << 22
+#: the most bytes of buffers kept (in use or free)
+RECYCLE_MAX_BYTES = 1 << 28
+
+_lock = threading.Lock()
+_buffers: list[np.ndarray] = []       # 1-d uint8 owners, oldest first
+_buffers.append(np.empty(1, np.uint8))
+#: the reference count of a buffer nothing else refers to, as :func:`_free` reads it
+_FREE_REFS = sys.getrefcount(_buffers[0])
+_buffers.clear()
+
+
+def _free(i: int) -> bool:
+    return sys.getrefcount(_buffers[i]) <= _FREE_REFS
+
+
+def empty(shape: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
+    """``np.empty(shape, dtype)`` (C order), from a recycled buffer when it is large (module
+    docstring)."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < RECYCLE_MIN_BYTES:
+        return np.empty(shape, dtype)
+    with _lock:
+        best = -1
+        for i in range(len(_buffers)):  # the smallest free buffer that fits, at most 2x the size
+            size = _buffers[i].nbytes
+            if nbytes <= size <= 2 * nbytes and _free(i) and (best < 0 or size < _buffers[best].nbytes):
+                best = i
+        if best >= 0:
+            return _buffers[best][:nbytes].view(dtype).reshape(shape)
+        total = sum(b.nbytes for b in _buffers)
+        i = 0
+        while total + nbytes > RECYCLE_MAX_BYTES and i < len(_buffers):
+            if _free(i):  # drop the oldest free buffers to make room
+                total -= _buffers.pop(i).nbytes
+            else:
+                i += 1
+        buf = np.empty(nbytes, np.uint8)
+        if total + nbytes <= RECYCLE_MAX_BYTES:
+            _buffers.append(buf)
+        return buf.view(dtype).reshape(shape)
+
+
+def zeros(shape: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
+    """``np.zeros(shape, dtype)``; large arrays from :func:`empty`, then filled with zeros."""
+    dtype = np.dtype(dtype)
+    if math.prod(shape) * dtype.itemsize < RECYCLE_MIN_BYTES:
+        return np.zeros(shape, dtype)
+    x = empty(shape, dtype)
+    x.fill(0)
+    return x
+
+
+def release() -> None:
+    """Drop the recycled buffers that no array uses (their memory goes back to the system)."""
+    with _lock:
+        busy = [i for i in range(len(_buffers)) if not _free(i)]
+        _buffers[:] = [_buffers[i] for i in busy]

@@ -35,6 +35,7 @@ from numba import prange
 
 from .. import SINGULAR_FACTOR
 from .._numba import cache_option, jit, key_caches_on_constants
+from . import quasiseparable_rows as _buf
 
 __all__ = ["factor_symmetric_kernel", "factor_inverse_diagonal_symmetric_kernel", "pivot_scale",
            "MAX_UNROLLED_RANK"]
@@ -166,9 +167,9 @@ def factor_symmetric_kernel(alpha, p, q, a, pivmin):
     n = alpha.shape[1]
     r = p.shape[2]
     dt = alpha.dtype
-    d = np.empty((B, n), dt)
-    qt = np.empty((B, n, r), dt)
-    ht = np.empty((B, n, r), dt)
+    d = _buf.empty((B, n), dt)
+    qt = _buf.empty((B, n, r), dt)
+    ht = _buf.empty((B, n, r), dt)
     guarded = np.zeros(B, np.int64)
     last_small = np.zeros(B, np.bool_)
     piv = np.ascontiguousarray(np.broadcast_to(pivmin, (B,)), dtype=np.float64)
@@ -255,10 +256,10 @@ def factor_inverse_diagonal_symmetric_kernel(alpha, p, q, a, pivmin):
     n = alpha.shape[1]
     r = p.shape[2]
     dt = alpha.dtype
-    d = np.empty((B, n), dt)
-    qt = np.empty((B, n, r), dt)
-    ht = np.empty((B, n, r), dt)
-    out = np.empty((B, n), dt)
+    d = _buf.empty((B, n), dt)
+    qt = _buf.empty((B, n, r), dt)
+    ht = _buf.empty((B, n, r), dt)
+    out = _buf.empty((B, n), dt)
     guarded = np.zeros(B, np.int64)
     last_small = np.zeros(B, np.bool_)
     piv = np.ascontiguousarray(np.broadcast_to(pivmin, (B,)), dtype=np.float64)

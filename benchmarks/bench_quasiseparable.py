@@ -271,6 +271,56 @@ def _norm1_estimate(term, t: np.ndarray, diag: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------------------------
+# batch 8 vs 8 x batch 1: CPU time per thread (meaningful under load, where wall time is not)
+# ------------------------------------------------------------------------------------------------
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of this process (Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                f = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[tid] = (int(f[11]) + int(f[12])) / tick
+    return out
+
+
+def batch_threads(log2n: int = 17, reps: int = 20) -> str:
+    """Wall time, CPU time summed over threads and the busiest thread's CPU time per call, for
+    one batch-8 call and eight batch-1 calls of the log-likelihood and the inverse diagonal
+    (``--batch-threads``).  The busiest thread's CPU time bounds a quiet machine's wall time
+    from below, so ``8 x b1 CPU / busiest`` estimates the batch speedup where other processes
+    hold the cores."""
+    n = 1 << log2n
+    kll, kinv = ll_kernel(), inv_kernel()
+    tb = times(n, BATCH, seed=SEED + 1)
+    yb = np.random.default_rng(SEED).standard_normal((BATCH, n))
+    lines = ["| call | b8 wall | b8 CPU (busiest thread) | 8 x b1 wall | 8 x b1 CPU | wall ratio | "
+             "8 x b1 CPU / busiest b8 thread |", "|---|---|---|---|---|---|---|"]
+
+    def measure(fn):
+        fn()
+        c0, w0 = _thread_cpu(), time.perf_counter()
+        for _ in range(reps):
+            fn()
+        wall, c1 = (time.perf_counter() - w0) / reps, _thread_cpu()
+        d = sorted(((c1[k] - c0.get(k, 0.0)) / reps for k in c1), reverse=True)
+        return wall, sum(d), d[0]
+
+    for name, one in (("log-likelihood", lambda t, y: semisep_ll(kll, t, y)),
+                      ("inverse diagonal", lambda t, y: semisep_invdiag(kinv, t))):
+        b8 = measure(lambda one=one: one(tb, yb))
+        s8 = measure(lambda one=one: [one(tb[k], yb[k]) for k in range(BATCH)])
+        lines.append(f"| {name} | {fmt_time(b8[0])} | {fmt_time(b8[1])} ({fmt_time(b8[2])}) | "
+                     f"{fmt_time(s8[0])} | {fmt_time(s8[1])} | {s8[0] / b8[0]:.2f}x | "
+                     f"{s8[1] / b8[2]:.2f} |")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return "\n".join(lines) + f"\n\nN = 2^{log2n}, {reps} calls each; load average {load}"
+
+
+# ------------------------------------------------------------------------------------------------
 # peak memory of the torch log-likelihood, forward and forward+backward
 # ------------------------------------------------------------------------------------------------
 MEM_SIZES = (1 << 17, 1 << 20)
@@ -619,7 +669,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--torch-memory", type=int, default=None, metavar="N",
                    help="(internal) print the torch log-likelihood's peak memory at N as JSON")
     p.add_argument("--backward", action="store_true", help="(with --torch-memory) forward+backward")
+    p.add_argument("--batch-threads", action="store_true",
+                   help="only the batch-8 / 8 x batch-1 CPU-time table at N = 2^17 (see batch_threads)")
     args = p.parse_args(argv)
+    if args.batch_threads:
+        print(batch_threads())
+        return 0
     if args.torch_memory is not None:
         import json
 

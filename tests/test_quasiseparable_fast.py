@@ -292,6 +292,7 @@ def test_row_parallel_generators_and_pipeline_match_the_whole_batch_code(split_r
     slow = pipeline()
     for f, s in zip(fast, slow, strict=True):
         assert f.shape == s.shape and f.dtype == s.dtype
+        assert f.flags.writeable == s.flags.writeable  # same compiled signatures downstream
         np.testing.assert_array_equal(f, s)
     op = kern.to_operator(t, diag=0.05)
     assert relerr(op.to_dense(), kern(t) + 0.05 * np.eye(200)) < 1e-13

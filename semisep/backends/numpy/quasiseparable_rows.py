@@ -29,6 +29,7 @@ all; :func:`release` drops the buffers not in use.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -113,6 +114,16 @@ _buffers.append(np.empty(1, np.uint8))
 #: the reference count of a buffer nothing else refers to, as :func:`_free` reads it
 _FREE_REFS = sys.getrefcount(_buffers[0])
 _buffers.clear()
+
+
+def _after_fork_in_child() -> None:
+    """A child forked while another thread held the lock starts with a fresh one."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _free(i: int) -> bool:

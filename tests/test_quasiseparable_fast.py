@@ -354,6 +354,9 @@ def test_fused_factor_and_inverse_diagonal_equal_the_two_passes(monkeypatch, rng
     inverse diagonal of each row in one pass; the values, pivots and singularity handling are
     those of ``factor`` followed by the inverse-diagonal kernel, bit for bit.  Other dtypes and
     general storage decline the fused path."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    monkeypatch.setattr(qr, "MIN_PARALLEL_ELEMENTS", 1)  # test sizes take the fused path
     calls = []
     real = kq.factor_inverse_diagonal
 
@@ -376,7 +379,7 @@ def test_fused_factor_and_inverse_diagonal_equal_the_two_passes(monkeypatch, rng
         other.resolvent_diagonal(0.0)
         assert calls[-1] is False
     # a singular symmetric matrix: the same error from the fused path
-    sing = ss.Quasiseparable(np.ones(4), np.ones((4, 1)), np.ones((4, 1)), np.ones((4, 1, 1)))
+    sing = ss.Quasiseparable(np.ones((2, 4)), np.ones((4, 1)), np.ones((4, 1)), np.ones((4, 1, 1)))
     with pytest.raises(ss.SingularMatrixError):
         sing.resolvent_diagonal(0.0)
 

@@ -599,9 +599,13 @@ def factor(alpha, p, q, a, g, h, b, pivmin):
 def factor_inverse_diagonal(alpha, p, q, a, g, h, b, pivmin):
     """``(d, qt, ht, guarded, last_small, delta, G)``: :func:`factor` and
     :func:`inverse_diagonal` of its factors in one pass over the rows, for symmetric storage
-    of real float64 data (each row's inverse diagonal while its factors are in cache); None
-    otherwise (the caller runs the two)."""
-    if not _symmetric(p, q, a, g, h, b) or np.result_type(alpha, p, q, a) != np.float64:
+    of real float64 data in batches of at least two rows and
+    ``quasiseparable_rows.MIN_PARALLEL_ELEMENTS`` elements (each row's inverse diagonal while
+    its factors are in cache; smaller calls stay in cache anyway and are left to the two
+    kernels, which keeps the compiled variants few); None otherwise (the caller runs the two)."""
+    rows = max(x.shape[0] for x in (alpha, p, q, a))
+    if (rows < 2 or rows * alpha.shape[1] < _rows.MIN_PARALLEL_ELEMENTS
+            or not _symmetric(p, q, a, g, h, b) or np.result_type(alpha, p, q, a) != np.float64):
         return None
     return factor_inverse_diagonal_symmetric_kernel(_c(alpha), _c(p), _compact(q), _compact(a),
                                                     pivmin)

@@ -14,7 +14,7 @@ Notation and array conventions: that module's docstring.
     (its upper triangle, mirrored), with the pivot guard of the general kernel.  The same
     outputs as ``factor_kernel`` without the states.
 ``factor_inverse_diagonal_symmetric_kernel(alpha, p, q, a, pivmin)``
-    Both in one pass over the rows (float64), for ``resolvent_diagonal``.
+    Both in one pass over the rows (float64), for ``resolvent_diagonal`` of large batches.
 ``_inverse_diagonal_sym_batch(w, d, qt, p, a, out)``
     ``G_ii = 1/d_i + qt_i . Psi_i qt_i`` with ``Psi_{N-1} = 0``,
     ``Psi_{i-1} = p_i p_i^T / d_i + ah_i^T Psi_i ah_i``, ``ah_i = a_i - qt_i p_i^T`` (the

@@ -69,6 +69,7 @@ from numba import prange
 from .. import SINGULAR_FACTOR
 from .._numba import cache_option, jit, key_caches_on_constants
 from . import quasiseparable_rows as _rows
+from .quasiseparable_rows import log_abs_det, max_abs_rows
 from .quasiseparable_symmetric import (
     _c,
     _compact,
@@ -628,36 +629,6 @@ def inverse_diagonal(d, qt, ht, p, a, g, b):
         return out
     return inverse_diagonal_kernel(*(_c(x) for x in (d, qt, ht, p)), _compact(a), _c(g),
                                    _compact(b))
-
-
-def log_abs_det(d):
-    """``(sum_i log|d_i|, odd number of d_i < 0)`` per row of real pivots ``d (B, N)``: the
-    NumPy expressions ``np.log(np.abs(d)).sum(-1)`` and ``(d < 0).sum(-1) % 2 == 1``, bit for
-    bit, evaluated on chunks of rows in parallel (:mod:`.quasiseparable_rows`)."""
-    B, n = d.shape
-    logabs = np.empty(B, d.dtype)
-    neg = np.empty(B, np.bool_)
-
-    def chunk(s, e):
-        ds = d[s:e]
-        logabs[s:e] = np.log(np.abs(ds)).sum(axis=-1)
-        neg[s:e] = np.count_nonzero(ds < 0, axis=-1) % 2 == 1
-
-    _rows.run_rows(chunk, _rows.plan(B, n))
-    return logabs, neg
-
-
-def max_abs_rows(x):
-    """``max_i |x_i|`` per row of ``x (B, N)`` (NaN if a row holds one), ``np.max(np.abs(x),
-    -1)`` evaluated on chunks of rows in parallel."""
-    B, n = x.shape
-    out = np.empty(B, np.abs(x[:0]).dtype)
-
-    def chunk(s, e):
-        out[s:e] = np.max(np.abs(x[s:e]), axis=-1)
-
-    _rows.run_rows(chunk, _rows.plan(B, n))
-    return out
 
 
 def matvec(alpha, p, q, a, g, h, b, x):

@@ -39,7 +39,7 @@ import numba
 import numpy as np
 
 __all__ = ["MIN_PARALLEL_ELEMENTS", "MIN_CHUNK_ELEMENTS", "RECYCLE_MIN_BYTES", "RECYCLE_MAX_BYTES",
-           "threads", "plan", "run_rows", "empty", "zeros", "release"]
+           "threads", "plan", "run_rows", "log_abs_det", "max_abs_rows", "empty", "zeros", "release"]
 
 #: calls with fewer elements (rows x N) run in the calling thread
 MIN_PARALLEL_ELEMENTS = 1 << 16
@@ -98,6 +98,39 @@ def run_rows(fn: Callable[[int, int], Any], chunks: list[tuple[int, int]]) -> li
         if e is not None:
             raise e
     return results
+
+
+# ------------------------------------------------------------------------------------------------
+# row-parallel reductions of the factorization object
+# ------------------------------------------------------------------------------------------------
+def log_abs_det(d):
+    """``(sum_i log|d_i|, odd number of d_i < 0)`` per row of real pivots ``d (B, N)``: the
+    NumPy expressions ``np.log(np.abs(d)).sum(-1)`` and ``(d < 0).sum(-1) % 2 == 1``, bit for
+    bit, evaluated on chunks of rows in parallel (:func:`run_rows`)."""
+    B, n = d.shape
+    logabs = np.empty(B, d.dtype)
+    neg = np.empty(B, np.bool_)
+
+    def chunk(s, e):
+        ds = d[s:e]
+        logabs[s:e] = np.log(np.abs(ds)).sum(axis=-1)
+        neg[s:e] = np.count_nonzero(ds < 0, axis=-1) % 2 == 1
+
+    run_rows(chunk, plan(B, n))
+    return logabs, neg
+
+
+def max_abs_rows(x):
+    """``max_i |x_i|`` per row of ``x (B, N)`` (NaN if a row holds one), ``np.max(np.abs(x),
+    -1)`` evaluated on chunks of rows in parallel."""
+    B, n = x.shape
+    out = np.empty(B, np.abs(x[:0]).dtype)
+
+    def chunk(s, e):
+        out[s:e] = np.max(np.abs(x[s:e]), axis=-1)
+
+    run_rows(chunk, plan(B, n))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------

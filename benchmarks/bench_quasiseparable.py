@@ -271,6 +271,152 @@ def _norm1_estimate(term, t: np.ndarray, diag: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------------------------
+# batch 8 vs 8 x batch 1: CPU time per thread (meaningful under load, where wall time is not)
+# ------------------------------------------------------------------------------------------------
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of this process (Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                f = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[tid] = (int(f[11]) + int(f[12])) / tick
+    return out
+
+
+def batch_threads(log2n: int = 17, reps: int = 20) -> str:
+    """Wall time, CPU time summed over threads and the busiest thread's CPU time per call, for
+    one batch-8 call and eight batch-1 calls of the log-likelihood and the inverse diagonal
+    (``--batch-threads``).  The busiest thread's CPU time bounds a quiet machine's wall time
+    from below, so ``8 x b1 CPU / busiest`` estimates the batch speedup where other processes
+    hold the cores."""
+    n = 1 << log2n
+    kll, kinv = ll_kernel(), inv_kernel()
+    tb = times(n, BATCH, seed=SEED + 1)
+    yb = np.random.default_rng(SEED).standard_normal((BATCH, n))
+    lines = ["| call | b8 wall | b8 CPU (busiest thread) | 8 x b1 wall | 8 x b1 CPU | wall ratio | "
+             "8 x b1 CPU / busiest b8 thread |", "|---|---|---|---|---|---|---|"]
+
+    def measure(fn):
+        fn()
+        c0, w0 = _thread_cpu(), time.perf_counter()
+        for _ in range(reps):
+            fn()
+        wall, c1 = (time.perf_counter() - w0) / reps, _thread_cpu()
+        d = sorted(((c1[k] - c0.get(k, 0.0)) / reps for k in c1), reverse=True)
+        return wall, sum(d), d[0]
+
+    for name, one in (("log-likelihood", lambda t, y: semisep_ll(kll, t, y)),
+                      ("inverse diagonal", lambda t, y: semisep_invdiag(kinv, t))):
+        b8 = measure(lambda one=one: one(tb, yb))
+        s8 = measure(lambda one=one: [one(tb[k], yb[k]) for k in range(BATCH)])
+        lines.append(f"| {name} | {fmt_time(b8[0])} | {fmt_time(b8[1])} ({fmt_time(b8[2])}) | "
+                     f"{fmt_time(s8[0])} | {fmt_time(s8[1])} | {s8[0] / b8[0]:.2f}x | "
+                     f"{s8[1] / b8[2]:.2f} |")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return "\n".join(lines) + f"\n\nN = 2^{log2n}, {reps} calls each; load average {load}"
+
+
+# ------------------------------------------------------------------------------------------------
+# peak memory of the torch log-likelihood, forward and forward+backward
+# ------------------------------------------------------------------------------------------------
+MEM_SIZES = (1 << 17, 1 << 20)
+
+
+def _rss_bytes() -> tuple[int, int]:
+    """``(current, peak)`` resident set size of this process (Linux ``/proc/self/status``)."""
+    vals = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                vals[key] = int(rest.split()[0]) * 1024
+    return vals["VmRSS"], vals["VmHWM"]
+
+
+def _torch_memory_child(n: int, backward: bool) -> dict[str, Any]:
+    """In a fresh process: the peak resident memory added by one torch log-likelihood of the
+    rank-3 celerite kernel (generators built from ``t`` inside, gradients for the kernel's six
+    parameters and the noise), forward only or forward+backward.  The peak is Linux's
+    ``VmHWM``, reset by ``/proc/self/clear_refs`` after the inputs exist and the kernels are
+    compiled; ``added`` is the peak minus the resident size at that moment."""
+    import torch
+
+    torch.set_num_threads(1)
+
+    def loglik(t, y, params, grad):
+        a, b, c, d, scale, sig, noise = params
+        kern = K.Celerite(a, b, c, d) + K.Exp(scale=scale, sigma=sig)
+        f = kern.to_operator(t, diag=noise).factor()
+        ll = -0.5 * ((y * f.solve(y)).sum() + f.logdet() + y.shape[-1] * math.log(2 * math.pi))
+        if grad:
+            ll.backward()
+        return ll
+
+    def inputs(m):
+        vals = [CEL["a"], CEL["b"], CEL["c"], CEL["d"], 1.0 / REAL["c"], math.sqrt(REAL["a"]), NOISE]
+        params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in vals]
+        rng = np.random.default_rng(SEED)
+        return torch.from_numpy(times(m)), torch.from_numpy(rng.standard_normal(m)), params
+
+    loglik(*inputs(256), backward)      # compile and warm up
+    t, y, params = inputs(n)
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")                   # reset VmHWM to the current resident size
+    before, _ = _rss_bytes()
+    if backward:
+        loglik(t, y, params, True)
+    else:
+        with torch.no_grad():
+            loglik(t, y, params, False)
+    _, peak = _rss_bytes()
+    return {"n": n, "backward": backward, "added_bytes": peak - before,
+            "bytes_per_element": (peak - before) / n}
+
+
+def torch_memory(sizes: tuple[int, ...] = MEM_SIZES) -> list[dict[str, Any]]:
+    """:func:`_torch_memory_child` for each size, forward and forward+backward, each in its own
+    process (``python benchmarks/bench_quasiseparable.py --torch-memory N [--backward]``);
+    empty where torch or ``/proc/self/clear_refs`` is missing."""
+    import json
+    import subprocess
+
+    if not os.path.exists("/proc/self/clear_refs"):
+        return []
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return []
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    out = []
+    for n in sizes:
+        for backward in (False, True):
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--torch-memory", str(n)]
+            res = subprocess.run(cmd + (["--backward"] if backward else []), capture_output=True,
+                                 text=True, env=env, check=True)
+            out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def markdown_memory(mem: list[dict[str, Any]]) -> str:
+    if not mem:
+        return "(not measured: needs torch and Linux /proc/self/clear_refs)"
+    head = "| N | forward: peak added | bytes / element | forward+backward: peak added | bytes / element |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for n in sorted({m["n"] for m in mem}):
+        f = next(m for m in mem if m["n"] == n and not m["backward"])
+        b = next(m for m in mem if m["n"] == n and m["backward"])
+        lines.append(f"| 2^{n.bit_length() - 1} | {f['added_bytes'] / 2**20:.1f} MiB | "
+                     f"{f['bytes_per_element']:.0f} | {b['added_bytes'] / 2**20:.1f} MiB | "
+                     f"{b['bytes_per_element']:.0f} |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
 # accuracy vs dense, N = 2000, the issue's kernels
 # ------------------------------------------------------------------------------------------------
 ACC_KERNELS = [
@@ -378,7 +524,7 @@ def markdown_accuracy(acc: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _targets(rows: list[dict], acc: list[dict]) -> list[dict[str, Any]]:
+def _targets(rows: list[dict], acc: list[dict], mem: list[dict] | None = None) -> list[dict[str, Any]]:
     by_n = {r["n"]: r for r in rows}
     out: list[dict[str, Any]] = []
 
@@ -414,6 +560,17 @@ def _targets(rows: list[dict], acc: list[dict]) -> list[dict[str, Any]]:
         add("time(2^20) / time(2^17) < 10 (log-likelihood)", x, x < TARGET_SCALING, f"{x:.3g} (ideal 8)")
     else:
         add("time(2^20) / time(2^17) < 10 (log-likelihood)", None, None, "N=2^20 not run (--quick)")
+    fb = sorted((m for m in mem or [] if m["backward"]), key=lambda m: m["n"])
+    name = "peak memory of torch forward+backward O(N) (bytes per element within 25% from N=2^17 to 2^20)"
+    if len(fb) >= 2:
+        lo, hi = fb[0], fb[-1]
+        x = hi["bytes_per_element"] / lo["bytes_per_element"]
+        add(name, x, x <= 1.25,
+            f"{lo['bytes_per_element']:.0f} B/element at N=2^{lo['n'].bit_length() - 1}, "
+            f"{hi['bytes_per_element']:.0f} at N=2^{hi['n'].bit_length() - 1} (r = 3: "
+            f"{hi['bytes_per_element'] / 9:.0f} B per element per r^2)")
+    else:
+        add(name, None, None, "not measured")
     errs = [max(a["logdet_rel_err"], a["solve_rel_err"]) for a in acc if "error" not in a]
     failed = [f"{a['kernel']} c*span={a['c_span']:.0e}: {a['error']}" for a in acc if "error" in a]
     if not acc:
@@ -458,7 +615,9 @@ def run(quick: bool = False, max_log2n: int | None = None) -> dict[str, Any]:
         rows.append(_time_size(s, quick, c2, tg))
     print("  accuracy vs dense, N = 2000 ...", flush=True)
     acc = _accuracy(quick)
-    targets = _targets(rows, acc)
+    print("  torch peak memory ...", flush=True)
+    mem = torch_memory()
+    targets = _targets(rows, acc, mem)
     return {
         "name": NAME,
         "quick": quick,
@@ -467,11 +626,13 @@ def run(quick: bool = False, max_log2n: int | None = None) -> dict[str, Any]:
         "baselines": {"celerite2": c2 is not None, "tinygp": tg is not None},
         "rows": rows,
         "accuracy": acc,
+        "torch_memory": mem,
         "targets": targets,
         "elapsed_s": time.perf_counter() - t_start,
         "loadavg_at_start": load0,
         "loadavg_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "markdown": {"table": markdown_tables(rows), "accuracy": markdown_accuracy(acc),
+                     "memory": markdown_memory(mem),
                      "targets": markdown_targets(targets)},
         "plot": {
             "title": "GP log-likelihood, batch 1, float64 (inverse diagonal: the targets)",
@@ -494,6 +655,9 @@ def report(result: dict[str, Any]) -> str:
             "semisep faster) and 'b8 speedup' is (8 sequential batch-1 calls) / (one batch-8 call), "
             "all from the same run. Residuals are ||K x - y|| / (||K 1||_inf ||x||) with K applied "
             f"by celerite2.\n\n#### Accuracy vs dense SciPy, N = 2000\n\n{md['accuracy']}\n\n"
+            "#### Peak memory of the torch log-likelihood (float64, rank 3, gradients for the "
+            "kernel's parameters and the noise; resident memory added, fresh process each)\n\n"
+            f"{md['memory']}\n\n"
             f"#### Targets\n\n{md['targets']}\n")
 
 
@@ -502,7 +666,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help=f"N = 2^{SIZES_QUICK} only, fewer repeats")
     p.add_argument("--max-log2n", type=int, default=None, help="cap the largest N (for testing)")
     p.add_argument("--no-write", action="store_true", help="do not write JSON")
+    p.add_argument("--torch-memory", type=int, default=None, metavar="N",
+                   help="(internal) print the torch log-likelihood's peak memory at N as JSON")
+    p.add_argument("--backward", action="store_true", help="(with --torch-memory) forward+backward")
+    p.add_argument("--batch-threads", action="store_true",
+                   help="only the batch-8 / 8 x batch-1 CPU-time table at N = 2^17 (see batch_threads)")
     args = p.parse_args(argv)
+    if args.batch_threads:
+        print(batch_threads())
+        return 0
+    if args.torch_memory is not None:
+        import json
+
+        print(json.dumps(_torch_memory_child(args.torch_memory, args.backward)))
+        return 0
     print(f"bench_quasiseparable ({'quick' if args.quick else 'full'}) ...", flush=True)
     result = run(quick=args.quick, max_log2n=args.max_log2n)
     data = {"machine": machine_info(), "results": {NAME: result}}

@@ -300,8 +300,11 @@ class QuasiseparableFactorization:
         self._op, self._z, self.batch_shape, self.dtype = op, z, batch, dtype
         self._bk = bk
         rows = _Rows(op, batch, dtype)
-        shift = z if _is_python_scalar(z) else z_arr[..., None]
-        self._alpha = rows.take(bk.astype(op.diag - shift, dtype), 1)
+        if type(z) in (int, float) and z == 0 and bk.name == "numpy":
+            alpha = op.diag  # diag - 0 is diag, bit for bit (-0.0 - 0 = -0.0): no copy
+        else:
+            alpha = op.diag - (z if _is_python_scalar(z) else z_arr[..., None])
+        self._alpha = rows.take(bk.astype(alpha, dtype), 1)
         self._alpha = bk.broadcast_to(self._alpha, (rows.count, op.n))
         self._lower, self._upper = rows.forms()
         self._rows = rows
@@ -309,14 +312,22 @@ class QuasiseparableFactorization:
         eng = _engine(bk)
         p, _, a = self._lower
         g, _, b = self._upper
-        d, qt, ht, guarded, last_small, delta = eng.factor(self._alpha, *self._lower,
-                                                           *self._upper, self.pivmin)
+        self._G = None
+        fused = None
+        if what == "resolvent_diagonal" and hasattr(eng, "factor_inverse_diagonal"):
+            # the inverse diagonal of each row right after its factorization (NumPy engine)
+            fused = eng.factor_inverse_diagonal(self._alpha, *self._lower, *self._upper,
+                                                self.pivmin)
+        if fused is not None:
+            d, qt, ht, guarded, last_small, delta, self._G = fused
+        else:
+            d, qt, ht, guarded, last_small, delta = eng.factor(self._alpha, *self._lower,
+                                                               *self._upper, self.pivmin)
         self._delta = delta
         self._d, self._qt, self._ht = d, qt, ht
         self._inverse_factors = (p, a, g, b)
         self.pivots_guarded = np.asarray(guarded).reshape(batch)
         singular = np.asarray(last_small, dtype=bool)
-        self._G = None
         if bool(np.any(guarded)):
             singular = singular | self._certificate(self._inverse_diagonal())
         _raise_if_singular(singular, batch, what, z)
@@ -335,7 +346,9 @@ class QuasiseparableFactorization:
         """Rows with some ``|G_ii| * 4 pivmin > 1`` (or a non-finite ``G_ii``)."""
         # max_i |G_ii| * c > 1 iff some |G_ii| * c > 1 (rounded products are monotone); the
         # maximum is NaN if any entry is
-        g = np.max(np.abs(np.asarray(self._bk.to_numpy(_detach(G)))), axis=-1)
+        G = np.asarray(self._bk.to_numpy(_detach(G)))
+        eng = _engine(self._bk)
+        g = eng.max_abs_rows(G) if hasattr(eng, "max_abs_rows") else np.max(np.abs(G), axis=-1)
         piv = np.asarray(self._bk.to_numpy(_detach(self.pivmin))).reshape(-1)
         with np.errstate(invalid="ignore", over="ignore"):
             return ~(g * (SINGULAR_FACTOR * piv) <= 1.0)
@@ -360,9 +373,14 @@ class QuasiseparableFactorization:
     def logdet(self, *, return_info: bool = False) -> Any:
         """``log det(S - z I) = sum_i log d_i``, shape ``batch_shape``."""
         bk, d = self._bk, self._d
-        logabs = la.sum_(bk, la.log(bk, abs(d)), -1)
-        if not bk.is_complex(self.dtype):
-            neg = la.sum_(bk, bk.astype(d < 0, self.dtype), -1) % 2 == 1
+        eng = _engine(bk)
+        real = not bk.is_complex(self.dtype)
+        if real and hasattr(eng, "log_abs_det"):
+            logabs, neg = eng.log_abs_det(d)  # row-parallel, the expressions below bit for bit
+        else:
+            logabs = la.sum_(bk, la.log(bk, abs(d)), -1)
+            neg = la.sum_(bk, bk.astype(d < 0, self.dtype), -1) % 2 == 1 if real else None
+        if real:
             if bool(neg.any()):
                 cdt = la.complex_dtype(bk, self.dtype)
                 out = bk.astype(logabs, cdt) + 1j * np.pi * bk.astype(neg, cdt)

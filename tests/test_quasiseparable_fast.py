@@ -6,6 +6,8 @@ the compiled kernel generators against the kernels' NumPy formulas."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -239,3 +241,210 @@ def test_compiled_pivot_scale_equals_the_numpy_expression(dtype, ranks, symmetri
     p = np.ones((1, 5, 1))
     assert np.isnan(kq.pivot_scale(alpha, p, p, p, p)[0])
     assert kq.pivot_scale(alpha.astype(complex), p, p, p, p) is None
+
+
+# ------------------------------------------------------------------------------------------------
+# row-parallel NumPy steps of a batched call (semisep.backends.numpy.quasiseparable_rows)
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture
+def split_rows(monkeypatch):
+    """Force the row-parallel path at test sizes: two threads, chunks of one or two rows."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    monkeypatch.setattr(qr, "threads", lambda: 2)
+    monkeypatch.setattr(qr, "MIN_PARALLEL_ELEMENTS", 1)
+    monkeypatch.setattr(qr, "MIN_CHUNK_ELEMENTS", 150)
+    return qr
+
+
+ROW_KERNELS = [
+    K.Celerite(1.0, 0.1, 0.5, 2.0) + K.Exp(5.0, 0.7), K.Matern32(1.5, 0.7),
+    K.Matern32(2.0) * K.Cosine(3.0), 2.5 * (K.SHO(2.0, 0.3) + K.Matern52(1.0)),
+]
+
+
+@pytest.mark.parametrize("kern", ROW_KERNELS, ids=repr)
+def test_row_parallel_generators_and_pipeline_match_the_whole_batch_code(split_rows, monkeypatch,
+                                                                         kern):
+    """``to_generators`` / ``to_operator`` built row by row on two threads, and the row-parallel
+    log-determinant and inverse-diagonal certificate, equal the whole-batch code (their plain
+    twin, forced with one chunk) bit for bit, shapes and dtypes included."""
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.uniform(0, 30, (2, 3, 200)), axis=-1)
+    y = rng.standard_normal((2, 3, 200))
+    noises = (0.05, np.full(200, 0.05), rng.uniform(0.01, 0.1, (3, 200)))
+    calls = []
+    real_run = split_rows.run_rows
+    monkeypatch.setattr(split_rows, "run_rows",
+                        lambda fn, chunks: calls.append(len(chunks)) or real_run(fn, chunks))
+
+    def pipeline():
+        out = list(kern.to_generators(t))
+        for diag in noises:
+            op = kern.to_operator(t, diag=diag)
+            f = op.factor()
+            out += [op.diag, op.p, op.q, op.a, f.solve(y), f.logdet(), op.resolvent_diagonal(0)]
+        return out
+
+    fast = pipeline()
+    assert calls and min(calls) >= 2  # the generators, logdet and certificate ran in chunks
+    monkeypatch.setattr(split_rows, "plan", lambda rows, n: [(0, rows)])
+    slow = pipeline()
+    for f, s in zip(fast, slow, strict=True):
+        assert f.shape == s.shape and f.dtype == s.dtype
+        assert f.flags.writeable == s.flags.writeable  # same compiled signatures downstream
+        np.testing.assert_array_equal(f, s)
+    op = kern.to_operator(t, diag=0.05)
+    assert relerr(op.to_dense(), kern(t) + 0.05 * np.eye(200)) < 1e-13
+
+
+def test_row_parallel_steps_equal_numpy_expressions(split_rows):
+    """``log_abs_det`` and ``max_abs_rows`` (row chunks on two threads) are the NumPy
+    expressions of the whole array, bit for bit; NaN propagates."""
+    rng = np.random.default_rng(4)
+    d = rng.standard_normal((7, 300)) * np.exp(rng.uniform(-30, 30, (7, 300)))
+    d[3, 5] = -1e-300
+    logabs, neg = kq.log_abs_det(d)
+    np.testing.assert_array_equal(logabs, np.log(np.abs(d)).sum(-1))
+    np.testing.assert_array_equal(neg, (d < 0).astype(np.float64).sum(-1) % 2 == 1)
+    d[2, 7] = np.nan
+    m = kq.max_abs_rows(d)
+    np.testing.assert_array_equal(m, np.max(np.abs(d), axis=-1))
+    assert np.isnan(m[2]) and not np.isnan(m[1])
+
+
+def test_row_parallel_errors_are_the_whole_batch_errors(split_rows):
+    """A row with unsorted or non-finite coordinates, or a non-finite noise entry, gives the
+    whole-batch code's error (naming the argument and the position); an exception inside a
+    chunk reaches the caller; one thread or one row means one chunk (no split along N)."""
+    t = np.sort(np.random.default_rng(5).uniform(0, 10, (4, 100)), axis=-1)
+    k = K.Matern32(1.0)
+    bad = t.copy()
+    bad[2, 40] = bad[2, 39] - 1.0
+    with pytest.raises(ValueError, match=r"sorted .* t\[\.\.\., 40\]"):
+        k.to_operator(bad, diag=0.1)
+    bad = t.copy()
+    bad[3, 7] = np.inf
+    with pytest.raises(ss.NonFiniteError, match="coordinates 't' must be finite"):
+        k.to_generators(bad)
+    noise = np.full(100, 0.1)
+    noise[50] = np.nan
+    with pytest.raises(ss.NonFiniteError, match="'diag'"):
+        k.to_operator(t, diag=noise)
+    with pytest.raises(ZeroDivisionError):
+        split_rows.run_rows(lambda s, e: 1 // (s - 2), [(0, 1), (1, 2), (2, 3), (3, 4)])
+    assert split_rows.run_rows(lambda s, e: (s, e), [(0, 2), (2, 3)]) == [(0, 2), (2, 3)]
+    assert split_rows.plan(1, 10 ** 6) == [(0, 1)]
+    assert split_rows.plan(4, 100) == [(0, 2), (2, 4)]  # chunks of >= 150 elements
+
+
+def test_row_parallel_plan_without_threads(monkeypatch):
+    """With one numba thread every call runs in the calling thread, in one chunk."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    monkeypatch.setattr(qr, "threads", lambda: 1)
+    assert qr.plan(8, 1 << 17) == [(0, 8)]
+    assert qr.run_rows(lambda s, e: threading.get_ident(), [(0, 4), (4, 8)]) == [threading.get_ident()] * 2
+    monkeypatch.undo()
+    assert qr.plan(8, 1 << 4) == [(0, 8)]  # too small to split
+
+
+def test_fused_factor_and_inverse_diagonal_equal_the_two_passes(monkeypatch, rng):
+    """``resolvent_diagonal`` of symmetric float64 storage runs the factorization and the
+    inverse diagonal of each row in one pass; the values, pivots and singularity handling are
+    those of ``factor`` followed by the inverse-diagonal kernel, bit for bit.  Other dtypes and
+    general storage decline the fused path."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    monkeypatch.setattr(qr, "MIN_PARALLEL_ELEMENTS", 1)  # test sizes take the fused path
+    calls = []
+    real = kq.factor_inverse_diagonal
+
+    def counting(*args):
+        out = real(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(kq, "factor_inverse_diagonal", counting)
+    alpha, p, q, a = sym_gens(rng, 3, 60, 3, np.float64)
+    op = ss.Quasiseparable(alpha, p, q, a)
+    for z in (0.0, 0.3):
+        fused = op.resolvent_diagonal(z)
+        assert calls[-1] is True
+        two = op.factor(z).resolvent_diagonal()
+        np.testing.assert_array_equal(fused, two)
+    assert relerr(fused, np.diagonal(np.linalg.inv(op.to_dense() - 0.3 * np.eye(60)), 0, -2, -1)) < 1e-12
+    for other in (ss.Quasiseparable(alpha.astype(np.complex128), p, q, a),
+                  ss.Quasiseparable(alpha, p, q, a, p, q, a)):
+        other.resolvent_diagonal(0.0)
+        assert calls[-1] is False
+    # a singular symmetric matrix: the same error from the fused path
+    sing = ss.Quasiseparable(np.ones((2, 4)), np.ones((4, 1)), np.ones((4, 1)), np.ones((4, 1, 1)))
+    with pytest.raises(ss.SingularMatrixError):
+        sing.resolvent_diagonal(0.0)
+
+
+def test_recycled_buffers_are_reused_only_when_nothing_refers_to_them(monkeypatch):
+    """``empty`` / ``zeros`` of the row module: large arrays are views of kept buffers, handed
+    out again only once no array (view, reshape, slice) refers to them; ``zeros`` is zero on
+    dirty memory; small arrays are plain; the cap holds; ``release`` drops free buffers."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    monkeypatch.setattr(qr, "RECYCLE_MIN_BYTES", 1024)
+    monkeypatch.setattr(qr, "RECYCLE_MAX_BYTES", 1 << 16)
+    monkeypatch.setattr(qr, "_buffers", [])
+
+    def addr(x):
+        return x.__array_interface__["data"][0]
+
+    small = qr.zeros((10,))
+    assert small.base is None and not small.any()
+    x = qr.empty((40, 8), np.float64)
+    assert x.shape == (40, 8) and x.dtype == np.float64 and x.flags.c_contiguous
+    x[...] = 7.0
+    first = addr(x)
+    view = x[3:, ::2].reshape(-1)
+    del x
+    y = qr.empty((40, 8))
+    assert addr(y) != first                    # a slice of the first array is alive
+    del view
+    z = qr.zeros((20, 16))                     # same size, 2560 bytes: reuses the first buffer
+    assert addr(z) == first and not z.any()
+    c = qr.empty((4, 10, 8), np.complex128)    # 5120 bytes: a new buffer
+    assert c.dtype == np.complex128 and addr(c) not in (first, addr(y))
+    big = qr.empty((1 << 14,))                 # over the cap: not kept
+    assert sum(b.nbytes for b in qr._buffers) <= 1 << 16
+    del y, z, c, big
+    qr.release()
+    assert qr._buffers == []
+
+
+def test_recycled_outputs_never_alias_live_operators(monkeypatch):
+    """With every array recycled, operators and factorizations built one after the other while
+    the earlier ones are alive keep their own data, and every result equals the run without
+    recycling, bit for bit."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    rng = np.random.default_rng(8)
+    t = np.sort(rng.uniform(0, 30, (3, 150)), axis=-1)
+    y = rng.standard_normal((3, 150))
+    kern = K.Celerite(1.0, 0.1, 0.5, 2.0) + K.Exp(5.0, 0.7)
+
+    def run():
+        ops = [kern.to_operator(t * s, diag=0.05) for s in (1.0, 1.5)]
+        facs = [op.factor() for op in ops]
+        out = [f.solve(y) for f in facs] + [f.logdet() for f in facs]
+        out += [op.resolvent_diagonal(0) for op in ops]
+        return ops, out
+
+    monkeypatch.setattr(qr, "RECYCLE_MIN_BYTES", 1 << 62)
+    plain_ops, plain = run()
+    monkeypatch.setattr(qr, "RECYCLE_MIN_BYTES", 64)
+    monkeypatch.setattr(qr, "_buffers", [])
+    ops, rec = run()
+    for a, b in zip(rec, plain, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for op, ref_op in zip(ops, plain_ops, strict=True):
+        for name in ("diag", "p", "a"):
+            np.testing.assert_array_equal(getattr(op, name), getattr(ref_op, name))
+    assert qr._buffers  # the recycled path ran

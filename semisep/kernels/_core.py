@@ -61,7 +61,9 @@ class _NS:
     def zeros(self, shape: Sequence[int]) -> Any:
         if self.torch is not None:
             return self.torch.zeros(tuple(shape), dtype=self.dtype, device=self.device)
-        return np.zeros(tuple(shape), dtype=self.dtype)
+        from ..backends.numpy.quasiseparable_rows import zeros  # large ones recycled
+
+        return zeros(tuple(shape), dtype=self.dtype)
 
     def stack(self, xs: Sequence[Any], axis: int) -> Any:
         xs = self.broadcast(*xs)
@@ -279,6 +281,9 @@ class Kernel:
         broadcast of ``t``'s batch shape and the parameters' shapes.
         """
         ns = _namespace(t, *self._leaves())
+        by_rows = self._generators_by_rows(t, ns)
+        if by_rows is not None:
+            return by_rows[:4]
         x = _coordinates(t, ns)
         dt = _steps(x, ns)
         k0, p, v, a = self._parts(dt, ns)
@@ -306,6 +311,9 @@ class Kernel:
         if Quasiseparable is None:
             raise NotImplementedError("to_operator needs semisep.Quasiseparable, which this build "
                                       "of semisep does not have; use to_generators")
+        by_rows = self._generators_by_rows(t, _namespace(t, *self._leaves()), diag, check=True)
+        if by_rows is not None and by_rows[4]:  # built and checked (finite) row by row
+            return Quasiseparable(*by_rows[:4], check_finite=False)
         kd, p, q, a = self.to_generators(t)
         if diag is not None:
             ns = _namespace(kd, diag)
@@ -314,6 +322,83 @@ class Kernel:
             kd = ns.asarray(kd) + ns.asarray(diag)
             p, q, a = ns.asarray(p), ns.asarray(q), ns.asarray(a)
         return Quasiseparable(kd, p, q, a)
+
+    def _generators_by_rows(self, t: Any, ns: _NS, diag: Any = None,
+                            check: bool = False) -> tuple[Any, Any, Any, Any, bool] | None:
+        """:meth:`to_generators` (plus ``diag`` added to the diagonal) evaluated on chunks of
+        batch rows on several threads (:mod:`semisep.backends.numpy.quasiseparable_rows`), or
+        None where that does not apply: then the caller runs the whole-batch code.
+
+        Applies to float64 NumPy coordinates ``t (..., N)`` with more than one batch row, scalar
+        parameters and a real ``diag`` of ``t``'s batch shape or smaller; large enough to split
+        (:func:`~semisep.backends.numpy.quasiseparable_rows.plan`).  Every step of the
+        generators is elementwise or along N within a row, so the result is the whole-batch
+        code's, bit for bit (the tests compare them).  Returns ``(diag, p, q, a, ok)``: ``ok``
+        is False when some row failed the coordinates' checks (finite, sorted) or, with
+        ``check``, holds a non-finite generator or diagonal entry; the caller then runs the
+        whole-batch code, which raises the error naming the argument."""
+        if ns.torch is not None or ns.dtype != np.float64 or not _scalars(*self._leaves()):
+            return None
+        if not isinstance(t, np.ndarray) or t.ndim < 2 or t.dtype != np.float64 or t.shape[-1] < 2:
+            return None
+        if diag is not None:  # a real scalar or array of t's batch shape or smaller
+            if isinstance(diag, np.ndarray | np.generic):
+                if (diag.dtype.kind not in "biuf" or np.promote_types(diag.dtype, np.float64) != np.float64
+                        or np.broadcast_shapes(diag.shape, t.shape) != t.shape):
+                    return None
+            elif not isinstance(diag, float | int):
+                return None
+            diag = np.asarray(diag, dtype=np.float64)  # as the whole-batch code converts it
+        from ..backends.numpy import quasiseparable_rows as buffers
+        from ..backends.numpy.quasiseparable_rows import plan, run_rows
+
+        batch, n, r = tuple(t.shape), int(t.shape[-1]), self.order
+        rows = int(np.prod(batch[:-1]))
+        chunks = plan(rows, n)
+        if len(chunks) < 2:
+            return None
+        x = t.reshape(rows, n)
+        a = buffers.empty((rows, n, r, r))
+        zero_a = not _writes_every_entry(self)  # a Sum writes its diagonal blocks only
+        p = buffers.empty((rows, n, r))
+        kd = buffers.empty((rows, n)) if diag is not None else None
+        dg = None if diag is None or diag.ndim == 0 else np.broadcast_to(diag, batch).reshape(rows, n)
+
+        def chunk(s: int, e: int) -> tuple[Any, Any, bool]:
+            xs = x[s:e]
+            if not np.isfinite(xs).all():
+                return None, None, False
+            dt = _steps(xs, ns)
+            if not (dt >= 0).all():
+                return None, None, False
+            out = a[s:e]
+            if zero_a:
+                out[...] = 0
+            k0, pc, v, ac = self._parts(dt, ns, out)
+            if ac is not out:
+                out[...] = ac
+            p[s:e] = pc
+            ok = True
+            if kd is not None:
+                np.add(k0, diag if dg is None else dg[s:e], out=kd[s:e])
+            if check:
+                ok = bool(np.isfinite(out).all() and np.isfinite(p[s:e]).all()
+                          and (kd is None or np.isfinite(kd[s:e]).all()))
+            return k0, v, ok
+
+        res = run_rows(chunk, chunks)
+        if not all(ok for _, _, ok in res):
+            return None if not check else (None, None, None, None, False)
+        k0, v = res[0][0], res[0][1]
+        if check and not bool(np.isfinite(v).all() and np.isfinite(k0).all()):
+            return None, None, None, None, False
+        q = np.broadcast_to(v[..., None, :], batch + (r,))
+        d = np.broadcast_to(k0[..., None], batch) if kd is None else kd.reshape(batch)
+        # read-only views, as the whole-batch code returns them (the compiled kernels are
+        # specialised on the flag: one set of signatures for both paths)
+        p_out = np.broadcast_to(p.reshape(batch + (r,)), batch + (r,))
+        a_out = np.broadcast_to(a.reshape(batch + (r, r)), batch + (r, r))
+        return d, p_out, q, a_out, True
 
     def __call__(self, t1: Any, t2: Any = None) -> Any:
         """The dense kernel matrix ``K[..., i, j] = k(|t1_i - t2_j|)``, from the closed form.
@@ -362,6 +447,14 @@ def _stack_last(ns: _NS, xs: Sequence[Any]) -> Any:
         out[..., o:o + x.shape[-1]] = x
         o += x.shape[-1]
     return out
+
+
+def _writes_every_entry(k: Kernel) -> bool:
+    """Whether ``k._parts(dt, ns, out)`` writes every entry of ``out`` (a sum writes its
+    diagonal blocks only)."""
+    if isinstance(k, Scale):
+        return _writes_every_entry(k.kernel)
+    return not isinstance(k, Sum)
 
 
 def _terms(k: Kernel) -> list[Kernel]:

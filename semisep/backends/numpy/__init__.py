@@ -14,7 +14,8 @@ The package is split by role:
 ``twins``              the plain NumPy twins (``*_ref``) tests compare every kernel with
 ``quasiseparable``     the quasiseparable LU, solve, matvec and inverse diagonal, the
                        symmetric (LDL^T) forms in ``quasiseparable_symmetric``, the adjoint
-                       in ``quasiseparable_grad``
+                       in ``quasiseparable_grad``, batched NumPy steps on threads in
+                       ``quasiseparable_rows``
 ``kernel_generators``  the compiled assembly of the GP kernels' generators
 ``chunks``             the chunk kernels of the Dask backend
 ``linalg``             the dense array namespace (``Backend.linalg``)

@@ -68,12 +68,15 @@ from numba import prange
 
 from .. import SINGULAR_FACTOR
 from .._numba import cache_option, jit, key_caches_on_constants
+from . import quasiseparable_rows as _rows
+from .quasiseparable_rows import log_abs_det, max_abs_rows
 from .quasiseparable_symmetric import (
     _c,
     _compact,
     _inverse_diagonal_sym_batch,
     _rank,
     _witness,
+    factor_inverse_diagonal_symmetric_kernel,
     factor_symmetric_kernel,
     pivot_scale,
 )
@@ -86,10 +89,13 @@ __all__ = [
     "matvec_kernel",
     "bilinear_grad_kernel",
     "factor",
+    "factor_inverse_diagonal",
     "solve",
     "inverse_diagonal",
     "matvec",
     "pivot_scale",
+    "log_abs_det",
+    "max_abs_rows",
 ]
 
 _JIT = dict(nogil=True, cache=cache_option(__file__), fastmath=False, error_model="numpy")
@@ -342,7 +348,7 @@ def solve_factored_kernel(d, qt, ht, p, a, g, b, f, transpose=False):
     ``A^T = U^T L^T``: the roles swap, ``(g, ht, b)`` forward with the division, ``(qt, p, a)``
     backward."""
     B = max(x.shape[0] for x in (d, qt, ht, p, a, g, b, f))
-    x = np.empty((B,) + f.shape[1:], d.dtype)
+    x = _rows.empty((B,) + f.shape[1:], d.dtype)
     w = _witness(p.shape[2]) if p.shape[2] == g.shape[2] else ()
     if transpose:
         _sweeps_batch(w, d, g, ht, b, True, qt, p, a, f, x)
@@ -591,6 +597,21 @@ def factor(alpha, p, q, a, g, h, b, pivmin):
     return d, qt, ht, guarded, last_small, delta
 
 
+def factor_inverse_diagonal(alpha, p, q, a, g, h, b, pivmin):
+    """``(d, qt, ht, guarded, last_small, delta, G)``: :func:`factor` and
+    :func:`inverse_diagonal` of its factors in one pass over the rows, for symmetric storage
+    of real float64 data in batches of at least two rows and
+    ``quasiseparable_rows.MIN_PARALLEL_ELEMENTS`` elements (each row's inverse diagonal while
+    its factors are in cache; smaller calls stay in cache anyway and are left to the two
+    kernels, which keeps the compiled variants few); None otherwise (the caller runs the two)."""
+    rows = max(x.shape[0] for x in (alpha, p, q, a))
+    if (rows < 2 or rows * alpha.shape[1] < _rows.MIN_PARALLEL_ELEMENTS
+            or not _symmetric(p, q, a, g, h, b) or np.result_type(alpha, p, q, a) != np.float64):
+        return None
+    return factor_inverse_diagonal_symmetric_kernel(_c(alpha), _c(p), _compact(q), _compact(a),
+                                                    pivmin)
+
+
 def solve(d, qt, ht, p, a, g, b, f, transpose=False):
     """``A^{-1} f`` (``A^{-T} f``) from the factors; see :func:`solve_factored_kernel`."""
     return solve_factored_kernel(*(_c(x) for x in (d, qt, ht, p)), _compact(a), _c(g),
@@ -603,7 +624,7 @@ def inverse_diagonal(d, qt, ht, p, a, g, b):
     arrays ``(p, q, a)``, so ``ht = d qt``): the symmetric recursion runs."""
     if p is g and a is b:
         B = max(x.shape[0] for x in (d, qt, p, a))
-        out = np.empty((B, d.shape[1]), d.dtype)
+        out = _rows.empty((B, d.shape[1]), d.dtype)
         _inverse_diagonal_sym_batch(_witness(p.shape[2]), _c(d), _c(qt), _c(p), _compact(a), out)
         return out
     return inverse_diagonal_kernel(*(_c(x) for x in (d, qt, ht, p)), _compact(a), _c(g),

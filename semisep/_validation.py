@@ -85,9 +85,19 @@ def _dtype_problem(dtype: Any) -> str | None:
     return "not a numeric type semisep computes in"
 
 
+#: ``_dtype_problem`` by dtype (NumPy dtypes and torch dtypes are hashable and immutable)
+_DTYPE_PROBLEM: dict[Any, str | None] = {}
+
+
 def check_dtype(name: str, x: Any) -> None:
     """TypeError naming ``name`` if the array ``x``'s dtype is not one semisep computes in."""
-    problem = _dtype_problem(x.dtype)
+    dtype = x.dtype
+    try:
+        problem = _DTYPE_PROBLEM[dtype]
+    except KeyError:
+        problem = _DTYPE_PROBLEM[dtype] = _dtype_problem(dtype)
+    except TypeError:  # an unhashable dtype-like object
+        problem = _dtype_problem(dtype)
     if problem is not None:
         dt = str(x.dtype).replace("torch.", "")
         raise TypeError(f"{name} has dtype {dt}: {problem}; supported: {SUPPORTED_DTYPES}")

@@ -39,10 +39,15 @@ def check_finite(backend: Backend, **arrays: Any) -> None:
     """Raise NonFiniteError naming the first argument that holds NaN or inf."""
     for name, x in arrays.items():
         if x is not None and not backend.all_finite(x):
-            raise NonFiniteError(
-                f"{name} contains NaN or inf; pass check_finite=False to skip this check "
-                "(results are then undefined)"
-            )
+            raise non_finite_error(name)
+
+
+def non_finite_error(name: str) -> NonFiniteError:
+    """The error :func:`check_finite` raises for the argument ``name``."""
+    return NonFiniteError(
+        f"{name} contains NaN or inf; pass check_finite=False to skip this check "
+        "(results are then undefined)"
+    )
 
 
 def split_rhs(b: Any, batch_ndim: int, n: int) -> tuple[bool, tuple[int, ...], int]:

@@ -24,7 +24,7 @@ import numpy as np
 from . import _algebra
 from . import _linalg as la
 from ._operator import StructuredOperator
-from ._validation import as_array, broadcast_shapes, split_rhs
+from ._validation import as_array, broadcast_shapes, non_finite_error, split_rhs
 from ._validation import check_finite as _require_finite  # the methods have a check_finite flag
 from .backends import Backend, backend_for
 from .errors import ShapeError, SingularMatrixError
@@ -575,16 +575,19 @@ def _shifted_rows(
     tz = type(z)
     if tz is float or tz is complex:  # the common case: the same checks, without the array
         if check and not cmath.isfinite(z):
-            _require_finite(bk, z=np.asarray(z))  # raises, naming z
-        batch = op.batch_shape if not extra else broadcast_shapes(
-            {"operator": op.batch_shape, "z": (), **extra})
+            raise non_finite_error("z")
+        batch = op.batch_shape
+        if extra and any(v != batch for v in extra.values()):
+            batch = broadcast_shapes({"operator": batch, "z": (), **extra})
         # a Python scalar takes part by its kind only, arrays by their dtype: one promotion
         # per (dtypes, kind)
         key = (bk.name, op.diag.dtype, tz, None if extra_dtype is None else extra_dtype.dtype)
         dtype = _SCALAR_PROMOTION.get(key)
         if dtype is None:
             args = (op.diag, z) if extra_dtype is None else (op.diag, z, extra_dtype)
-            dtype = _SCALAR_PROMOTION[key] = bk.result_dtype(*args)
+            dtype = bk.result_dtype(*args)
+            if not bk.tracing():  # no module-state write inside a traced (torch.compile) call
+                _SCALAR_PROMOTION[key] = dtype
         return _Rows(op, z, None, batch, dtype)
     backend_for(op.diag, z)  # mixed array types -> BackendError
     z_arr = as_array(bk, "z", z, like=op.diag)

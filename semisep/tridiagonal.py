@@ -573,8 +573,11 @@ def _shifted_rows(
 ) -> _Rows:
     bk = op.backend
     tz = type(z)
-    if tz is float or tz is complex:  # the common case: the same checks, without the array
-        if check and not cmath.isfinite(z):
+    z_arr = None
+    if tz is not float and tz is not complex and bk.name == "numpy" and tz in _NUMPY_SCALARS:
+        z_arr = np.asarray(z)  # a NumPy scalar: the 0-d array it stands for, by its dtype
+    if tz is float or tz is complex or z_arr is not None:  # the common case: the same checks
+        if check and not cmath.isfinite(z):  # without the array's machinery
             raise non_finite_error("z")
         batch = op.batch_shape
         if extra and any(v != batch for v in extra.values()):
@@ -588,7 +591,7 @@ def _shifted_rows(
             dtype = bk.result_dtype(*args)
             if not bk.tracing():  # no module-state write inside a traced (torch.compile) call
                 _SCALAR_PROMOTION[key] = dtype
-        return _Rows(op, z, None, batch, dtype)
+        return _Rows(op, z, z_arr, batch, dtype)
     backend_for(op.diag, z)  # mixed array types -> BackendError
     z_arr = as_array(bk, "z", z, like=op.diag)
     if check:
@@ -603,6 +606,8 @@ def _shifted_rows(
     return _Rows(op, z, z_arr, batch, bk.result_dtype(*dt_args))
 
 
+#: NumPy scalar types that take :func:`_shifted_rows`' short path on the NumPy backend
+_NUMPY_SCALARS = frozenset((np.float32, np.float64, np.complex64, np.complex128))
 #: the least ``pivmin`` by precision (single: True): ``sqrt(tiny)``, see ``_Rows._make_pivmin``
 _PIVMIN_FLOOR = {single: math.sqrt(float(np.finfo(np.float32 if single else np.float64).tiny))
                  for single in (True, False)}

@@ -19,6 +19,7 @@ from .scalars import (
     _balanced,
     _cabs1,
     _gtsv_factor_step,
+    _gtsv_pivot_step,
     _one_wide,
     _recip,
     _times_pivot,
@@ -29,7 +30,7 @@ from .sweeps import _pivmin, _prep
 @numba.njit(**_JIT)
 def _logdet_row(alpha, beta, pivmin):
     """``log|det|`` and the phase ``det/|det|`` by Gaussian elimination with partial pivoting
-    (LAPACK ``?gtsv``'s, :func:`_gtsv_factor_step`): ``det A = (-1)^(exchanges) prod U_ii``;
+    (LAPACK ``?gtsv``'s, :func:`_gtsv_pivot_step`): ``det A = (-1)^(exchanges) prod U_ii``;
     no storage.
 
     ``det A`` depends on the products ``beta_i`` only, so the elimination runs on the
@@ -62,7 +63,7 @@ def _logdet_row(alpha, beta, pivmin):
         dun = zero
         if i < n - 2:
             dun, lo_next = _balanced(beta[i + 1], zero)
-        u, _, _, _, _, swap, di, dui = _gtsv_factor_step(di, dui, lower, alpha[i + 1], dun)
+        u, swap, di, dui = _gtsv_pivot_step(di, dui, lower, alpha[i + 1], dun)
         if _cabs1(u) < q:
             singular = True
         p, expo = _times_pivot(p, expo, u)

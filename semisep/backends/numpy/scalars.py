@@ -386,3 +386,17 @@ def _gtsv_factor_step(di, dui, dl, dnext, dunext):
     rinv = _recip(dl)
     fact = di * rinv
     return dl, rinv, dnext, dunext, fact, True, dui - fact * dnext, -fact * dunext
+
+
+@numba.njit(**_JIT)
+def _gtsv_pivot_step(di, dui, dl, dnext, dunext):
+    """:func:`_gtsv_factor_step` without what only a solve needs (``rinv``, U's row, the
+    multiplier): ``(u, swap, dnext', dunext')``, the same values (the log-determinant's
+    elimination)."""
+    zero = dnext * 0
+    if _cabs1(di) >= _cabs1(dl):
+        if dl != 0:
+            return di, False, dnext - (dl * dui) * _recip(di), dunext
+        return di, False, dnext - zero * dui, dunext
+    fact = di * _recip(dl)
+    return dl, True, dui - fact * dnext, -fact * dunext

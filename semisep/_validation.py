@@ -42,10 +42,15 @@ def check_finite(backend: Backend, **arrays: Any) -> None:
         return
     for name, x in arrays.items():
         if x is not None and not backend.all_finite(x):
-            raise NonFiniteError(
-                f"{name} contains NaN or inf; pass check_finite=False to skip this check "
-                "(results are then undefined)"
-            )
+            raise non_finite_error(name)
+
+
+def non_finite_error(name: str) -> NonFiniteError:
+    """The error :func:`check_finite` raises for the argument ``name``."""
+    return NonFiniteError(
+        f"{name} contains NaN or inf; pass check_finite=False to skip this check "
+        "(results are then undefined)"
+    )
 
 
 def split_rhs(b: Any, batch_ndim: int, n: int) -> tuple[bool, tuple[int, ...], int]:
@@ -88,9 +93,19 @@ def _dtype_problem(dtype: Any) -> str | None:
     return "not a numeric type semisep computes in"
 
 
+#: ``_dtype_problem`` by dtype (NumPy dtypes and torch dtypes are hashable and immutable)
+_DTYPE_PROBLEM: dict[Any, str | None] = {}
+
+
 def check_dtype(name: str, x: Any) -> None:
     """TypeError naming ``name`` if the array ``x``'s dtype is not one semisep computes in."""
-    problem = _dtype_problem(x.dtype)
+    dtype = x.dtype
+    try:
+        problem = _DTYPE_PROBLEM[dtype]
+    except KeyError:
+        problem = _DTYPE_PROBLEM[dtype] = _dtype_problem(dtype)
+    except TypeError:  # an unhashable dtype-like object
+        problem = _dtype_problem(dtype)
     if problem is not None:
         dt = str(x.dtype).replace("torch.", "")
         raise TypeError(f"{name} has dtype {dt}: {problem}; supported: {SUPPORTED_DTYPES}")

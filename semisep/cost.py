@@ -213,15 +213,20 @@ def solve_flops(n: int, k: int = 1, complex: bool = True, exchanges: int = 0) ->
 
         rinv_i = 1/u_i;  l = (other) rinv_i                       recip + mul
         d_{i+1} = (row i+1 or i) - l (row i or i+1) at column i+1     mul + add
+            (without an exchange as alpha_{i+1} - (c_i du_i) rinv_i:  + mul, off the chain)
         fill u2_i = -l b_{i+1}, only after an exchange                mul
+        v1_i = rinv_i u1_i;  v2_i = rinv_i u2_i (after an exchange)   mul (+ mul)
         x_{i+1} = f_{i+1} - l x_i  (or exchanged)                     k (mul + add)
-        rinv_{N-1} = 1/d_{N-1}
-        back:  x_i = rinv_i (x_i - u1_i x_{i+1} - u2_i x_{i+2})       k (3 mul + 2 add),
-               two terms fewer at i = N-1, one fewer at i = N-2
+        y_i = rinv_i x_i  (once x_i is final)                         k mul
+        y_{N-1} = x_{N-1} / d_{N-1}                                   recip + k mul
+        back:  x_i = y_i - v2_i x_{i+2} - v1_i x_{i+1}                k (2 mul + 2 add),
+               one term fewer at i = N-2
 
     ``exchanges`` is the number of steps that exchanged rows (0 .. N-1; the count depends on
-    the values, as LAPACK's ``ipiv`` shows).  A zero subdiagonal entry skips its multiplier's
-    product (one ``mul`` fewer per such step, not modelled).  ``F`` is promoted to the matrix's
+    the values, as LAPACK's ``ipiv`` shows).  Every step costs ``recip + 3 mul + add`` (one
+    ``mul`` either for the fill of an exchange or for ``c_i du_i`` without one).  A zero
+    subdiagonal entry without an exchange skips its multiplier and ``c_i du_i`` (two ``mul``
+    fewer per such step, not modelled).  ``F`` is promoted to the matrix's
     dtype first (as the kernels do).
     """
     a, m, r = _k(complex)
@@ -229,10 +234,11 @@ def solve_flops(n: int, k: int = 1, complex: bool = True, exchanges: int = 0) ->
         return 0
     if n == 1:
         return r + k * m
-    factor = (n - 1) * (r + 2 * m + a) + exchanges * m + r
-    fwd = (n - 1) * (m + a)
-    back = m + (2 * m + a) + (n - 2) * (3 * m + 2 * a)
-    return factor + k * (fwd + back)
+    factor = (n - 1) * (r + 3 * m + a) + r
+    scaled = (n - 1) * m + exchanges * m
+    fwd = (n - 1) * (m + a) + n * m
+    back = (m + a) + (n - 2) * (2 * m + 2 * a)
+    return factor + scaled + k * (fwd + back)
 
 
 def thomas_solve_flops(n: int, k: int = 1, complex: bool = True, with_pivots: bool = True) -> int:

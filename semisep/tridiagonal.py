@@ -24,7 +24,7 @@ import numpy as np
 from . import _algebra
 from . import _linalg as la
 from ._operator import StructuredOperator
-from ._validation import as_array, broadcast_shapes, split_rhs
+from ._validation import as_array, broadcast_shapes, non_finite_error, split_rhs
 from ._validation import check_finite as _require_finite  # the methods have a check_finite flag
 from .backends import Backend, backend_for
 from .errors import ShapeError, SingularMatrixError
@@ -391,7 +391,8 @@ class Tridiagonal(StructuredOperator):
         if bk.tracing():
             return bk.traced_call("solve", self, z=z, b=b, method=method, check_finite=check_finite,
                                   return_info=return_info)
-        backend_for(self.diag, b)  # mixed array types -> BackendError
+        if type(b) is not type(self.diag):  # arrays of one type never mix
+            backend_for(self.diag, b)  # mixed array types -> BackendError
         b = as_array(bk, "b", b, like=self.diag, scalar_ok=False)
         if check_finite:
             _require_finite(bk, b=b)
@@ -407,7 +408,7 @@ class Tridiagonal(StructuredOperator):
         n = self._n
         bb = b[..., None] if is_vec else b
         bb = bk.broadcast_to(bk.astype(bb, rows.dtype), rows.batch + (n, k))
-        bb = bb.reshape((int(np.prod(rows.batch)), n, k))
+        bb = bb.reshape((rows.count, n, k))
         lower, upper = rows.lower, rows.upper
         x, guarded, singular = bk.solve(rows.alpha, upper, lower, bb, rows.pivmin, method=method)
         ran = bk.kernel_ran(method)
@@ -460,7 +461,7 @@ class _Rows:
         self._op, self._z, self._z_arr = op, z, z_arr
         self.batch, self.dtype = batch, dtype
         self.n = op.n
-        self.count = int(np.prod(batch))
+        self.count = math.prod(batch)
         self._cache: dict[str, Any] = {}
 
     def _rows_of(self, x: Any, width: int) -> Any:
@@ -548,13 +549,15 @@ class _Rows:
             off = bk.amax_abs(_detach(op.lower), axis=-1)
             if op.upper is not None:  # symmetric storage: the lower one is the upper one
                 off = bk.maximum(off, bk.amax_abs(_detach(op.upper), axis=-1))
-            scale = bk.maximum(scale, bk.broadcast_to(off, self.batch).reshape((self.count,)))
+            if tuple(off.shape) != self.batch:
+                off = bk.broadcast_to(off, self.batch)
+            scale = bk.maximum(scale, off.reshape((self.count,)))
         self._cache["scale"] = scale
         eps = bk.eps(self.dtype)
         # the floor binds only for an all-zero A (a scaled problem has scale >= 2^-_SAFE_EXP):
         # sqrt(tiny), so that the squared thresholds (pivmin**2) stay normal numbers; formed in
         # pivmin's own dtype (a Python float times a bool tensor would be float32)
-        floor = math.sqrt(float(np.finfo(np.float32 if eps > 1e-10 else np.float64).tiny))
+        floor = _PIVMIN_FLOOR[eps > 1e-10]
         pivmin = scale * eps
         return bk.maximum(pivmin, pivmin * 0 + floor)
 
@@ -569,6 +572,26 @@ def _shifted_rows(
     op: Tridiagonal, z: Any, check: bool, extra: dict | None = None, extra_dtype: Any = None
 ) -> _Rows:
     bk = op.backend
+    tz = type(z)
+    z_arr = None
+    if tz is not float and tz is not complex and bk.name == "numpy" and tz in _NUMPY_SCALARS:
+        z_arr = np.asarray(z)  # a NumPy scalar: the 0-d array it stands for, by its dtype
+    if tz is float or tz is complex or z_arr is not None:  # the common case: the same checks
+        if check and not cmath.isfinite(z):  # without the array's machinery
+            raise non_finite_error("z")
+        batch = op.batch_shape
+        if extra and any(v != batch for v in extra.values()):
+            batch = broadcast_shapes({"operator": batch, "z": (), **extra})
+        # a Python scalar takes part by its kind only, arrays by their dtype: one promotion
+        # per (dtypes, kind)
+        key = (bk.name, op.diag.dtype, tz, None if extra_dtype is None else extra_dtype.dtype)
+        dtype = _SCALAR_PROMOTION.get(key)
+        if dtype is None:
+            args = (op.diag, z) if extra_dtype is None else (op.diag, z, extra_dtype)
+            dtype = bk.result_dtype(*args)
+            if not bk.tracing():  # no module-state write inside a traced (torch.compile) call
+                _SCALAR_PROMOTION[key] = dtype
+        return _Rows(op, z, z_arr, batch, dtype)
     backend_for(op.diag, z)  # mixed array types -> BackendError
     z_arr = as_array(bk, "z", z, like=op.diag)
     if check and not (_is_python_scalar(z) and cmath.isfinite(z)):  # a finite Python z: no device read
@@ -583,11 +606,21 @@ def _shifted_rows(
     return _Rows(op, z, z_arr, batch, bk.result_dtype(*dt_args))
 
 
+#: NumPy scalar types that take :func:`_shifted_rows`' short path on the NumPy backend
+_NUMPY_SCALARS = frozenset((np.float32, np.float64, np.complex64, np.complex128))
+#: the least ``pivmin`` by precision (single: True): ``sqrt(tiny)``, see ``_Rows._make_pivmin``
+_PIVMIN_FLOOR = {single: math.sqrt(float(np.finfo(np.float32 if single else np.float64).tiny))
+                 for single in (True, False)}
+#: ``result_dtype(T.diag, z[, b])`` by (backend, T's dtype, type of a Python scalar z, b's dtype)
+_SCALAR_PROMOTION: dict[tuple[str, Any, type, Any], Any] = {}
+
+
 #: The kernels run on rows whose largest entry ``s`` lies in ``[2^-E, 2^E]`` (``E`` by the
 #: real dtype); outside, the problem is scaled by an exact power of two first (:func:`_range_scale`):
 #: then the products ``beta = b c`` (``<= s^2``) and the squared thresholds (``pivmin^2``,
 #: ``pivmin = eps s``) stay normal numbers.
 _SAFE_EXP = {"single": 20, "double": 200}
+_SAFE_RANGE = {e: (2.0 ** -e, 2.0 ** e) for e in _SAFE_EXP.values()}
 
 
 def _range_scale(rows: _Rows) -> Any:
@@ -600,11 +633,18 @@ def _range_scale(rows: _Rows) -> Any:
     if bk.lazy:  # no values before compute: lazy (dask) graphs are not rescaled
         return None
     E = _SAFE_EXP["single" if bk.eps(rows.dtype) > 1e-10 else "double"]
-    try:
-        sc = np.asarray(bk.to_numpy(rows.scale)).reshape(-1)
-    except RuntimeError:  # a torch.func wrapper without storage: no values to look at here
-        return None
-    if sc.size == 0 or (sc.min() >= 2.0 ** -E and sc.max() <= 2.0 ** E):  # the common case
+    sc = rows.scale
+    if type(sc) is not np.ndarray:
+        try:
+            sc = np.asarray(bk.to_numpy(sc))
+        except RuntimeError:  # a torch.func wrapper without storage: no values to look at here
+            return None
+    sc = sc.reshape(-1)
+    lo, hi = _SAFE_RANGE[E]
+    if sc.size <= 64:  # the common case, a few rows: compared as Python floats (NaN fails)
+        if all(lo <= s <= hi for s in sc.tolist()):
+            return None
+    elif sc.min() >= lo and sc.max() <= hi:  # the common case
         return None
     sc = sc.astype(np.float64)
     if bool(((sc == 0) | ((sc >= 2.0 ** -E) & (sc <= 2.0 ** E))).all()):
@@ -712,8 +752,9 @@ def _check_indices(indices: Any, n: int) -> Any:
 def _raise_if_singular(bk: Backend, singular: Any, batch: tuple[int, ...], what: str, z: Any) -> None:
     if bk.lazy:  # a lazy backend's results raise when computed
         return
-    sing = np.asarray(bk.to_numpy(singular)).reshape(batch if batch else ())
+    sing = singular if type(singular) is np.ndarray else np.asarray(bk.to_numpy(singular))
     if sing.any():
+        sing = sing.reshape(batch if batch else ())
         where = tuple(int(i) for i in np.argwhere(sing)[0]) if batch else ()
         loc = f" at batch index {where}" if batch else ""
         zs = z if _is_python_scalar(z) else "the given z"

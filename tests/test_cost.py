@@ -503,7 +503,7 @@ for kernel, n, k, cplx, seed, lower_scale in cases:
         b, c = rng.standard_normal(n - 1), lower_scale * rng.standard_normal(n - 1)
         F = rng.standard_normal((n, k))
         x = np.empty((n, k), object)
-        work = [np.empty(n, object) for _ in range(3)]
+        work = [np.empty(n, object) for _ in range(2)]
         _, flops = measure(_solve_row, obj(a), obj(b), obj(c), obj(F), 1e-300, x, *work)
         A = np.diag(a) + np.diag(b, 1) + np.diag(c, -1)
         want, got = np.linalg.solve(A, F), x

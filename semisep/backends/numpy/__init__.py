@@ -166,6 +166,12 @@ def _selection_pays(n: int, indices) -> bool:
     return 4 * k <= n or hi + (n - lo) < n
 
 
+#: ``finfo(dtype).eps`` by dtype (NumpyBackend.eps)
+_EPS: dict[Any, float] = {}
+#: arrays up to this size take ``max|x|`` from one ``|x|`` temporary (NumpyBackend.amax_abs)
+_SMALL = 4096
+
+
 class NumpyBackend(Backend):
     """CPU backend on NumPy arrays.
 
@@ -209,16 +215,32 @@ class NumpyBackend(Backend):
         return np.concatenate(xs, axis=axis)
 
     def broadcast_to(self, x, shape):
-        # ``x`` itself where its shape is already ``shape``: np.broadcast_to's view is read-only,
-        # and numba types (and compiles) read-only arrays apart from writeable ones
+        """``np.broadcast_to``; ``x`` itself where its shape is already ``shape`` (NumPy's view
+        would be read-only, and numba types -- and compiles -- read-only arrays apart from
+        writeable ones), and the other shape the operators meet on every call, one new leading
+        axis of a C-contiguous array, formed directly (the same read-only view, without NumPy's
+        general broadcasting set-up)."""
+        if isinstance(x, np.generic):  # a reduction's NumPy scalar
+            x = np.asarray(x)
+        xs = x.shape
         shape = tuple(shape)
-        return x if isinstance(x, np.ndarray) and x.shape == shape else np.broadcast_to(x, shape)
+        if type(x) is np.ndarray:
+            if xs == shape:
+                return x
+            if len(shape) == len(xs) + 1 and shape[1:] == xs and x.size and x.flags.c_contiguous:
+                v = np.ndarray(shape, x.dtype, x, 0, (0,) + x.strides)
+                v.flags.writeable = False
+                return v
+        return np.broadcast_to(x, shape)
 
     def is_complex(self, dtype) -> bool:
         return np.issubdtype(dtype, np.complexfloating)
 
     def eps(self, dtype) -> float:
-        return float(np.finfo(dtype).eps)
+        eps = _EPS.get(dtype)
+        if eps is None:
+            eps = _EPS[dtype] = float(np.finfo(dtype).eps)
+        return eps
 
     def all_finite(self, x) -> bool:
         return bool(np.isfinite(x).all())
@@ -230,9 +252,30 @@ class NumpyBackend(Backend):
             shape = list(x.shape)
             del shape[axis]
             return np.zeros(shape, np.finfo(x.dtype).dtype)
-        parts = (x.real, x.imag) if np.iscomplexobj(x) else (x,)
-        # max|v| = max(max v, -min v): two reductions, no temporary |v| array
+        if x.dtype.kind != "c":
+            if x.size <= _SMALL:  # one |x| temporary is cheaper than a second reduction here
+                return np.abs(x).max(axis=axis)
+            # max|v| = max(max v, -min v): two reductions, no temporary |v| array
+            return np.maximum(x.max(axis=axis), -x.min(axis=axis))
+        parts = (x.real, x.imag)
         return np.maximum.reduce([np.maximum(v.max(axis=axis), -v.min(axis=axis)) for v in parts])
+
+    def shifted_amax_abs(self, diag, shift, batch):
+        """:meth:`Backend.shifted_amax_abs` (the same value) in fewer NumPy calls."""
+        batch = tuple(batch)
+        parts = (diag.real, diag.imag) if diag.dtype.kind == "c" else (diag,)
+        shifts = (shift.real, shift.imag) if shift.dtype.kind == "c" else (shift,)
+        scale = None
+        for k, c in enumerate(shifts):
+            if k < len(parts):
+                lo, hi = parts[k].min(axis=-1), parts[k].max(axis=-1)
+                if lo.shape != batch:
+                    lo, hi = np.broadcast_to(lo, batch), np.broadcast_to(hi, batch)
+                s = np.maximum(hi.reshape(-1) - c, c - lo.reshape(-1))
+            else:  # a real diagonal: Im alpha = -Im z
+                s = np.abs(c)
+            scale = s if scale is None else np.maximum(scale, s)
+        return scale
 
     def min_max(self, x):
         return x.min(axis=-1), x.max(axis=-1)  # NumPy's SIMD reductions, no temporary

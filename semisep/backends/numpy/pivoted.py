@@ -19,6 +19,7 @@ from .scalars import (
     _balanced,
     _cabs1,
     _gtsv_factor_step,
+    _gtsv_pivot_step,
     _one_wide,
     _recip,
     _times_pivot,
@@ -29,7 +30,7 @@ from .sweeps import _pivmin, _prep
 @numba.njit(**_JIT)
 def _logdet_row(alpha, beta, pivmin):
     """``log|det|`` and the phase ``det/|det|`` by Gaussian elimination with partial pivoting
-    (LAPACK ``?gtsv``'s, :func:`_gtsv_factor_step`): ``det A = (-1)^(exchanges) prod U_ii``;
+    (LAPACK ``?gtsv``'s, :func:`_gtsv_pivot_step`): ``det A = (-1)^(exchanges) prod U_ii``;
     no storage.
 
     ``det A`` depends on the products ``beta_i`` only, so the elimination runs on the
@@ -62,7 +63,7 @@ def _logdet_row(alpha, beta, pivmin):
         dun = zero
         if i < n - 2:
             dun, lo_next = _balanced(beta[i + 1], zero)
-        u, _, _, _, _, swap, di, dui = _gtsv_factor_step(di, dui, lower, alpha[i + 1], dun)
+        u, swap, di, dui = _gtsv_pivot_step(di, dui, lower, alpha[i + 1], dun)
         if _cabs1(u) < q:
             singular = True
         p, expo = _times_pivot(p, expo, u)
@@ -85,16 +86,23 @@ def _logdet_batch(alpha, beta, pivmin, logabs, phase, guarded, singular):
 
 
 @numba.njit(**_JIT)
-def _solve_row(alpha, b, c, f, pivmin, x, rinv, u1, u2):
+def _solve_row(alpha, b, c, f, pivmin, x, v1, v2):
     """``A x = f`` by Gaussian elimination with partial pivoting (row exchanges), LAPACK's
     ``?gtsv``: ``P A = L U`` with ``L`` unit lower bidiagonal up to the exchanges
     (``|L_ij| <= 1``) and ``U`` upper triangular with two superdiagonals (the fill of an
     exchange); backward stable, O(N k).
 
-    alpha (N,), b (N-1,) upper, c (N-1,) lower, f, x: (N, k); rinv (N,) = ``1/U_ii``,
-    u1 (N,), u2 (N,) U's superdiagonals: workspace.  Returns ``(0, singular)``: no pivot is
-    guarded; singular where some ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin``, which
-    certifies ``cond_2(A) > 1/(8 eps)`` (``1/|U_ii| <= ||U^{-1}||_2 <= ||L||_2 ||A^{-1}||_2``,
+    The forward pass stores U's rows already divided by their pivots, ``v1_i = U_{i,i+1} /
+    U_ii`` and ``v2_i = U_{i,i+2} / U_ii`` (0 where row ``i`` was not exchanged), and
+    overwrites ``x_i`` with ``y_i = (L^{-1} P f)_i / U_ii`` as soon as it is final, so the back
+    substitution is ``x_i = y_i - v2_i x_{i+2} - v1_i x_{i+1}``: no multiplication by
+    ``1/U_ii`` on its dependency chain and no stored reciprocals (the rows of ``D^{-1} U``
+    carry a relative rounding error per entry, which keeps the substitution backward stable).
+
+    alpha (N,), b (N-1,) upper, c (N-1,) lower, f, x: (N, k); v1 (N,), v2 (N,): workspace.
+    Returns ``(0, singular)``: no pivot is guarded; singular where some
+    ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin``, which certifies
+    ``cond_2(A) > 1/(8 eps)`` (``1/|U_ii| <= ||U^{-1}||_2 <= ||L||_2 ||A^{-1}||_2``,
     ``||L||_2 <= 2``)."""
     n = alpha.shape[0]
     k = f.shape[1]
@@ -114,45 +122,43 @@ def _solve_row(alpha, b, c, f, pivmin, x, rinv, u1, u2):
         u, ri, a1, a2, fact, swap, di, dui = _gtsv_factor_step(di, dui, c[i], alpha[i + 1], dunext)
         if _cabs1(u) < q:
             singular = True
-        rinv[i] = ri
-        u1[i] = a1
-        u2[i] = a2
+        v1[i] = ri * a1
         if swap:
+            v2[i] = ri * a2
             for j in range(k):
                 t = x[i, j]
                 fn = f[i + 1, j]
-                x[i, j] = fn
+                x[i, j] = ri * fn
                 x[i + 1, j] = t - fact * fn
         else:
+            v2[i] = zero
             for j in range(k):
-                x[i + 1, j] = f[i + 1, j] - fact * x[i, j]
+                t = x[i, j]
+                x[i, j] = ri * t
+                x[i + 1, j] = f[i + 1, j] - fact * t
     if _cabs1(di) < q:
         singular = True
-    rinv[n - 1] = _recip(di)
+    g = _recip(di)
     # back substitution, the columns downwards too so that memory is read in one descending
     # stream (see the Woodbury kernels' comment)
-    g = rinv[n - 1]
     for j in range(k - 1, -1, -1):
         x[n - 1, j] = g * x[n - 1, j]
     if n > 1:
-        g = rinv[n - 2]
-        a1 = u1[n - 2]
+        a1 = v1[n - 2]
         for j in range(k - 1, -1, -1):
-            x[n - 2, j] = g * (x[n - 2, j] - a1 * x[n - 1, j])
+            x[n - 2, j] = x[n - 2, j] - a1 * x[n - 1, j]
     for i in range(n - 3, -1, -1):
-        g = rinv[i]
-        a1 = u1[i]
-        a2 = u2[i]
+        a1 = v1[i]
+        a2 = v2[i]
         for j in range(k - 1, -1, -1):
-            x[i, j] = g * (x[i, j] - a1 * x[i + 1, j] - a2 * x[i + 2, j])
+            x[i, j] = (x[i, j] - a2 * x[i + 2, j]) - a1 * x[i + 1, j]
     return 0, singular
 
 
 @jit(parallel=True, **_JIT)
-def _solve_batch(alpha, b, c, f, pivmin, x, rinv, u1, u2, guarded, singular):
+def _solve_batch(alpha, b, c, f, pivmin, x, v1, v2, guarded, singular):
     for r in prange(alpha.shape[0]):
-        guarded[r], singular[r] = _solve_row(alpha[r], b[r], c[r], f[r], pivmin[r], x[r], rinv[r], u1[r],
-                                             u2[r])
+        guarded[r], singular[r] = _solve_row(alpha[r], b[r], c[r], f[r], pivmin[r], x[r], v1[r], v2[r])
 
 
 def logdet_kernel(alpha, beta, pivmin):
@@ -171,7 +177,7 @@ def logdet_kernel(alpha, beta, pivmin):
 
 def _logdet_from_phase(logabs, phase):
     cdtype = np.result_type(logabs.dtype, np.complex64)
-    return (logabs + 1j * np.angle(phase)).astype(cdtype)
+    return (logabs + 1j * np.arctan2(phase.imag, phase.real)).astype(cdtype)  # np.angle's formula
 
 
 def solve_kernel(alpha, b, c, f, pivmin):
@@ -183,11 +189,11 @@ def solve_kernel(alpha, b, c, f, pivmin):
     alpha, b, c, f = _prep(alpha, b, c, f)
     B, N = alpha.shape
     x = np.empty_like(f)
-    rinv, u1, u2 = (np.empty_like(alpha) for _ in range(3))
+    v1, v2 = np.empty_like(alpha), np.empty_like(alpha)
     guarded = np.zeros(B, np.int64)
     singular = np.zeros(B, np.bool_)
     if B and N:
-        _solve_batch(alpha, b, c, f, _pivmin(pivmin, alpha.dtype), x, rinv, u1, u2, guarded, singular)
+        _solve_batch(alpha, b, c, f, _pivmin(pivmin, alpha.dtype), x, v1, v2, guarded, singular)
     return x, guarded, singular
 
 

@@ -371,14 +371,32 @@ def _gtsv_factor_step(di, dui, dl, dnext, dunext):
     ``?gtsv``): rows ``i`` = ``[di, dui, 0]`` and ``i+1`` = ``[dl, dnext, dunext]`` at columns
     ``i, i+1, i+2``.  Returns ``(u, rinv, u1, u2, fact, swap, dnext', dunext')``: row ``i`` of
     U is ``[u, u1, u2]`` (``rinv = 1/u``), the multiplier ``fact`` (``|fact| <= 1``), whether the
-    rows were exchanged, and what is left of row ``i+1`` at columns ``i+1, i+2``."""
+    rows were exchanged, and what is left of row ``i+1`` at columns ``i+1, i+2``.
+
+    Without an exchange the new pivot is ``dnext - (dl dui) rinv``: the product ``dl dui``
+    does not wait for the reciprocal, so the chain from one pivot to the next is the
+    reciprocal and one multiply-subtract (the multiplier ``fact = dl rinv``, which only the
+    right-hand sides need, is formed beside it)."""
     zero = dnext * 0
     if _cabs1(di) >= _cabs1(dl):
         rinv = _recip(di)
-        fact = zero
         if dl != 0:
-            fact = dl * rinv
-        return di, rinv, dui, zero, fact, False, dnext - fact * dui, dunext
+            return di, rinv, dui, zero, dl * rinv, False, dnext - (dl * dui) * rinv, dunext
+        return di, rinv, dui, zero, zero, False, dnext - zero * dui, dunext
     rinv = _recip(dl)
     fact = di * rinv
     return dl, rinv, dnext, dunext, fact, True, dui - fact * dnext, -fact * dunext
+
+
+@numba.njit(**_JIT)
+def _gtsv_pivot_step(di, dui, dl, dnext, dunext):
+    """:func:`_gtsv_factor_step` without what only a solve needs (``rinv``, U's row, the
+    multiplier): ``(u, swap, dnext', dunext')``, the same values (the log-determinant's
+    elimination)."""
+    zero = dnext * 0
+    if _cabs1(di) >= _cabs1(dl):
+        if dl != 0:
+            return di, False, dnext - (dl * dui) * _recip(di), dunext
+        return di, False, dnext - zero * dui, dunext
+    fact = di * _recip(dl)
+    return dl, True, dui - fact * dnext, -fact * dunext

@@ -394,10 +394,11 @@ class Kernel:
             return None, None, None, None, False
         q = np.broadcast_to(v[..., None, :], batch + (r,))
         d = np.broadcast_to(k0[..., None], batch) if kd is None else kd.reshape(batch)
-        # read-only views, as the whole-batch code returns them (the compiled kernels are
-        # specialised on the flag: one set of signatures for both paths)
-        p_out = np.broadcast_to(p.reshape(batch + (r,)), batch + (r,))
-        a_out = np.broadcast_to(a.reshape(batch + (r, r)), batch + (r, r))
+        # writeable arrays, as the whole-batch code returns them (its broadcast_to keeps an
+        # array of the target shape itself; the compiled kernels are specialised on the flag:
+        # one set of signatures for both paths)
+        p_out = p.reshape(batch + (r,))
+        a_out = a.reshape(batch + (r, r))
         return d, p_out, q, a_out, True
 
     def __call__(self, t1: Any, t2: Any = None) -> Any:

@@ -163,19 +163,22 @@ def _factor_sym_batch(w, alpha, p, q, a, pivmin, d, qt, ht, guarded, last_small,
 def factor_symmetric_kernel(alpha, p, q, a, pivmin):
     """:func:`factor_kernel` for ``(g, h, b) = (p, q, a)`` (symmetric storage), without the
     states; the same outputs ``(d, qt, ht, guarded, last_small, delta)``, ``ht = d qt``."""
-    B = max(x.shape[0] for x in (alpha, p, q, a))
-    n = alpha.shape[1]
     r = p.shape[2]
-    dt = alpha.dtype
-    d = _buf.empty((B, n), dt)
-    qt = _buf.empty((B, n, r), dt)
-    ht = _buf.empty((B, n, r), dt)
-    guarded = np.zeros(B, np.int64)
-    last_small = np.zeros(B, np.bool_)
-    piv = np.full(B, pivmin, np.float64)  # writeable, as every kernel input (one signature)
-    delta = np.zeros((B, n), dt)  # written where a pivot is guarded only
+    d, qt, ht, guarded, last_small, delta, piv = _factor_outputs(alpha, p, q, a, pivmin)
     _factor_sym_batch(_witness(r), alpha, p, q, a, piv, d, qt, ht, guarded, last_small, delta)
     return d, qt, ht, guarded, last_small, delta
+
+
+def _factor_outputs(alpha, p, q, a, pivmin):
+    """The symmetric factorization's outputs for the batch of ``alpha, p, q, a``:
+    ``(d (B, N), qt (B, N, r), ht (B, N, r), guarded (B,), last_small (B,), delta (B, N), piv (B,))``,
+    ``delta`` zeros (written where a pivot is guarded only) and ``piv`` the pivot thresholds,
+    writeable, as every kernel input (one compiled signature)."""
+    B = max(x.shape[0] for x in (alpha, p, q, a))
+    n, r, dt = alpha.shape[1], p.shape[2], alpha.dtype
+    return (_buf.empty((B, n), dt), _buf.empty((B, n, r), dt), _buf.empty((B, n, r), dt),
+            np.zeros(B, np.int64), np.zeros(B, np.bool_), np.zeros((B, n), dt),
+            np.full(B, pivmin, np.float64))
 
 
 @numba.njit(**_JIT)
@@ -252,19 +255,9 @@ def factor_inverse_diagonal_symmetric_kernel(alpha, p, q, a, pivmin):
     the rows: ``(d, qt, ht, guarded, last_small, delta, G)``, ``G (B, N)`` as
     ``_inverse_diagonal_sym_batch`` gives it (real float64 data; other dtypes run the two
     kernels one after the other)."""
-    B = max(x.shape[0] for x in (alpha, p, q, a))
-    n = alpha.shape[1]
-    r = p.shape[2]
-    dt = alpha.dtype
-    d = _buf.empty((B, n), dt)
-    qt = _buf.empty((B, n, r), dt)
-    ht = _buf.empty((B, n, r), dt)
-    out = _buf.empty((B, n), dt)
-    guarded = np.zeros(B, np.int64)
-    last_small = np.zeros(B, np.bool_)
-    piv = np.ascontiguousarray(np.broadcast_to(pivmin, (B,)), dtype=np.float64)
-    delta = np.zeros((B, n), dt)
-    _factor_inverse_diagonal_sym_batch(_witness(r), alpha, p, q, a, piv, d, qt, ht, guarded,
+    d, qt, ht, guarded, last_small, delta, piv = _factor_outputs(alpha, p, q, a, pivmin)
+    out = _buf.empty(d.shape, d.dtype)
+    _factor_inverse_diagonal_sym_batch(_witness(p.shape[2]), alpha, p, q, a, piv, d, qt, ht, guarded,
                                        last_small, delta, out)
     return d, qt, ht, guarded, last_small, delta, out
 

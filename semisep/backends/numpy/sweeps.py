@@ -458,6 +458,17 @@ def _like_precision(x, dtype):
     return x if x.dtype == target else x.astype(target)
 
 
+def _shift_form_inputs(diag, shift, beta):
+    """``(diag, shift, beta, dtype)`` ready for the shift-form kernels: ``dtype`` is
+    ``result_type(diag, shift, beta)``, ``shift`` contiguous in it, ``diag`` and ``beta`` in its
+    precision (kept real if real)."""
+    diag, beta = _prep(diag, beta)
+    shift = np.asarray(shift)
+    dtype = np.result_type(diag.dtype, shift.dtype, beta.dtype)
+    return (_like_precision(diag, dtype), np.ascontiguousarray(shift, dtype=dtype),
+            _like_precision(beta, dtype), dtype)
+
+
 def resolvent_diagonal_shifted_kernel(diag, shift, beta, pivmin):
     """``diag(A^{-1})`` for ``A = tridiag(beta; diag - shift)`` without forming ``alpha``.
 
@@ -467,11 +478,7 @@ def resolvent_diagonal_shifted_kernel(diag, shift, beta, pivmin):
     Returns ``(G, guarded, singular)`` as :func:`resolvent_diagonal_kernel`, with ``G`` in
     ``result_type(diag, shift, beta)``.
     """
-    diag, beta = _prep(diag, beta)
-    shift = np.asarray(shift)
-    dtype = np.result_type(diag.dtype, shift.dtype, beta.dtype)
-    diag, beta = _like_precision(diag, dtype), _like_precision(beta, dtype)
-    shift = np.ascontiguousarray(shift, dtype=dtype)
+    diag, shift, beta, dtype = _shift_form_inputs(diag, shift, beta)
     B, N = diag.shape
     G = np.empty((B, N), dtype)
     guarded = np.zeros(B, np.int64)
@@ -513,11 +520,7 @@ def resolvent_diagonal_shifted_with_pivots(diag, shift, beta, pivmin):
     """:func:`resolvent_diagonal_with_pivots` for ``alpha = diag - shift`` without forming
     ``alpha`` (``diag`` (B, N) and ``beta`` (B, N-1) real or complex, a stride-0 batch axis
     kept; ``shift`` (B,)).  G, gL, gR come in ``result_type(diag, shift, beta)``."""
-    diag, beta = _prep(diag, beta)
-    shift = np.asarray(shift)
-    dtype = np.result_type(diag.dtype, shift.dtype, beta.dtype)
-    diag, beta = _like_precision(diag, dtype), _like_precision(beta, dtype)
-    shift = np.ascontiguousarray(shift, dtype=dtype)
+    diag, shift, beta, dtype = _shift_form_inputs(diag, shift, beta)
     B, N = diag.shape
     G, gL, gR = (np.empty((B, N), dtype) for _ in range(3))
     guarded = np.zeros(B, np.int64)

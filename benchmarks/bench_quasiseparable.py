@@ -22,7 +22,7 @@ round-robin in the same run (:func:`benchmarks.common.interleaved_times`).  The 
 (semisep batch 8 against eight semisep batch-1 calls) is a round-robin of its own, and the other
 libraries' batch timings another: tinygp's batched (vmapped) call leaves JAX's thread pool busy
 after it returns, and in one round-robin with it the batched semisep call that followed lost a
-core (inverse diagonal, N = 2^17: 43 ms instead of 27 ms, batch speedup 1.38x instead of 1.9x).
+core (``benchmarks/probe_batch_neighbour.py`` measures it; the performance page has the figures).
 
 Accuracy (float64): relative error of the log-likelihood and of the inverse diagonal against
 dense SciPy for ``N <= 2048``; solve residuals ``||K x - y|| / (||K||_1 ||x||)`` of semisep's and

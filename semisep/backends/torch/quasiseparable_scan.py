@@ -1,0 +1,426 @@
+"""The chunked scan form of the quasiseparable recursions (docs/mathematics.md, "The chunked scan
+form of the quasiseparable recursions"): ``factor_scan``, ``solve_scan``,
+``inverse_diagonal_scan`` and ``matvec_scan``, in plain torch ops on any device, with the
+arguments and results of the portable loops of :mod:`semisep.backends.torch.quasiseparable`
+(arrays in the kernels' layout: a leading batch axis of length B or 1; transitions with an N
+axis of length N or 1).
+
+Layout.  A length-N sequence is cut into ``nc = ceil(N/L)`` chunks of length ``L`` (padded at
+the end) and laid out as ``(L, B, nc, ...)``, so that each step of a loop over ``L`` is one
+batched torch op over ``batch x chunks``.  Every call is ``O(L + log nc)`` ops (one kernel
+launch each on a GPU), never a loop over N.
+
+* **Linear recursions** (the matvec's two state sweeps, the solve's two triangular sweeps,
+  the inverse diagonal's ``Psi`` recursion) are affine maps ``X -> A X R + C`` of an ``r x k``
+  state (``R`` the identity except for ``Psi``).  :func:`_affine_scan`: (i) per chunk, the
+  composed map (products ``A_c``, ``R_c`` held as a mantissa and an integer power of two,
+  renormalised after each composition so that long products of decaying transitions neither
+  underflow against a large partner nor overflow), (ii) an inclusive Hillis-Steele scan of the
+  composed maps over the chunks, giving each chunk's incoming state, (iii) per chunk, the
+  exact recursion from that state.
+* **The factorization** (the LU state ``M``, a matrix Riccati recursion) is scanned in its
+  *scattering* form: a block of rows ``[i, k)`` maps the incoming states ``(phi_i, psi_{k-1})``
+  to ``(phi_k, psi_{i-1})`` by a bounded matrix ``T = [[T11, T12], [T21, T22]]`` (with
+  ``T12 = -M_k`` for the leading block), blocks compose by the Redheffer star product, and
+  ``M_k = T11 M_i (I + T21 M_i)^{-1} T22 - T12``.  Per chunk ``T`` is built row by row dividing
+  only by the chunk's own LU pivots; a Hillis-Steele scan of star products gives the carries
+  ``M`` at the chunk starts; then the exact LU step runs inside every chunk from its carry.
+  Unlike the transfer-matrix (Moebius) form, whose ``2r x 2r`` products grow like ``e^{+c t}``
+  and ``e^{-c t}`` together, the star product composes bounded quantities (no renormalisation).
+  Rows where some chunk-local pivot falls below ``pivmin`` (a singular chunk block, impossible
+  for positive-definite matrices), where a carry is not finite, or where the global guard
+  replaced a pivot are recomputed by the portable loop (one host sync per call).
+
+Gradients: autograd through the torch ops; the graph keeps ``O(N r^2)`` numbers per
+recursion (each of the ``L`` steps of passes (i) and (iii) saves its ``(B, nc, r, r)``
+operands; the chunk scan ``O(nc log nc r^2)``), several times the sequential kernels' exact
+backward.
+"""
+
+from __future__ import annotations
+
+import math
+import torch
+
+__all__ = ["chunk_length", "factor_scan", "solve_scan", "inverse_diagonal_scan", "matvec_scan",
+           "select_quasiseparable_kernel", "KERNELS"]
+
+#: The kernels :func:`select_quasiseparable_kernel` returns.
+KERNELS = ("sequential", "chunked", "loop")
+
+_L_MIN, _L_MAX = 4, 64
+
+
+def select_quasiseparable_kernel(operation: str, method: str, *, device_type: str,
+                                 needs_grad: bool = False) -> str:
+    """The kernel that runs a quasiseparable ``operation`` (``"factor"``, ``"solve"``,
+    ``"inverse_diagonal"``, ``"matvec"``) for ``method``:
+
+    ================  ===============================================  ==============
+    ``method``        condition                                        kernel
+    ================  ===============================================  ==============
+    ``"chunked"``     any                                              ``chunked``
+    ``"loop"``        any                                              ``loop``
+    ``"sequential"``  ``device_type == "cpu"``                         ``sequential``
+    ``"sequential"``  otherwise                                        ValueError
+    ``"auto"``        CPU, ``inverse_diagonal`` with ``needs_grad``    ``loop``
+    ``"auto"``        CPU otherwise                                    ``sequential``
+    ``"auto"``        any other device                                 ``chunked``
+    ================  ===============================================  ==============
+
+    ``sequential``: the numba kernels (CPU custom ops, exact backward); ``chunked``: this
+    module; ``loop``: the portable Python loop over N."""
+    if method in ("chunked", "loop"):
+        return method
+    if method == "sequential":
+        if device_type != "cpu":
+            raise ValueError(f"method='sequential' runs the compiled CPU kernels; got a tensor on "
+                             f"{device_type}; use 'chunked' or 'auto'")
+        return "sequential"
+    if method != "auto":
+        raise ValueError(f"method must be one of {('auto',) + KERNELS}, got {method!r}")
+    if device_type != "cpu":
+        return "chunked"
+    if operation == "inverse_diagonal" and needs_grad:
+        return "loop"
+    return "sequential"
+
+
+def chunk_length(n: int) -> int:
+    """``L = 2^round(log2 sqrt(N))`` clipped to [4, 64]: ~``sqrt N`` steps per in-chunk pass
+    and ``log2(N/L)`` scan levels; beyond ``N = 2^12`` the chunk count grows instead, so the
+    op count grows like ``log2 N``."""
+    if n <= 1:
+        return _L_MIN
+    return int(min(_L_MAX, max(_L_MIN, 2 ** round(0.5 * math.log2(n)))))
+
+
+# --------------------------------------------------------------------------------------------
+# layout
+# --------------------------------------------------------------------------------------------
+class _Layout:
+    """Chunking of a length-``n`` axis into ``nc`` chunks of length ``L``."""
+
+    def __init__(self, n: int, L: int | None):
+        self.n = n
+        self.L = chunk_length(n) if L is None else max(1, int(L))
+        self.nc = max(1, -(-n // self.L))
+
+    def put(self, x: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+        """``(B, N, *tail) -> (L, B, nc, *tail)``; an N axis of length 1 (a transition shared
+        by every step, N > 1) -> ``(1, B, 1, *tail)``, broadcast by :func:`_step`."""
+        B, m = x.shape[0], x.shape[1]
+        tail = tuple(x.shape[2:])
+        if m != self.n:
+            return x.reshape((1, B, 1) + tail)
+        pad = self.nc * self.L - self.n
+        if pad:
+            x = torch.cat([x, x.new_full((B, pad) + tail, fill)], 1)
+        return x.reshape((B, self.nc, self.L) + tail).movedim(2, 0).contiguous()
+
+    def take(self, x: torch.Tensor) -> torch.Tensor:
+        """``(L, B, nc, *tail) -> (B, N, *tail)``."""
+        B = x.shape[1]
+        return x.movedim(0, 2).reshape((B, self.nc * self.L) + tuple(x.shape[3:]))[:, :self.n]
+
+
+def _step(x: torch.Tensor, t: int) -> torch.Tensor:
+    return x[t if x.shape[0] > 1 else 0]
+
+
+def _rows(*xs: torch.Tensor) -> int:
+    return max(x.shape[0] for x in xs)
+
+
+def _flip(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Reverse the N axis (a shared transition, N axis of length 1, is left alone)."""
+    return x.flip(1) if x.shape[1] == n and n > 1 else x
+
+
+# --------------------------------------------------------------------------------------------
+# renormalised products: a mantissa with max |entry| in [1/2, 1) and an integer exponent
+# --------------------------------------------------------------------------------------------
+def _real(dtype: torch.dtype) -> torch.dtype:
+    return torch.empty((), dtype=dtype).real.dtype
+
+
+def _normalise(P: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``P 2^e`` as ``(P 2^-k, e + k)`` with ``2^k > max|P|`` per matrix (exact)."""
+    m = torch.view_as_real(P).abs().amax(dim=(-3, -2, -1)) if P.is_complex() \
+        else P.abs().amax(dim=(-2, -1))
+    k = torch.frexp(m)[1].to(e.dtype)
+    return P * torch.exp2(-k).to(P.dtype)[..., None, None], e + k
+
+
+def _ldexp(x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """``x 2^e`` for matrices ``x`` (``e`` per matrix), in three exact power-of-two factors so
+    that no factor over/underflows where the product does not (``0 * 2^e = 0``)."""
+    big = 3.0 * (1000.0 if _real(x.dtype) == torch.float64 else 120.0)
+    e = e.clamp(-big, big)
+    e1 = torch.trunc(e / 3)
+    e2 = torch.trunc((e - e1) / 2)
+    for part in (e1, e2, e - e1 - e2):
+        x = x * torch.exp2(part).to(x.dtype)[..., None, None]
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# the affine scan X_{s+1} = A_s X_s R_s + C_s, X_0 = 0
+# --------------------------------------------------------------------------------------------
+def _affine_scan(A: torch.Tensor, C: torch.Tensor, R: torch.Tensor | None = None) -> torch.Tensor:
+    """States before every step, ``(L, B, nc, r, k)``, of ``X -> A_s X R_s + C_s`` from
+    ``X = 0`` along the flattened (chunk, step) order.
+
+    ``A (L or 1, B or 1, nc or 1, r, r)``, ``C (L, B, nc, r, k)``, ``R`` like ``A`` with
+    ``k x k`` matrices, or None (the identity)."""
+    L, B, nc = C.shape[0], C.shape[1], C.shape[2]
+    r, k = C.shape[-2], C.shape[-1]
+    rdt = _real(C.dtype)
+    # (i) per chunk: P = A_{L-1} ... A_0, Q = R_0 ... R_{L-1}, Z = the chunk's map applied to 0
+    Z = C[0]
+    P = _step(A, 0).expand(B, nc, r, r)
+    Q = None if R is None else _step(R, 0).expand(B, nc, k, k)
+    for t in range(1, L):
+        At = _step(A, t)
+        Z = At @ Z + C[t] if R is None else At @ Z @ _step(R, t) + C[t]
+        P = At @ P
+        if Q is not None:
+            Q = Q @ _step(R, t)
+    e = torch.zeros((B, nc), dtype=rdt, device=C.device)
+    P, eP = _normalise(P, e)
+    eQ = e
+    if Q is not None:
+        Q, eQ = _normalise(Q, e)
+    # (ii) inclusive Hillis-Steele scan over the chunks: (P, Q, Z) of chunks 0..c
+    s = 1
+    while s < nc:
+        Pl, Zl = P[:, :-s], Z[:, :-s]
+        Pr, Zr = P[:, s:], Z[:, s:]
+        if Q is None:
+            Zn = _ldexp(Pr @ Zl, eP[:, s:]) + Zr
+        else:
+            Zn = _ldexp(Pr @ Zl @ Q[:, s:], eP[:, s:] + eQ[:, s:]) + Zr
+            Qn, eQn = _normalise(Q[:, :-s] @ Q[:, s:], eQ[:, :-s] + eQ[:, s:])
+            Q = torch.cat([Q[:, :s], Qn], 1)
+            eQ = torch.cat([eQ[:, :s], eQn], 1)
+        Pn, ePn = _normalise(Pr @ Pl, eP[:, s:] + eP[:, :-s])
+        P = torch.cat([P[:, :s], Pn], 1)
+        eP = torch.cat([eP[:, :s], ePn], 1)
+        Z = torch.cat([Z[:, :s], Zn], 1)
+        s *= 2
+    # (iii) from each chunk's incoming state, the exact recursion
+    X = torch.cat([torch.zeros_like(Z[:, :1]), Z[:, :-1]], 1)
+    out = [X]
+    for t in range(L - 1):
+        At = _step(A, t)
+        X = At @ X + C[t] if R is None else At @ X @ _step(R, t) + C[t]
+        out.append(X)
+    return torch.stack(out, 0)
+
+
+def _outer(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return u[..., :, None] * v[..., None, :]
+
+
+def _mv(A: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return (A @ x[..., None])[..., 0]
+
+
+def _sweep(lay: _Layout, P: torch.Tensor, Q: torch.Tensor, A: torch.Tensor,
+           f: torch.Tensor, d: torch.Tensor | None) -> torch.Tensor:
+    """Forward sweep ``y_i = (f_i - P_i . phi_i)/d_i``, ``phi_{i+1} = A_i phi_i + Q_i y_i``
+    (``d`` None: no division), as the affine scan with ``A_i - Q_i P_i^T/d_i``; returns ``y``
+    ``(B, N, k)``."""
+    if d is None:
+        Ah = A - _outer(Q, P)
+        C = Q[..., :, None] * f[..., None, :]
+    else:
+        Ah = A - _outer(Q / d[..., None], P)
+        C = (Q / d[..., None])[..., :, None] * f[..., None, :]
+    phi = lay.take(_affine_scan(lay.put(Ah), lay.put(C)))
+    y = f - (P[..., :, None] * phi).sum(-2)
+    return y if d is None else y / d[..., None]
+
+
+# --------------------------------------------------------------------------------------------
+# the engine functions
+# --------------------------------------------------------------------------------------------
+def matvec_scan(alpha, p, q, a, g, h, b, x, L: int | None = None):
+    """``A x`` (``x (B, N, k)``): the forward state ``f`` and backward state ``e`` by two
+    affine scans."""
+    n = x.shape[1]
+    B = _rows(alpha, p, q, a, g, h, b, x)
+    lay = _Layout(n, L)
+    x = x.to(alpha.dtype)
+    y = (alpha[..., None] * x).expand(B, n, x.shape[2])
+    if p.shape[2]:
+        f = lay.take(_affine_scan(lay.put(a), lay.put(q[..., :, None] * x[..., None, :])))
+        y = y + (p[..., :, None] * f).sum(-2)
+    if g.shape[2]:
+        fl = [_flip(t, n) for t in (g, h, b, x)]
+        e = lay.take(_affine_scan(lay.put(fl[2].mT), lay.put(fl[0][..., :, None] * fl[3][..., None, :])))
+        y = y + _flip((fl[1][..., :, None] * e).sum(-2), n)
+    return y
+
+
+def solve_scan(d, qt, ht, p, a, g, b, f, transpose=False, L: int | None = None):
+    """``A^{-1} f`` from the factors (``transpose``: ``A^{-T} f``): the two triangular sweeps
+    of :func:`semisep.backends.torch.quasiseparable.solve_loop` as affine scans."""
+    if transpose:
+        P1, Q1, A1, P2, Q2, A2 = g, ht, b, qt, p, a
+    else:
+        P1, Q1, A1, P2, Q2, A2 = p, qt, a, ht, g, b
+    n = f.shape[1]
+    lay = _Layout(n, L)
+    f = f.to(d.dtype)
+    B = _rows(d, qt, ht, p, a, g, b, f)
+    f = f.expand(B, n, f.shape[2])
+    y = _sweep(lay, P1, Q1, A1, f, d if transpose else None) if P1.shape[2] else (
+        f / d[..., None] if transpose else f)
+    fl = [_flip(t, n) for t in (P2, Q2, A2, y, d)]
+    if P2.shape[2]:
+        x = _sweep(lay, fl[0], fl[1], fl[2].mT, fl[3], None if transpose else fl[4])
+    else:
+        x = fl[3] if transpose else fl[3] / fl[4][..., None]
+    return _flip(x, n)
+
+
+def inverse_diagonal_scan(d, qt, ht, p, a, g, b, L: int | None = None):
+    """``diag(A^{-1})``: ``G_i = (1 + ht_i . Psi_i qt_i)/d_i`` with the backward recursion
+    ``Psi_{i-1} = bh_i^T Psi_i ah_i + g_i p_i^T/d_i`` as a two-sided affine scan."""
+    n = d.shape[1]
+    B = _rows(d, qt, ht, p, a, g, b)
+    inv = 1 / d
+    if p.shape[2] == 0 or g.shape[2] == 0:
+        return inv.expand(B, n)
+    ah = a - _outer(qt, p)
+    bh = b - _outer(ht * inv[..., None], g)
+    C = _outer(g, p * inv[..., None])
+    lay = _Layout(n, L)
+    fl = [_flip(t, n) for t in (bh, ah, C)]
+    Psi = _flip(lay.take(_affine_scan(lay.put(fl[0].mT), lay.put(fl[2].expand(B, n, *C.shape[2:])),
+                                      lay.put(fl[1]))), n)
+    G = (1 + (ht * _mv(Psi, qt)).sum(-1)) * inv
+    return G.expand(B, n)
+
+
+# --------------------------------------------------------------------------------------------
+# the factorization: scattering matrices of chunks, their star-product scan, the LU step
+# --------------------------------------------------------------------------------------------
+def _chunk_scattering(lay, B, alpha, p, q, a, g, h, b, pivmin):
+    """Per chunk the scattering matrix ``(T11, T12, T21, T22)`` ``(B, nc, .)`` built row by row
+    (docs/mathematics.md), and a ``(B,)`` flag: some chunk-local pivot below ``pivmin``."""
+    al, pl, ql, gl, hl = (lay.put(x, 1.0 if x is alpha else 0.0) for x in (alpha, p, q, g, h))
+    aa, bb = lay.put(a), lay.put(b)
+    nc = lay.nc
+    valid = lay.put(torch.ones((1, lay.n), dtype=torch.bool, device=alpha.device), False)
+    rl, ru = p.shape[2], g.shape[2]
+    dt, dev = alpha.dtype, alpha.device
+    V11 = torch.eye(rl, dtype=dt, device=dev).expand(B, nc, rl, rl)
+    V22 = torch.eye(ru, dtype=dt, device=dev).expand(B, nc, ru, ru)
+    V12 = alpha.new_zeros((B, nc, rl, ru))
+    V21 = alpha.new_zeros((B, nc, ru, rl))
+    small = torch.zeros((B, nc), dtype=torch.bool, device=dev)
+    piv = pivmin.to(dev)[:, None]
+    for t in range(lay.L):
+        pt, gt, at, bt = pl[t], gl[t], _step(aa, t), _step(bb, t)
+        V12g = _mv(V12, gt)
+        s = al[t] + (pt * V12g).sum(-1)
+        small = small | ((s.abs() < piv) & valid[t])
+        u = _mv(V11.mT, pt) / s[..., None]
+        w = hl[t] + _mv(bt, _mv(V12.mT, pt))
+        e = ql[t] + _mv(at, V12g)
+        k = _mv(V22, gt)
+        V11 = at @ V11 - _outer(e, u)
+        V12 = at @ V12 @ bt.mT - _outer(e / s[..., None], w)
+        V21 = V21 - _outer(k, u)
+        V22 = V22 @ bt.mT - _outer(k / s[..., None], w)
+    return (V11, V12, V21, V22), small.any(1)
+
+
+def _star(T, U):
+    """The Redheffer star product: block ``T`` followed by block ``U`` (to its right)."""
+    T11, T12, T21, T22 = T
+    U11, U12, U21, U22 = U
+    rl = T11.shape[-1]
+    eye = torch.eye(rl, dtype=T11.dtype, device=T11.device)
+    Z = torch.linalg.solve_ex(eye - T12 @ U21, torch.cat([T11, T12 @ U22], -1))[0]
+    ZT, ZU = Z[..., :rl], Z[..., rl:]
+    return (U11 @ ZT, U12 + U11 @ ZU, T21 + T22 @ (U21 @ ZT), T22 @ (U22 + U21 @ ZU))
+
+
+def _carries(T):
+    """``M`` at every chunk start, ``(B, nc, rl, ru)``: minus the ``T12`` block of the star
+    product of the chunks before it (a Hillis-Steele scan)."""
+    nc = T[0].shape[1]
+    s = 1
+    while s < nc:
+        new = _star(tuple(x[:, :-s] for x in T), tuple(x[:, s:] for x in T))
+        T = tuple(torch.cat([x[:, :s], y], 1) for x, y in zip(T, new, strict=True))
+        s *= 2
+    T12 = T[1]
+    return torch.cat([torch.zeros_like(T12[:, :1]), -T12[:, :-1]], 1)
+
+
+def factor_scan(alpha, p, q, a, g, h, b, pivmin, L: int | None = None):
+    """``(d, qt, ht, guarded (NumPy), last_small (NumPy), delta)`` as
+    :func:`semisep.backends.torch.quasiseparable.factor_loop`, by the chunked scan (module
+    docstring); rows it cannot take are recomputed by the loop."""
+    from .quasiseparable import factor_loop
+
+    n = alpha.shape[1]
+    B = _rows(alpha, p, q, a, g, h, b)
+    rl, ru = p.shape[2], g.shape[2]
+    piv = pivmin.to(alpha.device).expand(B)
+    lay = _Layout(n, L)
+    if rl and ru and n:
+        T, local_small = _chunk_scattering(lay, B, alpha, p, q, a, g, h, b, piv)
+        M = _carries(T)
+    else:
+        local_small = torch.zeros(B, dtype=torch.bool, device=alpha.device)
+        M = alpha.new_zeros((B, lay.nc, rl, ru))
+    al, pl, ql, gl, hl = (lay.put(x.expand(B, *x.shape[1:]), 1.0 if x is alpha else 0.0)
+                          for x in (alpha, p, q, g, h))
+    aa, bb = lay.put(a), lay.put(b)
+    pv = piv[:, None]
+    valid = lay.put(torch.ones((1, n), dtype=torch.bool, device=alpha.device), False)
+    ds, qts, hts, deltas = [], [], [], []
+    guarded = torch.zeros((B, lay.nc), dtype=torch.int64, device=alpha.device)
+    for t in range(lay.L):
+        at, bt = _step(aa, t), _step(bb, t)
+        u = _mv(M, gl[t])
+        v = _mv(M.mT, pl[t])
+        s_raw = al[t] - (pl[t] * u).sum(-1)
+        mag = s_raw.detach().abs()
+        sm = (mag < pv) & valid[t]
+        guarded = guarded + sm.to(torch.int64)
+        unit = torch.where(mag > 0, s_raw / torch.where(mag > 0, mag, 1.0), torch.ones_like(s_raw))
+        s = torch.where(sm, pv * unit, s_raw)
+        qt = (ql[t] - _mv(at, u)) / s[..., None]
+        ht = hl[t] - _mv(bt, v)
+        M = at @ M @ bt.mT + _outer(qt, ht)
+        ds.append(s)
+        qts.append(qt)
+        hts.append(ht)
+        deltas.append((s - s_raw).detach())
+    d = lay.take(torch.stack(ds, 0))
+    delta = lay.take(torch.stack(deltas, 0))
+    last = (d.detach()[:, -1] - delta[:, -1]).abs() < 4.0 * piv if n else torch.zeros_like(local_small)
+    out = [d, lay.take(torch.stack(qts, 0)), lay.take(torch.stack(hts, 0)), delta]
+    # rows the scan cannot take: a singular chunk block, a non-finite carry, a guarded pivot
+    bad = local_small | ~torch.isfinite(torch.view_as_real(M) if M.is_complex() else M).flatten(1).all(1)
+    bad = bad | (guarded.sum(1) > 0)
+    g_np = guarded.sum(1).cpu().numpy()
+    last_np = last.cpu().numpy()
+    bad_np = bad.cpu().numpy()
+    if bad_np.any():
+        rows = torch.as_tensor(bad_np.nonzero()[0], device=alpha.device)
+        sub = [x if x.shape[0] == 1 else x[rows] for x in (alpha, p, q, a, g, h, b)]
+        ld, lqt, lht, lg, lls, ldel = factor_loop(*sub, piv[rows])
+        out = [x.clone() for x in out]
+        for x, y in zip(out, (ld, lqt, lht, ldel), strict=True):
+            x[rows] = y
+        g_np[bad_np] = lg
+        last_np[bad_np] = lls
+    d, qt, ht, delta = out
+    return d, qt, ht, g_np, last_np, delta

@@ -27,15 +27,25 @@ Three paths, chosen per call:
   ``inverse_diagonal`` has no custom backward: with gradients it runs the portable loop below
   on the (differentiable) factors, so ``resolvent_diagonal`` is differentiable too, through
   the loop's autograd graph (O(N r^2) memory, a Python loop over N).
-* **Other devices** (and explicit calls of the ``*_loop`` functions, which the tests compare
-  with the kernels): the **portable path**, the same recursions as torch ops in a Python
-  loop over N, vectorised over the batch; correct on any device and differentiable by
-  autograd, but slow (O(N) small kernel launches).  The chunked, renormalised scan form for
-  GPUs is not implemented.
+* **Other devices**: the **chunked scan form** of
+  :mod:`semisep.backends.torch.quasiseparable_scan` (plain torch ops, ``O(L + log N)`` ops per
+  call, differentiable by autograd), whose factorization hands the rows it cannot take (a
+  singular chunk block, a guarded pivot) to the loop below.
+* The **portable loop** (the ``*_loop`` functions): the same recursions as torch ops in a
+  Python loop over N, vectorised over the batch; correct on any device and differentiable by
+  autograd, but O(N) small kernel launches.
+
+The policy is :func:`~semisep.backends.torch.quasiseparable_scan.select_quasiseparable_kernel`;
+:func:`use_method` (a context manager) sets its ``method`` (``"auto"``, ``"chunked"``,
+``"loop"``, ``"sequential"``) and the chunk length for the calls inside it, e.g. to run the
+chunked form on CPU tensors.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -43,9 +53,30 @@ import torch
 
 from ..numpy import quasiseparable as K
 from ..numpy.quasiseparable_grad import factor_backward_kernel
+from . import quasiseparable_scan as scan
 
-__all__ = ["factor", "solve", "inverse_diagonal", "matvec",
+__all__ = ["factor", "solve", "inverse_diagonal", "matvec", "use_method", "kernel_ran",
            "factor_loop", "solve_loop", "inverse_diagonal_loop", "matvec_loop"]
+
+_METHOD: contextvars.ContextVar[tuple[str, int | None]] = contextvars.ContextVar(
+    "semisep_quasiseparable_method", default=("auto", None))
+
+
+@contextlib.contextmanager
+def use_method(method: str = "auto", chunk_length: int | None = None) -> Iterator[None]:
+    """Run the quasiseparable torch calls inside the block with ``method`` (``"auto"``,
+    ``"chunked"``, ``"loop"``, ``"sequential"``; the table of
+    :func:`~semisep.backends.torch.quasiseparable_scan.select_quasiseparable_kernel`) and, for
+    ``"chunked"``, the chunk length ``chunk_length`` (None: the N-dependent default)."""
+    if method not in ("auto",) + scan.KERNELS:
+        raise ValueError(f"method must be one of {('auto',) + scan.KERNELS}, got {method!r}")
+    if chunk_length is not None and int(chunk_length) < 1:
+        raise ValueError(f"chunk_length must be a positive integer, got {chunk_length!r}")
+    token = _METHOD.set((method, chunk_length))
+    try:
+        yield
+    finally:
+        _METHOD.reset(token)
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,48 +245,59 @@ def _wants_grad(*ts: torch.Tensor) -> bool:
 
 def kernel_ran(operation: str, *tensors: torch.Tensor) -> str:
     """The kernel the dispatch below runs for ``operation`` (``"factor"``, ``"solve"``,
-    ``"inverse_diagonal"``) on ``tensors``: ``"sequential"`` (the numba kernels, through the
-    custom ops on CPU tensors) or ``"loop"`` (the portable torch loop: off the CPU, and for an
-    inverse diagonal that needs a gradient)."""
-    if not _all_cpu(*tensors):
-        return "loop"
-    if operation == "inverse_diagonal" and _wants_grad(*tensors):
-        return "loop"
-    return "sequential"
+    ``"inverse_diagonal"``, ``"matvec"``) on ``tensors``: ``"sequential"`` (the numba kernels,
+    through the custom ops on CPU tensors), ``"chunked"`` (the scan form; off the CPU) or
+    ``"loop"`` (the portable torch loop; on CPU for an inverse diagonal that needs a
+    gradient), under the method set by :func:`use_method`."""
+    return scan.select_quasiseparable_kernel(
+        operation, _METHOD.get()[0], device_type="cpu" if _all_cpu(*tensors) else "other",
+        needs_grad=_wants_grad(*tensors))
 
 
 def factor(alpha, p, q, a, g, h, b, pivmin):
     """``(d, qt, ht, guarded (NumPy), last_small (NumPy), delta)``; the numba kernel on CPU."""
     ins = (alpha, p, q, a, g, h, b)
-    if _all_cpu(*ins):
+    kernel = kernel_ran("factor", *ins)
+    if kernel == "sequential":
         d, qt, ht, guarded, last_small, _, delta = _qs_factor(*ins, pivmin, _wants_grad(*ins))
         return d, qt, ht, guarded.numpy(), last_small.numpy(), delta
+    if kernel == "chunked":
+        return scan.factor_scan(*ins, pivmin, L=_METHOD.get()[1])
     return factor_loop(alpha, p, q, a, g, h, b, pivmin)
 
 
 def solve(d, qt, ht, p, a, g, b, f, transpose=False):
     """``A^{-1} f`` from the factors (``transpose``: ``A^{-T} f``, no gradient)."""
     ins = (d, qt, ht, p, a, g, b, f)
-    if _all_cpu(*ins):
+    kernel = kernel_ran("solve", *ins)
+    if kernel == "sequential":
         if transpose:
             return _t(K.solve_factored_kernel(*(_np(x) for x in ins), True))
         return _qs_solve(*ins)
+    if kernel == "chunked":
+        return scan.solve_scan(*ins, transpose, L=_METHOD.get()[1])
     return solve_loop(*ins, transpose)
 
 
 def inverse_diagonal(d, qt, ht, p, a, g, b):
     """``diag(A^{-1})``; with gradients (or off CPU) the portable loop."""
     ins = (d, qt, ht, p, a, g, b)
-    if _all_cpu(*ins) and not _wants_grad(*ins):
+    kernel = kernel_ran("inverse_diagonal", *ins)
+    if kernel == "sequential" and not _wants_grad(*ins):
         return _t(K.inverse_diagonal_kernel(*(_np(x) for x in ins)))
+    if kernel == "chunked":
+        return scan.inverse_diagonal_scan(*ins, L=_METHOD.get()[1])
     return inverse_diagonal_loop(*ins)
 
 
 def matvec(alpha, p, q, a, g, h, b, x):
     """``A x``."""
     ins = (alpha, p, q, a, g, h, b, x)
-    if _all_cpu(*ins):
+    kernel = kernel_ran("matvec", *ins)
+    if kernel == "sequential":
         return _qs_matvec(*ins)
+    if kernel == "chunked":
+        return scan.matvec_scan(*ins, L=_METHOD.get()[1])
     return matvec_loop(*ins)
 
 

@@ -40,6 +40,7 @@ backward.
 from __future__ import annotations
 
 import math
+
 import torch
 
 __all__ = ["chunk_length", "factor_scan", "solve_scan", "inverse_diagonal_scan", "matvec_scan",

@@ -49,7 +49,11 @@ __all__ = ["chunk_length", "factor_scan", "solve_scan", "inverse_diagonal_scan",
 #: The kernels :func:`select_quasiseparable_kernel` returns.
 KERNELS = ("sequential", "chunked", "loop")
 
-_L_MIN, _L_MAX = 4, 64
+_L_MIN, _L_MAX = 4, 16
+#: pass (i) of the affine scan renormalises its products every ``_RENORM`` steps.  A one-sided
+#: product that underflows to 0 between two renormalisations is harmless (its contribution is
+#: below rounding); the exponents matter where a small left product meets a large right one.
+_RENORM = 8
 
 
 def select_quasiseparable_kernel(operation: str, method: str, *, device_type: str,
@@ -88,9 +92,12 @@ def select_quasiseparable_kernel(operation: str, method: str, *, device_type: st
 
 
 def chunk_length(n: int) -> int:
-    """``L = 2^round(log2 sqrt(N))`` clipped to [4, 64]: ~``sqrt N`` steps per in-chunk pass
-    and ``log2(N/L)`` scan levels; beyond ``N = 2^12`` the chunk count grows instead, so the
-    op count grows like ``log2 N``."""
+    """``L = 2^round(log2 sqrt(N))`` clipped to [4, 16].  A call costs about ``c1 L + c2
+    log2(N/L)`` ops with ``c1`` (the ops of one step of passes (i) and (iii), ~60 for the
+    factorization) close to ``c2`` (the ops of one level of the chunk scan, ~50), so short
+    chunks minimise the launches; the scan's extra work ``O((N/L) log(N/L))`` keeps L from 1.
+    Beyond ``N = 2^8`` the chunk count grows instead, and the op count grows like
+    ``log2 N``."""
     if n <= 1:
         return _L_MIN
     return int(min(_L_MAX, max(_L_MIN, 2 ** round(0.5 * math.log2(n)))))
@@ -146,23 +153,22 @@ def _real(dtype: torch.dtype) -> torch.dtype:
 
 
 def _normalise(P: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``P 2^e`` as ``(P 2^-k, e + k)`` with ``2^k > max|P|`` per matrix (exact)."""
+    """``P 2^e`` as ``(P 2^-k, e + k)`` with ``2^k > max|P|`` per matrix (exact; ``k`` at least
+    the smallest normal exponent, so the factor ``2^-k`` is finite)."""
     m = torch.view_as_real(P).abs().amax(dim=(-3, -2, -1)) if P.is_complex() \
         else P.abs().amax(dim=(-2, -1))
-    k = torch.frexp(m)[1].to(e.dtype)
-    return P * torch.exp2(-k).to(P.dtype)[..., None, None], e + k
+    k = torch.frexp(m.clamp_min(torch.finfo(m.dtype).tiny))[1].to(e.dtype)
+    return P * torch.exp2(-k)[..., None, None], e + k
 
 
 def _ldexp(x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """``x 2^e`` for matrices ``x`` (``e`` per matrix), in three exact power-of-two factors so
-    that no factor over/underflows where the product does not (``0 * 2^e = 0``)."""
-    big = 3.0 * (1000.0 if _real(x.dtype) == torch.float64 else 120.0)
+    """``x 2^e`` for matrices ``x`` (``e`` per matrix), in two exact power-of-two factors so that
+    neither over/underflows where the product does not (``0 * 2^e = 0``); ``|e|`` beyond twice
+    the largest exponent is clamped there (the product is then 0 or inf either way)."""
+    big = 2.0 * (1023.0 if e.dtype == torch.float64 else 127.0)
     e = e.clamp(-big, big)
-    e1 = torch.trunc(e / 3)
-    e2 = torch.trunc((e - e1) / 2)
-    for part in (e1, e2, e - e1 - e2):
-        x = x * torch.exp2(part).to(x.dtype)[..., None, None]
-    return x
+    e1 = torch.trunc(e * 0.5)
+    return x * torch.exp2(e1)[..., None, None] * torch.exp2(e - e1)[..., None, None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,17 +187,21 @@ def _affine_scan(A: torch.Tensor, C: torch.Tensor, R: torch.Tensor | None = None
     Z = C[0]
     P = _step(A, 0).expand(B, nc, r, r)
     Q = None if R is None else _step(R, 0).expand(B, nc, k, k)
+    eP = eQ = torch.zeros((B, nc), dtype=rdt, device=C.device)
     for t in range(1, L):
         At = _step(A, t)
         Z = At @ Z + C[t] if R is None else At @ Z @ _step(R, t) + C[t]
         P = At @ P
         if Q is not None:
             Q = Q @ _step(R, t)
-    e = torch.zeros((B, nc), dtype=rdt, device=C.device)
-    P, eP = _normalise(P, e)
-    eQ = e
-    if Q is not None:
-        Q, eQ = _normalise(Q, e)
+        if t % _RENORM == 0 or t == L - 1:
+            P, eP = _normalise(P, eP)
+            if Q is not None:
+                Q, eQ = _normalise(Q, eQ)
+    if L == 1:
+        P, eP = _normalise(P, eP)
+        if Q is not None:
+            Q, eQ = _normalise(Q, eQ)
     # (ii) inclusive Hillis-Steele scan over the chunks: (P, Q, Z) of chunks 0..c
     s = 1
     while s < nc:
@@ -363,6 +373,30 @@ def _carries(T):
     return torch.cat([torch.zeros_like(T12[:, :1]), -T12[:, :-1]], 1)
 
 
+def _absmax(x: torch.Tensor) -> torch.Tensor:
+    """``max |Re|, |Im|`` over all but the leading axis."""
+    x = x.detach()
+    x = torch.view_as_real(x) if x.is_complex() else x
+    return x.abs().flatten(1).amax(1) if x[0].numel() else x.new_zeros(x.shape[0])
+
+
+def _finite_rows(x: torch.Tensor) -> torch.Tensor:
+    x = x.detach()
+    return torch.isfinite(torch.view_as_real(x) if x.is_complex() else x).flatten(1).all(1)
+
+
+def _carry_mismatch(M_end: torch.Tensor, M_in: torch.Tensor) -> torch.Tensor:
+    """Per row, ``max_c |M_end[c] - M_in[c+1]|`` relative to ``max |M_in|`` (0 for one chunk)."""
+    if M_in.shape[1] < 2 or M_in[0].numel() == 0:
+        return M_in.new_zeros(M_in.shape[0], dtype=_real(M_in.dtype))
+    diff = _absmax(M_end[:, :-1] - M_in[:, 1:])
+    return diff / _absmax(M_in).clamp_min(torch.finfo(diff.dtype).tiny)
+
+
+def _tol(d: torch.Tensor) -> float:
+    return float(torch.finfo(_real(d.dtype)).eps) ** 0.5
+
+
 def factor_scan(alpha, p, q, a, g, h, b, pivmin, L: int | None = None):
     """``(d, qt, ht, guarded (NumPy), last_small (NumPy), delta)`` as
     :func:`semisep.backends.torch.quasiseparable.factor_loop`, by the chunked scan (module
@@ -380,6 +414,7 @@ def factor_scan(alpha, p, q, a, g, h, b, pivmin, L: int | None = None):
     else:
         local_small = torch.zeros(B, dtype=torch.bool, device=alpha.device)
         M = alpha.new_zeros((B, lay.nc, rl, ru))
+    M_in = M
     al, pl, ql, gl, hl = (lay.put(x.expand(B, *x.shape[1:]), 1.0 if x is alpha else 0.0)
                           for x in (alpha, p, q, g, h))
     aa, bb = lay.put(a), lay.put(b)
@@ -404,20 +439,23 @@ def factor_scan(alpha, p, q, a, g, h, b, pivmin, L: int | None = None):
         qts.append(qt)
         hts.append(ht)
         deltas.append((s - s_raw).detach())
+    M_end = M
     d = lay.take(torch.stack(ds, 0))
     delta = lay.take(torch.stack(deltas, 0))
     last = (d.detach()[:, -1] - delta[:, -1]).abs() < 4.0 * piv if n else torch.zeros_like(local_small)
     out = [d, lay.take(torch.stack(qts, 0)), lay.take(torch.stack(hts, 0)), delta]
-    # rows the scan cannot take: a singular chunk block, a non-finite carry, a guarded pivot
-    bad = local_small | ~torch.isfinite(torch.view_as_real(M) if M.is_complex() else M).flatten(1).all(1)
-    bad = bad | (guarded.sum(1) > 0)
-    g_np = guarded.sum(1).cpu().numpy()
-    last_np = last.cpu().numpy()
-    bad_np = bad.cpu().numpy()
+    # rows the scan cannot take: a singular chunk block, a non-finite or inaccurate carry (the
+    # exact recursion from chunk c's carry must end where the scan's carry of chunk c + 1
+    # starts, to sqrt(eps) relative), a guarded pivot
+    gsum = guarded.sum(1)
+    bad = local_small | (gsum > 0) | ~_finite_rows(d) | (_carry_mismatch(M_end, M_in) > _tol(d))
+    flags = torch.stack([gsum, last.to(torch.int64), bad.to(torch.int64)]).cpu().numpy()
+    g_np, last_np, bad_np = flags[0], flags[1].astype(bool), flags[2].astype(bool)
     if bad_np.any():
         rows = torch.as_tensor(bad_np.nonzero()[0], device=alpha.device)
-        sub = [x if x.shape[0] == 1 else x[rows] for x in (alpha, p, q, a, g, h, b)]
-        ld, lqt, lht, lg, lls, ldel = factor_loop(*sub, piv[rows])
+        s0, s1, s2, s3, s4, s5, s6 = (x if x.shape[0] == 1 else x[rows]
+                                      for x in (alpha, p, q, a, g, h, b))
+        ld, lqt, lht, lg, lls, ldel = factor_loop(s0, s1, s2, s3, s4, s5, s6, piv[rows])
         out = [x.clone() for x in out]
         for x, y in zip(out, (ld, lqt, lht, ldel), strict=True):
             x[rows] = y

@@ -98,7 +98,7 @@ def _gp(name, cspan, n, rng, batch=()):
 def test_gp_kernels_at_long_spans_against_sequential(name, cspan, monkeypatch):
     """The public operations under ``use_method("chunked")`` against the sequential kernels,
     for GP covariances plus noise at c * span from 1 to 1e4 (batch 2, N = 700: 44 chunks of
-    64).  The solve is compared relative to cond-sized error: at c * span = 1 the matrix has
+    16).  The solve is compared relative to cond-sized error: at c * span = 1 the matrix has
     cond ~ 1e5-1e7 and both solves carry that rounding."""
     rng = np.random.default_rng(int(cspan) + len(name))
     op = _gp(name, cspan, 700, rng, (2,))

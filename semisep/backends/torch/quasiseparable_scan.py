@@ -132,8 +132,11 @@ class _Layout:
         return x.movedim(0, 2).reshape((B, self.nc * self.L) + tuple(x.shape[3:]))[:, :self.n]
 
 
-def _step(x: torch.Tensor, t: int) -> torch.Tensor:
-    return x[t if x.shape[0] > 1 else 0]
+def _steps(x: torch.Tensor, L: int) -> list[torch.Tensor]:
+    """The ``L`` steps of a laid-out tensor (a shared one repeated), as one ``unbind``: its
+    backward is one stack, where ``x[t]`` per step would scatter into a full-size zero
+    gradient ``L`` times."""
+    return list(x.unbind(0)) if x.shape[0] > 1 else [x[0]] * L
 
 
 def _rows(*xs: torch.Tensor) -> int:
@@ -183,17 +186,19 @@ def _affine_scan(A: torch.Tensor, C: torch.Tensor, R: torch.Tensor | None = None
     L, B, nc = C.shape[0], C.shape[1], C.shape[2]
     r, k = C.shape[-2], C.shape[-1]
     rdt = _real(C.dtype)
+    As, Cs = _steps(A, L), _steps(C, L)
+    Rs = None if R is None else _steps(R, L)
     # (i) per chunk: P = A_{L-1} ... A_0, Q = R_0 ... R_{L-1}, Z = the chunk's map applied to 0
-    Z = C[0]
-    P = _step(A, 0).expand(B, nc, r, r)
-    Q = None if R is None else _step(R, 0).expand(B, nc, k, k)
+    Z = Cs[0]
+    P = As[0].expand(B, nc, r, r)
+    Q = None if Rs is None else Rs[0].expand(B, nc, k, k)
     eP = eQ = torch.zeros((B, nc), dtype=rdt, device=C.device)
     for t in range(1, L):
-        At = _step(A, t)
-        Z = At @ Z + C[t] if R is None else At @ Z @ _step(R, t) + C[t]
+        At = As[t]
+        Z = At @ Z + Cs[t] if Rs is None else At @ Z @ Rs[t] + Cs[t]
         P = At @ P
-        if Q is not None:
-            Q = Q @ _step(R, t)
+        if Q is not None and Rs is not None:
+            Q = Q @ Rs[t]
         if t % _RENORM == 0 or t == L - 1:
             P, eP = _normalise(P, eP)
             if Q is not None:
@@ -223,8 +228,8 @@ def _affine_scan(A: torch.Tensor, C: torch.Tensor, R: torch.Tensor | None = None
     X = torch.cat([torch.zeros_like(Z[:, :1]), Z[:, :-1]], 1)
     out = [X]
     for t in range(L - 1):
-        At = _step(A, t)
-        X = At @ X + C[t] if R is None else At @ X @ _step(R, t) + C[t]
+        At = As[t]
+        X = At @ X + Cs[t] if Rs is None else At @ X @ Rs[t] + Cs[t]
         out.append(X)
     return torch.stack(out, 0)
 
@@ -321,10 +326,11 @@ def inverse_diagonal_scan(d, qt, ht, p, a, g, b, L: int | None = None):
 def _chunk_scattering(lay, B, alpha, p, q, a, g, h, b, pivmin):
     """Per chunk the scattering matrix ``(T11, T12, T21, T22)`` ``(B, nc, .)`` built row by row
     (docs/mathematics.md), and a ``(B,)`` flag: some chunk-local pivot below ``pivmin``."""
-    al, pl, ql, gl, hl = (lay.put(x, 1.0 if x is alpha else 0.0) for x in (alpha, p, q, g, h))
-    aa, bb = lay.put(a), lay.put(b)
+    al, pl, ql, gl, hl, aa, bb = (_steps(lay.put(x, 1.0 if x is alpha else 0.0), lay.L)
+                                  for x in (alpha, p, q, g, h, a, b))
     nc = lay.nc
-    valid = lay.put(torch.ones((1, lay.n), dtype=torch.bool, device=alpha.device), False)
+    valid = _steps(lay.put(torch.ones((1, lay.n), dtype=torch.bool, device=alpha.device), False),
+                   lay.L)
     rl, ru = p.shape[2], g.shape[2]
     dt, dev = alpha.dtype, alpha.device
     V11 = torch.eye(rl, dtype=dt, device=dev).expand(B, nc, rl, rl)
@@ -334,7 +340,7 @@ def _chunk_scattering(lay, B, alpha, p, q, a, g, h, b, pivmin):
     small = torch.zeros((B, nc), dtype=torch.bool, device=dev)
     piv = pivmin.to(dev)[:, None]
     for t in range(lay.L):
-        pt, gt, at, bt = pl[t], gl[t], _step(aa, t), _step(bb, t)
+        pt, gt, at, bt = pl[t], gl[t], aa[t], bb[t]
         V12g = _mv(V12, gt)
         s = al[t] + (pt * V12g).sum(-1)
         small = small | ((s.abs() < piv) & valid[t])
@@ -415,15 +421,15 @@ def factor_scan(alpha, p, q, a, g, h, b, pivmin, L: int | None = None):
         local_small = torch.zeros(B, dtype=torch.bool, device=alpha.device)
         M = alpha.new_zeros((B, lay.nc, rl, ru))
     M_in = M
-    al, pl, ql, gl, hl = (lay.put(x.expand(B, *x.shape[1:]), 1.0 if x is alpha else 0.0)
-                          for x in (alpha, p, q, g, h))
-    aa, bb = lay.put(a), lay.put(b)
+    al, pl, ql, gl, hl = (_steps(lay.put(x.expand(B, *x.shape[1:]), 1.0 if x is alpha else 0.0),
+                                 lay.L) for x in (alpha, p, q, g, h))
+    aa, bb = _steps(lay.put(a), lay.L), _steps(lay.put(b), lay.L)
     pv = piv[:, None]
-    valid = lay.put(torch.ones((1, n), dtype=torch.bool, device=alpha.device), False)
+    valid = _steps(lay.put(torch.ones((1, n), dtype=torch.bool, device=alpha.device), False), lay.L)
     ds, qts, hts, deltas = [], [], [], []
     guarded = torch.zeros((B, lay.nc), dtype=torch.int64, device=alpha.device)
     for t in range(lay.L):
-        at, bt = _step(aa, t), _step(bb, t)
+        at, bt = aa[t], bb[t]
         u = _mv(M, gl[t])
         v = _mv(M.mT, pl[t])
         s_raw = al[t] - (pl[t] * u).sum(-1)

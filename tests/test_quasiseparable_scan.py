@@ -132,6 +132,23 @@ def test_gp_long_sequence_against_sequential(monkeypatch):
     assert relerr(G2, f1.resolvent_diagonal()) < 1e-13
 
 
+@pytest.mark.parametrize("cspan", [1e2, 1e4])
+def test_float32_gp_kernel(cspan):
+    """float32 Matern-3/2 + noise: the scan agrees with the sequential kernels to a few
+    float32 roundings (times the conditioning for the solve)."""
+    rng = np.random.default_rng(9)
+    t = np.sort(rng.uniform(0, 1.0, 2000))
+    op = Matern32(1.0 / cspan).to_operator(torch.tensor(t, dtype=torch.float32), diag=0.1)
+    y = torch.tensor(rng.standard_normal(2000), dtype=torch.float32)
+    f1 = op.factor()
+    with tq.use_method("chunked"):
+        f2 = op.factor()
+        assert f2.pivots.dtype == torch.float32
+        assert relerr(f2.pivots, f1.pivots) < 2e-6
+        assert relerr(f2.solve(y), f1.solve(y)) < 2e-5
+        assert relerr(f2.resolvent_diagonal(), f1.resolvent_diagonal()) < 2e-5
+
+
 def test_against_the_dense_reference():
     rng = np.random.default_rng(11)
     args = [x.numpy() for x in engine_args(rng, 1, 19, 2, 3, True, False)]
@@ -164,6 +181,19 @@ def test_singular_chunk_block_falls_back_to_the_loop(monkeypatch):
     assert f1[3].sum() == 0 and abs(float(f1[0][0, 8])) > 1e-6  # the global pivot is regular
     for x1, x2 in zip(f1[:3], f2[:3], strict=True):
         assert relerr(x2, x1) < 1e-13
+
+
+def test_carry_check_hands_rows_to_the_loop(monkeypatch):
+    """The carry check is wired: with a tolerance no mismatch can meet, every row of a
+    multi-chunk factorization goes to the loop (and the result is the loop's)."""
+    rng = np.random.default_rng(6)
+    args = engine_args(rng, 3, 30, 2, 2, False, True)
+    piv = torch.full((3,), 1e-300, dtype=torch.float64)
+    monkeypatch.setattr(qs, "_tol", lambda d: -1.0)
+    seen = _spy_loop(monkeypatch)
+    f2 = qs.factor_scan(*args, piv, L=4)
+    assert seen == [3]
+    assert relerr(f2[0], tq.factor(*args, piv)[0]) < 1e-14
 
 
 def test_guarded_pivot_rows_match_the_sequential_guard(monkeypatch):

@@ -14,8 +14,8 @@ launch each on a GPU), never a loop over N.
   the inverse diagonal's ``Psi`` recursion) are affine maps ``X -> A X R + C`` of an ``r x k``
   state (``R`` the identity except for ``Psi``).  :func:`_affine_scan`: (i) per chunk, the
   composed map (products ``A_c``, ``R_c`` held as a mantissa and an integer power of two,
-  renormalised after each composition so that long products of decaying transitions neither
-  underflow against a large partner nor overflow), (ii) an inclusive Hillis-Steele scan of the
+  renormalised every few steps and after each composition, so that a long product of
+  decaying transitions never meets a growing partner as ``0 * inf``), (ii) an inclusive Hillis-Steele scan of the
   composed maps over the chunks, giving each chunk's incoming state, (iii) per chunk, the
   exact recursion from that state.
 * **The factorization** (the LU state ``M``, a matrix Riccati recursion) is scanned in its
@@ -28,8 +28,10 @@ launch each on a GPU), never a loop over N.
   Unlike the transfer-matrix (Moebius) form, whose ``2r x 2r`` products grow like ``e^{+c t}``
   and ``e^{-c t}`` together, the star product composes bounded quantities (no renormalisation).
   Rows where some chunk-local pivot falls below ``pivmin`` (a singular chunk block, impossible
-  for positive-definite matrices), where a carry is not finite, or where the global guard
-  replaced a pivot are recomputed by the portable loop (one host sync per call).
+  for positive-definite matrices), where the global guard replaced a pivot, where a pivot is
+  not finite, or where the exact recursion from chunk c's carry ends more than ``sqrt(eps)``
+  (relative) away from chunk c + 1's carry are recomputed by the portable loop (one host
+  sync per factorization, which also returns the guard counts).
 
 Gradients: autograd through the torch ops; the graph keeps ``O(N r^2)`` numbers per
 recursion (each of the ``L`` steps of passes (i) and (iii) saves its ``(B, nc, r, r)``

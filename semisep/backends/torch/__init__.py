@@ -16,7 +16,8 @@ docs/mathematics.md.  One module per role:
 ``pool``               scratch memory of the chunked path
 ``masked``             the masked chunked resolvent sweep of :mod:`semisep.nn`
 ``ops``                ``torch.compile``: each public call as one opaque custom op
-``quasiseparable``     the quasiseparable kernels as torch custom ops
+``quasiseparable``     the quasiseparable kernels as torch custom ops (the scan form off the CPU:
+                       ``quasiseparable_scan``)
 ``linalg``             the small dense namespace the operators use
 =====================  ==========================================================================
 

@@ -15,9 +15,9 @@ launch each on a GPU), never a loop over N.
   state (``R`` the identity except for ``Psi``).  :func:`_affine_scan`: (i) per chunk, the
   composed map (products ``A_c``, ``R_c`` held as a mantissa and an integer power of two,
   renormalised every few steps and after each composition, so that a long product of
-  decaying transitions never meets a growing partner as ``0 * inf``), (ii) an inclusive Hillis-Steele scan of the
-  composed maps over the chunks, giving each chunk's incoming state, (iii) per chunk, the
-  exact recursion from that state.
+  decaying transitions never meets a growing partner as ``0 * inf``), (ii) an inclusive
+  Hillis-Steele scan of the composed maps over the chunks, giving each chunk's incoming
+  state, (iii) per chunk, the exact recursion from that state.
 * **The factorization** (the LU state ``M``, a matrix Riccati recursion) is scanned in its
   *scattering* form: a block of rows ``[i, k)`` maps the incoming states ``(phi_i, psi_{k-1})``
   to ``(phi_k, psi_{i-1})`` by a bounded matrix ``T = [[T11, T12], [T21, T22]]`` (with

@@ -244,14 +244,14 @@ def test_renormalised_products_two_sided():
 @pytest.mark.parametrize("cplx", [False, True], ids=["float64", "complex128"])
 def test_gradcheck_through_the_scan(cplx):
     """float64 / complex128 gradcheck of logdet + solve + inverse diagonal (autograd through
-    the torch ops of the scan form), every input, N = 9 in chunks of 4."""
+    the torch ops of the scan form), every input, N = 7 in chunks of 3 (the last one padded)."""
     rng = np.random.default_rng(8)
-    args = [x[0].clone().requires_grad_(True) for x in engine_args(rng, 1, 9, 2, 2, cplx, False)]
-    y = _g(rng, (9,), cplx).requires_grad_(True)
+    args = [x[0].clone().requires_grad_(True) for x in engine_args(rng, 1, 7, 2, 1, cplx, False)]
+    y = _g(rng, (7,), cplx).requires_grad_(True)
 
     def f(d, p, q, a, g, h, b, y):
         op = ss.Quasiseparable(d, p, q, a, g, h, b)
-        with tq.use_method("chunked", chunk_length=4):
+        with tq.use_method("chunked", chunk_length=3):
             fac = op.factor(0.1)
             out = fac.logdet() + (y * fac.solve(y)).sum() + fac.resolvent_diagonal().sum()
             out = out + (y * op.matvec(y)).sum()
@@ -319,6 +319,10 @@ def test_selection_and_use_method():
         pass
     x = torch.ones(3, dtype=torch.float64)
     assert tq.kernel_ran("factor", x) == "sequential"
+    off_cpu = torch.ones(3, device="meta")  # any non-CPU device: the scan form
+    assert tq.kernel_ran("inverse_diagonal", off_cpu) == "chunked"
+    with pytest.raises(ValueError, match="meta"), tq.use_method("sequential"):
+        tq.kernel_ran("factor", off_cpu)
     with tq.use_method("chunked"):
         assert tq.kernel_ran("factor", x) == "chunked"
     with tq.use_method("loop"):

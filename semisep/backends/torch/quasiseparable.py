@@ -249,9 +249,9 @@ def kernel_ran(operation: str, *tensors: torch.Tensor) -> str:
     through the custom ops on CPU tensors), ``"chunked"`` (the scan form; off the CPU) or
     ``"loop"`` (the portable torch loop; on CPU for an inverse diagonal that needs a
     gradient), under the method set by :func:`use_method`."""
-    return scan.select_quasiseparable_kernel(
-        operation, _METHOD.get()[0], device_type="cpu" if _all_cpu(*tensors) else "other",
-        needs_grad=_wants_grad(*tensors))
+    device = next((t.device.type for t in tensors if t.device.type != "cpu"), "cpu")
+    return scan.select_quasiseparable_kernel(operation, _METHOD.get()[0], device_type=device,
+                                             needs_grad=_wants_grad(*tensors))
 
 
 def factor(alpha, p, q, a, g, h, b, pivmin):

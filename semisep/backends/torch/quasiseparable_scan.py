@@ -116,13 +116,17 @@ class _Layout:
         self.L = chunk_length(n) if L is None else max(1, int(L))
         self.nc = max(1, -(-n // self.L))
 
-    def put(self, x: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
-        """``(B, N, *tail) -> (L, B, nc, *tail)``; an N axis of length 1 (a transition shared
-        by every step, N > 1) -> ``(1, B, 1, *tail)``, broadcast by :func:`_step`."""
+    def put(self, x: torch.Tensor, fill: float = 0.0, rows: int = 1) -> torch.Tensor:
+        """``(B, N, *tail) -> (L, B', nc, *tail)`` with the batch axis expanded to ``rows``
+        (``B' = max(B, rows)``), contiguous, so that the per-step batched products need no
+        broadcasting copies; an N axis of length 1 (a transition shared by every step,
+        N > 1) -> ``(1, B', nc, *tail)``, repeated by :func:`_steps`."""
+        if x.shape[0] < rows:
+            x = x.expand((rows,) + tuple(x.shape[1:]))
         B, m = x.shape[0], x.shape[1]
         tail = tuple(x.shape[2:])
         if m != self.n:
-            return x.reshape((1, B, 1) + tail)
+            return x.reshape((1, B, 1) + tail).expand((1, B, self.nc) + tail).contiguous()
         pad = self.nc * self.L - self.n
         if pad:
             x = torch.cat([x, x.new_full((B, pad) + tail, fill)], 1)
@@ -255,7 +259,8 @@ def _sweep(lay: _Layout, P: torch.Tensor, Q: torch.Tensor, A: torch.Tensor,
     else:
         Ah = A - _outer(Q / d[..., None], P)
         C = (Q / d[..., None])[..., :, None] * f[..., None, :]
-    phi = lay.take(_affine_scan(lay.put(Ah), lay.put(C)))
+    B = max(Ah.shape[0], C.shape[0])
+    phi = lay.take(_affine_scan(lay.put(Ah, rows=B), lay.put(C, rows=B)))
     y = f - (P[..., :, None] * phi).sum(-2)
     return y if d is None else y / d[..., None]
 
@@ -272,11 +277,12 @@ def matvec_scan(alpha, p, q, a, g, h, b, x, L: int | None = None):
     x = x.to(alpha.dtype)
     y = (alpha[..., None] * x).expand(B, n, x.shape[2])
     if p.shape[2]:
-        f = lay.take(_affine_scan(lay.put(a), lay.put(q[..., :, None] * x[..., None, :])))
+        f = lay.take(_affine_scan(lay.put(a, rows=B), lay.put(q[..., :, None] * x[..., None, :], rows=B)))
         y = y + (p[..., :, None] * f).sum(-2)
     if g.shape[2]:
         fl = [_flip(t, n) for t in (g, h, b, x)]
-        e = lay.take(_affine_scan(lay.put(fl[2].mT), lay.put(fl[0][..., :, None] * fl[3][..., None, :])))
+        e = lay.take(_affine_scan(lay.put(fl[2].mT, rows=B),
+                                  lay.put(fl[0][..., :, None] * fl[3][..., None, :], rows=B)))
         y = y + _flip((fl[1][..., :, None] * e).sum(-2), n)
     return y
 
@@ -316,8 +322,8 @@ def inverse_diagonal_scan(d, qt, ht, p, a, g, b, L: int | None = None):
     C = _outer(g, p * inv[..., None])
     lay = _Layout(n, L)
     fl = [_flip(t, n) for t in (bh, ah, C)]
-    Psi = _flip(lay.take(_affine_scan(lay.put(fl[0].mT), lay.put(fl[2].expand(B, n, *C.shape[2:])),
-                                      lay.put(fl[1]))), n)
+    Psi = _flip(lay.take(_affine_scan(lay.put(fl[0].mT, rows=B), lay.put(fl[2], rows=B),
+                                      lay.put(fl[1], rows=B))), n)
     G = (1 + (ht * _mv(Psi, qt)).sum(-1)) * inv
     return G.expand(B, n)
 
@@ -328,7 +334,7 @@ def inverse_diagonal_scan(d, qt, ht, p, a, g, b, L: int | None = None):
 def _chunk_scattering(lay, B, alpha, p, q, a, g, h, b, pivmin):
     """Per chunk the scattering matrix ``(T11, T12, T21, T22)`` ``(B, nc, .)`` built row by row
     (docs/mathematics.md), and a ``(B,)`` flag: some chunk-local pivot below ``pivmin``."""
-    al, pl, ql, gl, hl, aa, bb = (_steps(lay.put(x, 1.0 if x is alpha else 0.0), lay.L)
+    al, pl, ql, gl, hl, aa, bb = (_steps(lay.put(x, 1.0 if x is alpha else 0.0, rows=B), lay.L)
                                   for x in (alpha, p, q, g, h, a, b))
     nc = lay.nc
     valid = _steps(lay.put(torch.ones((1, lay.n), dtype=torch.bool, device=alpha.device), False),
@@ -423,39 +429,31 @@ def factor_scan(alpha, p, q, a, g, h, b, pivmin, L: int | None = None):
         local_small = torch.zeros(B, dtype=torch.bool, device=alpha.device)
         M = alpha.new_zeros((B, lay.nc, rl, ru))
     M_in = M
-    al, pl, ql, gl, hl = (_steps(lay.put(x.expand(B, *x.shape[1:]), 1.0 if x is alpha else 0.0),
-                                 lay.L) for x in (alpha, p, q, g, h))
-    aa, bb = _steps(lay.put(a), lay.L), _steps(lay.put(b), lay.L)
-    pv = piv[:, None]
-    valid = _steps(lay.put(torch.ones((1, n), dtype=torch.bool, device=alpha.device), False), lay.L)
-    ds, qts, hts, deltas = [], [], [], []
-    guarded = torch.zeros((B, lay.nc), dtype=torch.int64, device=alpha.device)
+    al, pl, ql, gl, hl, aa, bb = (_steps(lay.put(x, 1.0 if x is alpha else 0.0, rows=B), lay.L)
+                                  for x in (alpha, p, q, g, h, a, b))
+    ds, qts, hts = [], [], []
     for t in range(lay.L):
+        # the LU step without the guard: a row with a pivot below pivmin goes to the loop
         at, bt = aa[t], bb[t]
         u = _mv(M, gl[t])
         v = _mv(M.mT, pl[t])
-        s_raw = al[t] - (pl[t] * u).sum(-1)
-        mag = s_raw.detach().abs()
-        sm = (mag < pv) & valid[t]
-        guarded = guarded + sm.to(torch.int64)
-        unit = torch.where(mag > 0, s_raw / torch.where(mag > 0, mag, 1.0), torch.ones_like(s_raw))
-        s = torch.where(sm, pv * unit, s_raw)
+        s = al[t] - (pl[t] * u).sum(-1)
         qt = (ql[t] - _mv(at, u)) / s[..., None]
         ht = hl[t] - _mv(bt, v)
         M = at @ M @ bt.mT + _outer(qt, ht)
         ds.append(s)
         qts.append(qt)
         hts.append(ht)
-        deltas.append((s - s_raw).detach())
     M_end = M
     d = lay.take(torch.stack(ds, 0))
-    delta = lay.take(torch.stack(deltas, 0))
-    last = (d.detach()[:, -1] - delta[:, -1]).abs() < 4.0 * piv if n else torch.zeros_like(local_small)
+    mag = d.detach().abs()
+    delta = torch.zeros_like(d.detach())
+    last = mag[:, -1] < 4.0 * piv if n else torch.zeros_like(local_small)
     out = [d, lay.take(torch.stack(qts, 0)), lay.take(torch.stack(hts, 0)), delta]
     # rows the scan cannot take: a singular chunk block, a non-finite or inaccurate carry (the
     # exact recursion from chunk c's carry must end where the scan's carry of chunk c + 1
     # starts, to sqrt(eps) relative), a guarded pivot
-    gsum = guarded.sum(1)
+    gsum = (mag < piv[:, None]).sum(1)
     bad = local_small | (gsum > 0) | ~_finite_rows(d) | (_carry_mismatch(M_end, M_in) > _tol(d))
     flags = torch.stack([gsum, last.to(torch.int64), bad.to(torch.int64)]).cpu().numpy()
     g_np, last_np, bad_np = flags[0], flags[1].astype(bool), flags[2].astype(bool)

@@ -24,14 +24,15 @@ launch each on a GPU), never a loop over N.
   ``T12 = -M_k`` for the leading block), blocks compose by the Redheffer star product, and
   ``M_k = T11 M_i (I + T21 M_i)^{-1} T22 - T12``.  Per chunk ``T`` is built row by row dividing
   only by the chunk's own LU pivots; a Hillis-Steele scan of star products gives the carries
-  ``M`` at the chunk starts; then the exact LU step runs inside every chunk from its carry.
+  ``M`` at the chunk starts; then the exact LU step (without the guard) runs inside every
+  chunk from its carry.
   Unlike the transfer-matrix (Moebius) form, whose ``2r x 2r`` products grow like ``e^{+c t}``
   and ``e^{-c t}`` together, the star product composes bounded quantities (no renormalisation).
   Rows where some chunk-local pivot falls below ``pivmin`` (a singular chunk block, impossible
-  for positive-definite matrices), where the global guard replaced a pivot, where a pivot is
-  not finite, or where the exact recursion from chunk c's carry ends more than ``sqrt(eps)``
-  (relative) away from chunk c + 1's carry are recomputed by the portable loop (one host
-  sync per factorization, which also returns the guard counts).
+  for positive-definite matrices), where a pivot falls below ``pivmin`` (the loop guards
+  it), where a pivot is not finite, or where the exact recursion from chunk c's carry ends
+  more than ``sqrt(eps)`` (relative) away from chunk c + 1's carry are recomputed by the
+  portable loop (one host sync per factorization, which also returns the guard counts).
 
 Gradients: autograd through the torch ops; the graph keeps ``O(N r^2)`` numbers per
 recursion (each of the ``L`` steps of passes (i) and (iii) saves its ``(B, nc, r, r)``

@@ -40,7 +40,9 @@ from ._validation import as_array, broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import SINGULAR_FACTOR, Backend, backend_for
 from .errors import BackendError, IllConditionedWarning, ShapeError, SingularMatrixError
-from .tridiagonal import Tridiagonal, _raise_if_singular, _range_scale, _shifted_rows, _with_info
+from .tridiagonal import Tridiagonal
+from .tridiagonal_core import _raise_if_singular, _range_scale, _with_info
+from .tridiagonal_core import shifted_rows as _shifted_rows
 
 __all__ = ["TridiagonalPlusLowRank", "WoodburyInfo"]
 

@@ -31,10 +31,11 @@ from .tridiagonal_core import (
     _certify_if_guarded,
     _check_indices,
     _raise_if_singular,
-    _range_scale,
+    _run_in_range,
     _scaled_problem,
     _unscale_info,
     _with_info,
+    host_reads,
 )
 from .tridiagonal_core import shifted_rows as _shifted_rows
 
@@ -270,14 +271,23 @@ class Tridiagonal(StructuredOperator):
         if self._backend.tracing():
             return self._backend.traced_call("resolvent_diagonal", self, z=z, indices=indices, method=method,
                                              check_finite=check_finite, return_info=return_info)
+        reads = host_reads(self)
         rows = _shifted_rows(self, z, check_finite)
-        k = _range_scale(rows)
-        if k is not None:  # entries outside the safe range: solve 2^k A, G = 2^k diag((2^k A)^{-1})
+
+        def scaled(k):  # entries outside the safe range: solve 2^k A, G = 2^k diag((2^k A)^{-1})
             T, zs, f = _scaled_problem(self, rows, k)
             out = T.resolvent_diagonal(zs, indices=indices, method=method, check_finite=False,
                                        return_info=return_info)
             res = (out[0] if return_info else out) * f[0][..., None] * f[1][..., None]
             return _unscale_info((res, out[1]) if return_info else res, f, return_info)
+
+        def run(reads):
+            return self._resolvent_diagonal(rows, z, indices, method, return_info, reads)
+
+        return _run_in_range(rows, run, scaled, reads)
+
+    def _resolvent_diagonal(self, rows, z, indices, method, return_info, reads):
+        """:meth:`resolvent_diagonal` on rows in the kernels' safe range."""
         if indices is None:
             if self._backend.takes_shift:
                 out, guarded, singular = self._backend.resolvent_diagonal_shifted(
@@ -295,7 +305,7 @@ class Tridiagonal(StructuredOperator):
             )
             width = int(idx.shape[0])
         ran = self._backend.kernel_ran(method)
-        _raise_if_singular(self._backend, singular, rows.batch, "resolvent_diagonal", z)
+        _raise_if_singular(self._backend, singular, rows.batch, "resolvent_diagonal", z, reads)
         out = out.reshape(rows.batch + (width,))
         return _with_info(out, rows, guarded, method, return_info, ran=ran)
 
@@ -317,21 +327,31 @@ class Tridiagonal(StructuredOperator):
         if self._backend.tracing():
             return self._backend.traced_call("logdet", self, z=z, method=method, check_finite=check_finite,
                                              return_info=return_info)
+        reads = host_reads(self)
         rows = _shifted_rows(self, z, check_finite)
-        k = _range_scale(rows)
-        if k is not None:  # entries outside the safe range: log det A = log det(2^k A) - N k log 2
+
+        def scaled(k):  # entries outside the safe range: log det A = log det(2^k A) - N k log 2
             T, zs, f = _scaled_problem(self, rows, k)
             out = T.logdet(zs, method=method, check_finite=False, return_info=return_info)
             shift = self._backend.asarray((self._n * math.log(2.0)) * k.astype(np.float64), like=self.diag)
             res = out[0] if return_info else out
             res = res - self._backend.astype(shift, self._backend.result_dtype(res.real))
             return _unscale_info((res, out[1]) if return_info else res, f, return_info)
-        ld, guarded, singular = self._backend.logdet(rows.alpha, rows.beta, rows.pivmin, method=method)
-        ran = self._backend.kernel_ran(method)
-        singular = _certify_if_guarded(self._backend, rows, guarded, singular, method)
-        _raise_if_singular(self._backend, singular, rows.batch, "logdet", z)
-        if not self._backend.is_complex(rows.dtype) and not self._backend.lazy:
-            if not bool((ld.imag != 0).any()):
+
+        return _run_in_range(rows, lambda r: self._logdet(rows, z, method, return_info, r), scaled, reads)
+
+    def _logdet(self, rows, z, method, return_info, reads):
+        """:meth:`logdet` on rows in the kernels' safe range."""
+        bk = self._backend
+        ld, guarded, singular = bk.logdet(rows.alpha, rows.beta, rows.pivmin, method=method)
+        ran = bk.kernel_ran(method)
+        real = not bk.is_complex(rows.dtype) and not bk.lazy
+        if reads is not None:  # the three questions below in one read (the kernel's, if it noted them)
+            reads.any(guarded, singular, (ld, "imag") if real else None)
+        singular = _certify_if_guarded(bk, rows, guarded, singular, method, reads)
+        _raise_if_singular(bk, singular, rows.batch, "logdet", z, reads)
+        if real:
+            if not (reads.any((ld, "imag"))[0] if reads is not None else bool((ld.imag != 0).any())):
                 ld = ld.real
         ld = ld.reshape(rows.batch)
         return _with_info(ld, rows, guarded, method, return_info, ran=ran)
@@ -363,17 +383,25 @@ class Tridiagonal(StructuredOperator):
         if type(b) is not type(self.diag):  # arrays of one type never mix
             backend_for(self.diag, b)  # mixed array types -> BackendError
         b = as_array(bk, "b", b, like=self.diag, scalar_ok=False)
-        if check_finite:
+        reads = host_reads(self)
+        if check_finite and reads is None:  # else deferred to the call's one read
             _require_finite(bk, b=b)
         is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), self._n)
         rows = _shifted_rows(self, z, check_finite, extra={"b": b_batch}, extra_dtype=b)
-        ks = _range_scale(rows)
-        if ks is not None:  # entries outside the safe range: x = 2^k (2^k A)^{-1} b
+
+        def scaled(ks):  # entries outside the safe range: x = 2^k (2^k A)^{-1} b
             T, zs, f = _scaled_problem(self, rows, ks)
             out = T.solve(b, zs, method=method, check_finite=False, return_info=return_info)
             tail = (None,) if is_vec else (None, None)
             res = (out[0] if return_info else out) * f[0][(...,) + tail] * f[1][(...,) + tail]
             return _unscale_info((res, out[1]) if return_info else res, f, return_info)
+
+        return _run_in_range(rows, lambda r: self._solve(rows, b, z, is_vec, k, method, return_info, r),
+                             scaled, reads, finite={"b": b} if check_finite else None)
+
+    def _solve(self, rows, b, z, is_vec, k, method, return_info, reads):
+        """:meth:`solve` on rows in the kernels' safe range."""
+        bk = self._backend
         n = self._n
         bb = b[..., None] if is_vec else b
         bb = bk.broadcast_to(bk.astype(bb, rows.dtype), rows.batch + (n, k))
@@ -381,8 +409,10 @@ class Tridiagonal(StructuredOperator):
         lower, upper = rows.lower, rows.upper
         x, guarded, singular = bk.solve(rows.alpha, upper, lower, bb, rows.pivmin, method=method)
         ran = bk.kernel_ran(method)
-        singular = _certify_if_guarded(bk, rows, guarded, singular, method)
-        _raise_if_singular(bk, singular, rows.batch, "solve", z)
+        if reads is not None:  # both questions below in one read (the kernel's, if it noted them)
+            reads.any(guarded, singular)
+        singular = _certify_if_guarded(bk, rows, guarded, singular, method, reads)
+        _raise_if_singular(bk, singular, rows.batch, "solve", z, reads)
         steps = 0  # the backends' solves are backward stable by themselves
         if bk.lazy:  # the lazy (dask) solve is an unpivoted chunked sweep whose guard is known at
             # compute time only: one step of iterative refinement, x += A^{-1}(f - A x)

@@ -328,6 +328,50 @@ def _range_scale(rows: ShiftedRows) -> Any:
     return np.broadcast_to(k.reshape(rows.batch), rows.batch)
 
 
+def _in_range_flag(rows: ShiftedRows) -> Any:
+    """0-d bool array: every row's scale is 0 or in ``[2^-E, 2^E]``, so that
+    :func:`_range_scale` returns None (False also where a scale is NaN or inf)."""
+    lo, hi = _SAFE_RANGE[_SAFE_EXP["single" if rows._op.backend.eps(rows.dtype) > 1e-10 else "double"]]
+    sc = rows.scale
+    return ((sc == 0) | ((sc >= lo) & (sc <= hi))).all()
+
+
+def host_reads(op: Any) -> Any:
+    """The host-read scope of one call on ``op``'s arrays (:meth:`Backend.host_reads`; None
+    where reads cost no host sync, and for lazy backends)."""
+    bk = op.backend
+    return None if bk.lazy else bk.host_reads(op.diag)
+
+
+def _run_in_range(rows: ShiftedRows, run: Any, scaled: Any, reads: Any, finite: dict | None = None) -> Any:
+    """``run(reads)`` where every row's entries are in the kernels' safe range, else
+    ``scaled(k)`` with the exponents of :func:`_range_scale`.
+
+    Where the backend defers reads (:meth:`Backend.host_reads`: a tensor on a GPU) the range
+    test is not read up front: it is deferred to the call's one host read (the kernel's own,
+    or the operator's after it), with the finiteness of the arrays in ``finite`` (name ->
+    array: the argument checks); ``run`` receives the scope for its own questions.  Where a
+    deferred test fails, the results are dropped and the call decides on the host as
+    elsewhere: the argument check raises, or the problem is scaled (or, for non-finite scales,
+    run as it is).  ``reads``: :func:`host_reads` of the operator (``finite`` is checked by
+    the caller where it is None)."""
+    bk = rows._op.backend
+    if reads is not None:
+        for name, x in (finite or {}).items():
+            reads.defer_finite(name, x)
+        reads.defer("in_range", _in_range_flag(rows), stop=True)
+        try:
+            with reads:
+                out = run(reads)
+                reads.any()  # what is still deferred (nothing where the kernel read it)
+            return out
+        except reads.Stop:
+            if finite:
+                _require_finite(bk, **finite)
+    k = _range_scale(rows)
+    return run(None) if k is None else scaled(k)
+
+
 def _entry_bound(rows: ShiftedRows) -> Any:
     """``max(|T_ij| parts, |Re z|, |Im z|)`` per row (B,), float64: ``s / 2 <= this``."""
     op, bk = rows._op, rows._op.backend
@@ -387,11 +431,16 @@ def _is_python_scalar(z: Any) -> bool:
     return isinstance(z, (bool, int, float, complex))
 
 
-def _certify_if_guarded(bk: Backend, rows: ShiftedRows, guarded: Any, singular: Any, method: str) -> Any:
+def _certify_if_guarded(bk: Backend, rows: ShiftedRows, guarded: Any, singular: Any, method: str,
+                        reads: Any = None) -> Any:
     """Where the left sweep guarded a pivot, add resolvent_diagonal's certificate: the guard
     can turn a singular matrix into a regular-looking neighbour for the left sweep alone.
-    A lazy backend's kernels include the certificate."""
-    if bk.lazy or not bool((guarded > 0).any()):
+    A lazy backend's kernels include the certificate.  ``reads``: the call's
+    :meth:`Backend.host_reads` scope (``guarded`` counts are non-negative: any nonzero is
+    any positive)."""
+    if bk.lazy:
+        return singular
+    if not (reads.any(guarded)[0] if reads is not None else bool((guarded > 0).any())):
         return singular
     _, _, sing_g = bk.resolvent_diagonal(
         _detach(rows.alpha), _detach(rows.beta), rows.pivmin, method=method
@@ -420,8 +469,13 @@ def _check_indices(indices: Any, n: int) -> Any:
     return idx
 
 
-def _raise_if_singular(bk: Backend, singular: Any, batch: tuple[int, ...], what: str, z: Any) -> None:
+def _raise_if_singular(bk: Backend, singular: Any, batch: tuple[int, ...], what: str, z: Any,
+                       reads: Any = None) -> None:
+    """Raise :class:`SingularMatrixError` naming the first batch index where ``singular``
+    (B,) is True; ``reads``: the call's :meth:`Backend.host_reads` scope (None: read here)."""
     if bk.lazy:  # a lazy backend's results raise when computed
+        return
+    if reads is not None and not reads.any(singular)[0]:
         return
     sing = singular if type(singular) is np.ndarray else np.asarray(bk.to_numpy(singular))
     if sing.any():

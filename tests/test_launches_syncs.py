@@ -317,16 +317,86 @@ def test_chunked_kernels_sync_at_most_once(name, grad, monkeypatch):
         assert d.grad is not None and torch.isfinite(d.grad).all()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the operators still read the device outside the kernel: the range-scaling decision "
-    "(tridiagonal._range_scale) and the singular raise (_raise_if_singular) on every call, and for "
-    "logdet/solve the guarded-pivot certificate trigger (_certify_if_guarded) and logdet's "
-    "real-result test: 3 (resolvent), 4 (logdet), 5 (solve, with b's finiteness check) per call"))
-@pytest.mark.parametrize("case", ["resolvent real T, complex z", "logdet", "solve"])
+@pytest.mark.parametrize("case", list(_CALLS))
 def test_public_call_syncs_at_most_once(case, monkeypatch):
-    """The target: at most one host sync per public call without ``return_info``."""
+    """The target: at most one host sync per public call without ``return_info``.  The
+    operator's decisions (the range scaling, the argument checks, the singular raise, the
+    guarded-pivot certificate, logdet's real result) are deferred to the kernel's one read
+    (:mod:`semisep.backends.torch.reads`).  The chunk-boundary repair's syncs are counted
+    apart (see :func:`test_chunked_kernels_sync_at_most_once`)."""
     d, T = _operator(case, 4096)
     _CALLS[case](T, 4096)
     with _syncs(monkeypatch) as s:
         _CALLS[case](T, 4096)
+    assert get_backend("torch").kernel_ran("chunked") == "chunked"
     assert s["n"] <= 1, s["n"]
+    assert s["repair"] <= _REPAIR_SYNC_BOUND, s["repair"]
+
+
+@contextlib.contextmanager
+def _as_on_a_device(monkeypatch):
+    """The torch backend's NumPy host views switched off, as for a CUDA tensor: the operators
+    then defer their reads (:mod:`semisep.backends.torch.reads`)."""
+    with monkeypatch.context() as m:
+        m.setattr(tb, "_host_view", lambda t: None)
+        yield
+
+
+def _deferred_and_eager(monkeypatch, call):
+    """``call()`` with the reads deferred (as on a device) and read as they go (CPU)."""
+    with _as_on_a_device(monkeypatch):
+        deferred = call()
+    return deferred, call()
+
+
+_SCALED_CALLS = {
+    "resolvent, complex z": lambda T, s: T.resolvent_diagonal(Z * s, method="chunked"),
+    "resolvent, real z": lambda T, s: T.resolvent_diagonal(0.3 * s, method="chunked"),
+    "logdet": lambda T, s: T.logdet(0.3 * s, method="chunked"),
+    "solve": lambda T, s: T.solve(_rhs(T.n), Z * s, method="chunked"),
+}
+
+
+@pytest.mark.parametrize("scale", [2.0 ** -400, 2.0 ** 400, 1.0])
+@pytest.mark.parametrize("case", list(_SCALED_CALLS))
+def test_deferred_reads_same_results(case, scale, monkeypatch):
+    """Deferring the range test to the kernel's read changes no value: entries outside the
+    kernels' safe range (the kernel's results dropped, the problem scaled and run again) and
+    inside it give bit for bit the results of the eager path."""
+    d, lo, up = _problem(512)
+    T = ss.Tridiagonal(d * scale, lo * scale, up * scale)
+    got, want = _deferred_and_eager(monkeypatch, lambda: _SCALED_CALLS[case](T, scale))
+    assert torch.equal(got, want)
+    assert torch.isfinite(got).all()
+
+
+def test_deferred_reads_non_finite_and_singular(monkeypatch):
+    """The deferred checks raise what the eager ones raise: a NaN in ``b`` (NonFiniteError
+    naming b), a singular ``T - zI`` (the same SingularMatrixError); with ``check_finite=False``
+    a NaN entry (a NaN scale: the range test fails, the host finds nothing to scale, the call
+    runs again unscaled) raises the eager path's SingularMatrixError."""
+    d, lo, up = _problem(257)
+    T = ss.Tridiagonal(d, lo, up)
+    b = _rhs(257)
+    b[0, 3] = float("nan")
+    with _as_on_a_device(monkeypatch), pytest.raises(ss.errors.NonFiniteError, match="^b contains"):
+        T.solve(b, Z, method="chunked")
+    S = ss.Tridiagonal(torch.zeros(2, 257, dtype=torch.float64), torch.ones(2, 256, dtype=torch.float64))
+    S.diag[0] = 3.0  # batch row 1 singular at z = 0 (odd N, zero diagonal)
+    for call in (lambda: S.resolvent_diagonal(0.0, method="chunked"),
+                 lambda: S.logdet(0.0, method="chunked"),
+                 lambda: S.solve(b.nan_to_num(), 0.0, method="chunked")):
+        with pytest.raises(ss.errors.SingularMatrixError) as eager:
+            call()
+        with _as_on_a_device(monkeypatch), pytest.raises(ss.errors.SingularMatrixError) as deferred:
+            call()
+        assert str(deferred.value) == str(eager.value)
+        assert "batch index (1,)" in str(eager.value)
+    Tn = ss.Tridiagonal(d.clone(), lo, up, check_finite=False)
+    Tn.diag[0, 5] = float("nan")
+    for deferred in (True, False):  # a NaN G counts as singular, as on the eager path
+        with contextlib.ExitStack() as stack:
+            if deferred:
+                stack.enter_context(_as_on_a_device(monkeypatch))
+            with pytest.raises(ss.errors.SingularMatrixError, match="at batch index"):
+                Tn.resolvent_diagonal(Z, method="chunked", check_finite=False)

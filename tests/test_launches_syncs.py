@@ -400,3 +400,92 @@ def test_deferred_reads_non_finite_and_singular(monkeypatch):
                 stack.enter_context(_as_on_a_device(monkeypatch))
             with pytest.raises(ss.errors.SingularMatrixError, match="at batch index"):
                 Tn.resolvent_diagonal(Z, method="chunked", check_finite=False)
+
+
+def _low_rank(n, symmetric, r=2, seed=3):
+    rng = np.random.default_rng(seed)
+    d, lo, up = _problem(n)
+    U, V = (torch.tensor(rng.standard_normal((n, r)) * 0.1) for _ in range(2))
+    return ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, None if symmetric else up), U, V)
+
+
+#: low-rank calls: (call, the tridiagonal calls it makes, symmetric T and not)
+_LOW_RANK_CALLS = {
+    "resolvent": (lambda H, n: H.resolvent_diagonal(Z, method="chunked"), (2, 3)),
+    "logdet": (lambda H, n: H.logdet(Z, method="chunked"), (2, 2)),
+    "logdet, real z": (lambda H, n: H.logdet(0.3, method="chunked"), (2, 2)),
+    "solve": (lambda H, n: H.solve(_rhs(n)[0], Z, method="chunked"), (1, 1)),
+}
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["symmetric", "general"])
+@pytest.mark.parametrize("case", list(_LOW_RANK_CALLS))
+def test_low_rank_syncs(case, symmetric, monkeypatch):
+    """``TridiagonalPlusLowRank`` on a device: one host sync per tridiagonal call it makes
+    (none for pivot information it does not return) plus one for the capacitance matrix: its
+    singular certificate, the ill-conditioning test and (logdet) the sign of a real result
+    are computed on the device and read together; ``cond_2(K)`` stays there unless
+    ``return_info`` asks for it."""
+    n = 2048
+    call, subcalls = _LOW_RANK_CALLS[case]
+    H = _low_rank(n, symmetric)
+    call(H, n)
+    with _syncs(monkeypatch) as s:
+        out = call(H, n)
+    assert s["n"] <= subcalls[0 if symmetric else 1] + 1, s["n"]
+    assert s["repair"] <= subcalls[0 if symmetric else 1] * _REPAIR_SYNC_BOUND
+    assert torch.isfinite(out).all()
+    K = torch.eye(2, dtype=torch.complex128) + 0.01 * torch.ones(2, 2, dtype=torch.complex128)
+    with _syncs(monkeypatch) as s:
+        H._check_capacitance(K, "resolvent_diagonal", Z)
+    assert s["n"] == 1, s["n"]
+
+
+@pytest.mark.parametrize("case", list(_LOW_RANK_CALLS))
+def test_low_rank_deferred_same_results(case, monkeypatch):
+    """Deferred (as on a device) and read as it goes (CPU), with ``return_info``: the same
+    values and the same capacitance condition numbers."""
+    n = 512
+    call, _ = _LOW_RANK_CALLS[case]
+    H = _low_rank(n, symmetric=False)
+    info_call = {
+        "resolvent": lambda: H.resolvent_diagonal(Z, method="chunked", return_info=True),
+        "logdet": lambda: H.logdet(Z, method="chunked", return_info=True),
+        "logdet, real z": lambda: H.logdet(0.3, method="chunked", return_info=True),
+        "solve": lambda: H.solve(_rhs(n)[0], Z, method="chunked", return_info=True),
+    }[case]
+    (got, gi), (want, wi) = _deferred_and_eager(monkeypatch, info_call)
+    assert torch.equal(got, want)
+    np.testing.assert_array_equal(gi.capacitance_cond, wi.capacitance_cond)
+    assert isinstance(gi.capacitance_cond, np.ndarray)
+    got, want = _deferred_and_eager(monkeypatch, lambda: call(H, n))
+    assert torch.equal(got, want)
+
+
+def test_low_rank_deferred_raises_and_warns(monkeypatch):
+    """The capacitance checks read on the device raise and warn as the host ones: a singular
+    ``K`` (``H = I - e0 e0^T``), an ill-conditioned one (a warning, with the caller's line),
+    a negative determinant through ``K`` alone (logdet complex, imaginary part pi)."""
+    n = 8
+    T = ss.Tridiagonal(torch.ones(n, dtype=torch.float64), torch.zeros(n - 1, dtype=torch.float64))
+    e0 = torch.zeros(n, 1, dtype=torch.float64)
+    e0[0] = 1.0
+    H = ss.TridiagonalPlusLowRank(T, -e0, e0)
+    U = torch.zeros(n, 2, dtype=torch.float64)
+    V = torch.zeros(n, 2, dtype=torch.float64)
+    U[0, 0], V[0, 0] = 1.0, 1.0
+    U[1, 1], V[1, 1] = -(1 - 1e-14), 1.0
+    Hw = ss.TridiagonalPlusLowRank(T, U, V)
+    Hn = ss.TridiagonalPlusLowRank(T, -2 * e0, e0)
+    with _as_on_a_device(monkeypatch):
+        for call in (lambda: H.resolvent_diagonal(0.0, method="chunked"),
+                     lambda: H.solve(torch.ones(n, dtype=torch.float64), method="chunked"),
+                     lambda: H.logdet(method="chunked")):
+            with pytest.raises(ss.SingularMatrixError, match="capacitance"):
+                call()
+        with pytest.warns(ss.IllConditionedWarning, match="cond_2") as rec:
+            G = Hw.resolvent_diagonal(0.0, method="chunked")
+        assert rec[0].filename == __file__
+        assert torch.isfinite(G).all()
+        ld = Hn.logdet(0.0, method="chunked")
+    assert ld.is_complex() and ld.imag == np.pi and abs(ld.real) < 1e-15

@@ -317,18 +317,21 @@ def test_chunked_kernels_sync_at_most_once(name, grad, monkeypatch):
         assert d.grad is not None and torch.isfinite(d.grad).all()
 
 
+@pytest.mark.parametrize("grad", [False, True], ids=["no-grad", "grad"])
 @pytest.mark.parametrize("case", list(_CALLS))
-def test_public_call_syncs_at_most_once(case, monkeypatch):
+def test_public_call_syncs_at_most_once(case, grad, monkeypatch):
     """The target: at most one host sync per public call without ``return_info``.  The
     operator's decisions (the range scaling, the argument checks, the singular raise, the
     guarded-pivot certificate, logdet's real result) are deferred to the kernel's one read
     (:mod:`semisep.backends.torch.reads`).  The chunk-boundary repair's syncs are counted
-    apart (see :func:`test_chunked_kernels_sync_at_most_once`)."""
-    d, T = _operator(case, 4096)
+    apart (see :func:`test_chunked_kernels_sync_at_most_once`).  ``grad``: the forward under
+    autograd (its backward: :func:`test_chunked_kernels_sync_at_most_once`)."""
+    d, T = _operator(case, 4096, grad=grad)
     _CALLS[case](T, 4096)
     with _syncs(monkeypatch) as s:
-        _CALLS[case](T, 4096)
+        out = _CALLS[case](T, 4096)
     assert get_backend("torch").kernel_ran("chunked") == "chunked"
+    assert out.requires_grad == grad
     assert s["n"] <= 1, s["n"]
     assert s["repair"] <= _REPAIR_SYNC_BOUND, s["repair"]
 

@@ -14,6 +14,7 @@ docs/mathematics.md.  One module per role:
 ``reference``          plain-loop twins of every kernel (``method="reference"``, test oracles)
 ``bridge``             the one bridge to the NumPy backend's compiled kernels (CPU tensors)
 ``pool``               scratch memory of the chunked path
+``reads``              host reads deferred to one host sync per public call
 ``masked``             the masked chunked resolvent sweep of :mod:`semisep.nn`
 ``ops``                ``torch.compile``: each public call as one opaque custom op
 ``quasiseparable``     the quasiseparable kernels as torch custom ops

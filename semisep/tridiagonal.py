@@ -272,7 +272,7 @@ class Tridiagonal(StructuredOperator):
             return self._backend.traced_call("resolvent_diagonal", self, z=z, indices=indices, method=method,
                                              check_finite=check_finite, return_info=return_info)
         reads = host_reads(self)
-        rows = _shifted_rows(self, z, check_finite)
+        rows = _shifted_rows(self, z, check_finite, reads=reads)
 
         def scaled(k):  # entries outside the safe range: solve 2^k A, G = 2^k diag((2^k A)^{-1})
             T, zs, f = _scaled_problem(self, rows, k)
@@ -328,7 +328,7 @@ class Tridiagonal(StructuredOperator):
             return self._backend.traced_call("logdet", self, z=z, method=method, check_finite=check_finite,
                                              return_info=return_info)
         reads = host_reads(self)
-        rows = _shifted_rows(self, z, check_finite)
+        rows = _shifted_rows(self, z, check_finite, reads=reads)
 
         def scaled(k):  # entries outside the safe range: log det A = log det(2^k A) - N k log 2
             T, zs, f = _scaled_problem(self, rows, k)
@@ -387,7 +387,7 @@ class Tridiagonal(StructuredOperator):
         if check_finite and reads is None:  # else deferred to the call's one read
             _require_finite(bk, b=b)
         is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), self._n)
-        rows = _shifted_rows(self, z, check_finite, extra={"b": b_batch}, extra_dtype=b)
+        rows = _shifted_rows(self, z, check_finite, extra={"b": b_batch}, extra_dtype=b, reads=reads)
 
         def scaled(ks):  # entries outside the safe range: x = 2^k (2^k A)^{-1} b
             T, zs, f = _scaled_problem(self, rows, ks)

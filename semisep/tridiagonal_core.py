@@ -113,6 +113,7 @@ class ShiftedRows:
         self.n = op.n
         self.count = math.prod(batch)
         self._cache: dict[str, Any] = {}
+        self.deferred_z_check = False  # z's finiteness check deferred to the call's host read
 
     def _rows_of(self, x: Any, width: int) -> Any:
         bk = self._op.backend
@@ -219,7 +220,8 @@ class ShiftedRows:
 
 
 def shifted_rows(
-    op: Tridiagonal, z: Any, check: bool = True, extra: dict | None = None, extra_dtype: Any = None
+    op: Tridiagonal, z: Any, check: bool = True, extra: dict | None = None, extra_dtype: Any = None,
+    reads: Any = None,
 ) -> ShiftedRows:
     """The rows of ``A = T - z I`` as the kernels take them (:class:`ShiftedRows`).
 
@@ -235,6 +237,9 @@ def shifted_rows(
         a :class:`~semisep.errors.ShapeError` names the one that clashes.
     extra_dtype : array, optional
         An array whose dtype takes part in the result dtype (a right-hand side ``b``).
+    reads : the call's :meth:`Backend.host_reads` scope, optional
+        Where given, an array ``z``'s finiteness check is deferred to it
+        (``deferred_z_check``; :func:`_run_in_range` raises where it fails).
 
     Returns
     -------
@@ -265,8 +270,13 @@ def shifted_rows(
         return ShiftedRows(op, z, z_arr, batch, dtype)
     backend_for(op.diag, z)  # mixed array types -> BackendError
     z_arr = as_array(bk, "z", z, like=op.diag)
+    deferred = False
     if check and not (_is_python_scalar(z) and cmath.isfinite(z)):  # a finite Python z: no device read
-        _require_finite(bk, z=z_arr)
+        if reads is not None:  # read with the call's other flags (_run_in_range checks on failure)
+            reads.defer_finite("z", z_arr)
+            deferred = True
+        else:
+            _require_finite(bk, z=z_arr)
     shapes = {"operator": op.batch_shape, "z": tuple(z_arr.shape)}
     if extra:
         shapes.update(extra)
@@ -274,7 +284,9 @@ def shifted_rows(
     dt_args = [op.diag, z if _is_python_scalar(z) else z_arr]
     if extra_dtype is not None:
         dt_args.append(extra_dtype)
-    return ShiftedRows(op, z, z_arr, batch, bk.result_dtype(*dt_args))
+    rows = ShiftedRows(op, z, z_arr, batch, bk.result_dtype(*dt_args))
+    rows.deferred_z_check = deferred
+    return rows
 
 
 #: NumPy scalar types that take :func:`shifted_rows`' short path on the NumPy backend
@@ -365,9 +377,11 @@ def _run_in_range(rows: ShiftedRows, run: Any, scaled: Any, reads: Any, finite: 
                 out = run(reads)
                 reads.any()  # what is still deferred (nothing where the kernel read it)
             return out
-        except reads.Stop:
+        except reads.Stop:  # the argument checks first (b before z, as read as they go)
             if finite:
                 _require_finite(bk, **finite)
+            if rows.deferred_z_check:
+                _require_finite(bk, z=rows._z_arr)
     k = _range_scale(rows)
     return run(None) if k is None else scaled(k)
 

@@ -317,8 +317,13 @@ def test_chunked_kernels_sync_at_most_once(name, grad, monkeypatch):
         assert d.grad is not None and torch.isfinite(d.grad).all()
 
 
+#: the public calls: ``_CALLS`` and a tensor z (its finiteness check deferred too)
+_PUBLIC_CALLS = {**_CALLS, "resolvent, tensor z": lambda T, n: T.resolvent_diagonal(
+    torch.tensor([Z, 2 * Z]), method="chunked")}
+
+
 @pytest.mark.parametrize("grad", [False, True], ids=["no-grad", "grad"])
-@pytest.mark.parametrize("case", list(_CALLS))
+@pytest.mark.parametrize("case", list(_PUBLIC_CALLS))
 def test_public_call_syncs_at_most_once(case, grad, monkeypatch):
     """The target: at most one host sync per public call without ``return_info``.  The
     operator's decisions (the range scaling, the argument checks, the singular raise, the
@@ -327,9 +332,9 @@ def test_public_call_syncs_at_most_once(case, grad, monkeypatch):
     apart (see :func:`test_chunked_kernels_sync_at_most_once`).  ``grad``: the forward under
     autograd (its backward: :func:`test_chunked_kernels_sync_at_most_once`)."""
     d, T = _operator(case, 4096, grad=grad)
-    _CALLS[case](T, 4096)
+    _PUBLIC_CALLS[case](T, 4096)
     with _syncs(monkeypatch) as s:
-        out = _CALLS[case](T, 4096)
+        out = _PUBLIC_CALLS[case](T, 4096)
     assert get_backend("torch").kernel_ran("chunked") == "chunked"
     assert out.requires_grad == grad
     assert s["n"] <= 1, s["n"]
@@ -384,6 +389,13 @@ def test_deferred_reads_non_finite_and_singular(monkeypatch):
     b[0, 3] = float("nan")
     with _as_on_a_device(monkeypatch), pytest.raises(ss.errors.NonFiniteError, match="^b contains"):
         T.solve(b, Z, method="chunked")
+    zs = torch.tensor([Z, float("nan")])
+    with _as_on_a_device(monkeypatch), pytest.raises(ss.errors.NonFiniteError, match="^b contains"):
+        T.solve(b, zs, method="chunked")  # b first, as read as they go
+    for call in (lambda: T.resolvent_diagonal(zs, method="chunked"), lambda: T.logdet(zs, method="chunked"),
+                 lambda: T.solve(b.nan_to_num(), zs, method="chunked")):
+        with _as_on_a_device(monkeypatch), pytest.raises(ss.errors.NonFiniteError, match="^z contains"):
+            call()
     S = ss.Tridiagonal(torch.zeros(2, 257, dtype=torch.float64), torch.ones(2, 256, dtype=torch.float64))
     S.diag[0] = 3.0  # batch row 1 singular at z = 0 (odd N, zero diagonal)
     for call in (lambda: S.resolvent_diagonal(0.0, method="chunked"),

@@ -125,9 +125,9 @@ def _target(bk, quick: bool) -> dict[str, Any]:
         t_copy = _cuda_median(lambda: out.copy_(G), repeats=20)
         rows = []
         from semisep.backends import triton as tr
-        from semisep.tridiagonal import _shifted_rows
+        from semisep.tridiagonal_core import shifted_rows
 
-        rows_ = _shifted_rows(T, Z, True)
+        rows_ = shifted_rows(T, Z, True)
         variants: list[tuple[str, Any]] = [("auto (default)", lambda: T.resolvent_diagonal(Z))]
         if tr.available(d):
             args = (rows_.diag, rows_.shift, rows_.beta_native, rows_.pivmin)

@@ -178,7 +178,7 @@ def tridiagonal_resolvent_entries(op: Any, pairs: Any, z: Any, **solve_kwargs: A
     array or tensor ``broadcast(batch_op, z.shape) + (K,)`` in the dtype of ``T - z I``.
     Cost O(B (N + K)) for B batch rows.
     """
-    from . import tridiagonal as _tri
+    from . import tridiagonal_core as _tri
     from .backends import numpy as _npb
 
     n = op.n
@@ -189,7 +189,7 @@ def tridiagonal_resolvent_entries(op: Any, pairs: Any, z: Any, **solve_kwargs: A
     on_cpu = all(getattr(getattr(x, "device", None), "type", "cpu") == "cpu" for x in arrays)
     if not (plain and bk.name in ("numpy", "torch") and on_cpu and not _wants_grad(*arrays)):
         return resolvent_entries(op, p, z, **solve_kwargs)
-    rows = _tri._shifted_rows(op, z, solve_kwargs.get("check_finite", True))
+    rows = _tri.shifted_rows(op, z, solve_kwargs.get("check_finite", True))
     if rows.count == 0 or n < 2 or _tri._range_scale(rows) is not None:
         return resolvent_entries(op, p, z, **solve_kwargs)
     alpha, beta = _host(rows.alpha), _host(rows.beta)

@@ -40,7 +40,9 @@ from ._validation import as_array, broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import SINGULAR_FACTOR, Backend, backend_for
 from .errors import BackendError, IllConditionedWarning, ShapeError, SingularMatrixError
-from .tridiagonal import Tridiagonal, _raise_if_singular, _range_scale, _shifted_rows, _with_info
+from .tridiagonal import Tridiagonal
+from .tridiagonal_core import _raise_if_singular, _range_scale, _with_info
+from .tridiagonal_core import shifted_rows as _shifted_rows
 
 __all__ = ["TridiagonalPlusLowRank", "WoodburyInfo"]
 
@@ -302,13 +304,38 @@ class TridiagonalPlusLowRank(StructuredOperator):
 
     def _capacitance(self, X: Any, what: str, z: Any):
         """``K = I_r + V^T X`` and its condition numbers; raises if K is singular."""
-        bk = self._backend
-        K = la.eye(bk, self.rank, X.dtype, like=X) + la.matmul_mixed(bk, la.mT(self.V), X, X.dtype)
-        return self._check_capacitance(K, what, z, stacklevel=4)
+        return self._check_capacitance(self._capacitance_matrix(X), what, z, stacklevel=4)
 
-    def _check_capacitance(self, K: Any, what: str, z: Any, stacklevel: int = 3):
+    def _capacitance_matrix(self, X: Any) -> Any:
+        """``K = I_r + V^T X``, (..., r, r)."""
+        bk = self._backend
+        return la.eye(bk, self.rank, X.dtype, like=X) + la.matmul_mixed(bk, la.mT(self.V), X, X.dtype)
+
+    def _check_capacitance(self, K: Any, what: str, z: Any, stacklevel: int = 3, flags: tuple = ()):
         """``(K, cond_2(K))``; raises if K is singular to working precision, warns if it is
-        ill-conditioned (``stacklevel`` names the public method's caller)."""
+        ill-conditioned (``stacklevel`` names the public method's caller).
+
+        Where the backend defers reads (:meth:`Backend.host_reads`: a GPU), the certificate and
+        the warning's test are computed on the device and read in one host sync, together
+        with the caller's 0-d ``flags``; ``cond`` then stays on the device (a tensor, made a
+        NumPy array by :func:`_host_cond` where ``return_info`` asks for it), and the host
+        computation below runs only where one of them fires (it raises or warns).  Returns
+        ``(K, cond, flag_values)`` where ``flags`` are given."""
+        bk = self._backend
+        reads = bk.host_reads(K) if K.shape[-1] else None
+        if reads is not None:
+            cond, bad, ill = _capacitance_flags(bk, K)
+            with reads:
+                bad_h, ill_h, *values = reads.any(bad, ill, *flags)
+            if not bad_h and not ill_h:
+                return (K, cond, values) if flags else (K, cond)
+        elif flags:
+            values = [bool(f) for f in flags]
+        out = self._check_capacitance_host(K, what, z, stacklevel + 1)
+        return (*out, values) if flags else out
+
+    def _check_capacitance_host(self, K: Any, what: str, z: Any, stacklevel: int):
+        """:meth:`_check_capacitance` read on the host as it goes: ``(K, cond)``."""
         bk = self._backend
         r = self.rank
         cond = la.condition_number(bk, K)
@@ -364,18 +391,16 @@ class TridiagonalPlusLowRank(StructuredOperator):
         batch, dtype = self._prepare(z, extra={"b": b_batch}, extra_dtype=b)
         bb = self._low(b[..., None] if is_vec else b, batch, dtype)
         if self.rank == 0:
-            x, pinfo = self.tridiagonal.solve(
-                bb, z, method=method, check_finite=check_finite, return_info=True
-            )
+            x, pinfo = _sub(return_info, self.tridiagonal.solve, bb, z,
+                            method=method, check_finite=check_finite)
             cond = np.ones(batch)
         else:
             K = None
             if k <= self.rank and self._fusable(method, z):  # K needs no gradient of b
                 # K from the fused forward sweeps (no N x r solve), then two k-column solves:
                 # y = A^{-1} b, w = K^{-1} V^T y, x = A^{-1} (b - U w)
-                y, pinfo = self.tridiagonal.solve(
-                    bb, z, method=method, check_finite=check_finite, return_info=True
-                )
+                y, pinfo = _sub(return_info, self.tridiagonal.solve, bb, z,
+                                method=method, check_finite=check_finite)
                 fused = self._fused_capacitance(z, batch, method, "solve")
                 if fused is not None:  # else a guarded pivot: the composed path, which refines
                     K, cond, _ = fused
@@ -385,9 +410,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
                     )
             if K is None:
                 rhs = bk.concat([bb, self._low(self.U, batch, dtype)], axis=-1)
-                sol, pinfo = self.tridiagonal.solve(
-                    rhs, z, method=method, check_finite=check_finite, return_info=True
-                )
+                sol, pinfo = _sub(return_info, self.tridiagonal.solve, rhs, z,
+                                  method=method, check_finite=check_finite)
                 y, X = sol[..., :k], sol[..., k:]
                 K, cond = self._capacitance(X, "solve", z)
                 Vt = la.mT(bk.astype(self.V, dtype))
@@ -395,7 +419,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
         x = x[..., 0] if is_vec else x
         if not return_info:
             return x
-        return x, WoodburyInfo({"solve": pinfo}, cond, self.rank)
+        return x, WoodburyInfo({"solve": pinfo}, _host_cond(bk, cond), self.rank)
 
     def logdet(
         self, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
@@ -413,9 +437,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
         """
         bk = self._backend
         batch, dtype = self._prepare(z)
-        ldT, pT = self.tridiagonal.logdet(
-            z, method=method, check_finite=check_finite, return_info=True
-        )
+        ldT, pT = _sub(return_info, self.tridiagonal.logdet, z, method=method, check_finite=check_finite)
         pivots = {"logdet": pT}
         if self.rank == 0:
             out = ldT + bk.zeros(batch, ldT.dtype, like=ldT)
@@ -424,15 +446,14 @@ class TridiagonalPlusLowRank(StructuredOperator):
             fused = self._fused_capacitance(z, batch, method, "logdet")
             if fused is not None:  # K = I + V^T X from the fused forward pass alone
                 K, cond, pX = fused
-            else:
-                X, pX = self.tridiagonal.solve(
-                    self._low(self.U, batch, dtype), z, method=method, check_finite=False,
-                    return_info=True,
-                )
-                K, cond = self._capacitance(X, "logdet", z)
+            else:  # K checked below, with the sign of the result in the same read
+                X, pX = _sub(return_info, self.tridiagonal.solve,
+                             self._low(self.U, batch, dtype), z, method=method, check_finite=False)
+                K, cond = self._capacitance_matrix(X), None
             pivots["solve"] = pX
             sign, logabs = la.slogdet(bk, K)
             cdt = la.complex_dtype(bk, logabs.dtype)
+            neg = None
             if bk.is_complex(dtype):
                 # add the phases and wrap into (-pi, pi], as slogdet does
                 phase = la.angle(bk, _expi(bk, ldT.imag + la.angle(bk, sign), cdt))
@@ -445,11 +466,16 @@ class TridiagonalPlusLowRank(StructuredOperator):
                     re, negT = ldT, ldT != ldT  # all False
                 neg = negT ^ (sign < 0)
                 out = re + logabs
-                if bool(neg.any()):
-                    out = bk.astype(out, cdt) + 1j * np.pi * bk.astype(neg, cdt)
+            neg_any = None if neg is None else neg.any()
+            if cond is None:  # the capacitance check and the sign's test in one read
+                K, cond, (neg_h,) = self._check_capacitance(K, "logdet", z, stacklevel=3, flags=(neg_any,))
+            else:
+                neg_h = neg_any is not None and bool(neg_any)
+            if neg_h:
+                out = bk.astype(out, cdt) + 1j * np.pi * bk.astype(neg, cdt)
         if not return_info:
             return out
-        return out, WoodburyInfo(pivots, cond, self.rank)
+        return out, WoodburyInfo(pivots, _host_cond(bk, cond), self.rank)
 
     def resolvent_diagonal(
         self, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
@@ -483,10 +509,9 @@ class TridiagonalPlusLowRank(StructuredOperator):
             fused = self._resolvent_diagonal_fused(z, batch, method, check_finite)
             if fused is not None:
                 out, pivots, cond = fused
-                return (out, WoodburyInfo(pivots, cond, r)) if return_info else out
-        G, pG = self.tridiagonal.resolvent_diagonal(
-            z, method=method, check_finite=check_finite, return_info=True
-        )
+                return (out, WoodburyInfo(pivots, _host_cond(bk, cond), r)) if return_info else out
+        G, pG = _sub(return_info, self.tridiagonal.resolvent_diagonal, z,
+                     method=method, check_finite=check_finite)
         pivots = {"resolvent_diagonal": pG}
         if r == 0:
             out = G + bk.zeros(batch + (self._n,), G.dtype, like=G)
@@ -495,15 +520,13 @@ class TridiagonalPlusLowRank(StructuredOperator):
             T = self.tridiagonal
             Ub, Vb = self._low(self.U, batch, dtype), self._low(self.V, batch, dtype)
             if T.is_symmetric_storage:  # A^T = A: one pass for [U, V]
-                XY, pX = T.solve(
-                    bk.concat([Ub, Vb], axis=-1), z, method=method, check_finite=False,
-                    return_info=True,
-                )
+                XY, pX = _sub(return_info, T.solve,
+                              bk.concat([Ub, Vb], axis=-1), z, method=method, check_finite=False)
                 X, Y = XY[..., :r], XY[..., r:]
                 pivots["solve"] = pX
             else:
-                X, pX = T.solve(Ub, z, method=method, check_finite=False, return_info=True)
-                Y, pY = T.T.solve(Vb, z, method=method, check_finite=False, return_info=True)
+                X, pX = _sub(return_info, T.solve, Ub, z, method=method, check_finite=False)
+                Y, pY = _sub(return_info, T.T.solve, Vb, z, method=method, check_finite=False)
                 pivots["solve"] = pX
                 pivots["solve_transpose"] = pY
             K, cond = self._capacitance(X, "resolvent_diagonal", z)
@@ -514,7 +537,7 @@ class TridiagonalPlusLowRank(StructuredOperator):
             out = G - la.sum_(bk, X * la.mT(Wt), -1)
         if not return_info:
             return out
-        return out, WoodburyInfo(pivots, cond, r)
+        return out, WoodburyInfo(pivots, _host_cond(bk, cond), r)
 
     def _resolvent_diagonal_fused(self, z: Any, batch: tuple[int, ...], method: str, check_finite: bool):
         """``(diag, pivots, cond_2(K))`` by the backend's fused Woodbury kernels
@@ -625,6 +648,40 @@ class TridiagonalPlusLowRank(StructuredOperator):
             la.eye(bk, r, KmI.dtype, like=KmI) + KmI.reshape(batch + (r, r)), what, z, stacklevel=4,
         )
         return K, cond, info
+
+
+def _sub(info: bool, fn: Any, /, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """``fn(*args, **kwargs)``, a call of the tridiagonal part, as ``(result, PivotInfo)``; the
+    :class:`PivotInfo` (a host copy of the pivot counts: a host sync on a GPU) only where the
+    caller returns it (``info``), else None."""
+    out = fn(*args, return_info=info, **kwargs)
+    return out if info else (out, None)
+
+
+def _capacitance_flags(bk, K: Any) -> tuple[Any, Any, Any]:
+    """On the device (r >= 1): ``(cond, bad, ill)``, ``cond_2(K)`` (float64, ``batch``) and
+    the 0-d flags of :meth:`TridiagonalPlusLowRank._check_capacitance_host`'s two tests (the
+    singular certificate fails somewhere; the worst ``cond_2(K) eps`` exceeds 1e-3), with its
+    arithmetic: the singular values in float64, ``inf`` where ``sigma_min = 0``, NaN failing.
+    Only backends that defer reads call it (torch tensors: ``double``, ``where``)."""
+    r = K.shape[-1]
+    s = la.svdvals(bk, K).double()
+    smax, smin = s[..., 0], s[..., -1]
+    dev = la.svdvals(bk, K - la.eye(bk, r, K.dtype, like=K)).double()[..., 0]
+    pos = smin > 0
+    safe = smin.where(pos, 1.0)
+    cond = (smax / safe).where(pos, np.inf)
+    rel = ((1.0 + dev) / safe).where(pos, np.inf)
+    eps = bk.eps(K.dtype)
+    bad = ~(bk.maximum(cond, rel) * eps < 1.0 / SINGULAR_FACTOR)
+    ill = (cond * eps > 1e-3) | (cond != cond)  # NaN: as np.max, which propagates it
+    return cond, bad.any(), ill.any()
+
+
+def _host_cond(bk, cond: Any) -> np.ndarray:
+    """``cond`` as a NumPy float64 array (from the device where :meth:`_check_capacitance`
+    left it there)."""
+    return cond if isinstance(cond, np.ndarray) else np.asarray(bk.to_numpy(cond), dtype=np.float64)
 
 
 def _relative_capacitance_cond(bk, K: Any) -> np.ndarray:

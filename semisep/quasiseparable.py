@@ -57,7 +57,7 @@ from ._validation import broadcast_shapes, split_rhs
 from ._validation import check_finite as _require_finite
 from .backends import SINGULAR_FACTOR, Backend, backend_for
 from .errors import SemisepError, ShapeError, SingularMatrixError
-from .tridiagonal import PivotInfo, _check_indices, _is_python_scalar
+from .tridiagonal_core import PivotInfo, _check_indices, _is_python_scalar
 
 __all__ = ["Quasiseparable", "QuasiseparableFactorization"]
 

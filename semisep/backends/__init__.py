@@ -177,6 +177,13 @@ class Backend:
     def to_numpy(self, x: Any) -> Any:
         raise NotImplementedError
 
+    def host_reads(self, like: Any) -> Any:
+        """A scope in which one public call reads the values it decides on (deferred flags,
+        the kernels' own) in one host sync (:class:`semisep.backends.torch.reads.HostReads`),
+        or None where reading values costs no host sync (NumPy arrays, CPU tensors): the
+        operator then reads them as it goes."""
+        return None
+
     # -- kernels ----------------------------------------------------------------------------
     def resolvent_diagonal(self, alpha, beta, pivmin, method="auto"):
         raise NotImplementedError

@@ -48,7 +48,8 @@ import torch
 
 from ..backends import SINGULAR_FACTOR, backend_for
 from ..errors import ShapeError, SingularMatrixError
-from ..tridiagonal import Tridiagonal, _shifted_rows
+from ..tridiagonal import Tridiagonal
+from ..tridiagonal_core import shifted_rows
 
 __all__ = ["MaskedResolvent", "masked_resolvent_diagonal", "laplacian_resolvent_diagonal_masked"]
 
@@ -148,7 +149,7 @@ def masked_resolvent_diagonal(diag: Any, lower: Any, upper: Any = None, z: Any =
         raise TypeError("masked_resolvent_diagonal takes torch tensors; for NumPy arrays with "
                         "indices shared by the batch use Tridiagonal.resolvent_diagonal(z, indices=...)")
     backend_for(T.diag, mask)
-    rows = _shifted_rows(T, z, check_finite)
+    rows = shifted_rows(T, z, check_finite)
     N = T.n
     mask = torch.as_tensor(mask, device=rows.alpha.device)
     if mask.dtype != torch.bool:

@@ -14,6 +14,7 @@ docs/mathematics.md.  One module per role:
 ``reference``          plain-loop twins of every kernel (``method="reference"``, test oracles)
 ``bridge``             the one bridge to the NumPy backend's compiled kernels (CPU tensors)
 ``pool``               scratch memory of the chunked path
+``reads``              host reads deferred to one host sync per public call
 ``masked``             the masked chunked resolvent sweep of :mod:`semisep.nn`
 ``ops``                ``torch.compile``: each public call as one opaque custom op
 ``quasiseparable``     the quasiseparable kernels as torch custom ops (the scan form off the CPU:
@@ -65,6 +66,7 @@ from .forward import (
 )
 from .pivots import _resolvent_chunked_shifted
 from .pool import release_host_pool
+from .reads import HostReads
 from .reference import _logdet_pivoted_ref, _pivots_ref, _resolvent_ref_combine
 from .select import FALLBACK, select_kernel
 
@@ -230,6 +232,14 @@ class TorchBackend(Backend):
 
     def maximum(self, a: Any, b: Any) -> Any:
         return torch.maximum(a, b)
+
+    def host_reads(self, like: Any) -> HostReads | None:
+        """A :class:`~semisep.backends.torch.reads.HostReads` scope for tensors whose values
+        the host cannot read without a sync (a device other than the CPU); None for CPU
+        tensors and under tracing or a ``torch.func`` transform."""
+        if _host_view(like) is not None or self.tracing():
+            return None
+        return HostReads()
 
     def to_numpy(self, x: Any) -> Any:
         if _transforms_active():  # host data under torch.func.grad: the values under the wrappers

@@ -26,16 +26,10 @@ from .chunks import (
     _wrap_angle,
 )
 from .pivots import _pivots_chunked, _pivots_chunked_shifted
+from .reads import note, read_flags
 from .reference import _affine_scan_ref, _gtsv_ref, _pivots_ref
 
-
-def read_flags(*flags: torch.Tensor) -> list[bool]:
-    """The 0-d bool tensors ``flags`` as Python bools, read in **one** host sync (on CUDA each
-    ``bool(t)`` would be a sync of its own): the chunked kernels defer every decision that
-    depends on values to one such read per call."""
-    if not flags:
-        return []
-    return [bool(v) for v in torch.stack([f.reshape(()) for f in flags]).tolist()]
+__all__ = ["read_flags"]  # re-exported: the one host read of a call (:mod:`.reads`)
 
 
 def _both_pivots(alpha, beta, pivmin, method: str, L: int | None, guard: str = "auto"):
@@ -56,6 +50,7 @@ def _both_pivots(alpha, beta, pivmin, method: str, L: int | None, guard: str = "
         ok = rest[0] if rest else None
     if m is None:
         guarded = torch.zeros(B, dtype=torch.int64, device=alpha.device)
+        note(guarded, "any", False)
     else:
         guarded = (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64)
     if guard == "defer" and method != "reference":
@@ -80,24 +75,30 @@ def _combine_resolvent(gL, gR, beta):
 def _resolvent_flags(G, pivmin, cert_ok: bool | None = None):
     """Contract: singular where some ``|gamma_i| = |1/G_ii| < SINGULAR_FACTOR * pivmin``
     (NaN-aware: a non-finite G counts as singular).  ``cert_ok``: the value of
-    :func:`_resolvent_cert` already read by the caller (None: read it here)."""
+    :func:`_resolvent_cert` already read by the caller (None: read it here for a complex G).
+    Where the certificate holds, the flags (all False) are noted (:func:`.reads.note`)."""
     if G.shape[0] == 0 or G.shape[1] == 0:
         return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
     pm = pivmin.to(_real_dtype(G.dtype))[:, None]
-    if G.is_complex():  # cheap certificate first: |G| <= sqrt(2) max(|re G|, |im G|) (one reduction)
-        if cert_ok is None:
-            cert_ok = bool(_resolvent_cert(G, pivmin))
-        if cert_ok:
-            return torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
+    if cert_ok is None and G.is_complex():  # cheap certificate first (one reduction)
+        cert_ok = bool(_resolvent_cert(G, pivmin))
+    if cert_ok:
+        out = torch.zeros(G.shape[0], dtype=torch.bool, device=G.device)
+        note(out, "any", False)
+        return out
     return (~(G.abs() * (SINGULAR_FACTOR * pm) <= 1.0)).any(dim=1)
 
 
 def _resolvent_cert(G, pivmin) -> torch.Tensor:
     """0-d bool tensor: True certifies that no row of ``G (B, N)`` is singular by
-    :func:`_resolvent_flags`' test, from ``|G| <= sqrt(2) max(|re G|, |im G|)`` (one reduction;
-    False where it cannot certify, or where G is real, or NaN)."""
-    if not G.is_complex() or G.shape[0] == 0 or G.shape[1] == 0:
+    :func:`_resolvent_flags`' test.  Complex G: from ``|G| <= sqrt(2) max(|re G|, |im G|)``
+    (one reduction; False where it cannot certify, or NaN).  Real G: the test itself (the
+    pass the flags would take anyway), so that its outcome is read with the kernel's flags."""
+    if G.shape[0] == 0 or G.shape[1] == 0:
         return torch.zeros((), dtype=torch.bool, device=G.device)
+    if not G.is_complex():
+        pm = pivmin.to(G.dtype)[:, None]
+        return (G.abs() * (SINGULAR_FACTOR * pm) <= 1.0).all()
     pm = pivmin.to(_real_dtype(G.dtype))
     m = torch.view_as_real(G).reshape(G.shape[0], -1).abs().amax(dim=1)  # NaN-propagating
     return (m * (math.sqrt(2.0) * SINGULAR_FACTOR) * pm <= 1.0).all()
@@ -176,8 +177,11 @@ def _resolvent_shifted_chunked(diag, shift, beta, pivmin, L):
         ok_h, cert_ok = read_flags(ok[0], cert)
         if ok_h:
             break
-    guarded = (torch.zeros(B, dtype=torch.int64, device=diag.device) if m is None
-               else (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64))
+    if m is None:
+        guarded = torch.zeros(B, dtype=torch.int64, device=diag.device)
+        note(guarded, "any", False)
+    else:
+        guarded = (m[:B].sum(dim=1) + m[B:].sum(dim=1)).to(torch.int64)
     return G, guarded, _resolvent_flags(G, pivmin.to(rdt), cert_ok), gl, gr, beta_w
 
 
@@ -213,11 +217,27 @@ def _logdet_forward(alpha, beta, pivmin, method, L):
         return ld, guarded, singular, gL
     if method == "reference":
         gL, d, mask = _pivots_ref(alpha, beta, pivmin)
-    else:
-        gL, d, mask = _pivots_chunked(alpha, beta, pivmin, L)
+        ld = _logdet_from_pivots(d)
+        singular = _left_flags(mask, alpha, beta, gL, pivmin) | ~torch.isfinite(ld)
+        return ld, mask.sum(dim=1).to(torch.int64), singular, gL
+    # one host sync unless a pivot needs the guard: the guard certificate, and what the caller
+    # asks next (any row singular? a real problem's log-determinant real?), read together
+    gL, d, mask, ok = _pivots_chunked(alpha, beta, pivmin, L, guard="defer")
     ld = _logdet_from_pivots(d)
     singular = _left_flags(mask, alpha, beta, gL, pivmin) | ~torch.isfinite(ld)
-    return ld, mask.sum(dim=1).to(torch.int64), singular, gL
+    imag = (ld.imag != 0).any() if not alpha.is_complex() else torch.zeros_like(ok)
+    ok_h, sing_h, imag_h = read_flags(ok, singular.any(), imag)
+    if not ok_h:  # some pivot needs the guard: the guarded sweep
+        gL, d, mask = _pivots_chunked(alpha, beta, pivmin, L, guard="force")
+        ld = _logdet_from_pivots(d)
+        singular = _left_flags(mask, alpha, beta, gL, pivmin) | ~torch.isfinite(ld)
+        return ld, mask.sum(dim=1).to(torch.int64), singular, gL
+    guarded = mask.sum(dim=1).to(torch.int64)
+    note(guarded, "any", False)
+    note(singular, "any", sing_h)
+    if not alpha.is_complex():
+        note(ld, "imag", imag_h)
+    return ld, guarded, singular, gL
 
 
 _REFINE_STEPS = 3  # iterative-refinement steps of the chunked solve before the pivoted fallback
@@ -235,10 +255,11 @@ def _apply_rows(alpha, b, c, x):
     return y
 
 
-def _backward_ok(alpha, b, c, f, x):
+def _backward_ok(alpha, b, c, f, x, finite: list | None = None):
     """Per row: every column's normwise backward error ``||A x - f||_inf / (||A||_inf
     ||x||_inf + ||f||_inf)`` is at most ``_REFINE_TOL eps`` (False where NaN); also the
-    residual ``f - A x``."""
+    residual ``f - A x``.  ``finite``: a list to which a 0-d bool tensor is appended, True
+    where every entry of ``x`` is finite (from ``max |x|``, which propagates NaN)."""
     r = f - _apply_rows(alpha, b, c, x)
     eps = torch.finfo(_real_dtype(alpha.dtype)).eps
     anorm = _cabs1(alpha)
@@ -247,7 +268,10 @@ def _backward_ok(alpha, b, c, f, x):
         anorm = anorm + pad(_cabs1(b), (0, 1)) + pad(_cabs1(c), (1, 0))
     anorm = anorm.amax(dim=1)  # (B,), within a factor sqrt(2) above ||A||_inf
     num = _cabs1(r).amax(dim=1)  # (B, k)
-    den = anorm[:, None] * _cabs1(x).amax(dim=1) + _cabs1(f).amax(dim=1)
+    xmax = _cabs1(x).amax(dim=1)
+    if finite is not None:
+        finite.append(torch.isfinite(xmax).all())
+    den = anorm[:, None] * xmax + _cabs1(f).amax(dim=1)
     ok = (num <= _REFINE_TOL * eps * den).all(dim=1)
     return ok, r
 
@@ -278,10 +302,12 @@ def _refine(alpha, b, c, f, pivmin, L, gL, x, flags=(), done=None):
     solution ``x``.  ``flags``: the caller's 0-d bool tensors, read in the same host sync as the
     first backward-error test; ``done(values) -> bool``: given their values, True stops before
     refining (the caller then ignores the result).  Returns ``(x, steps)``, or ``(x, steps,
-    values)`` where ``flags`` were given.  One host sync when the first solve is good enough."""
+    values)`` where ``flags`` were given; with ``flags``, the last value tells whether the first
+    ``x`` is finite.  One host sync when the first solve is good enough."""
     steps = 0
-    ok, r = _backward_ok(alpha, b, c, f, x)
-    good, *values = read_flags(ok.all(), *flags)
+    fin: list = []
+    ok, r = _backward_ok(alpha, b, c, f, x, fin if flags else None)
+    good, *values = read_flags(ok.all(), *flags, *fin)
     if done is not None and done(values):
         return x, steps, values
     while not good and steps < _REFINE_STEPS:
@@ -321,8 +347,8 @@ def _solve_forward(alpha, b, c, f, pivmin, method, L):
     gL, _, mask, ok = _pivots_chunked(alpha, beta, pivmin, L, guard="defer")
     singular = _left_flags(mask, alpha, beta, gL, pivmin)
     x = _solve_with_pivots(gL, b, c, f, "chunked", L)
-    x, _, (ok_h, sing_h) = _refine(alpha, b, c, f, pivmin, L, gL, x, flags=(ok, singular.any()),
-                                   done=lambda v: not v[0] or v[1])
+    x, steps, (ok_h, sing_h, fin_h) = _refine(alpha, b, c, f, pivmin, L, gL, x, flags=(ok, singular.any()),
+                                              done=lambda v: not v[0] or v[1])
     if not ok_h:  # some pivot needs the guard: the guarded sweep, then as before
         gL, _, mask = _pivots_chunked(alpha, beta, pivmin, L, guard="force")
         singular = _left_flags(mask, alpha, beta, gL, pivmin)
@@ -332,5 +358,10 @@ def _solve_forward(alpha, b, c, f, pivmin, method, L):
     elif sing_h:  # the caller raises: no refinement of a singular system
         return x, mask.sum(dim=1).to(torch.int64), singular, gL
     singular = singular | ~torch.isfinite(x).all(dim=2).all(dim=1)
-    return x, mask.sum(dim=1).to(torch.int64), singular, gL
+    guarded = mask.sum(dim=1).to(torch.int64)
+    if ok_h:  # no guard ran; the first x kept where no step was taken
+        note(guarded, "any", False)
+        if steps == 0:
+            note(singular, "any", not fin_h)
+    return x, guarded, singular, gL
 

@@ -37,9 +37,13 @@ __all__ = [
     "transfer_matrices",
     "left_chunk",
     "affine_chunk",
+    "pivot_sweep",
+    "repair_sweep",
     "transfer_matrices_ref",
     "left_chunk_ref",
     "affine_chunk_ref",
+    "pivot_sweep_ref",
+    "repair_sweep_ref",
 ]
 
 _BIG = 2.0**400  # the transfer matrix is rescaled by a power of two outside [1/BIG, BIG]
@@ -242,6 +246,106 @@ def affine_chunk(m, f, carry, reverse=False):
     return y, P
 
 
+@numba.njit(**_JIT)
+def _sweep_row(a, b, shift, g, pm, out):
+    for t in range(a.shape[0]):
+        d, _ = _guard((a[t] - shift) - b[t] * g, pm)
+        g = _recip(d)
+        out[t] = g
+
+
+@jit(parallel=True, **_JIT)
+def _sweep_batch(a, b, shift, g_in, pm, out):
+    for r in prange(a.shape[0]):
+        _sweep_row(a[r], b[r % b.shape[0]], shift[r], g_in[r], pm[r], out[r])
+
+
+def _oriented_inputs(a, b, shift, g_in, pm):
+    """Contiguous-or-strided inputs of the pivot sweeps and the working dtype
+    ``result_type(a - shift, b)``."""
+    B = a.shape[0]
+    shift = np.zeros(B, a.dtype) if shift is None else np.asarray(shift)
+    dtype = np.result_type(a.dtype, b.dtype, shift.dtype)
+    real = np.finfo(dtype).dtype
+    return (shift.astype(dtype), np.asarray(g_in).astype(dtype),
+            np.ascontiguousarray(pm, dtype=real), dtype)
+
+
+def pivot_sweep(a, b, shift, g_in, pm):
+    """The guarded ratio recursion over a chunk in one direction: ``g (B, C)``.
+
+    ``d_t = (a_t - shift) - b_t g_{t-1}``, guarded to ``|d_t| >= pm`` (``pm d/|d|``), and
+    ``g_t = 1/d_t``, from ``g_{-1} = g_in``.  ``a (B, C)``: the chunk's diagonal in sweep order
+    (reversed for the right sweep), ``b (B, C)`` or ``(1, C)``: the coupling multiplying the
+    previous ratio at each step (``b_0`` couples the chunk to its neighbour: zero at the
+    chain's ends), ``shift (B,)`` or None, ``g_in (B,)``: the carry, ``pm (B,)``: the pivot
+    guard.  ``g`` has dtype ``result_type(a - shift, b)``; its last column is the carry the
+    next chunk in that direction needs."""
+    shift, g_in, pm, dtype = _oriented_inputs(a, b, shift, g_in, pm)
+    out = np.empty(a.shape, dtype)
+    if a.shape[0] and a.shape[1]:
+        _sweep_batch(a, b, shift, g_in, pm, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def _repair_row(a, b, shift, g, pm, traj, tol, ref, block, stall):
+    n = a.shape[0]
+    next_stall = stall
+    for t in range(n):
+        d, _ = _guard((a[t] - shift) - b[t] * g, pm)
+        g = _recip(d)
+        old = traj[t]
+        traj[t] = g
+        if (t + 1) % block == 0 or t == n - 1:
+            diff = abs(g - old)
+            if diff <= tol * abs(old):
+                return 1, t + 1
+            if t + 1 >= next_stall:
+                r = diff / abs(old)
+                if not r <= ref / 16.0:
+                    return 2, t + 1
+                ref = r
+                next_stall += stall
+    return 0, n
+
+
+@jit(parallel=True, **_JIT)
+def _repair_batch(a, b, shift, g_in, pm, traj, rows, tol, ref, block, stall, status, steps):
+    for j in prange(rows.shape[0]):
+        r = rows[j]
+        st, ns = _repair_row(a[r], b[r % b.shape[0]], shift[r], g_in[r], pm[r], traj[r], tol, ref[r],
+                             block, stall)
+        status[j] = st
+        steps[j] = ns
+
+
+def repair_sweep(a, b, shift, g_in, pm, traj, rows, tol, ref, block, stall):
+    """Re-run :func:`pivot_sweep` for the ``rows (n,)`` of a stored trajectory ``traj (B, C)``
+    (written in place) from new carries ``g_in (B,)``, until the new trajectory merges with
+    the stored one: ``(status (n,), steps (n,))``.
+
+    Every ``block`` steps (and at the chunk's end) the new ratio is compared with the stored
+    one: within ``tol`` relative, the rest of the stored trajectory is the new one's up to
+    that tolerance and the row stops (status 1).  Every ``stall`` steps the relative distance
+    must have shrunk 16-fold since the last such check (since ``ref (B,)``, the carries'
+    relative distance, at the first): otherwise the recursion does not contract here, the
+    stored values are as accurate as the re-run's, and the row stops (status 2).  Status 0: the
+    row reached the chunk's end unmerged (its last ratio changed).  ``steps``: steps re-run,
+    at most ``C``; while the distance shrinks 16-fold per ``stall`` steps from at most
+    ``ref`` to ``tol``, at most ``stall * (1 + log_16(ref / tol))``."""
+    shift, g_in, pm, dtype = _oriented_inputs(a, b, shift, g_in, pm)
+    if traj.dtype != dtype:
+        raise TypeError(f"traj has dtype {traj.dtype}, expected {dtype}")
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    status = np.zeros(rows.shape[0], np.int64)
+    steps = np.zeros(rows.shape[0], np.int64)
+    if rows.shape[0] and a.shape[1]:
+        _repair_batch(a, b, shift, g_in, pm, traj, rows, float(tol),
+                      np.ascontiguousarray(ref, dtype=np.float64), int(block), int(stall), status, steps)
+    return status, steps
+
+
 # --------------------------------------------------------------------------------------------
 # plain NumPy twins (a Python loop over the chunk, vectorised over the batch), for the tests
 # --------------------------------------------------------------------------------------------
@@ -306,6 +410,55 @@ def affine_chunk_ref(m, f, carry, reverse=False):
         prev = m[:, i, None] * prev + f[:, i]
         y[:, i] = prev
     return y, np.prod(m, axis=1).astype(dtype)
+
+
+def _guard_ref(t, pm):
+    a = np.abs(t)
+    small = a < pm
+    if np.iscomplexobj(t):
+        gd = pm * np.where(a == 0, 1.0, t / np.where(a == 0, 1.0, a))
+    else:
+        gd = np.where(t < 0, -pm, pm)
+    return np.where(small, gd, t)
+
+
+def pivot_sweep_ref(a, b, shift, g_in, pm):
+    """Twin of :func:`pivot_sweep` (a loop over the chunk, vectorised over the rows)."""
+    B, C = a.shape
+    shift = np.zeros(B) if shift is None else np.asarray(shift)
+    dtype = np.result_type(a.dtype, b.dtype, shift.dtype)
+    b = np.broadcast_to(b, a.shape)
+    out = np.empty((B, C), dtype)
+    g = np.asarray(g_in).astype(dtype)
+    with np.errstate(all="ignore"):
+        for t in range(C):
+            g = 1.0 / _guard_ref((a[:, t] - shift) - b[:, t] * g, pm)
+            out[:, t] = g
+    return out
+
+
+def repair_sweep_ref(a, b, shift, g_in, pm, traj, rows, tol, ref, block, stall):
+    """Twin of :func:`repair_sweep` (one row at a time, a plain loop)."""
+    shift = np.zeros(a.shape[0]) if shift is None else np.asarray(shift)
+    b = np.broadcast_to(b, a.shape)
+    status, steps = [], []
+    for r in rows:
+        g, rf, nxt, st, n = g_in[r], ref[r], stall, 0, a.shape[1]
+        for t in range(a.shape[1]):
+            g = 1.0 / _guard_ref(np.asarray((a[r, t] - shift[r]) - b[r, t] * g), pm[r])[()]
+            old, traj[r, t] = traj[r, t], g
+            if (t + 1) % block == 0 or t == a.shape[1] - 1:
+                if abs(g - old) <= tol * abs(old):
+                    st, n = 1, t + 1
+                    break
+                if t + 1 >= nxt:
+                    if not abs(g - old) / abs(old) <= rf / 16.0:
+                        st, n = 2, t + 1
+                        break
+                    rf, nxt = abs(g - old) / abs(old), nxt + stall
+        status.append(st)
+        steps.append(n)
+    return np.array(status, np.int64), np.array(steps, np.int64)
 
 
 key_caches_on_constants(globals(), ("SINGULAR_FACTOR",))

@@ -1,0 +1,155 @@
+"""Accurate carries at chunk boundaries: the sequential sweep across each boundary, repaired in
+bounded rounds of small per-chunk tasks.
+
+The scan of :mod:`._graph` gives every chunk its carries (``gL_{s-1}`` from the left, ``gR_{e+1}``
+from the right) from products of 2 x 2 transfer matrices.  Their entries are accurate to ``eps``
+relative to the products' norms only: where the continuant dips inside a chunk (the left and
+right solutions of the three-term recursion nearly aligned, near a state of ``T`` localised close
+to ``z``), the carry leaving that chunk loses ``1/f`` of its relative accuracy, ``f`` the dip's
+depth, and the next pivots amplify its error as they amplify rounding.  The ratio recursion
+itself loses nothing there.  So, per direction (the mathematics of the torch chunked path's
+repair, :mod:`semisep.backends.torch._boundary`, laid out as tasks):
+
+1. **Sweep** (one task per chunk): the guarded ratio recursion over the chunk from its scanned
+   carry (:func:`semisep.backends.numpy.chunks.pivot_sweep`), kept on the worker.  Its last
+   ratio is the carry the next chunk should have had: the error of the chunk's own carry has
+   been contracted over the chunk where the recursion contracts.
+2. **Rounds** (``MAX_ROUNDS`` of them, one small task per chunk and round): chunk ``k`` reads its
+   predecessor's last ratio (a ``(B,)`` vector: the only data crossing the boundary) and, for the
+   rows where it differs from the carry its own trajectory started from by more than
+   ``TOL_TRIGGER * eps`` (relative), re-runs its recursion from it
+   (:func:`semisep.backends.numpy.chunks.repair_sweep`) in blocks of ``BLOCK`` steps until the
+   new trajectory is within that tolerance of the stored one (from there on the stored values
+   are the new ones up to that tolerance), or stops after ``STALL`` steps that did not shrink the
+   distance 16-fold (the recursion does not contract there: the stored values are as accurate
+   as the re-run's).  A chunk re-run to its end unmerged has a new last ratio; its successor
+   sees it in the next round.  Rows whose boundary coupling is zero never re-run (the carry
+   does not enter).
+3. The carry into chunk ``k`` is then its predecessor's last ratio after the last round (with no
+   round at all: the predecessor's sweep from its scanned carry, already the larger part of the
+   gain), and the second passes (resolvent, logdet, solve) run from it.
+
+Cost: one extra guarded ratio sweep per chunk and direction (a division per site), plus the
+re-runs: per chunk, round and row at most ``min(C, STALL * (1 + log_16(d / tol)))`` steps for a
+relative carry distance ``d`` (about ``13 STALL`` steps for ``d ~ 1``), so at most
+``MAX_ROUNDS * nc * min(C, 13 STALL)`` steps per row in the worst case (a recursion that does
+not contract, e.g. a clean chain inside its band, triggers at every boundary); on disordered
+chains a few per cent of the chunks re-run a few dozen steps.  Bytes moved: ``B`` numbers per
+boundary and round.  Tasks: ``2 nc`` per round and direction; latency ``MAX_ROUNDS`` task
+latencies plus the re-runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _tasks as T
+
+#: a carry is repaired when it differs from the predecessor's last ratio by more than this many
+#: eps (relative): the recursion's own rounding across one step is a few eps
+TOL_TRIGGER = 16.0
+#: steps re-run between two checks whether the new trajectory has merged with the stored one
+BLOCK = 16
+#: a re-run stops when its distance to the stored trajectory has not shrunk 16-fold over this
+#: many steps (the recursion does not contract there)
+STALL = 256
+#: rounds of boundary repairs: a chunk re-run to its end unmerged hands its new last ratio on to
+#: its successor in the next round, so a change travels at most ``MAX_ROUNDS + 1`` chunks (the
+#: sweeps of step 1 already hand each chunk's last ratio to its successor)
+MAX_ROUNDS = 2
+
+
+def _chunks():
+    from ..numpy import chunks
+
+    return chunks
+
+
+def oriented(alpha: np.ndarray, betaL: np.ndarray, beta_out: np.ndarray, side: str) -> tuple:
+    """``(a, b)`` in sweep order: ``side`` "L" left to right (``b = betaL``), "R" right to left
+    (``a = alpha`` reversed, ``b_t = beta_i`` the coupling to site ``i + 1``, ``beta_out`` at the
+    chunk's end)."""
+    if side == "L":
+        return alpha, betaL
+    bo = np.broadcast_to(np.asarray(beta_out, dtype=betaL.dtype), (betaL.shape[0],))
+    b = np.concatenate([betaL[:, 1:], bo[:, None]], axis=1)
+    return alpha[:, ::-1], b[:, ::-1]
+
+
+def sweep_state(alpha, betaL, beta_out, v, pm, side: str, shift=None) -> tuple:
+    """Step 1 for one chunk: ``(g (B, C) in sweep order, carry (B,))`` from the scanned state
+    ``v (B, 2)`` (None at the chain's end: a zero carry, whose coupling is zero)."""
+    a, b = oriented(alpha, betaL, beta_out, side)
+    g_in = np.zeros(alpha.shape[0], alpha.dtype) if v is None else T.carry_ratio(v, pm)
+    traj = _chunks().pivot_sweep(a, b, shift, g_in, pm)
+    return traj, g_in.astype(traj.dtype)
+
+
+def last_ratio(state: tuple) -> np.ndarray:
+    """The ratio leaving a chunk's trajectory (``(B,)``, a copy: the only data that crosses a
+    boundary)."""
+    return np.array(state[0][:, -1])
+
+
+def repair(alpha, betaL, beta_out, state: tuple, g_new: np.ndarray, pm, side: str, shift=None) -> tuple:
+    """Step 2 for one chunk and round: the state re-run (a copy) where its carry differs from
+    ``g_new (B,)``, the predecessor's last ratio; the same state object where no row does."""
+    traj, g_used = state
+    a, b = oriented(alpha, betaL, beta_out, side)
+    tol = TOL_TRIGGER * float(np.finfo(traj.dtype).eps)
+    g_new = g_new.astype(traj.dtype)
+    dist = np.abs(g_new - g_used)
+    couple = np.broadcast_to(b[:, 0], g_new.shape) != 0
+    trig = (dist > tol * np.abs(g_used)) & couple  # False where NaN: the second passes see those
+    if not np.any(trig):
+        return state
+    rows = np.flatnonzero(trig)
+    with np.errstate(all="ignore"):
+        ref = np.where(np.abs(g_used) > 0, dist / np.abs(g_used), np.inf)
+    traj = traj.copy()
+    _chunks().repair_sweep(a, b, shift, g_new, pm, traj, rows, tol, ref, BLOCK, STALL)
+    g_used = np.where(trig, g_new, g_used)
+    return traj, g_used
+
+
+def carries(g: Any, r: Any, states: list, side: str, shift: Any = None, active: Any = None) -> list:
+    """The repaired carries of one block of rows: for each chunk the key of its carry ratio
+    ``(B,)`` from ``side`` (None for the chain's end chunk).  ``states``: the scanned states
+    (keys) entering each chunk from that side; ``active``: as in :func:`._tasks.transfer`."""
+    nc = r.nc
+    if nc == 1:
+        return [None]
+    order = list(range(nc)) if side == "L" else list(range(nc - 1, -1, -1))
+
+    def args(k):
+        return r.A[k], r.BL[k], r.bo[k]
+
+    st = {k: g(sweep_state_if, *args(k), states[k], r.pm, side, shift, active) for k in order}
+    for _ in range(MAX_ROUNDS):
+        last = {k: g(last_ratio_if, st[k]) for k in order[:-1]}
+        st = {order[0]: st[order[0]]} | {
+            k: g(repair_if, *args(k), st[k], last[p], r.pm, side, shift)
+            for p, k in zip(order[:-1], order[1:], strict=True)}
+    out: list = [None] * nc
+    for p, k in zip(order[:-1], order[1:], strict=True):
+        out[k] = g(last_ratio_if, st[p])
+    return out
+
+
+# the task functions as the graph calls them: a skipped pass (no active row) is None throughout
+def sweep_state_if(alpha, betaL, beta_out, v, pm, side, shift=None, active=None):
+    if active is not None and not np.any(active):
+        return None
+    return sweep_state(alpha, betaL, beta_out, v, pm, side, shift)
+
+
+def last_ratio_if(state):
+    return None if state is None else last_ratio(state)
+
+
+def repair_if(alpha, betaL, beta_out, state, g_new, pm, side, shift=None):
+    if state is None:
+        return None
+    return repair(alpha, betaL, beta_out, state, g_new, pm, side, shift)

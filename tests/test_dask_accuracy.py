@@ -47,8 +47,8 @@ def _maxnorm(x, ref) -> float:
 
 def _dask(d, lo, up, nchunks):
     c = -(-d.shape[1] // nchunks)
-    return ss.Tridiagonal(da.from_array(d, chunks=(d.shape[0], c)), da.from_array(lo, chunks=(lo.shape[0], c)),
-                          da.from_array(up, chunks=(up.shape[0], c)), check_finite=False)
+    return ss.Tridiagonal(*(da.from_array(x, chunks=(x.shape[0], c)) for x in (d, lo, up)),
+                          check_finite=False)
 
 
 CASES = [("nonsymmetric", 0.5 + 1e-4j), ("nonsymmetric", -1.3 + 1e-4j), ("disordered", 0.5 + 1e-4j),

@@ -4,9 +4,10 @@ that ``dask.distributed`` workers run them), each touching one chunk or a few nu
 Blocks: ``alpha (B, C)`` the chunk's diagonal of ``A = T - z I``; ``betaL (B, C)`` the coupling
 entering each left-to-right step (``betaL[:, j] = beta_{s+j-1}``, zero at ``s + j = 0``);
 ``beta_out (B,)`` the coupling after the chunk (``beta_e``, zero for the last chunk);
-``pm (B,)`` the pivot guard.  The scan's states are those of :mod:`semisep.backends.numpy.chunks`: ``v (B, 2)`` with
-``g = v[:, 1] / v[:, 0]`` the pivot ratio entering the chunk; the second passes take the carry
-ratios ``gL, gR (B,)`` themselves (repaired by :mod:`._repair`), None at the chain's ends.
+``pm (B,)`` the pivot guard.  The scan's states are those of
+:mod:`semisep.backends.numpy.chunks`: ``v (B, 2)`` with ``g = v[:, 1] / v[:, 0]`` the pivot
+ratio entering the chunk; the second passes take the carry ratios ``gL, gR (B,)`` themselves
+(repaired by :mod:`._repair`), None at the chain's ends.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from ._operator import StructuredOperator
 from ._validation import as_array, broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import SINGULAR_FACTOR, Backend, backend_for
-from .errors import BackendError, IllConditionedWarning, ShapeError, SingularMatrixError
+from .errors import IllConditionedWarning, ShapeError, SingularMatrixError
 from .tridiagonal import Tridiagonal, _raise_if_singular, _range_scale, _shifted_rows, _with_info
 
 __all__ = ["TridiagonalPlusLowRank", "WoodburyInfo"]
@@ -92,7 +92,9 @@ class TridiagonalPlusLowRank(StructuredOperator):
     -----
     The batch shape is the broadcast of ``T.batch_shape``, ``U.shape[:-2]``, ``V.shape[:-2]``.
     The dtype promotes ``T``'s with ``U``'s and ``V``'s (integers -> float64, float32 stays
-    float32); ``T`` is re-cast to it.  NumPy arrays or torch tensors, not mixed.
+    float32); ``T`` is re-cast to it.  NumPy arrays, torch tensors or dask arrays, not mixed
+    with torch; on dask arrays :meth:`resolvent_diagonal`, :meth:`logdet` and :meth:`solve`
+    return lazy dask arrays (:mod:`semisep.backends.dask._lowrank` says what differs).
 
     Memory (:attr:`nbytes`): the arrays held, ``T.nbytes + U.nbytes + V.nbytes``; for
     non-symmetric ``T``, ``(3N - 2 + 2 N r) * itemsize``.
@@ -116,9 +118,6 @@ class TridiagonalPlusLowRank(StructuredOperator):
                 "build it with ss.Tridiagonal(diag, lower, upper)"
             )
         bk = backend_for(T.diag, U, V)
-        if bk.lazy:  # its Woodbury step decides on values (condition estimates) before compute
-            raise BackendError("TridiagonalPlusLowRank does not take dask arrays yet; use Tridiagonal "
-                               "on dask arrays, or NumPy / torch arrays here")
         U = as_array(bk, "U", U, like=T.diag, scalar_ok=False)
         V = as_array(bk, "V", V, like=T.diag, scalar_ok=False)
         n = T.n
@@ -359,6 +358,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
         """
         bk = self._backend
         backend_for(self.U, b)
+        if bk.lazy:  # dask: semisep/backends/dask/_lowrank.py
+            return _lazy().solve(self, b, z, method, check_finite, return_info)
         b = as_array(bk, "b", b, like=self.U, scalar_ok=False)
         is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), self._n)
         batch, dtype = self._prepare(z, extra={"b": b_batch}, extra_dtype=b)
@@ -412,6 +413,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
         else from an r-column solve.
         """
         bk = self._backend
+        if bk.lazy:  # dask: semisep/backends/dask/_lowrank.py
+            return _lazy().logdet(self, z, method, check_finite, return_info)
         batch, dtype = self._prepare(z)
         ldT, pT = self.tridiagonal.logdet(
             z, method=method, check_finite=check_finite, return_info=True
@@ -477,6 +480,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
         ``cond_2(K)``).
         """
         bk = self._backend
+        if bk.lazy:  # dask: semisep/backends/dask/_lowrank.py
+            return _lazy().resolvent_diagonal(self, z, method, check_finite, return_info)
         batch, dtype = self._prepare(z)
         r = self.rank
         if r and self._fusable(method, z):
@@ -625,6 +630,13 @@ class TridiagonalPlusLowRank(StructuredOperator):
             la.eye(bk, r, KmI.dtype, like=KmI) + KmI.reshape(batch + (r, r)), what, z, stacklevel=4,
         )
         return K, cond, info
+
+
+def _lazy() -> Any:
+    """The Woodbury algorithms as dask task graphs (imported only for dask arrays)."""
+    from .backends.dask import _lowrank
+
+    return _lowrank
 
 
 def _relative_capacitance_cond(bk, K: Any) -> np.ndarray:

@@ -79,12 +79,14 @@ def oriented(alpha: np.ndarray, betaL: np.ndarray, beta_out: np.ndarray, side: s
 
 
 def sweep_state(alpha, betaL, beta_out, v, pm, side: str, shift=None) -> tuple:
-    """Step 1 for one chunk: ``(g (B, C) in sweep order, carry (B,))`` from the scanned state
-    ``v (B, 2)`` (None at the chain's end: a zero carry, whose coupling is zero)."""
+    """Step 1 for one chunk: the state ``(g (B, C) in sweep order, carry (B,), a, b, shift, pm)``
+    from the scanned state ``v (B, 2)`` (None at the chain's end: a zero carry, whose coupling is
+    zero).  The state holds (references to) the chunk's inputs in sweep order, so that the
+    repair tasks depend on it alone and run where it lives."""
     a, b = oriented(alpha, betaL, beta_out, side)
     g_in = np.zeros(alpha.shape[0], alpha.dtype) if v is None else T.carry_ratio(v, pm)
     traj = _chunks().pivot_sweep(a, b, shift, g_in, pm)
-    return traj, g_in.astype(traj.dtype)
+    return traj, g_in.astype(traj.dtype), a, b, shift, pm
 
 
 def last_ratio(state: tuple) -> np.ndarray:
@@ -93,11 +95,11 @@ def last_ratio(state: tuple) -> np.ndarray:
     return np.array(state[0][:, -1])
 
 
-def repair(alpha, betaL, beta_out, state: tuple, g_new: np.ndarray, pm, side: str, shift=None) -> tuple:
-    """Step 2 for one chunk and round: the state re-run (a copy) where its carry differs from
-    ``g_new (B,)``, the predecessor's last ratio; the same state object where no row does."""
-    traj, g_used = state
-    a, b = oriented(alpha, betaL, beta_out, side)
+def repair(state: tuple, g_new: np.ndarray) -> tuple:
+    """Step 2 for one chunk and round: the state re-run (a copy of its trajectory) where its
+    carry differs from ``g_new (B,)``, the predecessor's last ratio; the same state object where
+    no row does."""
+    traj, g_used, a, b, shift, pm = state
     tol = TOL_TRIGGER * float(np.finfo(traj.dtype).eps)
     g_new = g_new.astype(traj.dtype)
     dist = np.abs(g_new - g_used)
@@ -110,8 +112,7 @@ def repair(alpha, betaL, beta_out, state: tuple, g_new: np.ndarray, pm, side: st
         ref = np.where(np.abs(g_used) > 0, dist / np.abs(g_used), np.inf)
     traj = traj.copy()
     _chunks().repair_sweep(a, b, shift, g_new, pm, traj, rows, tol, ref, BLOCK, STALL)
-    g_used = np.where(trig, g_new, g_used)
-    return traj, g_used
+    return traj, np.where(trig, g_new, g_used), a, b, shift, pm
 
 
 def carries(g: Any, r: Any, states: list, side: str, shift: Any = None, active: Any = None) -> list:
@@ -123,15 +124,12 @@ def carries(g: Any, r: Any, states: list, side: str, shift: Any = None, active: 
         return [None]
     order = list(range(nc)) if side == "L" else list(range(nc - 1, -1, -1))
 
-    def args(k):
-        return r.A[k], r.BL[k], r.bo[k]
-
-    st = {k: g(sweep_state_if, *args(k), states[k], r.pm, side, shift, active) for k in order}
+    st = {k: g(sweep_state_if, r.A[k], r.BL[k], r.bo[k], states[k], r.pm, side, shift, active)
+          for k in order}
     for _ in range(MAX_ROUNDS):
         last = {k: g(last_ratio_if, st[k]) for k in order[:-1]}
         st = {order[0]: st[order[0]]} | {
-            k: g(repair_if, *args(k), st[k], last[p], r.pm, side, shift)
-            for p, k in zip(order[:-1], order[1:], strict=True)}
+            k: g(repair_if, st[k], last[p]) for p, k in zip(order[:-1], order[1:], strict=True)}
     out: list = [None] * nc
     for p, k in zip(order[:-1], order[1:], strict=True):
         out[k] = g(last_ratio_if, st[p])
@@ -149,7 +147,5 @@ def last_ratio_if(state):
     return None if state is None else last_ratio(state)
 
 
-def repair_if(alpha, betaL, beta_out, state, g_new, pm, side, shift=None):
-    if state is None:
-        return None
-    return repair(alpha, betaL, beta_out, state, g_new, pm, side, shift)
+def repair_if(state, g_new):
+    return None if state is None else repair(state, g_new)

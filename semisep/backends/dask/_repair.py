@@ -11,16 +11,16 @@ itself loses nothing there.  So, per direction (the mathematics of the torch chu
 repair, :mod:`semisep.backends.torch._boundary`, laid out as tasks):
 
 1. **Sweep** (one task per chunk): the guarded ratio recursion over the chunk from its scanned
-   carry (:func:`semisep.backends.numpy.chunks.pivot_sweep`), kept on the worker.  Its last
-   ratio is the carry the next chunk should have had: the error of the chunk's own carry has
-   been contracted over the chunk where the recursion contracts.
+   carry (:func:`semisep.backends.numpy.chunks.pivot_sweep`; nothing of size C is stored).  Its
+   last ratio is the carry the next chunk should have had: the error of the chunk's own carry
+   has been contracted over the chunk where the recursion contracts.
 2. **Rounds** (``MAX_ROUNDS`` of them, one small task per chunk and round): chunk ``k`` reads its
    predecessor's last ratio (a ``(B,)`` vector: the only data crossing the boundary) and, for the
-   rows where it differs from the carry its own trajectory started from by more than
-   ``TOL_TRIGGER * eps`` (relative), re-runs its recursion from it
-   (:func:`semisep.backends.numpy.chunks.repair_sweep`) in blocks of ``BLOCK`` steps until the
-   new trajectory is within that tolerance of the stored one (from there on the stored values
-   are the new ones up to that tolerance), or stops after ``STALL`` steps that did not shrink the
+   rows where it differs from the carry its own run started from by more than
+   ``TOL_TRIGGER * eps`` (relative), re-runs its recursion from it beside the stored run
+   (:func:`semisep.backends.numpy.chunks.repair_sweep`), checking every ``BLOCK`` steps, until
+   the two are within that tolerance (from there on the stored run is the new one up to that
+   tolerance, and so is its last ratio), or stops after ``STALL`` steps that did not shrink their
    distance 16-fold (the recursion does not contract there: the stored values are as accurate
    as the re-run's).  A chunk re-run to its end unmerged has a new last ratio; its successor
    sees it in the next round.  Rows whose boundary coupling is zero never re-run (the carry
@@ -29,14 +29,14 @@ repair, :mod:`semisep.backends.torch._boundary`, laid out as tasks):
    round at all: the predecessor's sweep from its scanned carry, already the larger part of the
    gain), and the second passes (resolvent, logdet, solve) run from it.
 
-Cost: one extra guarded ratio sweep per chunk and direction (a division per site), plus the
-re-runs: per chunk, round and row at most ``min(C, STALL * (1 + log_16(d / tol)))`` steps for a
-relative carry distance ``d`` (about ``13 STALL`` steps for ``d ~ 1``), so at most
-``MAX_ROUNDS * nc * min(C, 13 STALL)`` steps per row in the worst case (a recursion that does
-not contract, e.g. a clean chain inside its band, triggers at every boundary); on disordered
-chains a few per cent of the chunks re-run a few dozen steps.  Bytes moved: ``B`` numbers per
-boundary and round.  Tasks: ``2 nc`` per round and direction; latency ``MAX_ROUNDS`` task
-latencies plus the re-runs.
+Cost: one extra guarded ratio sweep per chunk and direction (a division per site, nothing
+stored), plus the re-runs, two recursion steps per step re-run: per chunk, round and row at most
+``min(C, STALL * (1 + log_16(d / tol)))`` steps for a relative carry distance ``d`` (about
+``13 STALL`` for ``d ~ 1``).  Worst case (a recursion that does not contract, e.g. a clean chain
+inside its band, may trigger at every boundary): ``MAX_ROUNDS * nc * min(C, STALL)`` re-run
+steps per row, since such a run stalls after ``STALL`` steps.  On disordered chains a few per
+cent of the chunks re-run a few dozen steps.  Bytes moved: ``B`` numbers per boundary and round.
+Tasks: ``2 nc`` per round and direction; latency ``MAX_ROUNDS`` task latencies plus the re-runs.
 """
 
 from __future__ import annotations
@@ -79,29 +79,30 @@ def oriented(alpha: np.ndarray, betaL: np.ndarray, beta_out: np.ndarray, side: s
 
 
 def sweep_state(alpha, betaL, beta_out, v, pm, side: str, shift=None) -> tuple:
-    """Step 1 for one chunk: the state ``(g (B, C) in sweep order, carry (B,), a, b, shift, pm)``
-    from the scanned state ``v (B, 2)`` (None at the chain's end: a zero carry, whose coupling is
-    zero).  The state holds (references to) the chunk's inputs in sweep order, so that the
-    repair tasks depend on it alone and run where it lives."""
+    """Step 1 for one chunk: the state ``(last (B,), carry (B,), a, b, shift, pm)``: the last
+    ratio of the chunk's recursion from the scanned state ``v (B, 2)`` (None at the chain's end:
+    a zero carry, whose coupling is zero), the carry it started from, and (references to) the
+    chunk's inputs in sweep order, so that the repair tasks depend on the state alone and run
+    where it lives."""
     a, b = oriented(alpha, betaL, beta_out, side)
     g_in = np.zeros(alpha.shape[0], alpha.dtype) if v is None else T.carry_ratio(v, pm)
-    traj = _chunks().pivot_sweep(a, b, shift, g_in, pm)
-    return traj, g_in.astype(traj.dtype), a, b, shift, pm
+    last = _chunks().pivot_sweep(a, b, shift, g_in, pm)
+    return last, g_in.astype(last.dtype), a, b, shift, pm
 
 
 def last_ratio(state: tuple) -> np.ndarray:
-    """The ratio leaving a chunk's trajectory (``(B,)``, a copy: the only data that crosses a
-    boundary)."""
-    return np.array(state[0][:, -1])
+    """The ratio leaving a chunk (``(B,)``: the only data that crosses a boundary)."""
+    return state[0]
 
 
 def repair(state: tuple, g_new: np.ndarray) -> tuple:
-    """Step 2 for one chunk and round: the state re-run (a copy of its trajectory) where its
-    carry differs from ``g_new (B,)``, the predecessor's last ratio; the same state object where
-    no row does."""
-    traj, g_used, a, b, shift, pm = state
-    tol = TOL_TRIGGER * float(np.finfo(traj.dtype).eps)
-    g_new = g_new.astype(traj.dtype)
+    """Step 2 for one chunk and round: where the state's carry differs from ``g_new (B,)``, the
+    predecessor's last ratio, the chunk is re-run from it beside its stored run until the two
+    merge (:func:`semisep.backends.numpy.chunks.repair_sweep`): a new state; the same state
+    object where no row differs."""
+    last, g_used, a, b, shift, pm = state
+    tol = TOL_TRIGGER * float(np.finfo(last.dtype).eps)
+    g_new = g_new.astype(last.dtype)
     dist = np.abs(g_new - g_used)
     couple = np.broadcast_to(b[:, 0], g_new.shape) != 0
     trig = (dist > tol * np.abs(g_used)) & couple  # False where NaN: the second passes see those
@@ -110,9 +111,10 @@ def repair(state: tuple, g_new: np.ndarray) -> tuple:
     rows = np.flatnonzero(trig)
     with np.errstate(all="ignore"):
         ref = np.where(np.abs(g_used) > 0, dist / np.abs(g_used), np.inf)
-    traj = traj.copy()
-    _chunks().repair_sweep(a, b, shift, g_new, pm, traj, rows, tol, ref, BLOCK, STALL)
-    return traj, np.where(trig, g_new, g_used), a, b, shift, pm
+    status, _, end = _chunks().repair_sweep(a, b, shift, g_used, g_new, pm, rows, tol, ref, BLOCK, STALL)
+    last = last.copy()
+    last[rows[status == 0]] = end[status == 0]  # merged or stalled: the stored last ratio stands
+    return last, np.where(trig, g_new, g_used), a, b, shift, pm
 
 
 def carries(g: Any, r: Any, states: list, side: str, shift: Any = None, active: Any = None) -> list:

@@ -101,6 +101,9 @@ def test_pivot_and_repair_sweeps_match_their_twins(cplx):
     b[1, 40] = 0.0
     g, gr = ch.pivot_sweep(a, b, shift, g_in, pm), ch.pivot_sweep_ref(a, b, shift, g_in, pm)
     assert np.abs(g - gr).max() <= 1e-13 * np.abs(gr).max()
+    a2, b2, g2 = a[:, ::-1], b[:, ::-1].copy(), g_in[::-1].copy()  # the pair: the same numbers
+    pair = ch.pivot_sweep_pair(a, b, a2, b2, shift, g_in, g2, pm)
+    assert np.array_equal(pair[0], g) and np.array_equal(pair[1], ch.pivot_sweep(a2, b2, shift, g2, pm))
     tol = 16 * np.finfo(float).eps
     g_new = g_in * (1 + 1e-9)
     g_new[3] = g_in[3] * 1.5

@@ -146,7 +146,7 @@ def both_carries(g: _Graph, r: _Rows, active: Any = None, shift: Any = None,
     vL = scan(g, "moebius", [g(T.pick, t, 0) for t in tr])
     vR = scan(g, "moebius", [g(T.pick, t, 1) for t in tr], reverse=True)
     if repaired:
-        return (_repair.carries(g, r, vL, "L", shift, active), _repair.carries(g, r, vR, "R", shift, active))
+        return _repair.both_carries(g, r, vL, vR, shift)
     return [g(T.ratio, v, r.pm) for v in vL], [g(T.ratio, v, r.pm) for v in vR]
 
 

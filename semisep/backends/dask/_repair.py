@@ -90,6 +90,19 @@ def sweep_state(alpha, betaL, beta_out, v, pm, side: str, shift=None) -> tuple:
     return last, g_in.astype(last.dtype), a, b, shift, pm
 
 
+def sweep_states(alpha, betaL, beta_out, vL, vR, pm, shift=None) -> tuple:
+    """:func:`sweep_state` for both sides in one loop
+    (:func:`semisep.backends.numpy.chunks.pivot_sweep_pair`): ``(state L, state R)``."""
+    aL, bL = oriented(alpha, betaL, beta_out, "L")
+    aR, bR = oriented(alpha, betaL, beta_out, "R")
+    zero = np.zeros(alpha.shape[0], alpha.dtype)
+    gL = zero if vL is None else T.carry_ratio(vL, pm)
+    gR = zero if vR is None else T.carry_ratio(vR, pm)
+    lastL, lastR = _chunks().pivot_sweep_pair(aL, bL, aR, bR, shift, gL, gR, pm)
+    return ((lastL, gL.astype(lastL.dtype), aL, bL, shift, pm),
+            (lastR, gR.astype(lastR.dtype), aR, bR, shift, pm))
+
+
 def last_ratio(state: tuple) -> np.ndarray:
     """The ratio leaving a chunk (``(B,)``: the only data that crosses a boundary)."""
     return state[0]
@@ -117,17 +130,12 @@ def repair(state: tuple, g_new: np.ndarray) -> tuple:
     return last, np.where(trig, g_new, g_used), a, b, shift, pm
 
 
-def carries(g: Any, r: Any, states: list, side: str, shift: Any = None, active: Any = None) -> list:
-    """The repaired carries of one block of rows: for each chunk the key of its carry ratio
-    ``(B,)`` from ``side`` (None for the chain's end chunk).  ``states``: the scanned states
-    (keys) entering each chunk from that side; ``active``: as in :func:`._tasks.transfer`."""
+def rounds(g: Any, r: Any, st: dict, side: str) -> list:
+    """Step 2 and 3 for one block of rows and one side: from the keys ``st[k]`` of the chunks'
+    sweep states, the keys of their repaired carries from ``side`` (None for the chain's end
+    chunk)."""
     nc = r.nc
-    if nc == 1:
-        return [None]
     order = list(range(nc)) if side == "L" else list(range(nc - 1, -1, -1))
-
-    st = {k: g(sweep_state_if, r.A[k], r.BL[k], r.bo[k], states[k], r.pm, side, shift, active)
-          for k in order}
     for _ in range(MAX_ROUNDS):
         last = {k: g(last_ratio_if, st[k]) for k in order[:-1]}
         st = {order[0]: st[order[0]]} | {
@@ -138,13 +146,26 @@ def carries(g: Any, r: Any, states: list, side: str, shift: Any = None, active: 
     return out
 
 
-# the task functions as the graph calls them: a skipped pass (no active row) is None throughout
-def sweep_state_if(alpha, betaL, beta_out, v, pm, side, shift=None, active=None):
-    if active is not None and not np.any(active):
-        return None
-    return sweep_state(alpha, betaL, beta_out, v, pm, side, shift)
+def carries(g: Any, r: Any, states: list, side: str) -> list:
+    """The repaired carries of one block of rows from one side (keys; None for the chain's end
+    chunk); ``states``: the scanned states (keys) entering each chunk from that side."""
+    if r.nc == 1:
+        return [None]
+    st = {k: g(sweep_state, r.A[k], r.BL[k], r.bo[k], states[k], r.pm, side) for k in range(r.nc)}
+    return rounds(g, r, st, side)
 
 
+def both_carries(g: Any, r: Any, vL: list, vR: list, shift: Any = None) -> tuple[list, list]:
+    """The repaired carries from both sides (:func:`carries`), the two sweeps of a chunk in one
+    task (:func:`sweep_states`)."""
+    if r.nc == 1:
+        return [None], [None]
+    both = [g(sweep_states, r.A[k], r.BL[k], r.bo[k], vL[k], vR[k], r.pm, shift) for k in range(r.nc)]
+    return (rounds(g, r, {k: g(T.pick, both[k], 0) for k in range(r.nc)}, "L"),
+            rounds(g, r, {k: g(T.pick, both[k], 1) for k in range(r.nc)}, "R"))
+
+
+# the task functions as the graph calls them: None (a skipped pass) stays None
 def last_ratio_if(state):
     return None if state is None else last_ratio(state)
 

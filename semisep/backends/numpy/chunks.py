@@ -38,6 +38,7 @@ __all__ = [
     "left_chunk",
     "affine_chunk",
     "pivot_sweep",
+    "pivot_sweep_pair",
     "repair_sweep",
     "transfer_matrices_ref",
     "left_chunk_ref",
@@ -285,6 +286,33 @@ def pivot_sweep(a, b, shift, g_in, pm):
     if a.shape[0] and a.shape[1]:
         _sweep_batch(a, b, shift, g_in, pm, out)
     return out
+
+
+@numba.njit(**_JIT)
+def _sweep_pair_row(a1, b1, a2, b2, shift, g1, g2, pm):
+    for t in range(a1.shape[0]):  # two independent recursions: their latencies overlap
+        g1, _ = _guarded_recip((a1[t] - shift) - b1[t] * g1, pm)
+        g2, _ = _guarded_recip((a2[t] - shift) - b2[t] * g2, pm)
+    return g1, g2
+
+
+@jit(parallel=True, **_JIT)
+def _sweep_pair_batch(a1, b1, a2, b2, shift, g1_in, g2_in, pm, out1, out2):
+    for r in prange(a1.shape[0]):
+        out1[r], out2[r] = _sweep_pair_row(a1[r], b1[r % b1.shape[0]], a2[r], b2[r % b2.shape[0]], shift[r],
+                                           g1_in[r], g2_in[r], pm[r])
+
+
+def pivot_sweep_pair(a1, b1, a2, b2, shift, g1_in, g2_in, pm):
+    """:func:`pivot_sweep` of two recursions over chunks of one length in one loop (the chunk's
+    left and right sweeps: each step's division waits on the previous one, so two independent
+    recursions side by side cost little more than one): ``(last1, last2)``."""
+    shift, g1_in, pm, dtype = _oriented_inputs(a1, b1, shift, g1_in, pm)
+    g2_in = np.asarray(g2_in).astype(dtype)
+    out1, out2 = g1_in.copy(), g2_in.copy()
+    if a1.shape[0] and a1.shape[1]:
+        _sweep_pair_batch(a1, b1, a2, b2, shift, g1_in, g2_in, pm, out1, out2)
+    return out1, out2
 
 
 @numba.njit(**_JIT)

@@ -141,7 +141,11 @@ def left_carries(g: _Graph, r: _Rows) -> list:
 def both_carries(g: _Graph, r: _Rows, active: Any = None, shift: Any = None,
                  repaired: bool = True) -> tuple[list, list]:
     """The carry ratios ``gL_{s-1}``, ``gR_{e+1}`` of every chunk (keys; None at the chain's
-    ends): scanned, then (``repaired``) repaired at the boundaries (:mod:`._repair`)."""
+    ends): scanned, then (``repaired``) repaired at the boundaries (:mod:`._repair`).
+    ``active`` (the certificate's rows; the transfer tasks skip their work when none is active)
+    goes with ``repaired=False`` only."""
+    if repaired and active is not None:
+        raise ValueError("the boundary repair runs for every row: active must be None")
     tr = [g(T.transfer, r.A[k], r.BL[k], r.bo[k], "LR", active, shift) for k in range(r.nc)]
     vL = scan(g, "moebius", [g(T.pick, t, 0) for t in tr])
     vR = scan(g, "moebius", [g(T.pick, t, 1) for t in tr], reverse=True)

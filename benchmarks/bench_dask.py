@@ -1,13 +1,18 @@
 """Distributed resolvent diagonal and LDOS sweep on a dask.distributed LocalCluster.
 
     PYTHONPATH=. python benchmarks/bench_dask.py --log2n 22 --chunk-log2 20 --repeat 3
+    PYTHONPATH=. python benchmarks/bench_dask.py --quick          # small N: checks that it runs
+    PYTHONPATH=. python benchmarks/bench_dask.py --chain clean    # the boundary repair's worst case
 
 Measures, in one run: the single-process NumPy call; the same chain as dask arrays on a
 LocalCluster of 1 and of 2 single-thread worker processes (inputs generated and persisted on
 the workers first, so the timed part is the resolvent alone); the bytes the workers sent each
 other during that computation (the workers' transfer counters, read through the client); an
 LDOS sweep (realisations x energies, averaged over realisations) on 2 workers against a NumPy
-loop.  Work stealing is off (tasks run where their chunks live).  Writes
+loop.  Work stealing is off (tasks run where their chunks live).  ``--chain``: "disordered"
+(``diag ~ U(-1, 1)``, ``lower ~ U(0.5, 1.5)``, the default) or "clean" (``diag = 0``,
+``lower = 1``: inside the band the ratio recursion does not contract, so every chunk boundary's
+repair re-runs its ``STALL`` steps, :mod:`semisep.backends.dask._repair`).  Writes
 bench-results/bench_dask.json and, with matplotlib, bench_dask.png; ``run(quick)`` is the
 ``run_all.py`` entry point.
 """
@@ -51,7 +56,13 @@ def main(argv=None):
     ap.add_argument("--realisations", type=int, default=8)
     ap.add_argument("--energies", type=int, default=64)
     ap.add_argument("--ldos-n", type=int, default=4096)
+    ap.add_argument("--chain", choices=("disordered", "clean"), default="disordered")
+    ap.add_argument("--quick", action="store_true",
+                    help="N = 2^18 in 16 chunks, one repeat, a small LDOS sweep (checks that it runs)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.log2n, args.chunk_log2, args.repeat = 18, 14, 1
+        args.realisations, args.energies, args.ldos_n = 2, 8, 1024
 
     import dask
     import dask.array as da
@@ -69,8 +80,10 @@ def main(argv=None):
         """Inputs generated on the workers (contiguous chunks stay together), persisted; then
         the timed resolvent diagonal (persisted on the workers) and the bytes the workers sent."""
         X = da.random.default_rng(1).uniform(0.0, 1.0, (2, nn), chunks=(2, cc))
-        dd = 2.0 * X[0] - 1.0  # chunk k of diag and of lower come from one block: one worker
-        ll = 0.5 + X[1, : nn - 1]
+        if args.chain == "clean":
+            X = X * 0.0
+        dd = 2.0 * X[0] - (0.0 if args.chain == "clean" else 1.0)  # chunk k of diag and of lower
+        ll = (1.0 if args.chain == "clean" else 0.5) + X[1, : nn - 1]  # come from one block
         dd, ll = client.persist([dd, ll])
         wait([dd, ll])
         T = ss.Tridiagonal(dd, ll, check_finite=False)
@@ -148,7 +161,7 @@ def main(argv=None):
     base1 = rows["dask, 1 worker(s)"]["seconds"]
     t_np = rows["numpy (1 process)"]["seconds"]
     err = rows["numpy (1 process)"]["max_abs_err_dask_vs_numpy"]
-    print(f"resolvent diagonal, N = 2^{args.log2n}, chunk 2^{args.chunk_log2}, z = {z} "
+    print(f"resolvent diagonal, {args.chain} chain, N = 2^{args.log2n}, chunk 2^{args.chunk_log2}, z = {z} "
           f"(median of {args.repeat}); max|G_dask - G_numpy| / max|G| = {err:.1e}")
     print(f"{'':24s} {'seconds':>9s} {'vs numpy':>9s} {'vs 1 worker':>12s} {'bytes moved/chunk':>18s}")
     for name, r in rows.items():
@@ -184,7 +197,7 @@ def main(argv=None):
 
 def run(quick: bool) -> dict:
     """The ``run_all.py`` entry point: the issue's targets judged on this run's figures."""
-    argv = ["--log2n", "20", "--chunk-log2", "18", "--repeat", "1"] if quick else ["--log2n", "24"]
+    argv = ["--quick"] if quick else ["--log2n", "24"]
     rec = main(argv)
     res = rec["resolvent"]
     keys = ("numpy (1 process)", "dask, 1 worker(s)", "dask, 2 worker(s)")

@@ -39,7 +39,7 @@ from ._operator import StructuredOperator
 from ._validation import as_array, broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import SINGULAR_FACTOR, Backend, backend_for
-from .errors import BackendError, IllConditionedWarning, ShapeError, SingularMatrixError
+from .errors import IllConditionedWarning, ShapeError, SingularMatrixError
 from .tridiagonal import Tridiagonal
 from .tridiagonal_core import _raise_if_singular, _range_scale, _with_info
 from .tridiagonal_core import shifted_rows as _shifted_rows
@@ -94,7 +94,9 @@ class TridiagonalPlusLowRank(StructuredOperator):
     -----
     The batch shape is the broadcast of ``T.batch_shape``, ``U.shape[:-2]``, ``V.shape[:-2]``.
     The dtype promotes ``T``'s with ``U``'s and ``V``'s (integers -> float64, float32 stays
-    float32); ``T`` is re-cast to it.  NumPy arrays or torch tensors, not mixed.
+    float32); ``T`` is re-cast to it.  NumPy arrays, torch tensors or dask arrays, not mixed
+    with torch; on dask arrays :meth:`resolvent_diagonal`, :meth:`logdet` and :meth:`solve`
+    return lazy dask arrays (:mod:`semisep.backends.dask._lowrank` says what differs).
 
     Memory (:attr:`nbytes`): the arrays held, ``T.nbytes + U.nbytes + V.nbytes``; for
     non-symmetric ``T``, ``(3N - 2 + 2 N r) * itemsize``.
@@ -118,9 +120,6 @@ class TridiagonalPlusLowRank(StructuredOperator):
                 "build it with ss.Tridiagonal(diag, lower, upper)"
             )
         bk = backend_for(T.diag, U, V)
-        if bk.lazy:  # its Woodbury step decides on values (condition estimates) before compute
-            raise BackendError("TridiagonalPlusLowRank does not take dask arrays yet; use Tridiagonal "
-                               "on dask arrays, or NumPy / torch arrays here")
         U = as_array(bk, "U", U, like=T.diag, scalar_ok=False)
         V = as_array(bk, "V", V, like=T.diag, scalar_ok=False)
         n = T.n
@@ -386,6 +385,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
         """
         bk = self._backend
         backend_for(self.U, b)
+        if bk.lazy:  # dask: semisep/backends/dask/_lowrank.py
+            return _lazy().solve(self, b, z, method, check_finite, return_info)
         b = as_array(bk, "b", b, like=self.U, scalar_ok=False)
         is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), self._n)
         batch, dtype = self._prepare(z, extra={"b": b_batch}, extra_dtype=b)
@@ -436,6 +437,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
         else from an r-column solve.
         """
         bk = self._backend
+        if bk.lazy:  # dask: semisep/backends/dask/_lowrank.py
+            return _lazy().logdet(self, z, method, check_finite, return_info)
         batch, dtype = self._prepare(z)
         ldT, pT = _sub(return_info, self.tridiagonal.logdet, z, method=method, check_finite=check_finite)
         pivots = {"logdet": pT}
@@ -503,6 +506,8 @@ class TridiagonalPlusLowRank(StructuredOperator):
         ``cond_2(K)``).
         """
         bk = self._backend
+        if bk.lazy:  # dask: semisep/backends/dask/_lowrank.py
+            return _lazy().resolvent_diagonal(self, z, method, check_finite, return_info)
         batch, dtype = self._prepare(z)
         r = self.rank
         if r and self._fusable(method, z):
@@ -682,6 +687,13 @@ def _host_cond(bk, cond: Any) -> np.ndarray:
     """``cond`` as a NumPy float64 array (from the device where :meth:`_check_capacitance`
     left it there)."""
     return cond if isinstance(cond, np.ndarray) else np.asarray(bk.to_numpy(cond), dtype=np.float64)
+
+
+def _lazy() -> Any:
+    """The Woodbury algorithms as dask task graphs (imported only for dask arrays)."""
+    from .backends.dask import _lowrank
+
+    return _lowrank
 
 
 def _relative_capacitance_cond(bk, K: Any) -> np.ndarray:

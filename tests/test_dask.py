@@ -275,10 +275,91 @@ def test_cluster_chain_larger_than_a_worker(client):
     assert max(rss.values()) < limit
 
 
-def test_lowrank_on_dask_is_a_clear_error():
-    T = ss.Tridiagonal(da.ones(8, chunks=4), da.ones(7, chunks=4))
-    with pytest.raises(BackendError, match="dask"):
-        ss.TridiagonalPlusLowRank(T, np.ones((8, 1)), np.ones((8, 1)))
+def _lowrank_pair(sym, seed=0, B=2, n=300, r=3, C=64):
+    rng = np.random.default_rng(seed)
+    d = rng.uniform(-1, 1, (B, n))
+    lo, up = rng.uniform(0.5, 1.5, n - 1), None if sym else rng.uniform(0.5, 1.5, n - 1)
+    U, V = rng.standard_normal((B, n, r)), rng.standard_normal((n, r))
+    Hn = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, up), U, V)
+    Td = ss.Tridiagonal(da.from_array(d, chunks=(1, C)), da.from_array(lo, chunks=C),
+                        None if sym else da.from_array(up, chunks=C))
+    return Hn, ss.TridiagonalPlusLowRank(Td, da.from_array(U, chunks=(1, C, r)), V)  # V: NumPy, wrapped
+
+
+@pytest.mark.parametrize("sym", [False, True])
+def test_lowrank_on_dask_matches_numpy(sym):
+    Hn, Hd = _lowrank_pair(sym)
+    assert Hd.backend.name == "dask" and isinstance(Hd.U, da.Array) and isinstance(Hd.V, da.Array)
+    rng = np.random.default_rng(4)
+    b, bm = rng.standard_normal((2, 300)), rng.standard_normal((2, 300, 2))
+    for z in (0.3 + 0.01j, 3.0):  # complex inside the spectrum; real outside it
+        G, ld, x, xm = Hd.resolvent_diagonal(z), Hd.logdet(z), Hd.solve(b, z), Hd.solve(bm, z)
+        assert all(isinstance(v, da.Array) for v in (G, ld, x, xm))
+        with dask.config.set(scheduler="threads"):
+            G, ld, x, xm = dask.compute(G, ld, x, xm)
+        assert rel(G, Hn.resolvent_diagonal(z)) <= TOL, z
+        assert rel(ld, Hn.logdet(z)) <= TOL, z
+        assert rel(x, Hn.solve(b, z)) <= TOL, z
+        assert rel(xm, Hn.solve(bm, z)) <= TOL, z
+
+
+def test_lowrank_on_dask_against_dense_and_rank_zero():
+    Hn, Hd = _lowrank_pair(False, seed=3, B=1, n=60, r=2, C=16)
+    z = -0.4 + 0.2j
+    M = Hn.to_dense()[0] - z * np.eye(60)
+    with dask.config.set(scheduler="sync"):
+        assert rel(Hd.resolvent_diagonal(z).compute()[0], np.diag(np.linalg.inv(M))) <= 1e-12
+        sign, lad = np.linalg.slogdet(M)
+        assert abs(Hd.logdet(z).compute()[0] - (lad + np.log(sign))) <= 1e-12 * abs(lad)
+        H0 = ss.TridiagonalPlusLowRank(Hd.tridiagonal, da.zeros((60, 0), chunks=16), np.zeros((60, 0)))
+        assert rel(H0.resolvent_diagonal(z).compute(), Hd.tridiagonal.resolvent_diagonal(z).compute()) == 0
+
+
+def test_lowrank_on_dask_singular_capacitance_raises_at_compute_time():
+    """``v^T A^{-1} u = -1`` makes ``K = 1 + v^T A^{-1} u = 0``: ``H - zI`` is singular while
+    ``A = T - zI`` is not."""
+    rng = np.random.default_rng(8)
+    n, z = 128, 0.25 + 0.1j
+    d, lo = rng.uniform(-1, 1, n), rng.uniform(0.5, 1.5, n - 1)
+    u = rng.standard_normal((n, 1))
+    x = ss.Tridiagonal(d, lo).solve(u, z)
+    v = -x / (x[:, 0] @ x[:, 0])  # the transpose product: v^T x = -1
+    H = ss.TridiagonalPlusLowRank(ss.Tridiagonal(da.from_array(d, chunks=32), da.from_array(lo, chunks=32)),
+                                  u, v)
+    for lazy in (H.resolvent_diagonal(z), H.logdet(z), H.solve(np.ones(n), z)):
+        with pytest.raises(SingularMatrixError, match="capacitance"), dask.config.set(scheduler="sync"):
+            lazy.compute()
+
+
+def test_lowrank_on_dask_return_info_is_a_clear_error():
+    _, Hd = _lowrank_pair(True, n=64, C=16)
+    for call in (lambda: Hd.resolvent_diagonal(0.1j, return_info=True),
+                 lambda: Hd.logdet(0.1j, return_info=True),
+                 lambda: Hd.solve(np.ones(64), 0.1j, return_info=True)):
+        with pytest.raises(BackendError, match="return_info"):
+            call()
+
+
+def test_lowrank_on_dask_task_results_are_order_chunk():
+    """No task of the Woodbury graph produces more than a few chunks' worth of data (r columns):
+    nothing of length N is gathered."""
+    from dask.callbacks import Callback
+
+    n, C, r = 1 << 14, 1 << 10, 2
+    _, Hd = _lowrank_pair(False, seed=6, B=1, n=n, r=r, C=C)
+    sizes: list = []
+
+    class Record(Callback):
+        def _posttask(self, key, result, dsk, state, id):
+            sizes.append(_nbytes(result))
+
+    b = np.ones((1, n))
+    with Record(), dask.config.set(scheduler="sync"):
+        # reduced on the workers: the client's own gather of a whole result is not a task's
+        dask.compute(Hd.resolvent_diagonal(0.2 + 0.05j).sum(), Hd.solve(b, 0.2 + 0.05j).sum(),
+                     optimize_graph=False)
+    chunk_bytes = C * (r + 1) * 16  # one chunk of [y, X] (k + r = 3 complex columns)
+    assert max(sizes) <= 2 * chunk_bytes and 2 * chunk_bytes < n * r * 16 / 4, (max(sizes), chunk_bytes)
 
 
 @pytest.mark.parametrize("cplx", [False, True])

@@ -47,15 +47,19 @@ class DaskBackend(Backend):
         return _is_dask(x)
 
     def asarray(self, x: Any, like: Any = None) -> Any:
-        """A dask array; a NumPy array (or scalar, list) is wrapped, chunked along its last axis
-        like ``like`` where the lengths allow."""
+        """A dask array; a NumPy array (or scalar, list) is wrapped, chunked like ``like``'s last
+        axis (N) along its own last axis, or along its second last where that one has ``like``'s
+        length and the last does not (``U (N, r)`` of a low-rank term)."""
         if _is_dask(x):
             return x
         x = np.asarray(x)
         chunks: Any = "auto"
         if like is not None and _is_dask(like) and x.ndim >= 1 and like.ndim >= 1:
-            c = max(like.chunks[-1]) if like.chunks[-1] else 1
-            chunks = tuple(-1 for _ in x.shape[:-1]) + (max(c, 1),)
+            c = max(max(like.chunks[-1]) if like.chunks[-1] else 1, 1)
+            axis = x.ndim - 1
+            if x.ndim >= 2 and x.shape[-1] != like.shape[-1] and x.shape[-2] == like.shape[-1]:
+                axis = x.ndim - 2
+            chunks = tuple(c if i == axis else -1 for i in range(x.ndim))
         return da.from_array(x, chunks=chunks)
 
     def result_dtype(self, *xs: Any) -> Any:

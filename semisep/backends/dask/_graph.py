@@ -6,7 +6,10 @@ For every block of rows (batch chunks are independent) and the ``nc`` chunks alo
 1. a transfer task per chunk (its 2 x 2 matrices, a few numbers per row);
 2. an exact scan over those numbers: one task for up to ``FAN`` chunks, else a tree (group
    products, the scan of the groups, then the groups' members), depth ``log_FAN(nc)``;
-3. a second pass per chunk from its carries, producing the chunk's slice of the result.
+3. the carries repaired at the chunk boundaries (:mod:`._repair`: a ratio sweep per chunk, then
+   bounded rounds of small per-chunk tasks that re-run a chunk from its predecessor's last
+   ratio where the two disagree);
+4. a second pass per chunk from its carries, producing the chunk's slice of the result.
 
 Every task reads one chunk of the inputs (plus O(1) numbers per row from its neighbours and the
 scan) and writes one chunk of the result, so per-task memory is O(chunk) and only O(nc) numbers
@@ -23,6 +26,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from . import _repair
 from . import _tasks as T
 
 #: the scan's fan-in: up to FAN chunks' summaries are combined in one task
@@ -126,22 +130,35 @@ def row_blocks(g: _Graph, alpha: Any, beta: Any, pivmin: Any, *extra: Any) -> tu
     return out, extras, inputs
 
 
-def left_carries(g: _Graph, r: _Rows, active: Any = None) -> list:
-    tr = [g(T.transfer, r.A[k], r.BL[k], r.bo[k], "L", active) for k in range(r.nc)]
-    return scan(g, "moebius", [g(T.pick, t, 0) for t in tr])
+def left_carries(g: _Graph, r: _Rows) -> list:
+    """The carry ratios ``gL_{s-1}`` (keys, None for the first chunk): scanned, then repaired
+    (:mod:`._repair`)."""
+    tr = [g(T.transfer, r.A[k], r.BL[k], r.bo[k], "L") for k in range(r.nc)]
+    vL = scan(g, "moebius", [g(T.pick, t, 0) for t in tr])
+    return _repair.carries(g, r, vL, "L")
 
 
-def both_carries(g: _Graph, r: _Rows, active: Any = None, shift: Any = None) -> tuple[list, list]:
+def both_carries(g: _Graph, r: _Rows, active: Any = None, shift: Any = None,
+                 repaired: bool = True) -> tuple[list, list]:
+    """The carry ratios ``gL_{s-1}``, ``gR_{e+1}`` of every chunk (keys; None at the chain's
+    ends): scanned, then (``repaired``) repaired at the boundaries (:mod:`._repair`).
+    ``active`` (the certificate's rows; the transfer tasks skip their work when none is active)
+    goes with ``repaired=False`` only."""
+    if repaired and active is not None:
+        raise ValueError("the boundary repair runs for every row: active must be None")
     tr = [g(T.transfer, r.A[k], r.BL[k], r.bo[k], "LR", active, shift) for k in range(r.nc)]
     vL = scan(g, "moebius", [g(T.pick, t, 0) for t in tr])
     vR = scan(g, "moebius", [g(T.pick, t, 1) for t in tr], reverse=True)
-    return vL, vR
+    if repaired:
+        return _repair.both_carries(g, r, vL, vR, shift)
+    return [g(T.ratio, v, r.pm) for v in vL], [g(T.ratio, v, r.pm) for v in vR]
 
 
 def certificate(g: _Graph, r: _Rows, active: Any) -> Any:
     """resolvent_diagonal's singularity certificate ``(B,)`` for the ``active`` rows (the tasks
-    do no work when no row is active)."""
-    vL, vR = both_carries(g, r, active)
+    do no work when no row is active).  Its carries are the scanned ones: the certificate's
+    threshold (``|1/G_ii| < 4 pm``) is far above their rounding."""
+    vL, vR = both_carries(g, r, active, repaired=False)
     flags = [g(T.certificate_chunk, r.A[k], r.BL[k], r.bo[k], vL[k], vR[k], r.pm, active)
              for k in range(r.nc)]
     return reduce(g, T.any_of, flags)

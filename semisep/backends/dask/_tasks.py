@@ -4,8 +4,10 @@ that ``dask.distributed`` workers run them), each touching one chunk or a few nu
 Blocks: ``alpha (B, C)`` the chunk's diagonal of ``A = T - z I``; ``betaL (B, C)`` the coupling
 entering each left-to-right step (``betaL[:, j] = beta_{s+j-1}``, zero at ``s + j = 0``);
 ``beta_out (B,)`` the coupling after the chunk (``beta_e``, zero for the last chunk);
-``pm (B,)`` the pivot guard.  Carries are the states of :mod:`semisep.backends.numpy.chunks`:
-``v (B, 2)`` with ``g = v[:, 1] / v[:, 0]`` the pivot ratio entering the chunk.
+``pm (B,)`` the pivot guard.  The scan's states are those of
+:mod:`semisep.backends.numpy.chunks`: ``v (B, 2)`` with ``g = v[:, 1] / v[:, 0]`` the pivot
+ratio entering the chunk; the second passes take the carry ratios ``gL, gR (B,)`` themselves
+(repaired by :mod:`._repair`), None at the chain's ends.
 """
 
 from __future__ import annotations
@@ -111,14 +113,20 @@ def carry_ratio(v: np.ndarray, pm: np.ndarray) -> np.ndarray:
     return np.where(small, 1.0 / (pm * ph), v1 / np.where(small, 1.0, v0))
 
 
-def fold_carries(alpha, betaL, beta_out, vL, vR, pm):
-    """``alpha'`` with the carries folded into the chunk's ends (module docstring of
-    :mod:`semisep.backends.numpy.chunks`); ``vL`` / ``vR`` None at the chain's ends."""
-    ap = np.array(alpha, dtype=np.result_type(alpha.dtype, betaL.dtype), copy=True)
-    if vL is not None:
-        ap[:, 0] -= betaL[:, 0] * carry_ratio(vL, pm)
-    if vR is not None:
-        ap[:, -1] -= beta_out * carry_ratio(vR, pm)
+def ratio(v, pm):
+    """:func:`carry_ratio` of a scanned state; None (the chain's end, or a skipped pass) stays."""
+    return None if v is None else carry_ratio(v, pm)
+
+
+def fold_carries(alpha, betaL, beta_out, gL, gR):
+    """``alpha'`` with the carry ratios ``gL, gR (B,)`` folded into the chunk's ends (module
+    docstring of :mod:`semisep.backends.numpy.chunks`); None at the chain's ends."""
+    dt = np.result_type(alpha.dtype, betaL.dtype, *(g.dtype for g in (gL, gR) if g is not None))
+    ap = np.array(alpha, dtype=dt, copy=True)
+    if gL is not None:
+        ap[:, 0] -= betaL[:, 0] * gL
+    if gR is not None:
+        ap[:, -1] -= beta_out * gR
     return ap
 
 
@@ -132,7 +140,7 @@ def _raise(what: str, singular: np.ndarray, row0: int) -> None:
 
 
 # -- resolvent diagonal ----------------------------------------------------------------------
-def resolvent_chunk(alpha, betaL, beta_out, vL, vR, pm, row0: int, raise_singular: bool, shift=None):
+def resolvent_chunk(alpha, betaL, beta_out, gL, gR, pm, row0: int, raise_singular: bool, shift=None):
     """The chunk's slice of ``diag(A^{-1})`` with the whole-chain kernel on ``alpha'``:
     ``(G (B, C), guarded (B,), singular (B,))``.  ``raise_singular``: raise
     :class:`SingularMatrixError` here when a row is singular (``|1/G_ii| < 4 pm``).
@@ -141,39 +149,39 @@ def resolvent_chunk(alpha, betaL, beta_out, vL, vR, pm, row0: int, raise_singula
     from ..numpy import resolvent_diagonal_kernel, resolvent_diagonal_shifted_kernel
 
     if shift is None:
-        ap = fold_carries(alpha, betaL, beta_out, vL, vR, pm)
+        ap = fold_carries(alpha, betaL, beta_out, gL, gR)
         G, guarded, singular = resolvent_diagonal_kernel(ap, betaL[:, 1:], pm)
     else:
         diag = alpha
-        if vL is not None or vR is not None:
+        if gL is not None or gR is not None:
             dt = np.result_type(alpha.dtype, shift.dtype, betaL.dtype)
-            diag = fold_carries(alpha.astype(dt), betaL, beta_out, vL, vR, pm)
+            diag = fold_carries(alpha.astype(dt), betaL, beta_out, gL, gR)
         G, guarded, singular = resolvent_diagonal_shifted_kernel(diag, shift, betaL[:, 1:], pm)
     if raise_singular:
         _raise("resolvent_diagonal", singular, row0)
     return G, guarded, singular
 
 
-def certificate_chunk(alpha, betaL, beta_out, vL, vR, pm, active):
+def certificate_chunk(alpha, betaL, beta_out, gL, gR, pm, active):
     """resolvent_diagonal's singularity certificate on one chunk for the ``active`` rows:
     ``(B,)`` bool (all False, without work, when no row is active)."""
     if not np.any(active):
         return np.zeros(alpha.shape[0], bool)
-    _, _, singular = resolvent_chunk(alpha, betaL, beta_out, vL, vR, pm, 0, False)
+    _, _, singular = resolvent_chunk(alpha, betaL, beta_out, gL, gR, pm, 0, False)
     return singular & active
 
 
 # -- logdet ----------------------------------------------------------------------------------
-def left_chunk(alpha, betaL, beta_out, vL, pm, last: bool, want_gL: bool):
-    """The guarded left sweep over the chunk from its carry: ``(gL or None, logabs, phase,
-    guarded, singular)`` (:func:`semisep.backends.numpy.chunks.left_chunk`)."""
-    ap = fold_carries(alpha, betaL, beta_out, vL, None, pm)
+def left_chunk(alpha, betaL, beta_out, gL, pm, last: bool, want_gL: bool):
+    """The guarded left sweep over the chunk from its carry ratio ``gL``: ``(gL or None,
+    logabs, phase, guarded, singular)`` (:func:`semisep.backends.numpy.chunks.left_chunk`)."""
+    ap = fold_carries(alpha, betaL, beta_out, gL, None)
     return _chunks().left_chunk(ap, betaL[:, 1:], beta_out, pm, last, want_gL=want_gL)
 
 
-def logdet_partial(alpha, betaL, beta_out, vL, pm, last: bool):
+def logdet_partial(alpha, betaL, beta_out, gL, pm, last: bool):
     """``(logabs, phase, guarded, singular)`` of one chunk, each ``(B,)``."""
-    return left_chunk(alpha, betaL, beta_out, vL, pm, last, False)[1:]
+    return left_chunk(alpha, betaL, beta_out, gL, pm, last, False)[1:]
 
 
 def sum_partials(*parts):
@@ -208,14 +216,14 @@ def summary_field(summary, i: int):
 
 
 # -- solve -----------------------------------------------------------------------------------
-def solve_forward(alpha, betaL, beta_out, cL, f, vL, pm, last: bool):
+def solve_forward(alpha, betaL, beta_out, cL, f, g_carry, pm, last: bool):
     """Pass A of the solve on one chunk: the pivots ``gL``, the forward multipliers
     ``m_i = -c_{i-1} gL_{i-1}`` and the forward values ``y0`` from a zero carry.  Returns a
     dict (kept on the worker) holding them, the flags and the summary ``(P, y0_e)``."""
     ch = _chunks()
     pm_ = pm
-    gL, _, _, guarded, singular = left_chunk(alpha, betaL, beta_out, vL, pm_, last, True)
-    g_in = carry_ratio(vL, pm_) if vL is not None else np.zeros(alpha.shape[0], gL.dtype)
+    gL, _, _, guarded, singular = left_chunk(alpha, betaL, beta_out, g_carry, pm_, last, True)
+    g_in = g_carry if g_carry is not None else np.zeros(alpha.shape[0], gL.dtype)
     gprev = np.concatenate([g_in[:, None], gL[:, :-1]], axis=1)
     m = -cL * gprev
     fd = f.astype(np.result_type(f.dtype, gL.dtype), copy=False)

@@ -64,6 +64,7 @@ from .chunks import (
     _pow2_scale,
     _real_dtype,
     _sgn1,
+    _transpose_into,
 )
 from .pool import _Arena
 
@@ -177,11 +178,14 @@ def _resolvent_chunked_shifted(diag: torch.Tensor, shift: torch.Tensor, beta: to
         n = torch.mul(gr, gr)
         n.addcmul_(gi, gi)
         n.reciprocal_().mul_(inv_s[None, :, None])  # G = conj(gamma/s) / |gamma/s|^2 / s
+        # G in the layout's order, then one blocked transposing copy into the rows
+        Gl = torch.empty((L, B0, nc), dtype=shift.dtype, device=dev)
+        gv = torch.view_as_real(Gl)
+        torch.mul(gr, n, out=gv[..., 0])
+        torch.mul(gi, n, out=gv[..., 1]).neg_()
         out = torch.empty((B0, nc, L), dtype=shift.dtype, device=dev)
-        ov = torch.view_as_real(out)
-        nt = n.permute(1, 2, 0)
-        torch.mul(gr.permute(1, 2, 0), nt, out=ov[..., 0])
-        torch.mul(gi.permute(1, 2, 0), nt, out=ov[..., 1]).neg_()
+        if not _transpose_into(out, Gl, L):
+            out.copy_(Gl.permute(1, 2, 0))
     G = out.view(B0, nc * L)[:, :N]
     return (G, ok) if defer else G
 

@@ -90,14 +90,16 @@ def _rerun(planes, Gp, Dp, b, k, g, tol: float, lo, hi):
     Ar, Ai, Br, Bi = planes
     L = Ar.shape[0]
     cdt = torch.complex128 if Ar.dtype == torch.float64 else torch.complex64
-    A = torch.complex(Ar[:, b, k], _plane(Ai, b, k) if Ai is not None else torch.zeros_like(Ar[:, b, k]))
-    Bp = Br[:, b, k].to(cdt) if Bi is None else torch.complex(Br[:, b, k], Bi[:, b, k])
     t0 = 0
     while b.numel():
         t1 = min(t0 + BLOCK, L)
+        # this block's coefficients of the chunks still running (most merge in the first block)
+        ar = Ar[t0:t1, b, k]
+        A = torch.complex(ar, _plane(Ai[t0:t1], b, k) if Ai is not None else torch.zeros_like(ar))
+        Bp = Br[t0:t1, b, k].to(cdt) if Bi is None else torch.complex(Br[t0:t1, b, k], Bi[t0:t1, b, k])
         D = torch.empty((t1 - t0,) + tuple(b.shape), dtype=cdt, device=A.device)
         G = torch.empty_like(D)
-        rows = zip(A[t0:t1].unbind(0), Bp[t0:t1].unbind(0), D.unbind(0), G.unbind(0), strict=True)
+        rows = zip(A.unbind(0), Bp.unbind(0), D.unbind(0), G.unbind(0), strict=True)
         for a, bp, d, gt in rows:  # the sequential recursion d = alpha - betap g, g = 1/d
             g = torch.reciprocal(torch.addcmul(a, bp, g, value=-1, out=d), out=gt)
         old = _stored(Gp, Dp, t1 - 1, b, k)
@@ -120,7 +122,6 @@ def _rerun(planes, Gp, Dp, b, k, g, tol: float, lo, hi):
         b, k, g = b[keep], k[keep], g[keep]
         if t1 == L:
             break
-        A, Bp = A[:, keep], Bp[:, keep]
         t0 = t1
     return b, k, g, lo, hi
 

@@ -100,8 +100,10 @@ def _to_chunks(x: torch.Tensor, L: int, pad_value: float) -> torch.Tensor:
     if pad:
         x = torch.cat([x, x.new_full((B, pad) + rest, pad_value)], dim=1)
     x = x.reshape((B, nc, L) + rest)
+    if rest.numel() != 1 or x.is_complex():
+        return x.movedim(2, 0).contiguous()
     out = torch.empty((L, B, nc) + rest, dtype=x.dtype, device=x.device)
-    if not rest.numel() == 1 or not _transpose_into(out, x, B * nc):
+    if not _transpose_into(out, x, B * nc):
         out.copy_(x.movedim(2, 0))
     return out
 
@@ -110,8 +112,10 @@ def _from_chunks(y: torch.Tensor, N: int) -> torch.Tensor:
     """Inverse of :func:`_to_chunks`: ``(L, B, nc, *rest) -> (B, N, *rest)``."""
     L, B, nc = y.shape[:3]
     rest = y.shape[3:]
+    if rest.numel() != 1 or y.is_complex():
+        return y.movedim(0, 2).reshape((B, nc * L) + rest)[:, :N]
     out = torch.empty((B, nc, L) + rest, dtype=y.dtype, device=y.device)
-    if not rest.numel() == 1 or not _transpose_into(out, y, L):
+    if not _transpose_into(out, y, L):
         out.copy_(y.movedim(0, 2))
     return out.view((B, nc * L) + rest)[:, :N]
 
@@ -121,8 +125,10 @@ def _transpose_into(out: torch.Tensor, src: torch.Tensor, m: int) -> bool:
     ``(n, m)`` (e.g. the chunk layout ``(L, B, nc)`` and the rows ``(B, nc, L)``), as one 2D
     transposing copy, which torch runs blocked (cache-friendly) on CPU, where a permuted copy
     of the 3D views reads or writes with a stride of ``L`` or ``B nc`` elements.  Both must be
-    contiguous and of one dtype; returns False (nothing written) otherwise."""
-    if not (out.is_contiguous() and src.is_contiguous()) or out.dtype != src.dtype or m <= 0:
+    contiguous and of one real dtype (complex ones gain nothing: measured on CPU); returns False
+    (nothing written) otherwise."""
+    if (not (out.is_contiguous() and src.is_contiguous()) or out.dtype != src.dtype or m <= 0
+            or src.is_complex()):
         return False
     n = src.numel() // m
     if n * m != src.numel() or out.numel() != src.numel():
@@ -231,31 +237,25 @@ def _from_chunks_scaled(y: torch.Tensor, N: int, row_scale: torch.Tensor | None,
     None: no scaling.  ``y`` may also be planar, ``(2, L, B, nc)`` real holding the real part and
     the imaginary part (``conj=False``) or minus it (``conj=True``): the result then has the
     complex ``dtype``."""
-    # the scaling (and the planes' interleaving) in the layout's order, then one blocked 2D
-    # transposing copy (:func:`_transpose_into`)
     if y.dim() == 4:  # planar
         _, L, B, nc = y.shape
-        tmp = torch.empty((L, B, nc), dtype=dtype, device=y.device)
-        tv = torch.view_as_real(tmp)
-        if row_scale is None:
-            tv[..., 0].copy_(y[0])
-            if conj:
-                torch.neg(y[1], out=tv[..., 1])
-            else:
-                tv[..., 1].copy_(y[1])
-        else:
-            s = row_scale.to(y.dtype)[None, :, None]
-            torch.mul(y[0], s, out=tv[..., 0])
-            torch.mul(y[1], -s if conj else s, out=tv[..., 1])
+        out = torch.empty((B, nc, L), dtype=dtype, device=y.device)
+        ov = torch.view_as_real(out)
+        s = (torch.ones(B, dtype=y.dtype, device=y.device) if row_scale is None
+             else row_scale.to(y.dtype))[:, None, None]
+        torch.mul(y[0].permute(1, 2, 0), s, out=ov[..., 0])
+        torch.mul(y[1].permute(1, 2, 0), -s if conj else s, out=ov[..., 1])
+        return out.view(B, nc * L)[:, :N]
+    L, B, nc = y.shape
+    out = torch.empty((B, nc, L), dtype=y.dtype, device=y.device)
+    if not y.is_complex():  # scaled in the layout's order, then one blocked transposing copy
+        tmp = y.contiguous() if row_scale is None else torch.mul(y, row_scale.to(y.dtype)[None, :, None])
+        if _transpose_into(out, tmp, L):
+            return out.view(B, nc * L)[:, :N]
+    if row_scale is None:
+        out.copy_(y.permute(1, 2, 0))
     else:
-        L, B, nc = y.shape
-        if row_scale is None:
-            tmp = y.contiguous()
-        else:
-            tmp = torch.mul(y, row_scale.to(_real_dtype(y.dtype))[None, :, None])
-    out = torch.empty((B, nc, L), dtype=tmp.dtype, device=y.device)
-    if not _transpose_into(out, tmp, L):
-        out.copy_(tmp.permute(1, 2, 0))
+        torch.mul(y.permute(1, 2, 0), row_scale[:, None, None].to(_real_dtype(y.dtype)), out=out)
     return out.view(B, nc * L)[:, :N]
 
 

@@ -212,11 +212,11 @@ def _complex_plane(re: torch.Tensor, im: torch.Tensor | None) -> torch.Tensor:
 
 
 def _flipped(x: torch.Tensor, arena: _Arena) -> torch.Tensor:
-    """``x.flip(1)`` for ``x (B, n)``, written into one of the arena's scratch tensors."""
+    """``x.flip(1)`` for ``x (B, n)``, written into one of the arena's scratch tensors (torch's
+    flip of the last, contiguous dimension is a vectorised copy, several times faster on CPU
+    than an ``index_select`` with reversed indices)."""
     out = arena.empty(tuple(x.shape), x.dtype)
-    n = x.shape[1]
-    rev = torch.arange(n - 1, -1, -1, device=x.device)
-    return torch.index_select(x, 1, rev, out=out)
+    return out.copy_(x.flip(1))
 
 
 def _absmax_pair(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

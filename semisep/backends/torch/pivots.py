@@ -178,7 +178,9 @@ def _resolvent_chunked_shifted(diag: torch.Tensor, shift: torch.Tensor, beta: to
         n = torch.mul(gr, gr)
         n.addcmul_(gi, gi)
         n.reciprocal_().mul_(inv_s[None, :, None])  # G = conj(gamma/s) / |gamma/s|^2 / s
-        # G in the layout's order, then one blocked transposing copy into the rows
+        # G in the layout's order (contiguous reads), then one transposing copy into the rows
+        # (the products written straight through the permuted view read three arrays with a
+        # stride of B nc: about 2.5x slower on CPU)
         Gl = torch.empty((L, B0, nc), dtype=shift.dtype, device=dev)
         gv = torch.view_as_real(Gl)
         torch.mul(gr, n, out=gv[..., 0])

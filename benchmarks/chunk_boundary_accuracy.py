@@ -5,7 +5,10 @@ extended-precision reference (both ratio sweeps in ``np.clongdouble``; x87 80-bi
 where the platform has it): the maximum elementwise relative error, and where the chunked
 path's worst elements sit relative to the chunk length.
 
-    PYTHONPATH=. python benchmarks/chunk_boundary_accuracy.py [--n-log2 17]
+    PYTHONPATH=. python benchmarks/chunk_boundary_accuracy.py [--n-log2 17] [--repair fixed]
+
+``--repair fixed`` runs the boundary repair with fixed shapes (the accelerators' form, no host
+sync) on CPU; by default CPU's gathered form runs.
 """
 
 from __future__ import annotations
@@ -57,7 +60,13 @@ def case(label, diag, lower, upper, z, single):
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n-log2", type=int, default=17)
-    n = 1 << p.parse_args().n_log2
+    p.add_argument("--repair", choices=("gathered", "fixed"), default="gathered")
+    args = p.parse_args()
+    n = 1 << args.n_log2
+    if args.repair == "fixed":
+        from semisep.backends.torch import _boundary
+
+        _boundary.fixed_shapes = lambda device: True
     rng = np.random.default_rng(1)
     diag = -2.0 + rng.uniform(-1, 1, (7, n))
     lower, upper = rng.uniform(0.5, 1.5, (7, n - 1)), rng.uniform(0.5, 1.5, (7, n - 1))
@@ -69,6 +78,12 @@ def main() -> None:
     d4 = -2.0 + rng.uniform(-1, 1, (4, 4096))
     case("complex64, disordered chain, B = 4, N = 4096, z = 0.5 + 1e-3j", d4, np.ones((4, 4095)),
          np.ones((4, 4095)), 0.5 + 1e-3j, True)
+    d5 = -2.0 + rng.uniform(-1, 1, (4, n))
+    ones5 = np.ones((4, n - 1))
+    case(f"complex128, disordered chain near the band edge, B = 4, N = {n}, z = -2.7 + 1e-4j", d5, ones5,
+         ones5, -2.7 + 1e-4j, False)
+    case(f"complex128, clean chain inside the band, B = 4, N = {n}, z = -0.2 + 1e-4j",
+         np.full((4, n), -2.0), ones5, ones5, -0.2 + 1e-4j, False)
 
 
 if __name__ == "__main__":

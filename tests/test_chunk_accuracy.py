@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from semisep.backends.torch import TorchBackend
+from semisep.backends.torch import TorchBackend, _boundary
 
 L_CHUNK = 16
 HAVE_EXTENDED = np.finfo(np.longdouble).eps < 1e-18  # x87 80-bit long double
@@ -86,12 +86,20 @@ def _paths(diag, beta, z, rdt, cdt):
     return {k: v[0].detach().numpy() for k, v in out.items()}, seq[0].numpy(), alpha
 
 
+@pytest.fixture(params=["gathered", "fixed"])
+def repair(request, monkeypatch):
+    """Both forms of the boundary repair: gathered (data-dependent shapes, CPU's) and with fixed
+    shapes (no host sync, the accelerators'; where it overflows its slots the exact path runs)."""
+    monkeypatch.setattr(_boundary, "fixed_shapes", lambda device: request.param == "fixed")
+    return request.param
+
+
 CASES = [("nonsymmetric", 0.5 + 1e-4j), ("nonsymmetric", -1.3 + 1e-4j), ("disordered", 0.5 + 1e-4j),
          ("disordered", -2.7 + 1e-4j), ("clean", -1.0 + 1e-4j), ("clean", -0.2 + 1e-4j)]
 
 
 @pytest.mark.parametrize("kind,z", CASES, ids=[f"{k}-{z.real}" for k, z in CASES])
-def test_complex128_chunk_boundaries_match_the_sequential_sweep(kind, z):
+def test_complex128_chunk_boundaries_match_the_sequential_sweep(kind, z, repair):
     diag, lower, upper = _chain(kind, 3, 4096)
     beta = lower * upper
     G, Gs, _ = _paths(diag, beta, z, torch.float64, torch.complex128)
@@ -112,7 +120,7 @@ CASES64 = [("nonsymmetric", 0.5 + 1e-3j), ("disordered", 0.5 + 1e-3j), ("disorde
 
 
 @pytest.mark.parametrize("kind,z", CASES64, ids=[f"{k}-{z.real}" for k, z in CASES64])
-def test_complex64_chunked_within_10x_the_sequential_error(kind, z):
+def test_complex64_chunked_within_10x_the_sequential_error(kind, z, repair):
     diag, lower, upper = _chain(kind, 3, 2048)
     diag = diag.astype(np.float32).astype(np.float64)  # the float32 problem, exactly
     beta = (lower.astype(np.float32) * upper.astype(np.float32)).astype(np.float64)
@@ -122,3 +130,72 @@ def test_complex64_chunked_within_10x_the_sequential_error(kind, z):
     e_seq = _rel_err(Gs, Gx)
     for path, Gc in G.items():
         assert _rel_err(Gc, Gx) <= 10 * e_seq, (path, _rel_err(Gc, Gx), e_seq)
+
+
+class _OpsAndReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the non-view aten ops (~ kernel launches on CUDA) and the ops whose output size
+    depends on values (host syncs on CUDA) dispatched inside the ``with`` block."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+        self.value_shaped = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view:
+            self.ops += 1
+        if func.name().split(".")[0] in ("aten::nonzero", "aten::masked_select", "aten::nonzero_static"):
+            self.value_shaped += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _fixed_repair_counts(N: int, monkeypatch):
+    """Ops, host reads and results of each fixed-shape repair call on the non-symmetric
+    disordered chain of length N (chunk length 16; a few per cent of the boundaries flagged),
+    and the results of both forms of the repair."""
+    seen: dict = {}
+    real = _boundary.repair_planar
+
+    def counted(*a):
+        mode = _OpsAndReads()
+        reads = {"n": 0}
+        def counting(f):
+            def read(self, *x, **k):
+                reads["n"] += 1
+                return f(self, *x, **k)
+            return read
+
+        with monkeypatch.context() as m:
+            for name in ("__bool__", "item", "tolist", "cpu", "numpy", "__int__", "__float__", "__index__"):
+                m.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
+            with mode:
+                out = real(*a)
+        seen.setdefault("calls", []).append((mode.ops, mode.value_shaped, reads["n"], out))
+        return out
+
+    diag, lower, upper = _chain("nonsymmetric", 3, N)
+    with monkeypatch.context() as m:
+        m.setattr(_boundary, "fixed_shapes", lambda device: False)
+        G0, _, _ = _paths(diag, lower * upper, 0.5 + 1e-4j, torch.float64, torch.complex128)
+    monkeypatch.setattr(_boundary, "repair_planar", counted)
+    monkeypatch.setattr(_boundary, "fixed_shapes", lambda device: True)
+    G, _, _ = _paths(diag, lower * upper, 0.5 + 1e-4j, torch.float64, torch.complex128)
+    return seen["calls"], G, G0
+
+
+def test_fixed_repair_has_no_host_sync_and_ops_independent_of_n(monkeypatch):
+    """The fixed-shape repair (the accelerators' form): no host read and no value-shaped op, the
+    same number of ops at N = 2^12 and 2^14 (shapes fixed by the layout, not by the data), and on
+    this chain it completes without the exact path (``pending`` False) with the gathered form's
+    results (which the tests above check against the sequential sweep)."""
+    counts = {}
+    for N in (1 << 12, 1 << 14):
+        calls, G, G0 = _fixed_repair_counts(N, monkeypatch)
+        assert calls, "the repair did not run"
+        for _ops, value_shaped, reads, out in calls:
+            assert value_shaped == 0 and reads == 0, (value_shaped, reads)
+            assert out is not None and not bool(out[2]), "the repair overflowed (exact path)"
+        counts[N] = [c[0] for c in calls]
+        for path, Gc in G.items():
+            assert _rel_err(Gc, G0[path]) <= 1e-14, path
+    assert counts[1 << 12] == counts[1 << 14], counts

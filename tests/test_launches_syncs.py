@@ -214,8 +214,10 @@ _REPAIR_BOUND = _repair_bound()
 
 def _repair_sync_bound():
     """An upper bound, independent of N, on the host syncs of the boundary repair of one kernel
-    call: the trigger's ``nonzero``, then per block of each round the filters of the chunks
-    still running (boolean indexing of three index tensors), for both passes."""
+    call in its gathered form (CPU's; the fixed-shape form of accelerators has none:
+    tests/test_chunk_accuracy.py): the trigger's ``nonzero``, then per block of each round the
+    filters of the chunks still running (boolean indexing of three index tensors), for both
+    passes."""
     from semisep.backends.torch import _boundary
     from semisep.backends.torch.chunks import _pivot_chunk_length
 

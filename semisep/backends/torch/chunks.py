@@ -100,14 +100,41 @@ def _to_chunks(x: torch.Tensor, L: int, pad_value: float) -> torch.Tensor:
     if pad:
         x = torch.cat([x, x.new_full((B, pad) + rest, pad_value)], dim=1)
     x = x.reshape((B, nc, L) + rest)
-    return x.movedim(2, 0).contiguous()
+    if rest.numel() != 1 or x.is_complex():
+        return x.movedim(2, 0).contiguous()
+    out = torch.empty((L, B, nc) + rest, dtype=x.dtype, device=x.device)
+    if not _transpose_into(out, x, B * nc):
+        out.copy_(x.movedim(2, 0))
+    return out
 
 
 def _from_chunks(y: torch.Tensor, N: int) -> torch.Tensor:
     """Inverse of :func:`_to_chunks`: ``(L, B, nc, *rest) -> (B, N, *rest)``."""
     L, B, nc = y.shape[:3]
     rest = y.shape[3:]
-    return y.movedim(0, 2).reshape((B, nc * L) + rest)[:, :N]
+    if rest.numel() != 1 or y.is_complex():
+        return y.movedim(0, 2).reshape((B, nc * L) + rest)[:, :N]
+    out = torch.empty((B, nc, L) + rest, dtype=y.dtype, device=y.device)
+    if not _transpose_into(out, y, L):
+        out.copy_(y.movedim(0, 2))
+    return out.view((B, nc * L) + rest)[:, :N]
+
+
+def _transpose_into(out: torch.Tensor, src: torch.Tensor, m: int) -> bool:
+    """``out[j, i] = src[i, j]`` with ``src`` read as an ``(m, n)`` matrix and ``out`` as
+    ``(n, m)`` (e.g. the chunk layout ``(L, B, nc)`` and the rows ``(B, nc, L)``), as one 2D
+    transposing copy, which torch runs blocked (cache-friendly) on CPU, where a permuted copy
+    of the 3D views reads or writes with a stride of ``L`` or ``B nc`` elements.  Both must be
+    contiguous and of one real dtype (complex ones gain nothing: measured on CPU); returns False
+    (nothing written) otherwise."""
+    if (not (out.is_contiguous() and src.is_contiguous()) or out.dtype != src.dtype or m <= 0
+            or src.is_complex()):
+        return False
+    n = src.numel() // m
+    if n * m != src.numel() or out.numel() != src.numel():
+        return False
+    out.view(n, m).copy_(src.view(m, n).t())
+    return True
 
 
 def _betap(beta: torch.Tensor) -> torch.Tensor:
@@ -185,11 +212,11 @@ def _complex_plane(re: torch.Tensor, im: torch.Tensor | None) -> torch.Tensor:
 
 
 def _flipped(x: torch.Tensor, arena: _Arena) -> torch.Tensor:
-    """``x.flip(1)`` for ``x (B, n)``, written into one of the arena's scratch tensors."""
+    """``x.flip(1)`` for ``x (B, n)``, written into one of the arena's scratch tensors (torch's
+    flip of the last, contiguous dimension is a vectorised copy, several times faster on CPU
+    than an ``index_select`` with reversed indices)."""
     out = arena.empty(tuple(x.shape), x.dtype)
-    n = x.shape[1]
-    rev = torch.arange(n - 1, -1, -1, device=x.device)
-    return torch.index_select(x, 1, rev, out=out)
+    return out.copy_(x.flip(1))
 
 
 def _absmax_pair(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -221,6 +248,10 @@ def _from_chunks_scaled(y: torch.Tensor, N: int, row_scale: torch.Tensor | None,
         return out.view(B, nc * L)[:, :N]
     L, B, nc = y.shape
     out = torch.empty((B, nc, L), dtype=y.dtype, device=y.device)
+    if not y.is_complex():  # scaled in the layout's order, then one blocked transposing copy
+        tmp = y.contiguous() if row_scale is None else torch.mul(y, row_scale.to(y.dtype)[None, :, None])
+        if _transpose_into(out, tmp, L):
+            return out.view(B, nc * L)[:, :N]
     if row_scale is None:
         out.copy_(y.permute(1, 2, 0))
     else:

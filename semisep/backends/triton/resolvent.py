@@ -95,6 +95,36 @@ def _short(diag: torch.Tensor, shift: torch.Tensor, pivmin: torch.Tensor, rdt: t
     return (G, guarded) + _flags(G, pm, m, declined)
 
 
+def _one_step_carries(P: torch.Tensor, carry: torch.Tensor, R: int, nc: int) -> None:
+    """The scanned carries made one chunk step deep, in place (the first measure of
+    :mod:`semisep.backends.torch._boundary`): the carry into chunk ``k`` (in sweep order) becomes
+    ``ratio(P_{k'} (g_{k'}, 1))`` from the chunk ``k'`` before it, its own transfer matrix and its
+    scanned carry ``g_{k'}``, instead of the ratio of a product spanning up to the whole row,
+    whose entries are accurate only relative to the product's norm.
+
+    ``P (2, 8, R nc)``: per direction the chunks' 2 x 2 complex transfer matrices, component-
+    major ``(p00, p01, p10, p11)`` as (re, im) pairs (:func:`.kernels._store_transfer`);
+    ``carry (2, R nc, 2)``: per direction the carried pivot reciprocal into every chunk (left:
+    from chunk ``k - 1``; right: from ``k + 1``), as (re, im).  Worked in double precision;
+    where the step gives no finite ratio the scanned carry stays."""
+    if nc <= 2:  # the carry into the second chunk already comes from one chunk matrix
+        return
+    wdt = torch.complex128
+    Pc = torch.complex(P[:, 0::2].double(), P[:, 1::2].double()).view(2, 4, R, nc).to(wdt)
+    g = torch.complex(carry[..., 0].double(), carry[..., 1].double()).view(2, R, nc)
+    for d, src, dst in ((0, slice(0, nc - 1), slice(1, nc)), (1, slice(1, nc), slice(0, nc - 1))):
+        p00, p01, p10, p11 = Pc[d, 0, :, src], Pc[d, 1, :, src], Pc[d, 2, :, src], Pc[d, 3, :, src]
+        gk = g[d, :, src]
+        num = p00 * gk + p01
+        den = p10 * gk + p11
+        new = num / den
+        keep = torch.isfinite(new.real) & torch.isfinite(new.imag)
+        out = torch.where(keep, new, g[d, :, dst])
+        cv = carry[d].view(R, nc, 2)[:, dst]
+        cv[..., 0] = out.real
+        cv[..., 1] = out.imag
+
+
 def resolvent_diagonal_fused(diag: torch.Tensor, shift: torch.Tensor, beta: torch.Tensor,
                              pivmin: torch.Tensor, L: int | None = None, block: int = 128,
                              tiled: bool | None = None, scan: str = "blocked",
@@ -169,6 +199,7 @@ def resolvent_diagonal_fused(diag: torch.Tensor, shift: torch.Tensor, beta: torc
                 K._chunk_carry_kernel[g["chunk_carry"]](P, cin, carry, R, nc, nb, SB=sblk,
                                                         IDX64=idx64)
                 del tot, cin
+            _one_step_carries(P, carry, R, nc)
             del P
             second[g["second_pass"]](d_s, b_s, z_s, carry, thr_s, Gv[r0:r1], bad[r0:r1],
                                      gmax[r0:r1], R, N, nc, sd, sb, L=L, BLOCK=block,

@@ -308,19 +308,20 @@ class QuasiseparableFactorization:
         self._alpha = bk.broadcast_to(self._alpha, (rows.count, op.n))
         self._lower, self._upper = rows.forms()
         self._rows = rows
-        self.pivmin = rows.pivmin(self._alpha)
         eng = _engine(bk)
         p, _, a = self._lower
         g, _, b = self._upper
         self._G = None
+        self._Gmax = None  # max_i |G_ii| per row where the engine gives it with G
         fused = None
         if what == "resolvent_diagonal" and hasattr(eng, "factor_inverse_diagonal"):
-            # the inverse diagonal of each row right after its factorization (NumPy engine)
-            fused = eng.factor_inverse_diagonal(self._alpha, *self._lower, *self._upper,
-                                                self.pivmin)
+            # one compiled call: pivot threshold, factors, inverse diagonal (NumPy engine)
+            fused = eng.factor_inverse_diagonal(self._alpha, *self._lower, *self._upper)
         if fused is not None:
-            d, qt, ht, guarded, last_small, delta, self._G = fused
+            d, qt, guarded, last_small, delta, self._G, self.pivmin, self._Gmax = fused
+            ht = None  # not formed: this factorization serves the inverse diagonal only
         else:
+            self.pivmin = rows.pivmin(self._alpha)
             d, qt, ht, guarded, last_small, delta = eng.factor(self._alpha, *self._lower,
                                                                *self._upper, self.pivmin)
         self._delta = delta
@@ -346,9 +347,12 @@ class QuasiseparableFactorization:
         """Rows with some ``|G_ii| * 4 pivmin > 1`` (or a non-finite ``G_ii``)."""
         # max_i |G_ii| * c > 1 iff some |G_ii| * c > 1 (rounded products are monotone); the
         # maximum is NaN if any entry is
-        G = np.asarray(self._bk.to_numpy(_detach(G)))
         eng = _engine(self._bk)
-        g = eng.max_abs_rows(G) if hasattr(eng, "max_abs_rows") else np.max(np.abs(G), axis=-1)
+        if G is self._G and self._Gmax is not None:
+            g = self._Gmax  # computed with G by the engine
+        else:
+            G = np.asarray(self._bk.to_numpy(_detach(G)))
+            g = eng.max_abs_rows(G) if hasattr(eng, "max_abs_rows") else np.max(np.abs(G), axis=-1)
         piv = np.asarray(self._bk.to_numpy(_detach(self.pivmin))).reshape(-1)
         with np.errstate(invalid="ignore", over="ignore"):
             return ~(g * (SINGULAR_FACTOR * piv) <= 1.0)

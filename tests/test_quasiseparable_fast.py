@@ -448,3 +448,98 @@ def test_recycled_outputs_never_alias_live_operators(monkeypatch):
         for name in ("diag", "p", "a"):
             np.testing.assert_array_equal(getattr(op, name), getattr(ref_op, name))
     assert qr._buffers  # the recycled path ran
+
+
+def _separate_kernels(alpha, p, q, a):
+    """The twin of the fused kernel: ``pivot_scale`` -> ``pivmin`` as the operator forms it,
+    ``factor_symmetric_kernel``, the symmetric inverse-diagonal kernel, ``max |G|`` by NumPy."""
+    scale = kq.pivot_scale(alpha, p, q, p, q)
+    piv = scale * np.finfo(np.float64).eps
+    piv = piv + (piv < np.finfo(np.float64).tiny) * np.finfo(np.float64).tiny
+    d, qt, ht, guarded, last_small, delta = kq.factor_symmetric_kernel(alpha, p, q, a, piv)
+    G = kq.inverse_diagonal(d, qt, ht, p, a, p, a)
+    return d, qt, guarded, last_small, delta, G, piv, np.max(np.abs(G), axis=-1)
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])  # 2: the scalar-state rows; 1, 3: the generic rows
+@pytest.mark.parametrize("B", [1, 3])  # 1: the serial entry point
+@pytest.mark.parametrize("layout", ["full", "shared"])  # shared: q and a of length 1 on N
+def test_fused_kernel_equals_the_separate_kernels(rng, r, B, layout):
+    """The one-call inverse diagonal (pivot scale and max|G| inside the sweeps, the rank-2 rows
+    with scalar states) equals pivot_scale + factor_symmetric_kernel + the inverse-diagonal
+    kernel, value for value (the rank-2 rows do the same operations in the same order)."""
+    from semisep.backends.numpy.quasiseparable_fused import factor_inverse_diagonal_symmetric_kernel
+
+    n = 50
+    alpha, p, q, a = sym_gens(rng, B, n, r, np.float64)
+    if layout == "shared":
+        q, a = np.ascontiguousarray(q[:1, :1]), np.ascontiguousarray(a[:1, :1])
+    d, qt, guarded, last_small, delta, G, piv, gmax = factor_inverse_diagonal_symmetric_kernel(
+        alpha, p, q, a)
+    want = _separate_kernels(alpha, p, q, a)
+    for got, ref_ in zip((d, qt, guarded, last_small, G, piv, gmax),
+                         tuple(want[:4]) + tuple(want[5:]), strict=True):
+        np.testing.assert_array_equal(got, ref_)
+    assert delta is None and np.all(want[4] == 0)
+    for k in range(B):
+        A = ref.qsm_to_dense(alpha[k], p[k % p.shape[0]], np.broadcast_to(q[k % q.shape[0]], (n, r)),
+                             np.broadcast_to(a[k % a.shape[0]], (n, r, r)))
+        assert relerr(G[k], np.diag(np.linalg.inv(A))) < 1e-12
+
+
+@pytest.mark.parametrize("r", [1, 2])
+def test_fused_kernel_refactors_a_row_whose_pivot_needs_the_guard(rng, r):
+    """A row with a zero leading minor (``alpha_0 = 0``): the unguarded sweep sees a pivot below
+    ``pivmin``, the row is factored again with the guard; pivots, ``delta`` and the guard count
+    equal the guarded kernel's, the other row keeps ``delta = 0``."""
+    from semisep.backends.numpy.quasiseparable_fused import factor_inverse_diagonal_symmetric_kernel
+
+    alpha, p, q, a = sym_gens(rng, 2, 30, r, np.float64)
+    alpha[1, 0] = 0.0
+    d, qt, guarded, last_small, delta, G, piv, gmax = factor_inverse_diagonal_symmetric_kernel(
+        alpha, p, q, a)
+    wd, wqt, wg, wls, wdelta, wG, wpiv, wgmax = _separate_kernels(alpha, p, q, a)
+    assert guarded.tolist() == [0, 1] and wg.tolist() == [0, 1]
+    for got, ref_ in ((d, wd), (qt, wqt), (last_small, wls), (delta, wdelta), (G, wG),
+                      (piv, wpiv), (gmax, wgmax)):
+        np.testing.assert_array_equal(got, ref_)
+    assert np.all(delta[0] == 0) and delta[1, 0] == piv[1]
+
+
+def test_fused_kernel_propagates_nan_to_the_certificate(rng):
+    """A NaN entry (``check_finite=False``) gives NaN ``pivmin`` and ``max |G|``, as the
+    separate NumPy reductions do: the operator then reports the matrix singular."""
+    from semisep.backends.numpy.quasiseparable_fused import factor_inverse_diagonal_symmetric_kernel
+
+    alpha, p, q, a = sym_gens(rng, 1, 20, 2, np.float64)
+    alpha[0, 5] = np.nan
+    out = factor_inverse_diagonal_symmetric_kernel(alpha, p, q, a)
+    assert np.isnan(out[6][0]) and np.isnan(out[7][0])
+    want = _separate_kernels(alpha, p, q, a)
+    assert np.isnan(want[6][0]) and np.isnan(want[7][0])
+
+
+def test_resolvent_diagonal_batch_one_takes_the_fused_path(monkeypatch, rng):
+    """A single large enough row (a GP posterior variance) takes the one-call path; its
+    ``pivmin`` is the operator's (``_Rows.pivmin``) and the values those of ``factor`` +
+    ``resolvent_diagonal``."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    monkeypatch.setattr(qr, "MIN_PARALLEL_ELEMENTS", 64)
+    calls = []
+    real = kq.factor_inverse_diagonal
+
+    def counting(*args):
+        out = real(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(kq, "factor_inverse_diagonal", counting)
+    t = np.sort(rng.uniform(0, 30, 200))
+    op = K.Matern32(scale=1.5, sigma=0.7).to_operator(t, diag=0.01)
+    G, info = op.resolvent_diagonal(0.0, return_info=True)
+    assert calls == [True]
+    fac = op.factor(0.0)
+    np.testing.assert_array_equal(G, fac.resolvent_diagonal())
+    np.testing.assert_array_equal(info.pivmin, fac.pivmin.reshape(()))
+    assert relerr(G, np.diag(np.linalg.inv(op.to_dense()))) < 1e-12

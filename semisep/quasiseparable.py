@@ -139,8 +139,8 @@ class Quasiseparable(StructuredOperator):
             shapes[name] = tuple(x.shape[:-3 if name in ("a", "b") else -2])
         self._batch_shape = broadcast_shapes(shapes)
         dtype = bk.result_dtype(diag, *arrs.values())
-        if check_finite:
-            _require_finite(bk, diag=diag, **arrs)
+        if check_finite:  # repeated (stride-0) entries read once: q = v of a kernel
+            _require_finite(bk, diag=_distinct(diag), **{k: _distinct(x) for k, x in arrs.items()})
         self._backend: Backend = bk
         self._n = n
         self._dtype = dtype
@@ -564,6 +564,16 @@ def _raise_if_singular(sing: np.ndarray, batch: tuple[int, ...], what: str, z: A
             f"{what}: S - z I is singular to working precision{loc} (z = {zs}); "
             f"{int(sing.sum())} of {sing.size} matrices in the batch are singular"
         )
+
+
+def _distinct(x: Any) -> Any:
+    """``x`` with every axis of stride 0 (a broadcast) cut to length 1: the same values, each
+    stored entry once."""
+    strides = x.stride() if callable(getattr(x, "stride", None)) else x.strides
+    if all(st != 0 or n <= 1 for st, n in zip(strides, x.shape, strict=True)):
+        return x
+    return x[tuple(slice(0, 1) if st == 0 else slice(None)
+                   for st, n in zip(strides, x.shape, strict=True))]
 
 
 def _detach(x: Any) -> Any:

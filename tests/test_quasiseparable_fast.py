@@ -465,9 +465,10 @@ def _separate_kernels(alpha, p, q, a):
 @pytest.mark.parametrize("B", [1, 3])  # 1: the serial entry point
 @pytest.mark.parametrize("layout", ["full", "shared"])  # shared: q and a of length 1 on N
 def test_fused_kernel_equals_the_separate_kernels(rng, r, B, layout):
-    """The one-call inverse diagonal (pivot scale and max|G| inside the sweeps, the rank-2 rows
-    with scalar states) equals pivot_scale + factor_symmetric_kernel + the inverse-diagonal
-    kernel, value for value (the rank-2 rows do the same operations in the same order)."""
+    """The one-call inverse diagonal (pivot scale and max|G| inside the sweeps) equals
+    pivot_scale + factor_symmetric_kernel + the inverse-diagonal kernel: value for value for the
+    generic rows (ranks 1, 3), to rounding for the rank-2 rows (the same terms summed in another
+    order); the pivot threshold and the guard's outcome exactly."""
     from semisep.backends.numpy.quasiseparable_fused import factor_inverse_diagonal_symmetric_kernel
 
     n = 50
@@ -477,9 +478,13 @@ def test_fused_kernel_equals_the_separate_kernels(rng, r, B, layout):
     d, qt, guarded, last_small, delta, G, piv, gmax = factor_inverse_diagonal_symmetric_kernel(
         alpha, p, q, a)
     want = _separate_kernels(alpha, p, q, a)
-    for got, ref_ in zip((d, qt, guarded, last_small, G, piv, gmax),
-                         tuple(want[:4]) + tuple(want[5:]), strict=True):
+    for got, ref_ in ((guarded, want[2]), (last_small, want[3]), (piv, want[6])):
         np.testing.assert_array_equal(got, ref_)
+    for got, ref_ in ((d, want[0]), (qt, want[1]), (G, want[5]), (gmax, want[7])):
+        if r == 2:
+            assert relerr(got, ref_) < 20 * eps_of(np.float64)
+        else:
+            np.testing.assert_array_equal(got, ref_)
     assert delta is None and np.all(want[4] == 0)
     for k in range(B):
         A = ref.qsm_to_dense(alpha[k], p[k % p.shape[0]], np.broadcast_to(q[k % q.shape[0]], (n, r)),
@@ -500,9 +505,15 @@ def test_fused_kernel_refactors_a_row_whose_pivot_needs_the_guard(rng, r):
         alpha, p, q, a)
     wd, wqt, wg, wls, wdelta, wG, wpiv, wgmax = _separate_kernels(alpha, p, q, a)
     assert guarded.tolist() == [0, 1] and wg.tolist() == [0, 1]
-    for got, ref_ in ((d, wd), (qt, wqt), (last_small, wls), (delta, wdelta), (G, wG),
-                      (piv, wpiv), (gmax, wgmax)):
+    # the guarded row is factored by the generic row (exactly the guarded kernel's factors)
+    for got, ref_ in ((d[1], wd[1]), (qt[1], wqt[1]), (last_small, wls), (delta, wdelta),
+                      (piv, wpiv)):
         np.testing.assert_array_equal(got, ref_)
+    # the other row: the rank-2 (or generic) row, to rounding; the guarded row's inverse
+    # diagonal is that of a neighbouring matrix with entries of size 1/pivmin (the operator
+    # refuses to return it), so only the row that was not guarded is compared
+    for got, ref_ in ((d[0], wd[0]), (qt[0], wqt[0]), (G[0], wG[0]), (gmax[0], wgmax[0])):
+        assert relerr(got, ref_) < 20 * eps_of(np.float64)
     assert np.all(delta[0] == 0) and delta[1, 0] == piv[1]
 
 
@@ -540,6 +551,6 @@ def test_resolvent_diagonal_batch_one_takes_the_fused_path(monkeypatch, rng):
     G, info = op.resolvent_diagonal(0.0, return_info=True)
     assert calls == [True]
     fac = op.factor(0.0)
-    np.testing.assert_array_equal(G, fac.resolvent_diagonal())
+    assert relerr(G, fac.resolvent_diagonal()) < 1e-13  # rank 2: the same terms, another order
     np.testing.assert_array_equal(info.pivmin, fac.pivmin.reshape(()))
     assert relerr(G, np.diag(np.linalg.inv(op.to_dense()))) < 1e-12

@@ -28,10 +28,12 @@ exactly the guarded kernel's.  Otherwise the row is factored again by
 of each pivot) is written for that row only.
 
 **Rank 2** (Matern-3/2, SHO, Cosine, Celerite terms) has its own forward and backward row
-sweeps with the states in scalars (registers) instead of r x r arrays, with the same operations
-in the same order as the generic rows of ``quasiseparable_symmetric`` (sums start from their
-first term instead of ``0 + ...``, which can only change the sign of a zero); other ranks run
-those generic rows.  A batch of one row runs in a serial (non-``prange``) entry point.
+sweeps with the symmetric states as three scalars (registers) instead of r x r arrays, and the
+state updates written as quadratic forms of those scalars whose coefficients depend on the
+step's generators only: the same terms as the generic rows of ``quasiseparable_symmetric``,
+summed in an order that shortens the chain of dependent operations from one step to the next
+(the sweeps are latency-bound), so the values agree with those rows to rounding.  Other ranks
+run the generic rows.  A batch of one row runs in a serial (non-``prange``) entry point.
 
 ``factor_inverse_diagonal_symmetric_kernel(alpha, p, q, a)``
     ``(d (B, N), qt (B, N, r), guarded (B,), last_small (B,), delta (B, N) or None,
@@ -86,7 +88,14 @@ def _row_scale(k, alpha, p, q):
 
 @numba.njit(**_JIT)
 def _forward_row2(k, alpha, p, q, a, d, qt):
-    """The unguarded rank-2 forward sweep of row ``k``; returns ``(scale, min_i |d_i|)``."""
+    """The unguarded rank-2 forward sweep of row ``k``; returns ``(scale, min_i |d_i|)``.
+
+    The pivot and the next state as quadratic forms of the state's three entries
+    ``(m00, m01, m11)`` with coefficients formed from ``p_i`` and ``a_i`` alone
+    (``d_i = alpha_i - (p0^2 m00 + 2 p0 p1 m01 + p1^2 m11)``,
+    ``M_{i+1} = (a_i M_i a_i^T) + w_i w_i^T / d_i``), so that one step's chain of dependent
+    operations is a product, two sums, the division and a product and sum (the same terms as
+    the generic row, summed in another order)."""
     n = d.shape[1]
     ka = k if alpha.shape[0] > 1 else 0
     kp = k if p.shape[0] > 1 else 0
@@ -111,43 +120,39 @@ def _forward_row2(k, alpha, p, q, a, d, qt):
             v = p0 * q[kq, iqp, 0]
             v = v + p1 * q[kq, iqp, 1]
             scale = _absmax(scale, v)
+        a00 = a[kA, ia, 0, 0]
+        a01 = a[kA, ia, 0, 1]
+        a10 = a[kA, ia, 1, 0]
+        a11 = a[kA, ia, 1, 1]
+        s = (al - (p1 * p1) * m11) - ((p0 * p0) * m00 + (2.0 * (p0 * p1)) * m01)
         u0 = m00 * p0 + m01 * p1
         u1 = m01 * p0 + m11 * p1
-        s = al - p0 * u0
-        s = s - p1 * u1
+        w0 = q[kq, iq, 0] - (a00 * u0 + a01 * u1)
+        w1 = q[kq, iq, 1] - (a10 * u0 + a11 * u1)
+        # a M a^T (upper triangle), before the division is needed
+        n00 = ((a00 * a00) * m00 + (2.0 * (a00 * a01)) * m01) + (a01 * a01) * m11
+        n01 = ((a00 * a10) * m00 + (a00 * a11 + a01 * a10) * m01) + (a01 * a11) * m11
+        n11 = ((a10 * a10) * m00 + (2.0 * (a10 * a11)) * m01) + (a11 * a11) * m11
         ad = abs(s)
         if ad < min_ad:
             min_ad = ad
         d[k, i] = s
         inv = 1 / s
-        a00 = a[kA, ia, 0, 0]
-        a01 = a[kA, ia, 0, 1]
-        a10 = a[kA, ia, 1, 0]
-        a11 = a[kA, ia, 1, 1]
-        w0 = q[kq, iq, 0] - a00 * u0
-        w0 = w0 - a01 * u1
-        w1 = q[kq, iq, 1] - a10 * u0
-        w1 = w1 - a11 * u1
-        qt0 = w0 * inv
-        qt1 = w1 * inv
-        qt[k, i, 0] = qt0
-        qt[k, i, 1] = qt1
-        t00 = a00 * m00 + a01 * m01  # T = a M
-        t01 = a00 * m01 + a01 * m11
-        t10 = a10 * m00 + a11 * m01
-        t11 = a10 * m01 + a11 * m11
-        m00 = qt0 * w0 + t00 * a00  # M = T a^T + qt w^T (upper triangle)
-        m00 = m00 + t01 * a01
-        m01 = qt0 * w1 + t00 * a10
-        m01 = m01 + t01 * a11
-        m11 = qt1 * w1 + t10 * a10
-        m11 = m11 + t11 * a11
+        qt[k, i, 0] = w0 * inv
+        qt[k, i, 1] = w1 * inv
+        m00 = n00 + (w0 * w0) * inv
+        m01 = n01 + (w0 * w1) * inv
+        m11 = n11 + (w1 * w1) * inv
     return scale, min_ad
 
 
 @numba.njit(**_JIT)
 def _backward_row2(k, d, qt, p, a, out):
-    """The rank-2 inverse-diagonal sweep of row ``k``; returns ``max_i |G_ii|``."""
+    """The rank-2 inverse-diagonal sweep of row ``k``; returns ``max_i |G_ii|``.
+
+    ``Psi_{i-1} = ah_i^T Psi_i ah_i + p_i p_i^T / d_i`` as a quadratic form of ``Psi_i``'s three
+    entries with coefficients from ``ah_i`` alone (two levels of sums after one product on the
+    chain from ``Psi_i`` to ``Psi_{i-1}``), ``G_ii`` likewise from ``qt_i``."""
     n = d.shape[1]
     kd = k if d.shape[0] > 1 else 0
     kq = k if qt.shape[0] > 1 else 0
@@ -162,9 +167,7 @@ def _backward_row2(k, d, qt, p, a, out):
         inv = 1 / d[kd, i]
         qt0 = qt[kq, i, 0]
         qt1 = qt[kq, i, 1]
-        acc = qt0 * (s00 * qt0 + s01 * qt1)
-        acc = acc + qt1 * (s01 * qt0 + s11 * qt1)
-        g = inv + acc
+        g = inv + (((qt0 * qt0) * s00 + (2.0 * (qt0 * qt1)) * s01) + (qt1 * qt1) * s11)
         out[k, i] = g
         gmax = _absmax(gmax, g)
         if i == 0:
@@ -176,18 +179,13 @@ def _backward_row2(k, d, qt, p, a, out):
         h01 = a[kA, ia, 0, 1] - qt0 * p1
         h10 = a[kA, ia, 1, 0] - qt1 * p0
         h11 = a[kA, ia, 1, 1] - qt1 * p1
-        t00 = s00 * h00 + s01 * h10  # T = Psi ah
-        t01 = s00 * h01 + s01 * h11
-        t10 = s01 * h00 + s11 * h10
-        t11 = s01 * h01 + s11 * h11
-        pe0 = p0 * inv
-        pe1 = p1 * inv
-        s00 = pe0 * p0 + h00 * t00  # Psi = p p^T / d + ah^T T (upper triangle)
-        s00 = s00 + h10 * t10
-        s01 = pe0 * p1 + h00 * t01
-        s01 = s01 + h10 * t11
-        s11 = pe1 * p1 + h01 * t01
-        s11 = s11 + h11 * t11
+        n00 = ((h00 * h00) * s00 + (2.0 * (h00 * h10)) * s01) + ((h10 * h10) * s11 + (p0 * p0) * inv)
+        n01 = ((h00 * h01) * s00 + (h00 * h11 + h10 * h01) * s01) + ((h10 * h11) * s11
+                                                                     + (p0 * p1) * inv)
+        n11 = ((h01 * h01) * s00 + (2.0 * (h01 * h11)) * s01) + ((h11 * h11) * s11 + (p1 * p1) * inv)
+        s00 = n00
+        s01 = n01
+        s11 = n11
     return gmax
 
 

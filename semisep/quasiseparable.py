@@ -77,7 +77,10 @@ class Quasiseparable(StructuredOperator):
         Output and input vectors of the strictly lower part.
     a : array (..., N, r_l, r_l), or (..., N, r_l) for diagonal transitions
         Transition matrices of the strictly lower part; ``a_0`` is not used.  Diagonal
-        transitions are expanded to matrices on construction (no speed benefit).
+        transitions are expanded to matrices on construction (``self.a`` is always
+        ``(..., N, r, r)``); the diagonals are kept too, and in symmetric storage the NumPy
+        engine's factorization and inverse diagonal use them from rank 3 on (O(r^2) per step
+        instead of O(r^3); the products and solves use the matrices).
     g, h : arrays (..., N, r_u), or None
     b : array (..., N, r_u, r_u) or (..., N, r_u), or None
         The strictly lower form whose transpose is the strictly upper part; ``b_0`` is not
@@ -114,6 +117,7 @@ class Quasiseparable(StructuredOperator):
             raise ShapeError(f"diag has shape {tuple(diag.shape)}: it must be (..., N), N >= 1")
         n = int(diag.shape[-1])
         arrs: dict[str, Any] = {}
+        diagonal: dict[str, Any] = {}  # transitions given as diagonals (..., N, r)
         for name, x in zip(_NAMES, (p, q, a, g, h, b), strict=True):
             if x is None:
                 continue
@@ -133,6 +137,8 @@ class Quasiseparable(StructuredOperator):
                     f"{left} has shape {tuple(arrs[left].shape)} and {right} has shape "
                     f"{tuple(arrs[right].shape)}: their ranks (last dimensions) must agree"
                 )
+            if _is_diagonal_form(arrs[trans], n, r):
+                diagonal[trans] = arrs[trans]
             arrs[trans] = _transitions(bk, trans, arrs[trans], n, r)
         shapes = {"diag": tuple(diag.shape[:-1])}
         for name, x in arrs.items():
@@ -149,6 +155,8 @@ class Quasiseparable(StructuredOperator):
         self.g = self.h = self.b = None
         if "g" in arrs:
             self.g, self.h, self.b = (bk.astype(arrs[k], dtype) for k in ("g", "h", "b"))
+        #: the diagonals ``(..., N, r)`` of ``a`` where it was given diagonal, else None
+        self._a_diag = bk.astype(diagonal["a"], dtype) if "a" in diagonal else None
 
     # -- structure ----------------------------------------------------------------------------
     @property
@@ -313,20 +321,27 @@ class QuasiseparableFactorization:
         g, _, b = self._upper
         self._G = None
         self._Gmax = None  # max_i |G_ii| per row where the engine gives it with G
+        # the forms the factorization and inverse diagonal read: diagonal transitions
+        # (..., N, r) where given so, in symmetric storage, for an engine that takes them
+        lower_f, upper_f = self._lower, self._upper
+        self._inverse_factors = (p, a, g, b)
+        if (op._a_diag is not None and op.is_symmetric_storage
+                and op.rank_lower >= getattr(eng, "DIAGONAL_MIN_RANK", np.inf)):
+            lower_f = upper_f = (p, self._lower[1], rows.diagonal_transitions(op._a_diag))
+            self._inverse_factors = (p, lower_f[2], p, lower_f[2])
         fused = None
         if what == "resolvent_diagonal" and hasattr(eng, "factor_inverse_diagonal"):
             # one compiled call: pivot threshold, factors, inverse diagonal (NumPy engine)
-            fused = eng.factor_inverse_diagonal(self._alpha, *self._lower, *self._upper)
+            fused = eng.factor_inverse_diagonal(self._alpha, *lower_f, *upper_f)
         if fused is not None:
             d, qt, guarded, last_small, delta, self._G, self.pivmin, self._Gmax = fused
             ht = None  # not formed: this factorization serves the inverse diagonal only
         else:
             self.pivmin = rows.pivmin(self._alpha)
-            d, qt, ht, guarded, last_small, delta = eng.factor(self._alpha, *self._lower,
-                                                               *self._upper, self.pivmin)
+            d, qt, ht, guarded, last_small, delta = eng.factor(self._alpha, *lower_f, *upper_f,
+                                                               self.pivmin)
         self._delta = delta
         self._d, self._qt, self._ht = d, qt, ht
-        self._inverse_factors = (p, a, g, b)
         self.pivots_guarded = np.asarray(guarded).reshape(batch)
         singular = np.asarray(last_small, dtype=bool)
         if bool(np.any(guarded)):
@@ -428,7 +443,8 @@ class QuasiseparableFactorization:
         bb = b[..., None] if is_vec else b
         f = self._rows.take(bk.astype(bb, self.dtype), 2)
         eng = _engine(bk)
-        p, a, g, b_ = self._inverse_factors
+        p, _, g, _ = self._inverse_factors
+        a, b_ = self._lower[2], self._upper[2]  # the transition matrices (the sweeps take them)
         x = eng.solve(self._d, self._qt, self._ht, p, a, g, b_, f, False)
         steps = 0
         if bool(np.any(self.pivots_guarded)):
@@ -466,6 +482,12 @@ class QuasiseparableFactorization:
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
+def _is_diagonal_form(x: Any, n: int, r: int) -> bool:
+    """Whether transitions ``x`` are given as diagonals ``(..., N, r)`` (not matrices)."""
+    shape = tuple(x.shape)
+    return not (x.ndim >= 3 and shape[-3:] == (n, r, r)) and x.ndim >= 2 and shape[-2:] == (n, r)
+
+
 def _transitions(bk: Backend, name: str, x: Any, n: int, r: int) -> Any:
     """``x`` as (..., N, r, r); diagonal transitions (..., N, r) are expanded."""
     shape = tuple(x.shape)
@@ -504,6 +526,13 @@ class _Rows:
         if op.is_symmetric_storage:
             return lower, lower
         return lower, (self.take(op.g, 2), self.take(op.h, 2), self._trans(op.b))
+
+    def diagonal_transitions(self, ad: Any) -> Any:
+        """Diagonal transitions ``(..., N, r)`` in the rows' layout (a stride-0 N axis as 1)."""
+        stride = ad.stride(-2) if callable(getattr(ad, "stride", None)) else ad.strides[-2]
+        if stride == 0 and ad.shape[-2] > 1:
+            ad = ad[..., :1, :]
+        return self.take(ad, 2)
 
     def _trans(self, a: Any) -> Any:
         """Transitions; a stride-0 N axis (one matrix for every step) is passed as length 1."""

@@ -62,6 +62,10 @@ from numba import prange
 from .. import SINGULAR_FACTOR
 from .._numba import cache_option, jit, key_caches_on_constants
 from . import quasiseparable_rows as _rows
+from .quasiseparable_diagonal import (
+    factor_symmetric_diagonal_kernel,
+    inverse_diagonal_symmetric_diagonal_kernel,
+)
 from .quasiseparable_fused import factor_inverse_diagonal_symmetric_kernel
 from .quasiseparable_products import bilinear_grad_kernel, matvec_kernel
 from .quasiseparable_rows import log_abs_det, max_abs_rows
@@ -430,9 +434,22 @@ def _symmetric(p, q, a, g, h, b):
     return p is g and q is h and a is b
 
 
+#: the engine takes diagonal transitions ``a (rows, N, r)`` in symmetric storage in
+#: :func:`factor` and :func:`inverse_diagonal` from this rank on (below it the rank-specialised
+#: matrix kernels, and at rank 2 the one-call inverse diagonal, are as fast or faster)
+DIAGONAL_MIN_RANK = 3
+
+
 def factor(alpha, p, q, a, g, h, b, pivmin):
     """``(d, qt, ht, guarded, last_small, delta)``; see :func:`factor_kernel` (and
-    :func:`factor_symmetric_kernel` when ``(g, h, b)`` are the arrays ``(p, q, a)``)."""
+    :func:`factor_symmetric_kernel` when ``(g, h, b)`` are the arrays ``(p, q, a)``;
+    ``a (rows, N, r)``: diagonal transitions, symmetric storage only,
+    :mod:`~semisep.backends.numpy.quasiseparable_diagonal`)."""
+    if a.ndim == 3:
+        if not _symmetric(p, q, a, g, h, b):
+            raise ValueError("diagonal transitions are taken in symmetric storage only")
+        return factor_symmetric_diagonal_kernel(_c(alpha), _c(p), _compact(q), _compact(a),
+                                                pivmin)
     if _symmetric(p, q, a, g, h, b):
         return factor_symmetric_kernel(_c(alpha), _c(p), _compact(q), _compact(a), pivmin)
     d, qt, ht, guarded, last_small, _, delta = factor_kernel(
@@ -450,7 +467,7 @@ def factor_inverse_diagonal(alpha, p, q, a, g, h, b):
     last_small, delta, G, pivmin, gmax)`` (``delta`` None where no pivot was guarded, ``gmax``
     the rows' ``max |G_ii|``); None otherwise (the caller runs the separate kernels)."""
     rows = max(x.shape[0] for x in (alpha, p, q, a))
-    if (rows * alpha.shape[1] < _rows.MIN_PARALLEL_ELEMENTS or not _symmetric(p, q, a, g, h, b)
+    if (a.ndim == 3 or rows * alpha.shape[1] < _rows.MIN_PARALLEL_ELEMENTS or not _symmetric(p, q, a, g, h, b)
             or np.result_type(alpha, p, q, a) != np.float64):
         return None
     return factor_inverse_diagonal_symmetric_kernel(_c(alpha), _c(p), _compact(q), _compact(a))
@@ -466,6 +483,8 @@ def inverse_diagonal(d, qt, ht, p, a, g, b):
     """``diag(A^{-1})``; see :func:`inverse_diagonal_kernel`.  ``(g, b)`` the arrays ``(p, a)``
     means factors of a symmetric-storage matrix (from :func:`factor` with ``(g, h, b)`` the
     arrays ``(p, q, a)``, so ``ht = d qt``): the symmetric recursion runs."""
+    if p is g and a is b and a.ndim == 3:  # diagonal transitions
+        return inverse_diagonal_symmetric_diagonal_kernel(_c(d), _c(qt), _c(p), _compact(a))
     if p is g and a is b:
         B = max(x.shape[0] for x in (d, qt, p, a))
         out = _rows.empty((B, d.shape[1]), d.dtype)

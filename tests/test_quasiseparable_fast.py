@@ -621,3 +621,52 @@ def test_operator_with_diagonal_transitions(monkeypatch, rng, r):
     sing = ss.Quasiseparable(np.ones(4), e, e, np.ones((4, r)))  # the all-ones matrix
     with pytest.raises(ss.SingularMatrixError):
         sing.resolvent_diagonal(0.0)
+
+
+@pytest.mark.parametrize("B", [1, 3])
+def test_fused_kernel_with_diagonal_transitions_equals_the_diagonal_kernels(rng, B):
+    """The one-call inverse diagonal on diagonal transitions runs the diagonal kernels' rows:
+    the same values as pivot_scale + factor_symmetric_diagonal_kernel + its inverse diagonal,
+    guarded row included."""
+    from semisep.backends.numpy import quasiseparable_diagonal as qd
+    from semisep.backends.numpy.quasiseparable_fused import factor_inverse_diagonal_symmetric_kernel
+
+    n, r = 40, 4
+    alpha, p, q, _ = sym_gens(rng, B, n, r, np.float64)
+    ad = rng.uniform(-0.9, 0.9, (B, n, r))
+    alpha[B - 1, 0] = 0.0  # the last row needs the guard
+    d, qt, guarded, last_small, delta, G, piv, gmax = factor_inverse_diagonal_symmetric_kernel(
+        alpha, p, q, ad)
+    want_piv = _separate_kernels(alpha, p, q, np.ascontiguousarray(qd.expand(ad)))[6]
+    wd, wqt, _, wg, wls, wdelta = qd.factor_symmetric_diagonal_kernel(alpha, p, q, ad, want_piv)
+    wG = qd.inverse_diagonal_symmetric_diagonal_kernel(wd, wqt, p, ad)
+    for got, ref_ in ((d, wd), (qt, wqt), (guarded, wg), (last_small, wls), (delta, wdelta),
+                      (G, wG), (piv, want_piv), (gmax, np.max(np.abs(wG), axis=-1))):
+        np.testing.assert_array_equal(got, ref_)
+    assert guarded[B - 1] == 1
+
+
+def test_operator_diagonal_transitions_take_the_one_call_path(monkeypatch, rng):
+    """A large enough symmetric operator with diagonal transitions of rank >= 3 runs its
+    inverse diagonal in one call on the diagonals; values as with the matrices."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    monkeypatch.setattr(qr, "MIN_PARALLEL_ELEMENTS", 64)
+    seen = []
+    real = kq.factor_inverse_diagonal
+
+    def spy(alpha, p, q, a, *rest):
+        out = real(alpha, p, q, a, *rest)
+        seen.append((a.ndim, out is not None))
+        return out
+
+    monkeypatch.setattr(kq, "factor_inverse_diagonal", spy)
+    n, r = 120, 3
+    alpha, p, q, _ = sym_gens(rng, 1, n, r, np.float64)
+    ad = rng.uniform(-0.9, 0.9, (n, r))
+    op = ss.Quasiseparable(alpha[0], p[0], q[0], ad)
+    G = op.resolvent_diagonal(0.2)
+    assert seen == [(3, True)]
+    opm = ss.Quasiseparable(alpha[0], p[0], q[0], np.ascontiguousarray(op.a))
+    assert relerr(G, opm.resolvent_diagonal(0.2)) < 50 * eps_of(np.float64)
+    assert relerr(G, np.diag(np.linalg.inv(opm.to_dense() - 0.2 * np.eye(n)))) < 1e-12

@@ -435,8 +435,9 @@ def _symmetric(p, q, a, g, h, b):
 
 
 #: the engine takes diagonal transitions ``a (rows, N, r)`` in symmetric storage in
-#: :func:`factor` and :func:`inverse_diagonal` from this rank on (below it the rank-specialised
-#: matrix kernels, and at rank 2 the one-call inverse diagonal, are as fast or faster)
+#: :func:`factor`, :func:`factor_inverse_diagonal` and :func:`inverse_diagonal` from this rank
+#: on (below it the rank-specialised matrix kernels, and at rank 2 the one-call inverse
+#: diagonal, are as fast or faster)
 DIAGONAL_MIN_RANK = 3
 
 
@@ -461,13 +462,13 @@ def factor(alpha, p, q, a, g, h, b, pivmin):
 def factor_inverse_diagonal(alpha, p, q, a, g, h, b):
     """The factorization and its inverse diagonal in one compiled call
     (:mod:`semisep.backends.numpy.quasiseparable_fused`), pivot threshold included, for
-    symmetric storage of real float64 data with at least
+    symmetric storage of real float64 data (``a`` matrices or diagonals) with at least
     ``quasiseparable_rows.MIN_PARALLEL_ELEMENTS`` elements (rows x N; smaller calls are left to
     the separate kernels, which keeps the compiled variants few): ``(d, qt, guarded,
     last_small, delta, G, pivmin, gmax)`` (``delta`` None where no pivot was guarded, ``gmax``
     the rows' ``max |G_ii|``); None otherwise (the caller runs the separate kernels)."""
     rows = max(x.shape[0] for x in (alpha, p, q, a))
-    if (a.ndim == 3 or rows * alpha.shape[1] < _rows.MIN_PARALLEL_ELEMENTS or not _symmetric(p, q, a, g, h, b)
+    if (rows * alpha.shape[1] < _rows.MIN_PARALLEL_ELEMENTS or not _symmetric(p, q, a, g, h, b)
             or np.result_type(alpha, p, q, a) != np.float64):
         return None
     return factor_inverse_diagonal_symmetric_kernel(_c(alpha), _c(p), _compact(q), _compact(a))

@@ -33,7 +33,10 @@ state updates written as quadratic forms of those scalars whose coefficients dep
 step's generators only: the same terms as the generic rows of ``quasiseparable_symmetric``,
 summed in an order that shortens the chain of dependent operations from one step to the next
 (the sweeps are latency-bound), so the values agree with those rows to rounding.  Other ranks
-run the generic rows.  A batch of one row runs in a serial (non-``prange``) entry point.
+run the generic rows, and diagonal transitions ``a (B or 1, N or 1, r)`` the rows of
+:mod:`semisep.backends.numpy.quasiseparable_diagonal` (the pivot scale in a first pass, the
+factorization always with the guard).  A batch of one row runs in a serial (non-``prange``)
+entry point.
 
 ``factor_inverse_diagonal_symmetric_kernel(alpha, p, q, a)``
     ``(d (B, N), qt (B, N, r), guarded (B,), last_small (B,), delta (B, N) or None,
@@ -53,6 +56,7 @@ from numba import prange
 from .. import SINGULAR_FACTOR
 from .._numba import cache_option, jit, key_caches_on_constants
 from . import quasiseparable_rows as _buf
+from .quasiseparable_diagonal import _factor_sym_diag_row, _inverse_diagonal_sym_diag_row
 from .quasiseparable_symmetric import (
     _absmax,
     _factor_sym_row,
@@ -242,9 +246,43 @@ def _fused_one(w, alpha, p, q, a, d, qt, ht, guarded, last_small, delta, out, pi
                pivmins, gmax)
 
 
+@numba.njit(**_JIT)
+def _fused_diag_row(w, k, alpha, p, q, ad, d, qt, ht, guarded, last_small, delta, out, pivmins,
+                    gmax):
+    """:func:`_fused_row` for diagonal transitions ``ad`` (the rows of
+    :mod:`~semisep.backends.numpy.quasiseparable_diagonal`; the pivot scale in a first pass)."""
+    n = d.shape[1]
+    piv = _pivmin(_row_scale(k, alpha, p, q))
+    for i in range(n):
+        delta[k, i] = 0.0
+    gk, sk = _factor_sym_diag_row(w, k, alpha, p, q, ad, piv, d, qt, ht, piv * SINGULAR_FACTOR,
+                                  delta)
+    guarded[k] = gk
+    last_small[k] = sk
+    pivmins[k] = piv
+    _inverse_diagonal_sym_diag_row(w, k, d, qt, p, ad, out)
+    gmax[k] = _gmax_row(k, out)
+
+
+@jit(parallel=True, **_JIT)
+def _fused_diag_batch(w, alpha, p, q, ad, d, qt, ht, guarded, last_small, delta, out, pivmins,
+                      gmax):
+    for k0 in prange(d.shape[0]):
+        _fused_diag_row(w, np.int64(k0), alpha, p, q, ad, d, qt, ht, guarded, last_small, delta,
+                        out, pivmins, gmax)
+
+
+@numba.njit(**_JIT)
+def _fused_diag_one(w, alpha, p, q, ad, d, qt, ht, guarded, last_small, delta, out, pivmins,
+                    gmax):
+    _fused_diag_row(w, np.int64(0), alpha, p, q, ad, d, qt, ht, guarded, last_small, delta, out,
+                    pivmins, gmax)
+
+
 def factor_inverse_diagonal_symmetric_kernel(alpha, p, q, a):
     """See the module docstring; ``alpha (B or 1, N)``, ``p (B or 1, N, r)``,
-    ``q (B or 1, N or 1, r)``, ``a (B or 1, N or 1, r, r)``, C-contiguous float64."""
+    ``q (B or 1, N or 1, r)``, ``a (B or 1, N or 1, r, r)`` or diagonal transitions
+    ``(B or 1, N or 1, r)``, C-contiguous float64."""
     B = max(x.shape[0] for x in (alpha, p, q, a))
     n, r, dt = alpha.shape[1], p.shape[2], np.float64
     d = _buf.empty((B, n), dt)
@@ -256,7 +294,10 @@ def factor_inverse_diagonal_symmetric_kernel(alpha, p, q, a):
     last_small = np.zeros(B, np.bool_)
     pivmins = np.empty(B, np.float64)
     gmax = np.empty(B, np.float64)
-    run = _fused_one if B == 1 else _fused_batch
+    if a.ndim == 3:  # diagonal transitions
+        run = _fused_diag_one if B == 1 else _fused_diag_batch
+    else:
+        run = _fused_one if B == 1 else _fused_batch
     run(_witness(r), alpha, p, q, a, d, qt, ht, guarded, last_small, delta, out, pivmins, gmax)
     if not guarded.any():
         delta = None

@@ -9,7 +9,7 @@ The recursions are those of :mod:`semisep.backends.numpy.quasiseparable_symmetri
 
 * pivot scale ``s = max(max_i |alpha_i|, max_{i>0} |p_i . q_{i-1}|)`` (NaN if any is) and
   ``pivmin = eps s``, raised to the smallest normal number if below it
-  (:meth:`semisep.quasiseparable._Rows.pivmin`);
+  (:meth:`semisep._quasiseparable_rows._Rows.pivmin`);
 * forward (LDL^T, ``M_0 = 0``, r x r symmetric)::
 
       u = M_i p_i,  d_i = alpha_i - p_i . u,  w_i = q_i - a_i u,  qt_i = w_i / d_i,

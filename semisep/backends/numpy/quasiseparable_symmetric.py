@@ -279,7 +279,7 @@ def pivot_scale(alpha, p, q, g, h):
     """``s (B,)`` for real data (None for complex: the caller's NumPy expression then runs):
     per batch row the largest ``|.|`` of ``alpha`` (B or 1, N) and of the first sub- and
     super-diagonals ``p_i . q_{i-1}``, ``g_i . h_{i-1}`` (the scale of the pivot guard,
-    :meth:`semisep.quasiseparable._Rows.pivmin`), in one pass, with the same arithmetic as
+    :meth:`semisep._quasiseparable_rows._Rows.pivmin`), in one pass, with the same arithmetic as
     that expression (products in the arrays' dtype); ``q, h`` may have a stride-0 N axis;
     ``(g, h)`` the arrays ``(p, q)``: symmetric, counted once.  The dtype is that of the
     inputs' promotion."""

@@ -329,6 +329,41 @@ def batch_threads(log2n: int = 17, reps: int = 20) -> str:
     return "\n".join(lines) + f"\n\nN = 2^{log2n}, {reps} calls each; load average {load}"
 
 
+def diagonal_transitions(log2n: int = 16, ranks: tuple[int, ...] = (2, 3, 4, 8),
+                         rounds: int = 9) -> str:
+    """``resolvent_diagonal(0)`` and ``logdet()`` of a symmetric operator whose transitions are
+    diagonal (a sum of ``r`` exponential terms, ``a_i = diag(e^{-c_k dt_i})``), built from the
+    diagonals ``(N, r)`` against the same operator built from the matrices ``(N, r, r)``
+    (``--diagonal-transitions``); round-robin medians in one process, each turn one untimed call
+    and three timed ones (the two operators' working sets differ)."""
+    import semisep as ss
+
+    n = 1 << log2n
+    t = times(n)
+    dt = np.diff(t, prepend=t[0])
+    lines = ["| r | inverse diagonal: diagonals | matrices | speedup | logdet: diagonals | "
+             "matrices | speedup | max rel diff |", "|---|---|---|---|---|---|---|---|"]
+    for r in ranks:
+        c = np.geomspace(0.05, 2.0, r)
+        ad = np.exp(-c * dt[:, None])
+        p, q = ad / r, np.broadcast_to(np.ones(r), (n, r))
+        alpha = np.full(n, 1.0 + NOISE)
+        op_d = ss.Quasiseparable(alpha, p, q, ad)
+        op_m = ss.Quasiseparable(alpha, p, q, np.ascontiguousarray(op_d.a))
+        tm = interleaved_times({"inv_d": lambda o=op_d: o.resolvent_diagonal(0),
+                                "inv_m": lambda o=op_m: o.resolvent_diagonal(0),
+                                "ld_d": lambda o=op_d: o.logdet(), "ld_m": lambda o=op_m: o.logdet()},
+                               rounds=rounds, warmup=1, block=3)
+        g_d, g_m = op_d.resolvent_diagonal(0), op_m.resolvent_diagonal(0)
+        diff = float(np.max(np.abs(g_d - g_m)) / np.max(np.abs(g_m)))
+        med = {k: tm[k]["median_s"] for k in tm}
+        lines.append(f"| {r} | {fmt_time(med['inv_d'])} | {fmt_time(med['inv_m'])} | "
+                     f"{med['inv_m'] / med['inv_d']:.2f}x | {fmt_time(med['ld_d'])} | "
+                     f"{fmt_time(med['ld_m'])} | {med['ld_m'] / med['ld_d']:.2f}x | {diff:.1e} |")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return "\n".join(lines) + f"\n\nN = 2^{log2n}, float64, batch 1; load average {load}"
+
+
 # ------------------------------------------------------------------------------------------------
 # peak memory of the torch log-likelihood, forward and forward+backward
 # ------------------------------------------------------------------------------------------------
@@ -678,9 +713,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--torch-memory", type=int, default=None, metavar="N",
                    help="(internal) print the torch log-likelihood's peak memory at N as JSON")
     p.add_argument("--backward", action="store_true", help="(with --torch-memory) forward+backward")
+    p.add_argument("--diagonal-transitions", action="store_true",
+                   help="only the table of diagonal transitions (N, r) against matrices (N, r, r)")
     p.add_argument("--batch-threads", action="store_true",
                    help="only the batch-8 / 8 x batch-1 CPU-time table at N = 2^17 (see batch_threads)")
     args = p.parse_args(argv)
+    if args.diagonal_transitions:
+        print(diagonal_transitions())
+        return 0
     if args.batch_threads:
         print(batch_threads())
         return 0

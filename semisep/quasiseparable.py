@@ -53,6 +53,7 @@ import numpy as np
 
 from . import _linalg as la
 from ._operator import StructuredOperator
+from ._quasiseparable_rows import _detach, _distinct, _engine, _is_diagonal_form, _Rows, _transitions
 from ._validation import broadcast_shapes, split_rhs
 from ._validation import check_finite as _require_finite
 from .backends import SINGULAR_FACTOR, Backend, backend_for
@@ -77,7 +78,10 @@ class Quasiseparable(StructuredOperator):
         Output and input vectors of the strictly lower part.
     a : array (..., N, r_l, r_l), or (..., N, r_l) for diagonal transitions
         Transition matrices of the strictly lower part; ``a_0`` is not used.  Diagonal
-        transitions are expanded to matrices on construction (no speed benefit).
+        transitions are expanded to matrices on construction (``self.a`` is always
+        ``(..., N, r, r)``); the diagonals are kept too, and in symmetric storage the NumPy
+        engine's factorization and inverse diagonal use them from rank 3 on (O(r^2) per step
+        instead of O(r^3); the products and solves use the matrices).
     g, h : arrays (..., N, r_u), or None
     b : array (..., N, r_u, r_u) or (..., N, r_u), or None
         The strictly lower form whose transpose is the strictly upper part; ``b_0`` is not
@@ -114,6 +118,7 @@ class Quasiseparable(StructuredOperator):
             raise ShapeError(f"diag has shape {tuple(diag.shape)}: it must be (..., N), N >= 1")
         n = int(diag.shape[-1])
         arrs: dict[str, Any] = {}
+        diagonal: dict[str, Any] = {}  # transitions given as diagonals (..., N, r)
         for name, x in zip(_NAMES, (p, q, a, g, h, b), strict=True):
             if x is None:
                 continue
@@ -133,14 +138,16 @@ class Quasiseparable(StructuredOperator):
                     f"{left} has shape {tuple(arrs[left].shape)} and {right} has shape "
                     f"{tuple(arrs[right].shape)}: their ranks (last dimensions) must agree"
                 )
+            if _is_diagonal_form(arrs[trans], n, r):
+                diagonal[trans] = arrs[trans]
             arrs[trans] = _transitions(bk, trans, arrs[trans], n, r)
         shapes = {"diag": tuple(diag.shape[:-1])}
         for name, x in arrs.items():
             shapes[name] = tuple(x.shape[:-3 if name in ("a", "b") else -2])
         self._batch_shape = broadcast_shapes(shapes)
         dtype = bk.result_dtype(diag, *arrs.values())
-        if check_finite:
-            _require_finite(bk, diag=diag, **arrs)
+        if check_finite:  # repeated (stride-0) entries read once: q = v of a kernel
+            _require_finite(bk, diag=_distinct(diag), **{k: _distinct(x) for k, x in arrs.items()})
         self._backend: Backend = bk
         self._n = n
         self._dtype = dtype
@@ -149,6 +156,8 @@ class Quasiseparable(StructuredOperator):
         self.g = self.h = self.b = None
         if "g" in arrs:
             self.g, self.h, self.b = (bk.astype(arrs[k], dtype) for k in ("g", "h", "b"))
+        #: the diagonals ``(..., N, r)`` of ``a`` where it was given diagonal, else None
+        self._a_diag = bk.astype(diagonal["a"], dtype) if "a" in diagonal else None
 
     # -- structure ----------------------------------------------------------------------------
     @property
@@ -308,24 +317,32 @@ class QuasiseparableFactorization:
         self._alpha = bk.broadcast_to(self._alpha, (rows.count, op.n))
         self._lower, self._upper = rows.forms()
         self._rows = rows
-        self.pivmin = rows.pivmin(self._alpha)
         eng = _engine(bk)
         p, _, a = self._lower
         g, _, b = self._upper
         self._G = None
+        self._Gmax = None  # max_i |G_ii| per row where the engine gives it with G
+        # the forms the factorization and inverse diagonal read: diagonal transitions
+        # (..., N, r) where given so, in symmetric storage, for an engine that takes them
+        lower_f, upper_f = self._lower, self._upper
+        self._inverse_factors = (p, a, g, b)
+        if (op._a_diag is not None and op.is_symmetric_storage
+                and op.rank_lower >= getattr(eng, "DIAGONAL_MIN_RANK", np.inf)):
+            lower_f = upper_f = (p, self._lower[1], rows.diagonal_transitions(op._a_diag))
+            self._inverse_factors = (p, lower_f[2], p, lower_f[2])
         fused = None
         if what == "resolvent_diagonal" and hasattr(eng, "factor_inverse_diagonal"):
-            # the inverse diagonal of each row right after its factorization (NumPy engine)
-            fused = eng.factor_inverse_diagonal(self._alpha, *self._lower, *self._upper,
-                                                self.pivmin)
+            # one compiled call: pivot threshold, factors, inverse diagonal (NumPy engine)
+            fused = eng.factor_inverse_diagonal(self._alpha, *lower_f, *upper_f)
         if fused is not None:
-            d, qt, ht, guarded, last_small, delta, self._G = fused
+            d, qt, guarded, last_small, delta, self._G, self.pivmin, self._Gmax = fused
+            ht = None  # not formed: this factorization serves the inverse diagonal only
         else:
-            d, qt, ht, guarded, last_small, delta = eng.factor(self._alpha, *self._lower,
-                                                               *self._upper, self.pivmin)
+            self.pivmin = rows.pivmin(self._alpha)
+            d, qt, ht, guarded, last_small, delta = eng.factor(self._alpha, *lower_f, *upper_f,
+                                                               self.pivmin)
         self._delta = delta
         self._d, self._qt, self._ht = d, qt, ht
-        self._inverse_factors = (p, a, g, b)
         self.pivots_guarded = np.asarray(guarded).reshape(batch)
         singular = np.asarray(last_small, dtype=bool)
         if bool(np.any(guarded)):
@@ -346,9 +363,12 @@ class QuasiseparableFactorization:
         """Rows with some ``|G_ii| * 4 pivmin > 1`` (or a non-finite ``G_ii``)."""
         # max_i |G_ii| * c > 1 iff some |G_ii| * c > 1 (rounded products are monotone); the
         # maximum is NaN if any entry is
-        G = np.asarray(self._bk.to_numpy(_detach(G)))
         eng = _engine(self._bk)
-        g = eng.max_abs_rows(G) if hasattr(eng, "max_abs_rows") else np.max(np.abs(G), axis=-1)
+        if G is self._G and self._Gmax is not None:
+            g = self._Gmax  # computed with G by the engine
+        else:
+            G = np.asarray(self._bk.to_numpy(_detach(G)))
+            g = eng.max_abs_rows(G) if hasattr(eng, "max_abs_rows") else np.max(np.abs(G), axis=-1)
         piv = np.asarray(self._bk.to_numpy(_detach(self.pivmin))).reshape(-1)
         with np.errstate(invalid="ignore", over="ignore"):
             return ~(g * (SINGULAR_FACTOR * piv) <= 1.0)
@@ -424,7 +444,8 @@ class QuasiseparableFactorization:
         bb = b[..., None] if is_vec else b
         f = self._rows.take(bk.astype(bb, self.dtype), 2)
         eng = _engine(bk)
-        p, a, g, b_ = self._inverse_factors
+        p, _, g, _ = self._inverse_factors
+        a, b_ = self._lower[2], self._upper[2]  # the transition matrices (the sweeps take them)
         x = eng.solve(self._d, self._qt, self._ht, p, a, g, b_, f, False)
         steps = 0
         if bool(np.any(self.pivots_guarded)):
@@ -459,97 +480,6 @@ class QuasiseparableFactorization:
         return self._info(G, return_info, operation="inverse_diagonal")
 
 
-# ------------------------------------------------------------------------------------------------
-# helpers
-# ------------------------------------------------------------------------------------------------
-def _transitions(bk: Backend, name: str, x: Any, n: int, r: int) -> Any:
-    """``x`` as (..., N, r, r); diagonal transitions (..., N, r) are expanded."""
-    shape = tuple(x.shape)
-    if x.ndim >= 3 and shape[-3:] == (n, r, r):
-        return x
-    if x.ndim >= 2 and shape[-2:] == (n, r):
-        eye = la.eye(bk, r, bk.result_dtype(x), like=x)
-        return x[..., :, :, None] * eye
-    raise ShapeError(
-        f"{name} has shape {shape}: it must be (..., N, r, r) = (..., {n}, {r}, {r}) "
-        f"(transition matrices) or (..., N, r) = (..., {n}, {r}) (diagonal transitions)"
-    )
-
-
-class _Rows:
-    """The operator's arrays in the kernels' layout for a batch ``batch``: a leading axis of
-    length ``prod(batch)``, or 1 where an array is shared by the whole batch (no copy)."""
-
-    def __init__(self, op: Quasiseparable, batch: tuple[int, ...], dtype: Any):
-        self.op, self.batch, self.dtype = op, batch, dtype
-        self.count = int(np.prod(batch))
-
-    def take(self, x: Any, tail: int, cast: bool = True) -> Any:
-        bk = self.op.backend
-        if cast:
-            x = bk.astype(x, self.dtype)
-        core = tuple(x.shape[len(x.shape) - tail:])
-        own = tuple(x.shape[:len(x.shape) - tail])
-        if int(np.prod(own)) == 1:
-            return x.reshape((1,) + core)
-        return bk.broadcast_to(x, self.batch + core).reshape((self.count,) + core)
-
-    def forms(self) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]:
-        op = self.op
-        lower = (self.take(op.p, 2), self.take(op.q, 2), self._trans(op.a))
-        if op.is_symmetric_storage:
-            return lower, lower
-        return lower, (self.take(op.g, 2), self.take(op.h, 2), self._trans(op.b))
-
-    def _trans(self, a: Any) -> Any:
-        """Transitions; a stride-0 N axis (one matrix for every step) is passed as length 1."""
-        stride = a.stride(-3) if callable(getattr(a, "stride", None)) else a.strides[-3]
-        if stride == 0 and a.shape[-3] > 1:
-            a = a[..., :1, :, :]
-        return self.take(a, 3)
-
-    def pivmin(self, alpha: Any) -> Any:
-        """``eps * s`` per row, ``s`` the largest entry of the diagonal and the first sub- and
-        super-diagonals (``max(|Re|, |Im|)``), at least the smallest normal number."""
-        op, bk = self.op, self.op.backend
-        eng = _engine(bk)
-        scale = None
-        if hasattr(eng, "pivot_scale"):  # one compiled pass (NumPy engine, real data)
-            lo = tuple(self.take(x, 2, cast=False) for x in (op.p, op.q))
-            up = lo if op.is_symmetric_storage else tuple(
-                self.take(x, 2, cast=False) for x in (op.g, op.h))
-            scale = eng.pivot_scale(alpha, *lo, *up)
-        if scale is None:
-            scale = self._scale(alpha)
-        eps = bk.eps(self.dtype)
-        tiny = float(np.finfo(np.float32 if eps > 1e-10 else np.float64).tiny)
-        piv = scale * eps
-        return piv + (piv < tiny) * tiny
-
-    def _scale(self, alpha: Any) -> Any:
-        op, bk = self.op, self.op.backend
-        scale = bk.amax_abs(_detach(alpha), axis=1)
-        if op.n > 1:
-            for left, right in ((op.p, op.q), op.upper_form[:2]):
-                if left.shape[-1] == 0:
-                    continue
-                lo, hi = _detach(left)[..., 1:, :], _detach(right)[..., :-1, :]
-                off = lo[..., 0] * hi[..., 0]  # p_i . q_{i-1}, a loop over the (small) rank
-                for k in range(1, int(left.shape[-1])):
-                    off = off + lo[..., k] * hi[..., k]
-                off = self.take(bk.amax_abs(off, axis=-1), 0, cast=False)
-                scale = bk.maximum(scale, bk.broadcast_to(off, (self.count,)))
-        return scale
-
-
-def _engine(bk: Backend) -> Any:
-    if bk.name == "torch":
-        from .backends.torch import quasiseparable as eng
-    else:
-        from .backends.numpy import quasiseparable as eng  # type: ignore[no-redef]
-    return eng
-
-
 def _raise_if_singular(sing: np.ndarray, batch: tuple[int, ...], what: str, z: Any) -> None:
     sing = np.asarray(sing).reshape(batch if batch else ())
     if sing.any():
@@ -560,7 +490,3 @@ def _raise_if_singular(sing: np.ndarray, batch: tuple[int, ...], what: str, z: A
             f"{what}: S - z I is singular to working precision{loc} (z = {zs}); "
             f"{int(sing.sum())} of {sing.size} matrices in the batch are singular"
         )
-
-
-def _detach(x: Any) -> Any:
-    return x.detach() if hasattr(x, "detach") else x

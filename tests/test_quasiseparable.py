@@ -257,7 +257,7 @@ def test_kernels_never_read_their_uninitialised_outputs(rng, dtype):
     reference (an accumulator seeded from an ``np.empty`` output, ``out[...] * 0``, turns
     leftover NaN/Inf bytes into NaN, intermittently)."""
     torch = pytest.importorskip("torch")
-    from semisep.backends.numpy import quasiseparable as kq
+    from semisep.backends.numpy import quasiseparable_products as kq
 
     n, r, kk = 7, 2, 3
     cplx = np.dtype(dtype).kind == "c"

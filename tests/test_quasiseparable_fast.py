@@ -448,3 +448,225 @@ def test_recycled_outputs_never_alias_live_operators(monkeypatch):
         for name in ("diag", "p", "a"):
             np.testing.assert_array_equal(getattr(op, name), getattr(ref_op, name))
     assert qr._buffers  # the recycled path ran
+
+
+def _separate_kernels(alpha, p, q, a):
+    """The twin of the fused kernel: ``pivot_scale`` -> ``pivmin`` as the operator forms it,
+    ``factor_symmetric_kernel``, the symmetric inverse-diagonal kernel, ``max |G|`` by NumPy."""
+    scale = kq.pivot_scale(alpha, p, q, p, q)
+    piv = scale * np.finfo(np.float64).eps
+    piv = piv + (piv < np.finfo(np.float64).tiny) * np.finfo(np.float64).tiny
+    d, qt, ht, guarded, last_small, delta = kq.factor_symmetric_kernel(alpha, p, q, a, piv)
+    G = kq.inverse_diagonal(d, qt, ht, p, a, p, a)
+    return d, qt, guarded, last_small, delta, G, piv, np.max(np.abs(G), axis=-1)
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])  # 2: the scalar-state rows; 1, 3: the generic rows
+@pytest.mark.parametrize("B", [1, 3])  # 1: the serial entry point
+@pytest.mark.parametrize("layout", ["full", "shared"])  # shared: q and a of length 1 on N
+def test_fused_kernel_equals_the_separate_kernels(rng, r, B, layout):
+    """The one-call inverse diagonal (pivot scale and max|G| inside the sweeps) equals
+    pivot_scale + factor_symmetric_kernel + the inverse-diagonal kernel: value for value for the
+    generic rows (ranks 1, 3), to rounding for the rank-2 rows (the same terms summed in another
+    order); the pivot threshold and the guard's outcome exactly."""
+    from semisep.backends.numpy.quasiseparable_fused import factor_inverse_diagonal_symmetric_kernel
+
+    n = 50
+    alpha, p, q, a = sym_gens(rng, B, n, r, np.float64)
+    if layout == "shared":
+        q, a = np.ascontiguousarray(q[:1, :1]), np.ascontiguousarray(a[:1, :1])
+    d, qt, guarded, last_small, delta, G, piv, gmax = factor_inverse_diagonal_symmetric_kernel(
+        alpha, p, q, a)
+    want = _separate_kernels(alpha, p, q, a)
+    for got, ref_ in ((guarded, want[2]), (last_small, want[3]), (piv, want[6])):
+        np.testing.assert_array_equal(got, ref_)
+    for got, ref_ in ((d, want[0]), (qt, want[1]), (G, want[5]), (gmax, want[7])):
+        if r == 2:
+            assert relerr(got, ref_) < 20 * eps_of(np.float64)
+        else:
+            np.testing.assert_array_equal(got, ref_)
+    assert delta is None and np.all(want[4] == 0)
+    for k in range(B):
+        A = ref.qsm_to_dense(alpha[k], p[k % p.shape[0]], np.broadcast_to(q[k % q.shape[0]], (n, r)),
+                             np.broadcast_to(a[k % a.shape[0]], (n, r, r)))
+        assert relerr(G[k], np.diag(np.linalg.inv(A))) < 1e-12
+
+
+@pytest.mark.parametrize("r", [1, 2])
+def test_fused_kernel_refactors_a_row_whose_pivot_needs_the_guard(rng, r):
+    """A row with a zero leading minor (``alpha_0 = 0``): the unguarded sweep sees a pivot below
+    ``pivmin``, the row is factored again with the guard; pivots, ``delta`` and the guard count
+    equal the guarded kernel's, the other row keeps ``delta = 0``."""
+    from semisep.backends.numpy.quasiseparable_fused import factor_inverse_diagonal_symmetric_kernel
+
+    alpha, p, q, a = sym_gens(rng, 2, 30, r, np.float64)
+    alpha[1, 0] = 0.0
+    d, qt, guarded, last_small, delta, G, piv, gmax = factor_inverse_diagonal_symmetric_kernel(
+        alpha, p, q, a)
+    wd, wqt, wg, wls, wdelta, wG, wpiv, wgmax = _separate_kernels(alpha, p, q, a)
+    assert guarded.tolist() == [0, 1] and wg.tolist() == [0, 1]
+    # the guarded row is factored by the generic row (exactly the guarded kernel's factors)
+    for got, ref_ in ((d[1], wd[1]), (qt[1], wqt[1]), (last_small, wls), (delta, wdelta),
+                      (piv, wpiv)):
+        np.testing.assert_array_equal(got, ref_)
+    # the other row: the rank-2 (or generic) row, to rounding; the guarded row's inverse
+    # diagonal is that of a neighbouring matrix with entries of size 1/pivmin (the operator
+    # refuses to return it), so only the row that was not guarded is compared
+    for got, ref_ in ((d[0], wd[0]), (qt[0], wqt[0]), (G[0], wG[0]), (gmax[0], wgmax[0])):
+        assert relerr(got, ref_) < 20 * eps_of(np.float64)
+    assert np.all(delta[0] == 0) and delta[1, 0] == piv[1]
+
+
+def test_fused_kernel_propagates_nan_to_the_certificate(rng):
+    """A NaN entry (``check_finite=False``) gives NaN ``pivmin`` and ``max |G|``, as the
+    separate NumPy reductions do: the operator then reports the matrix singular."""
+    from semisep.backends.numpy.quasiseparable_fused import factor_inverse_diagonal_symmetric_kernel
+
+    alpha, p, q, a = sym_gens(rng, 1, 20, 2, np.float64)
+    alpha[0, 5] = np.nan
+    out = factor_inverse_diagonal_symmetric_kernel(alpha, p, q, a)
+    assert np.isnan(out[6][0]) and np.isnan(out[7][0])
+    want = _separate_kernels(alpha, p, q, a)
+    assert np.isnan(want[6][0]) and np.isnan(want[7][0])
+
+
+def test_resolvent_diagonal_batch_one_takes_the_fused_path(monkeypatch, rng):
+    """A single large enough row (a GP posterior variance) takes the one-call path; its
+    ``pivmin`` is the operator's (``_Rows.pivmin``) and the values those of ``factor`` +
+    ``resolvent_diagonal``."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    monkeypatch.setattr(qr, "MIN_PARALLEL_ELEMENTS", 64)
+    calls = []
+    real = kq.factor_inverse_diagonal
+
+    def counting(*args):
+        out = real(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(kq, "factor_inverse_diagonal", counting)
+    t = np.sort(rng.uniform(0, 30, 200))
+    op = K.Matern32(scale=1.5, sigma=0.7).to_operator(t, diag=0.01)
+    G, info = op.resolvent_diagonal(0.0, return_info=True)
+    assert calls == [True]
+    fac = op.factor(0.0)
+    assert relerr(G, fac.resolvent_diagonal()) < 1e-13  # rank 2: the same terms, another order
+    np.testing.assert_array_equal(info.pivmin, fac.pivmin.reshape(()))
+    assert relerr(G, np.diag(np.linalg.inv(op.to_dense()))) < 1e-12
+
+
+# ------------------------------------------------------------------------------------------------
+# diagonal transitions a (..., N, r)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("r", [1, 3, 4])
+@pytest.mark.parametrize("layout", ["full", "shared"])
+def test_diagonal_transition_kernels_equal_the_matrix_kernels(rng, r, layout):
+    """The O(r^2) factorization equals the matrix kernel on diag(ad_i) value for value (the
+    same terms in the same order; the products by zero entries drop out exactly), guarded
+    pivot included; the inverse diagonal (the rank-one expansion of ah^T Psi ah) to rounding."""
+    from semisep.backends.numpy import quasiseparable_diagonal as qd
+
+    B, n = 2, 40
+    alpha, p, q, _ = sym_gens(rng, B, n, r, np.float64)
+    ad = rng.uniform(-0.9, 0.9, (B, n, r))
+    if layout == "shared":
+        q, ad = np.ascontiguousarray(q[:1, :1]), np.ascontiguousarray(ad[:1, :1])
+    alpha[1, 0] = 0.0  # a guarded pivot in row 1
+    a = np.ascontiguousarray(qd.expand(ad))
+    piv = np.full(B, 1e-14)
+    got = qd.factor_symmetric_diagonal_kernel(alpha, p, q, ad, piv)
+    want = kq.factor_symmetric_kernel(alpha, p, q, a, piv)
+    for x, y in zip(got, want, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert got[3][1] == 1 and got[3][0] == 0  # guarded counts
+    G = qd.inverse_diagonal_symmetric_diagonal_kernel(got[0], got[1], p, ad)
+    Gm = kq.inverse_diagonal(want[0], want[1], want[2], p, a, p, a)
+    assert relerr(G[0], Gm[0]) < 50 * eps_of(np.float64)
+    A = ref.qsm_to_dense(alpha[0], p[0], np.broadcast_to(q[0], (n, r)),
+                         np.broadcast_to(a[0], (n, r, r)))
+    assert relerr(G[0], np.diag(np.linalg.inv(A))) < 1e-12
+
+
+@pytest.mark.parametrize("r", [2, 3, 5])
+def test_operator_with_diagonal_transitions(monkeypatch, rng, r):
+    """``Quasiseparable(diag, p, q, ad)`` with ``ad (..., N, r)``: ``a`` is held as matrices,
+    the diagonals run the O(r^2) kernels from rank 3 on (counted); logdet, solve and the
+    inverse diagonal agree with dense and with the operator built from the matrices; a batch
+    with a shared (broadcast) ``ad`` and a singular matrix behave as with matrices."""
+    from semisep.backends.numpy import quasiseparable as eng
+
+    calls = []
+    for name in ("factor_symmetric_diagonal_kernel", "inverse_diagonal_symmetric_diagonal_kernel"):
+        real = getattr(eng, name)
+        monkeypatch.setattr(eng, name, lambda *a, _r=real: (calls.append(1), _r(*a))[1])
+    n = 45
+    alpha, p, q, _ = sym_gens(rng, 3, n, r, np.float64)
+    ad = np.broadcast_to(rng.uniform(-0.9, 0.9, (n, r)), (3, n, r))  # shared by the batch
+    op = ss.Quasiseparable(alpha, p, q, ad)
+    assert op.a.shape == (3, n, r, r) and np.array_equal(op.a[0, 5], np.diag(ad[0, 5]))
+    opm = ss.Quasiseparable(alpha, p, q, np.ascontiguousarray(op.a))
+    A = opm.to_dense()
+    for z in (0.0, 0.7):
+        Az = A - z * np.eye(n)
+        G = op.resolvent_diagonal(z)
+        assert relerr(G, np.diagonal(np.linalg.inv(Az), 0, -2, -1)) < 1e-12
+        assert relerr(G, opm.resolvent_diagonal(z)) < 50 * eps_of(np.float64)
+        assert relerr(op.logdet(z), np.linalg.slogdet(Az)[1]) < 1e-12
+        b = rng.standard_normal((3, n))
+        assert relerr(op.solve(b, z), np.linalg.solve(Az, b[..., None])[..., 0]) < 1e-12
+    assert (len(calls) > 0) == (r >= eng.DIAGONAL_MIN_RANK)
+    e = np.zeros((4, r))
+    e[:, 0] = 1.0
+    sing = ss.Quasiseparable(np.ones(4), e, e, np.ones((4, r)))  # the all-ones matrix
+    with pytest.raises(ss.SingularMatrixError):
+        sing.resolvent_diagonal(0.0)
+
+
+@pytest.mark.parametrize("B", [1, 3])
+def test_fused_kernel_with_diagonal_transitions_equals_the_diagonal_kernels(rng, B):
+    """The one-call inverse diagonal on diagonal transitions runs the diagonal kernels' rows:
+    the same values as pivot_scale + factor_symmetric_diagonal_kernel + its inverse diagonal,
+    guarded row included."""
+    from semisep.backends.numpy import quasiseparable_diagonal as qd
+    from semisep.backends.numpy.quasiseparable_fused import factor_inverse_diagonal_symmetric_kernel
+
+    n, r = 40, 4
+    alpha, p, q, _ = sym_gens(rng, B, n, r, np.float64)
+    ad = rng.uniform(-0.9, 0.9, (B, n, r))
+    alpha[B - 1, 0] = 0.0  # the last row needs the guard
+    d, qt, guarded, last_small, delta, G, piv, gmax = factor_inverse_diagonal_symmetric_kernel(
+        alpha, p, q, ad)
+    want_piv = _separate_kernels(alpha, p, q, np.ascontiguousarray(qd.expand(ad)))[6]
+    wd, wqt, _, wg, wls, wdelta = qd.factor_symmetric_diagonal_kernel(alpha, p, q, ad, want_piv)
+    wG = qd.inverse_diagonal_symmetric_diagonal_kernel(wd, wqt, p, ad)
+    for got, ref_ in ((d, wd), (qt, wqt), (guarded, wg), (last_small, wls), (delta, wdelta),
+                      (G, wG), (piv, want_piv), (gmax, np.max(np.abs(wG), axis=-1))):
+        np.testing.assert_array_equal(got, ref_)
+    assert guarded[B - 1] == 1
+
+
+def test_operator_diagonal_transitions_take_the_one_call_path(monkeypatch, rng):
+    """A large enough symmetric operator with diagonal transitions of rank >= 3 runs its
+    inverse diagonal in one call on the diagonals; values as with the matrices."""
+    import semisep.backends.numpy.quasiseparable_rows as qr
+
+    monkeypatch.setattr(qr, "MIN_PARALLEL_ELEMENTS", 64)
+    seen = []
+    real = kq.factor_inverse_diagonal
+
+    def spy(alpha, p, q, a, *rest):
+        out = real(alpha, p, q, a, *rest)
+        seen.append((a.ndim, out is not None))
+        return out
+
+    monkeypatch.setattr(kq, "factor_inverse_diagonal", spy)
+    n, r = 120, 3
+    alpha, p, q, _ = sym_gens(rng, 1, n, r, np.float64)
+    ad = rng.uniform(-0.9, 0.9, (n, r))
+    op = ss.Quasiseparable(alpha[0], p[0], q[0], ad)
+    G = op.resolvent_diagonal(0.2)
+    assert seen == [(3, True)]
+    opm = ss.Quasiseparable(alpha[0], p[0], q[0], np.ascontiguousarray(op.a))
+    assert relerr(G, opm.resolvent_diagonal(0.2)) < 50 * eps_of(np.float64)
+    assert relerr(G, np.diag(np.linalg.inv(opm.to_dense() - 0.2 * np.eye(n)))) < 1e-12

@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from .._numba import cache_option
+from . import quasiseparable_rows as _buf
 
 __all__ = ["fill", "ORDERS"]
 
@@ -109,14 +110,14 @@ def fill(kind: str, fields: tuple[np.ndarray, ...], sig: float, out: Any = None,
     if any(f.dtype != np.float64 or tuple(f.shape) != shape for f in fields):
         return None
     if out is None:
-        out = np.empty(shape + (m, m), np.float64)
+        out = _buf.empty(shape + (m, m), np.float64)  # large ones recycled
     elif out.dtype != np.float64 or tuple(out.shape) != shape + (m, m):
         return None
     a3 = out.reshape((-1, m, m))
     if a3.__array_interface__["data"][0] != out.__array_interface__["data"][0]:
         return None  # the reshape copied: writes would not reach ``out``
     flat = [np.ascontiguousarray(f).reshape(-1) for f in fields]
-    p = np.empty(shape + (m,), np.float64)
+    p = _buf.empty(shape + (m,), np.float64)
     p2 = p.reshape((-1, m))
     if kind == "matern32":
         _matern32(flat[0], flat[1], sig, a3, p2)

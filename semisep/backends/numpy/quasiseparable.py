@@ -46,16 +46,9 @@ The kernels (``prange`` over the batch rows; each row is a sequential O(N) sweep
     ``Psi_{N-1} = 0``, ``Psi_{i-1} = g_i p_i^T / d_i + bh_i^T Psi_i ah_i`` with
     ``ah_i = a_i - qt_i p_i^T`` and ``bh_i = b_i - ht_i g_i^T / d_i`` (the transitions of the
     inverse unit-triangular factors).
-``matvec_kernel(alpha, p, q, a, g, h, b, x)``
-    ``y = A x`` by the forward state ``f_{i+1} = a_i f_i + q_i x_i`` and the backward state
-    ``e_{i-1} = b_i^T e_i + g_i x_i``: ``y_i = alpha_i x_i + p_i . f_i + h_i . e_i``.
-``bilinear_grad_kernel(u, v, p, q, a)``
-    The gradient of ``sum_k u_k^T L v_k`` (``L`` the strictly lower form (p, q, a)) with
-    respect to ``p, q, a``, for reverse-mode differentiation: with the forward state
-    ``phi_{i+1} = a_i phi_i + q_i v_i`` and the backward state
-    ``lam_{i-1} = a_i^T lam_i + p_i u_i``: ``dp_i = sum u_i phi_i``, ``dq_i = sum lam_i v_i``,
-    ``da_i = sum lam_i phi_i^T`` (``lam_i`` the state after row i is added, so that it
-    collects rows > i).
+``matvec_kernel``, ``bilinear_grad_kernel``
+    ``A x`` and the gradient of a bilinear form: :mod:`semisep.backends.numpy.quasiseparable_products`
+    (re-exported here).
 
 The plain loop twin of the forward algorithms is :mod:`semisep.reference.quasiseparable`.
 """
@@ -69,6 +62,12 @@ from numba import prange
 from .. import SINGULAR_FACTOR
 from .._numba import cache_option, jit, key_caches_on_constants
 from . import quasiseparable_rows as _rows
+from .quasiseparable_diagonal import (
+    factor_symmetric_diagonal_kernel,
+    inverse_diagonal_symmetric_diagonal_kernel,
+)
+from .quasiseparable_fused import factor_inverse_diagonal_symmetric_kernel
+from .quasiseparable_products import bilinear_grad_kernel, matvec_kernel
 from .quasiseparable_rows import log_abs_det, max_abs_rows
 from .quasiseparable_symmetric import (
     _c,
@@ -76,7 +75,6 @@ from .quasiseparable_symmetric import (
     _inverse_diagonal_sym_batch,
     _rank,
     _witness,
-    factor_inverse_diagonal_symmetric_kernel,
     factor_symmetric_kernel,
     pivot_scale,
 )
@@ -429,156 +427,6 @@ def inverse_diagonal_kernel(d, qt, ht, p, a, g, b):
 
 
 # --------------------------------------------------------------------------------------------
-# products and the gradient of a bilinear form
-# --------------------------------------------------------------------------------------------
-@numba.njit(**_JIT)
-def _lower_apply_row(k, p, q, a, x, y, transpose_order):
-    """``y += L x`` for the strictly lower form (p, q, a) (``transpose_order`` False), or
-    ``y += L^T x`` (True: the backward sweep ``e_{i-1} = a_i^T e_i + p_i x_i``, ``y_i += q_i . e_i``)."""
-    n = x.shape[1]
-    kk = x.shape[2]
-    r = p.shape[2]
-    kp = k if p.shape[0] > 1 else 0
-    kq = k if q.shape[0] > 1 else 0
-    kA = k if a.shape[0] > 1 else 0
-    kx = k if x.shape[0] > 1 else 0
-    zero = np.zeros(1, y.dtype)[0]
-    st = np.zeros((r, kk), y.dtype)
-    tmp = np.zeros((r, kk), y.dtype)
-    for t in range(n):
-        i = n - 1 - t if transpose_order else t
-        ia = i if a.shape[1] > 1 else 0
-        iq = i if q.shape[1] > 1 else 0
-        if transpose_order:
-            for c in range(kk):
-                acc = zero
-                for e in range(r):
-                    acc += q[kq, iq, e] * st[e, c]
-                y[k, i, c] += acc
-            for e in range(r):
-                for c in range(kk):
-                    acc = p[kp, i, e] * x[kx, i, c]
-                    for f in range(r):
-                        acc += a[kA, ia, f, e] * st[f, c]
-                    tmp[e, c] = acc
-        else:
-            for c in range(kk):
-                acc = zero
-                for e in range(r):
-                    acc += p[kp, i, e] * st[e, c]
-                y[k, i, c] += acc
-            for e in range(r):
-                for c in range(kk):
-                    acc = q[kq, iq, e] * x[kx, i, c]
-                    for f in range(r):
-                        acc += a[kA, ia, e, f] * st[f, c]
-                    tmp[e, c] = acc
-        for e in range(r):
-            for c in range(kk):
-                st[e, c] = tmp[e, c]
-
-
-@jit(parallel=True, **_JIT)
-def _matvec_batch(alpha, p, q, a, g, h, b, x, y):
-    for k0 in prange(y.shape[0]):
-        k = np.int64(k0)
-        kal = k if alpha.shape[0] > 1 else 0
-        kx = k if x.shape[0] > 1 else 0
-        for i in range(y.shape[1]):
-            for c in range(y.shape[2]):
-                y[k, i, c] = alpha[kal, i] * x[kx, i, c]
-        _lower_apply_row(k, p, q, a, x, y, False)
-        # the upper triangle is the transpose of the lower form (g, h, b)
-        _lower_apply_row(k, g, h, b, x, y, True)
-
-
-def matvec_kernel(alpha, p, q, a, g, h, b, x):
-    """``y = A x`` for x (B or 1, N, k); O(N r^2 k)."""
-    B = max(t.shape[0] for t in (alpha, p, q, a, g, h, b, x))
-    y = np.empty((B,) + x.shape[1:], np.result_type(alpha, x))
-    _matvec_batch(alpha, p, q, a, g, h, b, x, y)
-    return y
-
-
-@numba.njit(**_JIT)
-def _bilinear_grad_row(k, u, v, p, q, a, dp, dq, da):
-    n = u.shape[1]
-    kk = u.shape[2]
-    r = p.shape[2]
-    ku = k if u.shape[0] > 1 else 0
-    kv = k if v.shape[0] > 1 else 0
-    kp = k if p.shape[0] > 1 else 0
-    kq = k if q.shape[0] > 1 else 0
-    kA = k if a.shape[0] > 1 else 0
-    # the accumulators start from a typed zero, never from the (uninitialised) outputs
-    zero = np.zeros(1, dp.dtype)[0]
-    phi = np.zeros((n, r, kk), dp.dtype)  # phi_i: the forward state before row i
-    st = np.zeros((r, kk), dp.dtype)
-    tmp = np.zeros((r, kk), dp.dtype)
-    for i in range(n):
-        ia = i if a.shape[1] > 1 else 0
-        for e in range(r):
-            for c in range(kk):
-                phi[i, e, c] = st[e, c]
-        for e in range(r):
-            for c in range(kk):
-                acc = q[kq, i, e] * v[kv, i, c]
-                for f in range(r):
-                    acc += a[kA, ia, e, f] * st[f, c]
-                tmp[e, c] = acc
-        for e in range(r):
-            for c in range(kk):
-                st[e, c] = tmp[e, c]
-    lam = np.zeros((r, kk), dp.dtype)
-    for i in range(n - 1, -1, -1):
-        ia = i if a.shape[1] > 1 else 0
-        # lam holds sum_{j>i} (a_{j-1} .. a_{i+1})^T p_j u_j
-        for e in range(r):
-            accp = zero
-            accq = zero
-            for c in range(kk):
-                accp += u[ku, i, c] * phi[i, e, c]
-                accq += lam[e, c] * v[kv, i, c]
-            dp[k, i, e] = accp
-            dq[k, i, e] = accq
-        for e in range(r):
-            for f in range(r):
-                acc = zero
-                for c in range(kk):
-                    acc += lam[e, c] * phi[i, f, c]
-                da[k, i, e, f] = acc
-        for e in range(r):
-            for c in range(kk):
-                acc = p[kp, i, e] * u[ku, i, c]
-                for f in range(r):
-                    acc += a[kA, ia, f, e] * lam[f, c]
-                tmp[e, c] = acc
-        for e in range(r):
-            for c in range(kk):
-                lam[e, c] = tmp[e, c]
-
-
-@jit(parallel=True, **_JIT)
-def _bilinear_grad_batch(u, v, p, q, a, dp, dq, da):
-    for k0 in prange(dp.shape[0]):
-        k = np.int64(k0)
-        _bilinear_grad_row(k, u, v, p, q, a, dp, dq, da)
-
-
-def bilinear_grad_kernel(u, v, p, q, a):
-    """``(dp, dq, da)`` of ``sum_k u_k^T L(p, q, a) v_k`` (B, N, r), (B, N, r), (B, N, r, r);
-    see the module docstring.  ``da_0`` is zero (``a_0`` never enters)."""
-    B = max(t.shape[0] for t in (u, v, p, q, a))
-    n, r = u.shape[1], p.shape[2]
-    dt = np.result_type(u, v, p)
-    dp = np.empty((B, n, r), dt)
-    dq = np.empty((B, n, r), dt)
-    da = np.empty((B, n, r, r), dt)
-    _bilinear_grad_batch(u, v, p, q, a, dp, dq, da)
-    return dp, dq, da
-
-
-# --------------------------------------------------------------------------------------------
 # the engine interface used by semisep.quasiseparable (NumPy arrays in the kernel layout)
 # --------------------------------------------------------------------------------------------
 def _symmetric(p, q, a, g, h, b):
@@ -586,9 +434,23 @@ def _symmetric(p, q, a, g, h, b):
     return p is g and q is h and a is b
 
 
+#: the engine takes diagonal transitions ``a (rows, N, r)`` in symmetric storage in
+#: :func:`factor`, :func:`factor_inverse_diagonal` and :func:`inverse_diagonal` from this rank
+#: on (below it the rank-specialised matrix kernels, and at rank 2 the one-call inverse
+#: diagonal, are as fast or faster)
+DIAGONAL_MIN_RANK = 3
+
+
 def factor(alpha, p, q, a, g, h, b, pivmin):
     """``(d, qt, ht, guarded, last_small, delta)``; see :func:`factor_kernel` (and
-    :func:`factor_symmetric_kernel` when ``(g, h, b)`` are the arrays ``(p, q, a)``)."""
+    :func:`factor_symmetric_kernel` when ``(g, h, b)`` are the arrays ``(p, q, a)``;
+    ``a (rows, N, r)``: diagonal transitions, symmetric storage only,
+    :mod:`~semisep.backends.numpy.quasiseparable_diagonal`)."""
+    if a.ndim == 3:
+        if not _symmetric(p, q, a, g, h, b):
+            raise ValueError("diagonal transitions are taken in symmetric storage only")
+        return factor_symmetric_diagonal_kernel(_c(alpha), _c(p), _compact(q), _compact(a),
+                                                pivmin)
     if _symmetric(p, q, a, g, h, b):
         return factor_symmetric_kernel(_c(alpha), _c(p), _compact(q), _compact(a), pivmin)
     d, qt, ht, guarded, last_small, _, delta = factor_kernel(
@@ -597,19 +459,19 @@ def factor(alpha, p, q, a, g, h, b, pivmin):
     return d, qt, ht, guarded, last_small, delta
 
 
-def factor_inverse_diagonal(alpha, p, q, a, g, h, b, pivmin):
-    """``(d, qt, ht, guarded, last_small, delta, G)``: :func:`factor` and
-    :func:`inverse_diagonal` of its factors in one pass over the rows, for symmetric storage
-    of real float64 data in batches of at least two rows and
-    ``quasiseparable_rows.MIN_PARALLEL_ELEMENTS`` elements (each row's inverse diagonal while
-    its factors are in cache; smaller calls stay in cache anyway and are left to the two
-    kernels, which keeps the compiled variants few); None otherwise (the caller runs the two)."""
+def factor_inverse_diagonal(alpha, p, q, a, g, h, b):
+    """The factorization and its inverse diagonal in one compiled call
+    (:mod:`semisep.backends.numpy.quasiseparable_fused`), pivot threshold included, for
+    symmetric storage of real float64 data (``a`` matrices or diagonals) with at least
+    ``quasiseparable_rows.MIN_PARALLEL_ELEMENTS`` elements (rows x N; smaller calls are left to
+    the separate kernels, which keeps the compiled variants few): ``(d, qt, guarded,
+    last_small, delta, G, pivmin, gmax)`` (``delta`` None where no pivot was guarded, ``gmax``
+    the rows' ``max |G_ii|``); None otherwise (the caller runs the separate kernels)."""
     rows = max(x.shape[0] for x in (alpha, p, q, a))
-    if (rows < 2 or rows * alpha.shape[1] < _rows.MIN_PARALLEL_ELEMENTS
-            or not _symmetric(p, q, a, g, h, b) or np.result_type(alpha, p, q, a) != np.float64):
+    if (rows * alpha.shape[1] < _rows.MIN_PARALLEL_ELEMENTS or not _symmetric(p, q, a, g, h, b)
+            or np.result_type(alpha, p, q, a) != np.float64):
         return None
-    return factor_inverse_diagonal_symmetric_kernel(_c(alpha), _c(p), _compact(q), _compact(a),
-                                                    pivmin)
+    return factor_inverse_diagonal_symmetric_kernel(_c(alpha), _c(p), _compact(q), _compact(a))
 
 
 def solve(d, qt, ht, p, a, g, b, f, transpose=False):
@@ -622,6 +484,8 @@ def inverse_diagonal(d, qt, ht, p, a, g, b):
     """``diag(A^{-1})``; see :func:`inverse_diagonal_kernel`.  ``(g, b)`` the arrays ``(p, a)``
     means factors of a symmetric-storage matrix (from :func:`factor` with ``(g, h, b)`` the
     arrays ``(p, q, a)``, so ``ht = d qt``): the symmetric recursion runs."""
+    if p is g and a is b and a.ndim == 3:  # diagonal transitions
+        return inverse_diagonal_symmetric_diagonal_kernel(_c(d), _c(qt), _c(p), _compact(a))
     if p is g and a is b:
         B = max(x.shape[0] for x in (d, qt, p, a))
         out = _rows.empty((B, d.shape[1]), d.dtype)

@@ -136,8 +136,10 @@ def max_abs_rows(x):
 # ------------------------------------------------------------------------------------------------
 # recycled large arrays
 # ------------------------------------------------------------------------------------------------
-#: arrays smaller than this come from ``np.empty`` / ``np.zeros``
-RECYCLE_MIN_BYTES = 1 << 22
+#: arrays smaller than this come from ``np.empty`` / ``np.zeros`` (a row's pivots at N = 2^15);
+#: freed heap blocks above glibc's trim threshold are returned to the system too, so the 1-4 MB
+#: arrays of one row at N ~ 2^17 would page-fault on every call
+RECYCLE_MIN_BYTES = 1 << 18
 #: the most bytes of buffers kept (in use or free)
 RECYCLE_MAX_BYTES = 1 << 28
 

@@ -13,8 +13,6 @@ Notation and array conventions: that module's docstring.
 
     (its upper triangle, mirrored), with the pivot guard of the general kernel.  The same
     outputs as ``factor_kernel`` without the states.
-``factor_inverse_diagonal_symmetric_kernel(alpha, p, q, a, pivmin)``
-    Both in one pass over the rows (float64), for ``resolvent_diagonal`` of large batches.
 ``_inverse_diagonal_sym_batch(w, d, qt, p, a, out)``
     ``G_ii = 1/d_i + qt_i . Psi_i qt_i`` with ``Psi_{N-1} = 0``,
     ``Psi_{i-1} = p_i p_i^T / d_i + ah_i^T Psi_i ah_i``, ``ah_i = a_i - qt_i p_i^T`` (the
@@ -37,8 +35,7 @@ from .. import SINGULAR_FACTOR
 from .._numba import cache_option, jit, key_caches_on_constants
 from . import quasiseparable_rows as _buf
 
-__all__ = ["factor_symmetric_kernel", "factor_inverse_diagonal_symmetric_kernel", "pivot_scale",
-           "MAX_UNROLLED_RANK"]
+__all__ = ["factor_symmetric_kernel", "pivot_scale", "MAX_UNROLLED_RANK"]
 
 _JIT = dict(nogil=True, cache=cache_option(__file__), fastmath=False, error_model="numpy")
 
@@ -235,33 +232,6 @@ def _inverse_diagonal_sym_batch(w, d, qt, p, a, out):
         _inverse_diagonal_sym_row(w, k, d, qt, p, a, out)
 
 
-@jit(parallel=True, **_JIT)
-def _factor_inverse_diagonal_sym_batch(w, alpha, p, q, a, pivmin, d, qt, ht, guarded, last_small,
-                                       delta, out):
-    """:func:`_factor_sym_batch` and :func:`_inverse_diagonal_sym_batch` in one pass over the
-    rows: each row's inverse diagonal runs right after its factorization, while the row's
-    generators and factors are still in cache (the same row functions: the same values)."""
-    for k0 in prange(d.shape[0]):
-        k = np.int64(k0)
-        thr = pivmin[k] * SINGULAR_FACTOR
-        gk, sk = _factor_sym_row(w, k, alpha, p, q, a, pivmin[k], d, qt, ht, thr, delta)
-        guarded[k] = gk
-        last_small[k] = sk
-        _inverse_diagonal_sym_row(w, k, d, qt, p, a, out)
-
-
-def factor_inverse_diagonal_symmetric_kernel(alpha, p, q, a, pivmin):
-    """:func:`factor_symmetric_kernel` and the inverse diagonal of its factors in one pass over
-    the rows: ``(d, qt, ht, guarded, last_small, delta, G)``, ``G (B, N)`` as
-    ``_inverse_diagonal_sym_batch`` gives it (real float64 data; other dtypes run the two
-    kernels one after the other)."""
-    d, qt, ht, guarded, last_small, delta, piv = _factor_outputs(alpha, p, q, a, pivmin)
-    out = _buf.empty(d.shape, d.dtype)
-    _factor_inverse_diagonal_sym_batch(_witness(p.shape[2]), alpha, p, q, a, piv, d, qt, ht, guarded,
-                                       last_small, delta, out)
-    return d, qt, ht, guarded, last_small, delta, out
-
-
 # --------------------------------------------------------------------------------------------
 # the scale of the pivot guard
 # --------------------------------------------------------------------------------------------
@@ -309,7 +279,7 @@ def pivot_scale(alpha, p, q, g, h):
     """``s (B,)`` for real data (None for complex: the caller's NumPy expression then runs):
     per batch row the largest ``|.|`` of ``alpha`` (B or 1, N) and of the first sub- and
     super-diagonals ``p_i . q_{i-1}``, ``g_i . h_{i-1}`` (the scale of the pivot guard,
-    :meth:`semisep.quasiseparable._Rows.pivmin`), in one pass, with the same arithmetic as
+    :meth:`semisep._quasiseparable_rows._Rows.pivmin`), in one pass, with the same arithmetic as
     that expression (products in the arrays' dtype); ``q, h`` may have a stride-0 N axis;
     ``(g, h)`` the arrays ``(p, q)``: symmetric, counted once.  The dtype is that of the
     inputs' promotion."""

@@ -11,6 +11,7 @@ to the smallest normal number where below it (mathematics: "Quasiseparable opera
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -118,12 +119,42 @@ class _Rows:
         return scale
 
 
-def _engine(bk: Backend) -> Any:
+#: the ``method=`` values of the quasiseparable operations (the torch engine's policy,
+#: :func:`semisep.backends.torch.quasiseparable_scan.select_quasiseparable_kernel`)
+METHODS = ("auto", "sequential", "chunked", "loop")
+
+
+def _engine(bk: Backend, method: str = "auto") -> Any:
+    """The engine module of ``bk`` with the operation's ``method`` bound: NumPy arrays run
+    the compiled sequential kernels (``"auto"`` or ``"sequential"``); the torch engine takes
+    every method of :data:`METHODS` and decides per call and device."""
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}; choose one of {METHODS}")
     if bk.name == "torch":
         from .backends.torch import quasiseparable as eng
-    else:
-        from .backends.numpy import quasiseparable as eng  # type: ignore[no-redef]
-    return eng
+
+        return eng if method == "auto" else _Bound(eng, method)
+    if method not in ("auto", "sequential"):
+        raise ValueError(f"method={method!r} runs torch tensors only; NumPy arrays run the "
+                         f"compiled sequential kernels (method='auto' or 'sequential')")
+    from .backends.numpy import quasiseparable as np_eng
+
+    return np_eng
+
+
+class _Bound:
+    """An engine module whose four dispatching functions get ``method=`` from the call."""
+
+    _DISPATCH = ("factor", "solve", "inverse_diagonal", "matvec", "kernel_ran")
+
+    def __init__(self, module: Any, method: str):
+        self._module, self._method = module, method
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._module, name)
+        if name in self._DISPATCH:
+            return functools.partial(attr, method=self._method)
+        return attr
 
 
 def _distinct(x: Any) -> Any:

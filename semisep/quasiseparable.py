@@ -212,15 +212,16 @@ class Quasiseparable(StructuredOperator):
         return self.matvec(bk.broadcast_to(eye, self.shape))
 
     # -- products -----------------------------------------------------------------------------
-    def matvec(self, x: Any) -> Any:
-        """``S x`` for x (..., N) or (..., N, k) (torch.linalg.solve's rule); O(N r^2 k)."""
-        return self._apply(x, transpose=False)
+    def matvec(self, x: Any, *, method: str = "auto") -> Any:
+        """``S x`` for x (..., N) or (..., N, k) (torch.linalg.solve's rule); O(N r^2 k).
+        ``method``: as :meth:`factor`."""
+        return self._apply(x, transpose=False, method=method)
 
-    def rmatvec(self, x: Any) -> Any:
+    def rmatvec(self, x: Any, *, method: str = "auto") -> Any:
         """``S^T x`` (transpose, not conjugate transpose)."""
-        return self._apply(x, transpose=True)
+        return self._apply(x, transpose=True, method=method)
 
-    def _apply(self, x: Any, transpose: bool) -> Any:
+    def _apply(self, x: Any, transpose: bool, method: str = "auto") -> Any:
         bk, n = self._backend, self._n
         backend_for(self.diag, x)
         x = bk.asarray(x, like=self.diag)
@@ -232,22 +233,31 @@ class Quasiseparable(StructuredOperator):
         lower, upper = rows.forms()
         if transpose:
             lower, upper = upper, lower
-        y = _engine(bk).matvec(rows.take(self.diag, 1), *lower, *upper, xx)
+        y = _engine(bk, method).matvec(rows.take(self.diag, 1), *lower, *upper, xx)
         y = y.reshape(batch + (n, k))
         return y[..., 0] if is_vec else y
 
     # -- factorization and the O(N) algorithms --------------------------------------------------
-    def factor(self, z: Any = 0.0, *, check_finite: bool = True) -> QuasiseparableFactorization:
+    def factor(self, z: Any = 0.0, *, method: str = "auto",
+               check_finite: bool = True) -> QuasiseparableFactorization:
         """The LU factorization of ``S - z I`` (module docstring), shared by
         :meth:`QuasiseparableFactorization.solve`, ``.logdet`` and ``.resolvent_diagonal``.
 
         ``z``: scalar or array broadcastable against ``batch_shape``; the factorization's batch
         shape is their broadcast.  Raises :class:`SingularMatrixError` if ``S - z I`` is
-        singular to working precision."""
-        return self._factor(z, check_finite, {}, None, "factor")
+        singular to working precision.
 
-    def _factor(self, z, check, extra, extra_dtype, what) -> QuasiseparableFactorization:
+        ``method`` (every operation takes it; the factorization keeps it for its solves and
+        inverse diagonal): ``"auto"``; ``"sequential"``, the compiled kernels (NumPy arrays,
+        CPU tensors); ``"chunked"``, the scan form in torch ops (what ``"auto"`` runs off the
+        CPU); ``"loop"``, the portable torch loop.  The decision table is
+        :func:`semisep.backends.torch.quasiseparable_scan.select_quasiseparable_kernel`;
+        ``return_info`` reports the kernel that ran."""
+        return self._factor(z, check_finite, {}, None, "factor", method)
+
+    def _factor(self, z, check, extra, extra_dtype, what, method) -> QuasiseparableFactorization:
         bk = self._backend
+        _engine(bk, method)  # the method's name checked before any work
         backend_for(self.diag, z)
         z_arr = bk.asarray(z, like=self.diag)
         if check:
@@ -259,9 +269,9 @@ class Quasiseparable(StructuredOperator):
         if extra_dtype is not None:
             dt_args.append(extra_dtype)
         dtype = bk.result_dtype(*dt_args)
-        return QuasiseparableFactorization(self, z, z_arr, batch, dtype, what)
+        return QuasiseparableFactorization(self, z, z_arr, batch, dtype, what, method)
 
-    def solve(self, b: Any, z: Any = 0.0, *, check_finite: bool = True,
+    def solve(self, b: Any, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
               return_info: bool = False) -> Any:
         """``(S - z I)^{-1} b``; b (..., N) or (..., N, k) by torch.linalg.solve's rule.
 
@@ -275,24 +285,25 @@ class Quasiseparable(StructuredOperator):
         if check_finite:
             _require_finite(bk, b=b)
         _, b_batch, _ = split_rhs(b, len(self._batch_shape), self._n)
-        fac = self._factor(z, check_finite, {"b": b_batch}, b, "solve")
+        fac = self._factor(z, check_finite, {"b": b_batch}, b, "solve", method)
         return fac.solve(b, return_info=return_info)
 
-    def logdet(self, z: Any = 0.0, *, check_finite: bool = True, return_info: bool = False) -> Any:
+    def logdet(self, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
+               return_info: bool = False) -> Any:
         """``log det(S - z I)``, shape ``broadcast(batch_shape, z.shape)``; the imaginary part
         in (-pi, pi]; real when the dtype is real and every determinant is positive (the rule
         of :meth:`Tridiagonal.logdet`)."""
-        fac = self._factor(z, check_finite, {}, None, "logdet")
+        fac = self._factor(z, check_finite, {}, None, "logdet", method)
         return fac.logdet(return_info=return_info)
 
-    def resolvent_diagonal(self, z: Any = 0.0, *, indices: Any = None, check_finite: bool = True,
-                           return_info: bool = False) -> Any:
+    def resolvent_diagonal(self, z: Any = 0.0, *, indices: Any = None, method: str = "auto",
+                           check_finite: bool = True, return_info: bool = False) -> Any:
         """``diag((S - z I)^{-1})``, shape ``broadcast(batch_shape, z.shape) + (N,)``; O(N r^3).
 
         ``indices``: positions (shared by the batch) to return; the whole diagonal is computed
         and gathered (no saving).  ``return_info``: also return a :class:`PivotInfo`.
         Raises :class:`SingularMatrixError` when some ``|1/G_ii| < 4 pivmin``."""
-        fac = self._factor(z, check_finite, {}, None, "resolvent_diagonal")
+        fac = self._factor(z, check_finite, {}, None, "resolvent_diagonal", method)
         return fac.resolvent_diagonal(indices=indices, return_info=return_info)
 
 
@@ -304,10 +315,10 @@ class QuasiseparableFactorization:
     to ``prod(batch_shape)`` rows."""
 
     def __init__(self, op: Quasiseparable, z: Any, z_arr: Any, batch: tuple[int, ...],
-                 dtype: Any, what: str):
+                 dtype: Any, what: str, method: str = "auto"):
         bk = op.backend
         self._op, self._z, self.batch_shape, self.dtype = op, z, batch, dtype
-        self._bk = bk
+        self._bk, self._method = bk, method
         rows = _Rows(op, batch, dtype)
         if type(z) in (int, float) and z == 0 and bk.name == "numpy":
             alpha = op.diag  # diag - 0 is diag, bit for bit (-0.0 - 0 = -0.0): no copy
@@ -317,7 +328,7 @@ class QuasiseparableFactorization:
         self._alpha = bk.broadcast_to(self._alpha, (rows.count, op.n))
         self._lower, self._upper = rows.forms()
         self._rows = rows
-        eng = _engine(bk)
+        eng = _engine(bk, self._method)
         p, _, a = self._lower
         g, _, b = self._upper
         self._G = None
@@ -355,7 +366,7 @@ class QuasiseparableFactorization:
 
     def _inverse_diagonal(self) -> Any:
         if self._G is None:
-            self._G = _engine(self._bk).inverse_diagonal(self._d, self._qt, self._ht,
+            self._G = _engine(self._bk, self._method).inverse_diagonal(self._d, self._qt, self._ht,
                                                           *self._inverse_factors)
         return self._G
 
@@ -363,7 +374,7 @@ class QuasiseparableFactorization:
         """Rows with some ``|G_ii| * 4 pivmin > 1`` (or a non-finite ``G_ii``)."""
         # max_i |G_ii| * c > 1 iff some |G_ii| * c > 1 (rounded products are monotone); the
         # maximum is NaN if any entry is
-        eng = _engine(self._bk)
+        eng = _engine(self._bk, self._method)
         if G is self._G and self._Gmax is not None:
             g = self._Gmax  # computed with G by the engine
         else:
@@ -380,20 +391,20 @@ class QuasiseparableFactorization:
             from .backends.torch.quasiseparable import kernel_ran
 
             tensors = (self._d, self._qt, self._ht, *(x for x in self._inverse_factors if x is not None))
-            ran = kernel_ran(operation, *tensors)
+            ran = kernel_ran(operation, *tensors, method=self._method)
         else:
             ran = "sequential"
         info = PivotInfo(
             pivots_guarded=self.pivots_guarded,
             pivmin=np.asarray(self._bk.to_numpy(_detach(self.pivmin))).reshape(self.batch_shape),
-            method=ran, refinement_steps=steps, requested_method=None,
+            method=ran, refinement_steps=steps, requested_method=self._method,
         )
         return out, info
 
     def logdet(self, *, return_info: bool = False) -> Any:
         """``log det(S - z I) = sum_i log d_i``, shape ``batch_shape``."""
         bk, d = self._bk, self._d
-        eng = _engine(bk)
+        eng = _engine(bk, self._method)
         real = not bk.is_complex(self.dtype)
         if real and hasattr(eng, "log_abs_det"):
             logabs, neg = eng.log_abs_det(d)  # row-parallel, the expressions below bit for bit
@@ -443,7 +454,7 @@ class QuasiseparableFactorization:
             )
         bb = b[..., None] if is_vec else b
         f = self._rows.take(bk.astype(bb, self.dtype), 2)
-        eng = _engine(bk)
+        eng = _engine(bk, self._method)
         p, _, g, _ = self._inverse_factors
         a, b_ = self._lower[2], self._upper[2]  # the transition matrices (the sweeps take them)
         x = eng.solve(self._d, self._qt, self._ht, p, a, g, b_, f, False)

@@ -198,13 +198,14 @@ class Semiseparable(StructuredOperator):
 
 
     # -- products -----------------------------------------------------------------------------
-    def matvec(self, x: Any) -> Any:
-        """``S x`` for x (..., N) or (..., N, k), O(N r k), by the state sweeps."""
-        return self._qs.matvec(x)
+    def matvec(self, x: Any, *, method: str = "auto") -> Any:
+        """``S x`` for x (..., N) or (..., N, k), O(N r k), by the state sweeps (``method``:
+        a kernel of :meth:`Quasiseparable.factor`)."""
+        return self._qs.matvec(x, method=method)
 
-    def rmatvec(self, x: Any) -> Any:
+    def rmatvec(self, x: Any, *, method: str = "auto") -> Any:
         """``S^T x`` (transpose, not conjugate transpose)."""
-        return self._qs.rmatvec(x)
+        return self._qs.rmatvec(x, method=method)
 
     def as_quasiseparable(self) -> Quasiseparable:
         """The same matrices as a :class:`~semisep.Quasiseparable` (identity transitions,
@@ -213,18 +214,21 @@ class Semiseparable(StructuredOperator):
 
     # -- solves -------------------------------------------------------------------------------
     def _check_method(self, method: str) -> str:
-        allowed = ("auto", "structured", "dense")
+        """``"dense"``, or the :class:`Quasiseparable` kernel to run (``"structured"`` is its
+        ``"auto"``; ``"sequential"``, ``"chunked"``, ``"loop"`` name one of its kernels)."""
+        allowed = ("auto", "structured", "dense", "sequential", "chunked", "loop")
         if method not in allowed:
             raise ValueError(f"method={method!r}; choose one of {allowed}")
-        return "structured" if method == "auto" else method
+        return "auto" if method == "structured" else method
 
     def solve(self, b: Any, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True) -> Any:
         """``(S - zI)^{-1} b``; b (..., N) or (..., N, k) by torch.linalg.solve's rule.
 
         ``method``: ``"structured"`` (``"auto"``): :meth:`Quasiseparable.solve`,
-        O(N r^3 + N r^2 k); ``"dense"``: form the matrix, pivoted LU, O(N^3)."""
-        if self._check_method(method) == "structured":
-            return self._qs.solve(b, z, check_finite=check_finite)
+        O(N r^3 + N r^2 k) (``"sequential"``, ``"chunked"``, ``"loop"``: that kernel of it);
+        ``"dense"``: form the matrix, pivoted LU, O(N^3)."""
+        if (kernel := self._check_method(method)) != "dense":
+            return self._qs.solve(b, z, method=kernel, check_finite=check_finite)
         bk, n = self._backend, self._n
         backend_for(self.diag, b)
         b = bk.asarray(b, like=self.diag)
@@ -243,8 +247,8 @@ class Semiseparable(StructuredOperator):
 
         ``"structured"`` (``"auto"``): :meth:`Quasiseparable.logdet`; ``"dense"``: ``slogdet``
         of the dense matrix, O(N^3) (a zero determinant raises :class:`SingularMatrixError`)."""
-        if self._check_method(method) == "structured":
-            return self._qs.logdet(z)
+        if (kernel := self._check_method(method)) != "dense":
+            return self._qs.logdet(z, method=kernel)
         bk = self._backend
         A, _, dtype = self._dense_shifted(z)
         sign, logabs = _dense_call(lambda: la.slogdet(bk, A), "logdet", z)
@@ -263,8 +267,8 @@ class Semiseparable(StructuredOperator):
 
         ``"structured"`` (``"auto"``): :meth:`Quasiseparable.resolvent_diagonal`, O(N r^3);
         ``"dense"``: the dense matrix solved against the identity, O(N^3)."""
-        if self._check_method(method) == "structured":
-            return self._qs.resolvent_diagonal(z)
+        if (kernel := self._check_method(method)) != "dense":
+            return self._qs.resolvent_diagonal(z, method=kernel)
         bk, n = self._backend, self._n
         A, batch, dtype = self._dense_shifted(z)
         eye = bk.broadcast_to(la.eye(bk, n, dtype, like=A), batch + (n, n))

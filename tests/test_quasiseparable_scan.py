@@ -81,8 +81,9 @@ def test_semiseparable_runs_on_the_scan():
     op = ss.Semiseparable(torch.tensor(rng.standard_normal((2, n)) + 6), P, Q, R, S)
     b = torch.tensor(rng.standard_normal((2, n)))
     want = (op.solve(b, 0.5j), op.resolvent_diagonal(0.5j), op.logdet(0.5j), op.matvec(b))
-    with tq.use_method("chunked", chunk_length=4):
-        got = (op.solve(b, 0.5j), op.resolvent_diagonal(0.5j), op.logdet(0.5j), op.matvec(b))
+    m = "chunked"  # N = 50: chunks of 8
+    got = (op.solve(b, 0.5j, method=m), op.resolvent_diagonal(0.5j, method=m),
+           op.logdet(0.5j, method=m), op.matvec(b, method=m))
     for x, y in zip(got, want, strict=True):
         assert relerr(x, y) < 1e-14
 
@@ -134,7 +135,7 @@ def _gp(name, cspan, n, rng, batch=()):
 @pytest.mark.parametrize("cspan", [1.0, 1e2, 1e4])
 @pytest.mark.parametrize("name", ["exp", "matern32", "sho", "exp+sho"])
 def test_gp_kernels_at_long_spans_against_sequential(name, cspan, monkeypatch):
-    """The public operations under ``use_method("chunked")`` against the sequential kernels,
+    """The public operations with ``method="chunked"`` against the sequential kernels,
     for GP covariances plus noise at c * span from 1 to 1e4 (batch 2, N = 700: 44 chunks of
     16).  The solve is compared relative to cond-sized error: at c * span = 1 the matrix has
     cond ~ 1e5-1e7 and both solves carry that rounding."""
@@ -144,10 +145,9 @@ def test_gp_kernels_at_long_spans_against_sequential(name, cspan, monkeypatch):
     f1 = op.factor()
     ref_out = (f1.pivots, f1.logdet(), f1.solve(y), f1.resolvent_diagonal(), op.matvec(y))
     seen = _spy_loop(monkeypatch)
-    with tq.use_method("chunked"):
-        f2 = op.factor()
-        ld, info = f2.logdet(return_info=True)
-        out = (f2.pivots, ld, f2.solve(y), f2.resolvent_diagonal(), op.matvec(y))
+    f2 = op.factor(method="chunked")  # its solves and inverse diagonal too
+    ld, info = f2.logdet(return_info=True)
+    out = (f2.pivots, ld, f2.solve(y), f2.resolvent_diagonal(), op.matvec(y, method="chunked"))
     assert info.method == "chunked" and seen == []  # no row left the scan
     tols = (1e-14, 1e-14, 1e-11, 1e-13, 1e-13)
     for what, a, b, tol in zip(("pivots", "logdet", "solve", "invdiag", "matvec"), out, ref_out,
@@ -162,9 +162,8 @@ def test_gp_long_sequence_against_sequential(monkeypatch):
     y = torch.tensor(rng.standard_normal(2**14))
     f1 = op.factor()
     seen = _spy_loop(monkeypatch)
-    with tq.use_method("chunked"):
-        f2 = op.factor()
-        x2, G2 = f2.solve(y), f2.resolvent_diagonal()
+    f2 = op.factor(method="chunked")
+    x2, G2 = f2.solve(y), f2.resolvent_diagonal()
     assert seen == [] and relerr(f2.pivots, f1.pivots) < 1e-14
     assert relerr(x2, f1.solve(y)) < 1e-13
     assert relerr(G2, f1.resolvent_diagonal()) < 1e-13
@@ -179,12 +178,11 @@ def test_float32_gp_kernel(cspan):
     op = Matern32(1.0 / cspan).to_operator(torch.tensor(t, dtype=torch.float32), diag=0.1)
     y = torch.tensor(rng.standard_normal(2000), dtype=torch.float32)
     f1 = op.factor()
-    with tq.use_method("chunked"):
-        f2 = op.factor()
-        assert f2.pivots.dtype == torch.float32
-        assert relerr(f2.pivots, f1.pivots) < 2e-6
-        assert relerr(f2.solve(y), f1.solve(y)) < 2e-5
-        assert relerr(f2.resolvent_diagonal(), f1.resolvent_diagonal()) < 2e-5
+    f2 = op.factor(method="chunked")
+    assert f2.pivots.dtype == torch.float32
+    assert relerr(f2.pivots, f1.pivots) < 2e-6
+    assert relerr(f2.solve(y), f1.solve(y)) < 2e-5
+    assert relerr(f2.resolvent_diagonal(), f1.resolvent_diagonal()) < 2e-5
 
 
 def test_against_the_dense_reference():
@@ -193,10 +191,10 @@ def test_against_the_dense_reference():
     dense = ref.qsm_to_dense(args[0][0], *(x[0] for x in args[1:]))
     op = ss.Quasiseparable(*(torch.tensor(x[0]) for x in args))
     b = rng.standard_normal(19)
-    with tq.use_method("chunked", chunk_length=4):
-        x = op.solve(torch.tensor(b + 0j), 0.2j).numpy()
-        G = op.resolvent_diagonal(0.2j).numpy()
-        ld = complex(op.logdet(0.2j))
+    m = "chunked"  # N = 19: chunks of 4, the last one padded
+    x = op.solve(torch.tensor(b + 0j), 0.2j, method=m).numpy()
+    G = op.resolvent_diagonal(0.2j, method=m).numpy()
+    ld = complex(op.logdet(0.2j, method=m))
     A = dense - 0.2j * np.eye(19)
     assert relerr(x, np.linalg.solve(A, b)) < 1e-13
     assert relerr(G, np.diag(np.linalg.inv(A))) < 1e-13
@@ -268,17 +266,16 @@ def test_renormalised_products_two_sided():
 @pytest.mark.parametrize("cplx", [False, True], ids=["float64", "complex128"])
 def test_gradcheck_through_the_scan(cplx):
     """float64 / complex128 gradcheck of logdet + solve + inverse diagonal (autograd through
-    the torch ops of the scan form), every input, N = 7 in chunks of 3 (the last one padded)."""
+    the torch ops of the scan form), every input, N = 7 in chunks of 4 (the last one padded)."""
     rng = np.random.default_rng(8)
     args = [x[0].clone().requires_grad_(True) for x in engine_args(rng, 1, 7, 2, 1, cplx, False)]
     y = _g(rng, (7,), cplx).requires_grad_(True)
 
     def f(d, p, q, a, g, h, b, y):
         op = ss.Quasiseparable(d, p, q, a, g, h, b)
-        with tq.use_method("chunked", chunk_length=3):
-            fac = op.factor(0.1)
-            out = fac.logdet() + (y * fac.solve(y)).sum() + fac.resolvent_diagonal().sum()
-            out = out + (y * op.matvec(y)).sum()
+        fac = op.factor(0.1, method="chunked")
+        out = fac.logdet() + (y * fac.solve(y)).sum() + fac.resolvent_diagonal().sum()
+        out = out + (y * op.matvec(y, method="chunked")).sum()
         return torch.view_as_real(out) if out.is_complex() else out
 
     assert torch.autograd.gradcheck(f, (*args, y))
@@ -326,7 +323,7 @@ def test_launches_grow_like_log_n():
     assert (c10 < 2**11).all()
 
 
-def test_selection_and_use_method():
+def test_selection_and_the_method_argument():
     sel = qs.select_quasiseparable_kernel
     assert sel("factor", "auto", device_type="cuda") == "chunked"
     assert sel("factor", "auto", device_type="cpu") == "sequential"
@@ -337,18 +334,22 @@ def test_selection_and_use_method():
         sel("solve", "sequential", device_type="cuda")
     with pytest.raises(ValueError, match="method"):
         sel("solve", "fast", device_type="cpu")
-    with pytest.raises(ValueError, match="method"), tq.use_method("fast"):
-        pass
-    with pytest.raises(ValueError, match="chunk_length"), tq.use_method("chunked", 0):
-        pass
+    one = ss.Quasiseparable(3 * torch.ones(3), torch.ones(3, 1), torch.ones(3, 1), torch.ones(3, 1))
+    with pytest.raises(ValueError, match="method"):
+        one.factor(method="fast")
+    with pytest.raises(ValueError, match="method"):
+        ss.Quasiseparable(np.ones(3), np.ones((3, 1)), np.ones((3, 1)), np.ones((3, 1))).logdet(
+            method="chunked")  # a torch path
+    with pytest.raises(ValueError, match="chunk_length"):
+        tq.factor(*(x[None] for x in (one.diag, one.p, one.q, one.a, one.p, one.q, one.a)),
+                  torch.ones(1), method="chunked", chunk_length=0)
+    assert one.logdet(method="chunked", return_info=True)[1].method == "chunked"
     x = torch.ones(3, dtype=torch.float64)
     assert tq.kernel_ran("factor", x) == "sequential"
     off_cpu = torch.ones(3, device="meta")  # any non-CPU device: the scan form
     assert tq.kernel_ran("inverse_diagonal", off_cpu) == "chunked"
-    with pytest.raises(ValueError, match="meta"), tq.use_method("sequential"):
-        tq.kernel_ran("factor", off_cpu)
-    with tq.use_method("chunked"):
-        assert tq.kernel_ran("factor", x) == "chunked"
-    with tq.use_method("loop"):
-        assert tq.kernel_ran("factor", x) == "loop"
+    with pytest.raises(ValueError, match="meta"):
+        tq.kernel_ran("factor", off_cpu, method="sequential")
+    assert tq.kernel_ran("factor", x, method="chunked") == "chunked"
+    assert tq.kernel_ran("factor", x, method="loop") == "loop"
     assert tq.kernel_ran("factor", x) == "sequential"

@@ -36,16 +36,13 @@ Three paths, chosen per call:
   autograd, but O(N) small kernel launches.
 
 The policy is :func:`~semisep.backends.torch.quasiseparable_scan.select_quasiseparable_kernel`;
-:func:`use_method` (a context manager) sets its ``method`` (``"auto"``, ``"chunked"``,
-``"loop"``, ``"sequential"``) and the chunk length for the calls inside it, e.g. to run the
-chunked form on CPU tensors.
+every engine function takes the operator's per-call ``method`` (``"auto"``, ``"chunked"``,
+``"loop"``, ``"sequential"``) and, for ``"chunked"``, a ``chunk_length`` (None: the
+N-dependent default of :func:`~semisep.backends.torch.quasiseparable_scan.chunk_length`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -55,29 +52,8 @@ from ..numpy import quasiseparable as K
 from ..numpy.quasiseparable_grad import factor_backward_kernel
 from . import quasiseparable_scan as scan
 
-__all__ = ["factor", "solve", "inverse_diagonal", "matvec", "use_method", "kernel_ran",
+__all__ = ["factor", "solve", "inverse_diagonal", "matvec", "kernel_ran",
            "factor_loop", "solve_loop", "inverse_diagonal_loop", "matvec_loop"]
-
-_METHOD: contextvars.ContextVar[tuple[str, int | None]] = contextvars.ContextVar(
-    "semisep_quasiseparable_method", default=("auto", None))
-
-
-@contextlib.contextmanager
-def use_method(method: str = "auto", chunk_length: int | None = None) -> Iterator[None]:
-    """Run the quasiseparable torch calls inside the block with ``method`` (``"auto"``,
-    ``"chunked"``, ``"loop"``, ``"sequential"``; the table of
-    :func:`~semisep.backends.torch.quasiseparable_scan.select_quasiseparable_kernel`) and, for
-    ``"chunked"``, the chunk length ``chunk_length`` (None: the N-dependent default)."""
-    if method not in ("auto",) + scan.KERNELS:
-        raise ValueError(f"method must be one of {('auto',) + scan.KERNELS}, got {method!r}")
-    if chunk_length is not None and int(chunk_length) < 1:
-        raise ValueError(f"chunk_length must be a positive integer, got {chunk_length!r}")
-    token = _METHOD.set((method, chunk_length))
-    try:
-        yield
-    finally:
-        _METHOD.reset(token)
-
 
 # --------------------------------------------------------------------------------------------
 # bridging
@@ -243,61 +219,67 @@ def _wants_grad(*ts: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
 
 
-def kernel_ran(operation: str, *tensors: torch.Tensor) -> str:
+def _chunk_length(chunk_length: int | None) -> int | None:
+    if chunk_length is not None and int(chunk_length) < 1:
+        raise ValueError(f"chunk_length must be a positive integer, got {chunk_length!r}")
+    return chunk_length
+
+
+def kernel_ran(operation: str, *tensors: torch.Tensor, method: str = "auto") -> str:
     """The kernel the dispatch below runs for ``operation`` (``"factor"``, ``"solve"``,
     ``"inverse_diagonal"``, ``"matvec"``) on ``tensors``: ``"sequential"`` (the numba kernels,
     through the custom ops on CPU tensors), ``"chunked"`` (the scan form; off the CPU) or
     ``"loop"`` (the portable torch loop; on CPU for an inverse diagonal that needs a
-    gradient), under the method set by :func:`use_method`."""
+    gradient), for the operator's ``method``."""
     device = next((t.device.type for t in tensors if t.device.type != "cpu"), "cpu")
-    return scan.select_quasiseparable_kernel(operation, _METHOD.get()[0], device_type=device,
+    return scan.select_quasiseparable_kernel(operation, method, device_type=device,
                                              needs_grad=_wants_grad(*tensors))
 
 
-def factor(alpha, p, q, a, g, h, b, pivmin):
+def factor(alpha, p, q, a, g, h, b, pivmin, *, method="auto", chunk_length=None):
     """``(d, qt, ht, guarded (NumPy), last_small (NumPy), delta)``; the numba kernel on CPU."""
     ins = (alpha, p, q, a, g, h, b)
-    kernel = kernel_ran("factor", *ins)
+    kernel = kernel_ran("factor", *ins, method=method)
     if kernel == "sequential":
         d, qt, ht, guarded, last_small, _, delta = _qs_factor(*ins, pivmin, _wants_grad(*ins))
         return d, qt, ht, guarded.numpy(), last_small.numpy(), delta
     if kernel == "chunked":
-        return scan.factor_scan(*ins, pivmin, L=_METHOD.get()[1])
+        return scan.factor_scan(*ins, pivmin, L=_chunk_length(chunk_length))
     return factor_loop(alpha, p, q, a, g, h, b, pivmin)
 
 
-def solve(d, qt, ht, p, a, g, b, f, transpose=False):
+def solve(d, qt, ht, p, a, g, b, f, transpose=False, *, method="auto", chunk_length=None):
     """``A^{-1} f`` from the factors (``transpose``: ``A^{-T} f``, no gradient)."""
     ins = (d, qt, ht, p, a, g, b, f)
-    kernel = kernel_ran("solve", *ins)
+    kernel = kernel_ran("solve", *ins, method=method)
     if kernel == "sequential":
         if transpose:
             return _t(K.solve_factored_kernel(*(_np(x) for x in ins), True))
         return _qs_solve(*ins)
     if kernel == "chunked":
-        return scan.solve_scan(*ins, transpose, L=_METHOD.get()[1])
+        return scan.solve_scan(*ins, transpose, L=_chunk_length(chunk_length))
     return solve_loop(*ins, transpose)
 
 
-def inverse_diagonal(d, qt, ht, p, a, g, b):
+def inverse_diagonal(d, qt, ht, p, a, g, b, *, method="auto", chunk_length=None):
     """``diag(A^{-1})``; with gradients (or off CPU) the portable loop."""
     ins = (d, qt, ht, p, a, g, b)
-    kernel = kernel_ran("inverse_diagonal", *ins)
+    kernel = kernel_ran("inverse_diagonal", *ins, method=method)
     if kernel == "sequential" and not _wants_grad(*ins):
         return _t(K.inverse_diagonal_kernel(*(_np(x) for x in ins)))
     if kernel == "chunked":
-        return scan.inverse_diagonal_scan(*ins, L=_METHOD.get()[1])
+        return scan.inverse_diagonal_scan(*ins, L=_chunk_length(chunk_length))
     return inverse_diagonal_loop(*ins)
 
 
-def matvec(alpha, p, q, a, g, h, b, x):
+def matvec(alpha, p, q, a, g, h, b, x, *, method="auto", chunk_length=None):
     """``A x``."""
     ins = (alpha, p, q, a, g, h, b, x)
-    kernel = kernel_ran("matvec", *ins)
+    kernel = kernel_ran("matvec", *ins, method=method)
     if kernel == "sequential":
         return _qs_matvec(*ins)
     if kernel == "chunked":
-        return scan.matvec_scan(*ins, L=_METHOD.get()[1])
+        return scan.matvec_scan(*ins, L=_chunk_length(chunk_length))
     return matvec_loop(*ins)
 
 

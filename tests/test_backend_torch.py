@@ -311,7 +311,7 @@ def test_fused_shifted_chunked_resolvent_against_the_reference_loop(rdt):
 
 def test_chunked_shift_form_autograd_full_gradcheck():
     """The chunked path under autograd with a real operator and a complex shift
-    (``_ResolventShiftedChunkedFn``: layouts from diag and the shift, no alpha): full gradcheck
+    (``RESOLVENT_DIAGONAL_SHIFTED_CHUNKED``: layouts from diag and the shift, no alpha): full gradcheck
     in diag, the shift and beta, with chunks of 3 (padding and several chunks at N = 7), a
     shared (stride-0) beta, and only some inputs requiring grad; real leaves get real
     gradients."""
@@ -337,12 +337,12 @@ def test_chunked_shift_form_autograd_full_gradcheck():
 
 @pytest.mark.parametrize("rdt", [torch.float64, torch.float32], ids=str)
 def test_chunked_shift_form_autograd_matches_the_formed_alpha(rdt):
-    """``_ResolventShiftedChunkedFn`` against the alpha-form chunked Function
-    (``_ResolventDiagonalFn``): the same G (bitwise: the same sweeps), guard counts, flags and
+    """``RESOLVENT_DIAGONAL_SHIFTED_CHUNKED`` against the alpha-form chunked op
+    (``RESOLVENT_DIAGONAL``): the same G (bitwise: the same sweeps), guard counts, flags and
     gradients at N = 2000 with a batch of shifts; on the guard case (vanishing leading minors at
     z = 0 + 0j) the guarded counts and G agree too.  A float32 operator at a complex128 shift
     works in double."""
-    from semisep.backends.torch.autograd import _ResolventShiftedChunkedFn
+    from semisep.backends.torch.autograd import RESOLVENT_DIAGONAL_SHIFTED_CHUNKED as shifted_chunked
 
     cdt = torch.complex128 if rdt == torch.float64 else torch.complex64
     g = torch.Generator().manual_seed(32)
@@ -357,7 +357,7 @@ def test_chunked_shift_form_autograd_matches_the_formed_alpha(rdt):
     for form in ("shift", "alpha"):
         d, s, b = (x.clone().requires_grad_() for x in (diag0, shift0, beta0))
         if form == "shift":
-            G, guarded, singular = _ResolventShiftedChunkedFn.apply(d, s, b, pm, None)
+            G, guarded, singular = shifted_chunked(d, s, b, pm, None)
         else:
             G, guarded, singular = be.resolvent_diagonal((d - s[:, None]).to(cdt), b.to(cdt), pm, "chunked")
         G.backward(gbar)
@@ -372,13 +372,13 @@ def test_chunked_shift_form_autograd_matches_the_formed_alpha(rdt):
     z0 = torch.zeros(1, dtype=cdt)
     pmg = torch.full((1,), 7 * _eps(rdt), dtype=torch.float64)
     d = alpha.clone().requires_grad_()
-    Gs, gs_, _ = _ResolventShiftedChunkedFn.apply(d, z0, bb * bb, pmg, 3)
+    Gs, gs_, _ = shifted_chunked(d, z0, bb * bb, pmg, 3)
     Ga, ga_, _ = TorchBackend(chunk_length=3).resolvent_diagonal(
         d.detach().to(cdt), (bb * bb).to(cdt), pmg, "chunked")
     assert int(gs_[0]) == int(ga_[0]) > 0
     assert torch.equal(Gs.detach(), Ga)
     d32 = diag0.float().requires_grad_()
-    G64, _, _ = _ResolventShiftedChunkedFn.apply(d32, shift0.to(torch.complex128), beta0.float(), pm, None)
+    G64, _, _ = shifted_chunked(d32, shift0.to(torch.complex128), beta0.float(), pm, None)
     assert G64.dtype == torch.complex128
     G64.abs().sum().backward()
     assert d32.grad.dtype == torch.float32
@@ -677,13 +677,18 @@ def test_backward_is_the_o_n_function_and_double_backward_raises():
     a = alpha.clone().requires_grad_()
     pm = _pivmin(1, torch.complex128)
     be = TorchBackend()
+    from semisep.backends.torch.autograd import LOGDET, RESOLVENT_DIAGONAL, SOLVE
+
+    def node(op):  # the generated autograd Function's graph node
+        return op.function.__name__ + "Backward"
+
     G, gu, si = be.resolvent_diagonal(a, b * c, pm, "chunked")
-    assert "ResolventDiagonalFn" in type(G.grad_fn).__name__
+    assert type(G.grad_fn).__name__ == node(RESOLVENT_DIAGONAL)
     assert not gu.requires_grad and not si.requires_grad
     ld = be.logdet(a, b * c, pm, "chunked")[0]
-    assert "LogdetFn" in type(ld.grad_fn).__name__
+    assert type(ld.grad_fn).__name__ == node(LOGDET)
     x = be.solve(a, b, c, torch.ones(1, 20, 1, dtype=torch.complex128), pm, "chunked")[0]
-    assert "SolveFn" in type(x.grad_fn).__name__
+    assert type(x.grad_fn).__name__ == node(SOLVE)
     with pytest.raises(RuntimeError, match="double backward"):  # raised at create_graph=True
         torch.autograd.grad((G * G).real.sum(), a, create_graph=True)
 

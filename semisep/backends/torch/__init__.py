@@ -8,7 +8,8 @@ docs/mathematics.md.  One module per role:
 ``select``             the whole kernel-selection policy, one pure function with its table
 ``__init__``           :class:`TorchBackend`: validation-free dispatch of each kernel call
 ``forward``            forward kernels without autograd (resolvent diagonal, logdet, solve)
-``autograd``           the ``autograd.Function`` s with O(N) backward passes
+``autograd``           the differentiable kernels, each described once (``OpSpec``): custom
+                       ops with O(N) backward passes and their ``autograd.Function``
 ``pivots``             the chunked pivot sweeps (the CUDA path; plain torch ops)
 ``chunks``             the chunk layout and the chunked affine scan
 ``reference``          plain-loop twins of every kernel (``method="reference"``, test oracles)
@@ -37,12 +38,12 @@ from .. import Backend
 from .. import triton as _triton
 from . import linalg as _linalg_ns
 from .autograd import (
-    _LogdetFn,
+    LOGDET,
+    RESOLVENT_DIAGONAL,
+    RESOLVENT_DIAGONAL_SHIFTED,
+    RESOLVENT_DIAGONAL_SHIFTED_CHUNKED,
+    SOLVE,
     _reject_forward_ad,
-    _ResolventDiagonalFn,
-    _ResolventShiftedChunkedFn,
-    _ResolventShiftedFn,
-    _SolveFn,
 )
 from .bridge import (
     _host_view,
@@ -244,11 +245,11 @@ class TorchBackend(Backend):
     def resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method="auto"):
         """On CPU (``"sequential"``): the NumPy backend's shift-form kernels on zero-copy views
         (no (B, N) ``alpha``, a shared off-diagonal stays a stride-0 view); under autograd
-        through :class:`_ResolventShiftedFn` (its O(N) backward gives ``diag``, ``z`` and the
+        through :data:`~semisep.backends.torch.autograd.RESOLVENT_DIAGONAL_SHIFTED` (its O(N) backward gives ``diag``, ``z`` and the
         off-diagonals their gradients).  ``"chunked"`` without autograd, real ``diag`` and
         ``beta``, complex shift: :func:`_resolvent_chunked_shifted` (then, where a pivot needs
         the guard, the shifted sweeps with the guarded pass); the same under autograd through
-        :class:`_ResolventShiftedChunkedFn`.  Otherwise ``alpha = diag - shift`` is formed and
+        :data:`~semisep.backends.torch.autograd.RESOLVENT_DIAGONAL_SHIFTED_CHUNKED`.  Otherwise ``alpha = diag - shift`` is formed and
         :meth:`resolvent_diagonal` runs."""
         if method != "reference":
             _reject_forward_ad(diag, shift, beta)
@@ -263,10 +264,10 @@ class TorchBackend(Backend):
                 return out
             kernel = self._note_kernel(FALLBACK["fused"])  # failed or declined: chunked runs
         if kernel == "sequential" and grad:
-            return _ResolventShiftedFn.apply(diag, shift, beta, pivmin.detach())
+            return RESOLVENT_DIAGONAL_SHIFTED(diag, shift, beta, pivmin.detach())
         if (kernel == "chunked" and grad and shift.is_complex()
                 and not diag.is_complex() and not beta.is_complex()):
-            return _ResolventShiftedChunkedFn.apply(diag, shift, beta, pivmin.detach(), self.chunk_length)
+            return RESOLVENT_DIAGONAL_SHIFTED_CHUNKED(diag, shift, beta, pivmin.detach(), self.chunk_length)
         if (kernel == "chunked" and not grad and shift.is_complex()
                 and not diag.is_complex() and not beta.is_complex()):
             with torch.no_grad():  # the layouts straight from diag, shift and beta (no alpha)
@@ -382,7 +383,7 @@ class TorchBackend(Backend):
             G = _resolvent_ref_combine(alpha, beta, gL, gRr.flip(1))
             return G, (mL.sum(1) + mR.sum(1)).to(torch.int64), _resolvent_flags(G, pivmin)
         if grad:
-            return _ResolventDiagonalFn.apply(alpha, beta, pivmin, method, self.chunk_length)
+            return RESOLVENT_DIAGONAL(alpha, beta, pivmin, method, self.chunk_length)
         with torch.no_grad():
             if method == "sequential":  # fused compiled kernel, no pivots kept
                 return _numpy_kernel("resolvent_diagonal", alpha, beta, pivmin)
@@ -408,7 +409,7 @@ class TorchBackend(Backend):
             ld, singular = _logdet_pivoted_ref(alpha, beta / m, c, pivmin)
             return ld, torch.zeros(alpha.shape[0], dtype=torch.int64, device=alpha.device), singular
         if grad:
-            return _LogdetFn.apply(alpha, beta, pivmin, method, self.chunk_length)
+            return LOGDET(alpha, beta, pivmin, method, self.chunk_length)
         with torch.no_grad():
             ld, guarded, singular, _ = _logdet_forward(alpha, beta, pivmin, method, self.chunk_length)
             return ld, guarded, singular
@@ -425,7 +426,7 @@ class TorchBackend(Backend):
             x, guarded, singular, _ = _solve_forward(alpha, b, c, f, pivmin, "reference", None)
             return x, guarded, singular
         if grad:
-            return _SolveFn.apply(alpha, b, c, f, pivmin, method, self.chunk_length)
+            return SOLVE(alpha, b, c, f, pivmin, method, self.chunk_length)
         with torch.no_grad():
             x, guarded, singular, _ = _solve_forward(alpha, b, c, f, pivmin, method, self.chunk_length)
             return x, guarded, singular

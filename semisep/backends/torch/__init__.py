@@ -245,12 +245,12 @@ class TorchBackend(Backend):
     def resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method="auto"):
         """On CPU (``"sequential"``): the NumPy backend's shift-form kernels on zero-copy views
         (no (B, N) ``alpha``, a shared off-diagonal stays a stride-0 view); under autograd
-        through :data:`~semisep.backends.torch.autograd.RESOLVENT_DIAGONAL_SHIFTED` (its O(N) backward gives ``diag``, ``z`` and the
-        off-diagonals their gradients).  ``"chunked"`` without autograd, real ``diag`` and
-        ``beta``, complex shift: :func:`_resolvent_chunked_shifted` (then, where a pivot needs
-        the guard, the shifted sweeps with the guarded pass); the same under autograd through
-        :data:`~semisep.backends.torch.autograd.RESOLVENT_DIAGONAL_SHIFTED_CHUNKED`.  Otherwise ``alpha = diag - shift`` is formed and
-        :meth:`resolvent_diagonal` runs."""
+        through the op ``RESOLVENT_DIAGONAL_SHIFTED`` of :mod:`.autograd` (its O(N) backward
+        gives ``diag``, ``z`` and the off-diagonals their gradients).  ``"chunked"`` without
+        autograd, real ``diag`` and ``beta``, complex shift: :func:`_resolvent_chunked_shifted`
+        (then, where a pivot needs the guard, the shifted sweeps with the guarded pass); the
+        same under autograd through ``RESOLVENT_DIAGONAL_SHIFTED_CHUNKED``.  Otherwise
+        ``alpha = diag - shift`` is formed and :meth:`resolvent_diagonal` runs."""
         if method != "reference":
             _reject_forward_ad(diag, shift, beta)
         # conjugate / negative views resolved: the kernels view complex tensors as real

@@ -24,7 +24,9 @@ and run the chunked affine scan (or the compiled scans on CPU).  Conjugation rul
   takes and returns torch's convention.
 
 Either way a real input gets the real part, cast to its dtype.  Double backward is not
-supported: the backward raises under ``create_graph=True`` (:func:`once_differentiable`), and
+supported: the backward raises under ``create_graph=True`` (a gradient that carries no graph would
+make every second derivative through it a silent zero; under a ``torch.func`` transform the
+backward op's own node raises instead), and
 forward-mode AD raises (:func:`_reject_forward_ad` at the call, the Function's ``jvp``).
 ``method="reference"`` instead differentiates through its plain loop with ordinary
 autograd, to any order and in forward mode.
@@ -32,7 +34,6 @@ autograd, to any order and in forward mode.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,25 +53,12 @@ from .forward import (
 )
 from .pivots import _pivots_chunked
 
+_DOUBLE_BACKWARD = (
+    "semisep: double backward (create_graph=True, hessian, a gradient penalty, a second "
+    "torch.func.grad) is not supported through the O(N) kernels; use method='reference' (plain "
+    "torch ops, differentiable to any order) or torch.autograd.functional with create_graph=False")
 
-def once_differentiable(backward):
-    """The autograd Functions' backward is first-order only: under ``create_graph=True``
-    (double backward, ``torch.autograd.functional.hessian``) it raises instead of returning a
-    gradient that carries no graph (which would make every second derivative through it a
-    silent zero).  torch's own ``once_differentiable`` raises only when a grad_output requires
-    grad, and the first backward of ``loss.sum()`` hands it one that does not."""
-
-    @functools.wraps(backward)
-    def wrapper(ctx, *grads):
-        if torch.is_grad_enabled():
-            raise RuntimeError(
-                "semisep: double backward (create_graph=True, hessian, a gradient penalty) is not "
-                "supported through the O(N) kernels; use method='reference' (plain torch ops, "
-                "differentiable to any order) or torch.autograd.functional with create_graph=False"
-            )
-        return backward(ctx, *grads)
-
-    return wrapper
+_transforms_active = torch._C._are_functorch_transforms_active
 
 
 def _reject_forward_ad(*xs) -> None:
@@ -151,8 +139,9 @@ class OpSpec:
     ``returned``: the first ``returned`` outputs are the call's result, the rest residuals for
     the backward; of the result only the first ``result_grads`` outputs are differentiable
     (the rest are flags).  ``save``: the input and output names the backward reads.
-    ``forward(*inputs) -> outputs`` (a tuple, every output a tensor, none aliasing an input).
-    ``fake(*inputs) -> outputs``: empty tensors of the outputs' shapes and dtypes.
+    ``forward(*inputs) -> outputs`` (a tuple, every output a tensor, none aliasing an input;
+    the residuals are made contiguous).  ``fake(*inputs) -> outputs``: empty tensors of the
+    outputs' shapes, dtypes and strides (contiguous).
     ``backward(grads, saved, options, needs, dtypes) -> one tensor or None per
     differentiable input``: ``grads`` the result's cotangents (conjugated per ``conjugation``),
     ``saved`` and ``options`` dicts by name, ``needs`` which gradients are wanted, ``dtypes``
@@ -176,13 +165,17 @@ class OpSpec:
 
 class DefinedOp:
     """The frontends :func:`define` built from one :class:`OpSpec`: ``forward_op`` and
-    ``backward_op`` (the custom ops), ``function`` (the autograd Function); calling it runs
-    ``function.apply`` and returns the result outputs (the residuals dropped)."""
+    ``backward_op`` (the custom ops), ``function`` (the autograd Function).  Calling it runs
+    ``function.apply`` (eager, ``torch.func``), or under ``torch.compile`` / ``torch.export``
+    the forward op with its registered autograd (dynamo does not trace a Function's ``jvp``),
+    and returns the result outputs (the residuals dropped)."""
 
-    def __init__(self, spec: OpSpec, forward_op: Any, backward_op: Any, function: type) -> None:
+    def __init__(self, spec: OpSpec, forward_op: Any, backward_op: Any, function: Any) -> None:
         self.spec, self.forward_op, self.backward_op, self.function = spec, forward_op, backward_op, function
 
     def __call__(self, *args: Any) -> tuple:
+        if torch.compiler.is_compiling():  # the op with its registered autograd: one graph node
+            return self.forward_op(*args)[: self.spec.returned]
         return self.function.apply(*args)[: self.spec.returned]
 
 
@@ -209,7 +202,11 @@ def define(spec: OpSpec) -> DefinedOp:
     where = {n: ("in", names.index(n)) if n in names else ("out", outs.index(n)) for n in spec.save}
     holo = spec.conjugation == "holomorphic"
 
-    fwd = torch.library.custom_op(f"semisep::{spec.name}", spec.forward, mutates_args=(),
+    def fwd_impl(*inputs):
+        out = spec.forward(*inputs)  # residuals contiguous (a chunk layout's padded view is
+        return out[: spec.returned] + tuple(r.contiguous() for r in out[spec.returned:])  # not)
+
+    fwd = torch.library.custom_op(f"semisep::{spec.name}", fwd_impl, mutates_args=(),
                                   schema=spec.schema)
     fwd.register_fake(spec.fake)
 
@@ -248,14 +245,33 @@ def define(spec: OpSpec) -> DefinedOp:
         ctx.dtypes = [_DTYPES.index(inputs[i].dtype) for i in diff_idx]
         ctx.mark_non_differentiable(*output[spec.result_grads:])
 
-    @once_differentiable
+    n_grads, n_saved = spec.result_grads, len(spec.save)
+
+    def _first_order(ctx, *grads):
+        raise RuntimeError(_DOUBLE_BACKWARD)
+
+    # the backward op inside a torch.func transform, whose backward runs with grad mode on and
+    # the inputs tracked: a node whose own backward raises (first order only, as in eager)
+    backward_function = type(f"{spec.name}_backward_function", (torch.autograd.Function,), {
+        "forward": staticmethod(lambda *a: tuple(bwd(list(a[:n_grads]), list(a[n_grads:n_grads + n_saved]),
+                                                     *a[n_grads + n_saved:]))),
+        "setup_context": staticmethod(lambda ctx, inputs, output: None),
+        "backward": staticmethod(_first_order),
+    })
+
     def backward(ctx, *grads):
+        transformed = _transforms_active()
+        if torch.is_grad_enabled() and not transformed:
+            raise RuntimeError(_DOUBLE_BACKWARD)  # create_graph=True: raise now, not later
         needs = [bool(ctx.needs_input_grad[i]) for i in diff_idx]
         res: list[Any] = [None] * len(names)
         if not any(needs):
             return tuple(res)
-        gs = bwd(list(grads[: spec.result_grads]), list(ctx.saved_tensors), *ctx.options,
-                 ctx.dtypes, needs)
+        if transformed:
+            gs = backward_function.apply(*grads[:n_grads], *ctx.saved_tensors, *ctx.options,
+                                         ctx.dtypes, needs)
+        else:
+            gs = bwd(list(grads[:n_grads]), list(ctx.saved_tensors), *ctx.options, ctx.dtypes, needs)
         for k, i in enumerate(diff_idx):
             if needs[k]:
                 res[i] = gs[k]
@@ -367,8 +383,7 @@ def _shifted_chunked_forward_op(diag, shift, beta, pivmin, L):
 def _shifted_chunked_fake(diag, shift, beta, pivmin, L):
     B, N = diag.shape
     G = diag.new_empty(B, N, dtype=shift.dtype)
-    rdt = _real_dtype(shift.dtype)
-    return (G, *_flags_fake(B, diag), diag.new_empty(B, N, dtype=rdt), diag.new_empty(B, N, dtype=rdt))
+    return (G, *_flags_fake(B, diag), torch.empty_like(G), torch.empty_like(G))
 
 
 def _shifted_chunked_backward_op(grads, saved, opts, needs, dtypes):

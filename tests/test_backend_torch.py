@@ -688,7 +688,7 @@ def test_backward_is_the_o_n_function_and_double_backward_raises():
     from semisep.backends.torch.autograd import LOGDET, RESOLVENT_DIAGONAL, SOLVE
 
     def node(op):  # the generated autograd Function's graph node
-        return op.function.__name__ + "Backward"
+        return op.eager_function.__name__ + "Backward"
 
     G, gu, si = be.resolvent_diagonal(a, b * c, pm, "chunked")
     assert type(G.grad_fn).__name__ == node(RESOLVENT_DIAGONAL)

@@ -165,18 +165,24 @@ class OpSpec:
 
 class DefinedOp:
     """The frontends :func:`define` built from one :class:`OpSpec`: ``forward_op`` and
-    ``backward_op`` (the custom ops), ``function`` (the autograd Function).  Calling it runs
-    ``function.apply`` (eager, ``torch.func``), or under ``torch.compile`` / ``torch.export``
-    the forward op with its registered autograd (dynamo does not trace a Function's ``jvp``),
-    and returns the result outputs (the residuals dropped)."""
+    ``backward_op`` (the custom ops), ``eager_function`` and ``function`` (autograd Functions
+    running the same forward and backward callables without the dispatcher hop; the second in
+    the ``setup_context`` form that ``torch.func`` accepts).  Calling it runs, under
+    ``torch.compile`` / ``torch.export``, the forward op with its registered autograd (dynamo
+    does not trace a Function's ``jvp``); under a ``torch.func`` transform ``function``;
+    otherwise ``eager_function``; and returns the result outputs (the residuals dropped)."""
 
-    def __init__(self, spec: OpSpec, forward_op: Any, backward_op: Any, function: Any) -> None:
-        self.spec, self.forward_op, self.backward_op, self.function = spec, forward_op, backward_op, function
+    def __init__(self, spec: OpSpec, forward_op: Any, backward_op: Any, eager_function: Any,
+                 function: Any) -> None:
+        self.spec, self.forward_op, self.backward_op = spec, forward_op, backward_op
+        self.eager_function, self.function = eager_function, function
 
     def __call__(self, *args: Any) -> tuple:
         if torch.compiler.is_compiling():  # the op with its registered autograd: one graph node
             return self.forward_op(*args)[: self.spec.returned]
-        return self.function.apply(*args)[: self.spec.returned]
+        if _transforms_active():
+            return self.function.apply(*args)[: self.spec.returned]
+        return self.eager_function.apply(*args)[: self.spec.returned]
 
 
 def _conj(g: torch.Tensor) -> torch.Tensor:
@@ -250,48 +256,70 @@ def define(spec: OpSpec) -> DefinedOp:
     def _first_order(ctx, *grads):
         raise RuntimeError(_DOUBLE_BACKWARD)
 
-    # the backward op inside a torch.func transform, whose backward runs with grad mode on and
-    # the inputs tracked: a node whose own backward raises (first order only, as in eager)
+    bwd.register_autograd(_first_order)  # the compiled path's double backward raises too
+
+    # the backward inside a torch.func transform, whose backward runs with grad mode on and the
+    # inputs tracked: a node whose own backward raises (first order only, as in eager)
+    def backward_forward(*a):
+        grads, saved, rest = a[:n_grads], a[n_grads:n_grads + n_saved], a[n_grads + n_saved:]
+        return tuple(bwd_impl(list(grads), list(saved), *rest))
+
     backward_function = type(f"{spec.name}_backward_function", (torch.autograd.Function,), {
-        "forward": staticmethod(lambda *a: tuple(bwd(list(a[:n_grads]), list(a[n_grads:n_grads + n_saved]),
-                                                     *a[n_grads + n_saved:]))),
+        "forward": staticmethod(backward_forward),
         "setup_context": staticmethod(lambda ctx, inputs, output: None),
         "backward": staticmethod(_first_order),
     })
 
-    def backward(ctx, *grads):
-        transformed = _transforms_active()
-        if torch.is_grad_enabled() and not transformed:
-            raise RuntimeError(_DOUBLE_BACKWARD)  # create_graph=True: raise now, not later
-        needs = [bool(ctx.needs_input_grad[i]) for i in diff_idx]
-        res: list[Any] = [None] * len(names)
-        if not any(needs):
+    def backward_by(run):
+        """The Function's backward, the vector-Jacobian product computed by ``run``."""
+        def backward(ctx, *grads):
+            needs = [bool(ctx.needs_input_grad[i]) for i in diff_idx]
+            res: list[Any] = [None] * len(names)
+            if not any(needs):
+                return tuple(res)
+            gs = run(grads[:n_grads], ctx.saved_tensors, ctx.options, ctx.dtypes, needs)
+            for k, i in enumerate(diff_idx):
+                if needs[k]:
+                    res[i] = gs[k]
             return tuple(res)
-        if transformed:
-            gs = backward_function.apply(*grads[:n_grads], *ctx.saved_tensors, *ctx.options,
-                                         ctx.dtypes, needs)
-        else:
-            gs = bwd(list(grads[:n_grads]), list(ctx.saved_tensors), *ctx.options, ctx.dtypes, needs)
-        for k, i in enumerate(diff_idx):
-            if needs[k]:
-                res[i] = gs[k]
-        return tuple(res)
+        return backward
 
-    fwd.register_autograd(backward, setup_context=setup_context)
+    def run_eager(grads, saved, options, dtypes, needs):
+        if torch.is_grad_enabled():  # create_graph=True: raise now, not at the second backward
+            raise RuntimeError(_DOUBLE_BACKWARD)
+        return bwd_impl(list(grads), list(saved), *options, dtypes, needs)
+
+    def run_transformed(grads, saved, options, dtypes, needs):
+        return backward_function.apply(*grads, *saved, *options, dtypes, needs)
+
+    def run_op(grads, saved, options, dtypes, needs):
+        return bwd(list(grads), list(saved), *options, dtypes, needs)
+
+    fwd.register_autograd(backward_by(run_op), setup_context=setup_context)
 
     def jvp(ctx, *tangents):
         raise NotImplementedError(
             "semisep: forward-mode AD (dual tensors, torch.func.jvp) is not supported by the "
             "O(N) kernels; use reverse mode, or method='reference' (plain torch ops)")
 
-    function = type(f"{spec.name}_function", (torch.autograd.Function,), {
-        "__doc__": f"``semisep::{spec.name}`` with its O(N) backward (generated by define).",
-        "forward": staticmethod(lambda *inputs: fwd(*inputs)),
-        "setup_context": staticmethod(setup_context),
-        "backward": staticmethod(backward),
-        "jvp": staticmethod(jvp),
+    def eager_forward(ctx, *inputs):
+        out = fwd_impl(*inputs)
+        setup_context(ctx, inputs, out)
+        return out
+
+    doc = f"``semisep::{spec.name}`` with its O(N) backward, generated by :func:`define`"
+    # eager: forward(ctx, ...) (a setup_context Function binds its arguments by signature at
+    # every call); torch.func accepts only the setup_context form
+    eager_function = type(f"{spec.name}_eager_function", (torch.autograd.Function,), {
+        "__doc__": doc + " (eager calls).", "forward": staticmethod(eager_forward),
+        "backward": staticmethod(backward_by(run_eager)), "jvp": staticmethod(jvp),
     })
-    return DefinedOp(spec, fwd, bwd, function)
+    function = type(f"{spec.name}_function", (torch.autograd.Function,), {
+        "__doc__": doc + " (under torch.func transforms).",
+        "forward": staticmethod(fwd_impl), "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(backward_by(run_transformed)), "jvp": staticmethod(jvp),
+    })
+    return DefinedOp(spec, fwd, bwd, eager_function, function)
 
 
 # --------------------------------------------------------------------------------------------

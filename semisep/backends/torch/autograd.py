@@ -138,7 +138,8 @@ class OpSpec:
     on to the backward.  ``differentiable``: the inputs that get gradients, in order.
     ``returned``: the first ``returned`` outputs are the call's result, the rest residuals for
     the backward; of the result only the first ``result_grads`` outputs are differentiable
-    (the rest are flags).  ``save``: the input and output names the backward reads.
+    (the rest are flags; one differentiable result, ``result_grads=1``, is what
+    :func:`define` supports).  ``save``: the input and output names the backward reads.
     ``forward(*inputs) -> outputs`` (a tuple, every output a tensor, none aliasing an input;
     the residuals are made contiguous).  ``fake(*inputs) -> outputs``: empty tensors of the
     outputs' shapes, dtypes and strides (contiguous).
@@ -196,6 +197,8 @@ def _schema_type(t: str) -> str:
 
 def define(spec: OpSpec) -> DefinedOp:
     """Register ``spec``'s custom ops and build its autograd Function (module docstring)."""
+    if spec.result_grads != 1:
+        raise ValueError("one differentiable result per op (result_grads=1)")
     if spec.conjugation not in ("holomorphic", "kernel"):
         raise ValueError(f"conjugation must be 'holomorphic' or 'kernel', got {spec.conjugation!r}")
     parsed = torch._C.parse_schema(f"semisep::{spec.name}{spec.schema}")
@@ -205,7 +208,7 @@ def define(spec: OpSpec) -> DefinedOp:
     options = [(n, t) for n, t in args if not t.startswith("Tensor")]
     opt_idx = [names.index(n) for n, _ in options]
     diff_idx = [names.index(n) for n in spec.differentiable]
-    where = {n: ("in", names.index(n)) if n in names else ("out", outs.index(n)) for n in spec.save}
+    where = [("in", names.index(n)) if n in names else ("out", outs.index(n)) for n in spec.save]
     holo = spec.conjugation == "holomorphic"
 
     def fwd_impl(*inputs):
@@ -219,22 +222,29 @@ def define(spec: OpSpec) -> DefinedOp:
     opt_schema = "".join(f", {t} {n}" for n, t in options)
     bwd_schema = f"(Tensor[] grads, Tensor[] saved{opt_schema}, int[] dtypes, bool[] needs) -> Tensor[]"
 
-    def bwd_impl(grads, saved, *rest):
-        opts = dict(zip((n for n, _ in options), rest[:-2], strict=True))
-        dtypes = [_DTYPES[c] for c in rest[-2]]
-        needs = list(rest[-1])
+    opt_names = tuple(n for n, _ in options)
+
+    def vjp(grads, saved, opts, dtypes, needs):
+        """The gradients (None where not needed) by the conjugation rule, cast to the inputs'
+        dtypes (codes in ``dtypes``)."""
         gs = [_conj(g) for g in grads] if holo else list(grads)
-        raw = spec.backward(gs, dict(zip(spec.save, saved, strict=True)), opts, needs, dtypes)
-        res = []
-        for g, need, dt in zip(raw, needs, dtypes, strict=True):
+        dts = [_DTYPES[c] for c in dtypes]
+        raw = spec.backward(gs, dict(zip(spec.save, saved, strict=True)),
+                            dict(zip(opt_names, opts, strict=True)), needs, dts)
+        res: list[torch.Tensor | None] = []
+        for g, need, dt in zip(raw, needs, dts, strict=True):
             if not need or g is None:
-                res.append(saved[0].new_empty(0))
+                res.append(None)
                 continue
             g = _conj(g) if holo else g
             if not dt.is_complex and g.is_complex():  # a real input gets the real part
                 g = g.real
             res.append(g.to(dt))
         return res
+
+    def bwd_impl(grads, saved, *rest):
+        res = vjp(grads, saved, rest[:-2], rest[-2], list(rest[-1]))
+        return [saved[0].new_empty(0) if g is None else g for g in res]  # no None in Tensor[]
 
     bwd = torch.library.custom_op(f"semisep::{spec.name}_backward", bwd_impl, mutates_args=(),
                                   schema=bwd_schema)
@@ -246,10 +256,11 @@ def define(spec: OpSpec) -> DefinedOp:
                 for s, c, need in zip(shapes, rest[-2], rest[-1], strict=True)]
 
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*(inputs[i] if kind == "in" else output[i] for kind, i in where.values()))
+        ctx.save_for_backward(*[inputs[i] if kind == "in" else output[i] for kind, i in where])
         ctx.options = tuple(inputs[i] for i in opt_idx)
         ctx.dtypes = [_DTYPES.index(inputs[i].dtype) for i in diff_idx]
         ctx.mark_non_differentiable(*output[spec.result_grads:])
+        ctx.set_materialize_grads(False)  # no zero cotangents made for the residuals
 
     n_grads, n_saved = spec.result_grads, len(spec.save)
 
@@ -275,7 +286,7 @@ def define(spec: OpSpec) -> DefinedOp:
         def backward(ctx, *grads):
             needs = [bool(ctx.needs_input_grad[i]) for i in diff_idx]
             res: list[Any] = [None] * len(names)
-            if not any(needs):
+            if not any(needs) or grads[0] is None:  # None: the result's cotangent is zero
                 return tuple(res)
             gs = run(grads[:n_grads], ctx.saved_tensors, ctx.options, ctx.dtypes, needs)
             for k, i in enumerate(diff_idx):
@@ -287,7 +298,7 @@ def define(spec: OpSpec) -> DefinedOp:
     def run_eager(grads, saved, options, dtypes, needs):
         if torch.is_grad_enabled():  # create_graph=True: raise now, not at the second backward
             raise RuntimeError(_DOUBLE_BACKWARD)
-        return bwd_impl(list(grads), list(saved), *options, dtypes, needs)
+        return vjp(grads, saved, options, dtypes, needs)
 
     def run_transformed(grads, saved, options, dtypes, needs):
         return backward_function.apply(*grads, *saved, *options, dtypes, needs)

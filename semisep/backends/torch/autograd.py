@@ -10,9 +10,14 @@ for complex tensors and the fake (meta) shape rule.  :func:`define` builds from 
   ``register_autograd``) and its vector-Jacobian product ``semisep::<name>_backward`` (with
   its own fake rule), so ``torch.compile``, ``torch.export`` and ``torch.library.opcheck``
   see two opaque nodes;
-* one ``torch.autograd.Function`` with ``setup_context`` (the form ``torch.func`` accepts)
-  whose forward and backward call those two ops: the eager path, and the one
-  :mod:`semisep.backends.torch.ops` reaches under a trace or a transform.
+* two ``torch.autograd.Function`` s running the same forward and backward callables without
+  the dispatcher: one for eager calls (``forward(ctx, ...)``, no per-call signature binding)
+  and one with ``setup_context``, the form ``torch.func`` accepts.
+
+Calling the :class:`DefinedOp` picks the frontend: the forward op under ``torch.compile`` /
+``torch.export``, the ``setup_context`` Function under a ``torch.func`` transform, the eager
+Function otherwise.  (:mod:`semisep.backends.torch.ops` wraps whole operator calls; its
+recomputation on a worker thread reaches these ops eagerly.)
 
 The backward passes are the O(N) recipes of docs/mathematics.md: they save only O(N) tensors
 and run the chunked affine scan (or the compiled scans on CPU).  Conjugation rules:
@@ -24,10 +29,10 @@ and run the chunked affine scan (or the compiled scans on CPU).  Conjugation rul
   takes and returns torch's convention.
 
 Either way a real input gets the real part, cast to its dtype.  Double backward is not
-supported: the backward raises under ``create_graph=True`` (a gradient that carries no graph would
-make every second derivative through it a silent zero; under a ``torch.func`` transform the
-backward op's own node raises instead), and
-forward-mode AD raises (:func:`_reject_forward_ad` at the call, the Function's ``jvp``).
+supported: the eager backward raises under ``create_graph=True`` (a gradient that carries no
+graph would make every second derivative through it a silent zero); under a ``torch.func``
+transform and on the compiled path the backward's own node raises when differentiated.
+Forward-mode AD raises (:func:`_reject_forward_ad` at the call, the Functions' ``jvp``).
 ``method="reference"`` instead differentiates through its plain loop with ordinary
 autograd, to any order and in forward mode.
 """

@@ -145,20 +145,20 @@ def chunk_length_for(kernel: str, chunk_length: int | None = None) -> int | None
     keyword (:class:`~semisep.backends.torch.TorchBackend`'s kernel methods take it per call;
     there is no process-wide setting).
 
-    ==============  ======================  ===================================================
+    ==============  ======================  ==================================================
     ``kernel``      ``chunk_length``        ``L``
-    ==============  ======================  ===================================================
+    ==============  ======================  ==================================================
     any             not a positive integer  ValueError
-    ``chunked``     None                    None: the kernel's N-dependent defaults, one for the
-                                            pivot sweeps (``chunks._pivot_chunk_length``) and
-                                            one for the affine scans (``chunks._scan_chunk_length``)
+    ``chunked``     None                    None: the kernel's N-dependent defaults, one for
+                                            the pivot sweeps (``chunks._pivot_chunk_length``)
+                                            and one for the affine scans
+                                            (``chunks._scan_chunk_length``)
+    ``chunked``     ``L >= 1``              ``L`` for every chunked sweep and scan of the call
     ``fused``       None                    None: :func:`semisep.backends.triton.default_chunk_length`
-    ``chunked``,    ``L >= 1``              ``L`` for every chunked sweep and scan of the call
-    ``fused``                               (the fused kernels' declined rows run ``chunked``
-                                            with the same ``L``)
-    ``sequential``, any valid               None (the kernel has no chunks)
-    ``reference``
-    ==============  ======================  ===================================================
+    ``fused``       ``L >= 1``              ``L``; the declined rows run ``chunked`` with the same ``L``
+    ``sequential``  any valid               None (the kernel has no chunks)
+    ``reference``   any valid               None
+    ==============  ======================  ==================================================
     """
     if chunk_length is not None:
         if isinstance(chunk_length, bool) or not isinstance(chunk_length, Integral) or chunk_length < 1:

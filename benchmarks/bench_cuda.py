@@ -9,10 +9,10 @@ Timings are CUDA-event medians after warm-up (host syncs included, as a user see
 1. Target: batch 64, N = 2^20, float32 disordered chain, z = 0.5 + 1e-3j -> complex64 G,
    ``T.resolvent_diagonal(z)`` ("auto" = chunked on CUDA) against a device-to-device copy of
    the output (``out.copy_(G)``, 512 MiB read + 512 MiB written), in the same run.
-2. The same at several chunk lengths L, for "auto" (the fused Triton kernels, the backend's
-   ``fused_chunk_length``), for the fused kernels
+2. The same at several chunk lengths L, for "auto" (the fused Triton kernels, at their
+   default chunk length), for the fused kernels
    called directly (tiled or strided, each scan, several L and blocks) and for
-   ``method="chunked"`` (plain torch ops, ``chunk_length``),
+   ``method="chunked"`` (plain torch ops, the kernel's ``chunk_length``),
    with the number of CUDA kernels one call launches and their summed GPU time
    (torch.profiler): launch-bound or bandwidth-bound.
 3. Batch 8, N = 2^10 .. 2^20, complex128: forward ("auto" and "chunked") and forward+backward

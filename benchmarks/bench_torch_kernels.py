@@ -57,7 +57,7 @@ def main() -> None:
     CLOCK = time.process_time if args.clock == "process" else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
-    be = TorchBackend(chunk_length=args.chunk)
+    be = TorchBackend()
     B = args.batch
     dt = torch.complex128
     g = torch.Generator().manual_seed(0)
@@ -80,10 +80,10 @@ def _bench_one(be, args, N, B, dt, g) -> None:
 
     def call(a, bb, cc, ff, method):
         if args.kernel == "resolvent_diagonal":
-            return be.resolvent_diagonal(a, bb * cc, pm, method)[0]
+            return be.resolvent_diagonal(a, bb * cc, pm, method, chunk_length=args.chunk)[0]
         if args.kernel == "logdet":
-            return be.logdet(a, bb * cc, pm, method)[0]
-        return be.solve(a, bb, cc, ff, pm, method)[0]
+            return be.logdet(a, bb * cc, pm, method, chunk_length=args.chunk)[0]
+        return be.solve(a, bb, cc, ff, pm, method, chunk_length=args.chunk)[0]
 
     def fwd():
         with torch.no_grad():

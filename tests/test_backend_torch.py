@@ -154,8 +154,9 @@ def test_method_errors():
             kernel("bogus")
     with pytest.raises(ValueError, match="needs CPU tensors"):
         be.resolvent_diagonal(a.to("meta"), bb.to("meta"), pm.to("meta"), "sequential")
-    with pytest.raises(ValueError, match="chunk_length"):
-        TorchBackend(chunk_length=0)
+    for bad in (0, -3, 2.5, True):  # chunk_length is a per-call keyword, checked at the call
+        with pytest.raises(ValueError, match="chunk_length"):
+            be.resolvent_diagonal(a, bb, pm, "chunked", chunk_length=bad)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -176,15 +177,16 @@ def test_against_dense(N, dtype, kind):
     sgn, lab = torch.linalg.slogdet(A)
     f = torch.randn(B, N, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dtype)
     xd = torch.linalg.solve(A, f.to(A.dtype))
-    for be in (TorchBackend(), TorchBackend(chunk_length=3)):
+    be = TorchBackend()
+    for L in (None, 3):
         for method in METHODS:
-            G, gu, si = be.resolvent_diagonal(alpha, b * c, pm, method)
+            G, gu, si = be.resolvent_diagonal(alpha, b * c, pm, method, chunk_length=L)
             assert G.dtype == dtype and G.shape == (B, N)
             assert gu.dtype == torch.int64 and not gu.any() and si.dtype == torch.bool and not si.any()
             err = float((G.to(Gd.dtype) - Gd).abs().max() / Gd.abs().max())
             assert err <= tol, (method, err, tol)
 
-            ld, gu, si = be.logdet(alpha, b * c, pm, method)
+            ld, gu, si = be.logdet(alpha, b * c, pm, method, chunk_length=L)
             cdt = torch.complex64 if eps > 1e-10 else torch.complex128
             assert ld.dtype == cdt and ld.shape == (B,) and not si.any()
             ldc = ld.to(torch.complex128)
@@ -194,7 +196,7 @@ def test_against_dense(N, dtype, kind):
             pi = float(torch.tensor(math.pi, dtype=ld.real.dtype))  # pi rounded to the precision
             assert float(ld.imag.max()) <= pi and float(ld.imag.min()) > -pi
 
-            x, gu, si = be.solve(alpha, b, c, f, pm, method)
+            x, gu, si = be.solve(alpha, b, c, f, pm, method, chunk_length=L)
             assert x.dtype == dtype and x.shape == (B, N, 3) and not si.any()
             err = float((x.to(xd.dtype) - xd).abs().max() / xd.abs().max())
             assert err <= tol, (method, err, tol)
@@ -204,11 +206,11 @@ def test_noncontiguous_and_batch_rows():
     """Inputs may be non-contiguous views; every batch row is independent."""
     alpha, b, c, A = problem("nonsym", 40, 4, torch.complex128)
     pm = _pivmin(4, torch.complex128)
-    be = TorchBackend(chunk_length=5)
+    be = TorchBackend()
     at = alpha.t().contiguous().t()  # same values, transposed strides
-    G, _, _ = be.resolvent_diagonal(at, (b * c)[:, :], pm, "chunked")
-    G1 = torch.stack([be.resolvent_diagonal(alpha[i:i + 1], (b * c)[i:i + 1], pm[:1], "chunked")[0][0]
-                      for i in range(4)])
+    G, _, _ = be.resolvent_diagonal(at, (b * c)[:, :], pm, "chunked", chunk_length=5)
+    G1 = torch.stack([be.resolvent_diagonal(alpha[i:i + 1], (b * c)[i:i + 1], pm[:1], "chunked",
+                                            chunk_length=5)[0][0] for i in range(4)])
     assert torch.allclose(G, G1, rtol=1e-14, atol=0)
 
 
@@ -311,11 +313,11 @@ def test_fused_shifted_chunked_resolvent_against_the_reference_loop(rdt):
 
 def test_chunked_shift_form_autograd_full_gradcheck():
     """The chunked path under autograd with a real operator and a complex shift
-    (``_ResolventShiftedChunkedFn``: layouts from diag and the shift, no alpha): full gradcheck
+    (``RESOLVENT_DIAGONAL_SHIFTED_CHUNKED``: layouts from diag and the shift, no alpha): full gradcheck
     in diag, the shift and beta, with chunks of 3 (padding and several chunks at N = 7), a
     shared (stride-0) beta, and only some inputs requiring grad; real leaves get real
     gradients."""
-    be = TorchBackend(chunk_length=3)
+    be = TorchBackend()
     g = torch.Generator().manual_seed(31)
     B, N = 3, 7
     diag = (torch.rand(B, N, generator=g, dtype=torch.float64) * 2 + 2).requires_grad_()
@@ -324,7 +326,7 @@ def test_chunked_shift_form_autograd_full_gradcheck():
     pm = _pivmin(B, torch.complex128)
 
     def res(d, s, b):
-        return be.resolvent_diagonal_shifted(d, s, b, pm, method="chunked")[0]
+        return be.resolvent_diagonal_shifted(d, s, b, pm, method="chunked", chunk_length=3)[0]
 
     assert torch.autograd.gradcheck(res, (diag, shift, beta))
     shared = (torch.rand(N - 1, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
@@ -337,12 +339,12 @@ def test_chunked_shift_form_autograd_full_gradcheck():
 
 @pytest.mark.parametrize("rdt", [torch.float64, torch.float32], ids=str)
 def test_chunked_shift_form_autograd_matches_the_formed_alpha(rdt):
-    """``_ResolventShiftedChunkedFn`` against the alpha-form chunked Function
-    (``_ResolventDiagonalFn``): the same G (bitwise: the same sweeps), guard counts, flags and
+    """``RESOLVENT_DIAGONAL_SHIFTED_CHUNKED`` against the alpha-form chunked op
+    (``RESOLVENT_DIAGONAL``): the same G (bitwise: the same sweeps), guard counts, flags and
     gradients at N = 2000 with a batch of shifts; on the guard case (vanishing leading minors at
     z = 0 + 0j) the guarded counts and G agree too.  A float32 operator at a complex128 shift
     works in double."""
-    from semisep.backends.torch.autograd import _ResolventShiftedChunkedFn
+    from semisep.backends.torch.autograd import RESOLVENT_DIAGONAL_SHIFTED_CHUNKED as shifted_chunked
 
     cdt = torch.complex128 if rdt == torch.float64 else torch.complex64
     g = torch.Generator().manual_seed(32)
@@ -357,7 +359,7 @@ def test_chunked_shift_form_autograd_matches_the_formed_alpha(rdt):
     for form in ("shift", "alpha"):
         d, s, b = (x.clone().requires_grad_() for x in (diag0, shift0, beta0))
         if form == "shift":
-            G, guarded, singular = _ResolventShiftedChunkedFn.apply(d, s, b, pm, None)
+            G, guarded, singular = shifted_chunked(d, s, b, pm, None)
         else:
             G, guarded, singular = be.resolvent_diagonal((d - s[:, None]).to(cdt), b.to(cdt), pm, "chunked")
         G.backward(gbar)
@@ -372,13 +374,13 @@ def test_chunked_shift_form_autograd_matches_the_formed_alpha(rdt):
     z0 = torch.zeros(1, dtype=cdt)
     pmg = torch.full((1,), 7 * _eps(rdt), dtype=torch.float64)
     d = alpha.clone().requires_grad_()
-    Gs, gs_, _ = _ResolventShiftedChunkedFn.apply(d, z0, bb * bb, pmg, 3)
-    Ga, ga_, _ = TorchBackend(chunk_length=3).resolvent_diagonal(
-        d.detach().to(cdt), (bb * bb).to(cdt), pmg, "chunked")
+    Gs, gs_, _ = shifted_chunked(d, z0, bb * bb, pmg, 3)
+    Ga, ga_, _ = TorchBackend().resolvent_diagonal(
+        d.detach().to(cdt), (bb * bb).to(cdt), pmg, "chunked", chunk_length=3)
     assert int(gs_[0]) == int(ga_[0]) > 0
     assert torch.equal(Gs.detach(), Ga)
     d32 = diag0.float().requires_grad_()
-    G64, _, _ = _ResolventShiftedChunkedFn.apply(d32, shift0.to(torch.complex128), beta0.float(), pm, None)
+    G64, _, _ = shifted_chunked(d32, shift0.to(torch.complex128), beta0.float(), pm, None)
     assert G64.dtype == torch.complex128
     G64.abs().sum().backward()
     assert d32.grad.dtype == torch.float32
@@ -438,22 +440,22 @@ def test_host_pool_results_never_alias_and_survive_mode_changes():
     normal calls alike, and release_host_pool must leave later calls working."""
     from semisep.backends.torch.pool import _host_pool, release_host_pool
 
-    be = TorchBackend(chunk_length=8)
+    be = TorchBackend()
     alpha, b, c, _ = problem("nonsym", 200, 2, torch.complex128, seed=1)
     pm = _pivmin(2, torch.complex128)
-    G1, _, _ = be.resolvent_diagonal(alpha, b * c, pm, "chunked")
+    G1, _, _ = be.resolvent_diagonal(alpha, b * c, pm, "chunked", chunk_length=8)
     G1c = G1.clone()
     with torch.inference_mode():
-        G2, _, _ = be.resolvent_diagonal(alpha * 1.5, b * c, pm, "chunked")
+        G2, _, _ = be.resolvent_diagonal(alpha * 1.5, b * c, pm, "chunked", chunk_length=8)
     assert torch.equal(G1, G1c) and len(_host_pool.free) > 0
-    G3, _, _ = be.resolvent_diagonal(alpha, b * c, pm, "chunked")  # normal mode after inference
+    G3, _, _ = be.resolvent_diagonal(alpha, b * c, pm, "chunked", chunk_length=8)  # normal mode again
     assert torch.equal(G3, G1c) and not G3.is_inference()
     G3.mul_(2)  # results are ordinary tensors, writable
     Gr, _, _ = be.resolvent_diagonal(alpha * 1.5, b * c, pm, "reference")
     torch.testing.assert_close(G2, Gr, rtol=1e-12, atol=0)
     release_host_pool()
     assert _host_pool.free == []
-    G4, _, _ = be.resolvent_diagonal(alpha, b * c, pm, "chunked")
+    G4, _, _ = be.resolvent_diagonal(alpha, b * c, pm, "chunked", chunk_length=8)
     assert torch.equal(G4, G1c)
 
 
@@ -465,7 +467,7 @@ def test_pivot_renormalisation_extreme_scales():
         alpha, b, c, A = problem("nonsym", 600, 2, dtype, seed=5)
         alpha, b, c = alpha * scale, b * scale, c * scale
         pm = torch.full((2,), float(torch.finfo(dtype).tiny), dtype=torch.float64)
-        G, _, si = TorchBackend(chunk_length=300).resolvent_diagonal(alpha, b * c, pm, "chunked")
+        G, _, si = TorchBackend().resolvent_diagonal(alpha, b * c, pm, "chunked", chunk_length=300)
         Gr, _, _ = TorchBackend().resolvent_diagonal(alpha, b * c, pm, "reference")
         assert torch.isfinite(G).all() and not si.any()
         assert float(((G - Gr).abs() / Gr.abs()).max()) < 100 * _eps(dtype)
@@ -499,19 +501,19 @@ def test_guard_fires_and_result_is_right(dtype, L):
     sgn, lab = torch.linalg.slogdet(A)
     f = torch.arange(1.0, 8.0, dtype=torch.float64)[None, :, None]
     xd = torch.linalg.solve(A, f)
-    be = TorchBackend(chunk_length=L)
+    be = TorchBackend()
     for method in METHODS:
-        G, gu, si = be.resolvent_diagonal(alpha, b * c, pm, method)
+        G, gu, si = be.resolvent_diagonal(alpha, b * c, pm, method, chunk_length=L)
         assert int(gu[0]) >= 2 and not bool(si[0])
         # the guard perturbs the zero pivot by pivmin ~ eps ||T||: an O(eps cond) error
         assert float((G - Gd).abs().max() / Gd.abs().max()) <= 100 * eps * cond, method
-        ld, gu, si = be.logdet(alpha, b * c, pm, method)
+        ld, gu, si = be.logdet(alpha, b * c, pm, method, chunk_length=L)
         # the chunked sweep guards; sequential and reference pivot (no guard)
         assert int(gu[0]) >= (1 if method == "chunked" else 0) and not bool(si[0])
         # log det through a guarded pivot: log(pivmin) + log(beta_0 / pivmin) cancel to O(eps cond)
         assert abs(float(ld.real[0]) - float(lab[0])) <= 100 * eps * cond * 7, method
         assert abs(float(_angle_diff(ld.imag.double(), torch.angle(sgn.to(torch.complex128)))[0])) < 1e-3
-        x, gu, si = be.solve(alpha, b, c, f.to(dtype), pm, method)
+        x, gu, si = be.solve(alpha, b, c, f.to(dtype), pm, method, chunk_length=L)
         assert int(gu[0]) >= (1 if method == "chunked" else 0) and not bool(si[0])
         # backward stable by itself: sequential and reference pivot (LAPACK ?gtsv); the chunked
         # scan through a guarded pivot is only O(eps/pivmin) accurate and refines (or falls back
@@ -529,18 +531,18 @@ def _singular_params():
 @pytest.mark.parametrize("method, dtype", _singular_params())
 def test_exactly_singular_is_flagged(method, dtype):
     METHODS = [method]  # noqa: N806 - one method per test case
-    be = TorchBackend(chunk_length=1)
+    be = TorchBackend()
     pm = torch.full((2,), 2 * _eps(dtype), dtype=torch.float64)
     # row 0: [[1, 1], [1, 1]];  row 1: a regular matrix next to it
     alpha = torch.tensor([[1.0, 1.0], [2.0, 1.0]]).to(dtype)
     b = torch.tensor([[1.0], [1.0]]).to(dtype)
     f = torch.ones(2, 2, 1).to(dtype)
     for method in METHODS:
-        _, _, si = be.resolvent_diagonal(alpha, b * b, pm, method)
+        _, _, si = be.resolvent_diagonal(alpha, b * b, pm, method, chunk_length=1)
         assert si.tolist() == [True, False], method
-        _, _, si = be.logdet(alpha, b * b, pm, method)
+        _, _, si = be.logdet(alpha, b * b, pm, method, chunk_length=1)
         assert si.tolist() == [True, False], method
-        _, _, si = be.solve(alpha, b, b, f, pm, method)
+        _, _, si = be.solve(alpha, b, b, f, pm, method, chunk_length=1)
         assert si.tolist() == [True, False], method
     # a longer singular one: a decoupled singular leading block (beta_1 = 0), N = 5
     alpha = torch.tensor([[1.0, 1.0, 3.0, 2.0, 5.0]]).to(dtype)
@@ -548,10 +550,11 @@ def test_exactly_singular_is_flagged(method, dtype):
     pm1 = pm[:1]
     for method in METHODS:
         for L in (None, 2):
-            tb = TorchBackend(chunk_length=L)
-            assert bool(tb.resolvent_diagonal(alpha, bb * bb, pm1, method)[2][0]), method
-            assert bool(tb.logdet(alpha, bb * bb, pm1, method)[2][0]), method
-            assert bool(tb.solve(alpha, bb, bb, torch.ones(1, 5, 1).to(dtype), pm1, method)[2][0]), method
+            tb = TorchBackend()
+            assert bool(tb.resolvent_diagonal(alpha, bb * bb, pm1, method, chunk_length=L)[2][0]), method
+            assert bool(tb.logdet(alpha, bb * bb, pm1, method, chunk_length=L)[2][0]), method
+            f1 = torch.ones(1, 5, 1).to(dtype)
+            assert bool(tb.solve(alpha, bb, bb, f1, pm1, method, chunk_length=L)[2][0]), method
 
 
 def test_public_api_guarded_and_singular():
@@ -585,23 +588,25 @@ GRAD_METHODS = ["chunked"] + (["sequential"] if HAVE_NUMBA else [])
 @pytest.mark.parametrize("N", [1, 2, 6])
 @pytest.mark.parametrize("method", GRAD_METHODS)
 def test_gradcheck_complex128(N, method):
-    be = TorchBackend(chunk_length=2)
+    be = TorchBackend()
     B = 2
     alpha, b, c, _ = problem("nonsym", N, B, torch.complex128, seed=10 + N)
     f = torch.randn(B, N, 2, generator=torch.Generator().manual_seed(2), dtype=torch.complex128)
     pm = _pivmin(B, torch.complex128)
     args = [t.clone().requires_grad_() for t in (alpha, b, c, f)]
     assert torch.autograd.gradcheck(
-        lambda a, b_, c_: be.resolvent_diagonal(a, b_ * c_, pm, method)[0], args[:3])
-    assert torch.autograd.gradcheck(lambda a, b_, c_: be.logdet(a, b_ * c_, pm, method)[0], args[:3])
-    assert torch.autograd.gradcheck(lambda a, b_, c_, f_: be.solve(a, b_, c_, f_, pm, method)[0], args)
+        lambda a, b_, c_: be.resolvent_diagonal(a, b_ * c_, pm, method, chunk_length=2)[0], args[:3])
+    assert torch.autograd.gradcheck(
+        lambda a, b_, c_: be.logdet(a, b_ * c_, pm, method, chunk_length=2)[0], args[:3])
+    assert torch.autograd.gradcheck(
+        lambda a, b_, c_, f_: be.solve(a, b_, c_, f_, pm, method, chunk_length=2)[0], args)
 
 
 @pytest.mark.parametrize("method", GRAD_METHODS)
 def test_gradcheck_real_alpha_complex_z(method):
     """float64 diagonal, off-diagonals and right-hand side with a complex z: the kernels see
     complex inputs; the real leaves must get real gradients (torch's promotion rule)."""
-    be = TorchBackend(chunk_length=3)
+    be = TorchBackend()
     B, N = 2, 7
     g = torch.Generator().manual_seed(4)
     a = (torch.rand(B, N, generator=g, dtype=torch.float64) * 2 + 2).requires_grad_()
@@ -612,13 +617,13 @@ def test_gradcheck_real_alpha_complex_z(method):
     cx = torch.complex128
 
     def res(a, e, z):
-        return be.resolvent_diagonal(a - z, (e * e).to(cx), pm, method)[0]
+        return be.resolvent_diagonal(a - z, (e * e).to(cx), pm, method, chunk_length=3)[0]
 
     def ld(a, e, z):
-        return be.logdet(a - z, (e * e).to(cx), pm, method)[0]
+        return be.logdet(a - z, (e * e).to(cx), pm, method, chunk_length=3)[0]
 
     def sol(a, e, z, f):
-        return be.solve(a - z, e.to(cx), (2 * e).to(cx), f.to(cx), pm, method)[0]
+        return be.solve(a - z, e.to(cx), (2 * e).to(cx), f.to(cx), pm, method, chunk_length=3)[0]
 
     assert torch.autograd.gradcheck(res, (a, e, z))
     assert torch.autograd.gradcheck(ld, (a, e, z))
@@ -629,7 +634,7 @@ def test_gradcheck_real_alpha_complex_z(method):
 
 
 def test_gradcheck_all_real():
-    be = TorchBackend(chunk_length=2)
+    be = TorchBackend()
     B, N = 2, 5
     g = torch.Generator().manual_seed(6)
     a = (torch.rand(B, N, generator=g, dtype=torch.float64) + 3).requires_grad_()
@@ -639,12 +644,13 @@ def test_gradcheck_all_real():
     pm = _pivmin(B, torch.float64)
     for method in GRAD_METHODS:
         assert torch.autograd.gradcheck(
-            lambda a, b_, c_, m=method: be.resolvent_diagonal(a, b_ * c_, pm, m)[0], (a, bb, cc))
+            lambda a, b_, c_, m=method: be.resolvent_diagonal(a, b_ * c_, pm, m, chunk_length=2)[0],
+            (a, bb, cc))
         # real matrix with a negative determinant: complex log det, real gradient of its real part
         assert torch.autograd.gradcheck(
-            lambda a, b_, c_, m=method: be.logdet(a - 3.5, b_ * c_, pm, m)[0], (a, bb, cc))
+            lambda a, b_, c_, m=method: be.logdet(a - 3.5, b_ * c_, pm, m, chunk_length=2)[0], (a, bb, cc))
         assert torch.autograd.gradcheck(
-            lambda a, b_, c_, f_, m=method: be.solve(a, b_, c_, f_, pm, m)[0], (a, bb, cc, f))
+            lambda a, b_, c_, f_, m=method: be.solve(a, b_, c_, f_, pm, m, chunk_length=2)[0], (a, bb, cc, f))
 
 
 def test_gradients_match_autograd_through_reference_loop():
@@ -656,18 +662,20 @@ def test_gradients_match_autograd_through_reference_loop():
     w = torch.randn(B, N, generator=torch.Generator().manual_seed(10), dtype=torch.complex128)
     pm = _pivmin(B, torch.complex128)
 
-    def grads(be, method):
+    be = TorchBackend()
+
+    def grads(L, method):
         a, b_, c_, f_ = (t.clone().requires_grad_() for t in (alpha, b, c, f))
-        G = be.resolvent_diagonal(a, b_ * c_, pm, method)[0]
-        ld = be.logdet(a, b_ * c_, pm, method)[0]
-        x = be.solve(a, b_, c_, f_, pm, method)[0]
+        G = be.resolvent_diagonal(a, b_ * c_, pm, method, chunk_length=L)[0]
+        ld = be.logdet(a, b_ * c_, pm, method, chunk_length=L)[0]
+        x = be.solve(a, b_, c_, f_, pm, method, chunk_length=L)[0]
         loss = (w * G).real.sum() + (ld * (0.3 - 0.2j)).real.sum() + (x * x.conj()).real.sum()
         return torch.autograd.grad(loss, (a, b_, c_, f_))
 
-    ref = grads(TorchBackend(), "reference")
+    ref = grads(None, "reference")
     for L in (None, 1, 5, 64):
         for method in GRAD_METHODS:
-            got = grads(TorchBackend(chunk_length=L), method)
+            got = grads(L, method)
             for gg, rr in zip(got, ref, strict=True):
                 assert torch.allclose(gg, rr, rtol=1e-10, atol=1e-12), (L, method)
 
@@ -677,13 +685,18 @@ def test_backward_is_the_o_n_function_and_double_backward_raises():
     a = alpha.clone().requires_grad_()
     pm = _pivmin(1, torch.complex128)
     be = TorchBackend()
+    from semisep.backends.torch.autograd import LOGDET, RESOLVENT_DIAGONAL, SOLVE
+
+    def node(op):  # the generated autograd Function's graph node
+        return op.eager_function.__name__ + "Backward"
+
     G, gu, si = be.resolvent_diagonal(a, b * c, pm, "chunked")
-    assert "ResolventDiagonalFn" in type(G.grad_fn).__name__
+    assert type(G.grad_fn).__name__ == node(RESOLVENT_DIAGONAL)
     assert not gu.requires_grad and not si.requires_grad
     ld = be.logdet(a, b * c, pm, "chunked")[0]
-    assert "LogdetFn" in type(ld.grad_fn).__name__
+    assert type(ld.grad_fn).__name__ == node(LOGDET)
     x = be.solve(a, b, c, torch.ones(1, 20, 1, dtype=torch.complex128), pm, "chunked")[0]
-    assert "SolveFn" in type(x.grad_fn).__name__
+    assert type(x.grad_fn).__name__ == node(SOLVE)
     with pytest.raises(RuntimeError, match="double backward"):  # raised at create_graph=True
         torch.autograd.grad((G * G).real.sum(), a, create_graph=True)
 

@@ -69,18 +69,19 @@ def _paths(diag, beta, z, rdt, cdt):
     (planar, G combined in the layout), the shift form under autograd, and the complex-alpha
     form -- and the sequential (compiled) sweep, as NumPy arrays."""
     B = diag.shape[0]
-    be = TorchBackend(chunk_length=L_CHUNK)
+    be = TorchBackend()
     d = torch.from_numpy(diag).to(rdt)
     b = torch.from_numpy(beta).to(rdt)
     s = torch.full((B,), z, dtype=cdt)
     pm = torch.full((B,), 1e-30 if rdt == torch.float32 else 1e-300, dtype=torch.float64)
     out = {}
     with torch.no_grad():
-        out["shift"] = be.resolvent_diagonal_shifted(d, s, b, pm, method="chunked")
+        out["shift"] = be.resolvent_diagonal_shifted(d, s, b, pm, method="chunked", chunk_length=L_CHUNK)
         alpha = d.to(cdt) - s[:, None]  # rounded as the shift form forms it
-        out["alpha"] = be.resolvent_diagonal(alpha, b.to(cdt), pm, "chunked")
+        out["alpha"] = be.resolvent_diagonal(alpha, b.to(cdt), pm, "chunked", chunk_length=L_CHUNK)
         seq = be.resolvent_diagonal_shifted(d, s, b, pm, method="sequential")
-    out["autograd"] = be.resolvent_diagonal_shifted(d.clone().requires_grad_(), s, b, pm, method="chunked")
+    out["autograd"] = be.resolvent_diagonal_shifted(d.clone().requires_grad_(), s, b, pm, method="chunked",
+                                                    chunk_length=L_CHUNK)
     for k, (G, guarded, _) in out.items():
         assert G.dtype == cdt and not bool(guarded.any()), k
     return {k: v[0].detach().numpy() for k, v in out.items()}, seq[0].numpy(), alpha

@@ -110,12 +110,12 @@ def test_chunked_in_chunk_renormalisation(dtype, L):
     diag[:, 0] = 1e6
     diag[1, n // 2] = -1e6  # and one in the middle of a chunk
     off = np.ones(n - 1)
-    be = TorchBackend(chunk_length=L)
+    be = TorchBackend()
     alpha = torch.from_numpy(diag).to(tdt)
     beta = torch.from_numpy(np.broadcast_to(off * off, (B, n - 1)).copy()).to(tdt)
     pm = be.amax_abs(alpha, axis=1).to(torch.float64) * eps_of(np.dtype(dtype))
-    G, guarded, singular = be.resolvent_diagonal(alpha, beta, pm, "chunked")
-    ld, _, _ = be.logdet(alpha, beta, pm, "chunked")
+    G, guarded, singular = be.resolvent_diagonal(alpha, beta, pm, "chunked", chunk_length=L)
+    ld, _, _ = be.logdet(alpha, beta, pm, "chunked", chunk_length=L)
     assert not singular.any() and not guarded.any()
     a64 = alpha.numpy().astype(np.complex128)
     want = ref.sequential_resolvent_diagonal(a64, off, None, 0.0)

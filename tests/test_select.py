@@ -23,7 +23,13 @@ from semisep.reference import dense_resolvent_diagonal
 torch = pytest.importorskip("torch")
 
 from semisep.backends import torch as torch_backend  # noqa: E402
-from semisep.backends.torch.select import FALLBACK, KERNELS, OPERATIONS, select_kernel  # noqa: E402
+from semisep.backends.torch.select import (  # noqa: E402
+    FALLBACK,
+    KERNELS,
+    OPERATIONS,
+    chunk_length_for,
+    select_kernel,
+)
 
 DEVICES = ("cpu", "cuda", "meta", "mps")
 
@@ -268,6 +274,55 @@ def test_fused_ran_is_reported(monkeypatch):
     G, info = T.resolvent_diagonal(0.3 + 0.5j, return_info=True)
     assert calls and info.method == "fused" and info.requested_method == "auto"
     torch.testing.assert_close(G, want, rtol=1e-12, atol=0)
+
+
+def test_chunk_length_table():
+    """:func:`chunk_length_for`'s table: invalid values raise for every kernel; the chunked
+    kernels get the call's value (None: their own default); the others none."""
+    for kernel in KERNELS:
+        for bad in (0, -1, 1.5, True, "8"):
+            with pytest.raises(ValueError, match="chunk_length"):
+                chunk_length_for(kernel, bad)
+        for L in (None, 1, 7, np.int64(64)):
+            want = (None if L is None else int(L)) if kernel in ("chunked", "fused") else None
+            got = chunk_length_for(kernel, L)
+            assert got == want and (got is None or type(got) is int), (kernel, L)
+
+
+def test_chunk_length_is_per_call_and_reaches_the_kernels(monkeypatch):
+    """No backend-wide setting: ``chunk_length`` given to one call reaches the chunked kernel,
+    the fused kernels and the chunked run of their declined rows; it changes the chunk layout
+    only (values agree to rounding with the default length)."""
+    bk = torch_backend.TorchBackend()
+    assert not hasattr(bk, "chunk_length")
+    g = torch.Generator().manual_seed(4)
+    d = torch.rand(2, 12, generator=g, dtype=torch.float64) - 0.5
+    beta = 0.5 + torch.rand(2, 11, generator=g, dtype=torch.float64)
+    shift = torch.tensor([0.3 + 0.5j, -0.2 + 0.1j])
+    pm = torch.full((2,), 1e-300, dtype=torch.float64)
+    seen, lengths = [], []
+    real_chunked = torch_backend._resolvent_chunked_shifted
+
+    def spy(*a, L=None, **kw):
+        seen.append(L)
+        return real_chunked(*a, L=L, **kw)
+
+    monkeypatch.setattr(torch_backend, "_resolvent_chunked_shifted", spy)
+    G3 = bk.resolvent_diagonal_shifted(d, shift, beta, pm, "chunked", chunk_length=3)[0]
+    G = bk.resolvent_diagonal_shifted(d, shift, beta, pm, "chunked")[0]
+    assert seen == [3, None]
+    torch.testing.assert_close(G3, G, rtol=1e-12, atol=0)
+    calls = _pretend_fused(monkeypatch, lambda *a: None)  # every row declined
+    stand_in = torch_backend._triton.resolvent_diagonal_fused
+
+    def fused_with_L(diag, shift, beta, pivmin, L=None):
+        lengths.append(L)
+        return stand_in(diag, shift, beta, pivmin)
+
+    monkeypatch.setattr(torch_backend._triton, "resolvent_diagonal_fused", fused_with_L)
+    Gf = bk.resolvent_diagonal_shifted(d, shift, beta, pm, "auto", chunk_length=5)[0]
+    assert calls and lengths == [5] and seen == [3, None, 5]
+    torch.testing.assert_close(Gf, G, rtol=1e-12, atol=0)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -254,10 +254,10 @@ def test_declined_rows_alone_run_chunked_and_merge(monkeypatch):
     chunked_rows = []
     real_shifted = torch_backend.TorchBackend.resolvent_diagonal_shifted
 
-    def spy(self, diag, shift, beta, pivmin, method="auto"):
+    def spy(self, diag, shift, beta, pivmin, method="auto", **kw):
         if method == "chunked" and self is torch_backend.default_backend:
             chunked_rows.append(diag.shape[0])
-        return real_shifted(self, diag, shift, beta, pivmin, method)
+        return real_shifted(self, diag, shift, beta, pivmin, method, **kw)
 
     monkeypatch.setattr(torch_backend.TorchBackend, "resolvent_diagonal_shifted", spy)
     G, info = T.resolvent_diagonal(zt, return_info=True)

@@ -25,112 +25,43 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
-from ..errors import NonFiniteError, ShapeError
+from ..backends import backend_for, get_backend
+from ..errors import BackendError, NonFiniteError, ShapeError
 
 __all__ = ["Kernel", "Sum", "Product", "Scale"]
 
 
 # ------------------------------------------------------------------------------------------------
-# array plumbing: one code path for NumPy arrays and torch tensors
+# array plumbing: one code path for NumPy arrays and torch tensors, through the backends
 # ------------------------------------------------------------------------------------------------
-def _is_torch(x: Any) -> bool:
-    mod = type(x).__module__
-    return mod.startswith("torch") and type(x).__name__ in ("Tensor", "Parameter")
+def _is_tensor(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor, as :func:`semisep.backends.backend_for` (the one place
+    that inspects array types) classifies it; values it has no backend for count as NumPy's
+    (NumPy's conversion then raises its own error)."""
+    try:
+        return backend_for(x).name == "torch"
+    except BackendError:
+        return False
 
 
-class _NS:
-    """The handful of array operations the kernels need, for NumPy (``torch=None``) or torch."""
-
-    def __init__(self, torch: Any, dtype: Any, device: Any = None) -> None:
-        self.torch = torch
-        self.dtype = dtype
-        self.device = device
-        lib = torch if torch is not None else np
-        self.exp, self.expm1, self.sqrt = lib.exp, lib.expm1, lib.sqrt
-        self.cos, self.sin, self.abs, self.where = lib.cos, lib.sin, lib.abs, lib.where
-
-    def asarray(self, x: Any) -> Any:
-        if self.torch is not None:
-            return self.torch.as_tensor(x, dtype=self.dtype, device=self.device)
-        return np.asarray(x, dtype=self.dtype)
-
-    def zeros(self, shape: Sequence[int]) -> Any:
-        if self.torch is not None:
-            return self.torch.zeros(tuple(shape), dtype=self.dtype, device=self.device)
-        from ..backends.numpy.quasiseparable_rows import zeros  # large ones recycled
-
-        return zeros(tuple(shape), dtype=self.dtype)
-
-    def stack(self, xs: Sequence[Any], axis: int) -> Any:
-        xs = self.broadcast(*xs)
-        if self.torch is not None:
-            return self.torch.stack(list(xs), dim=axis)
-        return np.stack(xs, axis=axis)
-
-    def concat(self, xs: Sequence[Any], axis: int) -> Any:
-        if self.torch is not None:
-            return self.torch.cat(list(xs), dim=axis)
-        return np.concatenate(xs, axis=axis)
-
-    def broadcast(self, *xs: Any) -> list[Any]:
-        shape = np.broadcast_shapes(*(tuple(x.shape) for x in xs))
-        if self.torch is not None:
-            return [x.expand(shape) for x in xs]
-        return [self.broadcast_to(x, shape) for x in xs]
-
-    def broadcast_to(self, x: Any, shape: Sequence[int]) -> Any:
-        if self.torch is not None:
-            return x.expand(tuple(shape))
-        # ``x`` itself where no broadcast is needed: it stays writeable (see NumpyBackend)
-        shape = tuple(shape)
-        return x if isinstance(x, np.ndarray) and x.shape == shape else np.broadcast_to(x, shape)
-
-    def matrix(self, rows: Sequence[Sequence[Any]], out: Any = None) -> Any:
-        """``(..., m, n)`` from an m x n nested list of broadcastable ``(...)`` arrays, written
-        entry by entry into ``out`` (a view into a larger array) or one new allocation; torch
-        records the copies for autograd."""
-        if out is None:
-            shape = np.broadcast_shapes(*(tuple(np.shape(x)) for row in rows for x in row))
-            out = self.zeros(tuple(shape) + (len(rows), len(rows[0])))
-        for i, row in enumerate(rows):
-            for j, x in enumerate(row):
-                out[..., i, j] = x
-        return out
-
-    def const(self, m: Any) -> Any:
-        """A constant NumPy matrix in this namespace's type (no gradient)."""
-        return self.asarray(np.asarray(m, dtype=np.float64))
+#: The array namespace a kernel call computes in: ``backend.linalg.kernel_namespace(...)``
+#: of the NumPy or torch backend (:class:`semisep.backends.numpy.linalg.KernelNamespace`).
+_NS: TypeAlias = Any
 
 
 def _namespace(*xs: Any) -> _NS:
-    """Pick NumPy or torch (torch if any input is a tensor) and the common floating dtype."""
-    tensors = [x for x in xs if _is_torch(x)]
-    if tensors:
-        import torch
-
-        dtype = None
-        for x in tensors:
-            if x.is_complex():
-                raise TypeError("kernel coordinates and parameters must be real, got a complex tensor")
-            d = x.dtype if x.is_floating_point() else torch.float64
-            dtype = d if dtype is None else torch.promote_types(dtype, d)
-        return _NS(torch, dtype, tensors[0].device)
-    dtype = None
-    for x in xs:
-        if isinstance(x, np.ndarray | np.generic):
-            if np.iscomplexobj(x):
-                raise TypeError("kernel coordinates and parameters must be real, got a complex array")
-            d = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
-            dtype = d if dtype is None else np.promote_types(dtype, d)
-    return _NS(None, np.dtype(np.float64) if dtype is None else dtype)
+    """The torch backend's kernel namespace if any input is a tensor, else the NumPy
+    backend's, with the inputs' common floating dtype."""
+    name = "torch" if any(_is_tensor(x) for x in xs) else "numpy"
+    return get_backend(name).linalg.kernel_namespace(*xs)
 
 
 def _all_finite(x: Any) -> bool:
-    if _is_torch(x):
+    if _is_tensor(x):
         return bool(x.detach().isfinite().all())
     return bool(np.all(np.isfinite(x)))
 
@@ -140,7 +71,7 @@ def check_parameter(name: str, value: Any, kernel: str, *, positive: bool = Fals
     """Validate one kernel parameter (a real scalar or array, finite; ``> 0`` / ``>= 0``)."""
     if isinstance(value, bool) or value is None:
         raise TypeError(f"{kernel}: parameter {name!r} must be a real number or array, got {value!r}")
-    if not _is_torch(value):
+    if not _is_tensor(value):
         arr = np.asarray(value)
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)
                                        or np.issubdtype(arr.dtype, np.integer)):
@@ -154,7 +85,7 @@ def check_parameter(name: str, value: Any, kernel: str, *, positive: bool = Fals
         check = value.detach()
     if not _all_finite(check):
         raise NonFiniteError(f"{kernel}: parameter {name!r} must be finite")
-    vals = check if _is_torch(check) else np.asarray(check)
+    vals = check if _is_tensor(check) else np.asarray(check)
     if positive and not bool((vals > 0).all()):
         raise ValueError(f"{kernel}: parameter {name!r} must be > 0")
     if nonnegative and not bool((vals >= 0).all()):
@@ -164,9 +95,9 @@ def check_parameter(name: str, value: Any, kernel: str, *, positive: bool = Fals
 
 def _coordinates(t: Any, ns: _NS, name: str = "t", *, sorted_: bool = True) -> Any:
     """``t`` as an ``(..., N)`` real array of ``ns``'s type; finite; non-decreasing if ``sorted_``."""
-    if ns.torch is None and not isinstance(t, np.ndarray):
+    if ns.name == "numpy" and not isinstance(t, np.ndarray):
         t = np.asarray(t)
-    if ns.torch is None and (t.dtype == object or np.iscomplexobj(t)):
+    if ns.name == "numpy" and (t.dtype == object or np.iscomplexobj(t)):
         raise TypeError(f"coordinates {name!r} must be real, got dtype {t.dtype}")
     x = ns.asarray(t)
     if x.ndim < 1:
@@ -174,13 +105,13 @@ def _coordinates(t: Any, ns: _NS, name: str = "t", *, sorted_: bool = True) -> A
     if x.shape[-1] < 1:
         raise ShapeError(f"coordinates {name!r} must have at least one point (N >= 1), got shape "
                          f"{tuple(x.shape)}")
-    if not _all_finite(x.detach() if ns.torch is not None else x):
+    if not _all_finite(x.detach() if ns.name != "numpy" else x):
         raise NonFiniteError(f"coordinates {name!r} must be finite (found NaN or inf)")
     if sorted_ and x.shape[-1] > 1:
         step = x[..., 1:] - x[..., :-1]
         if not bool((step >= 0).all()):
             bad = step < 0
-            idx = (bad.nonzero()[0][-1] if ns.torch is not None else np.nonzero(bad)[-1][0]) + 1
+            idx = (bad.nonzero()[0][-1] if ns.name != "numpy" else np.nonzero(bad)[-1][0]) + 1
             raise ValueError(f"coordinates {name!r} must be sorted in non-decreasing order along the "
                              f"last axis: {name}[..., {int(idx)}] < {name}[..., {int(idx) - 1}]")
     return x
@@ -208,7 +139,7 @@ def _compiled_parts(kind: str, ns: _NS, params: Sequence[Any], fields: Sequence[
     (:func:`semisep.backends.numpy.kernel_generators.fill`) from its NumPy ``fields``, for
     float64 NumPy arrays and scalar ``params``, or None: the caller then assembles them with its
     own NumPy/torch operations (torch, arrays of parameters, other dtypes)."""
-    if ns.torch is not None or not _scalars(*params):
+    if ns.name != "numpy" or not _scalars(*params):
         return None
     from ..backends.numpy.kernel_generators import fill
 
@@ -317,7 +248,7 @@ class Kernel:
         kd, p, q, a = self.to_generators(t)
         if diag is not None:
             ns = _namespace(kd, diag)
-            if not _all_finite(diag.detach() if _is_torch(diag) else np.asarray(diag)):
+            if not _all_finite(diag.detach() if _is_tensor(diag) else np.asarray(diag)):
                 raise NonFiniteError("to_operator: 'diag' (the white-noise variance) must be finite")
             kd = ns.asarray(kd) + ns.asarray(diag)
             p, q, a = ns.asarray(p), ns.asarray(q), ns.asarray(a)
@@ -337,7 +268,7 @@ class Kernel:
         is False when some row failed the coordinates' checks (finite, sorted) or, with
         ``check``, holds a non-finite generator or diagonal entry; the caller then runs the
         whole-batch code, which raises the error naming the argument."""
-        if ns.torch is not None or ns.dtype != np.float64 or not _scalars(*self._leaves()):
+        if ns.name != "numpy" or ns.dtype != np.float64 or not _scalars(*self._leaves()):
             return None
         if not isinstance(t, np.ndarray) or t.ndim < 2 or t.dtype != np.float64 or t.shape[-1] < 2:
             return None
@@ -427,7 +358,7 @@ class Kernel:
     def __mul__(self, other: Any) -> Kernel:
         if isinstance(other, Kernel):
             return Product(self, other)
-        if _is_torch(other) or isinstance(other, int | float | np.ndarray | np.generic):
+        if _is_tensor(other) or isinstance(other, int | float | np.ndarray | np.generic):
             return Scale(self, other)
         return NotImplemented
 

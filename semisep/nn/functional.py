@@ -172,7 +172,7 @@ def masked_resolvent_diagonal(diag: Any, lower: Any, upper: Any = None, z: Any =
         work["gathered"] = True
     else:
         with torch.no_grad():
-            L = chunk_length if chunk_length is not None else getattr(bk, "chunk_length", None)
+            L = chunk_length
             values, run, full = bk.resolvent_diagonal_masked(rows.alpha, rows.beta, rows.pivmin, keep, L)
         work["second_pass_steps"] = run
         work["second_pass_steps_full"] = full

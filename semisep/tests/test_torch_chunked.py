@@ -74,11 +74,11 @@ def test_chunked_in_chunk_renormalisation(device):
     d = np.abs(d) + 3.0
     d[:, 0] = 1e12
     d[1, N // 2] = -1e12
-    be = TorchBackend(chunk_length=64)
+    be = TorchBackend()
     alpha = torch.as_tensor(d, device=device)
     beta = torch.ones(2, N - 1, dtype=torch.float64, device=device)
     pivmin = be.amax_abs(alpha, axis=1) * float(np.finfo(np.float64).eps)
-    G, guarded, singular = be.resolvent_diagonal(alpha, beta, pivmin, "chunked")
+    G, guarded, singular = be.resolvent_diagonal(alpha, beta, pivmin, "chunked", chunk_length=64)
     assert not bool(singular.any()) and not bool(guarded.any())
     Gs = ref.sequential_resolvent_diagonal(d, np.ones(N - 1), None, 0.0)
     assert np.max(np.abs(to_numpy(G) - Gs) / np.abs(Gs)) <= 50 * np.finfo(np.float64).eps

@@ -119,3 +119,72 @@ def matmul_mixed(A: Any, B: Any, dtype: Any) -> Any:
             out = np.matmul(A.astype(rdt, copy=False), Bc.view(rdt))  # (..., n, 2k), interleaved
         return np.ascontiguousarray(out).view(dtype)
     return np.asarray(A, dtype=dtype) @ np.asarray(B, dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# the covariance kernels' namespace (semisep.kernels): elementwise functions and assembly
+# ------------------------------------------------------------------------------------------------
+class KernelNamespace:
+    """The handful of array operations the covariance kernels (:mod:`semisep.kernels`) need,
+    on NumPy arrays of one floating ``dtype``.  :mod:`semisep.backends.torch.linalg` has the
+    same class on tensors; :func:`kernel_namespace` builds it from a call's inputs."""
+
+    name = "numpy"
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = dtype
+        self.exp, self.expm1, self.sqrt = np.exp, np.expm1, np.sqrt
+        self.cos, self.sin, self.abs, self.where = np.cos, np.sin, np.abs, np.where
+
+    def asarray(self, x: Any) -> Any:
+        return np.asarray(x, dtype=self.dtype)
+
+    def zeros(self, shape: Any) -> Any:
+        from .quasiseparable_rows import zeros  # large ones recycled
+
+        return zeros(tuple(shape), dtype=self.dtype)
+
+    def stack(self, xs: Any, axis: int) -> Any:
+        return np.stack(self.broadcast(*xs), axis=axis)
+
+    def concat(self, xs: Any, axis: int) -> Any:
+        return np.concatenate(xs, axis=axis)
+
+    def broadcast(self, *xs: Any) -> list[Any]:
+        shape = np.broadcast_shapes(*(tuple(x.shape) for x in xs))
+        return [self.broadcast_to(x, shape) for x in xs]
+
+    def broadcast_to(self, x: Any, shape: Any) -> Any:
+        # ``x`` itself where no broadcast is needed: it stays writeable (see NumpyBackend)
+        shape = tuple(shape)
+        return x if isinstance(x, np.ndarray) and x.shape == shape else np.broadcast_to(x, shape)
+
+    def matrix(self, rows: Any, out: Any = None) -> Any:
+        """``(..., m, n)`` from an m x n nested list of broadcastable ``(...)`` arrays, written
+        entry by entry into ``out`` (a view into a larger array) or one new allocation."""
+        if out is None:
+            shape = np.broadcast_shapes(*(tuple(np.shape(x)) for row in rows for x in row))
+            out = self.zeros(tuple(shape) + (len(rows), len(rows[0])))
+        for i, row in enumerate(rows):
+            for j, x in enumerate(row):
+                out[..., i, j] = x
+        return out
+
+    def const(self, m: Any) -> Any:
+        """A constant NumPy matrix in this namespace's dtype."""
+        return self.asarray(np.asarray(m, dtype=np.float64))
+
+
+def kernel_namespace(*xs: Any) -> KernelNamespace:
+    """The :class:`KernelNamespace` of ``xs`` (NumPy arrays, NumPy and Python scalars): the
+    common floating dtype of the arrays (integers count as float64; float64 if none).
+
+    Raises TypeError for a complex array (the kernels' coordinates and parameters are real)."""
+    dtype = None
+    for x in xs:
+        if isinstance(x, np.ndarray | np.generic):
+            if np.iscomplexobj(x):
+                raise TypeError("kernel coordinates and parameters must be real, got a complex array")
+            d = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
+            dtype = d if dtype is None else np.promote_types(dtype, d)
+    return KernelNamespace(np.dtype(np.float64) if dtype is None else dtype)

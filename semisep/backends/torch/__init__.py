@@ -8,7 +8,8 @@ docs/mathematics.md.  One module per role:
 ``select``             the whole kernel-selection policy, one pure function with its table
 ``__init__``           :class:`TorchBackend`: validation-free dispatch of each kernel call
 ``forward``            forward kernels without autograd (resolvent diagonal, logdet, solve)
-``autograd``           the ``autograd.Function`` s with O(N) backward passes
+``autograd``           the differentiable kernels, each described once (``OpSpec``): custom
+                       ops with O(N) backward passes and their ``autograd.Function``
 ``pivots``             the chunked pivot sweeps (the CUDA path; plain torch ops)
 ``chunks``             the chunk layout and the chunked affine scan
 ``reference``          plain-loop twins of every kernel (``method="reference"``, test oracles)
@@ -35,16 +36,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import Backend
+from .. import Backend, _cast_rows
 from .. import triton as _triton
 from . import linalg as _linalg_ns
 from .autograd import (
-    _LogdetFn,
+    LOGDET,
+    RESOLVENT_DIAGONAL,
+    RESOLVENT_DIAGONAL_SHIFTED,
+    RESOLVENT_DIAGONAL_SHIFTED_CHUNKED,
+    SOLVE,
     _reject_forward_ad,
-    _ResolventDiagonalFn,
-    _ResolventShiftedChunkedFn,
-    _ResolventShiftedFn,
-    _SolveFn,
 )
 from .bridge import (
     _host_view,
@@ -68,7 +69,7 @@ from .pivots import _resolvent_chunked_shifted
 from .pool import release_host_pool
 from .reads import HostReads
 from .reference import _logdet_pivoted_ref, _pivots_ref, _resolvent_ref_combine
-from .select import FALLBACK, select_kernel
+from .select import FALLBACK, chunk_length_for, select_kernel
 
 __all__ = ["TorchBackend", "default_backend", "release_host_pool"]
 
@@ -111,21 +112,17 @@ class TorchBackend(Backend):
       cannot be imported); on CUDA ``"fused"`` where it applies, else ``"chunked"`` (also on
       other non-CPU devices).  An explicit ``method="chunked"`` always runs the plain torch ops.
 
-    ``chunk_length``: fixed chunk length ``L`` for the chunked form (default: the N-dependent
-    heuristic of the module docstring).  ``fused_chunk_length``: the same for the fused kernels
-    (default :func:`semisep.backends.triton.default_chunk_length`, 4).
+    ``chunk_length`` (a keyword of each kernel call): the chunk length ``L`` of the
+    ``"chunked"`` and ``"fused"`` kernels; None (the default) lets the kernel choose its own
+    N-dependent length (:func:`semisep.backends.torch.select.chunk_length_for` documents both).
+    The other kernels ignore it.
     """
 
     name = "torch"
     methods = ("sequential", "chunked", "fused", "reference")
     linalg = _linalg_ns
 
-    def __init__(self, chunk_length: int | None = None, fused_chunk_length: int | None = None):
-        for name, v in (("chunk_length", chunk_length), ("fused_chunk_length", fused_chunk_length)):
-            if v is not None and int(v) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        self.chunk_length = None if chunk_length is None else int(chunk_length)
-        self.fused_chunk_length = None if fused_chunk_length is None else int(fused_chunk_length)
+    def __init__(self) -> None:
         self._ran = threading.local()  # the kernel each thread's last call ran (Backend.kernel_ran)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -252,15 +249,15 @@ class TorchBackend(Backend):
     # -- the shift form (contract in semisep.backends) ------------------------------------------
     takes_shift = True
 
-    def resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method="auto"):
+    def resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, method="auto", *, chunk_length=None):
         """On CPU (``"sequential"``): the NumPy backend's shift-form kernels on zero-copy views
         (no (B, N) ``alpha``, a shared off-diagonal stays a stride-0 view); under autograd
-        through :class:`_ResolventShiftedFn` (its O(N) backward gives ``diag``, ``z`` and the
-        off-diagonals their gradients).  ``"chunked"`` without autograd, real ``diag`` and
-        ``beta``, complex shift: :func:`_resolvent_chunked_shifted` (then, where a pivot needs
-        the guard, the shifted sweeps with the guarded pass); the same under autograd through
-        :class:`_ResolventShiftedChunkedFn`.  Otherwise ``alpha = diag - shift`` is formed and
-        :meth:`resolvent_diagonal` runs."""
+        through the op ``RESOLVENT_DIAGONAL_SHIFTED`` of :mod:`.autograd` (its O(N) backward
+        gives ``diag``, ``z`` and the off-diagonals their gradients).  ``"chunked"`` without
+        autograd, real ``diag`` and ``beta``, complex shift: :func:`_resolvent_chunked_shifted`
+        (then, where a pivot needs the guard, the shifted sweeps with the guarded pass); the
+        same under autograd through ``RESOLVENT_DIAGONAL_SHIFTED_CHUNKED``.  Otherwise
+        ``alpha = diag - shift`` is formed and :meth:`resolvent_diagonal` runs."""
         if method != "reference":
             _reject_forward_ad(diag, shift, beta)
         # conjugate / negative views resolved: the kernels view complex tensors as real
@@ -268,20 +265,21 @@ class TorchBackend(Backend):
         grad = self._needs_grad(diag, shift, beta)
         kernel = self._select("resolvent_diagonal_shifted", method, diag, needs_grad=grad,
                               complex_shift=shift.is_complex())
+        L = chunk_length_for(kernel, chunk_length)
         if kernel == "fused":
-            out = self._fused(diag, shift, beta, pivmin)
+            out = self._fused(diag, shift, beta, pivmin, L)
             if out is not None:
                 return out
             kernel = self._note_kernel(FALLBACK["fused"])  # failed or declined: chunked runs
         if kernel == "sequential" and grad:
-            return _ResolventShiftedFn.apply(diag, shift, beta, pivmin.detach())
+            return RESOLVENT_DIAGONAL_SHIFTED(diag, shift, beta, pivmin.detach())
         if (kernel == "chunked" and grad and shift.is_complex()
                 and not diag.is_complex() and not beta.is_complex()):
-            return _ResolventShiftedChunkedFn.apply(diag, shift, beta, pivmin.detach(), self.chunk_length)
+            return RESOLVENT_DIAGONAL_SHIFTED_CHUNKED(diag, shift, beta, pivmin.detach(), L)
         if (kernel == "chunked" and not grad and shift.is_complex()
                 and not diag.is_complex() and not beta.is_complex()):
             with torch.no_grad():  # the layouts straight from diag, shift and beta (no alpha)
-                out = _resolvent_chunked_shifted(diag, shift, beta, pivmin.detach(), L=self.chunk_length,
+                out = _resolvent_chunked_shifted(diag, shift, beta, pivmin.detach(), L=L,
                                                  defer=True)
                 if out is not None:  # the guard certificate and the singular one, in one host sync
                     G, ok = out
@@ -290,7 +288,7 @@ class TorchBackend(Backend):
                     if ok_h:  # no pivot needed the guard
                         guarded = torch.zeros(diag.shape[0], dtype=torch.int64, device=diag.device)
                         return G, guarded, _resolvent_flags(G, pm, cert_ok)
-                return _resolvent_shifted_chunked(diag, shift, beta, pivmin.detach(), self.chunk_length)[:3]
+                return _resolvent_shifted_chunked(diag, shift, beta, pivmin.detach(), L)[:3]
         if kernel == "sequential":
             p = pivmin.detach().to(_real_dtype(shift.dtype))
             G, guarded, singular = numpy_backend().resolvent_diagonal_shifted(
@@ -298,10 +296,13 @@ class TorchBackend(Backend):
             )
             return (torch.from_numpy(np.asarray(G)), torch.from_numpy(np.asarray(guarded, dtype=np.int64)),
                     torch.from_numpy(np.asarray(singular, dtype=bool)))
-        # alpha = diag - shift formed, then resolvent_diagonal with the kernel chosen here
-        return Backend.resolvent_diagonal_shifted(self, diag, shift, beta, pivmin, kernel)
+        # alpha = diag - shift formed (as Backend.resolvent_diagonal_shifted), then
+        # resolvent_diagonal with the kernel chosen here
+        dtype = self.result_dtype(diag, shift, beta)
+        alpha = (diag - shift.to(dtype)[:, None]).to(dtype)
+        return self.resolvent_diagonal(alpha, _cast_rows(self, beta, dtype), pivmin, kernel, chunk_length=L)
 
-    def _fused(self, diag, shift, beta, pivmin):
+    def _fused(self, diag, shift, beta, pivmin, L):
         """The fused Triton kernels (:func:`semisep.backends.triton.resolvent_diagonal_fused`)
         for the shift form: ``(G, guarded, singular)``, or None where the whole batch must run
         the chunked kernel -- every row declined, or the kernels failed to compile or launch
@@ -312,7 +313,7 @@ class TorchBackend(Backend):
         try:
             with torch.no_grad():
                 G, guarded, singular, declined = _triton.resolvent_diagonal_fused(
-                    diag, shift, beta, pivmin.detach(), L=self.fused_chunk_length)
+                    diag, shift, beta, pivmin.detach(), L=L)
         except Exception as exc:  # noqa: BLE001 - any failure falls back, never raises
             _warn_fused_failed(exc)
             return None
@@ -322,7 +323,7 @@ class TorchBackend(Backend):
         if rows.numel() == diag.shape[0]:
             return None
         Gc, gc, sc = self.resolvent_diagonal_shifted(diag[rows], shift[rows], beta[rows],
-                                                     pivmin.detach()[rows], "chunked")
+                                                     pivmin.detach()[rows], "chunked", chunk_length=L)
         G[rows], guarded[rows], singular[rows] = Gc.to(G.dtype), gc, sc
         return G, guarded, singular
 
@@ -377,7 +378,7 @@ class TorchBackend(Backend):
     def _needs_grad(*xs) -> bool:
         return torch.is_grad_enabled() and any(isinstance(x, torch.Tensor) and x.requires_grad for x in xs)
 
-    def resolvent_diagonal(self, alpha, beta, pivmin, method="auto"):
+    def resolvent_diagonal(self, alpha, beta, pivmin, method="auto", *, chunk_length=None):
         """``G_ii = [(T - zI)^{-1}]_ii`` for ``alpha (B, N)``, ``beta (B, N-1)``, ``pivmin (B,)``.
 
         Returns ``(G (B, N), guarded (B,) int64, singular (B,) bool)``; ``guarded`` counts the
@@ -386,6 +387,7 @@ class TorchBackend(Backend):
             _reject_forward_ad(alpha, beta)
         grad = self._needs_grad(alpha, beta)
         method = self._select("resolvent_diagonal", method, alpha, needs_grad=grad)
+        L = chunk_length_for(method, chunk_length)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain loop, differentiable by ordinary autograd
             gL, _, mL = _pivots_ref(alpha, beta, pivmin)
@@ -393,20 +395,21 @@ class TorchBackend(Backend):
             G = _resolvent_ref_combine(alpha, beta, gL, gRr.flip(1))
             return G, (mL.sum(1) + mR.sum(1)).to(torch.int64), _resolvent_flags(G, pivmin)
         if grad:
-            return _ResolventDiagonalFn.apply(alpha, beta, pivmin, method, self.chunk_length)
+            return RESOLVENT_DIAGONAL(alpha, beta, pivmin, method, L)
         with torch.no_grad():
             if method == "sequential":  # fused compiled kernel, no pivots kept
                 return _numpy_kernel("resolvent_diagonal", alpha, beta, pivmin)
-            G, guarded, singular, _, _ = _resolvent_forward(alpha, beta, pivmin, method, self.chunk_length)
+            G, guarded, singular, _, _ = _resolvent_forward(alpha, beta, pivmin, method, L)
             return G, guarded, singular
 
-    def logdet(self, alpha, beta, pivmin, method="auto"):
+    def logdet(self, alpha, beta, pivmin, method="auto", *, chunk_length=None):
         """``log det(T - zI)`` for one matrix per batch row: ``(ld (B,) complex, guarded, singular)``;
         the imaginary part in (-pi, pi] (complex also for real input)."""
         if method != "reference":
             _reject_forward_ad(alpha, beta)
         grad = self._needs_grad(alpha, beta)
         method = self._select("logdet", method, alpha, needs_grad=grad)
+        L = chunk_length_for(method, chunk_length)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain pivoted loop, differentiable by ordinary autograd
             # det A depends on the products beta_i only: eliminate the balanced similar matrix
@@ -419,26 +422,27 @@ class TorchBackend(Backend):
             ld, singular = _logdet_pivoted_ref(alpha, beta / m, c, pivmin)
             return ld, torch.zeros(alpha.shape[0], dtype=torch.int64, device=alpha.device), singular
         if grad:
-            return _LogdetFn.apply(alpha, beta, pivmin, method, self.chunk_length)
+            return LOGDET(alpha, beta, pivmin, method, L)
         with torch.no_grad():
-            ld, guarded, singular, _ = _logdet_forward(alpha, beta, pivmin, method, self.chunk_length)
+            ld, guarded, singular, _ = _logdet_forward(alpha, beta, pivmin, method, L)
             return ld, guarded, singular
 
-    def solve(self, alpha, b, c, f, pivmin, method="auto"):
+    def solve(self, alpha, b, c, f, pivmin, method="auto", *, chunk_length=None):
         """``x = (T - zI)^{-1} f`` for ``alpha (B, N)``, ``b, c (B, N-1)``, ``f (B, N, k)``:
         ``(x (B, N, k), guarded, singular)``."""
         if method != "reference":
             _reject_forward_ad(alpha, b, c, f)
         grad = self._needs_grad(alpha, b, c, f)
         method = self._select("solve", method, alpha, needs_grad=grad)
+        L = chunk_length_for(method, chunk_length)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain loops, differentiable by ordinary autograd
             x, guarded, singular, _ = _solve_forward(alpha, b, c, f, pivmin, "reference", None)
             return x, guarded, singular
         if grad:
-            return _SolveFn.apply(alpha, b, c, f, pivmin, method, self.chunk_length)
+            return SOLVE(alpha, b, c, f, pivmin, method, L)
         with torch.no_grad():
-            x, guarded, singular, _ = _solve_forward(alpha, b, c, f, pivmin, method, self.chunk_length)
+            x, guarded, singular, _ = _solve_forward(alpha, b, c, f, pivmin, method, L)
             return x, guarded, singular
 
     def resolvent_diagonal_masked(self, alpha, beta, pivmin, keep, chunk_length=None):
@@ -450,9 +454,9 @@ class TorchBackend(Backend):
         second-pass steps run / those of a full pass)."""
         from .masked import masked_resolvent_chunked
 
-        L = self.chunk_length if chunk_length is None else chunk_length
         with torch.no_grad():
-            return masked_resolvent_chunked(alpha, beta, pivmin.detach(), keep, L)
+            return masked_resolvent_chunked(alpha, beta, pivmin.detach(), keep,
+                                            chunk_length_for("chunked", chunk_length))
 
 
 _FUSED_FAILURES: set[str] = set()

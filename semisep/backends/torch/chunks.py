@@ -28,8 +28,8 @@ scan's extra work ~nc log2(nc) favours long ones.  Affine scans: ``L = 2^round(l
 clipped to [8, 128]; the op count is ~2L for the in-chunk passes plus ~30 per level of the
 chunk scan.  Beyond the caps (N >= 2^14) the chunk count grows instead, so the number of ops
 of a call -- one kernel launch each on CUDA -- grows like log2 N (tests/test_launches_syncs.py).
-``TorchBackend(chunk_length=L)`` fixes L for both (the tests use tiny L to exercise many chunks
-at small N).
+The kernels' per-call ``chunk_length=L`` fixes L for both (the tests use tiny L to exercise
+many chunks at small N).
 """
 
 from __future__ import annotations

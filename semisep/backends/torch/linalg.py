@@ -107,3 +107,72 @@ def matmul_mixed(A: Any, B: Any, dtype: Any) -> Any:
         out = A.to(Br.dtype) @ Br  # (..., n, 2k)
         return torch.view_as_complex(out.reshape(*out.shape[:-1], Bc.shape[-1], 2).contiguous())
     return A.to(dtype) @ B.to(dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# the covariance kernels' namespace (semisep.kernels): elementwise functions and assembly
+# ------------------------------------------------------------------------------------------------
+class KernelNamespace:
+    """:class:`semisep.backends.numpy.linalg.KernelNamespace` on tensors of one floating
+    ``dtype`` on ``device``; every operation is a torch op, so autograd records the assembly
+    (exact gradients for every parameter and coordinate)."""
+
+    name = "torch"
+
+    def __init__(self, dtype: Any, device: Any = None) -> None:
+        self.dtype = dtype
+        self.device = device
+        self.exp, self.expm1, self.sqrt = torch.exp, torch.expm1, torch.sqrt
+        self.cos, self.sin, self.abs, self.where = torch.cos, torch.sin, torch.abs, torch.where
+
+    def asarray(self, x: Any) -> Any:
+        return torch.as_tensor(x, dtype=self.dtype, device=self.device)
+
+    def zeros(self, shape: Any) -> Any:
+        return torch.zeros(tuple(shape), dtype=self.dtype, device=self.device)
+
+    def stack(self, xs: Any, axis: int) -> Any:
+        return torch.stack(self.broadcast(*xs), dim=axis)
+
+    def concat(self, xs: Any, axis: int) -> Any:
+        return torch.cat(list(xs), dim=axis)
+
+    def broadcast(self, *xs: Any) -> list[Any]:
+        shape = np.broadcast_shapes(*(tuple(x.shape) for x in xs))
+        return [x.expand(shape) for x in xs]
+
+    def broadcast_to(self, x: Any, shape: Any) -> Any:
+        return x.expand(tuple(shape))
+
+    def matrix(self, rows: Any, out: Any = None) -> Any:
+        """``(..., m, n)`` from an m x n nested list of broadcastable ``(...)`` tensors, written
+        entry by entry into ``out`` (a view into a larger tensor) or one new allocation; autograd
+        records the copies."""
+        if out is None:
+            shape = np.broadcast_shapes(*(tuple(np.shape(x)) for row in rows for x in row))
+            out = self.zeros(tuple(shape) + (len(rows), len(rows[0])))
+        for i, row in enumerate(rows):
+            for j, x in enumerate(row):
+                out[..., i, j] = x
+        return out
+
+    def const(self, m: Any) -> Any:
+        """A constant NumPy matrix as a tensor of this namespace (no gradient)."""
+        return self.asarray(np.asarray(m, dtype=np.float64))
+
+
+def kernel_namespace(*xs: Any) -> KernelNamespace:
+    """The :class:`KernelNamespace` of ``xs``, some of them tensors: the common floating dtype
+    of the tensors (integer tensors count as float64; NumPy arrays and scalars among ``xs`` do
+    not take part) on the first tensor's device.
+
+    Raises TypeError for a complex tensor (the kernels' coordinates and parameters are real)."""
+    tensors = [x for x in xs if isinstance(x, torch.Tensor)]
+    dtype = None
+    for x in tensors:
+        if x.is_complex():
+            raise TypeError("kernel coordinates and parameters must be real, got a complex tensor")
+        d = x.dtype if x.is_floating_point() else torch.float64
+        dtype = d if dtype is None else torch.promote_types(dtype, d)
+    return KernelNamespace(torch.float64 if dtype is None else dtype,
+                           tensors[0].device if tensors else None)

@@ -6,7 +6,7 @@ or a ``torch.func`` transform (``torch._C._are_functorch_transforms_active()``),
 :meth:`TorchBackend.traced_call` sends ``Tridiagonal.resolvent_diagonal``, ``logdet`` and
 ``solve`` here instead of through the eager code, which reads values on the host (the
 finiteness checks, the power-of-two range scaling, the singularity checks that raise) and calls
-numba kernels and autograd Functions that neither dynamo nor functorch can trace.  Each call
+numba kernels that neither dynamo nor functorch can trace.  Each call
 becomes one node of the graph:
 
 * ``semisep::tridiagonal_call(which, diag, lower, upper, z, ...)`` runs the eager method
@@ -17,7 +17,7 @@ becomes one node of the graph:
   batch; ``result_dtype`` promotion; ``logdet`` complex).
 * ``semisep::tridiagonal_call_backward(which, grad, ...)`` is its vector-Jacobian product:
   the eager method is run again with autograd on the needed inputs and
-  ``torch.autograd.grad`` applied, so the gradients are those of the eager autograd Functions
+  ``torch.autograd.grad`` applied, so the gradients are those of the eager kernel ops
   (same O(N) backward kernels, same conjugation convention).  The forward is recomputed
   rather than saved, so nothing of the eager path's internal state crosses the op boundary;
   the price is one extra forward sweep in the backward.  A custom op's kernel runs below the
@@ -26,11 +26,11 @@ becomes one node of the graph:
   ``register_autograd`` wires the two.
 
 ``torch.func``: the forward kernel, too, runs on the worker thread while a transform is
-active (the eager autograd Functions refuse to run under one; the transform stack is
-per-thread).  The ops are entered through ``_TransformCall``, an autograd Function with
-``setup_context`` and the same backward (``torch.func.grad`` refuses the Function that
-``register_autograd`` generates, which has none), whose backward calls
-``_BackwardCall`` (first order only: its own backward raises).  Both ops have a
+active (the eager code asks the thread's transform stack, :meth:`TorchBackend.tracing`, and
+would route the call back here; the stack is per-thread).  The ops are entered through
+``_TransformCall``, an autograd Function with ``setup_context`` and the same backward
+(``torch.func.grad`` refuses the Function that ``register_autograd`` generates, which has
+none), whose backward calls ``_BackwardCall`` (first order only: its own backward raises).  Both ops have a
 ``register_vmap`` rule: with ``R`` the rank of the per-sample result's batch
 (``broadcast(T's batch, z.shape, b's batch)``), every tensor input becomes ``(V | 1, 1, ..., 1,
 *per-sample shape)`` with the vmapped dimension ``V`` first and size-1 dimensions up to batch
@@ -144,8 +144,8 @@ def _call(which: str, diag: torch.Tensor, lower: torch.Tensor, upper: torch.Tens
           check_finite: bool) -> torch.Tensor:
     args = (which, diag, lower, upper, _decode_z(z, z_scalar, z_kind), b, indices, method,
             check_finite_op, check_finite)
-    # below a torch.func transform the eager autograd Functions refuse to run (they check the
-    # thread's transform stack, not their inputs): run them where that stack is empty
+    # below a torch.func transform the eager code would see the thread's transform stack (not
+    # its inputs) and route back here: run it where that stack is empty
     out = _on_worker(_eager, diag.device, *args) if _transforms_active() else _eager(*args)
     if which == "logdet" and not out.is_complex():  # not reached from traced_call (real T - zI)
         out = out.to(torch.complex64 if out.dtype == torch.float32 else torch.complex128)

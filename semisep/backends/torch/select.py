@@ -5,12 +5,15 @@ device type, whether autograd needs the result, whether the shift is complex, N,
 optional libraries import) and returns the name of the kernel that runs.  It reads no tensor,
 no global state and no environment, so every row of its table is testable without the device
 it names.  :class:`semisep.backends.torch.TorchBackend` calls it at each kernel entry point
-and records what it returned (and the fallback below) for ``PivotInfo.method``.
+and records what it returned (and the fallback below) for ``PivotInfo.method``; then
+:func:`chunk_length_for` gives the chunk length of that kernel for the call.
 """
 
 from __future__ import annotations
 
-__all__ = ["KERNELS", "OPERATIONS", "FALLBACK", "select_kernel"]
+from numbers import Integral
+
+__all__ = ["KERNELS", "OPERATIONS", "FALLBACK", "chunk_length_for", "select_kernel"]
 
 #: The kernel names :func:`select_kernel` returns; each is also a ``method=`` value.
 KERNELS = ("sequential", "chunked", "fused", "reference")
@@ -135,3 +138,32 @@ def _fused_unavailable(operation: str, *, device_type: str, needs_grad: bool, co
     if needs_grad:
         return "has no backward; the call needs a gradient"
     return None
+
+
+def chunk_length_for(kernel: str, chunk_length: int | None = None) -> int | None:
+    """The chunk length ``L`` that ``kernel`` runs with, given the call's ``chunk_length``
+    keyword (:class:`~semisep.backends.torch.TorchBackend`'s kernel methods take it per call;
+    there is no process-wide setting).
+
+    ==============  ======================  ==================================================
+    ``kernel``      ``chunk_length``        ``L``
+    ==============  ======================  ==================================================
+    any             not a positive integer  ValueError
+    ``chunked``     None                    None: the kernel's N-dependent defaults, one for
+                                            the pivot sweeps (``chunks._pivot_chunk_length``)
+                                            and one for the affine scans
+                                            (``chunks._scan_chunk_length``)
+    ``chunked``     ``L >= 1``              ``L`` for every chunked sweep and scan of the call
+    ``fused``       None                    None: :func:`semisep.backends.triton.default_chunk_length`
+    ``fused``       ``L >= 1``              ``L``; the declined rows run ``chunked`` with the same ``L``
+    ``sequential``  any valid               None (the kernel has no chunks)
+    ``reference``   any valid               None
+    ==============  ======================  ==================================================
+    """
+    if chunk_length is not None:
+        if isinstance(chunk_length, bool) or not isinstance(chunk_length, Integral) or chunk_length < 1:
+            raise ValueError(f"chunk_length must be a positive integer or None, got {chunk_length!r}")
+        chunk_length = int(chunk_length)
+    if kernel not in ("chunked", "fused"):
+        return None
+    return chunk_length

@@ -349,7 +349,8 @@ def woodbury_resolvent_diagonal_flops(n: int, r: int, complex: bool = True) -> i
         G_ii = G0_ii - sum_k X_ik W_ik             N (r mul + r add)
 
     ``U``, ``V`` are promoted to the dtype of ``A`` (as the kernels do); like every count here it
-    starts from ``alpha``, ``beta``, ``b``, ``c`` (forming ``beta = b c`` is the caller's).
+    starts from ``alpha``, ``beta``, ``upper``, ``lower`` (forming ``beta = upper lower`` is the
+    caller's).
     """
     a, m, rc = _k(complex)
     if r == 0:

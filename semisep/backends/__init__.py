@@ -12,7 +12,8 @@ With ``A = T - z I`` for one batch row:
 
 * ``alpha``: ``(B, N)``, ``alpha_i = A[i, i]``
 * ``beta``:  ``(B, N-1)``, ``beta_i = A[i, i+1] * A[i+1, i]``
-* ``b``, ``c``: ``(B, N-1)``, the upper and lower off-diagonals (only ``solve`` needs them apart)
+* ``upper``, ``lower``: ``(B, N-1)``, the upper and lower off-diagonals (``A[i, i+1]`` and
+  ``A[i+1, i]``; only ``solve`` and the Woodbury kernels need them apart)
 * ``pivmin``: ``(B,)`` real, the pivot guard: a pivot ``d`` with ``|d| < pivmin`` is replaced
   by ``pivmin * d/|d|`` (``pivmin`` if ``d == 0``) and counted.
 * every kernel returns ``(result, guarded, singular)`` with ``guarded`` an int64 ``(B,)`` array
@@ -191,7 +192,7 @@ class Backend:
     def logdet(self, alpha, beta, pivmin, method="auto"):
         raise NotImplementedError
 
-    def solve(self, alpha, b, c, f, pivmin, method="auto"):
+    def solve(self, alpha, upper, lower, f, pivmin, method="auto"):
         raise NotImplementedError
 
     #: whether the core should call the shift-form kernel (see the module docstring)
@@ -230,7 +231,7 @@ class Backend:
         "sequential"."""
         return self.fused_woodbury and method in ("auto", "sequential")
 
-    def woodbury_forward(self, alpha, b, c, U, V, pivmin, shift=None):
+    def woodbury_forward(self, alpha, upper, lower, U, V, pivmin, shift=None):
         raise NotImplementedError
 
     def woodbury_correction(self, sweeps, Kinv, subtract_from=None):

@@ -131,7 +131,7 @@ class DaskBackend(Backend):
         self.check_method(method)
         return _graph.logdet(alpha, beta, pivmin)
 
-    def solve(self, alpha, b, c, f, pivmin, method="auto"):
+    def solve(self, alpha, upper, lower, f, pivmin, method="auto"):
         self.check_method(method)
-        return _graph.solve(alpha, b, c, f, pivmin)
+        return _graph.solve(alpha, upper, lower, f, pivmin)
 

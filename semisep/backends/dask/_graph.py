@@ -216,12 +216,12 @@ def logdet(alpha: Any, beta: Any, pivmin: Any) -> tuple[Any, Any, Any]:
             g.array("singular", sb, rc, bool, inputs))
 
 
-def solve(alpha: Any, b: Any, c: Any, f: Any, pivmin: Any) -> tuple[Any, Any, Any]:
+def solve(alpha: Any, upper: Any, lower: Any, f: Any, pivmin: Any) -> tuple[Any, Any, Any]:
     """``(x (B, N, k), guarded, singular)`` for ``A x = f`` lazily (the Thomas algorithm with
     carried pivots and two affine scans); a singular row raises when ``x`` is computed."""
-    dtype = np.result_type(alpha.dtype, b.dtype, c.dtype, f.dtype)
-    g = _Graph(_name("solve", alpha, b, c, f, pivmin))
-    rows, (CL, BU, F), inputs = row_blocks(g, alpha, b * c, pivmin, c, b, f)
+    dtype = np.result_type(alpha.dtype, upper.dtype, lower.dtype, f.dtype)
+    g = _Graph(_name("solve", alpha, upper, lower, f, pivmin))
+    rows, (CL, BU, F), inputs = row_blocks(g, alpha, upper * lower, pivmin, lower, upper, f)
     xb, gb, sb = {}, {}, {}
     for i, r in enumerate(rows):
         vL = left_carries(g, r)

@@ -315,19 +315,19 @@ class NumpyBackend(Backend):
             return logdet_ref(alpha, beta, pivmin)
         return logdet_kernel(alpha, beta, pivmin)
 
-    def solve(self, alpha, b, c, f, pivmin, method="auto"):
+    def solve(self, alpha, upper, lower, f, pivmin, method="auto"):
         if self._select("solve", method) == "reference":
-            return solve_ref(alpha, b, c, f, pivmin)
-        return solve_kernel(alpha, b, c, f, pivmin)
+            return solve_ref(alpha, upper, lower, f, pivmin)
+        return solve_kernel(alpha, upper, lower, f, pivmin)
 
     fused_woodbury = True
 
-    def woodbury_forward(self, alpha, b, c, U, V, pivmin, shift=None):
+    def woodbury_forward(self, alpha, upper, lower, U, V, pivmin, shift=None):
         """:func:`woodbury_forward_kernel` writing X and P into this thread's scratch buffer:
         they stay valid until the sweeps are passed to :meth:`woodbury_correction` or
         :meth:`woodbury_release`, which recycle it."""
         self._note_kernel("sequential")
-        return woodbury_forward_kernel(alpha, b, c, U, V, pivmin, shift=shift, buffer=_take_scratch())
+        return woodbury_forward_kernel(alpha, upper, lower, U, V, pivmin, shift=shift, buffer=_take_scratch())
 
     def woodbury_correction(self, sweeps, Kinv, subtract_from=None):
         corr = woodbury_correction_kernel(sweeps, Kinv, subtract_from)

@@ -86,7 +86,7 @@ def _logdet_batch(alpha, beta, pivmin, logabs, phase, guarded, singular):
 
 
 @numba.njit(**_JIT)
-def _solve_row(alpha, b, c, f, pivmin, x, v1, v2):
+def _solve_row(alpha, upper, lower, f, pivmin, x, v1, v2):
     """``A x = f`` by Gaussian elimination with partial pivoting (row exchanges), LAPACK's
     ``?gtsv``: ``P A = L U`` with ``L`` unit lower bidiagonal up to the exchanges
     (``|L_ij| <= 1``) and ``U`` upper triangular with two superdiagonals (the fill of an
@@ -114,12 +114,12 @@ def _solve_row(alpha, b, c, f, pivmin, x, v1, v2):
     zero = di * 0
     dui = zero
     if n > 1:
-        dui = b[0]
+        dui = upper[0]
     for i in range(n - 1):
         dunext = zero
         if i < n - 2:
-            dunext = b[i + 1]
-        u, ri, a1, a2, fact, swap, di, dui = _gtsv_factor_step(di, dui, c[i], alpha[i + 1], dunext)
+            dunext = upper[i + 1]
+        u, ri, a1, a2, fact, swap, di, dui = _gtsv_factor_step(di, dui, lower[i], alpha[i + 1], dunext)
         if _cabs1(u) < q:
             singular = True
         v1[i] = ri * a1
@@ -156,9 +156,10 @@ def _solve_row(alpha, b, c, f, pivmin, x, v1, v2):
 
 
 @jit(parallel=True, **_JIT)
-def _solve_batch(alpha, b, c, f, pivmin, x, v1, v2, guarded, singular):
+def _solve_batch(alpha, upper, lower, f, pivmin, x, v1, v2, guarded, singular):
     for r in prange(alpha.shape[0]):
-        guarded[r], singular[r] = _solve_row(alpha[r], b[r], c[r], f[r], pivmin[r], x[r], v1[r], v2[r])
+        guarded[r], singular[r] = _solve_row(alpha[r], upper[r], lower[r], f[r], pivmin[r], x[r],
+                                             v1[r], v2[r])
 
 
 def logdet_kernel(alpha, beta, pivmin):
@@ -180,20 +181,20 @@ def _logdet_from_phase(logabs, phase):
     return (logabs + 1j * np.arctan2(phase.imag, phase.real)).astype(cdtype)  # np.angle's formula
 
 
-def solve_kernel(alpha, b, c, f, pivmin):
+def solve_kernel(alpha, upper, lower, f, pivmin):
     """Solution of ``A x = f``, f: (B, N, k) -> x (B, N, k); guarded; singular. Compiled.
 
     Gaussian elimination with partial pivoting, LAPACK's ``?gtsv`` (:func:`_solve_row`):
     backward stable, no pivot guarded (``guarded`` is zero); ``singular`` where some
     ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin``."""
-    alpha, b, c, f = _prep(alpha, b, c, f)
+    alpha, upper, lower, f = _prep(alpha, upper, lower, f)
     B, N = alpha.shape
     x = np.empty_like(f)
     v1, v2 = np.empty_like(alpha), np.empty_like(alpha)
     guarded = np.zeros(B, np.int64)
     singular = np.zeros(B, np.bool_)
     if B and N:
-        _solve_batch(alpha, b, c, f, _pivmin(pivmin, alpha.dtype), x, v1, v2, guarded, singular)
+        _solve_batch(alpha, upper, lower, f, _pivmin(pivmin, alpha.dtype), x, v1, v2, guarded, singular)
     return x, guarded, singular
 
 

@@ -90,17 +90,17 @@ def logdet_ref(alpha, beta, pivmin):
     return _logdet_from_phase(logabs, phase), np.zeros(B, np.int64), singular
 
 
-def _gtsv_factor_ref(alpha, b, c):
+def _gtsv_factor_ref(alpha, upper, lower):
     """U's diagonal (B, N) and the number of row exchanges (B,) of the pivoted elimination
     (:func:`solve_ref`'s, without the right-hand side)."""
     B, N = alpha.shape
     u = np.zeros((B, N), alpha.dtype)
     swaps = np.zeros(B, np.int64)
     di = alpha[:, 0].copy()
-    dui = b[:, 0] if N > 1 else np.zeros(B, alpha.dtype)
+    dui = upper[:, 0] if N > 1 else np.zeros(B, alpha.dtype)
     for i in range(N - 1):
-        dl, dn = c[:, i], alpha[:, i + 1]
-        dun = b[:, i + 1] if i < N - 2 else np.zeros(B, alpha.dtype)
+        dl, dn = lower[:, i], alpha[:, i + 1]
+        dun = upper[:, i + 1] if i < N - 2 else np.zeros(B, alpha.dtype)
         swap = _cabs1_ref(di) < _cabs1_ref(dl)
         piv = np.where(swap, dl, di)
         other = np.where(swap, di, dl)
@@ -117,23 +117,23 @@ def _cabs1_ref(x):
     return np.abs(x.real) + np.abs(x.imag) if np.iscomplexobj(x) else np.abs(x)
 
 
-def solve_ref(alpha, b, c, f, pivmin):
+def solve_ref(alpha, upper, lower, f, pivmin):
     """Twin of :func:`solve_kernel`: Gaussian elimination with partial pivoting (LAPACK
     ``?gtsv``), written as a loop over N vectorised over the batch, the row exchanges as
     ``np.where``; U's diagonal and two superdiagonals stored, then back substitution."""
     B, N = alpha.shape
-    dt = np.result_type(alpha, b, c, f)
+    dt = np.result_type(alpha, upper, lower, f)
     x = np.array(f, dtype=dt, copy=True)
     u = np.zeros((B, N), dt)
     u1 = np.zeros((B, N), dt)
     u2 = np.zeros((B, N), dt)
     q = SINGULAR_FACTOR * np.asarray(pivmin)
     di = alpha[:, 0].astype(dt)
-    dui = b[:, 0].astype(dt) if N > 1 else np.zeros(B, dt)
+    dui = upper[:, 0].astype(dt) if N > 1 else np.zeros(B, dt)
     for i in range(N - 1):
-        dl = c[:, i].astype(dt)
+        dl = lower[:, i].astype(dt)
         dn = alpha[:, i + 1].astype(dt)
-        dun = b[:, i + 1].astype(dt) if i < N - 2 else np.zeros(B, dt)
+        dun = upper[:, i + 1].astype(dt) if i < N - 2 else np.zeros(B, dt)
         swap = _cabs1_ref(di) < _cabs1_ref(dl)
         piv = np.where(swap, dl, di)
         other = np.where(swap, di, dl)
@@ -162,37 +162,37 @@ def solve_ref(alpha, b, c, f, pivmin):
     return x, np.zeros(B, np.int64), singular
 
 
-def woodbury_forward_ref(alpha, b, c, U, V, pivmin, shift=None):
+def woodbury_forward_ref(alpha, upper, lower, U, V, pivmin, shift=None):
     """Twin of :func:`woodbury_forward_kernel` (pivots from :func:`left_pivots_ref`):
     ``(X, K - I, gL, guarded, singular)`` with ``X = A^{-1} U`` as a (B, N, r) array."""
     if shift is not None:
         alpha = alpha - np.asarray(shift)[:, None]
-    b, c = np.asarray(b, alpha.dtype), np.asarray(c, alpha.dtype)
+    upper, lower = np.asarray(upper, alpha.dtype), np.asarray(lower, alpha.dtype)
     B, N = alpha.shape
-    gL, guarded, singular = left_pivots_ref(alpha, b * c, pivmin)
+    gL, guarded, singular = left_pivots_ref(alpha, upper * lower, pivmin)
     if N > 1:  # element growth counts with the guarded pivots (see _forward_sweep)
         cap = np.asarray(pivmin) * (_WOODBURY_GROWTH / np.finfo(alpha.dtype).eps)
-        guarded = guarded + (_cabs1_ref((c * gL[:, :-1]) * b) > cap[:, None]).sum(axis=1)
+        guarded = guarded + (_cabs1_ref((lower * gL[:, :-1]) * upper) > cap[:, None]).sum(axis=1)
     X = np.array(np.broadcast_to(U, (B,) + U.shape[-2:]), dtype=alpha.dtype)
     for i in range(1, N):
-        X[:, i] -= (c[:, i - 1] * gL[:, i - 1])[:, None] * X[:, i - 1]
+        X[:, i] -= (lower[:, i - 1] * gL[:, i - 1])[:, None] * X[:, i - 1]
     X[:, N - 1] *= gL[:, N - 1][:, None]
     for i in range(N - 2, -1, -1):
-        X[:, i] = gL[:, i][:, None] * (X[:, i] - b[:, i][:, None] * X[:, i + 1])
+        X[:, i] = gL[:, i][:, None] * (X[:, i] - upper[:, i][:, None] * X[:, i + 1])
     KmI = np.swapaxes(np.broadcast_to(V, (B,) + V.shape[-2:]), -1, -2) @ X
     return X, KmI.astype(alpha.dtype), gL, guarded, singular
 
 
-def woodbury_correction_ref(gL, b, c, X, V, Kinv):
+def woodbury_correction_ref(gL, upper, lower, X, V, Kinv):
     """Twin of :func:`woodbury_correction_kernel`: ``W = A^{-T} V K^{-T}`` stored, then
     ``sum_k X_ik W_ik``."""
     N = gL.shape[1]
-    b, c = np.asarray(b, gL.dtype), np.asarray(c, gL.dtype)
+    upper, lower = np.asarray(upper, gL.dtype), np.asarray(lower, gL.dtype)
     P = np.array(np.broadcast_to(V, X.shape) @ np.swapaxes(Kinv, -1, -2), dtype=gL.dtype)
     P[:, 0] *= gL[:, 0][:, None]
     for i in range(1, N):
-        P[:, i] = gL[:, i][:, None] * (P[:, i] - b[:, i - 1][:, None] * P[:, i - 1])
+        P[:, i] = gL[:, i][:, None] * (P[:, i] - upper[:, i - 1][:, None] * P[:, i - 1])
     for i in range(N - 2, -1, -1):
-        P[:, i] -= (gL[:, i] * c[:, i])[:, None] * P[:, i + 1]
+        P[:, i] -= (gL[:, i] * lower[:, i])[:, None] * P[:, i + 1]
     return (X * P).sum(axis=-1)
 

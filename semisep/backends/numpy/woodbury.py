@@ -22,7 +22,7 @@ from .sweeps import _pivmin, _prep
 
 
 @numba.njit(**_JIT)
-def _forward_sweep(alpha, shift, b, c, f, pivmin, cap, out, gL):
+def _forward_sweep(alpha, shift, upper, lower, f, pivmin, cap, out, gL):
     """One forward sweep of Gaussian elimination without row exchanges (the fused Woodbury
     kernels' ``X = A^{-1} U``); the diagonal of A is ``alpha - shift`` (``shift`` a scalar: the
     fused Woodbury path passes T's diagonal and z, so that ``alpha`` is never formed).
@@ -45,15 +45,15 @@ def _forward_sweep(alpha, shift, b, c, f, pivmin, cap, out, gL):
     d, g = _guard(a0, pivmin)
     if g:
         guarded += 1
-        if n > 1 and abs(b[0] * c[0]) <= pivmin * pivmin:
+        if n > 1 and abs(upper[0] * lower[0]) <= pivmin * pivmin:
             singular = True
     gl = _recip(d)
     gL[0] = gl
     for j in range(k):
         out[0, j] = f[0, j]
     for i in range(1, n):
-        m = c[i - 1] * gl
-        mb = m * b[i - 1]
+        m = lower[i - 1] * gl
+        mb = m * upper[i - 1]
         if _cabs1(mb) > cap:
             guarded += 1
         draw = (alpha[i] - shift) - mb
@@ -62,7 +62,7 @@ def _forward_sweep(alpha, shift, b, c, f, pivmin, cap, out, gL):
         d, g = _guard(draw, pivmin)
         if g:
             guarded += 1
-            if i < n - 1 and abs(b[i] * c[i]) <= pivmin * pivmin:
+            if i < n - 1 and abs(upper[i] * lower[i]) <= pivmin * pivmin:
                 singular = True
         gl = _recip(d)
         gL[i] = gl
@@ -141,7 +141,7 @@ def _dot_into_impl(a, b, out):
 
 
 @numba.njit(**_JIT)
-def _woodbury_forward_panel(alpha, shift, b, c, U, V, pivmin, cap, X, gL, K):
+def _woodbury_forward_panel(alpha, shift, upper, lower, U, V, pivmin, cap, X, gL, K):
     """One panel: ``X = A^{-1} U`` and ``K = V^T X``.
 
     alpha (N,), shift a scalar (A's diagonal is ``alpha - shift``), b, c (N-1,); U (N, h) this
@@ -152,7 +152,7 @@ def _woodbury_forward_panel(alpha, shift, b, c, U, V, pivmin, cap, X, gL, K):
     n = alpha.shape[0]
     h = X.shape[1]
     r = V.shape[1]
-    guarded, singular = _forward_sweep(alpha, shift, b, c, U, pivmin, cap, X, gL)  # X = L^{-1} U
+    guarded, singular = _forward_sweep(alpha, shift, upper, lower, U, pivmin, cap, X, gL)  # X = L^{-1} U
     K[:] = 0
     part = np.empty_like(K)
     g = gL[n - 1]
@@ -163,7 +163,7 @@ def _woodbury_forward_panel(alpha, shift, b, c, U, V, pivmin, cap, X, gL, K):
         lo = max(hi - _WOODBURY_BLOCK, 0)
         for i in range(min(hi, n - 1) - 1, lo - 1, -1):
             g = gL[i]
-            bi = b[i]
+            bi = upper[i]
             for j in range(h - 1, -1, -1):
                 X[i, j] = g * (X[i, j] - _times(bi, X[i + 1, j]))
         if r > _WOODBURY_INLINE_RANK:  # the block the back sweep just wrote, still in cache
@@ -192,7 +192,7 @@ def _panel(flat, n, j0, j1):
 
 
 @jit(parallel=True, **_JIT)
-def _woodbury_forward_batch(alpha, shift, b, c, U, V, pivmin, cap, X, gL, K, guarded, singular):
+def _woodbury_forward_batch(alpha, shift, upper, lower, U, V, pivmin, cap, X, gL, K, guarded, singular):
     """B x nsplit tasks (row k, panel t): X[k]'s panel t, gL[k, t], K[k, t][:, panel t].
     X (B, N r) flat; V (BV, N, r) with BV = 1 (shared) or B."""
     B, n = alpha.shape
@@ -200,7 +200,8 @@ def _woodbury_forward_batch(alpha, shift, b, c, U, V, pivmin, cap, X, gL, K, gua
     nsplit = K.shape[1]
     for task in prange(B * nsplit):
         k, t, j0, j1 = _panel_task(task, nsplit, r)
-        g, s = _woodbury_forward_panel(alpha[k], shift[k], b[k], c[k], U[k, :, j0:j1], V[k % V.shape[0]],
+        g, s = _woodbury_forward_panel(alpha[k], shift[k], upper[k], lower[k], U[k, :, j0:j1],
+                                       V[k % V.shape[0]],
                                        pivmin[k], cap[k], _panel(X[k], n, j0, j1), gL[k, t],
                                        K[k, t, :, j0:j1])
         if t == 0:
@@ -209,7 +210,7 @@ def _woodbury_forward_batch(alpha, shift, b, c, U, V, pivmin, cap, X, gL, K, gua
 
 
 @numba.njit(**_JIT)
-def _woodbury_correction_panel(gL, b, c, X, V, KT, P, out):
+def _woodbury_correction_panel(gL, upper, lower, X, V, KT, P, out):
     """``out_i = sum_{j in panel} X_ij W_ij`` (see above) for one panel.
 
     gL (N,), b, c (N-1,); X (N, h) the panel from :func:`_woodbury_forward_panel`; V (N, r)
@@ -220,7 +221,7 @@ def _woodbury_correction_panel(gL, b, c, X, V, KT, P, out):
     h = X.shape[1]
     r = V.shape[1]
     zero = np.zeros(1, X.dtype)[0]
-    zero_b = np.zeros(1, b.dtype)[0]  # b, c may be real (a real T at a complex z)
+    zero_b = np.zeros(1, upper.dtype)[0]  # b, c may be real (a real T at a complex z)
     p = np.zeros(h, X.dtype)
     Z = np.empty((_WOODBURY_BLOCK, h), X.dtype)
     lo = 0
@@ -239,7 +240,7 @@ def _woodbury_correction_panel(gL, b, c, X, V, KT, P, out):
             g = gL[i]
             bi = zero_b
             if i > 0:
-                bi = b[i - 1]
+                bi = upper[i - 1]
             for j in range(h):
                 pj = g * (Z[i - lo, j] - _times(bi, p[j]))
                 p[j] = pj
@@ -249,7 +250,7 @@ def _woodbury_correction_panel(gL, b, c, X, V, KT, P, out):
     for i in range(n - 1, -1, -1):  # descending: W = L^{-T} P and sum_j X_ij W_ij
         gc = zero
         if i < n - 1:
-            gc = gL[i] * c[i]
+            gc = gL[i] * lower[i]
         s = zero
         for j in range(h - 1, -1, -1):
             wj = P[i, j] - gc * w[j]
@@ -259,14 +260,14 @@ def _woodbury_correction_panel(gL, b, c, X, V, KT, P, out):
 
 
 @jit(parallel=True, **_JIT)
-def _woodbury_correction_batch(gL, b, c, X, V, KT, P, out):
+def _woodbury_correction_batch(gL, upper, lower, X, V, KT, P, out):
     """B x nsplit tasks (row k, panel t) -> out[t, k] (N,); nsplit = out.shape[0]."""
     nsplit, B, n = out.shape
     r = V.shape[2]
     for task in prange(B * nsplit):
         k, t, j0, j1 = _panel_task(task, nsplit, r)
         KTt = np.ascontiguousarray(KT[k, :, j0:j1])
-        _woodbury_correction_panel(gL[k], b[k], c[k], _panel(X[k], n, j0, j1), V[k % V.shape[0]], KTt,
+        _woodbury_correction_panel(gL[k], upper[k], lower[k], _panel(X[k], n, j0, j1), V[k % V.shape[0]], KTt,
                                    _panel(P[k], n, j0, j1), out[t, k])
 
 
@@ -278,17 +279,17 @@ class WoodburySweeps:
     ``A^T``).  ``X`` (B, N r) holds ``A^{-1} U`` in ``nsplit`` column panels (panel t: columns
     ``j0:j1``, ``j_t = r t // nsplit``, stored C-contiguous as (N, j1 - j0) at offset ``N j0``);
     :meth:`dense_X` returns it as (B, N, r).  ``P`` (B, N r) and ``parts`` (nsplit, B, N) are
-    the correction's scratch, ``b``, ``c``, ``V`` the inputs it reads again; ``buffer`` is the
+    the correction's scratch, ``upper``, ``lower``, ``V`` the inputs it reads again; ``buffer`` is the
     1-D byte array that X, P, the pivots and ``parts`` are views into.
     """
 
     __slots__ = ("X", "P", "KmI", "gL", "parts", "guarded", "singular", "nsplit", "b", "c", "V",
                  "buffer")
 
-    def __init__(self, X, P, KmI, gL, parts, guarded, singular, nsplit, b, c, V, buffer):
+    def __init__(self, X, P, KmI, gL, parts, guarded, singular, nsplit, upper, lower, V, buffer):
         self.X, self.P, self.KmI, self.gL, self.parts = X, P, KmI, gL, parts
         self.guarded, self.singular, self.nsplit = guarded, singular, nsplit
-        self.b, self.c, self.V, self.buffer = b, c, V, buffer
+        self.upper, self.lower, self.V, self.buffer = upper, lower, V, buffer
 
     @property
     def rank(self) -> int:
@@ -340,7 +341,7 @@ def _woodbury_views(B, N, r, nsplit, dtype, buffer):
             parts.reshape(nsplit, B, N))
 
 
-def woodbury_forward_kernel(alpha, b, c, U, V, pivmin, shift=None, buffer=None):
+def woodbury_forward_kernel(alpha, upper, lower, U, V, pivmin, shift=None, buffer=None):
     """The first half of the fused Woodbury resolvent diagonal; compiled.
 
     ``A = tridiag(c, alpha - shift, b) = L D M`` (comment above ``_woodbury_forward_panel``).
@@ -356,7 +357,7 @@ def woodbury_forward_kernel(alpha, b, c, U, V, pivmin, shift=None, buffer=None):
     pivots (a new one is allocated where it is None or too small; the one used is
     ``sweeps.buffer``): fresh allocations of that size cost page faults on every call.
     """
-    alpha, b, c = _prep(alpha, b, c)
+    alpha, upper, lower = _prep(alpha, upper, lower)
     U = _prep_rhs(U)
     B, N = alpha.shape
     r = U.shape[-1]
@@ -373,8 +374,9 @@ def woodbury_forward_kernel(alpha, b, c, U, V, pivmin, shift=None, buffer=None):
         with single_threaded_blas(hold):
             pm = _pivmin(pivmin, dtype)
             cap = pm * (_WOODBURY_GROWTH / np.finfo(dtype).eps)
-            _woodbury_forward_batch(alpha, shift, b, c, U, V, pm, cap, X, gL, K, guarded, singular)
-    return WoodburySweeps(X, P, K.sum(axis=1), gL[:, 0], parts, guarded, singular, nsplit, b, c, V, buffer)
+            _woodbury_forward_batch(alpha, shift, upper, lower, U, V, pm, cap, X, gL, K, guarded, singular)
+    return WoodburySweeps(X, P, K.sum(axis=1), gL[:, 0], parts, guarded, singular, nsplit, upper, lower, V,
+                          buffer)
 
 
 class _Scratch(threading.local):
@@ -443,7 +445,7 @@ def woodbury_correction_kernel(sweeps, Kinv, subtract_from=None):
     if B and N and r:
         hold = r > _WOODBURY_INLINE_RANK and _concurrent_tasks(B * s.nsplit, B * N * r * r)
         with single_threaded_blas(hold):
-            _woodbury_correction_batch(s.gL, s.b, s.c, s.X, s.V, KT, s.P, parts)
+            _woodbury_correction_batch(s.gL, s.upper, s.lower, s.X, s.V, KT, s.P, parts)
     else:
         parts[...] = 0
     # the partial sums added in place (no temporary from parts.sum(axis=0))

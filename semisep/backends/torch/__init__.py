@@ -342,14 +342,14 @@ class TorchBackend(Backend):
             return False
         return all(_host_view(x) is not None for x in tensors)
 
-    def woodbury_forward(self, alpha, b, c, U, V, pivmin, shift=None):
+    def woodbury_forward(self, alpha, upper, lower, U, V, pivmin, shift=None):
         """:meth:`NumpyBackend.woodbury_forward` on zero-copy views; the sweeps' ``KmI``,
         ``guarded`` and ``singular`` come back as tensors."""
-        _reject_forward_ad(alpha, b, c, U, V, shift)
+        _reject_forward_ad(alpha, upper, lower, U, V, shift)
         self._note_kernel("sequential")
         p = pivmin.detach().to(_real_dtype(alpha.dtype if shift is None else shift.dtype))
         inner = numpy_backend().woodbury_forward(
-            _np_view(alpha), _np_view(b), _np_view(c), _np_view(U), _np_view(V), _np_view(p),
+            _np_view(alpha), _np_view(upper), _np_view(lower), _np_view(U), _np_view(V), _np_view(p),
             shift=None if shift is None else _np_view(shift),
         )
         return _TorchWoodburySweeps(inner)
@@ -427,22 +427,22 @@ class TorchBackend(Backend):
             ld, guarded, singular, _ = _logdet_forward(alpha, beta, pivmin, method, L)
             return ld, guarded, singular
 
-    def solve(self, alpha, b, c, f, pivmin, method="auto", *, chunk_length=None):
+    def solve(self, alpha, upper, lower, f, pivmin, method="auto", *, chunk_length=None):
         """``x = (T - zI)^{-1} f`` for ``alpha (B, N)``, ``b, c (B, N-1)``, ``f (B, N, k)``:
         ``(x (B, N, k), guarded, singular)``."""
         if method != "reference":
-            _reject_forward_ad(alpha, b, c, f)
-        grad = self._needs_grad(alpha, b, c, f)
+            _reject_forward_ad(alpha, upper, lower, f)
+        grad = self._needs_grad(alpha, upper, lower, f)
         method = self._select("solve", method, alpha, needs_grad=grad)
         L = chunk_length_for(method, chunk_length)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain loops, differentiable by ordinary autograd
-            x, guarded, singular, _ = _solve_forward(alpha, b, c, f, pivmin, "reference", None)
+            x, guarded, singular, _ = _solve_forward(alpha, upper, lower, f, pivmin, "reference", None)
             return x, guarded, singular
         if grad:
-            return SOLVE(alpha, b, c, f, pivmin, method, L)
+            return SOLVE(alpha, upper, lower, f, pivmin, method, L)
         with torch.no_grad():
-            x, guarded, singular, _ = _solve_forward(alpha, b, c, f, pivmin, method, L)
+            x, guarded, singular, _ = _solve_forward(alpha, upper, lower, f, pivmin, method, L)
             return x, guarded, singular
 
     def resolvent_diagonal_masked(self, alpha, beta, pivmin, keep, chunk_length=None):

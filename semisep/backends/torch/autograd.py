@@ -491,12 +491,12 @@ LOGDET = define(OpSpec(
 ))
 
 
-def _solve_forward_op(alpha, b, c, f, pivmin, method, L):
-    x, guarded, singular, gL = _solve_forward(alpha, b, c, f, pivmin, method, L)
+def _solve_forward_op(alpha, upper, lower, f, pivmin, method, L):
+    x, guarded, singular, gL = _solve_forward(alpha, upper, lower, f, pivmin, method, L)
     return x, guarded, singular, gL
 
 
-def _solve_fake(alpha, b, c, f, pivmin, method, L):
+def _solve_fake(alpha, upper, lower, f, pivmin, method, L):
     B, N = alpha.shape
     dtype = torch.promote_types(alpha.dtype, f.dtype)
     gL = alpha.new_empty(B, N) if method == "chunked" else alpha.new_empty(0)

@@ -141,13 +141,13 @@ def _logdet_from_pivots(d: torch.Tensor, L: int | None = None) -> torch.Tensor:
     return torch.complex(mag, ang).to(cdt)
 
 
-def _solve_with_pivots(gL, b, c, f, method, L=None):
+def _solve_with_pivots(gL, upper, lower, f, method, L=None):
     """``A x = f`` given the LU pivots: ``y_i = f_i - c_{i-1} gL_{i-1} y_{i-1}``,
     ``x_i = gL_i y_i - gL_i b_i x_{i+1}``.  ``f (B, N, k)`` -> ``x (B, N, k)``."""
     B, N, k = f.shape
     zero = gL.new_zeros(B, 1)
-    m1 = torch.cat([zero, -c * gL[:, :-1]], dim=1)  # (B, N)
-    m2 = torch.cat([-gL[:, :-1] * b, zero], dim=1)
+    m1 = torch.cat([zero, -lower * gL[:, :-1]], dim=1)  # (B, N)
+    m2 = torch.cat([-gL[:, :-1] * upper, zero], dim=1)
     def scan(m, f_, reverse):
         if method == "reference":
             return _affine_scan_ref(m, f_, reverse)
@@ -246,26 +246,26 @@ _REFINE_STEPS = 3  # iterative-refinement steps of the chunked solve before the 
 _REFINE_TOL = 4.0  # accept where ||A x - f|| <= _REFINE_TOL eps (||A|| ||x|| + ||f||), per column
 
 
-def _apply_rows(alpha, b, c, x):
+def _apply_rows(alpha, upper, lower, x):
     """``A x`` for ``x (B, N, k)``."""
     y = alpha[:, :, None] * x
     if alpha.shape[1] > 1:
-        y = y + torch.nn.functional.pad(b[:, :, None] * x[:, 1:], (0, 0, 0, 1))
-        y = y + torch.nn.functional.pad(c[:, :, None] * x[:, :-1], (0, 0, 1, 0))
+        y = y + torch.nn.functional.pad(upper[:, :, None] * x[:, 1:], (0, 0, 0, 1))
+        y = y + torch.nn.functional.pad(lower[:, :, None] * x[:, :-1], (0, 0, 1, 0))
     return y
 
 
-def _backward_ok(alpha, b, c, f, x, finite: list | None = None):
+def _backward_ok(alpha, upper, lower, f, x, finite: list | None = None):
     """Per row: every column's normwise backward error ``||A x - f||_inf / (||A||_inf
     ||x||_inf + ||f||_inf)`` is at most ``_REFINE_TOL eps`` (False where NaN); also the
     residual ``f - A x``.  ``finite``: a list to which a 0-d bool tensor is appended, True
     where every entry of ``x`` is finite (from ``max |x|``, which propagates NaN)."""
-    r = f - _apply_rows(alpha, b, c, x)
+    r = f - _apply_rows(alpha, upper, lower, x)
     eps = torch.finfo(_real_dtype(alpha.dtype)).eps
     anorm = _cabs1(alpha)
     if alpha.shape[1] > 1:
         pad = torch.nn.functional.pad
-        anorm = anorm + pad(_cabs1(b), (0, 1)) + pad(_cabs1(c), (1, 0))
+        anorm = anorm + pad(_cabs1(upper), (0, 1)) + pad(_cabs1(lower), (1, 0))
     anorm = anorm.amax(dim=1)  # (B,), within a factor sqrt(2) above ||A||_inf
     num = _cabs1(r).amax(dim=1)  # (B, k)
     xmax = _cabs1(x).amax(dim=1)
@@ -276,7 +276,7 @@ def _backward_ok(alpha, b, c, f, x, finite: list | None = None):
     return ok, r
 
 
-def _solve_stable(alpha, b, c, f, pivmin, method, L, gL=None):
+def _solve_stable(alpha, upper, lower, f, pivmin, method, L, gL=None):
     """``A x = f`` backward stable on every path: ``"sequential"`` is the compiled pivoted
     solve (LAPACK ``?gtsv``'s elimination); ``"reference"`` its torch-loop twin
     :func:`_gtsv_ref`; ``"chunked"`` (the CUDA path) cannot exchange rows inside its scans, so
@@ -287,17 +287,17 @@ def _solve_stable(alpha, b, c, f, pivmin, method, L, gL=None):
     pivoted solve (the compiled kernel through a host copy where numba is available, else the
     torch loop on the tensor's device).  Returns ``(x, steps)``."""
     if method == "sequential":
-        x, _, _ = _numpy_kernel("solve", alpha, b, c, f, pivmin)
+        x, _, _ = _numpy_kernel("solve", alpha, upper, lower, f, pivmin)
         return x.to(f.device), 0
     if method == "reference":
-        return _gtsv_ref(alpha, b, c, f, pivmin)[0], 0
+        return _gtsv_ref(alpha, upper, lower, f, pivmin)[0], 0
     if gL is None:
-        gL, _, _ = _pivots_chunked(alpha, b * c, pivmin, L)
-    x = _solve_with_pivots(gL, b, c, f, "chunked", L)
-    return _refine(alpha, b, c, f, pivmin, L, gL, x)
+        gL, _, _ = _pivots_chunked(alpha, upper * lower, pivmin, L)
+    x = _solve_with_pivots(gL, upper, lower, f, "chunked", L)
+    return _refine(alpha, upper, lower, f, pivmin, L, gL, x)
 
 
-def _refine(alpha, b, c, f, pivmin, L, gL, x, flags=(), done=None):
+def _refine(alpha, upper, lower, f, pivmin, L, gL, x, flags=(), done=None):
     """The iterative refinement and pivoted fallback of :func:`_solve_stable` from the first
     solution ``x``.  ``flags``: the caller's 0-d bool tensors, read in the same host sync as the
     first backward-error test; ``done(values) -> bool``: given their values, True stops before
@@ -306,18 +306,18 @@ def _refine(alpha, b, c, f, pivmin, L, gL, x, flags=(), done=None):
     ``x`` is finite.  One host sync when the first solve is good enough."""
     steps = 0
     fin: list = []
-    ok, r = _backward_ok(alpha, b, c, f, x, fin if flags else None)
+    ok, r = _backward_ok(alpha, upper, lower, f, x, fin if flags else None)
     good, *values = read_flags(ok.all(), *flags, *fin)
     if done is not None and done(values):
         return x, steps, values
     while not good and steps < _REFINE_STEPS:
-        x = x + _solve_with_pivots(gL, b, c, r, "chunked", L)
+        x = x + _solve_with_pivots(gL, upper, lower, r, "chunked", L)
         steps += 1
-        ok, r = _backward_ok(alpha, b, c, f, x)
+        ok, r = _backward_ok(alpha, upper, lower, f, x)
         good = bool(ok.all())
     if not good:
         bad = (~ok).nonzero()[:, 0]
-        args = (alpha[bad], b[bad], c[bad], f[bad], pivmin[bad])
+        args = (alpha[bad], upper[bad], lower[bad], f[bad], pivmin[bad])
         if _numpy_kernels_available():
             xb, _, _ = _numpy_kernel("solve", *(t.cpu() for t in args))
             xb = xb.to(f.device)
@@ -327,7 +327,7 @@ def _refine(alpha, b, c, f, pivmin, L, gL, x, flags=(), done=None):
     return (x, steps, values) if flags else (x, steps)
 
 
-def _solve_forward(alpha, b, c, f, pivmin, method, L):
+def _solve_forward(alpha, upper, lower, f, pivmin, method, L):
     """``(x, guarded, singular, gL)``; ``gL`` the chunked path's LU pivots (an empty tensor
     elsewhere).  ``guarded`` counts the guarded LU pivots of the chunked path (zero for the
     pivoted solves); ``singular`` is the pivoted factorization's certificate
@@ -336,25 +336,26 @@ def _solve_forward(alpha, b, c, f, pivmin, method, L):
     B = alpha.shape[0]
     none = alpha.new_zeros(0)
     if method == "sequential":
-        x, guarded, singular = _numpy_kernel("solve", alpha, b, c, f, pivmin)
+        x, guarded, singular = _numpy_kernel("solve", alpha, upper, lower, f, pivmin)
         return x, guarded, singular, none
     if method == "reference":
-        x, singular = _gtsv_ref(alpha, b, c, f, pivmin)
+        x, singular = _gtsv_ref(alpha, upper, lower, f, pivmin)
         return x, torch.zeros(B, dtype=torch.int64, device=alpha.device), singular, none
-    beta = b * c
+    beta = upper * lower
     # one host sync in the common case: the pivot-guard certificate, the singular flags and the
     # first solve's backward error are read together
     gL, _, mask, ok = _pivots_chunked(alpha, beta, pivmin, L, guard="defer")
     singular = _left_flags(mask, alpha, beta, gL, pivmin)
-    x = _solve_with_pivots(gL, b, c, f, "chunked", L)
-    x, steps, (ok_h, sing_h, fin_h) = _refine(alpha, b, c, f, pivmin, L, gL, x, flags=(ok, singular.any()),
+    x = _solve_with_pivots(gL, upper, lower, f, "chunked", L)
+    x, steps, (ok_h, sing_h, fin_h) = _refine(alpha, upper, lower, f, pivmin, L, gL, x,
+                                              flags=(ok, singular.any()),
                                               done=lambda v: not v[0] or v[1])
     if not ok_h:  # some pivot needs the guard: the guarded sweep, then as before
         gL, _, mask = _pivots_chunked(alpha, beta, pivmin, L, guard="force")
         singular = _left_flags(mask, alpha, beta, gL, pivmin)
-        x = _solve_with_pivots(gL, b, c, f, "chunked", L)
+        x = _solve_with_pivots(gL, upper, lower, f, "chunked", L)
         if not bool(singular.any()):
-            x, _ = _refine(alpha, b, c, f, pivmin, L, gL, x)
+            x, _ = _refine(alpha, upper, lower, f, pivmin, L, gL, x)
     elif sing_h:  # the caller raises: no refinement of a singular system
         return x, mask.sum(dim=1).to(torch.int64), singular, gL
     singular = singular | ~torch.isfinite(x).all(dim=2).all(dim=1)

@@ -61,7 +61,7 @@ def _affine_scan_ref(m: torch.Tensor, f: torch.Tensor, reverse: bool = False) ->
     return torch.stack(ys, 1) if N else f.new_zeros(B, 0, k)
 
 
-def _gtsv_ref(alpha, b, c, f, pivmin):
+def _gtsv_ref(alpha, upper, lower, f, pivmin):
     """``A x = f`` by Gaussian elimination with partial pivoting (LAPACK ``?gtsv``), a plain
     loop over N in out-of-place torch ops (the row exchanges as ``torch.where``), so ordinary
     autograd differentiates it; the reference twin of the numpy backend's ``_solve_row``.
@@ -69,7 +69,7 @@ def _gtsv_ref(alpha, b, c, f, pivmin):
     ``alpha (B, N)``, ``b, c (B, N-1)`` upper and lower, ``f (B, N, k)``, ``pivmin (B,)``.
     Returns ``(x, singular)``: singular where some ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR *
     pivmin`` (``cond_2(A) > 1/(8 eps)``)."""
-    U, U1, U2, swaps, rows = _gtsv_ref_factor(alpha, b, c, f)
+    U, U1, U2, swaps, rows = _gtsv_ref_factor(alpha, upper, lower, f)
     B, N = alpha.shape
     pm = pivmin.to(_real_dtype(alpha.dtype))
     singular = (_cabs1(U) < SINGULAR_FACTOR * pm[:, None]).any(dim=1)
@@ -84,20 +84,20 @@ def _gtsv_ref(alpha, b, c, f, pivmin):
     return torch.stack(xs, dim=1), singular
 
 
-def _gtsv_ref_factor(alpha, b, c, f=None):
+def _gtsv_ref_factor(alpha, upper, lower, f=None):
     """``P A = L U`` with partial pivoting (LAPACK ``?gtsv``), out-of-place torch ops:
     ``(U_diag (B, N), U_1 (B, N), U_2 (B, N), swaps (B,) int64, rows)``, ``rows`` the N rows of
     ``L^{-1} P f`` ((B, k) each; None without ``f``)."""
     B, N = alpha.shape
     zero = alpha.new_zeros(B)
     di = alpha[:, 0]
-    dui = b[:, 0] if N > 1 else zero
+    dui = upper[:, 0] if N > 1 else zero
     us, u1s, u2s = [], [], []
     swaps = torch.zeros(B, dtype=torch.int64, device=alpha.device)
     rows = None if f is None else [f[:, 0]]
     for i in range(N - 1):
-        dl, dn = c[:, i], alpha[:, i + 1]
-        dun = b[:, i + 1] if i < N - 2 else zero
+        dl, dn = lower[:, i], alpha[:, i + 1]
+        dun = upper[:, i + 1] if i < N - 2 else zero
         swap = _cabs1(di) < _cabs1(dl)
         piv = torch.where(swap, dl, di)
         other = torch.where(swap, di, dl)
@@ -119,12 +119,12 @@ def _gtsv_ref_factor(alpha, b, c, f=None):
     return torch.stack(us, 1), torch.stack(u1s, 1), torch.stack(u2s, 1), swaps, rows
 
 
-def _logdet_pivoted_ref(alpha, b, c, pivmin):
+def _logdet_pivoted_ref(alpha, upper, lower, pivmin):
     """``log det A`` from the pivoted factorization ``P A = L U``: ``sum_i log U_ii`` plus
     ``i pi`` per row exchange, imaginary part wrapped into (-pi, pi]; out-of-place ops, so
     autograd gives ``d log det / d alpha_j = G_jj`` through any pivot.  Returns
     ``(ld, singular)`` with the certificate of :func:`_gtsv_ref`."""
-    U, _, _, swaps, _ = _gtsv_ref_factor(alpha, b, c)
+    U, _, _, swaps, _ = _gtsv_ref_factor(alpha, upper, lower)
     cdt = torch.complex64 if _real_dtype(alpha.dtype) == torch.float32 else torch.complex128
     ld = torch.log(U.to(cdt)).sum(dim=1)
     ang = ld.imag + math.pi * (swaps % 2).to(ld.real.dtype)

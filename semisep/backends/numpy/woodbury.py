@@ -283,7 +283,7 @@ class WoodburySweeps:
     1-D byte array that X, P, the pivots and ``parts`` are views into.
     """
 
-    __slots__ = ("X", "P", "KmI", "gL", "parts", "guarded", "singular", "nsplit", "b", "c", "V",
+    __slots__ = ("X", "P", "KmI", "gL", "parts", "guarded", "singular", "nsplit", "upper", "lower", "V",
                  "buffer")
 
     def __init__(self, X, P, KmI, gL, parts, guarded, singular, nsplit, upper, lower, V, buffer):

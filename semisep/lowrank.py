@@ -27,7 +27,6 @@ singular to working precision (``cond_2(K) >= 1/(4 eps)``) raises
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,11 +34,12 @@ import numpy as np
 
 from . import _algebra
 from . import _linalg as la
+from ._lowrank_capacitance import CapacitanceChecks, _host_cond, _sub
 from ._operator import StructuredOperator
 from ._validation import as_array, broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
-from .backends import SINGULAR_FACTOR, Backend, backend_for
-from .errors import IllConditionedWarning, ShapeError, SingularMatrixError
+from .backends import Backend, backend_for
+from .errors import ShapeError
 from .tridiagonal import Tridiagonal
 from .tridiagonal_core import _raise_if_singular, _range_scale, _with_info
 from .tridiagonal_core import shifted_rows as _shifted_rows
@@ -77,7 +77,7 @@ class WoodburyInfo:
         return float(np.max(self.capacitance_cond)) if np.size(self.capacitance_cond) else 1.0
 
 
-class TridiagonalPlusLowRank(StructuredOperator):
+class TridiagonalPlusLowRank(CapacitanceChecks, StructuredOperator):
     """A batch of matrices ``H = T + U V^T``: tridiagonal plus rank r, N x N.
 
     Parameters
@@ -300,71 +300,6 @@ class TridiagonalPlusLowRank(StructuredOperator):
     def _low(self, M: Any, batch: tuple[int, ...], dtype: Any) -> Any:
         bk = self._backend
         return bk.broadcast_to(bk.astype(M, dtype), batch + tuple(M.shape[-2:]))
-
-    def _capacitance(self, X: Any, what: str, z: Any):
-        """``K = I_r + V^T X`` and its condition numbers; raises if K is singular."""
-        return self._check_capacitance(self._capacitance_matrix(X), what, z, stacklevel=4)
-
-    def _capacitance_matrix(self, X: Any) -> Any:
-        """``K = I_r + V^T X``, (..., r, r)."""
-        bk = self._backend
-        return la.eye(bk, self.rank, X.dtype, like=X) + la.matmul_mixed(bk, la.mT(self.V), X, X.dtype)
-
-    def _check_capacitance(self, K: Any, what: str, z: Any, stacklevel: int = 3, flags: tuple = ()):
-        """``(K, cond_2(K))``; raises if K is singular to working precision, warns if it is
-        ill-conditioned (``stacklevel`` names the public method's caller).
-
-        Where the backend defers reads (:meth:`Backend.host_reads`: a GPU), the certificate and
-        the warning's test are computed on the device and read in one host sync, together
-        with the caller's 0-d ``flags``; ``cond`` then stays on the device (a tensor, made a
-        NumPy array by :func:`_host_cond` where ``return_info`` asks for it), and the host
-        computation below runs only where one of them fires (it raises or warns).  Returns
-        ``(K, cond, flag_values)`` where ``flags`` are given."""
-        bk = self._backend
-        reads = bk.host_reads(K) if K.shape[-1] else None
-        if reads is not None:
-            cond, bad, ill = _capacitance_flags(bk, K)
-            with reads:
-                bad_h, ill_h, *values = reads.any(bad, ill, *flags)
-            if not bad_h and not ill_h:
-                return (K, cond, values) if flags else (K, cond)
-        elif flags:
-            values = [bool(f) for f in flags]
-        out = self._check_capacitance_host(K, what, z, stacklevel + 1)
-        return (*out, values) if flags else out
-
-    def _check_capacitance_host(self, K: Any, what: str, z: Any, stacklevel: int):
-        """:meth:`_check_capacitance` read on the host as it goes: ``(K, cond)``."""
-        bk = self._backend
-        r = self.rank
-        cond = la.condition_number(bk, K)
-        eps = bk.eps(K.dtype)
-        # the certificate: K = I + V^T X is formed with errors of order eps (1 + ||V^T X||_2),
-        # so where sigma_min(K) <= SINGULAR_FACTOR eps (1 + ||K - I||_2) it cannot be told from
-        # a singular matrix, and neither can H - zI (det(H - zI) = det(T - zI) det(K)); this
-        # also catches r = 1, where cond_2(K) is always 1
-        rel = _relative_capacitance_cond(bk, K)
-        bad = ~(np.maximum(cond, rel) * eps < 1.0 / SINGULAR_FACTOR)
-        batch = tuple(K.shape[:-2])
-        if bad.any():
-            idx = tuple(int(i) for i in np.argwhere(np.atleast_1d(bad))[0]) if batch else ()
-            loc = f" at batch index {idx}" if batch else ""
-            zs = z if isinstance(z, (bool, int, float, complex)) else "the given z"
-            raise SingularMatrixError(
-                f"{what}: the capacitance matrix K = I_r + V^T (T - zI)^{{-1}} U (r = {r}) is "
-                f"singular to working precision{loc} (z = {zs}, cond_2(K) = "
-                f"{float(np.max(cond)):.3g}, (1 + ||K - I||_2) / sigma_min(K) = "
-                f"{float(np.max(rel)):.3g}); since det(H - zI) = det(T - zI) det(K), H - zI "
-                "is singular (or too close to it for Woodbury in this dtype)"
-            )
-        worst = float(np.max(cond)) if cond.size else 1.0
-        if worst * eps > 1e-3:
-            warnings.warn(
-                f"{what}: ill-conditioned capacitance matrix, cond_2(K) = {worst:.3g}; expect "
-                f"about {np.log10(worst):.0f} lost digits in the low-rank correction",
-                IllConditionedWarning, stacklevel=stacklevel,
-            )
-        return K, cond
 
     def solve(
         self, b: Any, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
@@ -655,59 +590,11 @@ class TridiagonalPlusLowRank(StructuredOperator):
         return K, cond, info
 
 
-def _sub(info: bool, fn: Any, /, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-    """``fn(*args, **kwargs)``, a call of the tridiagonal part, as ``(result, PivotInfo)``; the
-    :class:`PivotInfo` (a host copy of the pivot counts: a host sync on a GPU) only where the
-    caller returns it (``info``), else None."""
-    out = fn(*args, return_info=info, **kwargs)
-    return out if info else (out, None)
-
-
-def _capacitance_flags(bk, K: Any) -> tuple[Any, Any, Any]:
-    """On the device (r >= 1): ``(cond, bad, ill)``, ``cond_2(K)`` (float64, ``batch``) and
-    the 0-d flags of :meth:`TridiagonalPlusLowRank._check_capacitance_host`'s two tests (the
-    singular certificate fails somewhere; the worst ``cond_2(K) eps`` exceeds 1e-3), with its
-    arithmetic: the singular values in float64, ``inf`` where ``sigma_min = 0``, NaN failing.
-    Only backends that defer reads call it (torch tensors: ``double``, ``where``)."""
-    r = K.shape[-1]
-    s = la.svdvals(bk, K).double()
-    smax, smin = s[..., 0], s[..., -1]
-    dev = la.svdvals(bk, K - la.eye(bk, r, K.dtype, like=K)).double()[..., 0]
-    pos = smin > 0
-    safe = smin.where(pos, 1.0)
-    cond = (smax / safe).where(pos, np.inf)
-    rel = ((1.0 + dev) / safe).where(pos, np.inf)
-    eps = bk.eps(K.dtype)
-    bad = ~(bk.maximum(cond, rel) * eps < 1.0 / SINGULAR_FACTOR)
-    ill = (cond * eps > 1e-3) | (cond != cond)  # NaN: as np.max, which propagates it
-    return cond, bad.any(), ill.any()
-
-
-def _host_cond(bk, cond: Any) -> np.ndarray:
-    """``cond`` as a NumPy float64 array (from the device where :meth:`_check_capacitance`
-    left it there)."""
-    return cond if isinstance(cond, np.ndarray) else np.asarray(bk.to_numpy(cond), dtype=np.float64)
-
-
 def _lazy() -> Any:
     """The Woodbury algorithms as dask task graphs (imported only for dask arrays)."""
     from .backends.dask import _lowrank
 
     return _lowrank
-
-
-def _relative_capacitance_cond(bk, K: Any) -> np.ndarray:
-    """``(1 + ||K - I||_2) / sigma_min(K)`` per r x r matrix (NumPy float64; inf where K is
-    exactly singular): ``sigma_min(K)`` measured against the size of what K was formed from.
-    It bounds ``cond_2(K)`` from above."""
-    r = K.shape[-1]
-    if r == 0:
-        return np.ones(tuple(K.shape[:-2]))
-    smin = np.asarray(bk.to_numpy(la.svdvals(bk, K)), dtype=np.float64)[..., -1]
-    KmI = K - la.eye(bk, r, K.dtype, like=K)
-    dev = np.asarray(bk.to_numpy(la.svdvals(bk, KmI)), dtype=np.float64)[..., 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(smin > 0, (1.0 + dev) / np.where(smin > 0, smin, 1.0), np.inf)
 
 
 def _expi(bk, phase, cdt):

@@ -46,8 +46,8 @@ def _checked(K: np.ndarray, what: str, zdesc: str) -> np.ndarray:
     """``K (..., r, r)`` unchanged after the NumPy path's capacitance check (raise where singular
     to working precision, warn where ill-conditioned)."""
     from ..._linalg import condition_number
+    from ..._lowrank_capacitance import _relative_capacitance_cond
     from ...backends import SINGULAR_FACTOR, backend_for
-    from ...lowrank import _relative_capacitance_cond
 
     nb = backend_for(K)
     cond = condition_number(nb, K)

@@ -120,7 +120,7 @@ class _Rows:
 
 
 #: the ``method=`` values of the quasiseparable operations (the torch engine's policy,
-#: :func:`semisep.backends.torch.quasiseparable_scan.select_quasiseparable_kernel`)
+#: :func:`semisep.backends.torch.select.select_quasiseparable_kernel`)
 METHODS = ("auto", "sequential", "chunked", "loop")
 
 

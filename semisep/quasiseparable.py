@@ -251,7 +251,7 @@ class Quasiseparable(StructuredOperator):
         inverse diagonal): ``"auto"``; ``"sequential"``, the compiled kernels (NumPy arrays,
         CPU tensors); ``"chunked"``, the scan form in torch ops (what ``"auto"`` runs off the
         CPU); ``"loop"``, the portable torch loop.  The decision table is
-        :func:`semisep.backends.torch.quasiseparable_scan.select_quasiseparable_kernel`;
+        :func:`semisep.backends.torch.select.select_quasiseparable_kernel`;
         ``return_info`` reports the kernel that ran."""
         return self._factor(z, check_finite, {}, None, "factor", method)
 

@@ -15,6 +15,7 @@ import semisep as ss  # noqa: E402
 from semisep import reference as ref  # noqa: E402
 from semisep.backends.torch import quasiseparable as tq  # noqa: E402
 from semisep.backends.torch import quasiseparable_scan as qs  # noqa: E402
+from semisep.backends.torch.select import select_quasiseparable_kernel  # noqa: E402
 from semisep.kernels import SHO, Exp, Matern32  # noqa: E402
 
 
@@ -324,7 +325,7 @@ def test_launches_grow_like_log_n():
 
 
 def test_selection_and_the_method_argument():
-    sel = qs.select_quasiseparable_kernel
+    sel = select_quasiseparable_kernel
     assert sel("factor", "auto", device_type="cuda") == "chunked"
     assert sel("factor", "auto", device_type="cpu") == "sequential"
     assert sel("inverse_diagonal", "auto", device_type="cpu", needs_grad=True) == "loop"

@@ -35,7 +35,7 @@ Three paths, chosen per call:
   Python loop over N, vectorised over the batch; correct on any device and differentiable by
   autograd, but O(N) small kernel launches.
 
-The policy is :func:`~semisep.backends.torch.quasiseparable_scan.select_quasiseparable_kernel`;
+The policy is :func:`~semisep.backends.torch.select.select_quasiseparable_kernel`;
 every engine function takes the operator's per-call ``method`` (``"auto"``, ``"chunked"``,
 ``"loop"``, ``"sequential"``) and, for ``"chunked"``, a ``chunk_length`` (None: the
 N-dependent default of :func:`~semisep.backends.torch.quasiseparable_scan.chunk_length`).
@@ -51,6 +51,7 @@ import torch
 from ..numpy import quasiseparable as K
 from ..numpy.quasiseparable_grad import factor_backward_kernel
 from . import quasiseparable_scan as scan
+from .select import select_quasiseparable_kernel
 
 __all__ = ["factor", "solve", "inverse_diagonal", "matvec", "kernel_ran",
            "factor_loop", "solve_loop", "inverse_diagonal_loop", "matvec_loop"]
@@ -232,7 +233,7 @@ def kernel_ran(operation: str, *tensors: torch.Tensor, method: str = "auto") -> 
     ``"loop"`` (the portable torch loop; on CPU for an inverse diagonal that needs a
     gradient), for the operator's ``method``."""
     device = next((t.device.type for t in tensors if t.device.type != "cpu"), "cpu")
-    return scan.select_quasiseparable_kernel(operation, method, device_type=device,
+    return select_quasiseparable_kernel(operation, method, device_type=device,
                                              needs_grad=_wants_grad(*tensors))
 
 

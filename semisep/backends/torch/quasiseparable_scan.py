@@ -46,52 +46,14 @@ import math
 
 import torch
 
-__all__ = ["chunk_length", "factor_scan", "solve_scan", "inverse_diagonal_scan", "matvec_scan",
-           "select_quasiseparable_kernel", "KERNELS"]
+__all__ = ["chunk_length", "factor_scan", "solve_scan", "inverse_diagonal_scan", "matvec_scan"]
 
-#: The kernels :func:`select_quasiseparable_kernel` returns.
-KERNELS = ("sequential", "chunked", "loop")
 
 _L_MIN, _L_MAX = 4, 16
 #: pass (i) of the affine scan renormalises its products every ``_RENORM`` steps.  A one-sided
 #: product that underflows to 0 between two renormalisations is harmless (its contribution is
 #: below rounding); the exponents matter where a small left product meets a large right one.
 _RENORM = 8
-
-
-def select_quasiseparable_kernel(operation: str, method: str, *, device_type: str,
-                                 needs_grad: bool = False) -> str:
-    """The kernel that runs a quasiseparable ``operation`` (``"factor"``, ``"solve"``,
-    ``"inverse_diagonal"``, ``"matvec"``) for ``method``:
-
-    ================  ===============================================  ==============
-    ``method``        condition                                        kernel
-    ================  ===============================================  ==============
-    ``"chunked"``     any                                              ``chunked``
-    ``"loop"``        any                                              ``loop``
-    ``"sequential"``  ``device_type == "cpu"``                         ``sequential``
-    ``"sequential"``  otherwise                                        ValueError
-    ``"auto"``        CPU, ``inverse_diagonal`` with ``needs_grad``    ``loop``
-    ``"auto"``        CPU otherwise                                    ``sequential``
-    ``"auto"``        any other device                                 ``chunked``
-    ================  ===============================================  ==============
-
-    ``sequential``: the numba kernels (CPU custom ops, exact backward); ``chunked``: this
-    module; ``loop``: the portable Python loop over N."""
-    if method in ("chunked", "loop"):
-        return method
-    if method == "sequential":
-        if device_type != "cpu":
-            raise ValueError(f"method='sequential' runs the compiled CPU kernels; got a tensor on "
-                             f"{device_type}; use 'chunked' or 'auto'")
-        return "sequential"
-    if method != "auto":
-        raise ValueError(f"method must be one of {('auto',) + KERNELS}, got {method!r}")
-    if device_type != "cpu":
-        return "chunked"
-    if operation == "inverse_diagonal" and needs_grad:
-        return "loop"
-    return "sequential"
 
 
 def chunk_length(n: int) -> int:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from numbers import Integral
 
-__all__ = ["KERNELS", "OPERATIONS", "FALLBACK", "chunk_length_for", "select_kernel"]
+__all__ = ["KERNELS", "OPERATIONS", "FALLBACK", "QUASISEPARABLE_KERNELS", "chunk_length_for",
+           "select_kernel", "select_quasiseparable_kernel"]
 
 #: The kernel names :func:`select_kernel` returns; each is also a ``method=`` value.
 KERNELS = ("sequential", "chunked", "fused", "reference")
@@ -167,3 +168,43 @@ def chunk_length_for(kernel: str, chunk_length: int | None = None) -> int | None
     if kernel not in ("chunked", "fused"):
         return None
     return chunk_length
+
+
+#: The kernels of the quasiseparable operations (each also a ``method=`` value):
+#: :func:`select_quasiseparable_kernel`.
+QUASISEPARABLE_KERNELS = ("sequential", "chunked", "loop")
+
+
+def select_quasiseparable_kernel(operation: str, method: str, *, device_type: str,
+                                 needs_grad: bool = False) -> str:
+    """The kernel that runs a quasiseparable ``operation`` (``"factor"``, ``"solve"``,
+    ``"inverse_diagonal"``, ``"matvec"``) for ``method``:
+
+    ================  ===============================================  ==============
+    ``method``        condition                                        kernel
+    ================  ===============================================  ==============
+    ``"chunked"``     any                                              ``chunked``
+    ``"loop"``        any                                              ``loop``
+    ``"sequential"``  ``device_type == "cpu"``                         ``sequential``
+    ``"sequential"``  otherwise                                        ValueError
+    ``"auto"``        CPU, ``inverse_diagonal`` with ``needs_grad``    ``loop``
+    ``"auto"``        CPU otherwise                                    ``sequential``
+    ``"auto"``        any other device                                 ``chunked``
+    ================  ===============================================  ==============
+
+    ``sequential``: the numba kernels (CPU custom ops, exact backward); ``chunked``: this
+    module; ``loop``: the portable Python loop over N."""
+    if method in ("chunked", "loop"):
+        return method
+    if method == "sequential":
+        if device_type != "cpu":
+            raise ValueError(f"method='sequential' runs the compiled CPU kernels; got a tensor on "
+                             f"{device_type}; use 'chunked' or 'auto'")
+        return "sequential"
+    if method != "auto":
+        raise ValueError(f"method must be one of {('auto',) + QUASISEPARABLE_KERNELS}, got {method!r}")
+    if device_type != "cpu":
+        return "chunked"
+    if operation == "inverse_diagonal" and needs_grad:
+        return "loop"
+    return "sequential"

@@ -353,8 +353,8 @@ def test_structure_and_interop(rng):
 
 
 def test_return_info_reports_the_kernel_that_ran():
-    """``PivotInfo.method``: the compiled kernels on NumPy and on CPU tensors; the portable
-    torch loop for an inverse diagonal that needs a gradient."""
+    """``PivotInfo.method``: the compiled kernels on NumPy and on CPU tensors; the chunked
+    scan form for an inverse diagonal that needs a gradient."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)
     n, r = 12, 2
@@ -371,6 +371,6 @@ def test_return_info_reports_the_kernel_that_ran():
     dg = torch.tensor(d, requires_grad=True)
     Sg = ss.Quasiseparable(dg, *(torch.tensor(x) for x in (p, q, a)))
     G, info = Sg.resolvent_diagonal(0.3j, return_info=True)
-    assert info.method == "loop" and info.requested_method == "auto"
+    assert info.method == "chunked" and info.requested_method == "auto"
     G.real.sum().backward()
     assert dg.grad is not None and torch.isfinite(dg.grad).all()

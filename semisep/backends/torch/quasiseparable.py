@@ -24,9 +24,9 @@ Three paths, chosen per call:
 
   Complex tensors follow torch's convention (the conjugate of the holomorphic derivative):
   every backward runs the real formulas on the conjugated forward arrays.
-  ``inverse_diagonal`` has no custom backward: with gradients it runs the portable loop below
-  on the (differentiable) factors, so ``resolvent_diagonal`` is differentiable too, through
-  the loop's autograd graph (O(N r^2) memory, a Python loop over N).
+  ``inverse_diagonal`` has no custom backward: with gradients it runs the chunked scan form
+  (below) on the (differentiable) factors, so ``resolvent_diagonal`` is differentiable too,
+  through the scan's autograd graph (O(N r^2) memory, O(L + log N) ops).
 * **Other devices**: the **chunked scan form** of
   :mod:`semisep.backends.torch.quasiseparable_scan` (plain torch ops, ``O(L + log N)`` ops per
   call, differentiable by autograd), whose factorization hands the rows it cannot take (a
@@ -229,9 +229,9 @@ def _chunk_length(chunk_length: int | None) -> int | None:
 def kernel_ran(operation: str, *tensors: torch.Tensor, method: str = "auto") -> str:
     """The kernel the dispatch below runs for ``operation`` (``"factor"``, ``"solve"``,
     ``"inverse_diagonal"``, ``"matvec"``) on ``tensors``: ``"sequential"`` (the numba kernels,
-    through the custom ops on CPU tensors), ``"chunked"`` (the scan form; off the CPU) or
-    ``"loop"`` (the portable torch loop; on CPU for an inverse diagonal that needs a
-    gradient), for the operator's ``method``."""
+    through the custom ops on CPU tensors), ``"chunked"`` (the scan form; off the CPU, and on
+    CPU for an inverse diagonal that needs a gradient) or ``"loop"`` (the portable torch loop),
+    for the operator's ``method``."""
     device = next((t.device.type for t in tensors if t.device.type != "cpu"), "cpu")
     return select_quasiseparable_kernel(operation, method, device_type=device,
                                              needs_grad=_wants_grad(*tensors))
@@ -263,7 +263,7 @@ def solve(d, qt, ht, p, a, g, b, f, transpose=False, *, method="auto", chunk_len
 
 
 def inverse_diagonal(d, qt, ht, p, a, g, b, *, method="auto", chunk_length=None):
-    """``diag(A^{-1})``; with gradients (or off CPU) the portable loop."""
+    """``diag(A^{-1})``; with gradients (or off CPU) the chunked scan form."""
     ins = (d, qt, ht, p, a, g, b)
     kernel = kernel_ran("inverse_diagonal", *ins, method=method)
     if kernel == "sequential" and not _wants_grad(*ins):

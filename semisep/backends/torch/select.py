@@ -187,13 +187,15 @@ def select_quasiseparable_kernel(operation: str, method: str, *, device_type: st
     ``"loop"``        any                                              ``loop``
     ``"sequential"``  ``device_type == "cpu"``                         ``sequential``
     ``"sequential"``  otherwise                                        ValueError
-    ``"auto"``        CPU, ``inverse_diagonal`` with ``needs_grad``    ``loop``
+    ``"auto"``        CPU, ``inverse_diagonal`` with ``needs_grad``    ``chunked``
     ``"auto"``        CPU otherwise                                    ``sequential``
     ``"auto"``        any other device                                 ``chunked``
     ================  ===============================================  ==============
 
-    ``sequential``: the numba kernels (CPU custom ops, exact backward); ``chunked``: this
-    module; ``loop``: the portable Python loop over N."""
+    ``sequential``: the numba kernels (CPU custom ops, exact backward); ``chunked``: the scan
+    form of :mod:`semisep.backends.torch.quasiseparable_scan` (torch ops, differentiable by
+    autograd: the inverse diagonal has no compiled backward, and the scan's graph replaces a
+    Python loop over N); ``loop``: the portable Python loop over N."""
     if method in ("chunked", "loop"):
         return method
     if method == "sequential":
@@ -206,5 +208,5 @@ def select_quasiseparable_kernel(operation: str, method: str, *, device_type: st
     if device_type != "cpu":
         return "chunked"
     if operation == "inverse_diagonal" and needs_grad:
-        return "loop"
+        return "chunked"
     return "sequential"

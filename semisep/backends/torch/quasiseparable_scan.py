@@ -46,6 +46,8 @@ import math
 
 import torch
 
+from .chunks import _times_pow2
+
 __all__ = ["chunk_length", "factor_scan", "solve_scan", "inverse_diagonal_scan", "matvec_scan"]
 
 
@@ -134,13 +136,10 @@ def _normalise(P: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 
 def _ldexp(x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """``x 2^e`` for matrices ``x`` (``e`` per matrix), in two exact power-of-two factors so that
-    neither over/underflows where the product does not (``0 * 2^e = 0``); ``|e|`` beyond twice
-    the largest exponent is clamped there (the product is then 0 or inf either way)."""
-    big = 2.0 * (1023.0 if e.dtype == torch.float64 else 127.0)
-    e = e.clamp(-big, big)
-    e1 = torch.trunc(e * 0.5)
-    return x * torch.exp2(e1)[..., None, None] * torch.exp2(e - e1)[..., None, None]
+    """``x 2^e`` for matrices ``x`` (``e`` per matrix) by the chunked scan's exact power-of-two
+    product :func:`~semisep.backends.torch.chunks._times_pow2` (``0 * 2^e = 0``, no
+    intermediate over/underflow where the product has none)."""
+    return _times_pow2(x, e.to(torch.int64)[..., None, None])
 
 
 # --------------------------------------------------------------------------------------------

@@ -93,10 +93,37 @@ import numpy as np
 
 from ..errors import BackendError
 
-__all__ = ["Backend", "backend_for", "get_backend", "SINGULAR_FACTOR"]
+__all__ = ["Backend", "KernelNamespaceBase", "backend_for", "get_backend", "SINGULAR_FACTOR"]
 
 #: ``|1/G_ii| < SINGULAR_FACTOR * pivmin`` marks a matrix singular to working precision.
 SINGULAR_FACTOR = 4.0
+
+
+class KernelNamespaceBase:
+    """What the covariance kernels' array namespaces (``backend.linalg.KernelNamespace``) share:
+    assembly written once on the namespace's own ``zeros`` and ``asarray``."""
+
+    def zeros(self, shape: Any) -> Any:
+        raise NotImplementedError
+
+    def asarray(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def matrix(self, rows: Any, out: Any = None) -> Any:
+        """``(..., m, n)`` from an m x n nested list of broadcastable ``(...)`` arrays, written
+        entry by entry into ``out`` (a view into a larger array) or one new allocation (the
+        torch namespace's copies are recorded by autograd)."""
+        if out is None:
+            shape = np.broadcast_shapes(*(tuple(np.shape(x)) for row in rows for x in row))
+            out = self.zeros(tuple(shape) + (len(rows), len(rows[0])))
+        for i, row in enumerate(rows):
+            for j, x in enumerate(row):
+                out[..., i, j] = x
+        return out
+
+    def const(self, m: Any) -> Any:
+        """A constant matrix in this namespace's dtype (no gradient)."""
+        return self.asarray(np.asarray(m, dtype=np.float64))
 
 
 class Backend:

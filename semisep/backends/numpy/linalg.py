@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import KernelNamespaceBase
+
 
 def eye(r: int, dtype: Any, like: Any) -> Any:
     """``I_r`` of ``dtype`` (``like`` is ignored: NumPy arrays have no device)."""
@@ -124,7 +126,7 @@ def matmul_mixed(A: Any, B: Any, dtype: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 # the covariance kernels' namespace (semisep.kernels): elementwise functions and assembly
 # ------------------------------------------------------------------------------------------------
-class KernelNamespace:
+class KernelNamespace(KernelNamespaceBase):
     """The handful of array operations the covariance kernels (:mod:`semisep.kernels`) need,
     on NumPy arrays of one floating ``dtype``.  :mod:`semisep.backends.torch.linalg` has the
     same class on tensors; :func:`kernel_namespace` builds it from a call's inputs."""
@@ -158,21 +160,6 @@ class KernelNamespace:
         # ``x`` itself where no broadcast is needed: it stays writeable (see NumpyBackend)
         shape = tuple(shape)
         return x if isinstance(x, np.ndarray) and x.shape == shape else np.broadcast_to(x, shape)
-
-    def matrix(self, rows: Any, out: Any = None) -> Any:
-        """``(..., m, n)`` from an m x n nested list of broadcastable ``(...)`` arrays, written
-        entry by entry into ``out`` (a view into a larger array) or one new allocation."""
-        if out is None:
-            shape = np.broadcast_shapes(*(tuple(np.shape(x)) for row in rows for x in row))
-            out = self.zeros(tuple(shape) + (len(rows), len(rows[0])))
-        for i, row in enumerate(rows):
-            for j, x in enumerate(row):
-                out[..., i, j] = x
-        return out
-
-    def const(self, m: Any) -> Any:
-        """A constant NumPy matrix in this namespace's dtype."""
-        return self.asarray(np.asarray(m, dtype=np.float64))
 
 
 def kernel_namespace(*xs: Any) -> KernelNamespace:

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import KernelNamespaceBase
+
 _REAL = {torch.complex64: torch.float32, torch.complex128: torch.float64}
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
@@ -112,7 +114,7 @@ def matmul_mixed(A: Any, B: Any, dtype: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 # the covariance kernels' namespace (semisep.kernels): elementwise functions and assembly
 # ------------------------------------------------------------------------------------------------
-class KernelNamespace:
+class KernelNamespace(KernelNamespaceBase):
     """:class:`semisep.backends.numpy.linalg.KernelNamespace` on tensors of one floating
     ``dtype`` on ``device``; every operation is a torch op, so autograd records the assembly
     (exact gradients for every parameter and coordinate)."""
@@ -143,22 +145,6 @@ class KernelNamespace:
 
     def broadcast_to(self, x: Any, shape: Any) -> Any:
         return x.expand(tuple(shape))
-
-    def matrix(self, rows: Any, out: Any = None) -> Any:
-        """``(..., m, n)`` from an m x n nested list of broadcastable ``(...)`` tensors, written
-        entry by entry into ``out`` (a view into a larger tensor) or one new allocation; autograd
-        records the copies."""
-        if out is None:
-            shape = np.broadcast_shapes(*(tuple(np.shape(x)) for row in rows for x in row))
-            out = self.zeros(tuple(shape) + (len(rows), len(rows[0])))
-        for i, row in enumerate(rows):
-            for j, x in enumerate(row):
-                out[..., i, j] = x
-        return out
-
-    def const(self, m: Any) -> Any:
-        """A constant NumPy matrix as a tensor of this namespace (no gradient)."""
-        return self.asarray(np.asarray(m, dtype=np.float64))
 
 
 def kernel_namespace(*xs: Any) -> KernelNamespace:

@@ -1,11 +1,14 @@
 """BirmanSchwingerCore and SemiseparableMatrix under torch DistributedDataParallel (gloo, two
 CPU processes started here): after one SGD step the parameters equal those of one process
-trained on the concatenated batch."""
+trained on the concatenated batch.
+
+The rendezvous store is served by this (parent) process on a port the operating system assigns
+and that stays bound for the whole test, so no other process (a Dask cluster in a neighbouring
+pytest worker, say) can take the port between choosing it and binding it."""
 
 from __future__ import annotations
 
-import os
-import socket
+import datetime
 
 import pytest
 
@@ -17,12 +20,6 @@ if not dist.is_available() or not dist.is_gloo_available():
     pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
 
 N, R, BATCH, LR = 16, 2, 4, 0.1
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Net(torch.nn.Module):
@@ -58,24 +55,32 @@ def _step(model, x):
     opt.step()
 
 
+_TIMEOUT = datetime.timedelta(seconds=120)
+
+
 def _worker(rank, world, port, out):
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    store = dist.TCPStore("127.0.0.1", port, world, is_master=False, timeout=_TIMEOUT)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=_TIMEOUT)
     try:
         model = torch.nn.parallel.DistributedDataParallel(Net())
         x = _batch().chunk(world)[rank]  # this rank's half of the batch
         _step(model, x)  # DDP averages the gradients: the mean loss over the whole batch
         if rank == 0:
             torch.save({k: v.detach().clone() for k, v in model.module.state_dict().items()}, out)
+        dist.barrier()  # both ranks finished before either tears the group down
     finally:
         dist.destroy_process_group()
 
 
 def test_ddp_step_equals_single_process(tmp_path):
     out = str(tmp_path / "ddp.pt")
-    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    # The parent serves the store on port 0 (the OS picks a free port) and holds it until the
+    # workers have joined.
+    store = dist.TCPStore("127.0.0.1", 0, 2, is_master=True, wait_for_workers=False,
+                          timeout=_TIMEOUT)
+    mp.spawn(_worker, args=(2, store.port, out), nprocs=2, join=True)
+    del store
     ddp = torch.load(out)
     single = Net()
     before = {k: v.detach().clone() for k, v in single.state_dict().items()}

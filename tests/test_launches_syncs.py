@@ -440,7 +440,7 @@ _LOW_RANK_CALLS = {
 }
 
 
-@pytest.mark.parametrize("cplx", [False, True], ids=["real T", "complex T"])
+@pytest.mark.parametrize("cplx", [False, True, "grad"], ids=["real T", "complex T", "real T, grad"])
 @pytest.mark.parametrize("symmetric", [True, False], ids=["symmetric", "general"])
 @pytest.mark.parametrize("case", list(_LOW_RANK_CALLS))
 def test_low_rank_syncs(case, symmetric, cplx, monkeypatch):
@@ -449,13 +449,16 @@ def test_low_rank_syncs(case, symmetric, cplx, monkeypatch):
     are read with the capacitance matrix's (its singular certificate, the ill-conditioning
     test and, for logdet, the sign of a real result), and ``cond_2(K)`` stays on the device
     unless ``return_info`` asks for it.  The chunk-boundary repair's syncs are counted apart,
-    per tridiagonal call."""
+    per tridiagonal call.  "grad": T's diagonal needs a gradient (the forward under autograd)."""
     n = 2048
     call, subcalls = _LOW_RANK_CALLS[case]
-    H = _low_rank(n, symmetric, cplx=cplx)
+    H = _low_rank(n, symmetric, cplx=cplx is True)
+    if cplx == "grad":
+        H.tridiagonal.diag.requires_grad_()
     call(H, n)
     with _syncs(monkeypatch) as s:
         out = call(H, n)
+    assert out.requires_grad == (cplx == "grad")
     assert s["n"] <= 1, s["n"]
     assert s["repair"] <= subcalls[0 if symmetric else 1] * _REPAIR_SYNC_BOUND
     assert torch.isfinite(out).all()

@@ -378,7 +378,8 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
         bk = self._backend
         if bk.lazy:  # dask: semisep/backends/dask/_lowrank.py
             return _lazy().logdet(self, z, method, check_finite, return_info)
-        # in one read, log det(T - zI) may stay complex with zero imaginary parts: the same sum
+        # in one read (r > 0), log det(T - zI) may stay complex with zero imaginary parts: the
+        # same sum
         return self._one_read(self._logdet, return_info, {"imag": True}, z, method, check_finite)
 
     def _logdet(self, z: Any, method: str, check_finite: bool, return_info: bool) -> Any:
@@ -407,8 +408,8 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
                 out = bk.astype(ldT.real + logabs, cdt) + 1j * bk.astype(phase, cdt)
             else:
                 # real: det(T - zI) and det K are real, the phase is exactly 0 or pi
-                if bk.is_complex(ldT.dtype):
-                    re, negT = ldT.real, ldT.imag != 0
+                if bk.is_complex(ldT.dtype):  # phase 0 or pi, up to a chunked phase sum's rounding
+                    re, negT = ldT.real, abs(ldT.imag) > 0.5 * np.pi
                 else:
                     re, negT = ldT, ldT != ldT  # all False
                 neg = negT ^ (sign < 0)
@@ -502,9 +503,10 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
         the end).  Where one is not (a NaN, entries to scale, a guarded pivot, a singular
         ``T - zI``) the results are dropped and ``body`` runs again with each tridiagonal call
         reading as it goes, so that the call decides, raises and warns as they do.  ``assume``:
-        questions answered without a check (:meth:`HostReads.spanning`).  ``body`` runs at the
-        same depth on every path (the warnings' ``stacklevel``)."""
-        reads = None if return_info else host_reads(self.tridiagonal)
+        questions answered without a check (:meth:`HostReads.spanning`).  With r = 0 the one
+        tridiagonal call reads once by itself.  ``body`` runs at the same depth on every path
+        (the warnings' ``stacklevel``)."""
+        reads = None if return_info or not self.rank else host_reads(self.tridiagonal)
         if reads is None:
             return body(*args, return_info)
         span = reads.spanning(assume)

@@ -527,6 +527,41 @@ def test_low_rank_deferred_fallback_same_results(case, symmetric, kind, monkeypa
     assert torch.isfinite(got).all()
 
 
+@pytest.mark.parametrize("n", [300, 301], ids=["det > 0", "det < 0"])
+def test_low_rank_rank_zero_deferred(n, monkeypatch):
+    """Rank 0 (every call reduces to T's): one read, and bit for bit the host path's results,
+    a real T's log-determinant at a real z real or complex as :meth:`Tridiagonal.logdet`
+    returns it (every pivot of ``T - 0.3 I`` here is negative: the sign is ``(-1)^N``)."""
+    T = ss.Tridiagonal(*_problem(n))
+    H = ss.TridiagonalPlusLowRank(T, torch.zeros(n, 0, dtype=torch.float64),
+                                  torch.zeros(n, 0, dtype=torch.float64))
+    b = _rhs(n)[0]
+    for call in (lambda: H.logdet(0.3, method="chunked"), lambda: H.resolvent_diagonal(0.3, method="chunked"),
+                 lambda: H.solve(b, Z, method="chunked")):
+        got, want = _deferred_and_eager(monkeypatch, call)
+        assert got.dtype == want.dtype and torch.equal(got, want)
+        with _syncs(monkeypatch) as s:
+            call()
+        assert s["n"] <= 1, s["n"]
+    assert H.logdet(0.3, method="sequential").is_complex() == (n % 2 == 1)
+
+
+@pytest.mark.parametrize("n", [300, 301], ids=["det > 0", "det < 0"])
+def test_low_rank_chunked_logdet_sign(n, monkeypatch):
+    """A real problem's low-rank log-determinant on the chunked path (the CUDA path) has the
+    sign of the sequential sweep's, read as it goes and in one read: the chunked phase sum of
+    ``T - zI``'s N negative pivots leaves an imaginary part of order ``eps N pi`` where it is
+    0 (N even), which must not read as a negative determinant."""
+    T = ss.Tridiagonal(*_problem(n))
+    rng = np.random.default_rng(3)
+    U, V = (torch.tensor(rng.standard_normal((n, 2)) * 0.01) for _ in range(2))
+    H = ss.TridiagonalPlusLowRank(T, U, V)
+    want = H.logdet(0.3, method="sequential")
+    for got in _deferred_and_eager(monkeypatch, lambda: H.logdet(0.3, method="chunked")):
+        assert got.is_complex() == want.is_complex() == (n % 2 == 1)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+
+
 def _same_error(monkeypatch, call, error):
     """``call()`` raises ``error`` with the same message deferred (as on a device) and eager."""
     with pytest.raises(error) as eager:

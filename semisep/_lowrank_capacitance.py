@@ -35,7 +35,7 @@ class CapacitanceChecks:
 
     def _capacitance(self, X: Any, what: str, z: Any):
         """``K = I_r + V^T X`` and its condition numbers; raises if K is singular."""
-        return self._check_capacitance(self._capacitance_matrix(X), what, z, stacklevel=4)
+        return self._check_capacitance(self._capacitance_matrix(X), what, z, stacklevel=6)
 
     def _capacitance_matrix(self, X: Any) -> Any:
         """``K = I_r + V^T X``, (..., r, r)."""
@@ -50,14 +50,16 @@ class CapacitanceChecks:
         the warning's test are computed on the device and read in one host sync, together
         with the caller's 0-d ``flags``; ``cond`` then stays on the device (a tensor, made a
         NumPy array by :func:`_host_cond` where ``return_info`` asks for it), and the host
-        computation below runs only where one of them fires (it raises or warns).  Returns
-        ``(K, cond, flag_values)`` where ``flags`` are given."""
+        computation below runs only where one of them fires (it raises or warns).  Inside a
+        spanning scope (a call read once, :meth:`TridiagonalPlusLowRank._one_read`) this read is
+        the call's one: it also checks every answer its tridiagonal calls took without a read.
+        Returns ``(K, cond, flag_values)`` where ``flags`` are given."""
         bk = self._backend
         reads = bk.host_reads(K) if K.shape[-1] else None
         if reads is not None:
             cond, bad, ill = _capacitance_flags(bk, K)
             with reads:
-                bad_h, ill_h, *values = reads.any(bad, ill, *flags)
+                bad_h, ill_h, *values = reads.settle(bad, ill, *flags)
             if not bad_h and not ill_h:
                 return (K, cond, values) if flags else (K, cond)
         elif flags:

@@ -35,14 +35,14 @@ import numpy as np
 from . import _algebra
 from . import _linalg as la
 from ._lowrank_capacitance import CapacitanceChecks, _host_cond, _sub
+from ._lowrank_fused import FusedWoodbury
 from ._operator import StructuredOperator
 from ._validation import as_array, broadcast_shapes, split_rhs
 from ._validation import check_finite as _check_finite_arrays
 from .backends import Backend, backend_for
 from .errors import ShapeError
 from .tridiagonal import Tridiagonal
-from .tridiagonal_core import _raise_if_singular, _range_scale, _with_info
-from .tridiagonal_core import shifted_rows as _shifted_rows
+from .tridiagonal_core import host_reads
 
 __all__ = ["TridiagonalPlusLowRank", "WoodburyInfo"]
 
@@ -77,7 +77,7 @@ class WoodburyInfo:
         return float(np.max(self.capacitance_cond)) if np.size(self.capacitance_cond) else 1.0
 
 
-class TridiagonalPlusLowRank(CapacitanceChecks, StructuredOperator):
+class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperator):
     """A batch of matrices ``H = T + U V^T``: tridiagonal plus rank r, N x N.
 
     Parameters
@@ -322,6 +322,10 @@ class TridiagonalPlusLowRank(CapacitanceChecks, StructuredOperator):
         backend_for(self.U, b)
         if bk.lazy:  # dask: semisep/backends/dask/_lowrank.py
             return _lazy().solve(self, b, z, method, check_finite, return_info)
+        return self._one_read(self._solve, return_info, None, b, z, method, check_finite)
+
+    def _solve(self, b: Any, z: Any, method: str, check_finite: bool, return_info: bool) -> Any:
+        bk = self._backend
         b = as_array(bk, "b", b, like=self.U, scalar_ok=False)
         is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), self._n)
         batch, dtype = self._prepare(z, extra={"b": b_batch}, extra_dtype=b)
@@ -374,6 +378,12 @@ class TridiagonalPlusLowRank(CapacitanceChecks, StructuredOperator):
         bk = self._backend
         if bk.lazy:  # dask: semisep/backends/dask/_lowrank.py
             return _lazy().logdet(self, z, method, check_finite, return_info)
+        # in one read (r > 0), log det(T - zI) may stay complex with zero imaginary parts: the
+        # same sum
+        return self._one_read(self._logdet, return_info, {"imag": True}, z, method, check_finite)
+
+    def _logdet(self, z: Any, method: str, check_finite: bool, return_info: bool) -> Any:
+        bk = self._backend
         batch, dtype = self._prepare(z)
         ldT, pT = _sub(return_info, self.tridiagonal.logdet, z, method=method, check_finite=check_finite)
         pivots = {"logdet": pT}
@@ -398,15 +408,15 @@ class TridiagonalPlusLowRank(CapacitanceChecks, StructuredOperator):
                 out = bk.astype(ldT.real + logabs, cdt) + 1j * bk.astype(phase, cdt)
             else:
                 # real: det(T - zI) and det K are real, the phase is exactly 0 or pi
-                if bk.is_complex(ldT.dtype):
-                    re, negT = ldT.real, ldT.imag != 0
+                if bk.is_complex(ldT.dtype):  # phase 0 or pi, up to a chunked phase sum's rounding
+                    re, negT = ldT.real, abs(ldT.imag) > 0.5 * np.pi
                 else:
                     re, negT = ldT, ldT != ldT  # all False
                 neg = negT ^ (sign < 0)
                 out = re + logabs
             neg_any = None if neg is None else neg.any()
             if cond is None:  # the capacitance check and the sign's test in one read
-                K, cond, (neg_h,) = self._check_capacitance(K, "logdet", z, stacklevel=3, flags=(neg_any,))
+                K, cond, (neg_h,) = self._check_capacitance(K, "logdet", z, stacklevel=5, flags=(neg_any,))
             else:
                 neg_h = neg_any is not None and bool(neg_any)
             if neg_h:
@@ -443,6 +453,10 @@ class TridiagonalPlusLowRank(CapacitanceChecks, StructuredOperator):
         bk = self._backend
         if bk.lazy:  # dask: semisep/backends/dask/_lowrank.py
             return _lazy().resolvent_diagonal(self, z, method, check_finite, return_info)
+        return self._one_read(self._resolvent_diagonal, return_info, None, z, method, check_finite)
+
+    def _resolvent_diagonal(self, z: Any, method: str, check_finite: bool, return_info: bool) -> Any:
+        bk = self._backend
         batch, dtype = self._prepare(z)
         r = self.rank
         if r and self._fusable(method, z):
@@ -479,115 +493,38 @@ class TridiagonalPlusLowRank(CapacitanceChecks, StructuredOperator):
             return out
         return out, WoodburyInfo(pivots, _host_cond(bk, cond), r)
 
-    def _resolvent_diagonal_fused(self, z: Any, batch: tuple[int, ...], method: str, check_finite: bool):
-        """``(diag, pivots, cond_2(K))`` by the backend's fused Woodbury kernels
-        (:mod:`semisep.backends`), diag of shape ``batch + (N,)``; None where a pivot of the
-        solves was guarded (the caller then takes the composed path, whose solves refine).
-        On a backend that ``takes_shift`` (NumPy) ``T - zI`` is never formed: ``G_ii`` and the
-        forward sweeps read T's own diagonal and off-diagonals (real for a real T) and
-        subtract z in the kernel (no alpha, no complex copies of b and c).  ``G`` keeps
-        ``T``'s own, smaller batch where U or V carry batch dimensions that T and z lack."""
-        bk = self._backend
-        n, r = self._n, self.rank
-        T = self.tridiagonal
-        rows = _shifted_rows(T, z, check_finite, extra={"operator": self._batch_shape})
-        if rows.batch == broadcast_shapes({"T": T.batch_shape, "z": tuple(np.shape(z))}):
-            if bk.takes_shift:  # the shift form, as Tridiagonal.resolvent_diagonal (real products)
-                G, guarded, singular = bk.resolvent_diagonal_shifted(
-                    rows.diag, rows.shift, rows.beta_native, rows.pivmin, method=method)
+    def _one_read(self, body: Any, return_info: bool, assume: dict | None, *args: Any) -> Any:
+        """``body(*args, return_info)``, the work of a public call.  Where the backend defers
+        reads (:meth:`Backend.host_reads`: a GPU) and no ``return_info`` is asked, in one host
+        read: the scopes of its tridiagonal calls join one spanning scope
+        (:meth:`semisep.backends.torch.reads.HostReads.spanning`), each of their questions is
+        answered with the common path's value (every argument finite and in the kernels' range,
+        no pivot guarded, nothing singular) and checked at the capacitance check's read (or at
+        the end).  Where one is not (a NaN, entries to scale, a guarded pivot, a singular
+        ``T - zI``) the results are dropped and ``body`` runs again with each tridiagonal call
+        reading as it goes, so that the call decides, raises and warns as they do.  ``assume``:
+        questions answered without a check (:meth:`HostReads.spanning`).  With r = 0 the one
+        tridiagonal call reads once by itself.  ``body`` runs at the same depth on every path
+        (the warnings' ``stacklevel``)."""
+        reads = None if return_info or not self.rank else host_reads(self.tridiagonal)
+        if reads is None:
+            return body(*args, return_info)
+        span = reads.spanning(assume)
+        try:
+            with span:
+                out = body(*args, return_info)
+                span.settle()
+            return out
+        except span.Stop:
+            pass
+        except Exception:  # raised on the common path's answers: the call's own where they hold
+            try:
+                span.settle()
+            except span.Stop:
+                pass
             else:
-                G, guarded, singular = bk.resolvent_diagonal(
-                    rows.alpha, rows.beta, rows.pivmin, method=method)
-            ran = bk.kernel_ran(method)
-            _raise_if_singular(bk, singular, rows.batch, "resolvent_diagonal", z)
-            _, pG = _with_info(None, rows, guarded, method, True, ran=ran)
-            G = G.reshape(batch + (n,))
-            own_G = True  # the kernel's new array, of the full batch
-        else:
-            G, pG = T.resolvent_diagonal(z, method=method, check_finite=False, return_info=True)
-            own_G = False
-        fwd = self._fused_forward(rows, z, batch, method, "solve")
-        if fwd is None:
-            return None
-        sweeps, pS = fwd
-        nb = int(np.prod(batch))
-        K, cond = self._check_capacitance(
-            la.eye(bk, r, sweeps.KmI.dtype, like=sweeps.KmI) + sweeps.KmI.reshape(batch + (r, r)),
-            "resolvent_diagonal", z, stacklevel=4,
-        )
-        Kinv = la.solve(bk, K, la.eye(bk, r, K.dtype, like=K)).reshape((nb, r, r))
-        if own_G and G.dtype == sweeps.KmI.dtype:
-            # G - sum X W written into G: no new (B, N) array and none of its page faults
-            Gb = G.reshape((nb, n))
-            out = bk.woodbury_correction(sweeps, Kinv, subtract_from=Gb).reshape(G.shape)
-        else:
-            out = G - bk.woodbury_correction(sweeps, Kinv).reshape(batch + (n,))
-        pivots = {"resolvent_diagonal": pG, "solve": pS}
-        if not T.is_symmetric_storage:
-            pivots["solve_transpose"] = pS  # A^T has the pivots of A
-        return out, pivots, cond
-
-    def _fusable(self, method: str, z: Any) -> bool:
-        """Whether the backend's fused Woodbury kernels serve this call (NumPy; torch on CPU
-        tensors of which none needs a gradient)."""
-        T = self.tridiagonal
-        return self._backend.woodbury_fusable(method, T.diag, T.lower, T.upper_, self.U, self.V, z)
-
-    def _fused_forward(self, rows, z: Any, batch: tuple[int, ...], method: str, what: str):
-        """The fused forward pass for ``A = T - zI`` on the rows of :func:`_shifted_rows`:
-        ``(sweeps, pivot_info)``, ``sweeps`` the backend's state with ``X = A^{-1} U`` and
-        ``sweeps.KmI = V^T X`` (B, r, r), ``B = prod(batch)``; None where a pivot was guarded
-        (the caller takes its composed path, whose solves refine).  Raises
-        :class:`SingularMatrixError` (named ``what``) if ``A`` is singular.  The sweeps hold
-        the backend's scratch: the caller passes them to ``woodbury_correction`` or
-        ``woodbury_release`` when done."""
-        bk = self._backend
-        n, r = self._n, self.rank
-        nb = int(np.prod(batch))
-
-        def block(M):  # (..., N, r) -> (B, N, r), a view where the batch is broadcast
-            return bk.broadcast_to(M, batch + (n, r)).reshape((nb, n, r))
-
-        if _range_scale(rows) is not None:  # entries outside the kernels' safe range: the
-            return None                     # composed path, whose tridiagonal calls scale
-        if bk.takes_shift:  # T's own diagonal and off-diagonals, z subtracted in the kernel
-            sweeps = bk.woodbury_forward(
-                rows.diag, rows.upper_native, rows.lower_native, block(self.U), block(self.V),
-                rows.pivmin, shift=rows.shift,
-            )
-        else:
-            sweeps = bk.woodbury_forward(
-                rows.alpha, rows.upper, rows.lower, block(self.U), block(self.V), rows.pivmin
-            )
-        ran = bk.kernel_ran(method)
-        if bool((sweeps.guarded > 0).any()):
-            bk.woodbury_release(sweeps)
-            return None
-        if bool(sweeps.singular.any()):
-            bk.woodbury_release(sweeps)
-            _raise_if_singular(bk, sweeps.singular, batch, what, z)
-        _, info = _with_info(None, rows, sweeps.guarded, method, True, ran=ran)
-        return sweeps, info
-
-    def _fused_capacitance(self, z: Any, batch: tuple[int, ...], method: str, what: str):
-        """``(K, cond_2(K), pivot_info)`` from the fused forward pass (``K = I + V^T X``,
-        ``X = A^{-1} U`` in the backend's scratch); None where the backend has no fused
-        kernels, ``method`` is not "auto" / "sequential", or a pivot was guarded."""
-        bk = self._backend
-        if not self._fusable(method, z):
-            return None
-        rows = _shifted_rows(self.tridiagonal, z, False, extra={"operator": self._batch_shape})
-        fwd = self._fused_forward(rows, z, batch, method, what)
-        if fwd is None:
-            return None
-        sweeps, info = fwd
-        KmI = sweeps.KmI
-        bk.woodbury_release(sweeps)
-        r = self.rank
-        K, cond = self._check_capacitance(
-            la.eye(bk, r, KmI.dtype, like=KmI) + KmI.reshape(batch + (r, r)), what, z, stacklevel=4,
-        )
-        return K, cond, info
+                raise
+        return body(*args, return_info)
 
 
 def _lazy() -> Any:

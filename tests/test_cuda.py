@@ -8,7 +8,8 @@ GPU: ``python -m pytest tests/test_cuda.py``.  What is checked:
   tolerances of the CPU tests (eps times a conditioning bound);
 * no host round trip: with ``Tensor.cpu``/``Tensor.numpy`` patched to raise on anything larger
   than the ``(B,)`` singular flags (which come to the host to raise an error), the CUDA calls
-  still run (scalar ``bool()`` syncs for the guard certificate are allowed);
+  (Tridiagonal, T + U V^T) still run (scalar ``bool()`` syncs for the guard certificate are
+  allowed); in the CPU imitation with the backend's NumPy host views off, as on CUDA;
 * ``torch.autograd.gradcheck`` in complex128 on the device for the resolvent diagonal, solve and
   log det with respect to diag, both off-diagonals and a tensor z;
 * ``"chunked"`` on CUDA against the compiled sequential sweep on CPU on a disordered chain at
@@ -110,6 +111,16 @@ def test_no_host_round_trip(monkeypatch):
     d, lo, up = (x.to(DEV) for x in _chain(4096, 4, torch.complex64, nonsym=True))
     T = ss.Tridiagonal(d, lo, up)
     b = torch.ones(4, 4096, dtype=torch.complex64, device=DEV)
+    rng = np.random.default_rng(4)
+    U, V = (torch.as_tensor(0.1 * rng.standard_normal((4096, 2))).to(torch.complex64).to(DEV)
+            for _ in range(2))
+    H = ss.TridiagonalPlusLowRank(T, U, V)
+    if not DEV.startswith("cuda"):
+        # the CPU imitation: CPU tensors have NumPy host views (a zero-copy Tensor.numpy(), not
+        # a copy), which decide the host path and which a CUDA tensor lacks; off, as on CUDA
+        import semisep.backends.torch as tb
+
+        monkeypatch.setattr(tb, "_host_view", lambda t: None)
 
     # the (B,) singular/guard flags may come to the host to raise an error; data may not
     cpu, numpy_ = torch.Tensor.cpu, torch.Tensor.numpy
@@ -127,7 +138,11 @@ def test_no_host_round_trip(monkeypatch):
     G = T.resolvent_diagonal(0.5 + 0.01j, method=m)
     x = T.solve(b, 0.5 + 0.01j, method=m)
     ld = T.logdet(0.5 + 0.01j, method=m)
-    assert {t.device.type for t in (G, x, ld)} == {torch.device(DEV).type}
+    outs = [G, x, ld]
+    for real_z in (False, True):  # real z: a real T's logdet is real or complex by its signs
+        zz = 0.5 if real_z else 0.5 + 0.01j
+        outs += [H.resolvent_diagonal(zz, method=m), H.solve(b, zz, method=m), H.logdet(zz, method=m)]
+    assert {t.device.type for t in outs} == {torch.device(DEV).type}
 
 
 @pytest.mark.parametrize("what", ["resolvent", "solve", "logdet"])

@@ -17,6 +17,7 @@ switched off as on a CUDA tensor; a ``.numpy()`` of the result of ``.cpu()`` cou
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 import numpy as np
@@ -419,37 +420,46 @@ def test_deferred_reads_non_finite_and_singular(monkeypatch):
                 Tn.resolvent_diagonal(Z, method="chunked", check_finite=False)
 
 
-def _low_rank(n, symmetric, r=2, seed=3):
+def _low_rank(n, symmetric, r=2, seed=3, cplx=False):
     rng = np.random.default_rng(seed)
-    d, lo, up = _problem(n)
+    d, lo, up = _problem(n, cplx=cplx)
     U, V = (torch.tensor(rng.standard_normal((n, r)) * 0.1) for _ in range(2))
     return ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, None if symmetric else up), U, V)
 
 
-#: low-rank calls: (call, the tridiagonal calls it makes, symmetric T and not)
+#: low-rank calls: (call, the tridiagonal calls it makes, symmetric T and not), real and complex z
 _LOW_RANK_CALLS = {
     "resolvent": (lambda H, n: H.resolvent_diagonal(Z, method="chunked"), (2, 3)),
+    "resolvent, real z": (lambda H, n: H.resolvent_diagonal(0.3, method="chunked"), (2, 3)),
+    "resolvent, tensor z": (lambda H, n: H.resolvent_diagonal(torch.tensor([Z, 2 * Z], dtype=_C),
+                                                               method="chunked"), (2, 3)),
     "logdet": (lambda H, n: H.logdet(Z, method="chunked"), (2, 2)),
     "logdet, real z": (lambda H, n: H.logdet(0.3, method="chunked"), (2, 2)),
     "solve": (lambda H, n: H.solve(_rhs(n)[0], Z, method="chunked"), (1, 1)),
+    "solve, real z": (lambda H, n: H.solve(_rhs(n)[0], 0.3, method="chunked"), (1, 1)),
 }
 
 
+@pytest.mark.parametrize("cplx", [False, True, "grad"], ids=["real T", "complex T", "real T, grad"])
 @pytest.mark.parametrize("symmetric", [True, False], ids=["symmetric", "general"])
 @pytest.mark.parametrize("case", list(_LOW_RANK_CALLS))
-def test_low_rank_syncs(case, symmetric, monkeypatch):
-    """``TridiagonalPlusLowRank`` on a device: one host sync per tridiagonal call it makes
-    (none for pivot information it does not return) plus one for the capacitance matrix: its
-    singular certificate, the ill-conditioning test and (logdet) the sign of a real result
-    are computed on the device and read together; ``cond_2(K)`` stays there unless
-    ``return_info`` asks for it."""
+def test_low_rank_syncs(case, symmetric, cplx, monkeypatch):
+    """``TridiagonalPlusLowRank`` on a device: one host sync per public call.  Its tridiagonal
+    calls join one spanning scope and read nothing (:meth:`HostReads.spanning`); their checks
+    are read with the capacitance matrix's (its singular certificate, the ill-conditioning
+    test and, for logdet, the sign of a real result), and ``cond_2(K)`` stays on the device
+    unless ``return_info`` asks for it.  The chunk-boundary repair's syncs are counted apart,
+    per tridiagonal call.  "grad": T's diagonal needs a gradient (the forward under autograd)."""
     n = 2048
     call, subcalls = _LOW_RANK_CALLS[case]
-    H = _low_rank(n, symmetric)
+    H = _low_rank(n, symmetric, cplx=cplx is True)
+    if cplx == "grad":
+        H.tridiagonal.diag.requires_grad_()
     call(H, n)
     with _syncs(monkeypatch) as s:
         out = call(H, n)
-    assert s["n"] <= subcalls[0 if symmetric else 1] + 1, s["n"]
+    assert out.requires_grad == (cplx == "grad")
+    assert s["n"] <= 1, s["n"]
     assert s["repair"] <= subcalls[0 if symmetric else 1] * _REPAIR_SYNC_BOUND
     assert torch.isfinite(out).all()
     K = torch.eye(2, dtype=torch.complex128) + 0.01 * torch.ones(2, 2, dtype=torch.complex128)
@@ -465,18 +475,163 @@ def test_low_rank_deferred_same_results(case, monkeypatch):
     n = 512
     call, _ = _LOW_RANK_CALLS[case]
     H = _low_rank(n, symmetric=False)
+    zz = {"resolvent": Z, "resolvent, real z": 0.3, "resolvent, tensor z": torch.tensor([Z, 2 * Z], dtype=_C),
+          "logdet": Z, "logdet, real z": 0.3, "solve": Z, "solve, real z": 0.3}[case]
     info_call = {
-        "resolvent": lambda: H.resolvent_diagonal(Z, method="chunked", return_info=True),
-        "logdet": lambda: H.logdet(Z, method="chunked", return_info=True),
-        "logdet, real z": lambda: H.logdet(0.3, method="chunked", return_info=True),
-        "solve": lambda: H.solve(_rhs(n)[0], Z, method="chunked", return_info=True),
-    }[case]
+        "resolvent": lambda: H.resolvent_diagonal(zz, method="chunked", return_info=True),
+        "logdet": lambda: H.logdet(zz, method="chunked", return_info=True),
+        "solve": lambda: H.solve(_rhs(n)[0], zz, method="chunked", return_info=True),
+    }[case.split(",")[0]]
     (got, gi), (want, wi) = _deferred_and_eager(monkeypatch, info_call)
     assert torch.equal(got, want)
     np.testing.assert_array_equal(gi.capacitance_cond, wi.capacitance_cond)
     assert isinstance(gi.capacitance_cond, np.ndarray)
     got, want = _deferred_and_eager(monkeypatch, lambda: call(H, n))
     assert torch.equal(got, want)
+
+
+def _low_rank_scaled(n, symmetric, scale, cplx=False, guarded=False):
+    """``scale (T + U V^T)``: entries at ``2^-400`` or ``2^400`` are outside the kernels' safe
+    range (each tridiagonal call scales its problem); ``guarded``: ``T - 0.3 I`` with a zero
+    first pivot (the real-z sweeps need the guard)."""
+    d, lo, up = _problem(n, cplx=cplx)
+    if guarded:
+        d = d.clone()
+        d[0, 0] = 0.3
+    rng = np.random.default_rng(5)
+    U, V = (torch.tensor(rng.standard_normal((n, 2)) * 0.1) for _ in range(2))
+    T = ss.Tridiagonal(d * scale, lo * scale, None if symmetric else up * scale)
+    return ss.TridiagonalPlusLowRank(T, U * scale, V)
+
+
+@pytest.mark.parametrize("kind", ["2^-400", "2^400", "guarded pivot"])
+@pytest.mark.parametrize("symmetric", [True, False], ids=["symmetric", "general"])
+@pytest.mark.parametrize("case", list(_LOW_RANK_CALLS))
+def test_low_rank_deferred_fallback_same_results(case, symmetric, kind, monkeypatch):
+    """Where an answer the one-read call took without reading is wrong (entries outside the
+    kernels' safe range: every tridiagonal call scales its problem; a pivot that needs the
+    guard), the call runs again reading as it goes: bit for bit the results of the host path,
+    at shifts scaled with the entries."""
+    n = 300
+    scale = {"2^-400": 2.0 ** -400, "2^400": 2.0 ** 400, "guarded pivot": 1.0}[kind]
+    H = _low_rank_scaled(n, symmetric, scale, guarded=kind == "guarded pivot")
+    call, _ = _LOW_RANK_CALLS[case]
+    zs = {"resolvent": Z, "resolvent, real z": 0.3, "resolvent, tensor z": torch.tensor([Z, 2 * Z], dtype=_C),
+          "logdet": Z, "logdet, real z": 0.3, "solve": Z, "solve, real z": 0.3}[case] * scale
+    f = {"resolvent": lambda: H.resolvent_diagonal(zs, method="chunked"),
+         "logdet": lambda: H.logdet(zs, method="chunked"),
+         "solve": lambda: H.solve(_rhs(n)[0], zs, method="chunked")}[case.split(",")[0]]
+    got, want = _deferred_and_eager(monkeypatch, f)
+    assert got.dtype == want.dtype
+    assert torch.equal(got, want)
+    assert torch.isfinite(got).all()
+
+
+@pytest.mark.parametrize("n", [300, 301], ids=["det > 0", "det < 0"])
+def test_low_rank_rank_zero_deferred(n, monkeypatch):
+    """Rank 0 (every call reduces to T's): one read, and bit for bit the host path's results,
+    a real T's log-determinant at a real z real or complex as :meth:`Tridiagonal.logdet`
+    returns it (every pivot of ``T - 0.3 I`` here is negative: the sign is ``(-1)^N``)."""
+    T = ss.Tridiagonal(*_problem(n))
+    H = ss.TridiagonalPlusLowRank(T, torch.zeros(n, 0, dtype=torch.float64),
+                                  torch.zeros(n, 0, dtype=torch.float64))
+    b = _rhs(n)[0]
+    for call in (lambda: H.logdet(0.3, method="chunked"), lambda: H.resolvent_diagonal(0.3, method="chunked"),
+                 lambda: H.solve(b, Z, method="chunked")):
+        got, want = _deferred_and_eager(monkeypatch, call)
+        assert got.dtype == want.dtype and torch.equal(got, want)
+        with _syncs(monkeypatch) as s:
+            call()
+        assert s["n"] <= 1, s["n"]
+    assert H.logdet(0.3, method="sequential").is_complex() == (n % 2 == 1)
+
+
+@pytest.mark.parametrize("n", [300, 301], ids=["det > 0", "det < 0"])
+def test_low_rank_chunked_logdet_sign(n, monkeypatch):
+    """A real problem's low-rank log-determinant on the chunked path (the CUDA path) has the
+    sign of the sequential sweep's, read as it goes and in one read: the chunked phase sum of
+    ``T - zI``'s N negative pivots leaves an imaginary part of order ``eps N pi`` where it is
+    0 (N even), which must not read as a negative determinant."""
+    T = ss.Tridiagonal(*_problem(n))
+    rng = np.random.default_rng(3)
+    U, V = (torch.tensor(rng.standard_normal((n, 2)) * 0.01) for _ in range(2))
+    H = ss.TridiagonalPlusLowRank(T, U, V)
+    want = H.logdet(0.3, method="sequential")
+    for got in _deferred_and_eager(monkeypatch, lambda: H.logdet(0.3, method="chunked")):
+        assert got.is_complex() == want.is_complex() == (n % 2 == 1)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+
+
+def _same_error(monkeypatch, call, error):
+    """``call()`` raises ``error`` with the same message deferred (as on a device) and eager."""
+    with pytest.raises(error) as eager:
+        call()
+    with _as_on_a_device(monkeypatch), pytest.raises(error) as deferred:
+        call()
+    assert str(deferred.value) == str(eager.value)
+    return str(eager.value)
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["symmetric", "general"])
+def test_low_rank_deferred_errors(symmetric, monkeypatch):
+    """The one-read low-rank calls raise what the host path raises, message for message: a NaN
+    in a tensor z or in b (NonFiniteError), a NaN entry of T or U with ``check_finite=False``,
+    a singular ``T - zI`` (SingularMatrixError of the tridiagonal call) and a singular
+    capacitance matrix."""
+    n = 257
+    H = _low_rank(n, symmetric)
+    zs = torch.tensor([Z, float("nan")])
+    b = _rhs(n)[0]
+    bn = b.clone()
+    bn[3] = float("nan")
+    calls = {"resolvent": lambda H, z: H.resolvent_diagonal(z, method="chunked"),
+             "logdet": lambda H, z: H.logdet(z, method="chunked"),
+             "solve": lambda H, z: H.solve(b, z, method="chunked")}
+    for call in calls.values():
+        msg = _same_error(monkeypatch, functools.partial(call, H, zs), ss.errors.NonFiniteError)
+        assert msg.startswith("z contains")
+    msg = _same_error(monkeypatch, lambda: H.solve(bn, Z, method="chunked"), ss.errors.NonFiniteError)
+    assert msg.startswith("b contains")
+    # T - zI singular at z = 0 (batch row 1: odd N, zero diagonal); H itself need not be
+    d = torch.zeros(2, n, dtype=torch.float64)
+    d[0] = 3.0
+    lo = torch.ones(2, n - 1, dtype=torch.float64)
+    rng = np.random.default_rng(7)
+    U, V = (torch.tensor(rng.standard_normal((n, 2))) for _ in range(2))
+    S = ss.TridiagonalPlusLowRank(ss.Tridiagonal(d, lo, None if symmetric else 2 * lo), U, V)
+    for call in calls.values():
+        msg = _same_error(monkeypatch, functools.partial(call, S, 0.0), ss.SingularMatrixError)
+        assert "T - z I is singular" in msg and "batch index (1,)" in msg
+    # a singular capacitance matrix: H = I - e0 e0^T
+    one = torch.ones(n, dtype=torch.float64)
+    e0 = torch.zeros(n, 1, dtype=torch.float64)
+    e0[0] = 1.0
+    Tone = ss.Tridiagonal(one, torch.zeros(n - 1, dtype=torch.float64),
+                          None if symmetric else torch.zeros(n - 1, dtype=torch.float64))
+    Hs = ss.TridiagonalPlusLowRank(Tone, -e0, e0)
+    for call in calls.values():
+        msg = _same_error(monkeypatch, functools.partial(call, Hs, 0.0), ss.SingularMatrixError)
+        assert "capacitance" in msg
+    # NaN entries let through (check_finite=False): whatever the host path raises
+    dn = H.tridiagonal.diag.clone()
+    dn[0, 5] = float("nan")
+    Tn = ss.Tridiagonal(dn, H.tridiagonal.lower, H.tridiagonal.upper, check_finite=False)
+    Un = H.U.clone()
+    Un[4, 1] = float("nan")
+    unchecked = {"resolvent": lambda H: H.resolvent_diagonal(Z, method="chunked", check_finite=False),
+                 "logdet": lambda H: H.logdet(Z, method="chunked", check_finite=False),
+                 "solve": lambda H: H.solve(b, Z, method="chunked", check_finite=False)}
+    for Hn in (ss.TridiagonalPlusLowRank(Tn, H.U, H.V, check_finite=False),
+               ss.TridiagonalPlusLowRank(H.tridiagonal, Un, H.V, check_finite=False)):
+        for call in unchecked.values():
+            try:
+                want = call(Hn)
+            except Exception as exc:  # noqa: BLE001 - the host path's error, whatever it is
+                _same_error(monkeypatch, functools.partial(call, Hn), type(exc))
+            else:
+                with _as_on_a_device(monkeypatch):
+                    got = call(Hn)
+                torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
 
 
 def test_low_rank_deferred_raises_and_warns(monkeypatch):
@@ -502,7 +657,10 @@ def test_low_rank_deferred_raises_and_warns(monkeypatch):
                 call()
         with pytest.warns(ss.IllConditionedWarning, match="cond_2") as rec:
             G = Hw.resolvent_diagonal(0.0, method="chunked")
-        assert rec[0].filename == __file__
+        assert len(rec) == 1 and rec[0].filename == __file__
+        with pytest.warns(ss.IllConditionedWarning, match="cond_2") as rec:
+            Hw.logdet(0.0, method="chunked")
+        assert len(rec) == 1 and rec[0].filename == __file__
         assert torch.isfinite(G).all()
         ld = Hn.logdet(0.0, method="chunked")
     assert ld.is_complex() and ld.imag == np.pi and abs(ld.real) < 1e-15

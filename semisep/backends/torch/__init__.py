@@ -284,7 +284,7 @@ class TorchBackend(Backend):
                 if out is not None:  # the guard certificate and the singular one, in one host sync
                     G, ok = out
                     pm = pivmin.detach().to(diag.dtype)
-                    ok_h, cert_ok = read_flags(ok, _resolvent_cert(G, pm))
+                    ok_h, cert_ok = read_flags(ok, _resolvent_cert(G, pm), expect=(True, True))
                     if ok_h:  # no pivot needed the guard
                         guarded = torch.zeros(diag.shape[0], dtype=torch.int64, device=diag.device)
                         return G, guarded, _resolvent_flags(G, pm, cert_ok)

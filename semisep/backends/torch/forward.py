@@ -174,7 +174,7 @@ def _resolvent_shifted_chunked(diag, shift, beta, pivmin, L):
         if guard == "force":
             cert_ok = None
             break
-        ok_h, cert_ok = read_flags(ok[0], cert)
+        ok_h, cert_ok = read_flags(ok[0], cert, expect=(True, True))
         if ok_h:
             break
     if m is None:
@@ -201,7 +201,8 @@ def _resolvent_forward(alpha, beta, pivmin, method, L, need_pivots=False):
         return G, guarded.to(torch.int64), _resolvent_flags(G, pivmin), gL, gR
     gL, gR, guarded, ok = _both_pivots(alpha, beta, pivmin, method, L, guard="defer")
     G = _combine_resolvent(gL, gR, beta)
-    ok_h, cert_ok = read_flags(ok, _resolvent_cert(G, pivmin))  # the call's one host sync
+    # the call's one host sync
+    ok_h, cert_ok = read_flags(ok, _resolvent_cert(G, pivmin), expect=(True, True))
     if not ok_h:  # some pivot needs the guard: the guarded sweeps
         gL, gR, guarded = _both_pivots(alpha, beta, pivmin, method, L, guard="force")
         G = _combine_resolvent(gL, gR, beta)
@@ -226,7 +227,7 @@ def _logdet_forward(alpha, beta, pivmin, method, L):
     ld = _logdet_from_pivots(d)
     singular = _left_flags(mask, alpha, beta, gL, pivmin) | ~torch.isfinite(ld)
     imag = (ld.imag != 0).any() if not alpha.is_complex() else torch.zeros_like(ok)
-    ok_h, sing_h, imag_h = read_flags(ok, singular.any(), imag)
+    ok_h, sing_h, imag_h = read_flags(ok, singular.any(), imag, expect=(True, False, None))
     if not ok_h:  # some pivot needs the guard: the guarded sweep
         gL, d, mask = _pivots_chunked(alpha, beta, pivmin, L, guard="force")
         ld = _logdet_from_pivots(d)
@@ -235,7 +236,7 @@ def _logdet_forward(alpha, beta, pivmin, method, L):
     guarded = mask.sum(dim=1).to(torch.int64)
     note(guarded, "any", False)
     note(singular, "any", sing_h)
-    if not alpha.is_complex():
+    if not alpha.is_complex() and imag_h is not None:  # None: not read (a spanning call's)
         note(ld, "imag", imag_h)
     return ld, guarded, singular, gL
 
@@ -297,17 +298,19 @@ def _solve_stable(alpha, upper, lower, f, pivmin, method, L, gL=None):
     return _refine(alpha, upper, lower, f, pivmin, L, gL, x)
 
 
-def _refine(alpha, upper, lower, f, pivmin, L, gL, x, flags=(), done=None):
+def _refine(alpha, upper, lower, f, pivmin, L, gL, x, flags=(), done=None, expect=None):
     """The iterative refinement and pivoted fallback of :func:`_solve_stable` from the first
     solution ``x``.  ``flags``: the caller's 0-d bool tensors, read in the same host sync as the
     first backward-error test; ``done(values) -> bool``: given their values, True stops before
     refining (the caller then ignores the result).  Returns ``(x, steps)``, or ``(x, steps,
     values)`` where ``flags`` were given; with ``flags``, the last value tells whether the first
-    ``x`` is finite.  One host sync when the first solve is good enough."""
+    ``x`` is finite.  ``expect``: the flags' common-path values (:func:`.reads.read_flags`).
+    One host sync when the first solve is good enough."""
     steps = 0
     fin: list = []
     ok, r = _backward_ok(alpha, upper, lower, f, x, fin if flags else None)
-    good, *values = read_flags(ok.all(), *flags, *fin)
+    want = None if expect is None else (True, *expect, *(True,) * len(fin))
+    good, *values = read_flags(ok.all(), *flags, *fin, expect=want)
     if done is not None and done(values):
         return x, steps, values
     while not good and steps < _REFINE_STEPS:
@@ -349,7 +352,7 @@ def _solve_forward(alpha, upper, lower, f, pivmin, method, L):
     x = _solve_with_pivots(gL, upper, lower, f, "chunked", L)
     x, steps, (ok_h, sing_h, fin_h) = _refine(alpha, upper, lower, f, pivmin, L, gL, x,
                                               flags=(ok, singular.any()),
-                                              done=lambda v: not v[0] or v[1])
+                                              done=lambda v: not v[0] or v[1], expect=(True, False))
     if not ok_h:  # some pivot needs the guard: the guarded sweep, then as before
         gL, _, mask = _pivots_chunked(alpha, beta, pivmin, L, guard="force")
         singular = _left_flags(mask, alpha, beta, gL, pivmin)

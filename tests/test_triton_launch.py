@@ -27,9 +27,10 @@ torch = pytest.importorskip("torch")
 import semisep as ss  # noqa: E402
 from semisep.backends import torch as torch_backend  # noqa: E402
 from semisep.backends.torch.select import select_kernel  # noqa: E402
-from semisep.backends.triton import launch, resolvent  # noqa: E402
+from semisep.backends.triton import launch, repair, resolvent  # noqa: E402
 
-KERNELS = Path(__file__).resolve().parents[1] / "semisep" / "backends" / "triton" / "kernels.py"
+TRITON_DIR = Path(__file__).resolve().parents[1] / "semisep" / "backends" / "triton"
+KERNELS = [TRITON_DIR / "kernels.py", TRITON_DIR / "tiled.py"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -110,8 +111,8 @@ def test_launch_plan_validates():
 # the kernels' source (checked without triton)
 # ------------------------------------------------------------------------------------------------
 def _kernel_defs():
-    tree = ast.parse(KERNELS.read_text())
-    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+    trees = [ast.parse(path.read_text()) for path in KERNELS]
+    return [n for tree in trees for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
 
 
 def test_kernels_index_in_int64():
@@ -349,7 +350,7 @@ def _transfer_and_carries(alpha: np.ndarray, beta: np.ndarray, L: int):
 
 
 def test_one_step_carries_from_one_chunk_matrix():
-    """``_one_step_carries`` replaces the scanned carry into every chunk by the previous chunk's
+    """``one_step_carries`` replaces the scanned carry into every chunk by the previous chunk's
     (in sweep order) matrix applied to that chunk's scanned carry: with carries perturbed by
     1e-9 (relative), the results equal that formula and are far closer to the exact sequential
     carries where the recursion contracts (disordered chain, Im z = 0.05)."""
@@ -363,7 +364,7 @@ def test_one_step_carries_from_one_chunk_matrix():
     noisy[0, :, 0] = 0
     noisy[1, :, -1] = 0
     carry = torch.from_numpy(np.stack([noisy.real, noisy.imag], axis=-1).reshape(2, B * nc, 2).copy())
-    resolvent._one_step_carries(P, carry, B, nc)
+    repair.one_step_carries(P, carry, B, nc)
     got = torch.view_as_complex(carry).numpy().reshape(2, B, nc)
     Pc = (P[:, 0::2] + 1j * P[:, 1::2]).numpy().reshape(2, 4, B, nc)
     for d, src, dst in ((0, slice(0, nc - 1), slice(1, nc)), (1, slice(1, nc), slice(0, nc - 1))):

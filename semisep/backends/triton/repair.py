@@ -12,9 +12,10 @@ path.  Then:
    flagged boundaries starts a walker at the flagged chunk from the previous chunk's end value,
    runs the sequential recursion chunk by chunk, writes the carry into every chunk it enters
    while active, and stops (merged) where its value at a chunk's end is within the same
-   tolerance of that chunk's stored end value; at most ``walk`` chunks.  Walkers step in
-   lockstep (no two at one chunk in one step); a later step overwrites an earlier one, so the
-   walker from further upstream wins, as in ``repair_planar``.
+   tolerance of that chunk's end value as last written (the stored one, or the value a walker
+   ahead left there); at most ``walk`` chunks.  Walkers step in lockstep (no two at one chunk
+   in one step); a later step overwrites an earlier one, so the walker from further upstream
+   wins and goes on until it agrees with what the one ahead wrote, as in ``repair_planar``.
 2. Every chunk a walker entered (``dirty``) is run again, both sweeps, from its final carries:
    ``G``, the certificate's count of rejected pivots and ``max(|Re G|, |Im G|)`` replaced.  All
    the walkers' chunk slots are recomputed (a fixed shape); where a chunk is not dirty the old
@@ -122,7 +123,8 @@ def _walk(rows: _Rows, carry: torch.Tensor, ends: torch.Tensor, R: int, nc: int,
     c = k if right else k + 1  # the chunk the walker starts at
     g = ends[b * nc + (c + 1 if right else c - 1)]
     t = torch.arange(L, device=carry.device)
-    slots = []
+    cur = ends.clone()  # the end values as the walkers leave them (a walker behind compares
+    slots = []  # with what one ahead of it wrote, and overwrites it until they agree)
     for w in range(walk):
         cw = c - w if right else c + w
         valid = (cw >= 0) & (cw < nc)
@@ -139,8 +141,9 @@ def _walk(rows: _Rows, carry: torch.Tensor, ends: torch.Tensor, R: int, nc: int,
         inb = on[:, None] & (pos < N)
         for s in range(L):
             g = torch.where(inb[:, s], torch.reciprocal(A[:, s] - Bc[:, s] * g), g)
-        old = ends[idx]
+        old = cur[idx]
         merged = (g - old).abs() <= tol * old.abs()
+        cur[idx] = torch.where(on, g, old)
         nxt = (cw - 1 >= 0) if right else (cw + 1 < nc)
         active = on & ~merged & nxt
     left = torch.zeros(R, dtype=torch.int32, device=carry.device)

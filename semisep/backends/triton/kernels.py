@@ -32,7 +32,17 @@ Notation as in :mod:`semisep.backends.torch`: one batch row, ``alpha_i = diag_i 
    per (row, chunk) again: the ordinary ratio recursion ``d = alpha - betap g``,
    ``g = conj(d) / |d|^2`` forward through the chunk from the left carry (gL kept in a register
    tile), then the UL recursion backward from the right carry, writing
-   ``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})``; G is stored once, coalesced.
+   ``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})``; G is stored once, coalesced.  Each lane
+   also stores its chunk's end values, ``gL`` at the last position and ``gR`` at the first
+   (``ends``, laid out as the carries), which the boundary repair (:mod:`.repair`) compares
+   with the neighbours' carries.  Between the scan and this pass every carry is made one chunk
+   step deep in double precision (:func:`.repair.one_step_carries`).
+
+Working precision.  The transfer matrices, the scans, the carries and both recursions run in
+the element type of ``P`` / the carries: the data's precision, or double for a *wide*
+complex64 call (``alpha = diag - z`` formed in single precision first, then widened; ``G``
+rounded to complex64 once, at the store).  The strided twin of the second pass keeps ``gL``
+in ``G``'s memory between its two sweeps, so in a wide call it is rounded there once.
 
 Certificate (no guard is ever applied here).  Every pivot of both sweeps is checked: a lane
 counts the pivots with ``|d|^2 < pivmin^2 (1 + 8 eps)``, ``|d|^2`` above the largest finite
@@ -52,13 +62,16 @@ y (:mod:`.launch` computes them and the slabs of rows when even x would overflow
 argument is passed (Triton would type a Python float as float32): the overflow test is
 ``n - n != 0`` (infinite or NaN ``|d|^2``).
 
-The kernels and their ``triton.jit`` helpers stay in one module (a little over 600 lines):
-the tiled, strided and scan kernels share the helpers, and Triton resolves them by name.
+This module holds the shared ``triton.jit`` helpers, the strided per-chunk kernels and the
+scan kernels; the register-tile kernels are in :mod:`.tiled` (which imports the helpers:
+Triton resolves them by name among a kernel's module globals).  :mod:`.ops` launches them all
+as one torch operator.
 
 Triton is optional (it ships with CUDA builds of torch); ``semisep.backends.triton.available``
 says whether this path can run.  The kernels are checked on CPU by Triton's interpreter
 (``TRITON_INTERPRET=1``, tests/test_triton_resolvent.py: tiled vs plain, two-level vs serial
-scan, against the NumPy backend) and on a GPU by tests/test_cuda.py.
+scan, against the NumPy backend and, near chunk boundaries, the sequential sweep) and on a GPU
+by tests/test_cuda.py and benchmarks/fused_accuracy.py.
 """
 
 from __future__ import annotations

@@ -15,8 +15,17 @@ if HAVE_TRITON:
     import triton
     import triton.language as tl
 
-    from .kernels import (_alpha, _beta, _ix, _pid, _rejected, _renorm8,  # noqa: F401
-                          _step_columns, _store8, _store_end)
+    from .kernels import (  # noqa: F401  (helpers the tiled kernels call by name)
+        _alpha,
+        _beta,
+        _ix,
+        _pid,
+        _rejected,
+        _renorm8,
+        _step_columns,
+        _store8,
+        _store_end,
+    )
 
     @triton.jit
     def _col(tile, cols, t):

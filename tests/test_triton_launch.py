@@ -463,13 +463,11 @@ def test_repair_without_disagreement_changes_nothing():
 def test_repair_declines_rows_it_cannot_finish(monkeypatch):
     """More flagged boundaries than slots: the rows whose boundaries got no slot are pending
     (the caller declines them; the chunked path runs them)."""
-    from semisep.backends.torch import _boundary
-
-    monkeypatch.setattr(_boundary, "slot_count", lambda n: 1)
+    monkeypatch.setattr(repair, "slot_count", lambda n: 1)
     # one bad carry flags two boundaries of row 1 (into and out of its chunk); one slot
     *_, pending, _, _ = _repair_case([(0, 1, 7, 1e-6)])
     assert pending.tolist() == [False, True]
-    monkeypatch.setattr(_boundary, "slot_count", lambda n: 2)
+    monkeypatch.setattr(repair, "slot_count", lambda n: 2)
     *_, pending, _, _ = _repair_case([(0, 1, 7, 1e-6)])
     assert pending.tolist() == [False, False]
 
@@ -482,3 +480,38 @@ def test_fused_op_absent_without_triton():
         assert ops.FUSED_OP is None
     else:
         assert ops.FUSED_OP is not None
+
+
+def _repair_ops(R, nc, L=4, flagged=False):
+    """The number of torch ops other than views ``repair_slab`` dispatches (each a kernel
+    launch on a GPU)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view and func is not torch.ops.aten.lift_fresh.default:
+                Count.n += 1  # views launch nothing
+            return func(*args, **(kwargs or {}))
+
+    rng = np.random.default_rng(0)
+    N = nc * L
+    carry = torch.from_numpy(rng.standard_normal((2, R * nc, 2)))
+    ends = carry.clone() if not flagged else torch.from_numpy(rng.standard_normal((2, R * nc, 2)))
+    G = torch.zeros(R, N, dtype=torch.complex128)
+    args = (torch.from_numpy(rng.standard_normal((R, N))), torch.full((R,), 0.5j, dtype=torch.complex128),
+            torch.from_numpy(rng.standard_normal((R, N - 1))), carry, ends,
+            torch.full((R,), 1e-60, dtype=torch.float64), G, torch.zeros(R, nc, dtype=torch.int32),
+            torch.zeros(R, nc, dtype=torch.float64))
+    with Count():
+        repair.repair_slab(*args, L)
+    return Count.n
+
+
+def test_repair_op_count_is_fixed_by_the_layout():
+    """No data-dependent shape and no host sync: the same number of torch ops (kernel launches
+    on a GPU) whatever is flagged, and independent of N (it depends on L alone)."""
+    n = _repair_ops(2, 64)
+    assert n == _repair_ops(2, 64, flagged=True) == _repair_ops(3, 1024, flagged=True)
+    assert n < 600, n  # L = 4: about 560 (the walk's recursion is one op group per step)

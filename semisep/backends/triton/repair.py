@@ -8,12 +8,12 @@ into ``k - 1``) that differs from chunk ``k``'s end value by more than ``TOL_TRI
 (relative, ``eps`` of the working precision) is the less accurate of the two, as in the chunked
 path.  Then:
 
-1. Walk (per direction): each of the first :func:`~semisep.backends.torch._boundary.slot_count`
-   flagged boundaries starts a walker at the flagged chunk from the previous chunk's end value,
-   runs the sequential recursion chunk by chunk, writes the carry into every chunk it enters
-   while active, and stops (merged) where its value at a chunk's end is within the same
-   tolerance of that chunk's end value as last written (the stored one, or the value a walker
-   ahead left there); at most ``walk`` chunks.  Walkers step in lockstep (no two at one chunk
+1. Walk (per direction): each of the first :func:`slot_count` flagged boundaries starts a
+   walker at the flagged chunk from the previous chunk's end value, runs the sequential
+   recursion chunk by chunk, writes the carry into every chunk it enters while active, and
+   stops (merged) where its value at a chunk's end is within the same tolerance of that
+   chunk's end value as last written (the stored one, or the value a walker ahead left
+   there); at most :func:`walk_chunks` chunks.  Walkers step in lockstep (no two at one chunk
    in one step); a later step overwrites an earlier one, so the walker from further upstream
    wins and goes on until it agrees with what the one ahead wrote, as in ``repair_planar``.
 2. Every chunk a walker entered (``dirty``) is run again, both sweeps, from its final carries:
@@ -34,7 +34,8 @@ import torch
 
 from ..torch import _boundary
 
-__all__ = ["one_step_carries", "repair_slab", "walk_chunks"]
+__all__ = ["CAPACITY", "WALK_STEPS", "one_step_carries", "repair_slab", "slot_count",
+           "walk_chunks"]
 
 
 def one_step_carries(P: torch.Tensor, carry: torch.Tensor, R: int, nc: int) -> None:
@@ -67,10 +68,26 @@ def one_step_carries(P: torch.Tensor, carry: torch.Tensor, R: int, nc: int) -> N
         cv[..., 1] = out.imag
 
 
+#: the fused path re-runs at once up to one in ``CAPACITY`` of the boundaries per direction
+#: (at least ``_boundary.MIN_SLOTS``): its chunks are short (L = 4), so there are many more
+#: boundaries than in the chunked path, and a row whose flagged boundaries find no slot is
+#: declined (the chunked path runs it), never wrong
+CAPACITY = 64
+#: each walker runs at most this many steps, in whole chunks (the op count of the walk grows
+#: with it: one group of torch ops per chunk)
+WALK_STEPS = _boundary.BLOCK
+
+
+def slot_count(n_boundaries: int) -> int:
+    """Walkers per direction for ``n_boundaries`` boundaries: one in :data:`CAPACITY`, at
+    least ``_boundary.MIN_SLOTS`` (all of them where fewer)."""
+    return min(n_boundaries, max(_boundary.MIN_SLOTS, -(-n_boundaries // CAPACITY)))
+
+
 def walk_chunks(L: int) -> int:
-    """Chunks a walker runs at most: :func:`~semisep.backends.torch._boundary.walk_steps`
-    steps, in whole chunks of ``L``."""
-    return -(-_boundary.walk_steps(L) // L)
+    """Chunks a walker runs at most: :data:`WALK_STEPS` steps in whole chunks of ``L`` (at
+    least one)."""
+    return max(1, -(-WALK_STEPS // L))
 
 
 def _cplx(x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +121,6 @@ def _walk(rows: _Rows, carry: torch.Tensor, ends: torch.Tensor, R: int, nc: int,
     """Step 1 for one direction, in place on ``carry (R nc,)`` (complex) and ``dirty (R nc,)``
     (int counts) and ``pending (R,)``; returns the walkers' chunk slots ``(K, walk)`` (flat
     chunk indices, each distinct within a column)."""
-    N = rows.N
     c2 = carry.view(R, nc)
     e2 = ends.view(R, nc)
     if right:  # carry into chunk k (k < nc-1) against chunk k+1's first gR
@@ -112,7 +128,7 @@ def _walk(rows: _Rows, carry: torch.Tensor, ends: torch.Tensor, R: int, nc: int,
     else:  # carry into chunk k+1 against chunk k's last gL
         trig = (c2[:, 1:] - e2[:, :-1]).abs() > tol * e2[:, :-1].abs()
     flat = trig.flatten()  # False where NaN: the certificate sees those
-    K = _boundary.slot_count(flat.shape[0])
+    K = slot_count(flat.shape[0])
     sel = _boundary._slots(flat, K)
     active = flat[sel]
     b = torch.div(sel, nc - 1, rounding_mode="floor")
@@ -122,34 +138,33 @@ def _walk(rows: _Rows, carry: torch.Tensor, ends: torch.Tensor, R: int, nc: int,
     pending |= (flat & ~taken).view(R, nc - 1).any(dim=1)  # flagged, but no slot
     c = k if right else k + 1  # the chunk the walker starts at
     g = ends[b * nc + (c + 1 if right else c - 1)]
-    t = torch.arange(L, device=carry.device)
+    dev = carry.device
+    steps = torch.arange(walk, device=dev)
+    cw = c[:, None] - steps if right else c[:, None] + steps  # (K, walk): the chunk of each step
+    valid = (cw >= 0) & (cw < nc)
+    nxt = (cw - 1 >= 0) if right else (cw + 1 < nc)
+    idx = b[:, None] * nc + torch.remainder(cw, nc)  # wrapped: the walkers' chunks stay distinct
+    # every step's coefficients in one gather (right: each chunk from its last position down)
+    t = torch.arange(L, device=dev)
+    pos = torch.remainder(cw, nc)[:, :, None] * L + (L - 1 - t if right else t)  # (K, walk, L)
+    A = rows.alpha(b[:, None, None], pos)
+    Bc = rows.beta_at(b[:, None, None], pos if right else pos - 1)
     cur = ends.clone()  # the end values as the walkers leave them (a walker behind compares
-    slots = []  # with what one ahead of it wrote, and overwrites it until they agree)
-    for w in range(walk):
-        cw = c - w if right else c + w
-        valid = (cw >= 0) & (cw < nc)
-        cwr = torch.remainder(cw, nc)  # wrapped: the walkers' chunks stay distinct
-        idx = b * nc + cwr
-        slots.append(idx)
-        on = active & valid
-        carry[idx] = torch.where(on, g, carry[idx])
-        dirty.index_put_((idx,), on.to(dirty.dtype), accumulate=True)
-        # the chunk's L steps (right: from its last position down), sequential in t
-        pos = cwr[:, None] * L + (L - 1 - t if right else t)[None, :]  # (K, L)
-        A = rows.alpha(b[:, None], pos)
-        Bc = rows.beta_at(b[:, None], pos if right else pos - 1)
-        inb = on[:, None] & (pos < N)
-        for s in range(L):
-            g = torch.where(inb[:, s], torch.reciprocal(A[:, s] - Bc[:, s] * g), g)
-        old = cur[idx]
+    for w in range(walk):  # with what one ahead of it wrote, and overwrites it until they agree)
+        iw = idx[:, w]
+        on = active & valid[:, w]
+        carry[iw] = torch.where(on, g, carry[iw])
+        dirty.index_put_((iw,), on.to(dirty.dtype), accumulate=True)
+        for s in range(L):  # the sequential recursion (positions past N: never read back)
+            g = torch.reciprocal(A[:, w, s] - Bc[:, w, s] * g)
+        old = cur[iw]
         merged = (g - old).abs() <= tol * old.abs()
-        cur[idx] = torch.where(on, g, old)
-        nxt = (cw - 1 >= 0) if right else (cw + 1 < nc)
-        active = on & ~merged & nxt
+        cur[iw] = torch.where(on, g, old)
+        active = on & ~merged & nxt[:, w]
     left = torch.zeros(R, dtype=torch.int32, device=carry.device)
     left.index_put_((b,), active.to(torch.int32), accumulate=True)
     pending |= left > 0  # a walker unmerged after its last chunk
-    return torch.stack(slots, dim=1)
+    return idx
 
 
 def _rerun(rows: _Rows, ids: torch.Tensor, cl: torch.Tensor, cr: torch.Tensor, thr: torch.Tensor,

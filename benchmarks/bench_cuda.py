@@ -131,16 +131,21 @@ def _target(bk, quick: bool) -> dict[str, Any]:
         variants: list[tuple[str, Any]] = [("auto (default)", lambda: T.resolvent_diagonal(Z))]
         if tr.available(d):
             args = (rows_.diag, rows_.shift, rows_.beta_native, rows_.pivmin)
-            for L, tiled, scan, sblk in (
-                    (2, True, "blocked", None), (4, True, "blocked", None), (4, True, "serial", None),
-                    (8, True, "blocked", None), (16, True, "blocked", None),
-                    (8, False, "blocked", None), (32, False, "blocked", None),
-                    (4, True, "blocked", 64), (4, True, "blocked", 512)):
+            for L, tiled, scan, sblk, kw in (
+                    (2, True, "blocked", None, {}), (4, True, "blocked", None, {}),
+                    (4, True, "serial", None, {}),
+                    (8, True, "blocked", None, {}), (16, True, "blocked", None, {}),
+                    (8, False, "blocked", None, {}), (32, False, "blocked", None, {}),
+                    (4, True, "blocked", 64, {}), (4, True, "blocked", 512, {}),
+                    # the cost of the boundary repair and of working in double (complex64)
+                    (4, True, "blocked", None, {"repair": False}),
+                    (4, True, "blocked", None, {"wide": False}),
+                    (4, True, "blocked", None, {"wide": False, "repair": False})):
                 variants.append((
                     f"fused L={L} {'tiled' if tiled else 'strided'} {scan} scan"
-                    + (f" blocks of {sblk}" if sblk else ""),
-                    lambda L=L, tiled=tiled, scan=scan, sblk=sblk: tr.resolvent_diagonal_fused(
-                        *args, L=L, tiled=tiled, scan=scan, scan_block=sblk)[0]))
+                    + (f" blocks of {sblk}" if sblk else "") + (f" {kw}" if kw else ""),
+                    lambda L=L, tiled=tiled, scan=scan, sblk=sblk, kw=kw: tr.resolvent_diagonal_fused(
+                        *args, L=L, tiled=tiled, scan=scan, scan_block=sblk, **kw)[0]))
         variants += [("chunked", lambda: T.resolvent_diagonal(Z, method="chunked"))]
         G_chunked = T.resolvent_diagonal(Z, method="chunked")
         for label, f in variants:

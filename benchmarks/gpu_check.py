@@ -11,8 +11,13 @@ Steps, each in a subprocess with its own time limit so that one hang cannot eat 
    failing test ids, from pytest's JUnit XML);
 3. ``benchmarks/gpu_large.py --json``: the fused kernels at the shapes past 32-bit offsets
    and the old grid limits (B N = 2^30, 2^31; N = 4e7), against the chunked path on some rows;
-4. ``benchmarks/bench_cuda.py --json`` (the batch-64, N = 2^20 complex64 target against a
-   device-to-device copy; chunk-length variants with kernel counts; the batch-8 forward and
+4. ``benchmarks/fused_accuracy.py --json``: the fused kernels against the sequential sweep
+   near chunk boundaries, complex128 (with and without the boundary repair) and complex64
+   (worked in double or in single precision), and ``torch.compile(fullgraph=True)`` of their
+   operator ``semisep::fused_resolvent_diagonal`` against its eager values;
+5. ``benchmarks/bench_cuda.py --json`` (the batch-64, N = 2^20 complex64 target against a
+   device-to-device copy; chunk-length variants with kernel counts, the fused kernels with and
+   without the repair and in single or double precision; the batch-8 forward and
    forward+backward sweep), ``--quick`` when the budget is short.
 
 The JSON holds each step's exit status, wall time, and output tail, so a failed step still
@@ -106,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
                             timeout=0.15 * args.budget)
         if large_json.exists():
             res["large"]["result"] = json.loads(large_json.read_text())
+        acc_json = Path(tmp) / "accuracy.json"
+        res["accuracy"] = _run([sys.executable, "benchmarks/fused_accuracy.py", "--json",
+                                str(acc_json)], timeout=0.1 * args.budget)
+        if acc_json.exists():
+            res["accuracy"]["result"] = json.loads(acc_json.read_text())
         left = args.budget - (time.perf_counter() - t0)
         bench_json = Path(tmp) / "bench.json"
         cmd = [sys.executable, "benchmarks/bench_cuda.py", "--json", str(bench_json)]
@@ -118,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(res, indent=1))
     s = res["tests"]["summary"]
     print(f"gpu_check: tests rc={res['tests']['rc']} {s}; large rc={res['large']['rc']}; "
-          f"bench rc={res['bench']['rc']}; "
+          f"accuracy rc={res['accuracy']['rc']}; bench rc={res['bench']['rc']}; "
           f"{res['wall_s']} s; written to {out}")
-    return 0 if all(res[k]["rc"] == 0 for k in ("tests", "large", "bench")) else 1
+    return 0 if all(res[k]["rc"] == 0 for k in ("tests", "large", "accuracy", "bench")) else 1
 
 
 if __name__ == "__main__":

@@ -81,13 +81,16 @@ def main() -> int:
 
     tr = importlib.import_module(os.environ.get("TRITON_REGISTERS_MODULE",
                                                 "semisep.backends.triton.kernels"))
+    tt = importlib.import_module("semisep.backends.triton.tiled")  # the register-tile kernels
 
     flags = dict(DIAG_COMPLEX=False, BETA_COMPLEX=False)
     print(f"{'kernel':36s} {'L':>3s} {'lanes':>5s} {'regs':>5s} {'spill st/ld':>12s} {'sass':>6s} "
           f"{'compile':>8s}")
     for L in (4, 8):
-        rows = [(tr._transfer_tiled_kernel, dict(L=L, BLOCK=128, **flags), 128),
-                (tr._second_pass_tiled_kernel, dict(L=L, BLOCK=128, **flags), 128)]
+        rows = [(getattr(tr, "_transfer_tiled_kernel", tt._transfer_tiled_kernel),
+                 dict(L=L, BLOCK=128, **flags), 128),
+                (getattr(tr, "_second_pass_tiled_kernel", tt._second_pass_tiled_kernel),
+                 dict(L=L, BLOCK=128, **flags), 128)]
         if L == 4:
             rows += [(tr._transfer_kernel, dict(L=L, BLOCK=128, **flags), 128),
                      (tr._second_pass_kernel, dict(L=L, BLOCK=128, **flags), 128),

@@ -27,9 +27,10 @@ torch = pytest.importorskip("torch")
 import semisep as ss  # noqa: E402
 from semisep.backends import torch as torch_backend  # noqa: E402
 from semisep.backends.torch.select import select_kernel  # noqa: E402
-from semisep.backends.triton import launch, resolvent  # noqa: E402
+from semisep.backends.triton import launch, repair, resolvent  # noqa: E402
 
-KERNELS = Path(__file__).resolve().parents[1] / "semisep" / "backends" / "triton" / "kernels.py"
+TRITON_DIR = Path(__file__).resolve().parents[1] / "semisep" / "backends" / "triton"
+KERNELS = [TRITON_DIR / "kernels.py", TRITON_DIR / "tiled.py"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -110,8 +111,8 @@ def test_launch_plan_validates():
 # the kernels' source (checked without triton)
 # ------------------------------------------------------------------------------------------------
 def _kernel_defs():
-    tree = ast.parse(KERNELS.read_text())
-    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+    trees = [ast.parse(path.read_text()) for path in KERNELS]
+    return [n for tree in trees for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
 
 
 def test_kernels_index_in_int64():
@@ -349,7 +350,7 @@ def _transfer_and_carries(alpha: np.ndarray, beta: np.ndarray, L: int):
 
 
 def test_one_step_carries_from_one_chunk_matrix():
-    """``_one_step_carries`` replaces the scanned carry into every chunk by the previous chunk's
+    """``one_step_carries`` replaces the scanned carry into every chunk by the previous chunk's
     (in sweep order) matrix applied to that chunk's scanned carry: with carries perturbed by
     1e-9 (relative), the results equal that formula and are far closer to the exact sequential
     carries where the recursion contracts (disordered chain, Im z = 0.05)."""
@@ -363,7 +364,7 @@ def test_one_step_carries_from_one_chunk_matrix():
     noisy[0, :, 0] = 0
     noisy[1, :, -1] = 0
     carry = torch.from_numpy(np.stack([noisy.real, noisy.imag], axis=-1).reshape(2, B * nc, 2).copy())
-    resolvent._one_step_carries(P, carry, B, nc)
+    repair.one_step_carries(P, carry, B, nc)
     got = torch.view_as_complex(carry).numpy().reshape(2, B, nc)
     Pc = (P[:, 0::2] + 1j * P[:, 1::2]).numpy().reshape(2, 4, B, nc)
     for d, src, dst in ((0, slice(0, nc - 1), slice(1, nc)), (1, slice(1, nc), slice(0, nc - 1))):
@@ -375,3 +376,142 @@ def test_one_step_carries_from_one_chunk_matrix():
         assert after.max() < 0.1 * before.max(), (d, after.max(), before.max())
     # first chunks in sweep order keep their zero carry
     assert np.all(got[0][:, 0] == 0) and np.all(got[1][:, -1] == 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# the boundary repair (torch ops after the second pass), against a plain NumPy second pass
+# ------------------------------------------------------------------------------------------------
+def _second_pass_numpy(alpha, beta, carry, L, thr):
+    """The second pass's contract in NumPy (kernels.py's docstring): every chunk from its
+    carries ``carry (2, B, nc)`` (left gL into it, right gR into it), both sweeps; returns
+    ``G (B, N)``, the end values ``(2, B, nc)`` (gL at each chunk's last position, gR at its
+    first), the counts of rejected pivots and the maxima of ``max(|Re G|, |Im G|)`` per chunk."""
+    B, N = alpha.shape
+    nc = N // L
+    G = np.zeros((B, N), complex)
+    ends = np.zeros((2, B, nc), complex)
+    bad = np.zeros((B, nc), np.int32)
+    gmax = np.zeros((B, nc))
+    for b in range(B):
+        for k in range(nc):
+            g, gl = carry[0, b, k], {}
+            for i in range(k * L, (k + 1) * L):
+                d = alpha[b, i] - (beta[b, i - 1] * g if i else 0)
+                bad[b, k] += abs(d) ** 2 < thr
+                g = gl[i] = 1 / d
+            ends[0, b, k] = g
+            h = carry[1, b, k]
+            for i in range((k + 1) * L - 1, k * L - 1, -1):
+                bi = beta[b, i] if i < N - 1 else 0
+                G[b, i] = gl[i] / (1 - bi * gl[i] * h)
+                e = alpha[b, i] - bi * h
+                bad[b, k] += abs(e) ** 2 < thr
+                h = 1 / e
+            ends[1, b, k] = h
+            gmax[b, k] = np.abs(np.stack([G[b, k * L:(k + 1) * L].real,
+                                          G[b, k * L:(k + 1) * L].imag])).max()
+    return G, ends, bad, gmax
+
+
+def _pairs(x):
+    """complex ``(2, B, nc)`` -> the kernels' ``(2, B nc, 2)`` reals."""
+    return torch.from_numpy(np.stack([x.real, x.imag], axis=-1).reshape(2, -1, 2).copy())
+
+
+def _repair_case(perturb, seed=4):
+    rng = np.random.default_rng(seed)
+    B, L, nc = 2, 4, 12
+    N = L * nc
+    diag = -2 + rng.uniform(-1, 1, (B, N))
+    beta = rng.uniform(0.5, 1.5, (B, N - 1))
+    z = 0.5 + 0.05j
+    alpha = diag - z
+    _, exact = _transfer_and_carries(alpha, beta, L)
+    carry = exact.copy()
+    for d, b, k, rel in perturb:
+        carry[d, b, k] *= 1 + rel
+    G, ends, bad, gmax = _second_pass_numpy(alpha, beta, carry, L, 1e-60)
+    want = _second_pass_numpy(alpha, beta, exact, L, 1e-60)[0]
+    Gt = torch.from_numpy(G.copy())
+    bt, gt = torch.from_numpy(bad.copy()), torch.from_numpy(gmax.copy())
+    pending = repair.repair_slab(torch.from_numpy(diag), torch.full((B,), z, dtype=torch.complex128),
+                                 torch.from_numpy(beta), _pairs(carry), _pairs(ends),
+                                 torch.full((B,), 1e-60, dtype=torch.float64), Gt, bt, gt, L)
+    return G, Gt.numpy(), want, pending, bt, gt
+
+
+def test_repair_reruns_chunks_from_disagreeing_carries():
+    """A carry off by 1e-6 (relative) into one chunk per direction: its neighbour's end value
+    disagrees, the chunk is re-run from that end value, and G returns to the sequential
+    sweep's values (1e-13); the untouched chunks keep their values bit for bit."""
+    G, rep, want, pending, bad, gmax = _repair_case([(0, 1, 5, 1e-6), (1, 0, 3, -1e-6j)])
+    err = lambda X: np.abs(X - want).max() / np.abs(want).max()  # noqa: E731
+    assert err(G) > 1e-9 and err(rep) < 1e-13, (err(G), err(rep))
+    assert not bool(pending.any())
+    changed = np.abs(rep - G) > 0
+    assert changed[1, 20:24].any() and changed[0, 12:16].any()
+    assert not changed[0, 24:].any() and not changed[1, :20].any()
+    per_chunk = np.abs(np.stack([rep.real, rep.imag])).reshape(2, 2, 12, 4).max(axis=(0, 3))
+    assert int(bad.sum()) == 0 and np.allclose(gmax.numpy(), per_chunk)
+
+
+def test_repair_without_disagreement_changes_nothing():
+    G, rep, _, pending, _, _ = _repair_case([])
+    assert np.array_equal(G, rep) and not bool(pending.any())
+
+
+def test_repair_declines_rows_it_cannot_finish(monkeypatch):
+    """More flagged boundaries than slots: the rows whose boundaries got no slot are pending
+    (the caller declines them; the chunked path runs them)."""
+    monkeypatch.setattr(repair, "slot_count", lambda n: 1)
+    # one bad carry flags two boundaries of row 1 (into and out of its chunk); one slot
+    *_, pending, _, _ = _repair_case([(0, 1, 7, 1e-6)])
+    assert pending.tolist() == [False, True]
+    monkeypatch.setattr(repair, "slot_count", lambda n: 2)
+    *_, pending, _, _ = _repair_case([(0, 1, 7, 1e-6)])
+    assert pending.tolist() == [False, False]
+
+
+def test_fused_op_absent_without_triton():
+    """The operator module imports without triton and registers nothing there."""
+    from semisep.backends.triton import ops
+
+    if not ops.HAVE_TRITON:
+        assert ops.FUSED_OP is None
+    else:
+        assert ops.FUSED_OP is not None
+
+
+def _repair_ops(R, nc, L=4, flagged=False):
+    """The number of torch ops other than views ``repair_slab`` dispatches (each a kernel
+    launch on a GPU)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view and func is not torch.ops.aten.lift_fresh.default:
+                Count.n += 1  # views launch nothing
+            return func(*args, **(kwargs or {}))
+
+    rng = np.random.default_rng(0)
+    N = nc * L
+    carry = torch.from_numpy(rng.standard_normal((2, R * nc, 2)))
+    ends = carry.clone() if not flagged else torch.from_numpy(rng.standard_normal((2, R * nc, 2)))
+    G = torch.zeros(R, N, dtype=torch.complex128)
+    args = (torch.from_numpy(rng.standard_normal((R, N))), torch.full((R,), 0.5j, dtype=torch.complex128),
+            torch.from_numpy(rng.standard_normal((R, N - 1))), carry, ends,
+            torch.full((R,), 1e-60, dtype=torch.float64), G, torch.zeros(R, nc, dtype=torch.int32),
+            torch.zeros(R, nc, dtype=torch.float64))
+    with Count():
+        repair.repair_slab(*args, L)
+    return Count.n
+
+
+def test_repair_op_count_is_fixed_by_the_layout():
+    """No data-dependent shape and no host sync: the same number of torch ops (kernel launches
+    on a GPU) whatever is flagged, and independent of N (it depends on L alone)."""
+    n = _repair_ops(2, 64)
+    assert n == _repair_ops(2, 64, flagged=True) == _repair_ops(3, 1024, flagged=True)
+    assert n < 600, n  # L = 4: about 560 (the walk's recursion is one op group per step)

@@ -5,9 +5,15 @@ registers, for the resolvent diagonal in the shift form at a complex shift, with
 One module per role:
 
 =============  ===============================================================================
-``kernels``    the mathematics (module docstring) and the ``triton.jit`` kernels
+``kernels``    the mathematics (module docstring), the shared ``triton.jit`` helpers, the
+               strided per-chunk kernels and the chunk scans
+``tiled``      the register-tile per-chunk kernels (the default for L a power of two <= 16)
 ``launch``     the launch geometry in plain Python: chunks, grids within CUDA's limits, slabs
-``resolvent``  :func:`resolvent_diagonal_fused`: inputs, buffers, launches, the certificate
+``repair``     the carries one chunk step deep, and the boundary repair (torch ops, fixed
+               shapes): chunks whose carry disagrees with the previous chunk's end re-run
+``ops``        the launches as the torch operator ``semisep::fused_resolvent_diagonal``
+               (``torch.library.triton_op``: ``torch.compile`` traces into the kernels)
+``resolvent``  :func:`resolvent_diagonal_fused`: the host side, thresholds and the certificate
 =============  ===============================================================================
 
 Triton is optional (it ships with the CUDA builds of torch); :func:`available` says whether

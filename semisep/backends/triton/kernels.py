@@ -32,7 +32,17 @@ Notation as in :mod:`semisep.backends.torch`: one batch row, ``alpha_i = diag_i 
    per (row, chunk) again: the ordinary ratio recursion ``d = alpha - betap g``,
    ``g = conj(d) / |d|^2`` forward through the chunk from the left carry (gL kept in a register
    tile), then the UL recursion backward from the right carry, writing
-   ``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})``; G is stored once, coalesced.
+   ``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})``; G is stored once, coalesced.  Each lane
+   also stores its chunk's end values, ``gL`` at the last position and ``gR`` at the first
+   (``ends``, laid out as the carries), which the boundary repair (:mod:`.repair`) compares
+   with the neighbours' carries.  Between the scan and this pass every carry is made one chunk
+   step deep in double precision (:func:`.repair.one_step_carries`).
+
+Working precision.  The transfer matrices, the scans, the carries and both recursions run in
+the element type of ``P`` / the carries: the data's precision, or double for a *wide*
+complex64 call (``alpha = diag - z`` formed in single precision first, then widened; ``G``
+rounded to complex64 once, at the store).  The strided twin of the second pass keeps ``gL``
+in ``G``'s memory between its two sweeps, so in a wide call it is rounded there once.
 
 Certificate (no guard is ever applied here).  Every pivot of both sweeps is checked: a lane
 counts the pivots with ``|d|^2 < pivmin^2 (1 + 8 eps)``, ``|d|^2`` above the largest finite
@@ -52,13 +62,16 @@ y (:mod:`.launch` computes them and the slabs of rows when even x would overflow
 argument is passed (Triton would type a Python float as float32): the overflow test is
 ``n - n != 0`` (infinite or NaN ``|d|^2``).
 
-The kernels and their ``triton.jit`` helpers stay in one module (a little over 600 lines):
-the tiled, strided and scan kernels share the helpers, and Triton resolves them by name.
+This module holds the shared ``triton.jit`` helpers, the strided per-chunk kernels and the
+scan kernels; the register-tile kernels are in :mod:`.tiled` (which imports the helpers:
+Triton resolves them by name among a kernel's module globals).  :mod:`.ops` launches them all
+as one torch operator.
 
 Triton is optional (it ships with CUDA builds of torch); ``semisep.backends.triton.available``
 says whether this path can run.  The kernels are checked on CPU by Triton's interpreter
 (``TRITON_INTERPRET=1``, tests/test_triton_resolvent.py: tiled vs plain, two-level vs serial
-scan, against the NumPy backend) and on a GPU by tests/test_cuda.py.
+scan, against the NumPy backend and, near chunk boundaries, the sequential sweep) and on a GPU
+by tests/test_cuda.py and benchmarks/fused_accuracy.py.
 """
 
 from __future__ import annotations
@@ -169,8 +182,9 @@ if HAVE_TRITON:
         k = lane % nc
         zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
         zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
-        one = tl.full(zr.shape, 1.0, zr.dtype)
-        zero = tl.zeros_like(zr)
+        WDT = p_ptr.dtype.element_ty  # the working precision (double for a wide call)
+        one = tl.full(zr.shape, 1.0, WDT)
+        zero = tl.zeros_like(one)
         for right in tl.static_range(2):
             # columns u = P e0, w = P e1 as (x, y) pairs; left: positions s_k .. e_k coupled
             # by beta_{i-1}; right: e_k .. s_k coupled by beta_i (0 at i = N-1)
@@ -182,6 +196,7 @@ if HAVE_TRITON:
                 ar, ai = _alpha(diag_ptr, row * sd + i, zr, zi, inb, DIAG_COMPLEX)
                 j = i - 1 + right  # the coupling's index
                 br, bi = _beta(beta_ptr, row * sb + j, inb & (j >= 0) & (j < N - 1), zr, BETA_COMPLEX)
+                ar, ai, br, bi = ar.to(WDT), ai.to(WDT), br.to(WDT), bi.to(WDT)
                 uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _step_columns(
                     uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi, ar, ai, br, bi, inb)
                 if tt % 2 == 1:
@@ -258,6 +273,14 @@ if HAVE_TRITON:
         gr, gi = _ratio(vxr, vxi, vyr, vyi)
         tl.store(ptr, gr, mask=mask)
         tl.store(ptr + 1, gi, mask=mask)
+
+    @triton.jit
+    def _store_end(ptr, lane, gr, gi, live):
+        """A chunk's end pivot reciprocal (complex) at ``ptr + 2 lane`` (layout of the carries):
+        the left sweep's ``gL`` at the chunk's last position, or the right sweep's ``gR`` at its
+        first (the boundary repair compares them with the neighbours' carries)."""
+        tl.store(ptr + 2 * lane, gr, mask=live)
+        tl.store(ptr + 2 * lane + 1, gi, mask=live)
 
     @triton.jit
     def _scan_kernel(p_all_ptr, carry_ptr, B, nc, BLOCK: tl.constexpr, IDX64: tl.constexpr):
@@ -397,7 +420,7 @@ if HAVE_TRITON:
 
     @triton.jit
     def _second_pass_kernel(diag_ptr, beta_ptr, z_ptr, carry_ptr, thr_ptr, g_ptr, bad_ptr, gmax_ptr,
-                            B, N, nc, sd, sb,
+                            ends_ptr, B, N, nc, sd, sb,
                             L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr,
                             BLOCK: tl.constexpr, IDX64: tl.constexpr):
         nc = _ix(nc, IDX64)
@@ -411,13 +434,15 @@ if HAVE_TRITON:
         thr = tl.load(thr_ptr + row, mask=live, other=0.0)
         gr = tl.load(carry_ptr + 2 * lane, mask=live, other=0.0)
         gi = tl.load(carry_ptr + 2 * lane + 1, mask=live, other=0.0)
+        WDT = carry_ptr.dtype.element_ty  # the working precision (double for a wide call)
         bad = tl.zeros(zr.shape, tl.int32)
-        gmax = tl.zeros_like(zr)
+        gmax = tl.zeros_like(gr)
         for t in range(L):  # a loop, not unrolled: unrolling L = 32 took ~70 s to compile
             i = k * L + t
             inb = live & (i < N)
             ar, ai = _alpha(diag_ptr, row * sd + i, zr, zi, inb, DIAG_COMPLEX)
             br, bi = _beta(beta_ptr, row * sb + i - 1, inb & (i > 0), zr, BETA_COMPLEX)
+            ar, ai, br, bi = ar.to(WDT), ai.to(WDT), br.to(WDT), bi.to(WDT)
             dr = ar - (br * gr - bi * gi)
             di = ai - (br * gi + bi * gr)
             n = dr * dr + di * di
@@ -427,6 +452,7 @@ if HAVE_TRITON:
             gi = -di * r
             tl.store(g_ptr + 2 * (row * N + i), gr, mask=inb)
             tl.store(g_ptr + 2 * (row * N + i) + 1, gi, mask=inb)
+        _store_end(ends_ptr, lane, gr, gi, live)
         hr = tl.load(carry_ptr + 2 * M + 2 * lane, mask=live, other=0.0)
         hi = tl.load(carry_ptr + 2 * M + 2 * lane + 1, mask=live, other=0.0)
         for tt in range(L):
@@ -434,8 +460,9 @@ if HAVE_TRITON:
             inb = live & (i < N)
             ar, ai = _alpha(diag_ptr, row * sd + i, zr, zi, inb, DIAG_COMPLEX)
             br, bi = _beta(beta_ptr, row * sb + i, inb & (i < N - 1), zr, BETA_COMPLEX)
-            lr = tl.load(g_ptr + 2 * (row * N + i), mask=inb, other=0.0)
-            li = tl.load(g_ptr + 2 * (row * N + i) + 1, mask=inb, other=0.0)
+            ar, ai, br, bi = ar.to(WDT), ai.to(WDT), br.to(WDT), bi.to(WDT)
+            lr = tl.load(g_ptr + 2 * (row * N + i), mask=inb, other=0.0).to(WDT)
+            li = tl.load(g_ptr + 2 * (row * N + i) + 1, mask=inb, other=0.0).to(WDT)
             # G_i = gL_i / (1 - beta_i gL_i gR_{i+1}), gR_{i+1} = h (before this step)
             pr = br * lr - bi * li
             pi = br * li + bi * lr
@@ -456,176 +483,6 @@ if HAVE_TRITON:
             r = 1.0 / n
             hr = er * r
             hi = -ei * r
+        _store_end(ends_ptr + 2 * M, lane, hr, hi, live)
         tl.store(bad_ptr + lane, bad, mask=live)
         tl.store(gmax_ptr + lane, gmax, mask=live)
-
-
-if HAVE_TRITON:
-
-    @triton.jit
-    def _col(tile, cols, t):
-        """Column ``t`` of a ``(BLOCK, L)`` register tile (a masked row sum: the tile was loaded
-        with one coalesced access, and L is small)."""
-        return tl.sum(tl.where(cols == t, tile, 0.0), axis=1)
-
-    @triton.jit
-    def _tile(ptr, off2, mask2, other, COMPLEX: tl.constexpr, like):
-        """Real and imaginary ``(BLOCK, L)`` tiles at element offsets ``off2``."""
-        if COMPLEX:
-            re = tl.load(ptr + 2 * off2, mask=mask2, other=other).to(like.dtype)
-            im = tl.load(ptr + 2 * off2 + 1, mask=mask2, other=0.0).to(like.dtype)
-            return re, im
-        re = tl.load(ptr + off2, mask=mask2, other=other).to(like.dtype)
-        return re, tl.zeros_like(re)
-
-    @triton.jit
-    def _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N, sd, sb, cols,
-                     L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr):
-        """One chunk per lane (chunk ``k`` of row ``row``, positions ``k L .. k L + L - 1``):
-        ``(BLOCK, L)`` tiles of ``alpha_i = diag_i - z`` and ``beta_i`` (0 at ``i = N - 1``),
-        each loaded with one coalesced access, and ``beta_{k L - 1}`` per lane (the coupling into
-        the chunk's first position from the left; 0 for the first chunk).  Returns
-        ``(Ar, Ai, Br, Bi, bpr0, bpi0)``."""
-        i2 = k[:, None] * L + cols
-        in2 = live[:, None] & (i2 < N)
-        Dr, Di = _tile(diag_ptr, row[:, None] * sd + i2, in2, 1.0, DIAG_COMPLEX, zr)
-        Br, Bi = _tile(beta_ptr, row[:, None] * sb + i2, in2 & (i2 < N - 1), 0.0, BETA_COMPLEX, zr)
-        bpr0, bpi0 = _beta(beta_ptr, row * sb + k * L - 1, live & (k > 0), zr, BETA_COMPLEX)
-        return Dr - zr[:, None], Di - zi[:, None], Br, Bi, bpr0, bpi0
-
-    @triton.jit
-    def _chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L: tl.constexpr,
-                        RIGHT: tl.constexpr):
-        """Each lane's chunk transfer matrix from :func:`_chunk_tiles`' tiles, renormalised, as
-        the 8 reals ``(p00, p01, p10, p11)`` (re, im each): left (``RIGHT = 0``)
-        ``P_k = M_{e_k} ... M_{s_k}``, right ``R_k = M'_{s_k} ... M'_{e_k}`` (module docstring);
-        the identity where the lane is not live."""
-        one = tl.full(bpr0.shape, 1.0, bpr0.dtype)
-        zero = tl.zeros_like(one)
-        uxr, uxi, uyr, uyi = one, zero, zero, zero
-        wxr, wxi, wyr, wyi = zero, zero, one, zero
-        for tt in range(L):
-            t = tt + RIGHT * (L - 1 - 2 * tt)  # right: L-1 .. 0
-            inb = live & (k * L + t < N)
-            ar, ai = _col(Ar, cols, t), _col(Ai, cols, t)
-            if RIGHT:  # coupled by beta_i
-                br, bi = _col(Br, cols, t), _col(Bi, cols, t)
-            else:  # coupled by beta_{i-1}: column t-1, or the previous chunk's last
-                br = tl.where(t == 0, bpr0, _col(Br, cols, t - 1))
-                bi = tl.where(t == 0, bpi0, _col(Bi, cols, t - 1))
-            uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _step_columns(
-                uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi, ar, ai, br, bi, inb)
-            if tt % 2 == 1:
-                uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi = _renorm8(
-                    uxr, uxi, uyr, uyi, wxr, wxi, wyr, wyi)
-        return _renorm8(uxr, uxi, wxr, wxi, uyr, uyi, wyr, wyi)
-
-    @triton.jit
-    def _chunk_resolvent(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L: tl.constexpr,
-                         gr, gi, hr, hi, thr):
-        """The second pass over each lane's chunk from its carries ``g = gL_{s_k - 1}`` (left)
-        and ``h = gR_{e_k + 1}`` (right): ``d_i = alpha_i - betap_i gL_{i-1}``,
-        ``gL_i = 1 / d_i`` forward (kept in a register tile), then backward
-        ``G_ii = gL_i / (1 - beta_i gL_i gR_{i+1})`` and ``gR_i = 1 / (alpha_i - beta_i gR_{i+1})``.
-        Returns ``(Gr, Gi)`` tiles, the count of pivots the certificate rejects (below ``thr``,
-        infinite or NaN) and ``max(|Re G|, |Im G|)`` (NaN-aware) per lane."""
-        bad = tl.zeros(gr.shape, tl.int32)
-        gmax = tl.zeros_like(gr)
-        Lr = tl.zeros_like(Ar)
-        Li = tl.zeros_like(Ar)
-        for t in range(L):
-            inb = live & (k * L + t < N)
-            ar, ai = _col(Ar, cols, t), _col(Ai, cols, t)
-            br = tl.where(t == 0, bpr0, _col(Br, cols, t - 1))
-            bi = tl.where(t == 0, bpi0, _col(Bi, cols, t - 1))
-            dr = ar - (br * gr - bi * gi)
-            di = ai - (br * gi + bi * gr)
-            n = dr * dr + di * di
-            bad += (inb & ((n < thr) | _rejected(n))).to(tl.int32)
-            r = 1.0 / n
-            gr = dr * r
-            gi = -di * r
-            Lr = tl.where(cols == t, gr[:, None], Lr)
-            Li = tl.where(cols == t, gi[:, None], Li)
-        Gtr = tl.zeros_like(Ar)
-        Gti = tl.zeros_like(Ar)
-        for tt in range(L):
-            t = L - 1 - tt
-            inb = live & (k * L + t < N)
-            ar, ai = _col(Ar, cols, t), _col(Ai, cols, t)
-            br, bi = _col(Br, cols, t), _col(Bi, cols, t)
-            lr, li = _col(Lr, cols, t), _col(Li, cols, t)
-            pr = br * lr - bi * li
-            pi = br * li + bi * lr
-            qr = 1.0 - (pr * hr - pi * hi)
-            qi = -(pr * hi + pi * hr)
-            qinv = 1.0 / (qr * qr + qi * qi)
-            Gr = (lr * qr + li * qi) * qinv
-            Gi = (li * qr - lr * qi) * qinv
-            Gtr = tl.where(cols == t, Gr[:, None], Gtr)
-            Gti = tl.where(cols == t, Gi[:, None], Gti)
-            ag = tl.maximum(tl.abs(Gr), tl.abs(Gi))
-            gmax = tl.where(inb & ((ag > gmax) | (ag != ag)), ag, gmax)
-            er = ar - (br * hr - bi * hi)
-            ei = ai - (br * hi + bi * hr)
-            n = er * er + ei * ei
-            bad += (inb & ((n < thr) | _rejected(n))).to(tl.int32)
-            r = 1.0 / n
-            hr = er * r
-            hi = -ei * r
-        return Gtr, Gti, bad, gmax
-
-    @triton.jit
-    def _transfer_tiled_kernel(diag_ptr, beta_ptr, z_ptr, p_ptr, B, N, nc, sd, sb,
-                               L: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                               BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr, IDX64: tl.constexpr):
-        """``_transfer_kernel`` with each program's ``BLOCK x L`` slab of diag and beta loaded
-        once, coalesced, and both directions run from registers (L a power of two)."""
-        nc = _ix(nc, IDX64)
-        M = _ix(B, IDX64) * nc
-        lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < M
-        row = lane // nc
-        k = lane % nc
-        cols = tl.arange(0, L)[None, :]
-        zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
-        zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
-        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N,
-                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
-        for right in tl.static_range(2):
-            _store8(p_ptr + right * (8 * M), M, lane, live,
-                    _chunk_transfer(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L, right))
-
-    @triton.jit
-    def _second_pass_tiled_kernel(diag_ptr, beta_ptr, z_ptr, carry_ptr, thr_ptr, g_ptr, bad_ptr,
-                                  gmax_ptr, B, N, nc, sd, sb,
-                                  L: tl.constexpr, DIAG_COMPLEX: tl.constexpr,
-                                  BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr, IDX64: tl.constexpr):
-        """``_second_pass_kernel`` from register tiles: diag and beta loaded once (coalesced),
-        ``gL`` kept in a register tile, ``G`` stored once (coalesced)."""
-        nc = _ix(nc, IDX64)
-        M = _ix(B, IDX64) * nc
-        lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < M
-        row = lane // nc
-        k = lane % nc
-        cols = tl.arange(0, L)[None, :]
-        zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
-        zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
-        thr = tl.load(thr_ptr + row, mask=live, other=0.0)
-        Ar, Ai, Br, Bi, bpr0, bpi0 = _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N,
-                                                  sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX)
-        gr = tl.load(carry_ptr + 2 * lane, mask=live, other=0.0)
-        gi = tl.load(carry_ptr + 2 * lane + 1, mask=live, other=0.0)
-        hr = tl.load(carry_ptr + 2 * M + 2 * lane, mask=live, other=0.0)
-        hi = tl.load(carry_ptr + 2 * M + 2 * lane + 1, mask=live, other=0.0)
-        Gtr, Gti, bad, gmax = _chunk_resolvent(Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L,
-                                               gr, gi, hr, hi, thr)
-        off2 = 2 * (row[:, None] * N + k[:, None] * L + cols)
-        in2 = live[:, None] & (k[:, None] * L + cols < N)
-        tl.store(g_ptr + off2, Gtr, mask=in2)
-        tl.store(g_ptr + off2 + 1, Gti, mask=in2)
-        tl.store(bad_ptr + lane, bad, mask=live)
-        tl.store(gmax_ptr + lane, gmax, mask=live)
-
-

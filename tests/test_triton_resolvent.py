@@ -212,6 +212,28 @@ TRACE = textwrap.dedent('''
 ''')
 
 
+PAD = textwrap.dedent('''
+    import numpy as np, torch, semisep as ss
+    from semisep.backends.triton import resolvent_diagonal_fused
+    # z = 1 exactly and N not a multiple of L: the positions past N in the last chunk must not
+    # make a zero pivot (1 - z = 0) whose infinity reaches G_{N-1}
+    rng = np.random.default_rng(3)
+    B, N, L = 2, 13, 4
+    d = torch.tensor(-2 + rng.uniform(-1, 1, (B, N)), dtype=torch.float64)
+    beta = torch.tensor(rng.uniform(0.5, 1.5, (B, N - 1)), dtype=torch.float64)
+    ref = torch.as_tensor(np.stack([ss.Tridiagonal(d[i].numpy(), beta[i].numpy(), np.ones(N - 1))
+                                    .resolvent_diagonal(1.0 + 0j) for i in range(B)]))
+    for tiled in (False, True):
+        G, guarded, singular, declined = resolvent_diagonal_fused(
+            d, torch.full((B,), 1.0 + 0j, dtype=torch.complex128), beta,
+            torch.full((B,), 1e-30, dtype=torch.float64), L=L, block=16, tiled=tiled)
+        assert declined is None, declined
+        assert bool(torch.isfinite(G).all()), (tiled, G)
+        err = float((G - ref).abs().max() / ref.abs().max())
+        assert err < 1e-13, (tiled, err)
+    print("ok")
+''')
+
 def _run(script: str, interpret: bool = True) -> str:
     env = dict(os.environ)
     env.pop("TRITON_INTERPRET", None)
@@ -238,3 +260,8 @@ def test_fused_operator_traces_into_its_kernels():
     """``semisep::fused_resolvent_diagonal`` under ``torch.compile(fullgraph=True)``: the
     captured graph holds the Triton kernels (``wrap_triton``), not an opaque call."""
     _run(TRACE, interpret=False)
+
+
+def test_fused_padding_past_the_chain_end_at_z_equal_one():
+    """Positions past N in the last partial chunk have alpha = 1 whatever z is."""
+    _run(PAD)

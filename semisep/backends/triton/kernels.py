@@ -112,12 +112,15 @@ if HAVE_TRITON:
 
     @triton.jit
     def _alpha(diag_ptr, off, zr, zi, live, DIAG_COMPLEX: tl.constexpr):
+        """alpha = diag - z on live positions; exactly 1 past the end of the chain (a padded
+        position must not make a zero pivot, whatever z is: z = 1 would give 1 - z = 0)."""
         if DIAG_COMPLEX:
-            ar = tl.load(diag_ptr + 2 * off, mask=live, other=1.0)
+            ar = tl.load(diag_ptr + 2 * off, mask=live, other=0.0)
             ai = tl.load(diag_ptr + 2 * off + 1, mask=live, other=0.0)
-            return ar.to(zr.dtype) - zr, ai.to(zr.dtype) - zi
-        ar = tl.load(diag_ptr + off, mask=live, other=1.0)
-        return ar.to(zr.dtype) - zr, -zi
+            return (tl.where(live, ar.to(zr.dtype) - zr, 1.0),
+                    tl.where(live, ai.to(zr.dtype) - zi, 0.0))
+        ar = tl.load(diag_ptr + off, mask=live, other=0.0)
+        return tl.where(live, ar.to(zr.dtype) - zr, 1.0), tl.where(live, -zi, 0.0)
 
     @triton.jit
     def _beta(beta_ptr, off, live, like, BETA_COMPLEX: tl.constexpr):

@@ -47,7 +47,8 @@ if HAVE_TRITON:
     def _chunk_tiles(diag_ptr, beta_ptr, row, k, live, zr, zi, N, sd, sb, cols,
                      L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr):
         """One chunk per lane (chunk ``k`` of row ``row``, positions ``k L .. k L + L - 1``):
-        ``(BLOCK, L)`` tiles of ``alpha_i = diag_i - z`` and ``beta_i`` (0 at ``i = N - 1``),
+        ``(BLOCK, L)`` tiles of ``alpha_i = diag_i - z`` (1 for ``i >= N``) and ``beta_i`` (0 at
+        ``i >= N - 1``),
         each loaded with one coalesced access, and ``beta_{k L - 1}`` per lane (the coupling into
         the chunk's first position from the left; 0 for the first chunk).  Returns
         ``(Ar, Ai, Br, Bi, bpr0, bpi0)``."""
@@ -56,7 +57,9 @@ if HAVE_TRITON:
         Dr, Di = _tile(diag_ptr, row[:, None] * sd + i2, in2, 1.0, DIAG_COMPLEX, zr)
         Br, Bi = _tile(beta_ptr, row[:, None] * sb + i2, in2 & (i2 < N - 1), 0.0, BETA_COMPLEX, zr)
         bpr0, bpi0 = _beta(beta_ptr, row * sb + k * L - 1, live & (k > 0), zr, BETA_COMPLEX)
-        return Dr - zr[:, None], Di - zi[:, None], Br, Bi, bpr0, bpi0
+        # alpha is exactly 1 past the end of the chain, whatever z is (1 - z is 0 at z = 1)
+        return (tl.where(in2, Dr - zr[:, None], 1.0), tl.where(in2, Di - zi[:, None], 0.0),
+                Br, Bi, bpr0, bpi0)
 
     @triton.jit
     def _wide(WDT: tl.constexpr, tiles):

@@ -13,6 +13,7 @@ from numba import prange
 
 from .. import SINGULAR_FACTOR
 from .._numba import jit, key_caches_on_constants
+from . import quasiseparable_rows as _buf
 from .scalars import (
     _JIT,
     _KERNEL_CONSTANTS,
@@ -186,11 +187,16 @@ def solve_kernel(alpha, upper, lower, f, pivmin):
 
     Gaussian elimination with partial pivoting, LAPACK's ``?gtsv`` (:func:`_solve_row`):
     backward stable, no pivot guarded (``guarded`` is zero); ``singular`` where some
-    ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin``."""
+    ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin``.
+
+    The workspace ``v1``, ``v2`` (B, N) of U's scaled superdiagonals is never returned: large
+    ones are recycled buffers (:func:`.quasiseparable_rows.empty`), so that a repeated call
+    does not map (and page-fault in) fresh memory for them; every entry the back substitution
+    reads is written by the forward pass of the same call."""
     alpha, upper, lower, f = _prep(alpha, upper, lower, f)
     B, N = alpha.shape
     x = np.empty_like(f)
-    v1, v2 = np.empty_like(alpha), np.empty_like(alpha)
+    v1, v2 = _buf.empty(alpha.shape, alpha.dtype), _buf.empty(alpha.shape, alpha.dtype)
     guarded = np.zeros(B, np.int64)
     singular = np.zeros(B, np.bool_)
     if B and N:

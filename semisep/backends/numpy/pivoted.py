@@ -189,13 +189,13 @@ def solve_kernel(alpha, upper, lower, f, pivmin):
     backward stable, no pivot guarded (``guarded`` is zero); ``singular`` where some
     ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin``.
 
-    The workspace ``v1``, ``v2`` (B, N) of U's scaled superdiagonals is never returned: large
-    ones are recycled buffers (:func:`.quasiseparable_rows.empty`), so that a repeated call
-    does not map (and page-fault in) fresh memory for them; every entry the back substitution
-    reads is written by the forward pass of the same call."""
+    Large ``x`` and the workspace ``v1``, ``v2`` (B, N) of U's scaled superdiagonals are
+    recycled buffers (:func:`.quasiseparable_rows.empty`: one is handed out again only once no
+    array refers to it), so that a repeated call does not map (and page-fault in) fresh memory;
+    every entry the kernel reads from them is written earlier in the same call."""
     alpha, upper, lower, f = _prep(alpha, upper, lower, f)
     B, N = alpha.shape
-    x = np.empty_like(f)
+    x = _buf.empty(f.shape, f.dtype)
     v1, v2 = _buf.empty(alpha.shape, alpha.dtype), _buf.empty(alpha.shape, alpha.dtype)
     guarded = np.zeros(B, np.int64)
     singular = np.zeros(B, np.bool_)

@@ -7,11 +7,11 @@ Each tree is a checkout (e.g. ``git worktree add --detach ../base <commit>``); e
 this file's ``--probe`` mode once per tree with that tree first on ``sys.path``, and the table
 gives, per call, the median over the rounds of ``after / base`` with the per-round range.
 Alternating fresh processes puts a slow spell of a noisy machine on both sides alike.
-``--only`` keeps the calls whose name contains one of its comma-separated substrings (the
-others are not run).  The last column is the median number of minor page faults per call
-(``getrusage``'s ``ru_minflt``) on each side: a count, not a time, so it does not depend on
-the machine's load; an allocation that the C library maps afresh (and returns to the system)
-on every call shows up there.
+``--only`` keeps the calls whose name contains one of its ``|``-separated substrings (the
+others are not run; the names themselves contain commas).  The last column is the median
+number of minor page faults per call (``getrusage``'s ``ru_minflt``) on each side: a count,
+not a time, so it does not depend on the machine's load; an allocation that the C library
+maps afresh (and returns to the system) on every call shows up there.
 """
 
 # ruff: noqa: B023  (every closure below is timed inside its own loop iteration)
@@ -109,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("base", nargs="?")
     p.add_argument("after", nargs="?")
     p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--only", default="", help="comma-separated substrings of the calls to run")
+    p.add_argument("--only", default="", help="'|'-separated substrings of the calls to run")
     p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    only = [x.strip() for x in args.only.split("|") if x.strip()]
     if args.probe:
         print(json.dumps({"t": probe(only), "faults": _FAULTS}))
         return 0

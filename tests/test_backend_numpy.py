@@ -530,3 +530,47 @@ def test_resolvent_kernels_with_and_without_pivots_agree(dtype, B, N):
     H0 = npb.resolvent_diagonal_shifted_kernel(diag, shift, beta, pivmin)[0]
     H1 = npb.resolvent_diagonal_shifted_with_pivots(diag, shift, beta, pivmin)[0]
     assert same(H0, H1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_solve_recycled_workspace_is_bitwise_the_fresh_one(rng, dtype, monkeypatch):
+    """Large solves take the solution and their workspace (U's scaled superdiagonals) from the
+    recycled buffers: whatever a recycled buffer holds (here NaN), the solution is bit for bit
+    the one computed with fresh arrays, and a repeated call reuses the buffers instead of
+    allocating."""
+    from semisep.backends.numpy import pivoted
+    from semisep.backends.numpy import quasiseparable_rows as buffers
+
+    B, N = 3, 1 << 14  # (B, N) float64 = 384 KiB, above RECYCLE_MIN_BYTES
+    assert B * N * np.dtype(dtype).itemsize >= buffers.RECYCLE_MIN_BYTES
+    alpha, b, c, pivmin = rows(rng, B, N, dtype)
+    alpha[1, ::7] = 0.0  # row exchanges
+    f = rng.standard_normal((B, N, 2)).astype(dtype)
+    x0 = np.empty_like(f)
+    v1, v2 = np.full_like(alpha, np.nan), np.full_like(alpha, np.nan)
+    g0, s0 = np.zeros(B, np.int64), np.zeros(B, np.bool_)
+    pivoted._solve_batch(alpha, b, c, f, pivoted._pivmin(pivmin, alpha.dtype), x0, v1, v2, g0, s0)
+    taken, real_empty = [], buffers.empty
+
+    def spy(shape, dt=np.float64):
+        out = real_empty(shape, dt)
+        taken.append((shape, out.base is not None))  # a view of a kept buffer
+        return out
+
+    monkeypatch.setattr(pivoted._buf, "empty", spy)
+    x1, g1, s1 = nb.solve_kernel(alpha, b, c, f, pivmin)
+    assert taken == [((B, N, 2), True)] + [((B, N), True)] * 2
+    x1 = x1.copy()  # the solution's buffer free again
+    with buffers._lock:
+        kept = [id(buf) for buf in buffers._buffers]
+        poisoned = 0
+        for i in range(len(kept)):  # no name may hold a buffer here: it would count as in use
+            if buffers._free(i):
+                buffers._buffers[i].fill(0xFF)  # all-ones bytes: NaN in every float dtype
+                poisoned += buffers._buffers[i].nbytes >= alpha.nbytes
+        assert poisoned >= 3
+    x2, g2, s2 = nb.solve_kernel(alpha, b, c, f, pivmin)
+    assert [id(buf) for buf in buffers._buffers] == kept and len(taken) == 6  # no new buffer
+    for x, g, s in ((x1, g1, s1), (x2, g2, s2)):
+        assert np.array_equal(x, x0) and np.array_equal(g, g0) and np.array_equal(s, s0)
+    assert np.isfinite(x0).all()

@@ -13,6 +13,7 @@ from numba import prange
 
 from .. import SINGULAR_FACTOR
 from .._numba import jit, key_caches_on_constants
+from . import quasiseparable_rows as _buf
 from .scalars import (
     _JIT,
     _KERNEL_CONSTANTS,
@@ -186,11 +187,16 @@ def solve_kernel(alpha, upper, lower, f, pivmin):
 
     Gaussian elimination with partial pivoting, LAPACK's ``?gtsv`` (:func:`_solve_row`):
     backward stable, no pivot guarded (``guarded`` is zero); ``singular`` where some
-    ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin``."""
+    ``|Re U_ii| + |Im U_ii| < SINGULAR_FACTOR * pivmin``.
+
+    Large ``x`` and the workspace ``v1``, ``v2`` (B, N) of U's scaled superdiagonals are
+    recycled buffers (:func:`.quasiseparable_rows.empty`: one is handed out again only once no
+    array refers to it), so that a repeated call does not map (and page-fault in) fresh memory;
+    every entry the kernel reads from them is written earlier in the same call."""
     alpha, upper, lower, f = _prep(alpha, upper, lower, f)
     B, N = alpha.shape
-    x = np.empty_like(f)
-    v1, v2 = np.empty_like(alpha), np.empty_like(alpha)
+    x = _buf.empty(f.shape, f.dtype)
+    v1, v2 = _buf.empty(alpha.shape, alpha.dtype), _buf.empty(alpha.shape, alpha.dtype)
     guarded = np.zeros(B, np.int64)
     singular = np.zeros(B, np.bool_)
     if B and N:

@@ -29,8 +29,8 @@ from .errors import ShapeError
 from .tridiagonal_core import (
     PivotInfo,
     _certify_if_guarded,
-    _chunk_length_kw,
     _check_indices,
+    _chunk_length_kw,
     _raise_if_singular,
     _run_in_range,
     _scaled_problem,

@@ -25,7 +25,8 @@ def _forward(x, w, s, tag):
 def _fake(x, w, s, tag):
     shape = torch.broadcast_shapes(x.shape, x.shape if w is None else w.shape)
     dt = x.dtype if w is None else torch.promote_types(x.dtype, w.dtype)
-    return x.new_empty(shape, dtype=dt), x.new_empty(shape, dtype=dt), x.new_empty(shape[:1], dtype=torch.int64)
+    count = x.new_empty(shape[:1], dtype=torch.int64)
+    return x.new_empty(shape, dtype=dt), x.new_empty(shape, dtype=dt), count
 
 
 def _backward(grads, saved, opts, needs, dtypes):

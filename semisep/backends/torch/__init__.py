@@ -8,8 +8,10 @@ docs/mathematics.md.  One module per role:
 ``select``             the whole kernel-selection policy, one pure function with its table
 ``__init__``           :class:`TorchBackend`: validation-free dispatch of each kernel call
 ``forward``            forward kernels without autograd (resolvent diagonal, logdet, solve)
-``autograd``           the differentiable kernels, each described once (``OpSpec``): custom
-                       ops with O(N) backward passes and their ``autograd.Function``
+``opspec``             ``OpSpec`` and ``define``: one description per differentiable op, its
+                       custom ops, autograd Functions and vmap rules generated from it
+``autograd``           the differentiable kernels, each described once (an ``OpSpec``):
+                       custom ops with O(N) backward passes
 ``pivots``             the chunked pivot sweeps (the CUDA path; plain torch ops)
 ``chunks``             the chunk layout and the chunked affine scan
 ``reference``          plain-loop twins of every kernel (``method="reference"``, test oracles)
@@ -115,7 +117,9 @@ class TorchBackend(Backend):
     ``chunk_length`` (a keyword of each kernel call): the chunk length ``L`` of the
     ``"chunked"`` and ``"fused"`` kernels; None (the default) lets the kernel choose its own
     N-dependent length (:func:`semisep.backends.torch.select.chunk_length_for` documents both).
-    The other kernels ignore it.
+    The other kernels ignore it.  The operators take it per call too
+    (``Tridiagonal.resolvent_diagonal(..., chunk_length=)``), and ``PivotInfo.chunk_length``
+    reports the length that ran (:meth:`chunk_length_ran`).
     """
 
     name = "torch"

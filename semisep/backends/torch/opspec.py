@@ -90,12 +90,13 @@ class OpSpec:
     one-output schema; none aliasing an input; the residuals are made contiguous).
     ``fake(*inputs) -> outputs``: empty tensors of the outputs' shapes, dtypes and strides
     (contiguous).  ``backward(grads, saved, options, needs, dtypes) -> one tensor or None per
-    differentiable input`` (None: not needed, or zero): ``grads`` the differentiable results' cotangents (conjugated per
-    ``conjugation``; None for a result that has none, never all None), ``saved`` and
-    ``options`` dicts by name, ``needs`` which gradients are wanted, ``dtypes`` the
-    differentiable inputs' dtypes (None for an absent one).  ``grad_shapes(saved)``: the
-    differentiable inputs' shapes (None for an absent one), for the backward's fake and
-    batching rules.  ``conjugation``: ``"holomorphic"`` or ``"torch"`` (module docstring).
+    differentiable input`` (None: not needed, or zero): ``grads`` the differentiable
+    results' cotangents (conjugated per ``conjugation``; None for a result that has none,
+    never all None), ``saved`` and ``options`` dicts by name, ``needs`` which gradients
+    are wanted, ``dtypes`` the differentiable inputs' dtypes (None for an absent one).
+    ``grad_shapes(saved)``: the differentiable inputs' shapes (None for an absent one), for
+    the backward's fake and batching rules.  ``conjugation``: ``"holomorphic"`` or
+    ``"torch"`` (module docstring).
 
     ``vmap_inputs`` (optional, the batching rule): given the tensor inputs by name (None for
     an absent optional one), each with the vmapped dimension first (size ``V``, or 1 for an

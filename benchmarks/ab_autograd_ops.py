@@ -3,7 +3,7 @@ and the forward+backward time of the kernel ops and of the operator-level custom
 
     python benchmarks/ab_autograd_ops.py --dump OUT.pt          # in one tree (PYTHONPATH=TREE)
     python benchmarks/ab_autograd_ops.py --compare A.pt B.pt     # every entry torch.equal?
-    python benchmarks/ab_autograd_ops.py --time BASE AFTER [--rounds 7] [--n 131072]
+    python benchmarks/ab_autograd_ops.py --time BASE AFTER [--rounds 7] [--n 131072] [--cpu-time]
 
 ``--dump`` runs a fixed set of calls (T's dtype float32/float64/complex64/complex128, real
 and complex z, methods "sequential" and "chunked", requires_grad on some inputs only:
@@ -139,14 +139,19 @@ def compare(a: str, b: str) -> int:
     return 1 if bad else 0
 
 
+#: the clock of ``--probe``: wall time, or with ``--cpu-time`` the process's CPU time (all its
+#: threads; steadier than wall time on a machine that other jobs load)
+_CLOCK = [time.perf_counter]
+
+
 def _best(fn, reps: int) -> float:
     fn()
     fn()
     ts = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = _CLOCK[0]()
         fn()
-        ts.append(time.perf_counter() - t0)
+        ts.append(_CLOCK[0]() - t0)
     return sorted(ts)[len(ts) // 2]
 
 
@@ -188,7 +193,7 @@ def probe(n: int) -> dict[str, float]:
     return out
 
 
-def time_trees(base: str, after: str, rounds: int, n: int) -> None:
+def time_trees(base: str, after: str, rounds: int, n: int, cpu: bool = False) -> None:
     import statistics
 
     ratios: dict[str, list[float]] = {}
@@ -196,7 +201,8 @@ def time_trees(base: str, after: str, rounds: int, n: int) -> None:
         res = {}
         for tree in ((base, after) if r % 2 == 0 else (after, base)):
             env = dict(os.environ, PYTHONPATH=tree)
-            cp = subprocess.run([sys.executable, __file__, "--probe", "--n", str(n)], env=env,
+            cp = subprocess.run([sys.executable, __file__, "--probe", "--n", str(n)]
+                                + (["--cpu-time"] if cpu else []), env=env,
                                 capture_output=True, text=True, check=True, cwd=tree)
             res[tree] = json.loads(cp.stdout.strip().splitlines()[-1])
         for k in res[base]:
@@ -216,17 +222,20 @@ def main() -> None:
     ap.add_argument("--probe", action="store_true")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--n", type=int, default=2 ** 17)
+    ap.add_argument("--cpu-time", action="store_true", help="time CPU seconds, not wall seconds")
     args = ap.parse_args()
     if args.dump:
         dump(args.dump)
     elif args.compare:
         sys.exit(compare(*args.compare))
     elif args.time:
-        time_trees(*args.time, args.rounds, args.n)
+        time_trees(*args.time, args.rounds, args.n, args.cpu_time)
     elif args.probe:
         import torch
 
         torch.set_num_threads(2)
+        if args.cpu_time:
+            _CLOCK[0] = time.process_time
         print(json.dumps(probe(args.n)))
 
 

@@ -30,6 +30,7 @@ from .tridiagonal_core import (
     PivotInfo,
     _certify_if_guarded,
     _check_indices,
+    _chunk_length_kw,
     _raise_if_singular,
     _run_in_range,
     _scaled_problem,
@@ -236,7 +237,7 @@ class Tridiagonal(StructuredOperator):
     # -- the O(N) algorithms --------------------------------------------------------------------
     def resolvent_diagonal(
         self, z: Any = 0.0, *, indices: Any = None, method: str = "auto",
-        check_finite: bool = True, return_info: bool = False,
+        check_finite: bool = True, return_info: bool = False, chunk_length: int | None = None,
     ) -> Any:
         """``diag((T - z I)^{-1})``, shape ``broadcast(batch_shape, z.shape) + (N,)``; O(N).
 
@@ -261,6 +262,13 @@ class Tridiagonal(StructuredOperator):
             O(N), so expect a modest saving unless the positions cluster at one end.
         return_info : bool
             Also return a :class:`PivotInfo`.
+        chunk_length : int, optional
+            The chunk length ``L`` of the torch backend's chunked kernels (``"chunked"``,
+            ``"fused"``; the others run without chunks and ignore it): None (the default) lets
+            the kernel choose its N-dependent length
+            (:func:`semisep.backends.torch.select.chunk_length_for`).  A positive integer;
+            backends without chunked kernels (NumPy, Dask) accept only None (ValueError
+            otherwise).  ``PivotInfo.chunk_length`` reports the length that ran.
 
         Raises
         ------
@@ -268,50 +276,53 @@ class Tridiagonal(StructuredOperator):
             If ``T - z I`` is singular to working precision: some ``|1/G_ii| < pivmin``, which
             (since ``|G_ii| <= ||A^{-1}||``) certifies ``cond(A) > 1/eps``.
         """
+        ck = _chunk_length_kw(self._backend, chunk_length)
         if self._backend.tracing():
             return self._backend.traced_call("resolvent_diagonal", self, z=z, indices=indices, method=method,
-                                             check_finite=check_finite, return_info=return_info)
+                                             check_finite=check_finite, return_info=return_info, **ck)
         reads = host_reads(self)
         rows = _shifted_rows(self, z, check_finite, reads=reads)
 
         def scaled(k):  # entries outside the safe range: solve 2^k A, G = 2^k diag((2^k A)^{-1})
             T, zs, f = _scaled_problem(self, rows, k)
             out = T.resolvent_diagonal(zs, indices=indices, method=method, check_finite=False,
-                                       return_info=return_info)
+                                       return_info=return_info, **ck)
             res = (out[0] if return_info else out) * f[0][..., None] * f[1][..., None]
             return _unscale_info((res, out[1]) if return_info else res, f, return_info)
 
         def run(reads):
-            return self._resolvent_diagonal(rows, z, indices, method, return_info, reads)
+            return self._resolvent_diagonal(rows, z, indices, method, return_info, reads, ck)
 
         return _run_in_range(rows, run, scaled, reads)
 
-    def _resolvent_diagonal(self, rows, z, indices, method, return_info, reads):
-        """:meth:`resolvent_diagonal` on rows in the kernels' safe range."""
+    def _resolvent_diagonal(self, rows, z, indices, method, return_info, reads, ck=None):
+        """:meth:`resolvent_diagonal` on rows in the kernels' safe range; ``ck`` the kernel
+        call's ``chunk_length`` keyword (an empty dict or none: the kernel's own)."""
+        ck = ck or {}
         if indices is None:
             if self._backend.takes_shift:
                 out, guarded, singular = self._backend.resolvent_diagonal_shifted(
-                    rows.diag, rows.shift, rows.beta_native, rows.pivmin, method=method
+                    rows.diag, rows.shift, rows.beta_native, rows.pivmin, method=method, **ck
                 )
             else:
                 out, guarded, singular = self._backend.resolvent_diagonal(
-                    rows.alpha, rows.beta, rows.pivmin, method=method
+                    rows.alpha, rows.beta, rows.pivmin, method=method, **ck
                 )
             width = self._n
         else:
             idx = _check_indices(indices, self._n)
             out, guarded, singular = self._backend.resolvent_diagonal_selected(
-                rows.alpha, rows.beta, rows.pivmin, idx, method=method
+                rows.alpha, rows.beta, rows.pivmin, idx, method=method, **ck
             )
             width = int(idx.shape[0])
-        ran = self._backend.kernel_ran(method)
+        ran, chunk = self._backend.kernel_ran(method), self._backend.chunk_length_ran()
         _raise_if_singular(self._backend, singular, rows.batch, "resolvent_diagonal", z, reads)
         out = out.reshape(rows.batch + (width,))
-        return _with_info(out, rows, guarded, method, return_info, ran=ran)
+        return _with_info(out, rows, guarded, method, return_info, ran=ran, chunk_length=chunk)
 
     def logdet(
         self, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
-        return_info: bool = False,
+        return_info: bool = False, chunk_length: int | None = None,
     ) -> Any:
         """``log det(T - z I)``, shape ``broadcast(batch_shape, z.shape)``; O(N).
 
@@ -321,44 +332,48 @@ class Tridiagonal(StructuredOperator):
         every determinant in the batch is positive, and complex (imaginary part pi where the
         determinant is negative) otherwise.
 
+        ``chunk_length``: as for :meth:`resolvent_diagonal`.
+
         Raises :class:`SingularMatrixError` when ``T - z I`` is singular to working precision
         (the last pivot below ``pivmin``, or a guarded pivot in a decoupled block).
         """
+        ck = _chunk_length_kw(self._backend, chunk_length)
         if self._backend.tracing():
             return self._backend.traced_call("logdet", self, z=z, method=method, check_finite=check_finite,
-                                             return_info=return_info)
+                                             return_info=return_info, **ck)
         reads = host_reads(self)
         rows = _shifted_rows(self, z, check_finite, reads=reads)
 
         def scaled(k):  # entries outside the safe range: log det A = log det(2^k A) - N k log 2
             T, zs, f = _scaled_problem(self, rows, k)
-            out = T.logdet(zs, method=method, check_finite=False, return_info=return_info)
+            out = T.logdet(zs, method=method, check_finite=False, return_info=return_info, **ck)
             shift = self._backend.asarray((self._n * math.log(2.0)) * k.astype(np.float64), like=self.diag)
             res = out[0] if return_info else out
             res = res - self._backend.astype(shift, self._backend.result_dtype(res.real))
             return _unscale_info((res, out[1]) if return_info else res, f, return_info)
 
-        return _run_in_range(rows, lambda r: self._logdet(rows, z, method, return_info, r), scaled, reads)
+        return _run_in_range(rows, lambda r: self._logdet(rows, z, method, return_info, r, ck), scaled, reads)
 
-    def _logdet(self, rows, z, method, return_info, reads):
+    def _logdet(self, rows, z, method, return_info, reads, ck=None):
         """:meth:`logdet` on rows in the kernels' safe range."""
         bk = self._backend
-        ld, guarded, singular = bk.logdet(rows.alpha, rows.beta, rows.pivmin, method=method)
-        ran = bk.kernel_ran(method)
+        ck = ck or {}
+        ld, guarded, singular = bk.logdet(rows.alpha, rows.beta, rows.pivmin, method=method, **ck)
+        ran, chunk = bk.kernel_ran(method), bk.chunk_length_ran()
         real = not bk.is_complex(rows.dtype) and not bk.lazy
         if reads is not None:  # the three questions below in one read (the kernel's, if it noted them)
             reads.any(guarded, singular, (ld, "imag") if real else None)
-        singular = _certify_if_guarded(bk, rows, guarded, singular, method, reads)
+        singular = _certify_if_guarded(bk, rows, guarded, singular, method, reads, ck)
         _raise_if_singular(bk, singular, rows.batch, "logdet", z, reads)
         if real:
             if not (reads.any((ld, "imag"))[0] if reads is not None else bool((ld.imag != 0).any())):
                 ld = ld.real
         ld = ld.reshape(rows.batch)
-        return _with_info(ld, rows, guarded, method, return_info, ran=ran)
+        return _with_info(ld, rows, guarded, method, return_info, ran=ran, chunk_length=chunk)
 
     def solve(
         self, b: Any, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
-        return_info: bool = False,
+        return_info: bool = False, chunk_length: int | None = None,
     ) -> Any:
         """``(T - z I)^{-1} b``; O(N k).
 
@@ -375,11 +390,13 @@ class Tridiagonal(StructuredOperator):
 
         Raises :class:`SingularMatrixError` when some diagonal entry of the pivoted ``U`` has
         ``|Re u_ii| + |Im u_ii| < 4 pivmin`` (``cond_2(T - zI) > 1/(8 eps)``).
+        ``chunk_length``: as for :meth:`resolvent_diagonal`.
         """
         bk = self._backend
+        ck = _chunk_length_kw(bk, chunk_length)
         if bk.tracing():
             return bk.traced_call("solve", self, z=z, b=b, method=method, check_finite=check_finite,
-                                  return_info=return_info)
+                                  return_info=return_info, **ck)
         if type(b) is not type(self.diag):  # arrays of one type never mix
             backend_for(self.diag, b)  # mixed array types -> BackendError
         b = as_array(bk, "b", b, like=self.diag, scalar_ok=False)
@@ -391,27 +408,28 @@ class Tridiagonal(StructuredOperator):
 
         def scaled(ks):  # entries outside the safe range: x = 2^k (2^k A)^{-1} b
             T, zs, f = _scaled_problem(self, rows, ks)
-            out = T.solve(b, zs, method=method, check_finite=False, return_info=return_info)
+            out = T.solve(b, zs, method=method, check_finite=False, return_info=return_info, **ck)
             tail = (None,) if is_vec else (None, None)
             res = (out[0] if return_info else out) * f[0][(...,) + tail] * f[1][(...,) + tail]
             return _unscale_info((res, out[1]) if return_info else res, f, return_info)
 
-        return _run_in_range(rows, lambda r: self._solve(rows, b, z, is_vec, k, method, return_info, r),
+        return _run_in_range(rows, lambda r: self._solve(rows, b, z, is_vec, k, method, return_info, r, ck),
                              scaled, reads, finite={"b": b} if check_finite else None)
 
-    def _solve(self, rows, b, z, is_vec, k, method, return_info, reads):
+    def _solve(self, rows, b, z, is_vec, k, method, return_info, reads, ck=None):
         """:meth:`solve` on rows in the kernels' safe range."""
         bk = self._backend
+        ck = ck or {}
         n = self._n
         bb = b[..., None] if is_vec else b
         bb = bk.broadcast_to(bk.astype(bb, rows.dtype), rows.batch + (n, k))
         bb = bb.reshape((rows.count, n, k))
         lower, upper = rows.lower, rows.upper
-        x, guarded, singular = bk.solve(rows.alpha, upper, lower, bb, rows.pivmin, method=method)
-        ran = bk.kernel_ran(method)
+        x, guarded, singular = bk.solve(rows.alpha, upper, lower, bb, rows.pivmin, method=method, **ck)
+        ran, chunk = bk.kernel_ran(method), bk.chunk_length_ran()
         if reads is not None:  # both questions below in one read (the kernel's, if it noted them)
             reads.any(guarded, singular)
-        singular = _certify_if_guarded(bk, rows, guarded, singular, method, reads)
+        singular = _certify_if_guarded(bk, rows, guarded, singular, method, reads, ck)
         _raise_if_singular(bk, singular, rows.batch, "solve", z, reads)
         steps = 0  # the backends' solves are backward stable by themselves
         if bk.lazy:  # the lazy (dask) solve is an unpivoted chunked sweep whose guard is known at
@@ -423,7 +441,8 @@ class Tridiagonal(StructuredOperator):
         x = x.reshape(rows.batch + (n, k))
         if is_vec:
             x = x[..., 0]
-        return _with_info(x, rows, guarded, method, return_info, refinement_steps=steps, ran=ran)
+        return _with_info(x, rows, guarded, method, return_info, refinement_steps=steps, ran=ran,
+                          chunk_length=chunk)
 
 
 # ------------------------------------------------------------------------------------------------

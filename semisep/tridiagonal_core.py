@@ -35,6 +35,7 @@ from __future__ import annotations
 import cmath
 import math
 from dataclasses import dataclass
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -79,6 +80,11 @@ class PivotInfo:
     requested_method : str or None
         The ``method`` argument as given (e.g. ``"auto"``); None where the caller did not
         record it.
+    chunk_length : int or None
+        The chunk length ``L`` of the pivot sweeps that ran (the ``chunk_length`` argument,
+        at most N, or the kernel's own N-dependent choice): torch's ``"chunked"`` and
+        ``"fused"`` kernels; None for the kernels without chunks (``"sequential"``,
+        ``"reference"``, the NumPy and Dask backends).
     """
 
     pivots_guarded: Any
@@ -86,6 +92,7 @@ class PivotInfo:
     method: str
     refinement_steps: int = 0
     requested_method: str | None = None
+    chunk_length: int | None = None
 
     @property
     def total_guarded(self) -> int:
@@ -446,20 +453,36 @@ def _is_python_scalar(z: Any) -> bool:
 
 
 def _certify_if_guarded(bk: Backend, rows: ShiftedRows, guarded: Any, singular: Any, method: str,
-                        reads: Any = None) -> Any:
+                        reads: Any = None, ck: dict | None = None) -> Any:
     """Where the left sweep guarded a pivot, add resolvent_diagonal's certificate: the guard
     can turn a singular matrix into a regular-looking neighbour for the left sweep alone.
     A lazy backend's kernels include the certificate.  ``reads``: the call's
     :meth:`Backend.host_reads` scope (``guarded`` counts are non-negative: any nonzero is
-    any positive)."""
+    any positive); ``ck`` the call's ``chunk_length`` keyword (:func:`_chunk_length_kw`)."""
     if bk.lazy:
         return singular
     if not (reads.any(guarded)[0] if reads is not None else bool((guarded > 0).any())):
         return singular
     _, _, sing_g = bk.resolvent_diagonal(
-        _detach(rows.alpha), _detach(rows.beta), rows.pivmin, method=method
+        _detach(rows.alpha), _detach(rows.beta), rows.pivmin, method=method, **(ck or {})
     )
     return singular | sing_g
+
+
+def _chunk_length_kw(bk: Backend, chunk_length: Any) -> dict:
+    """The ``chunk_length`` argument of a public call as the kernels' keyword: ``{}`` for None
+    (every backend's kernels choose), ``{"chunk_length": L}`` for a positive integer on a
+    backend with chunked kernels (``Backend.takes_chunk_length``); ValueError otherwise."""
+    if chunk_length is None:
+        return {}
+    if isinstance(chunk_length, bool) or not isinstance(chunk_length, Integral) or chunk_length < 1:
+        raise ValueError(f"chunk_length must be a positive integer or None, got {chunk_length!r}")
+    if not bk.takes_chunk_length:
+        raise ValueError(
+            f"chunk_length={chunk_length!r}: the {bk.name} backend's kernels have no chunks (the "
+            "chunk length is a parameter of the torch backend's 'chunked' and 'fused' kernels); "
+            "pass chunk_length=None")
+    return {"chunk_length": int(chunk_length)}
 
 
 def _detach(x: Any) -> Any:
@@ -504,10 +527,11 @@ def _raise_if_singular(bk: Backend, singular: Any, batch: tuple[int, ...], what:
 
 
 def _with_info(out, rows: ShiftedRows, guarded, method, return_info, refinement_steps: int = 0,
-               ran: str | None = None):
+               ran: str | None = None, chunk_length: int | None = None):
     """``(out, PivotInfo)`` with ``return_info``, else ``out``; ``method`` is the argument as
     given, ``ran`` the kernel that ran (the backend's ``kernel_ran`` read right after the
-    kernel call; ``method`` if None)."""
+    kernel call; ``method`` if None), ``chunk_length`` its chunk length
+    (``chunk_length_ran``)."""
     if not return_info:
         return out
     bk_np = np.asarray
@@ -517,6 +541,7 @@ def _with_info(out, rows: ShiftedRows, guarded, method, return_info, refinement_
         method=method if ran is None else ran,
         refinement_steps=refinement_steps,
         requested_method=method,
+        chunk_length=chunk_length,
     )
     return out, info
 

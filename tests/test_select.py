@@ -28,6 +28,7 @@ from semisep.backends.torch.select import (  # noqa: E402
     KERNELS,
     OPERATIONS,
     chunk_length_for,
+    pivot_chunk_length,
     select_kernel,
 )
 
@@ -323,6 +324,130 @@ def test_chunk_length_is_per_call_and_reaches_the_kernels(monkeypatch):
     Gf = bk.resolvent_diagonal_shifted(d, shift, beta, pm, "auto", chunk_length=5)[0]
     assert calls and lengths == [5] and seen == [3, None, 5]
     torch.testing.assert_close(Gf, G, rtol=1e-12, atol=0)
+
+
+def test_pivot_chunk_length_table():
+    """:func:`pivot_chunk_length`: the chunked and fused kernels report the call's ``L`` (at most
+    N) or their own default; the kernels without chunks None."""
+    from semisep.backends.torch.chunks import _pivot_chunk_length
+    from semisep.backends.triton import default_chunk_length
+
+    for n in (1, 5, 100, 4096):
+        assert pivot_chunk_length("chunked", None, n) == _pivot_chunk_length(n)
+        assert pivot_chunk_length("fused", None, n) == default_chunk_length(n)
+        for kernel in ("chunked", "fused"):
+            assert pivot_chunk_length(kernel, 7, n) == min(7, n)
+        for kernel in ("sequential", "reference"):
+            assert pivot_chunk_length(kernel, None, n) is None
+            assert pivot_chunk_length(kernel, 7, n) is None
+
+
+def _public_calls(T, L, method="chunked"):
+    b = torch.ones(T.batch_shape + (T.shape[-1],), dtype=torch.float64)
+    kw = dict(method=method, chunk_length=L, return_info=True)
+    return {
+        "resolvent_diagonal": lambda: T.resolvent_diagonal(0.3 + 0.5j, **kw),
+        "resolvent_diagonal_real_z": lambda: T.resolvent_diagonal(0.3, **kw),
+        "indices": lambda: T.resolvent_diagonal(0.3 + 0.5j, indices=[4, 0], **kw),
+        "logdet": lambda: T.logdet(0.5j, **kw),
+        "solve": lambda: T.solve(b, 0.5j, **kw),
+    }
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_public_chunk_length_reaches_the_kernel_and_is_reported(monkeypatch, grad):
+    """``Tridiagonal``'s ``chunk_length`` keyword reaches the kernel call (its layout only: the
+    values agree with the default length to rounding) and ``PivotInfo.chunk_length`` reports
+    the length that ran: ``min(L, N)``, the chunked default, None without chunks."""
+    from semisep.backends.torch.chunks import _pivot_chunk_length
+
+    seen = []
+    real = torch_backend.chunk_length_for
+
+    def spy(kernel, chunk_length=None):
+        seen.append(chunk_length)
+        return real(kernel, chunk_length)
+
+    monkeypatch.setattr(torch_backend, "chunk_length_for", spy)
+    n = 40
+    T = _tri_torch(n=n, requires_grad=grad)
+    want = {k: c()[0] for k, c in _public_calls(T, None, "sequential").items()}
+    for L, reported in ((3, 3), (None, _pivot_chunk_length(n)), (1000, n)):
+        for name, call in _public_calls(T, L).items():
+            seen.clear()
+            out, info = call()
+            assert seen and seen[0] == L, (name, L, seen)
+            assert info.method == "chunked" and info.chunk_length == reported, (name, L, info)
+            torch.testing.assert_close(out, want[name], rtol=1e-10, atol=0)
+            if grad:  # the backward runs with the same length
+                (torch.view_as_real(out) if out.is_complex() else out).sum().backward()
+    for name, call in _public_calls(T, 3, "sequential").items():
+        assert call()[1].chunk_length is None, name
+    for name, call in _public_calls(T, 3, "reference").items():
+        assert call()[1].chunk_length is None, name
+
+
+def test_fused_reports_its_chunk_length(monkeypatch):
+    """The fused kernels report their chunk length (the call's, or their default); rows they
+    decline run chunked with the same length, which is then reported."""
+    from semisep.backends.triton import default_chunk_length
+
+    T = _tri_torch(n=12)
+    other = torch_backend.TorchBackend()
+    _pretend_fused(monkeypatch, lambda d, s, b, p: other.resolvent_diagonal_shifted(d, s, b, p, "chunked"))
+    assert T.resolvent_diagonal(0.3 + 0.5j, return_info=True)[1].chunk_length == default_chunk_length(12)
+    _, info = T.resolvent_diagonal(0.3 + 0.5j, chunk_length=5, return_info=True)
+    assert info.method == "fused" and info.chunk_length == 5
+    monkeypatch.undo()
+    _pretend_fused(monkeypatch, lambda *a: None)  # every row declined
+    _, info = T.resolvent_diagonal(0.3 + 0.5j, chunk_length=5, return_info=True)
+    assert info.method == "chunked" and info.chunk_length == 5
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.5, True, "8"])
+def test_public_chunk_length_is_validated(bad):
+    T = _tri_torch()
+    for call in _public_calls(T, bad).values():
+        with pytest.raises(ValueError, match="chunk_length must be a positive integer or None"):
+            call()
+
+
+def test_numpy_takes_no_chunk_length():
+    """The NumPy backend has no chunked kernels: ``chunk_length=None`` is accepted (and None
+    reported), any other value raises naming the argument."""
+    T = _tri_np()
+    b = np.ones(T.batch_shape + (T.shape[-1],))
+    calls = {"resolvent_diagonal": lambda L: T.resolvent_diagonal(0.5j, chunk_length=L, return_info=True),
+             "logdet": lambda L: T.logdet(0.5j, chunk_length=L, return_info=True),
+             "solve": lambda L: T.solve(b, 0.5j, chunk_length=L, return_info=True)}
+    for name, call in calls.items():
+        assert call(None)[1].chunk_length is None, name
+        with pytest.raises(ValueError, match="chunk_length=8: the numpy backend"):
+            call(8)
+
+
+def test_chunk_length_under_torch_func_and_opcheck():
+    """Under ``torch.func`` the keyword travels in the operator-level op: ``vmap`` gives the
+    eager values of the same chunk length bit for bit, ``grad`` its gradient (to rounding, as
+    tests/test_torch_func.py: the outer ops are differentiated by functorch)."""
+    T = _tri_torch(n=40, batch=(3,))
+    d0, off = T.diag.detach(), T.lower.detach()
+
+    def loss(d):
+        G = ss.Tridiagonal(d, off).resolvent_diagonal(0.3 + 0.5j, method="chunked", chunk_length=3)
+        return torch.view_as_real(G).sin().sum()
+
+    d = d0.clone().requires_grad_()
+    loss(d).backward()
+    torch.testing.assert_close(torch.func.grad(loss)(d0), d.grad, rtol=1e-12, atol=0)
+    kw = dict(method="chunked", chunk_length=3)
+    vm = torch.vmap(lambda dd, oo: ss.Tridiagonal(dd, oo).logdet(0.5j, **kw))(d0, off)
+    assert torch.equal(vm, ss.Tridiagonal(d0, off).logdet(0.5j, **kw))
+    op = torch.ops.semisep.tridiagonal_call.default
+    torch.library.opcheck(op, ("resolvent_diagonal", d0.clone().requires_grad_(), off, None,
+                               torch.tensor(0.3 + 0.5j)),
+                          dict(z_scalar=[0.0, 0.0], z_kind=0, b=None, indices=None, method="chunked",
+                               check_finite_op=True, check_finite=True, chunk_length=3))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -267,9 +267,10 @@ class Backend:
     def woodbury_release(self, sweeps):
         """Default: nothing to give back."""
 
-    def resolvent_diagonal_selected(self, alpha, beta, pivmin, indices, method="auto"):
-        """Default: the full diagonal, then a gather (see the module docstring)."""
-        G, guarded, singular = self.resolvent_diagonal(alpha, beta, pivmin, method=method)
+    def resolvent_diagonal_selected(self, alpha, beta, pivmin, indices, method="auto", **kwargs):
+        """Default: the full diagonal, then a gather (see the module docstring); ``kwargs``
+        (``chunk_length``) go to :meth:`resolvent_diagonal`."""
+        G, guarded, singular = self.resolvent_diagonal(alpha, beta, pivmin, method=method, **kwargs)
         return G[:, indices], guarded, singular
 
     def resolvent_diagonal_masked(self, alpha, beta, pivmin, keep, chunk_length=None):
@@ -285,11 +286,23 @@ class Backend:
     #: point (and again where a kernel declines and another runs), before returning.
     _ran: Any = None
 
-    def _note_kernel(self, kernel: str) -> str:
-        """Record ``kernel`` as what this thread's current kernel call runs; returns it."""
+    #: whether the kernels take a ``chunk_length`` keyword (the torch backend's chunked and
+    #: fused kernels); the operators reject a chunk length on a backend without it
+    takes_chunk_length: bool = False
+
+    def _note_kernel(self, kernel: str, chunk_length: int | None = None) -> str:
+        """Record ``kernel`` (and the chunk length of its pivot sweeps, None for a kernel
+        without chunks) as what this thread's current kernel call runs; returns ``kernel``."""
         if self._ran is not None:
             self._ran.kernel = kernel
+            self._ran.chunk_length = chunk_length
         return kernel
+
+    def chunk_length_ran(self) -> int | None:
+        """The chunk length of the kernel this thread's last kernel call ran (for
+        ``PivotInfo.chunk_length``; read it right after the call); None for a kernel without
+        chunks or a backend that keeps no record."""
+        return None if self._ran is None else getattr(self._ran, "chunk_length", None)
 
     def kernel_ran(self, method: str) -> str:
         """The kernel that this thread's last kernel call on this backend ran (for

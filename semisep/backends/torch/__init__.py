@@ -8,8 +8,10 @@ docs/mathematics.md.  One module per role:
 ``select``             the whole kernel-selection policy, one pure function with its table
 ``__init__``           :class:`TorchBackend`: validation-free dispatch of each kernel call
 ``forward``            forward kernels without autograd (resolvent diagonal, logdet, solve)
-``autograd``           the differentiable kernels, each described once (``OpSpec``): custom
-                       ops with O(N) backward passes and their ``autograd.Function``
+``opspec``             ``OpSpec`` and ``define``: one description per differentiable op, its
+                       custom ops, autograd Functions and vmap rules generated from it
+``autograd``           the differentiable kernels, each described once (an ``OpSpec``):
+                       custom ops with O(N) backward passes
 ``pivots``             the chunked pivot sweeps (the CUDA path; plain torch ops)
 ``chunks``             the chunk layout and the chunked affine scan
 ``reference``          plain-loop twins of every kernel (``method="reference"``, test oracles)
@@ -45,7 +47,6 @@ from .autograd import (
     RESOLVENT_DIAGONAL_SHIFTED,
     RESOLVENT_DIAGONAL_SHIFTED_CHUNKED,
     SOLVE,
-    _reject_forward_ad,
 )
 from .bridge import (
     _host_view,
@@ -65,11 +66,12 @@ from .forward import (
     _solve_forward,
     read_flags,
 )
+from .opspec import reject_forward_ad as _reject_forward_ad
 from .pivots import _resolvent_chunked_shifted
 from .pool import release_host_pool
 from .reads import HostReads
 from .reference import _logdet_pivoted_ref, _pivots_ref, _resolvent_ref_combine
-from .select import FALLBACK, chunk_length_for, select_kernel
+from .select import FALLBACK, chunk_length_for, pivot_chunk_length, select_kernel
 
 __all__ = ["TorchBackend", "default_backend", "release_host_pool"]
 
@@ -115,11 +117,14 @@ class TorchBackend(Backend):
     ``chunk_length`` (a keyword of each kernel call): the chunk length ``L`` of the
     ``"chunked"`` and ``"fused"`` kernels; None (the default) lets the kernel choose its own
     N-dependent length (:func:`semisep.backends.torch.select.chunk_length_for` documents both).
-    The other kernels ignore it.
+    The other kernels ignore it.  The operators take it per call too
+    (``Tridiagonal.resolvent_diagonal(..., chunk_length=)``), and ``PivotInfo.chunk_length``
+    reports the length that ran (:meth:`chunk_length_ran`).
     """
 
     name = "torch"
     methods = ("sequential", "chunked", "fused", "reference")
+    takes_chunk_length = True
     linalg = _linalg_ns
 
     def __init__(self) -> None:
@@ -263,14 +268,14 @@ class TorchBackend(Backend):
         # conjugate / negative views resolved: the kernels view complex tensors as real
         diag, shift, beta = (x.resolve_conj().resolve_neg() for x in (diag, shift, beta))
         grad = self._needs_grad(diag, shift, beta)
-        kernel = self._select("resolvent_diagonal_shifted", method, diag, needs_grad=grad,
-                              complex_shift=shift.is_complex())
-        L = chunk_length_for(kernel, chunk_length)
+        kernel, L = self._select("resolvent_diagonal_shifted", method, diag, chunk_length,
+                                 needs_grad=grad, complex_shift=shift.is_complex())
         if kernel == "fused":
             out = self._fused(diag, shift, beta, pivmin, L)
             if out is not None:
                 return out
-            kernel = self._note_kernel(FALLBACK["fused"])  # failed or declined: chunked runs
+            kernel = FALLBACK["fused"]  # failed or declined: chunked runs
+            self._note_kernel(kernel, pivot_chunk_length(kernel, L, diag.shape[-1]))
         if kernel == "sequential" and grad:
             return RESOLVENT_DIAGONAL_SHIFTED(diag, shift, beta, pivmin.detach())
         if (kernel == "chunked" and grad and shift.is_complex()
@@ -363,16 +368,21 @@ class TorchBackend(Backend):
         numpy_backend().woodbury_release(sweeps.inner)
 
     # -- kernels ----------------------------------------------------------------------------
-    def _select(self, operation: str, method: str, x: torch.Tensor, needs_grad: bool = False,
-                complex_shift: bool = False) -> str:
-        """The kernel for this call by :func:`~semisep.backends.torch.select.select_kernel`
-        (the whole policy), recorded for :meth:`kernel_ran`."""
+    def _select(self, operation: str, method: str, x: torch.Tensor, chunk_length: int | None,
+                needs_grad: bool = False, complex_shift: bool = False) -> tuple[str, int | None]:
+        """``(kernel, L)``: the kernel for this call by
+        :func:`~semisep.backends.torch.select.select_kernel` (the whole policy) and its chunk
+        length by :func:`~semisep.backends.torch.select.chunk_length_for`, recorded for
+        :meth:`kernel_ran` and :meth:`chunk_length_ran`."""
         self.check_method(method)
+        n = int(x.shape[-1])
         kernel = select_kernel(operation, method, device_type=x.device.type, needs_grad=needs_grad,
-                               complex_shift=complex_shift, n=int(x.shape[-1]),
+                               complex_shift=complex_shift, n=n,
                                numba_available=_numpy_kernels_available(),
                                triton_available=_triton.HAVE_TRITON)
-        return self._note_kernel(kernel)
+        L = chunk_length_for(kernel, chunk_length)
+        self._note_kernel(kernel, pivot_chunk_length(kernel, L, n))
+        return kernel, L
 
     @staticmethod
     def _needs_grad(*xs) -> bool:
@@ -386,8 +396,7 @@ class TorchBackend(Backend):
         if method != "reference":
             _reject_forward_ad(alpha, beta)
         grad = self._needs_grad(alpha, beta)
-        method = self._select("resolvent_diagonal", method, alpha, needs_grad=grad)
-        L = chunk_length_for(method, chunk_length)
+        method, L = self._select("resolvent_diagonal", method, alpha, chunk_length, needs_grad=grad)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain loop, differentiable by ordinary autograd
             gL, _, mL = _pivots_ref(alpha, beta, pivmin)
@@ -408,8 +417,7 @@ class TorchBackend(Backend):
         if method != "reference":
             _reject_forward_ad(alpha, beta)
         grad = self._needs_grad(alpha, beta)
-        method = self._select("logdet", method, alpha, needs_grad=grad)
-        L = chunk_length_for(method, chunk_length)
+        method, L = self._select("logdet", method, alpha, chunk_length, needs_grad=grad)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain pivoted loop, differentiable by ordinary autograd
             # det A depends on the products beta_i only: eliminate the balanced similar matrix
@@ -433,8 +441,7 @@ class TorchBackend(Backend):
         if method != "reference":
             _reject_forward_ad(alpha, upper, lower, f)
         grad = self._needs_grad(alpha, upper, lower, f)
-        method = self._select("solve", method, alpha, needs_grad=grad)
-        L = chunk_length_for(method, chunk_length)
+        method, L = self._select("solve", method, alpha, chunk_length, needs_grad=grad)
         pivmin = pivmin.detach().to(_real_dtype(alpha.dtype))
         if method == "reference":  # plain loops, differentiable by ordinary autograd
             x, guarded, singular, _ = _solve_forward(alpha, upper, lower, f, pivmin, "reference", None)

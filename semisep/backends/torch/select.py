@@ -14,7 +14,7 @@ from __future__ import annotations
 from numbers import Integral
 
 __all__ = ["KERNELS", "OPERATIONS", "FALLBACK", "QUASISEPARABLE_KERNELS", "chunk_length_for",
-           "select_kernel", "select_quasiseparable_kernel"]
+           "pivot_chunk_length", "select_kernel", "select_quasiseparable_kernel"]
 
 #: The kernel names :func:`select_kernel` returns; each is also a ``method=`` value.
 KERNELS = ("sequential", "chunked", "fused", "reference")
@@ -168,6 +168,34 @@ def chunk_length_for(kernel: str, chunk_length: int | None = None) -> int | None
     if kernel not in ("chunked", "fused"):
         return None
     return chunk_length
+
+
+def pivot_chunk_length(kernel: str, chunk_length: int | None, n: int) -> int | None:
+    """The chunk length of the pivot sweeps that ``kernel`` runs for N = ``n``, given the
+    ``L`` of :func:`chunk_length_for` (what ``PivotInfo.chunk_length`` reports):
+
+    ==============  ================  =====================================================
+    ``kernel``      ``L``             pivot sweeps' chunk length
+    ==============  ================  =====================================================
+    ``chunked``     None              ``chunks._pivot_chunk_length(n)``
+    ``fused``       None              :func:`semisep.backends.triton.default_chunk_length`
+    either          ``L >= 1``        ``min(L, n)`` (at least 1)
+    other kernels   any               None (no chunks)
+    ==============  ================  =====================================================
+
+    (The chunked kernel's affine scans -- the backward, the solve's substitutions -- take
+    ``L`` too, or their own default ``chunks._scan_chunk_length(n)`` where ``L`` is None.)"""
+    if kernel not in ("chunked", "fused"):
+        return None
+    if chunk_length is not None:
+        return max(1, min(int(chunk_length), int(n)))
+    if kernel == "chunked":
+        from .chunks import _pivot_chunk_length
+
+        return _pivot_chunk_length(int(n))
+    from ..triton.launch import default_chunk_length
+
+    return default_chunk_length(int(n))
 
 
 #: The kernels of the quasiseparable operations (each also a ``method=`` value):

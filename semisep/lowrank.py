@@ -42,7 +42,7 @@ from ._validation import check_finite as _check_finite_arrays
 from .backends import Backend, backend_for
 from .errors import ShapeError
 from .tridiagonal import Tridiagonal
-from .tridiagonal_core import host_reads
+from .tridiagonal_core import _chunk_length_kw, host_reads
 
 __all__ = ["TridiagonalPlusLowRank", "WoodburyInfo"]
 
@@ -303,7 +303,7 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
 
     def solve(
         self, b: Any, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
-        return_info: bool = False,
+        return_info: bool = False, chunk_length: int | None = None,
     ) -> Any:
         """``(H - z I)^{-1} b`` by Woodbury; O(N (k + r) + N r^2 + r^3).
 
@@ -316,15 +316,18 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
         then two k-column solves, ``y = A^{-1} b`` and ``x = A^{-1} (b - U K^{-1} V^T y)``.
         Otherwise (and where a pivot was guarded) one tridiagonal pass solves
         ``A [y, X] = [b, U]`` and ``x = y - X K^{-1} (V^T y)``.  ``method`` is passed to the
-        tridiagonal kernels.
+        tridiagonal kernels, and ``chunk_length`` to those of them that run in chunks (as for
+        :meth:`Tridiagonal.resolvent_diagonal`; None on the NumPy and Dask backends).
         """
         bk = self._backend
         backend_for(self.U, b)
+        ck = _chunk_length_kw(bk, chunk_length)
         if bk.lazy:  # dask: semisep/backends/dask/_lowrank.py
             return _lazy().solve(self, b, z, method, check_finite, return_info)
-        return self._one_read(self._solve, return_info, None, b, z, method, check_finite)
+        return self._one_read(self._solve, return_info, None, b, z, method, ck, check_finite)
 
-    def _solve(self, b: Any, z: Any, method: str, check_finite: bool, return_info: bool) -> Any:
+    def _solve(self, b: Any, z: Any, method: str, ck: dict, check_finite: bool,
+               return_info: bool) -> Any:
         bk = self._backend
         b = as_array(bk, "b", b, like=self.U, scalar_ok=False)
         is_vec, b_batch, k = split_rhs(b, len(self._batch_shape), self._n)
@@ -332,7 +335,7 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
         bb = self._low(b[..., None] if is_vec else b, batch, dtype)
         if self.rank == 0:
             x, pinfo = _sub(return_info, self.tridiagonal.solve, bb, z,
-                            method=method, check_finite=check_finite)
+                            method=method, **ck, check_finite=check_finite)
             cond = np.ones(batch)
         else:
             K = None
@@ -340,18 +343,18 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
                 # K from the fused forward sweeps (no N x r solve), then two k-column solves:
                 # y = A^{-1} b, w = K^{-1} V^T y, x = A^{-1} (b - U w)
                 y, pinfo = _sub(return_info, self.tridiagonal.solve, bb, z,
-                                method=method, check_finite=check_finite)
+                                method=method, **ck, check_finite=check_finite)
                 fused = self._fused_capacitance(z, batch, method, "solve")
                 if fused is not None:  # else a guarded pivot: the composed path, which refines
                     K, cond, _ = fused
                     w = la.solve(bk, K, la.matmul_mixed(bk, la.mT(self.V), y, dtype))
                     x = self.tridiagonal.solve(
-                        bb - la.matmul_mixed(bk, self.U, w, dtype), z, method=method, check_finite=False
+                        bb - la.matmul_mixed(bk, self.U, w, dtype), z, method=method, **ck, check_finite=False
                     )
             if K is None:
                 rhs = bk.concat([bb, self._low(self.U, batch, dtype)], axis=-1)
                 sol, pinfo = _sub(return_info, self.tridiagonal.solve, rhs, z,
-                                  method=method, check_finite=check_finite)
+                                  method=method, **ck, check_finite=check_finite)
                 y, X = sol[..., :k], sol[..., k:]
                 K, cond = self._capacitance(X, "solve", z)
                 Vt = la.mT(bk.astype(self.V, dtype))
@@ -363,7 +366,7 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
 
     def logdet(
         self, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
-        return_info: bool = False,
+        return_info: bool = False, chunk_length: int | None = None,
     ) -> Any:
         """``log det(H - zI) = log det(T - zI) + log det K`` (matrix determinant lemma).
 
@@ -373,19 +376,20 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
         :meth:`Tridiagonal.logdet`.  O(N r^2 + r^3).  ``K = I + V^T (T - zI)^{-1} U`` comes
         from the fused forward pass where the backend has it (NumPy; torch on CPU tensors
         none of which needs a gradient; ``method`` "auto" or "sequential"; no guarded pivot),
-        else from an r-column solve.
+        else from an r-column solve.  ``method`` and ``chunk_length`` as for :meth:`solve`.
         """
         bk = self._backend
+        ck = _chunk_length_kw(bk, chunk_length)
         if bk.lazy:  # dask: semisep/backends/dask/_lowrank.py
             return _lazy().logdet(self, z, method, check_finite, return_info)
         # in one read (r > 0), log det(T - zI) may stay complex with zero imaginary parts: the
         # same sum
-        return self._one_read(self._logdet, return_info, {"imag": True}, z, method, check_finite)
+        return self._one_read(self._logdet, return_info, {"imag": True}, z, method, ck, check_finite)
 
-    def _logdet(self, z: Any, method: str, check_finite: bool, return_info: bool) -> Any:
+    def _logdet(self, z: Any, method: str, ck: dict, check_finite: bool, return_info: bool) -> Any:
         bk = self._backend
         batch, dtype = self._prepare(z)
-        ldT, pT = _sub(return_info, self.tridiagonal.logdet, z, method=method, check_finite=check_finite)
+        ldT, pT = _sub(return_info, self.tridiagonal.logdet, z, method=method, **ck, check_finite=check_finite)
         pivots = {"logdet": pT}
         if self.rank == 0:
             out = ldT + bk.zeros(batch, ldT.dtype, like=ldT)
@@ -396,7 +400,7 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
                 K, cond, pX = fused
             else:  # K checked below, with the sign of the result in the same read
                 X, pX = _sub(return_info, self.tridiagonal.solve,
-                             self._low(self.U, batch, dtype), z, method=method, check_finite=False)
+                             self._low(self.U, batch, dtype), z, method=method, **ck, check_finite=False)
                 K, cond = self._capacitance_matrix(X), None
             pivots["solve"] = pX
             sign, logabs = la.slogdet(bk, K)
@@ -427,7 +431,7 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
 
     def resolvent_diagonal(
         self, z: Any = 0.0, *, method: str = "auto", check_finite: bool = True,
-        return_info: bool = False,
+        return_info: bool = False, chunk_length: int | None = None,
     ) -> Any:
         """``diag((H - zI)^{-1})``, exact, shape ``broadcast(batch_shape, z.shape) + (N,)``.
 
@@ -448,14 +452,17 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
 
         Raises :class:`SingularMatrixError` if ``T - zI`` or ``K`` is singular to working
         precision; ``return_info=True`` also returns a :class:`WoodburyInfo` (pivot counts and
-        ``cond_2(K)``).
+        ``cond_2(K)``).  ``method`` and ``chunk_length`` as for :meth:`solve`.
         """
         bk = self._backend
+        ck = _chunk_length_kw(bk, chunk_length)
         if bk.lazy:  # dask: semisep/backends/dask/_lowrank.py
             return _lazy().resolvent_diagonal(self, z, method, check_finite, return_info)
-        return self._one_read(self._resolvent_diagonal, return_info, None, z, method, check_finite)
+        return self._one_read(self._resolvent_diagonal, return_info, None, z, method, ck,
+                              check_finite)
 
-    def _resolvent_diagonal(self, z: Any, method: str, check_finite: bool, return_info: bool) -> Any:
+    def _resolvent_diagonal(self, z: Any, method: str, ck: dict, check_finite: bool,
+                            return_info: bool) -> Any:
         bk = self._backend
         batch, dtype = self._prepare(z)
         r = self.rank
@@ -465,7 +472,7 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
                 out, pivots, cond = fused
                 return (out, WoodburyInfo(pivots, _host_cond(bk, cond), r)) if return_info else out
         G, pG = _sub(return_info, self.tridiagonal.resolvent_diagonal, z,
-                     method=method, check_finite=check_finite)
+                     method=method, **ck, check_finite=check_finite)
         pivots = {"resolvent_diagonal": pG}
         if r == 0:
             out = G + bk.zeros(batch + (self._n,), G.dtype, like=G)
@@ -475,12 +482,12 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
             Ub, Vb = self._low(self.U, batch, dtype), self._low(self.V, batch, dtype)
             if T.is_symmetric_storage:  # A^T = A: one pass for [U, V]
                 XY, pX = _sub(return_info, T.solve,
-                              bk.concat([Ub, Vb], axis=-1), z, method=method, check_finite=False)
+                              bk.concat([Ub, Vb], axis=-1), z, method=method, **ck, check_finite=False)
                 X, Y = XY[..., :r], XY[..., r:]
                 pivots["solve"] = pX
             else:
-                X, pX = _sub(return_info, T.solve, Ub, z, method=method, check_finite=False)
-                Y, pY = _sub(return_info, T.T.solve, Vb, z, method=method, check_finite=False)
+                X, pX = _sub(return_info, T.solve, Ub, z, method=method, **ck, check_finite=False)
+                Y, pY = _sub(return_info, T.T.solve, Vb, z, method=method, **ck, check_finite=False)
                 pivots["solve"] = pX
                 pivots["solve_transpose"] = pY
             K, cond = self._capacitance(X, "resolvent_diagonal", z)

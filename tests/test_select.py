@@ -481,3 +481,43 @@ def test_backend_without_record_reports_request():
     assert bk.kernel_ran("auto") == "auto"  # nothing ran yet on this instance
     bk._ran = None
     assert bk.kernel_ran("sequential") == "sequential"
+
+
+def test_lowrank_chunk_length_reaches_its_tridiagonal_calls(monkeypatch):
+    """``TridiagonalPlusLowRank``'s ``chunk_length`` reaches every tridiagonal call it makes
+    (the chunked kernels see it; the values agree with the sequential ones to rounding, and the
+    sub-calls' ``PivotInfo`` report it); NumPy operators reject a length, as ``Tridiagonal``'s
+    do; a bad value raises naming the argument."""
+    seen = []
+    real = torch_backend.chunk_length_for
+
+    def spy(kernel, chunk_length=None):
+        seen.append(chunk_length)
+        return real(kernel, chunk_length)
+
+    monkeypatch.setattr(torch_backend, "chunk_length_for", spy)
+    rng = np.random.default_rng(5)
+    n, r = 40, 2
+    T = _tri_torch(n=n)
+    U = torch.tensor(0.3 * rng.standard_normal((n, r)))
+    V = torch.tensor(0.3 * rng.standard_normal((n, r)))
+    H = ss.TridiagonalPlusLowRank(T, U, V)
+    b = torch.ones(T.batch_shape + (n,), dtype=torch.float64)
+    calls = {
+        "resolvent_diagonal": lambda **kw: H.resolvent_diagonal(0.3 + 0.5j, **kw),
+        "logdet": lambda **kw: H.logdet(0.5j, **kw),
+        "solve": lambda **kw: H.solve(b, 0.5j, **kw),
+    }
+    for name, call in calls.items():
+        want = call(method="sequential")
+        seen.clear()
+        out, info = call(method="chunked", chunk_length=3, return_info=True)
+        assert seen and set(seen) == {3}, (name, seen)
+        assert all(p.chunk_length == 3 for p in info.pivots.values()), (name, info.pivots)
+        torch.testing.assert_close(out, want, rtol=1e-10, atol=0)
+        with pytest.raises(ValueError, match="chunk_length must be a positive integer or None"):
+            call(method="chunked", chunk_length=0)
+    Hn = ss.TridiagonalPlusLowRank(_tri_np(n=n), U.numpy(), V.numpy())
+    with pytest.raises(ValueError, match="chunk_length=4: the numpy backend"):
+        Hn.resolvent_diagonal(0.5j, chunk_length=4)
+    assert np.allclose(Hn.resolvent_diagonal(0.5j, chunk_length=None), Hn.resolvent_diagonal(0.5j))

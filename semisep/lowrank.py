@@ -389,7 +389,8 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
     def _logdet(self, z: Any, method: str, ck: dict, check_finite: bool, return_info: bool) -> Any:
         bk = self._backend
         batch, dtype = self._prepare(z)
-        ldT, pT = _sub(return_info, self.tridiagonal.logdet, z, method=method, **ck, check_finite=check_finite)
+        ldT, pT = _sub(return_info, self.tridiagonal.logdet, z, method=method, **ck,
+                       check_finite=check_finite)
         pivots = {"logdet": pT}
         if self.rank == 0:
             out = ldT + bk.zeros(batch, ldT.dtype, like=ldT)

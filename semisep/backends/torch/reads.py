@@ -65,6 +65,9 @@ class HostReads:
 
     #: raised at a read where a flag deferred with ``stop=True`` is False
     Stop: type[Exception] = StopCall
+    #: the scope that holds the state: this one, or the spanning scope it joined
+    _root: HostReads
+    _span: bool
 
     def __init__(self, *, span: bool = False, assume: dict[str, bool] | None = None) -> None:
         outer = current()

@@ -48,6 +48,19 @@ def _sent(client):
     return sum(client.run(total).values())
 
 
+def _task_times(stream, wall):
+    """Seconds the workers spent computing, per task kind (summed over workers), from a task
+    stream; the rest of ``workers x wall`` is scheduling, transfers and idle time."""
+    kinds: dict = {}
+    for rec in stream:
+        for ss_ in rec.get("startstops", ()):
+            if ss_.get("action") == "compute":
+                kind = str(rec["key"][0] if isinstance(rec["key"], tuple) else rec["key"]).split("-")[0]
+                kinds[kind] = kinds.get(kind, 0.0) + ss_["stop"] - ss_["start"]
+    return {"wall": wall, "compute": sum(kinds.values()),
+            "by_kind": dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:6])}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--log2n", type=int, default=22)
@@ -66,7 +79,7 @@ def main(argv=None):
 
     import dask
     import dask.array as da
-    from distributed import Client, LocalCluster, wait
+    from distributed import Client, LocalCluster, get_task_stream, wait
 
     from semisep.distributed import ldos
 
@@ -100,7 +113,12 @@ def main(argv=None):
         wait(G)
         s0 = _sent(client)
         t, _ = _median(run, repeat)
-        return t, (_sent(client) - s0) / repeat, G, dd, ll
+        moved = (_sent(client) - s0) / repeat
+        with get_task_stream(client) as ts:  # one more run: where the workers' time goes
+            t0 = time.perf_counter()
+            run()
+            wall = time.perf_counter() - t0
+        return t, moved, G, dd, ll, _task_times(ts.data, wall)
 
     # work stealing off: every task runs where its chunk lives (the cost model's assumption);
     # with it on, the scheduler may move a whole input chunk to an idle worker
@@ -108,10 +126,10 @@ def main(argv=None):
     for workers in (1, 2):
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
-            t, moved, G, dd, ll = resolvent_on(client, n, C, args.repeat)
+            t, moved, G, dd, ll, tasks = resolvent_on(client, n, C, args.repeat)
             nc = -(-n // C)
             rows[f"dask, {workers} worker(s)"] = {"seconds": t, "bytes_moved_per_call": moved, "chunks": nc,
-                                                  "bytes_moved_per_chunk": moved / nc}
+                                                  "bytes_moved_per_chunk": moved / nc, "task_times": tasks}
             if workers == 1:  # the single-process NumPy call on the same chain, same machine
                 d, lo, Gd = dd.compute(), ll.compute(), G.compute()
                 Tn = ss.Tridiagonal(d, lo)
@@ -129,8 +147,17 @@ def main(argv=None):
                 with dask.config.set(scheduler="sync"):
                     local()  # compile the chunk kernels in this process
                     t_sync, _ = _median(local, args.repeat)
+                    from dask.diagnostics import Profiler
+
+                    with Profiler() as prof:
+                        t0 = time.perf_counter()
+                        local()
+                        wall = time.perf_counter() - t0
+                    stream = [{"key": r.key, "startstops": [{"action": "compute", "start": r.start_time,
+                                                            "stop": r.end_time}]} for r in prof.results]
+                sync_row = {"seconds": t_sync, "task_times": _task_times(stream, wall)}
                 rows = {"numpy (1 process)": {"seconds": t_np, "max_abs_err_dask_vs_numpy": err},
-                        "dask, in process (sync)": {"seconds": t_sync}, **rows}
+                        "dask, in process (sync)": sync_row, **rows}
                 del d, lo, Gd, Tn
             else:  # the scan's traffic does not grow with N: same number of chunks, N / 4
                 for nn in (n // 4, n):
@@ -168,6 +195,12 @@ def main(argv=None):
         moved = r.get("bytes_moved_per_chunk")
         print(f"{name:24s} {r['seconds']:9.3f} {r['seconds'] / t_np:8.2f}x {base1 / r['seconds']:11.2f}x "
               f"{'' if moved is None else f'{moved:18.0f}'}")
+    for name, r in rows.items():
+        tt = r.get("task_times")
+        if tt:
+            kinds = ", ".join(f"{k} {v:.2f}" for k, v in tt["by_kind"].items())
+            print(f"{name}: one more run {tt['wall']:.3f} s wall, {tt['compute']:.3f} s computing in tasks "
+                  f"(summed over workers; {kinds})")
     for nn, b in moved_vs_n.items():
         nc2 = rows["dask, 2 worker(s)"]["chunks"]
         print(f"2 workers, N = {nn}, {nc2} chunks: {b:.0f} bytes moved per chunk")

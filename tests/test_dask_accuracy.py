@@ -19,7 +19,7 @@ da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 
 import semisep as ss  # noqa: E402
-from semisep.backends.numpy import chunks as ch  # noqa: E402
+from semisep.backends.numpy import chunk_passes as cp  # noqa: E402
 
 N = 4096
 
@@ -88,58 +88,98 @@ def test_sweep_of_shifts_at_chunk_boundaries():
     assert _elementwise(G.reshape(3, -1), Gn.reshape(3, -1)) <= 1e-12
 
 
+def _blocks(rng, B, C, cplx, shifted=True):
+    """A chunk's blocks as :mod:`semisep.backends.numpy.chunk_passes` takes them: ``(diag, shift,
+    b_in, beta (strided rows: a view of the coupling block), b_out)``."""
+    diag = -2.0 + rng.uniform(-1, 1, (B, C))
+    blk = rng.uniform(0.5, 1.5, (B, C))
+    shift = np.full(B, 0.5 + 1e-4j) if cplx else (np.full(B, 0.25) if shifted else None)
+    return diag, shift, rng.uniform(0.5, 1.5, B), blk[:, : C - 1], blk[:, C - 1]
+
+
 @pytest.mark.parametrize("cplx", [False, True])
 def test_pivot_and_repair_sweeps_match_their_twins(cplx):
     rng = np.random.default_rng(5)
     B, C = 4, 300
-    a = -2.0 + rng.uniform(-1, 1, (B, C))
-    b = rng.uniform(0.5, 1.5, (B, C))
-    shift = np.full(B, 0.5 + 1e-4j) if cplx else None
+    diag, shift, b_in, beta, b_out = _blocks(rng, B, C, cplx)
     g_in = rng.standard_normal(B) * (1 + 0.3j if cplx else 1)
     pm = np.full(B, 1e-290)
-    a[1, 40] = 0.0  # a guarded pivot in row 1 (decoupled before it)
-    b[1, 40] = 0.0
-    g, gr = ch.pivot_sweep(a, b, shift, g_in, pm), ch.pivot_sweep_ref(a, b, shift, g_in, pm)
-    assert np.abs(g - gr).max() <= 1e-13 * np.abs(gr).max()
-    a2, b2, g2 = a[:, ::-1], b[:, ::-1].copy(), g_in[::-1].copy()  # the pair: the same numbers
-    pair = ch.pivot_sweep_pair(a, b, a2, b2, shift, g_in, g2, pm)
-    assert np.array_equal(pair[0], g) and np.array_equal(pair[1], ch.pivot_sweep(a2, b2, shift, g2, pm))
-    tol = 16 * np.finfo(float).eps
-    g_new = g_in * (1 + 1e-9)
-    g_new[3] = g_in[3] * 1.5
-    rows = np.array([0, 2, 3])
-    ref = np.abs(g_new - g_in) / np.abs(g_in)
-    out = ch.repair_sweep(a, b, shift, g_in, g_new, pm, rows, tol, ref, 16, 64)
-    want = ch.repair_sweep_ref(a, b, shift, g_in, g_new, pm, rows, tol, ref, 16, 64)
-    assert np.array_equal(out[0], want[0]) and np.array_equal(out[1], want[1])
-    assert np.abs(out[2] - want[2]).max() <= 1e-13 * np.abs(want[2]).max()
-    # the recursion contracts here (outside the band): the runs merge after a few blocks, and
-    # the stored run's last ratio (which stands) equals a whole run's from the new carry
-    status, steps, _ = out
-    full = ch.pivot_sweep(a, b, shift, g_new, pm)
-    assert (status == 1).all() and (steps < C).all()
-    assert np.abs(g[rows] - full[rows]).max() <= tol * np.abs(full[rows]).max()
+    diag[1, 40] = shift[1].real if cplx else 0.25  # a guarded pivot in row 1 (decoupled before it)
+    beta.base[1, 39] = 0.0
+    for rev in (False, True):
+        g = cp.pivot_sweep(diag, shift, b_in, beta, b_out, rev, g_in, pm)
+        gr = cp.pivot_sweep_ref(diag, shift, b_in, beta, b_out, rev, g_in, pm)
+        assert np.abs(g - gr).max() <= 1e-13 * np.abs(gr).max()
+        tol = 16 * np.finfo(float).eps
+        g_new = g_in * (1 + 1e-9)
+        g_new[3] = g_in[3] * 1.5
+        rows = np.array([0, 2, 3])
+        ref = np.abs(g_new - g_in) / np.abs(g_in)
+        args = (diag, shift, b_in, beta, b_out, rev)
+        out = cp.repair_sweep(*args, g_in, g_new, pm, rows, tol, ref, 16, 64)
+        want = cp.repair_sweep_ref(*args, g_in, g_new, pm, rows, tol, ref, 16, 64)
+        assert np.array_equal(out[0], want[0]) and np.array_equal(out[1], want[1])
+        assert np.abs(out[2] - want[2]).max() <= 1e-13 * np.abs(want[2]).max()
+        # the recursion contracts here (outside the band): the runs merge after a few blocks, and
+        # the stored run's last ratio (which stands) equals a whole run's from the new carry
+        status, steps, _ = out
+        full = cp.pivot_sweep(*args, g_new, pm)
+        assert (status == 1).all() and (steps < C).all()
+        assert np.abs(g[rows] - full[rows]).max() <= tol * np.abs(full[rows]).max()
     # a run that reaches the chunk's end unmerged hands on the new last ratio
     r3 = np.array([3])  # its carry moved by half: not merged after 6 steps
-    st, n, end = ch.repair_sweep(a[:, :6], b[:, :6], shift, g_in, g_new, pm, r3, tol, ref, 16, 64)
+    short = (diag[:, :6], shift, b_in, beta[:, :5], beta[:, 5], False)
+    st, n, end = cp.repair_sweep(*short, g_in, g_new, pm, r3, tol, ref, 16, 64)
     assert st[0] == 0 and n[0] == 6
-    assert end[0] == ch.pivot_sweep(a[:, :6], b[:, :6], shift, g_new, pm)[3]
+    assert end[0] == cp.pivot_sweep(*short, g_new, pm)[3]
 
 
 def test_repair_stalls_where_the_recursion_does_not_contract():
     """A clean chain inside its band at small Im z: the distance between the two runs does not
     shrink, so the re-run stops after ``stall`` steps instead of running the whole chunk."""
     B, C = 1, 4096
-    a = np.zeros((B, C))
-    b = np.ones((B, C))
-    shift = np.full(B, 1e-6j)
+    blocks = (np.zeros((B, C)), np.full(B, 1e-6j), np.ones(B), np.ones((B, C - 1)), np.ones(B), False)
     pm = np.full(B, 1e-290)
     g_in = np.array([0.3 + 0.1j])
     g_new = g_in * (1 + 1e-10)
-    status, steps, last = ch.repair_sweep(a, b, shift, g_in, g_new, pm, np.array([0]), 16 * 2.2e-16,
+    status, steps, last = cp.repair_sweep(*blocks, g_in, g_new, pm, np.array([0]), 16 * 2.2e-16,
                                           np.abs(g_new - g_in) / np.abs(g_in), 16, 256)
     assert status[0] == 2 and steps[0] == 256
-    assert last[0] == ch.pivot_sweep(a[:, :256], b[:, :256], shift, g_new, pm)[0]
+    short = (blocks[0][:, :256], blocks[1], blocks[2], blocks[3][:, :255], np.ones(B), False)
+    assert last[0] == cp.pivot_sweep(*short, g_new, pm)[0]
+
+
+@pytest.mark.parametrize("cplx", [False, True])
+@pytest.mark.parametrize("C", [1, 2, 7, 300])
+def test_chunk_pass_kernels_match_their_twins(cplx, C):
+    """The transfer pair, the resolvent chunk from carries (and the ratios leaving it) and the
+    pair of ratio sweeps against their plain twins, on strided coupling views and with a
+    guarded pivot inside the chunk."""
+    rng = np.random.default_rng(7)
+    B = 3
+    diag, shift, b_in, beta, b_out = _blocks(rng, B, C, cplx, shifted=cplx)
+    if C > 2:
+        diag[2, C // 2] = shift[2].real if cplx else 0.0  # a zero pivot at the decoupled site
+        beta.base[2, C // 2 - 1] = 0.0
+    pm = np.full(B, 1e-12)
+    ML, MR = cp.transfer_pair(diag, shift, b_in, beta, b_out)
+    WL, WR = cp.transfer_pair_ref(diag, shift, b_in, beta, b_out)
+    assert np.abs(ML - WL).max() <= 1e-12 and np.abs(MR - WR).max() <= 1e-12
+    cdt = complex if cplx else float
+    gL = (rng.standard_normal(B) * (1 + 0.2j if cplx else 1)).astype(cdt)
+    gR = (rng.standard_normal(B) * (1 - 0.1j if cplx else 1)).astype(cdt)
+    got = cp.resolvent_chunk(diag, shift, b_in, beta, b_out, gL, gR, pm)
+    want = cp.resolvent_chunk_ref(diag, shift, b_in, beta, b_out, gL, gR, pm)
+    assert np.abs(got[0] - want[0]).max() <= 1e-12 * np.abs(want[0]).max()
+    assert np.array_equal(got[1], want[1]) and np.array_equal(got[2], want[2])
+    for k in (3, 4):
+        assert np.abs(got[k] - want[k]).max() <= 1e-12 * np.abs(want[k]).max()
+    # the pair of sweeps in one loop: the two single sweeps' values
+    pair = cp.pivot_sweep_pair(diag, shift, b_in, beta, b_out, gL, gR, pm)
+    for k, (rev, g0) in enumerate(((False, gL), (True, gR))):
+        single = cp.pivot_sweep(diag, shift, b_in, beta, b_out, rev, g0, pm)
+        assert np.array_equal(pair[k], single)
+        assert np.abs(single - want[3 + k]).max() <= 1e-12 * np.abs(want[3 + k]).max()
 
 
 def test_repair_bytes_between_chunks_are_a_few_numbers_per_row():

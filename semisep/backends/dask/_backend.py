@@ -24,7 +24,8 @@ class DaskBackend(Backend):
     the chunk's transfer matrices with the compiled kernels of
     :mod:`semisep.backends.numpy.chunks`; an exact scan over those few numbers (a tree of tasks
     beyond ``_graph.FAN`` chunks) gives every chunk its carries; a second task per chunk runs the
-    whole-chain NumPy kernel on the chunk with the carries folded into its end entries.  See
+    whole-chain sweeps on the chunk from its carries (the resolvent diagonal: from the scanned
+    ones, then updated where the boundary repair moved a carry, :mod:`._resolvent`).  See
     ``docs/distributed.md`` for the cost model.
 
     Differences from the NumPy backend, all because nothing is known before compute time:

@@ -11,6 +11,9 @@ For every block of rows (batch chunks are independent) and the ``nc`` chunks alo
    ratio where the two disagree);
 4. a second pass per chunk from its carries, producing the chunk's slice of the result.
 
+The resolvent diagonal's graph (:mod:`._resolvent`) merges steps 3 and 4: its second pass runs
+from the scanned carries and hands on the ratios leaving the chunk, which the repair checks.
+
 Every task reads one chunk of the inputs (plus O(1) numbers per row from its neighbours and the
 scan) and writes one chunk of the result, so per-task memory is O(chunk) and only O(nc) numbers
 per row travel between workers for the scans.
@@ -26,7 +29,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from . import _repair
+from . import _repair, _resolvent
 from . import _tasks as T
 
 #: the scan's fan-in: up to FAN chunks' summaries are combined in one task
@@ -138,19 +141,13 @@ def left_carries(g: _Graph, r: _Rows) -> list:
     return _repair.carries(g, r, vL, "L")
 
 
-def both_carries(g: _Graph, r: _Rows, active: Any = None, shift: Any = None,
-                 repaired: bool = True) -> tuple[list, list]:
-    """The carry ratios ``gL_{s-1}``, ``gR_{e+1}`` of every chunk (keys; None at the chain's
-    ends): scanned, then (``repaired``) repaired at the boundaries (:mod:`._repair`).
-    ``active`` (the certificate's rows; the transfer tasks skip their work when none is active)
-    goes with ``repaired=False`` only."""
-    if repaired and active is not None:
-        raise ValueError("the boundary repair runs for every row: active must be None")
-    tr = [g(T.transfer, r.A[k], r.BL[k], r.bo[k], "LR", active, shift) for k in range(r.nc)]
+def scanned_carries(g: _Graph, r: _Rows, active: Any) -> tuple[list, list]:
+    """The scanned carry ratios ``gL_{s-1}``, ``gR_{e+1}`` of every chunk (keys; None at the
+    chain's ends), not repaired (the certificate's threshold is far above their rounding);
+    ``active``: the certificate's rows (the transfer tasks skip their work when none is)."""
+    tr = [g(T.transfer, r.A[k], r.BL[k], r.bo[k], "LR", active) for k in range(r.nc)]
     vL = scan(g, "moebius", [g(T.pick, t, 0) for t in tr])
     vR = scan(g, "moebius", [g(T.pick, t, 1) for t in tr], reverse=True)
-    if repaired:
-        return _repair.both_carries(g, r, vL, vR, shift)
     return [g(T.ratio, v, r.pm) for v in vL], [g(T.ratio, v, r.pm) for v in vR]
 
 
@@ -158,7 +155,7 @@ def certificate(g: _Graph, r: _Rows, active: Any) -> Any:
     """resolvent_diagonal's singularity certificate ``(B,)`` for the ``active`` rows (the tasks
     do no work when no row is active).  Its carries are the scanned ones: the certificate's
     threshold (``|1/G_ii| < 4 pm``) is far above their rounding."""
-    vL, vR = both_carries(g, r, active, repaired=False)
+    vL, vR = scanned_carries(g, r, active)
     flags = [g(T.certificate_chunk, r.A[k], r.BL[k], r.bo[k], vL[k], vR[k], r.pm, active)
              for k in range(r.nc)]
     return reduce(g, T.any_of, flags)
@@ -169,27 +166,30 @@ def _name(what: str, *xs: Any) -> str:
 
 
 def resolvent_diagonal(alpha: Any, beta: Any, pivmin: Any, shift: Any = None) -> tuple[Any, Any, Any]:
-    """``(G (B, N), guarded (B,), singular (B,))`` lazily; a singular row raises
-    :class:`~semisep.errors.SingularMatrixError` when its chunk is computed.  ``shift (B,)``:
-    ``alpha`` is ``T``'s diagonal (its own dtype) and ``A``'s diagonal is ``alpha - shift``,
-    formed inside the tasks."""
+    """``(G (B, N), guarded (B,), singular (B,))`` lazily (:mod:`._resolvent`); a singular row
+    raises :class:`~semisep.errors.SingularMatrixError` when its chunk is computed.
+    ``shift (B,)``: ``alpha`` is ``T``'s diagonal (its own dtype) and ``A``'s diagonal is
+    ``alpha - shift``, formed inside the tasks."""
     dtype = np.result_type(alpha.dtype, beta.dtype, *(() if shift is None else (shift.dtype,)))
     g = _Graph(_name("resolvent", alpha, beta, pivmin, shift))
-    rows, _, inputs = row_blocks(g, alpha, beta, pivmin)
-    S: list = [None] * len(rows)
+    bt = _resolvent.aligned(alpha, beta)
+    pm = pivmin.rechunk((alpha.chunks[0],))
+    inputs = [alpha, bt, pm]
+    S: list = [None] * len(alpha.chunks[0])
     if shift is not None:
         shift = shift.rechunk((alpha.chunks[0],))
         S = shift.__dask_keys__()
         inputs.append(shift)
+    AK, BK, PK = alpha.__dask_keys__(), bt.__dask_keys__(), pm.__dask_keys__()
     Gb, gb, sb = {}, {}, {}
-    for i, r in enumerate(rows):
-        vL, vR = both_carries(g, r, None, S[i])
-        res = [g(T.resolvent_chunk, r.A[k], r.BL[k], r.bo[k], vL[k], vR[k], r.pm, r.row0, True, S[i])
-               for k in range(r.nc)]
-        for k in range(r.nc):
-            Gb[(i, k)] = g(T.pick, res[k], 0)
+    row0 = 0
+    for i, rows in enumerate(alpha.chunks[0]):
+        res = _resolvent.block(g, scan, list(AK[i]), list(BK[i]), PK[i], row0, S[i])
+        for k, key in enumerate(res):
+            Gb[(i, k)] = g(T.pick, key, 0)
         flags = reduce(g, T.any_flags, [g(T.flags_of, x) for x in res])
         gb[(i,)], sb[(i,)] = g(T.pick, flags, 0), g(T.pick, flags, 1)
+        row0 += rows
     rc = (alpha.chunks[0],)
     return (g.array("G", Gb, alpha.chunks, dtype, inputs), g.array("guarded", gb, rc, np.int64, inputs),
             g.array("singular", sb, rc, bool, inputs))

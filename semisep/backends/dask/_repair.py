@@ -11,14 +11,15 @@ itself loses nothing there.  So, per direction (the mathematics of the torch chu
 repair, :mod:`semisep.backends.torch._boundary`, laid out as tasks):
 
 1. **Sweep** (one task per chunk): the guarded ratio recursion over the chunk from its scanned
-   carry (:func:`semisep.backends.numpy.chunks.pivot_sweep`; nothing of size C is stored).  Its
-   last ratio is the carry the next chunk should have had: the error of the chunk's own carry
-   has been contracted over the chunk where the recursion contracts.
+   carry (:func:`semisep.backends.numpy.chunk_passes.pivot_sweep`, nothing of size C stored;
+   for the resolvent diagonal its first pass, :mod:`._resolvent`).  Its last ratio is the
+   carry the next chunk should have had: the error of the chunk's own carry has been
+   contracted over the chunk where the recursion contracts.
 2. **Rounds** (``MAX_ROUNDS`` of them, one small task per chunk and round): chunk ``k`` reads its
    predecessor's last ratio (a ``(B,)`` vector: the only data crossing the boundary) and, for the
    rows where it differs from the carry its own run started from by more than
    ``TOL_TRIGGER * eps`` (relative), re-runs its recursion from it beside the stored run
-   (:func:`semisep.backends.numpy.chunks.repair_sweep`), checking every ``BLOCK`` steps, until
+   (:func:`semisep.backends.numpy.chunk_passes.repair_sweep`), checking every ``BLOCK`` steps, until
    the two are within that tolerance (from there on the stored run is the new one up to that
    tolerance, and so is its last ratio), or stops after ``STALL`` steps that did not shrink their
    distance 16-fold (the recursion does not contract there: the stored values are as accurate
@@ -41,7 +42,7 @@ Tasks: ``2 nc`` per round and direction; latency ``MAX_ROUNDS`` task latencies p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -61,80 +62,76 @@ STALL = 256
 MAX_ROUNDS = 2
 
 
-def _chunks():
-    from ..numpy import chunks
+def _passes():
+    from ..numpy import chunk_passes
 
-    return chunks
-
-
-def oriented(alpha: np.ndarray, betaL: np.ndarray, beta_out: np.ndarray, side: str) -> tuple:
-    """``(a, b)`` in sweep order: ``side`` "L" left to right (``b = betaL``), "R" right to left
-    (``a = alpha`` reversed, ``b_t = beta_i`` the coupling to site ``i + 1``, ``beta_out`` at the
-    chunk's end)."""
-    if side == "L":
-        return alpha, betaL
-    bo = np.broadcast_to(np.asarray(beta_out, dtype=betaL.dtype), (betaL.shape[0],))
-    b = np.concatenate([betaL[:, 1:], bo[:, None]], axis=1)
-    return alpha[:, ::-1], b[:, ::-1]
+    return chunk_passes
 
 
-def sweep_state(alpha, betaL, beta_out, v, pm, side: str, shift=None) -> tuple:
-    """Step 1 for one chunk: the state ``(last (B,), carry (B,), a, b, shift, pm)``: the last
-    ratio of the chunk's recursion from the scanned state ``v (B, 2)`` (None at the chain's end:
-    a zero carry, whose coupling is zero), the carry it started from, and (references to) the
-    chunk's inputs in sweep order, so that the repair tasks depend on the state alone and run
-    where it lives."""
-    a, b = oriented(alpha, betaL, beta_out, side)
+class State(NamedTuple):
+    """A chunk's repair state from one side: ``last (B,)`` the ratio leaving the chunk,
+    ``g_used (B,)`` the carry its run started from, and (references to) the chunk's blocks as
+    :mod:`semisep.backends.numpy.chunk_passes` takes them, ``reverse`` for the right side.  The
+    repair tasks depend on the state alone, so they run where the chunk lives."""
+
+    last: Any
+    g_used: Any
+    diag: Any
+    shift: Any
+    b_in: Any
+    beta: Any
+    b_out: Any
+    reverse: bool
+    pm: Any
+
+
+def sweep_state(alpha, betaL, beta_out, v, pm, side: str) -> State:
+    """Step 1 for one chunk from the left (``side`` "L"; logdet and solve): the chunk's
+    recursion from the scanned state ``v (B, 2)`` (None at the chain's start: a zero carry,
+    whose coupling is zero).  ``betaL (B, C)``: the coupling entering each step (column 0 is
+    ``beta_{s-1}``), ``beta_out (B,)``; the state holds views of them, no copy."""
+    if side != "L":
+        raise ValueError("sweep_state serves the left side; the resolvent's states come from its first pass")
+    b_in, beta = betaL[:, 0], betaL[:, 1:]
     g_in = np.zeros(alpha.shape[0], alpha.dtype) if v is None else T.carry_ratio(v, pm)
-    last = _chunks().pivot_sweep(a, b, shift, g_in, pm)
-    return last, g_in.astype(last.dtype), a, b, shift, pm
+    last = _passes().pivot_sweep(alpha, None, b_in, beta, beta_out, False, g_in, pm)
+    return State(last, g_in.astype(last.dtype), alpha, None, b_in, beta, beta_out, False, pm)
 
 
-def sweep_states(alpha, betaL, beta_out, vL, vR, pm, shift=None) -> tuple:
-    """:func:`sweep_state` for both sides in one loop
-    (:func:`semisep.backends.numpy.chunks.pivot_sweep_pair`): ``(state L, state R)``."""
-    aL, bL = oriented(alpha, betaL, beta_out, "L")
-    aR, bR = oriented(alpha, betaL, beta_out, "R")
-    zero = np.zeros(alpha.shape[0], alpha.dtype)
-    gL = zero if vL is None else T.carry_ratio(vL, pm)
-    gR = zero if vR is None else T.carry_ratio(vR, pm)
-    lastL, lastR = _chunks().pivot_sweep_pair(aL, bL, aR, bR, shift, gL, gR, pm)
-    return ((lastL, gL.astype(lastL.dtype), aL, bL, shift, pm),
-            (lastR, gR.astype(lastR.dtype), aR, bR, shift, pm))
-
-
-def last_ratio(state: tuple) -> np.ndarray:
+def last_ratio(state: State) -> np.ndarray:
     """The ratio leaving a chunk (``(B,)``: the only data that crosses a boundary)."""
-    return state[0]
+    return state.last
 
 
-def repair(state: tuple, g_new: np.ndarray) -> tuple:
+def repair(state: State, g_new: np.ndarray) -> State:
     """Step 2 for one chunk and round: where the state's carry differs from ``g_new (B,)``, the
-    predecessor's last ratio, the chunk is re-run from it beside its stored run until the two
-    merge (:func:`semisep.backends.numpy.chunks.repair_sweep`): a new state; the same state
-    object where no row differs."""
-    last, g_used, a, b, shift, pm = state
+    neighbour's last ratio, the chunk is re-run from it beside its stored run until the two
+    merge (:func:`semisep.backends.numpy.chunk_passes.repair_sweep`): a new state; the same
+    state object where no row differs."""
+    last, g_used = state.last, state.g_used
     tol = TOL_TRIGGER * float(np.finfo(last.dtype).eps)
     g_new = g_new.astype(last.dtype)
     dist = np.abs(g_new - g_used)
-    couple = np.broadcast_to(b[:, 0], g_new.shape) != 0
+    b0 = state.b_out if state.reverse else state.b_in
+    couple = np.broadcast_to(b0, g_new.shape) != 0
     trig = (dist > tol * np.abs(g_used)) & couple  # False where NaN: the second passes see those
     if not np.any(trig):
         return state
     rows = np.flatnonzero(trig)
     with np.errstate(all="ignore"):
         ref = np.where(np.abs(g_used) > 0, dist / np.abs(g_used), np.inf)
-    status, _, end = _chunks().repair_sweep(a, b, shift, g_used, g_new, pm, rows, tol, ref, BLOCK, STALL)
+    status, _, end = _passes().repair_sweep(state.diag, state.shift, state.b_in, state.beta, state.b_out,
+                                            state.reverse, g_used, g_new, state.pm, rows, tol, ref, BLOCK,
+                                            STALL)
     last = last.copy()
     last[rows[status == 0]] = end[status == 0]  # merged or stalled: the stored last ratio stands
-    return last, np.where(trig, g_new, g_used), a, b, shift, pm
+    return state._replace(last=last, g_used=np.where(trig, g_new, g_used))
 
 
-def rounds(g: Any, r: Any, st: dict, side: str) -> list:
-    """Step 2 and 3 for one block of rows and one side: from the keys ``st[k]`` of the chunks'
-    sweep states, the keys of their repaired carries from ``side`` (None for the chain's end
+def rounds(g: Any, nc: int, st: dict, side: str) -> list:
+    """Step 2 and 3 for one block of rows and one side: from the keys ``st[k]`` of the ``nc``
+    chunks' states, the keys of their repaired carries from ``side`` (None for the chain's end
     chunk)."""
-    nc = r.nc
     order = list(range(nc)) if side == "L" else list(range(nc - 1, -1, -1))
     for _ in range(MAX_ROUNDS):
         last = {k: g(last_ratio_if, st[k]) for k in order[:-1]}
@@ -147,22 +144,12 @@ def rounds(g: Any, r: Any, st: dict, side: str) -> list:
 
 
 def carries(g: Any, r: Any, states: list, side: str) -> list:
-    """The repaired carries of one block of rows from one side (keys; None for the chain's end
-    chunk); ``states``: the scanned states (keys) entering each chunk from that side."""
+    """The repaired carries of one block of rows from the left (logdet, solve; keys, None for
+    the chain's first chunk); ``states``: the scanned states (keys) entering each chunk."""
     if r.nc == 1:
         return [None]
     st = {k: g(sweep_state, r.A[k], r.BL[k], r.bo[k], states[k], r.pm, side) for k in range(r.nc)}
-    return rounds(g, r, st, side)
-
-
-def both_carries(g: Any, r: Any, vL: list, vR: list, shift: Any = None) -> tuple[list, list]:
-    """The repaired carries from both sides (:func:`carries`), the two sweeps of a chunk in one
-    task (:func:`sweep_states`)."""
-    if r.nc == 1:
-        return [None], [None]
-    both = [g(sweep_states, r.A[k], r.BL[k], r.bo[k], vL[k], vR[k], r.pm, shift) for k in range(r.nc)]
-    return (rounds(g, r, {k: g(T.pick, both[k], 0) for k in range(r.nc)}, "L"),
-            rounds(g, r, {k: g(T.pick, both[k], 1) for k in range(r.nc)}, "R"))
+    return rounds(g, r.nc, st, side)
 
 
 # the task functions as the graph calls them: None (a skipped pass) stays None

@@ -4,7 +4,8 @@ A chain ``A = T - z I`` split into chunks ``[s, e]`` is solved by three kinds of
 per chunk that summarises the chunk by a few numbers, an exact scan over those numbers, and a
 second pass per chunk that, given the carries from its neighbours, runs the ordinary sweeps of
 :mod:`semisep.backends.numpy` on the chunk.  This module holds the compiled first passes and the
-second-pass helpers that the whole-chain kernels do not already provide.
+second-pass helpers of logdet and solve; the resolvent diagonal's passes and the boundary
+repair's sweeps, which read a chunk's blocks as they are, are in :mod:`.chunk_passes`.
 
 Transfer matrices.  The leading minors ``p_i = det A[:i+1, :i+1]`` obey
 ``p_i = alpha_i p_{i-1} - beta_{i-1} p_{i-2}``, i.e. ``(p_i, p_{i-1}) = S_i (p_{i-1}, p_{i-2})``
@@ -31,20 +32,15 @@ from numba import prange
 
 from .. import SINGULAR_FACTOR
 from .._numba import jit, key_caches_on_constants
-from .scalars import _JIT, _guard, _guarded_recip, _recip
+from .scalars import _JIT, _guard, _recip
 
 __all__ = [
     "transfer_matrices",
     "left_chunk",
     "affine_chunk",
-    "pivot_sweep",
-    "pivot_sweep_pair",
-    "repair_sweep",
     "transfer_matrices_ref",
     "left_chunk_ref",
     "affine_chunk_ref",
-    "pivot_sweep_ref",
-    "repair_sweep_ref",
 ]
 
 _BIG = 2.0**400  # the transfer matrix is rescaled by a power of two outside [1/BIG, BIG]
@@ -247,134 +243,6 @@ def affine_chunk(m, f, carry, reverse=False):
     return y, P
 
 
-@numba.njit(**_JIT)
-def _sweep_row(a, b, shift, g, pm):
-    for t in range(a.shape[0]):
-        g, _ = _guarded_recip((a[t] - shift) - b[t] * g, pm)
-    return g
-
-
-@jit(parallel=True, **_JIT)
-def _sweep_batch(a, b, shift, g_in, pm, out):
-    for r in prange(a.shape[0]):
-        out[r] = _sweep_row(a[r], b[r % b.shape[0]], shift[r], g_in[r], pm[r])
-
-
-def _oriented_inputs(a, b, shift, g_in, pm):
-    """``(shift, g_in, pm, dtype)`` for the pivot sweeps: the working dtype is
-    ``result_type(a - shift, b)``."""
-    B = a.shape[0]
-    shift = np.zeros(B, a.dtype) if shift is None else np.asarray(shift)
-    dtype = np.result_type(a.dtype, b.dtype, shift.dtype)
-    real = np.finfo(dtype).dtype
-    return (shift.astype(dtype), np.asarray(g_in).astype(dtype),
-            np.ascontiguousarray(pm, dtype=real), dtype)
-
-
-def pivot_sweep(a, b, shift, g_in, pm):
-    """The guarded ratio recursion over a chunk in one direction: its last ratio ``(B,)``.
-
-    ``d_t = (a_t - shift) - b_t g_{t-1}``, guarded to ``|d_t| >= pm`` (``pm d/|d|``), and
-    ``g_t = 1/d_t``, from ``g_{-1} = g_in``; the result is ``g_{C-1}``, the carry the next chunk
-    in that direction needs.  ``a (B, C)``: the chunk's diagonal in sweep order (reversed for
-    the right sweep; strided views are fine), ``b (B, C)`` or ``(1, C)``: the coupling
-    multiplying the previous ratio at each step (``b_0`` couples the chunk to its neighbour:
-    zero at the chain's ends), ``shift (B,)`` or None, ``g_in (B,)``: the carry, ``pm (B,)``:
-    the pivot guard.  Dtype ``result_type(a - shift, b)``.  Nothing of size C is written."""
-    shift, g_in, pm, dtype = _oriented_inputs(a, b, shift, g_in, pm)
-    out = g_in.copy()
-    if a.shape[0] and a.shape[1]:
-        _sweep_batch(a, b, shift, g_in, pm, out)
-    return out
-
-
-@numba.njit(**_JIT)
-def _sweep_pair_row(a1, b1, a2, b2, shift, g1, g2, pm):
-    for t in range(a1.shape[0]):  # two independent recursions: their latencies overlap
-        g1, _ = _guarded_recip((a1[t] - shift) - b1[t] * g1, pm)
-        g2, _ = _guarded_recip((a2[t] - shift) - b2[t] * g2, pm)
-    return g1, g2
-
-
-@jit(parallel=True, **_JIT)
-def _sweep_pair_batch(a1, b1, a2, b2, shift, g1_in, g2_in, pm, out1, out2):
-    for r in prange(a1.shape[0]):
-        out1[r], out2[r] = _sweep_pair_row(a1[r], b1[r % b1.shape[0]], a2[r], b2[r % b2.shape[0]], shift[r],
-                                           g1_in[r], g2_in[r], pm[r])
-
-
-def pivot_sweep_pair(a1, b1, a2, b2, shift, g1_in, g2_in, pm):
-    """:func:`pivot_sweep` of two recursions over chunks of one length in one loop (the chunk's
-    left and right sweeps: each step's division waits on the previous one, so two independent
-    recursions side by side cost little more than one): ``(last1, last2)``."""
-    shift, g1_in, pm, dtype = _oriented_inputs(a1, b1, shift, g1_in, pm)
-    g2_in = np.asarray(g2_in).astype(dtype)
-    out1, out2 = g1_in.copy(), g2_in.copy()
-    if a1.shape[0] and a1.shape[1]:
-        _sweep_pair_batch(a1, b1, a2, b2, shift, g1_in, g2_in, pm, out1, out2)
-    return out1, out2
-
-
-@numba.njit(**_JIT)
-def _repair_row(a, b, shift, g_old, g_new, pm, tol, ref, block, stall):
-    n = a.shape[0]
-    next_stall = stall
-    for t in range(n):
-        g_old, _ = _guarded_recip((a[t] - shift) - b[t] * g_old, pm)
-        g_new, _ = _guarded_recip((a[t] - shift) - b[t] * g_new, pm)
-        if (t + 1) % block == 0 or t == n - 1:
-            diff = abs(g_new - g_old)
-            if diff <= tol * abs(g_old):
-                return 1, t + 1, g_new
-            if t + 1 >= next_stall:
-                r = diff / abs(g_old)
-                if not r <= ref / 16.0:
-                    return 2, t + 1, g_new
-                ref = r
-                next_stall += stall
-    return 0, n, g_new
-
-
-@jit(parallel=True, **_JIT)
-def _repair_batch(a, b, shift, g_old, g_new, pm, rows, tol, ref, block, stall, status, steps, last):
-    for j in prange(rows.shape[0]):
-        r = rows[j]
-        st, ns, g = _repair_row(a[r], b[r % b.shape[0]], shift[r], g_old[r], g_new[r], pm[r], tol, ref[r],
-                                block, stall)
-        status[j] = st
-        steps[j] = ns
-        last[j] = g
-
-
-def repair_sweep(a, b, shift, g_old, g_new, pm, rows, tol, ref, block, stall):
-    """Re-run :func:`pivot_sweep` for the ``rows (n,)`` from new carries ``g_new (B,)`` beside the
-    stored run from ``g_old (B,)``, until the two trajectories merge: ``(status, steps, last)``,
-    each ``(n,)``.
-
-    Every ``block`` steps (and at the chunk's end) the two ratios are compared: within ``tol``
-    relative, the rest of the stored trajectory is the new one's up to that tolerance and the
-    row stops (status 1).  Every ``stall`` steps their relative distance must have shrunk
-    16-fold since the last such check (since ``ref (B,)``, the carries' relative distance, at
-    the first): otherwise the recursion does not contract here, the stored values are as
-    accurate as the re-run's, and the row stops (status 2).  Status 0: the row reached the
-    chunk's end unmerged.  ``last``: the new run's ratio where it stopped; for status 0 the
-    chunk's new last ratio, to hand on (elsewhere the stored run's last ratio stands).
-    ``steps``: steps re-run (each costs two recursion steps), at most ``C``; while the distance
-    shrinks 16-fold per ``stall`` steps from ``ref`` down to ``tol``, at most
-    ``stall * (1 + log_16(ref / tol))``."""
-    shift, g_new, pm, dtype = _oriented_inputs(a, b, shift, g_new, pm)
-    g_old = np.asarray(g_old).astype(dtype)
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    status = np.zeros(rows.shape[0], np.int64)
-    steps = np.zeros(rows.shape[0], np.int64)
-    last = g_new[rows].copy()
-    if rows.shape[0] and a.shape[1]:
-        ref = np.ascontiguousarray(ref, dtype=np.float64)
-        _repair_batch(a, b, shift, g_old, g_new, pm, rows, float(tol), ref, int(block), int(stall),
-                      status, steps, last)
-    return status, steps, last
-
-
 # --------------------------------------------------------------------------------------------
 # plain NumPy twins (a Python loop over the chunk, vectorised over the batch), for the tests
 # --------------------------------------------------------------------------------------------
@@ -439,64 +307,6 @@ def affine_chunk_ref(m, f, carry, reverse=False):
         prev = m[:, i, None] * prev + f[:, i]
         y[:, i] = prev
     return y, np.prod(m, axis=1).astype(dtype)
-
-
-def _guard_ref(t, pm):
-    a = np.abs(t)
-    small = a < pm
-    if np.iscomplexobj(t):
-        gd = pm * np.where(a == 0, 1.0, t / np.where(a == 0, 1.0, a))
-    else:
-        gd = np.where(t < 0, -pm, pm)
-    return np.where(small, gd, t)
-
-
-def _sweep_ref(a, b, shift, g, pm):
-    """The steps of the ratio recursion from ``g (B,)``: ``(C, B)``."""
-    out = []
-    with np.errstate(all="ignore"):
-        for t in range(a.shape[1]):
-            g = 1.0 / _guard_ref((a[:, t] - shift) - b[:, t] * g, pm)
-            out.append(g)
-    return np.array(out)
-
-
-def pivot_sweep_ref(a, b, shift, g_in, pm):
-    """Twin of :func:`pivot_sweep` (a loop over the chunk, vectorised over the rows)."""
-    B, C = a.shape
-    shift = np.zeros(B) if shift is None else np.asarray(shift)
-    dtype = np.result_type(a.dtype, b.dtype, shift.dtype)
-    g = np.asarray(g_in).astype(dtype)
-    return _sweep_ref(a, np.broadcast_to(b, a.shape), shift, g, pm)[-1] if C else g
-
-
-def repair_sweep_ref(a, b, shift, g_old, g_new, pm, rows, tol, ref, block, stall):
-    """Twin of :func:`repair_sweep`: both whole trajectories, then the checks on them."""
-    B, C = a.shape
-    shift = np.zeros(B) if shift is None else np.asarray(shift)
-    dtype = np.result_type(a.dtype, b.dtype, shift.dtype)
-    b = np.broadcast_to(b, a.shape)
-    old = _sweep_ref(a, b, shift, np.asarray(g_old).astype(dtype), pm)
-    new = _sweep_ref(a, b, shift, np.asarray(g_new).astype(dtype), pm)
-    status, steps, last = [], [], []
-    for r in rows:
-        rf, nxt, st, n, g = ref[r], stall, 0, C, new[-1, r]
-        for t in range(C):
-            if (t + 1) % block and t != C - 1:
-                continue
-            d = abs(new[t, r] - old[t, r])
-            if d <= tol * abs(old[t, r]):
-                st, n, g = 1, t + 1, new[t, r]
-                break
-            if t + 1 >= nxt:
-                if not d / abs(old[t, r]) <= rf / 16.0:
-                    st, n, g = 2, t + 1, new[t, r]
-                    break
-                rf, nxt = d / abs(old[t, r]), nxt + stall
-        status.append(st)
-        steps.append(n)
-        last.append(g)
-    return np.array(status, np.int64), np.array(steps, np.int64), np.array(last, dtype)
 
 
 key_caches_on_constants(globals(), ("SINGULAR_FACTOR",))

@@ -30,6 +30,8 @@ from numba import prange
 
 from .. import SINGULAR_FACTOR
 from .._numba import jit, key_caches_on_constants
+from .chunks import _BIG  # the accumulated matrices are rescaled outside [1/BIG, BIG]
+from .chunks import _maxabs as _mx
 from .scalars import _JIT, _combine_step, _guarded_recip, _pivot_step, _shifted, _times
 from .twins import resolvent_diagonal_ref
 
@@ -44,14 +46,6 @@ __all__ = [
     "pivot_sweep_ref",
     "repair_sweep_ref",
 ]
-
-_BIG = 2.0**400  # the accumulated matrices are rescaled by a power of two outside [1/BIG, BIG]
-
-
-@numba.njit(**_JIT)
-def _mx(x):
-    return max(abs(x.real), abs(x.imag))
-
 
 @numba.njit(**_JIT)
 def _scale_of(m):

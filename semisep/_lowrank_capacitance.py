@@ -80,25 +80,38 @@ class CapacitanceChecks:
         rel = _relative_capacitance_cond(bk, K)
         bad = ~(np.maximum(cond, rel) * eps < 1.0 / SINGULAR_FACTOR)
         batch = tuple(K.shape[:-2])
-        if bad.any():
-            idx = tuple(int(i) for i in np.argwhere(np.atleast_1d(bad))[0]) if batch else ()
-            loc = f" at batch index {idx}" if batch else ""
-            zs = z if isinstance(z, (bool, int, float, complex)) else "the given z"
-            raise SingularMatrixError(
-                f"{what}: the capacitance matrix K = I_r + V^T (T - zI)^{{-1}} U (r = {r}) is "
-                f"singular to working precision{loc} (z = {zs}, cond_2(K) = "
-                f"{float(np.max(cond)):.3g}, (1 + ||K - I||_2) / sigma_min(K) = "
-                f"{float(np.max(rel)):.3g}); since det(H - zI) = det(T - zI) det(K), H - zI "
-                "is singular (or too close to it for Woodbury in this dtype)"
-            )
-        worst = float(np.max(cond)) if cond.size else 1.0
-        if worst * eps > 1e-3:
-            warnings.warn(
-                f"{what}: ill-conditioned capacitance matrix, cond_2(K) = {worst:.3g}; expect "
-                f"about {np.log10(worst):.0f} lost digits in the low-rank correction",
-                IllConditionedWarning, stacklevel=stacklevel,
-            )
+        loc = ""
+        if batch and bad.any():
+            idx = tuple(int(i) for i in np.argwhere(np.atleast_1d(bad))[0])
+            loc = f" at batch index {idx}"
+        zs = z if isinstance(z, (bool, int, float, complex)) else "the given z"
+        raise_or_warn(what, r, bad, cond, rel, eps, zs, loc, stacklevel + 1)
         return K, cond
+        return K, cond
+
+
+def raise_or_warn(what: str, r: int, bad: Any, cond: Any, rel: Any, eps: float, zdesc: Any,
+                  loc: str, stacklevel: int) -> None:
+    """The capacitance check's verdict on host values (every backend): raise
+    :class:`SingularMatrixError` where ``bad`` (the certificate failed anywhere; ``loc`` names
+    where), else warn :class:`IllConditionedWarning` where the worst ``cond_2(K) eps`` exceeds
+    1e-3 (``stacklevel`` as :func:`warnings.warn`'s, seen from here).  ``cond``, ``rel``,
+    ``bad``: NumPy arrays of the batch shape."""
+    if bad.any():
+        raise SingularMatrixError(
+            f"{what}: the capacitance matrix K = I_r + V^T (T - zI)^{{-1}} U (r = {r}) is "
+            f"singular to working precision{loc} (z = {zdesc}, cond_2(K) = "
+            f"{float(np.max(cond)):.3g}, (1 + ||K - I||_2) / sigma_min(K) = "
+            f"{float(np.max(rel)):.3g}); since det(H - zI) = det(T - zI) det(K), H - zI "
+            "is singular (or too close to it for Woodbury in this dtype)"
+        )
+    worst = float(np.max(cond)) if cond.size else 1.0
+    if worst * eps > 1e-3:
+        warnings.warn(
+            f"{what}: ill-conditioned capacitance matrix, cond_2(K) = {worst:.3g}; expect "
+            f"about {np.log10(worst):.0f} lost digits in the low-rank correction",
+            IllConditionedWarning, stacklevel=stacklevel,
+        )
 
 
 def _sub(info: bool, fn: Any, /, *args: Any, **kwargs: Any) -> tuple[Any, Any]:

@@ -24,13 +24,12 @@ pi for a real problem), as :meth:`semisep.Tridiagonal.logdet` on dask arrays.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import dask.array as da
 import numpy as np
 
-from ...errors import BackendError, IllConditionedWarning, SingularMatrixError
+from ...errors import BackendError
 
 
 def _no_info(return_info: bool, what: str) -> None:
@@ -46,7 +45,7 @@ def _checked(K: np.ndarray, what: str, zdesc: str) -> np.ndarray:
     """``K (..., r, r)`` unchanged after the NumPy path's capacitance check (raise where singular
     to working precision, warn where ill-conditioned)."""
     from ..._linalg import condition_number
-    from ..._lowrank_capacitance import _relative_capacitance_cond
+    from ..._lowrank_capacitance import _relative_capacitance_cond, raise_or_warn
     from ...backends import SINGULAR_FACTOR, backend_for
 
     nb = backend_for(K)
@@ -54,21 +53,7 @@ def _checked(K: np.ndarray, what: str, zdesc: str) -> np.ndarray:
     rel = _relative_capacitance_cond(nb, K)
     eps = float(np.finfo(K.dtype).eps)
     bad = ~(np.maximum(cond, rel) * eps < 1.0 / SINGULAR_FACTOR)
-    if bad.any():
-        raise SingularMatrixError(
-            f"{what}: the capacitance matrix K = I_r + V^T (T - zI)^{{-1}} U (r = {K.shape[-1]}) "
-            f"is singular to working precision (z = {zdesc}, cond_2(K) = {float(np.max(cond)):.3g}, "
-            f"(1 + ||K - I||_2) / sigma_min(K) = {float(np.max(rel)):.3g}); since "
-            "det(H - zI) = det(T - zI) det(K), H - zI is singular (or too close to it for "
-            "Woodbury in this dtype)"
-        )
-    worst = float(np.max(cond)) if cond.size else 1.0
-    if worst * eps > 1e-3:
-        warnings.warn(
-            f"{what}: ill-conditioned capacitance matrix, cond_2(K) = {worst:.3g}; expect about "
-            f"{np.log10(worst):.0f} lost digits in the low-rank correction",
-            IllConditionedWarning, stacklevel=2,
-        )
+    raise_or_warn(what, K.shape[-1], bad, cond, rel, eps, zdesc, "", stacklevel=3)
     return K
 
 

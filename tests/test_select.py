@@ -354,14 +354,11 @@ def _public_calls(T, L, method="chunked"):
     }
 
 
-@pytest.mark.parametrize("grad", [False, True])
-def test_public_chunk_length_reaches_the_kernel_and_is_reported(monkeypatch, grad):
-    """``Tridiagonal``'s ``chunk_length`` keyword reaches the kernel call (its layout only: the
-    values agree with the default length to rounding) and ``PivotInfo.chunk_length`` reports
-    the length that ran: ``min(L, N)``, the chunked default, None without chunks."""
-    from semisep.backends.torch.chunks import _pivot_chunk_length
 
-    seen = []
+def _spy_chunk_lengths(monkeypatch) -> list:
+    """The ``chunk_length`` argument of every ``chunk_length_for`` call the torch backend
+    makes from now on (the list fills as kernels run)."""
+    seen: list = []
     real = torch_backend.chunk_length_for
 
     def spy(kernel, chunk_length=None):
@@ -369,6 +366,16 @@ def test_public_chunk_length_reaches_the_kernel_and_is_reported(monkeypatch, gra
         return real(kernel, chunk_length)
 
     monkeypatch.setattr(torch_backend, "chunk_length_for", spy)
+    return seen
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_public_chunk_length_reaches_the_kernel_and_is_reported(monkeypatch, grad):
+    """``Tridiagonal``'s ``chunk_length`` keyword reaches the kernel call (its layout only: the
+    values agree with the default length to rounding) and ``PivotInfo.chunk_length`` reports
+    the length that ran: ``min(L, N)``, the chunked default, None without chunks."""
+    from semisep.backends.torch.chunks import _pivot_chunk_length
+
+    seen = _spy_chunk_lengths(monkeypatch)
     n = 40
     T = _tri_torch(n=n, requires_grad=grad)
     want = {k: c()[0] for k, c in _public_calls(T, None, "sequential").items()}
@@ -488,14 +495,7 @@ def test_lowrank_chunk_length_reaches_its_tridiagonal_calls(monkeypatch):
     (the chunked kernels see it; the values agree with the sequential ones to rounding, and the
     sub-calls' ``PivotInfo`` report it); NumPy operators reject a length, as ``Tridiagonal``'s
     do; a bad value raises naming the argument."""
-    seen = []
-    real = torch_backend.chunk_length_for
-
-    def spy(kernel, chunk_length=None):
-        seen.append(chunk_length)
-        return real(kernel, chunk_length)
-
-    monkeypatch.setattr(torch_backend, "chunk_length_for", spy)
+    seen = _spy_chunk_lengths(monkeypatch)
     rng = np.random.default_rng(5)
     n, r = 40, 2
     T = _tri_torch(n=n)

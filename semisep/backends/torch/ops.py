@@ -69,7 +69,7 @@ import torch
 
 from .opspec import OpSpec, define
 
-__all__ = ["TRIDIAGONAL_CALL", "host_values", "traced_call"]
+__all__ = ["TRIDIAGONAL_CALL", "host_values", "on_worker", "traced_call"]
 
 _transforms_active = torch._C._are_functorch_transforms_active
 
@@ -144,6 +144,10 @@ def _on_worker(fn, device: torch.device, *args: Any) -> Any:
                 return fn(*a)
 
     return _worker_pool().submit(run, *args).result()
+
+
+#: :func:`_on_worker` for other ops' backward recomputations (``semisep.nn``'s core op)
+on_worker = _on_worker
 
 
 # --------------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class Diagnostics(dict):
         vals = torch.stack([self._pending[k].reshape(()).to(torch.float64)
                             for k in names]).tolist()
         self._pending = None
-        super().update(_finish(self._static, dict(zip(names, vals, strict=True))))
+        super().update(_finish(self._static or {}, dict(zip(names, vals, strict=True))))
 
     def __missing__(self, key: Any) -> Any:
         if key in self.RENAMED:
@@ -89,19 +89,19 @@ class Diagnostics(dict):
         self._resolve()
         return super().__len__()
 
-    def keys(self):  # type: ignore[override]
+    def keys(self):
         self._resolve()
         return super().keys()
 
-    def values(self):  # type: ignore[override]
+    def values(self):
         self._resolve()
         return super().values()
 
-    def items(self):  # type: ignore[override]
+    def items(self):
         self._resolve()
         return super().items()
 
-    def copy(self) -> dict:  # type: ignore[override]
+    def copy(self) -> dict:
         self._resolve()
         return dict(super().items())
 
@@ -109,7 +109,7 @@ class Diagnostics(dict):
         self._resolve()
         return super().__eq__(other)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __repr__(self) -> str:
         self._resolve()

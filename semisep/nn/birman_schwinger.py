@@ -67,7 +67,8 @@ class BirmanSchwingerCore(nn.Module):
         ``1e-2 / sqrt(N)``, so that ``||U V^T||_2`` starts around ``1e-4 r``-ish, a small
         perturbation of ``H0 + diag(v)``.
     history_size : int, default 1000
-        How many calls of diagnostics :meth:`get_statistics` keeps (a ``deque``).
+        How many calls of diagnostics :meth:`get_statistics` keeps (a ring buffer of one
+        float64 row per call on the parameters' device, updated in place by every forward).
     dtype, device
         Parameter dtype (default float32) and device.
 
@@ -86,8 +87,32 @@ class BirmanSchwingerCore(nn.Module):
     tridiagonal part plus ``U``, ``V``), ``operator_memory_savings`` (``1 - memory_bytes`` /
     bytes of the B dense N x N matrices in the same dtype: the operator's storage only; the
     saving of a whole training step is ``estimate_memory_usage(B)["memory_savings"]``).  The
-    dict is a :class:`~semisep.nn._args.Diagnostics`: a BK-Core key (``condition_number``,
-    ``memory_savings``) raises a KeyError saying what replaced it.
+    dict is a :class:`~semisep.nn._diagnostics.Diagnostics`: a BK-Core key
+    (``condition_number``, ``memory_savings``) raises a KeyError saying what replaced it.
+
+    **Read lazily.**  The forward computes the diagnostics as device tensors and reads none
+    of them: the mapping reads them all in one host sync at the first access of any entry
+    (``d[key]``, ``in``, iteration, ``dict(d)``, ...; ``d.pending`` says whether it has), so
+    a forward whose diagnostics nobody reads adds no host sync to the resolvent's own.  The
+    one error of the diagnostics' computation, a ``ValueError`` of the Hilbert-Schmidt norm
+    where the free chain decouples (a pivot ratio exactly zero), is raised at that access.
+    Every forward, eager or compiled, also records its row in the statistics on the device
+    (:meth:`get_statistics` and :meth:`get_memory_profile` read them, one host sync).
+
+    **torch.compile and torch.export.**  Under a tracing compiler (``fullgraph=True``
+    included) the structured computation is one custom op, ``semisep::bk_core_call``
+    (:mod:`semisep.nn._core_call`), whose kernel runs the eager computation on real values:
+    the precision policy (the upgrade of rows to float64, the singular fallback), the pivot
+    guard, the checks, warnings and errors are the eager ones, at run time, and recompile
+    nothing.  Its forward runs without autograd and its backward recomputes it with autograd
+    (it saves only ``v, U, V, z``: the checkpointed form, whatever
+    ``enable_gradient_checkpointing`` says).  So the compiled features equal the eager ones
+    computed under ``torch.no_grad`` (and those of the eager checkpointed path) bit for bit,
+    and those of an eager call that records a graph (the autograd kernels) to rounding; the
+    gradients are the eager ones.  The diagnostics are outputs of the graph, read after the
+    call.  ``torch.export`` holds the same op.  A Python-scalar ``z`` is a constant of the
+    graph (pass a tensor to vary it without recompiling), as are the module's settings
+    (``precision``, ``precision_upgrade_threshold``).
 
     A BK-Core constructor argument (``use_mourre``, ``use_lap``, ``schatten_threshold``,
     ``num_experts``, ``rank``) raises a TypeError saying what replaced it; so does the

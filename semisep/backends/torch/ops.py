@@ -324,9 +324,7 @@ def _export_error(which: str, return_info: bool, real_logdet: bool) -> RuntimeEr
     return RuntimeError(
         f"semisep: torch.export cannot hold Tridiagonal.{which} here: {why}, which a graph "
         "cannot express.  Export a module that calls it without return_info (and, for logdet, "
-        "with a complex z or T); semisep.nn.BirmanSchwingerCore reads its diagnostics on the "
-        "host and cannot be exported: export a module calling Tridiagonal(v - 2, ones)"
-        ".resolvent_diagonal(z) instead, or use torch.compile")
+        "with a complex z or T), or use torch.compile")
 
 
 def _unwrapped(x: Any, *, batched_error: str | None = None) -> Any:

@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 
 from torch._dynamo.testing import CompileCounterWithBackend  # noqa: E402
 
+from semisep.errors import NonFiniteError  # noqa: E402
 from semisep.nn import BirmanSchwingerCore  # noqa: E402
 
 from .test_launches_syncs import _syncs  # noqa: E402
@@ -130,7 +131,8 @@ def test_fullgraph_auto_precision_upgrades_some_rows():
 def test_checkpointing_under_compile():
     """enable_gradient_checkpointing=True under fullgraph compile: the op saves only its
     inputs and recomputes in backward, as the eager checkpoint does: features and gradients
-    equal the eager checkpointed call's bit for bit."""
+    equal the eager checkpointed call's bit for bit; a NaN in ``v`` raises eager's error from
+    the compiled call, with nothing recompiled."""
     torch.manual_seed(0)
     core = BirmanSchwingerCore(N, init_scale=0.3, enable_gradient_checkpointing=True,
                                dtype=torch.float64)
@@ -145,6 +147,14 @@ def test_checkpointing_under_compile():
         assert torch.equal(got_f, want_f)
         for a, w in zip(got_g, want_g, strict=True):
             assert torch.equal(a, w)
+    assert cnt.frame_count == 1
+    # the eager checks run inside the op, at run time: a NaN potential raises eager's error
+    bad = torch.randn(2, N, dtype=torch.float64, generator=g)
+    bad[1, 3] = float("nan")
+    with pytest.raises(NonFiniteError):
+        core(bad)
+    with pytest.raises(NonFiniteError):
+        fn(bad)
     assert cnt.frame_count == 1
 
 

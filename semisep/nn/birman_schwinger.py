@@ -284,7 +284,10 @@ class BirmanSchwingerCore(nn.Module):
             if isinstance(z, torch.Tensor):
                 z = host_values(z.detach())
             with torch._C._DisableFuncTorch():
-                return self._diagnostics(v, z, gstats, guarded, cond, upgraded)
+                return self._record(v, z, gstats, guarded, cond, upgraded)
+        return self._record(v, z, gstats, guarded, cond, upgraded)
+
+    def _record(self, v, z, gstats, guarded, cond, upgraded) -> Diagnostics:
         sym = self._sym_tensor() if self.use_semiseparable else None
         diag, row = diagnostics(self, v, z, gstats, guarded, cond, upgraded, sym,
                                 self._compute_dtype(v))

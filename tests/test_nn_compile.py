@@ -151,6 +151,7 @@ def test_checkpointing_under_compile():
     # the eager checks run inside the op, at run time: a NaN potential raises eager's error
     bad = torch.randn(2, N, dtype=torch.float64, generator=g)
     bad[1, 3] = float("nan")
+    bad.requires_grad_()  # as the calls above (dynamo guards on requires_grad)
     with pytest.raises(NonFiniteError):
         core(bad)
     with pytest.raises(NonFiniteError):

@@ -159,8 +159,9 @@ def diagnostics(core: Any, v: torch.Tensor, z: Any, gstats: torch.Tensor, guarde
         B, n = v.shape
         dev = v.device
         f64 = torch.float64
-        zd = z.detach().to(torch.complex128) if isinstance(z, torch.Tensor) else torch.tensor(
-            z, dtype=torch.complex128)
+        # a Python z is filled in on the device (a host-to-device copy would wait on a GPU)
+        zd = z.detach().to(torch.complex128) if isinstance(z, torch.Tensor) else torch.full(
+            (), complex(z), dtype=torch.complex128, device=dev)
         G0, _, gR = laplacian_pivots(n, zd, device=dev)
         hs2, decoupled = schatten_parts(v.detach().abs(), G0, gR, torch.ones(n - 1, dtype=f64,
                                                                             device=dev))

@@ -97,7 +97,8 @@ class BirmanSchwingerCore(nn.Module):
     one error of the diagnostics' computation, a ``ValueError`` of the Hilbert-Schmidt norm
     where the free chain decouples (a pivot ratio exactly zero), is raised at that access.
     Every forward, eager or compiled, also records its row in the statistics on the device
-    (:meth:`get_statistics` and :meth:`get_memory_profile` read them, one host sync).
+    (:meth:`get_statistics` and :meth:`get_memory_profile` read them, one host sync); a
+    program made by ``torch.export`` does not (the module's statistics are not its state).
 
     **torch.compile and torch.export.**  Under a tracing compiler (``fullgraph=True``
     included) the structured computation is one custom op, ``semisep::bk_core_call``
@@ -243,10 +244,6 @@ class BirmanSchwingerCore(nn.Module):
     # ------------------------------------------------------------------------------------------
     # diagnostics
     # ------------------------------------------------------------------------------------------
-    def _lowrank_symmetric(self) -> bool:
-        """``U V^T == V U^T`` to rounding (see :meth:`_lowrank_symmetric_flag`; a host read)."""
-        return bool(self._sym_tensor())
-
     def _sym_tensor(self) -> torch.Tensor:
         """:meth:`_lowrank_symmetric_flag`, cached per parameter version in eager mode (the
         0-d tensor, not read); computed afresh under a tracing compiler."""

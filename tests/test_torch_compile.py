@@ -206,27 +206,7 @@ def test_custom_ops_pass_opcheck():
         torch.library.opcheck(op, args, kwargs)
 
 
-@pytest.mark.parametrize("low_rank", [False, True])
-def test_birman_schwinger_core_compiles_with_graph_breaks(low_rank):
-    """semisep.nn.BirmanSchwingerCore under torch.compile (graph breaks: its diagnostics read
-    values, and its resolvent asks for a PivotInfo): features and gradients (v, and U, V with
-    the low-rank term) equal eager's."""
-    from semisep.nn import BirmanSchwingerCore
-
-    torch.manual_seed(0)
-    core = BirmanSchwingerCore(8, use_semiseparable=low_rank, dtype=torch.float64)
-    v = torch.randn(2, 8, dtype=torch.float64)
-    res = []
-    for fn in (core, torch.compile(core, backend="aot_eager")):
-        core.zero_grad()
-        vv = v.clone().requires_grad_()
-        feats, _ = fn(vv)
-        feats.square().sum().backward()
-        params = [p.grad.clone() for p in core.parameters()]
-        assert len(params) == (2 if low_rank else 0)
-        res.append((feats.detach(), vv.grad, *params))
-    for a, w in zip(res[1], res[0], strict=True):
-        torch.testing.assert_close(a, w, rtol=RTOL, atol=0)
+# semisep.nn.BirmanSchwingerCore under torch.compile(fullgraph=True): tests/test_nn_compile.py
 
 
 def test_deferred_check_follows_the_transpose_and_double_backward_raises():

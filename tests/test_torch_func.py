@@ -277,23 +277,31 @@ def test_torch_export_of_tridiagonal_module(strict):
         _close(a, w)
 
 
+@pytest.mark.parametrize("low_rank", [False, True], ids=["tridiagonal", "low-rank"])
 @pytest.mark.parametrize("strict", [False, True])
-def test_torch_export_of_birman_schwinger_core_raises_clearly(strict):
-    """BirmanSchwingerCore reads diagnostics (and a PivotInfo) on the host: export raises an
-    error that says so and what to export instead."""
+def test_torch_export_of_birman_schwinger_core(strict, low_rank):
+    """torch.export (non-strict and strict) of a module holding BirmanSchwingerCore: the
+    program holds one ``semisep::bk_core_call`` node and gives, on new inputs, the eager
+    core's features under no_grad (the op's forward runs without autograd) bit for bit."""
     from semisep.nn import BirmanSchwingerCore
 
     class M(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.core = BirmanSchwingerCore(8, use_semiseparable=False, dtype=f64)
+            self.core = BirmanSchwingerCore(8, use_semiseparable=low_rank, init_scale=0.3,
+                                            dtype=f64)
 
         def forward(self, v):
             return self.core(v)[0]
 
-    with pytest.raises(Exception, match="torch.export cannot hold") as exc:
-        torch.export.export(M(), (torch.randn(2, 8, dtype=f64),), strict=strict)
-    assert "resolvent_diagonal(z)" in str(exc.value)
+    torch.manual_seed(0)
+    m = M()
+    ep = torch.export.export(m, (torch.randn(2, 8, dtype=f64),), strict=strict)
+    calls = [n for n in ep.graph.nodes if n.target is torch.ops.semisep.bk_core_call.default]
+    assert len(calls) == 1
+    v2 = torch.randn(2, 8, dtype=f64)
+    with torch.no_grad():
+        assert torch.equal(ep.module()(v2), m(v2))
 
 
 def test_jacrev_equals_eager_jacobian():

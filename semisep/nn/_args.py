@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from .._validation import check_int
+from ._diagnostics import Diagnostics  # the forward diagnostics (read lazily), kept importable here
 
 __all__ = ["check_int", "check_shift", "check_positive", "reject_seed_kwargs", "SEED_NAMES",
            "Diagnostics"]
@@ -69,21 +70,3 @@ def check_shift(name: str, z: Any) -> Any:
     if not (math.isfinite(c.real) and math.isfinite(c.imag)):
         raise ValueError(f"{name} = {z!r} must be finite")
     return c
-
-
-class Diagnostics(dict):
-    """The forward diagnostics: a dict whose seed-era keys say what replaced them."""
-
-    RENAMED = {
-        "condition_number": "use 'capacitance_condition' (cond of the Woodbury capacitance "
-                            "matrix; None without a low-rank term) and 'resolvent_bound'",
-        "memory_savings": "use 'operator_memory_savings' (this operator's arrays against a dense "
-                          "N x N matrix); the training-step saving is "
-                          "core.estimate_memory_usage(B)['memory_savings']",
-        "mourre_ok": "removed: the seed's Mourre check returned a constant",
-    }
-
-    def __missing__(self, key: Any) -> Any:
-        if key in self.RENAMED:
-            raise KeyError(f"diagnostics[{key!r}] is not provided: {self.RENAMED[key]}")
-        raise KeyError(key)

@@ -13,16 +13,16 @@ The free resolvent's closed-form pivots and the Hilbert-Schmidt norm live in
 from __future__ import annotations
 
 import math
-import warnings
-from collections import deque
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._args import Diagnostics, check_int, check_positive, check_shift, reject_seed_kwargs
-from .free_resolvent import hilbert_schmidt_norm_sq, laplacian_pivots
+from ..backends.torch.ops import host_values
+from ._args import check_int, check_positive, check_shift, reject_seed_kwargs
+from ._core_call import CheckpointedCore, compiled_call, compute_dtype, features_of, g_stats, structured
+from ._diagnostics import CallStatistics, Diagnostics, diagnostics
 
 __all__ = ["BirmanSchwingerCore"]
 
@@ -30,50 +30,6 @@ __all__ = ["BirmanSchwingerCore"]
 # ================================================================================================
 # the module
 # ================================================================================================
-def _lowrank_class():
-    import semisep as ss
-
-    cls = getattr(ss, "TridiagonalPlusLowRank", None)
-    if cls is None:
-        raise ImportError("semisep.TridiagonalPlusLowRank is not available in this installation")
-    return cls
-
-
-def _as_real_tensor(x: Any, like: torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    return t.to(device=like.device, dtype=torch.float64)
-
-
-class _CheckpointedCore(torch.autograd.Function):
-    """Structure-aware checkpoint: saves only ``v, U, V, z`` and recomputes the structured
-    computation (with the same precision policy) inside backward.  Gradients are those of the
-    plain path: the same operations run, then ``torch.autograd.grad``."""
-
-    @staticmethod
-    def forward(ctx, core, v, U, V, z):
-        with torch.no_grad():
-            G, guarded, cond, upgraded = core._structured(v, U, V, z)
-        ctx.core = core
-        ctx.save_for_backward(v, U, V, z)
-        ctx.mark_non_differentiable(guarded, cond, upgraded)
-        return G, guarded, cond, upgraded
-
-    @staticmethod
-    def backward(ctx, gG, _g1, _g2, _g3):
-        saved = ctx.saved_tensors
-        needs = ctx.needs_input_grad[1:]
-        with torch.enable_grad():
-            inputs = [None if x is None else x.detach().requires_grad_(bool(need))
-                      for x, need in zip(saved, needs, strict=True)]
-            G, _, _, _ = ctx.core._structured(*inputs)
-            wrt = [x for x, need in zip(inputs, needs, strict=True) if x is not None and need]
-            grads = iter(torch.autograd.grad(G, wrt, gG, allow_unused=True)) if wrt else iter(())
-        out = [None]
-        for x, need in zip(inputs, needs, strict=True):
-            out.append(next(grads) if (x is not None and need) else None)
-        return tuple(out)
-
-
 class BirmanSchwingerCore(nn.Module):
     r"""Exact resolvent-diagonal features of ``H = H0 + diag(v) [+ U V^T]``.
 
@@ -111,7 +67,8 @@ class BirmanSchwingerCore(nn.Module):
         ``1e-2 / sqrt(N)``, so that ``||U V^T||_2`` starts around ``1e-4 r``-ish, a small
         perturbation of ``H0 + diag(v)``.
     history_size : int, default 1000
-        How many calls of diagnostics :meth:`get_statistics` keeps (a ``deque``).
+        How many calls of diagnostics :meth:`get_statistics` keeps (a ring buffer of one
+        float64 row per call on the parameters' device, updated in place by every forward).
     dtype, device
         Parameter dtype (default float32) and device.
 
@@ -130,8 +87,33 @@ class BirmanSchwingerCore(nn.Module):
     tridiagonal part plus ``U``, ``V``), ``operator_memory_savings`` (``1 - memory_bytes`` /
     bytes of the B dense N x N matrices in the same dtype: the operator's storage only; the
     saving of a whole training step is ``estimate_memory_usage(B)["memory_savings"]``).  The
-    dict is a :class:`~semisep.nn._args.Diagnostics`: a BK-Core key (``condition_number``,
-    ``memory_savings``) raises a KeyError saying what replaced it.
+    dict is a :class:`~semisep.nn._diagnostics.Diagnostics`: a BK-Core key
+    (``condition_number``, ``memory_savings``) raises a KeyError saying what replaced it.
+
+    **Read lazily.**  The forward computes the diagnostics as device tensors and reads none
+    of them: the mapping reads them all in one host sync at the first access of any entry
+    (``d[key]``, ``in``, iteration, ``dict(d)``, ...; ``d.pending`` says whether it has), so
+    a forward whose diagnostics nobody reads adds no host sync to the resolvent's own.  The
+    one error of the diagnostics' computation, a ``ValueError`` of the Hilbert-Schmidt norm
+    where the free chain decouples (a pivot ratio exactly zero), is raised at that access.
+    Every forward, eager or compiled, also records its row in the statistics on the device
+    (:meth:`get_statistics` and :meth:`get_memory_profile` read them, one host sync); a
+    program made by ``torch.export`` does not (the module's statistics are not its state).
+
+    **torch.compile and torch.export.**  Under a tracing compiler (``fullgraph=True``
+    included) the structured computation is one custom op, ``semisep::bk_core_call``
+    (:mod:`semisep.nn._core_call`), whose kernel runs the eager computation on real values:
+    the precision policy (the upgrade of rows to float64, the singular fallback), the pivot
+    guard, the checks, warnings and errors are the eager ones, at run time, and recompile
+    nothing.  Its forward runs without autograd and its backward recomputes it with autograd
+    (it saves only ``v, U, V, z``: the checkpointed form, whatever
+    ``enable_gradient_checkpointing`` says).  So the compiled features equal the eager ones
+    computed under ``torch.no_grad`` (and those of the eager checkpointed path) bit for bit,
+    and those of an eager call that records a graph (the autograd kernels) to rounding; the
+    gradients are the eager ones.  The diagnostics are outputs of the graph, read after the
+    call.  ``torch.export`` holds the same op.  A Python-scalar ``z`` is a constant of the
+    graph (pass a tensor to vary it without recompiling), as are the module's settings
+    (``precision``, ``precision_upgrade_threshold``).
 
     A BK-Core constructor argument (``use_mourre``, ``use_lap``, ``schatten_threshold``,
     ``num_experts``, ``rank``) raises a TypeError saying what replaced it; so does the
@@ -189,10 +171,7 @@ class BirmanSchwingerCore(nn.Module):
             self.register_parameter("U", None)
             self.register_parameter("V", None)
         self._param_dtype = dtype
-        self._history: deque = deque(maxlen=int(history_size))
-        self._calls = 0
-        self._upgrades_total = 0
-        self._last_batch_size: int | None = None
+        self._stats = CallStatistics(int(history_size), device=device)
         self._sym_cache: tuple | None = None
 
     # ------------------------------------------------------------------------------------------
@@ -200,85 +179,12 @@ class BirmanSchwingerCore(nn.Module):
         return (f"n_seq={self.n_seq}, rank={self.rank}, epsilon={self.epsilon}, "
                 f"checkpointing={self.enable_gradient_checkpointing}, precision={self.precision!r}")
 
-    # ------------------------------------------------------------------------------------------
-    # the structured computation
-    # ------------------------------------------------------------------------------------------
-    def _resolvent(self, v: torch.Tensor, U, V, z, real_dtype: torch.dtype):
-        """``G`` (B, N) complex, guarded (B,) int64, capacitance condition (B,) float64 or an
-        empty tensor, computed in ``real_dtype``'s precision."""
-        import semisep as ss
-
-        cdt = torch.complex64 if real_dtype == torch.float32 else torch.complex128
-        vv = v.to(real_dtype)
-        T = ss.Tridiagonal(vv - 2.0, torch.ones(self.n_seq - 1, dtype=real_dtype, device=v.device))
-        zz = z.to(cdt) if isinstance(z, torch.Tensor) else z
-        B = v.shape[0]
-        if U is not None:
-            H = _lowrank_class()(T, U.to(real_dtype), V.to(real_dtype))
-            G, info = H.resolvent_diagonal(zz, return_info=True)
-            pivs = list(info.pivots.values())
-            cond = _as_real_tensor(info.capacitance_cond, v).reshape(-1).expand(B)
-        else:
-            G, info = T.resolvent_diagonal(zz, return_info=True)
-            pivs = [info]
-            cond = torch.zeros(0, dtype=torch.float64, device=v.device)
-        guarded = sum(np.broadcast_to(np.asarray(p.pivots_guarded), (B,)).astype(np.int64)
-                      for p in pivs)
-        guarded = torch.as_tensor(guarded, dtype=torch.int64, device=v.device)
-        return G, guarded, cond
-
     def _compute_dtype(self, v: torch.Tensor) -> torch.dtype:
-        if self.precision == "float64":
-            return torch.float64
-        if self.precision == "float32":
-            return torch.float32
-        return torch.float64 if v.dtype == torch.float64 else torch.float32
+        return compute_dtype(self.precision, v)
 
     def _structured(self, v, U, V, z):
-        """The whole structured computation, precision policy included.
-
-        Returns ``(G, guarded, cond, upgraded)``: G (B, N) complex in the compute precision,
-        guarded (B,) int64, cond (B,) float64 (empty without a low-rank term), upgraded (B,)
-        bool (rows recomputed in float64)."""
-        from .. import errors
-
-        SingularMatrixError = errors.SingularMatrixError
-        ill = getattr(errors, "IllConditionedWarning", None)  # defined with TridiagonalPlusLowRank
-
-        rdt = self._compute_dtype(v)
-        auto_low = self.precision == "auto" and rdt != torch.float64
-        try:
-            with warnings.catch_warnings():
-                if auto_low and ill is not None:  # the policy below handles it: no warning
-                    warnings.simplefilter("ignore", ill)
-                G, guarded, cond = self._resolvent(v, U, V, z, rdt)
-        except SingularMatrixError:
-            if not auto_low:
-                raise
-            # singular (T - zI or the capacitance matrix) to working precision in the low
-            # precision: the whole batch is recomputed in float64 (and raises if still singular)
-            G, guarded, cond = self._resolvent(v, U, V, z, torch.float64)
-            return G, guarded, cond, torch.ones(v.shape[0], dtype=torch.bool, device=v.device)
-        upgraded = torch.zeros(v.shape[0], dtype=torch.bool, device=v.device)
-        if auto_low:
-            with torch.no_grad():
-                bad = (guarded > 0) | ~torch.isfinite(torch.view_as_real(G)).all(-1).all(-1)
-                if cond.numel():
-                    bad = bad | ~(cond <= self.precision_upgrade_threshold)
-            if bool(bad.any()):
-                idx = torch.nonzero(bad).reshape(-1)
-                zsub = z
-                if isinstance(z, torch.Tensor) and z.dim() > 0:
-                    zsub = z.expand(v.shape[0])[idx]
-                G2, g2, c2 = self._resolvent(v[idx], U, V, zsub, torch.float64)
-                G = G.index_put((idx,), G2.to(G.dtype))
-                guarded = guarded.clone()
-                guarded[idx] = g2
-                if cond.numel():
-                    cond = cond.clone()
-                    cond[idx] = c2
-                upgraded = bad
-        return G, guarded, cond, upgraded
+        """:func:`~semisep.nn._core_call.structured` with this core's precision policy."""
+        return structured(v, U, V, z, self.precision, self.precision_upgrade_threshold)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -321,43 +227,33 @@ class BirmanSchwingerCore(nn.Module):
         else:
             z = complex(z)
         U, V = self.U, self.V
-        if self.enable_gradient_checkpointing and torch.is_grad_enabled():
-            zt = z if isinstance(z, torch.Tensor) else None
-            if zt is None:
-                G, guarded, cond, upgraded = _CheckpointedCore.apply(
-                    _ScalarZ(self, z), v, U, V, None)
-            else:
-                G, guarded, cond, upgraded = _CheckpointedCore.apply(self, v, U, V, zt)
+        if torch.compiler.is_compiling():  # one opaque node (checkpointed by construction)
+            features, guarded, cond, upgraded, gstats = compiled_call(
+                v, U, V, z, self.precision, self.precision_upgrade_threshold)
         else:
-            G, guarded, cond, upgraded = self._structured(v, U, V, z)
-        features = torch.stack([G.real, G.imag], dim=-1).to(v.dtype)
-        diagnostics = self._diagnostics(v, z, G, guarded, cond, upgraded)
-        return features, diagnostics
+            if self.enable_gradient_checkpointing and torch.is_grad_enabled():
+                opts = (z, self.precision, self.precision_upgrade_threshold)
+                zt = z if isinstance(z, torch.Tensor) else None
+                G, guarded, cond, upgraded = CheckpointedCore.apply(opts, v, U, V, zt)
+            else:
+                G, guarded, cond, upgraded = self._structured(v, U, V, z)
+            features = features_of(G, v.dtype)
+            gstats = g_stats(G)
+        return features, self._diagnostics(v, z, gstats, guarded, cond, upgraded)
 
     # ------------------------------------------------------------------------------------------
     # diagnostics
     # ------------------------------------------------------------------------------------------
-    def _lowrank_symmetric(self) -> bool:
-        """``U V^T == V U^T`` to rounding (see :meth:`_lowrank_symmetric_flag`); cached per
-        parameter version."""
-        cached = self._sym_cached()
-        if cached is not None:
-            return cached
-        flag = self._lowrank_symmetric_flag()
-        return self._sym_store(bool(flag))
-
-    def _sym_key(self):
+    def _sym_tensor(self) -> torch.Tensor:
+        """:meth:`_lowrank_symmetric_flag`, cached per parameter version in eager mode (the
+        0-d tensor, not read); computed afresh under a tracing compiler."""
+        if torch.compiler.is_compiling():
+            return self._lowrank_symmetric_flag()
         U, V = self.U, self.V
-        return (id(U), U._version, id(V), V._version)
-
-    def _sym_cached(self) -> bool | None:
-        if self._sym_cache is not None and self._sym_cache[0] == self._sym_key():
-            return self._sym_cache[1]
-        return None
-
-    def _sym_store(self, out: bool) -> bool:
-        self._sym_cache = (self._sym_key(), out)
-        return out
+        key = (id(U), U._version, id(V), V._version)
+        if self._sym_cache is None or self._sym_cache[0] != key:
+            self._sym_cache = (key, self._lowrank_symmetric_flag())
+        return self._sym_cache[1]
 
     def _lowrank_symmetric_flag(self) -> torch.Tensor:
         """``U V^T == V U^T`` to rounding, as a 0-d bool tensor on the parameters' device (not
@@ -365,76 +261,35 @@ class BirmanSchwingerCore(nn.Module):
         with ``M = Q R`` its Frobenius norm is ``||R J R^T||_F`` (exact, O(N r^2), a QR in
         float64); symmetric when that is ``<= 8 r eps ||R||_F^2`` (eps of the parameters' dtype)."""
         U, V = self.U, self.V
-        M = torch.cat([U.detach(), V.detach()], dim=1).to(torch.float64)
-        r = U.shape[1]
-        R = torch.linalg.qr(M, mode="r").R
-        J = torch.zeros(2 * r, 2 * r, dtype=torch.float64, device=M.device)
-        J[:r, r:] = torch.eye(r, dtype=torch.float64, device=M.device)
-        J[r:, :r] = -torch.eye(r, dtype=torch.float64, device=M.device)
-        defect = torch.linalg.norm(R @ J @ R.T)
-        eps = float(torch.finfo(U.dtype).eps)
-        return defect <= 8 * r * eps * torch.linalg.norm(R) ** 2
-
-    def _diagnostics(self, v, z, G, guarded, cond, upgraded) -> dict:
-        """The diagnostics of one call; every value computed on the device is read in one host
-        sync (a stacked float64 tensor)."""
         with torch.no_grad():
-            B, n = v.shape
-            dev = v.device
-            Gd = G.detach()
-            zd = z.detach().to(torch.complex128) if isinstance(z, torch.Tensor) else torch.tensor(
-                z, dtype=torch.complex128)
-            sym = None
-            if self.use_semiseparable:
-                sym = self._sym_cached()
-            G0, _, gR = laplacian_pivots(n, zd, device=dev)
-            ones = torch.ones(n - 1, dtype=torch.float64, device=dev)
-            hs2 = hilbert_schmidt_norm_sq(v.detach().abs(), G0, gR, ones)
-            s2 = torch.sqrt(hs2)
-            zero = torch.zeros((), dtype=torch.float64, device=dev)
-            parts = {
-                "finite": torch.isfinite(torch.view_as_real(Gd)).all(),
-                "max_abs": Gd.abs().max() if Gd.numel() else zero,
-                "min_im": zd.imag.abs().min().to(dev),
-                "ups": upgraded.sum(),
-                "guarded": guarded.sum(),
-                "cond": cond.max() if cond.numel() else zero,
-                "s2": s2.max() if s2.numel() else zero,
-            }
-            if self.use_semiseparable and sym is None:
-                parts["sym"] = self._lowrank_symmetric_flag()
-            flat = torch.stack([t.to(torch.float64).to(dev) for t in parts.values()]).tolist()
-            vals = dict(zip(parts, flat, strict=True))
-            if "sym" in parts:
-                sym = self._sym_store(bool(vals["sym"]))
-            hermitian = (not self.use_semiseparable) or bool(sym)
-            min_im = vals["min_im"]
-            bound = (1.0 / min_im) if (hermitian and min_im > 0) else None
-            rdt = self._compute_dtype(v)
-            item = torch.empty((), dtype=rdt).element_size()
-            op_bytes = B * n * item + (n - 1) * item + 2 * n * self.rank * item
-            dense = B * n * n * item
-            ups = int(vals["ups"])
-            diag = Diagnostics({
-                "all_finite": bool(vals["finite"]),
-                "pivots_guarded": int(vals["guarded"]),
-                "max_abs_G": vals["max_abs"] if Gd.numel() else 0.0,
-                "resolvent_bound": bound,
-                "capacitance_condition": vals["cond"] if cond.numel() else None,
-                "schatten_s2": vals["s2"] if s2.numel() else 0.0,
-                "schatten_s2_per_sample": s2,
-                "precision_upgrades": ups,
-                "rank": self.rank,
-                "use_semiseparable": self.use_semiseparable,
-                "memory_bytes": int(op_bytes),
-                "operator_memory_savings": 1.0 - op_bytes / dense if dense else 0.0,
-            })
-        self._calls += 1
-        self._upgrades_total += ups
-        self._last_batch_size = B
-        self._history.append({k: val for k, val in diag.items()
-                              if k not in ("schatten_s2_per_sample", "use_semiseparable", "rank")}
-                             | {"batch_size": B})
+            M = torch.cat([U.detach(), V.detach()], dim=1).to(torch.float64)
+            r = U.shape[1]
+            R = torch.linalg.qr(M, mode="r").R
+            eye = torch.eye(r, dtype=torch.float64, device=M.device)
+            zero = torch.zeros(r, r, dtype=torch.float64, device=M.device)
+            J = torch.cat([torch.cat([zero, eye], 1), torch.cat([-eye, zero], 1)], 0)
+            defect = torch.linalg.norm(R @ J @ R.T)
+            eps = float(torch.finfo(U.dtype).eps)
+            return defect <= 8 * r * eps * torch.linalg.norm(R) ** 2
+
+    def _diagnostics(self, v, z, gstats, guarded, cond, upgraded) -> Diagnostics:
+        """The diagnostics of one call, read lazily (:class:`~._diagnostics.Diagnostics`), and
+        the call recorded in the statistics (on the device: no host read)."""
+        if torch._C._are_functorch_transforms_active():  # host values of the transform's inputs
+            v, gstats, guarded, cond, upgraded = (host_values(x.detach()) for x in
+                                                  (v, gstats, guarded, cond, upgraded))
+            if isinstance(z, torch.Tensor):
+                z = host_values(z.detach())
+            with torch._C._DisableFuncTorch():
+                return self._record(v, z, gstats, guarded, cond, upgraded)
+        return self._record(v, z, gstats, guarded, cond, upgraded)
+
+    def _record(self, v, z, gstats, guarded, cond, upgraded) -> Diagnostics:
+        sym = self._sym_tensor() if self.use_semiseparable else None
+        diag, row = diagnostics(self, v, z, gstats, guarded, cond, upgraded, sym,
+                                self._compute_dtype(v))
+        if not torch.compiler.is_exporting():
+            self._stats.record(row, upgraded.sum(), int(v.shape[0]))
         return diag
 
     # ------------------------------------------------------------------------------------------
@@ -506,7 +361,8 @@ class BirmanSchwingerCore(nn.Module):
     def get_memory_profile(self) -> dict:
         """Configuration, the estimate at the last batch size seen (1 before any call) and the
         per-call history of ``memory_bytes``."""
-        b = self._last_batch_size or 1
+        _, _, last, history = self._stats.read()
+        b = last or 1
         est = self.estimate_memory_usage(b)
         return {
             "use_semiseparable": self.use_semiseparable,
@@ -525,14 +381,14 @@ class BirmanSchwingerCore(nn.Module):
             "total_bytes": est["total_bytes"],
             "dense_total_bytes": est["dense_total_bytes"],
             "memory_savings": est["memory_savings"],
-            "history": [(h["batch_size"], h["memory_bytes"]) for h in self._history],
+            "history": [(h["batch_size"], h["memory_bytes"]) for h in history],
         }
 
     def get_statistics(self) -> dict:
         """Running statistics over the kept history of calls (see ``history_size``)."""
-        h = list(self._history)
-        out: dict = {"calls": self._calls, "history_length": len(h),
-                     "precision_upgrades_total": self._upgrades_total}
+        calls, upgrades, _, h = self._stats.read()
+        out: dict = {"calls": calls, "history_length": len(h),
+                     "precision_upgrades_total": upgrades}
         if not h:
             return out
 
@@ -552,14 +408,3 @@ class BirmanSchwingerCore(nn.Module):
             "last": dict(h[-1]),
         })
         return out
-
-
-class _ScalarZ:
-    """Carries a Python-scalar ``z`` into :class:`_CheckpointedCore` (a Function's tensor slots
-    take tensors; a constant shift is not differentiated)."""
-
-    def __init__(self, core: BirmanSchwingerCore, z: complex):
-        self.core, self.z = core, z
-
-    def _structured(self, v, U, V, _z):
-        return self.core._structured(v, U, V, self.z)

@@ -99,14 +99,28 @@ def hilbert_schmidt_norm_sq(w: torch.Tensor, g_diag: torch.Tensor, gR: torch.Ten
         If an off-diagonal entry or a pivot ratio is zero (a decoupled chain: compute the blocks
         separately).
     """
+    total, decoupled = schatten_parts(w, g_diag, gR, upper, lower)
+    if bool(decoupled):
+        raise ValueError("hilbert_schmidt_norm_sq: a zero off-diagonal entry or pivot ratio; "
+                         "the chain decouples -- sum the blocks separately")
+    return total
+
+
+def schatten_parts(w: torch.Tensor, g_diag: torch.Tensor, gR: torch.Tensor,
+                   upper: torch.Tensor, lower: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`hilbert_schmidt_norm_sq` without its host read: ``(total, decoupled)``, the sum
+    (..., ) float64 -- not meaningful where ``decoupled`` -- and the 0-d bool tensor "an
+    off-diagonal entry or pivot ratio is zero" (where :func:`hilbert_schmidt_norm_sq` raises)."""
     w = w.to(torch.float64)
     g = g_diag.to(torch.complex128)
     gR = gR.to(torch.complex128)
     f = w * (g.real ** 2 + g.imag ** 2)
     total = (w * f).sum(-1)
+    decoupled = torch.zeros((), dtype=torch.bool, device=w.device)
     n = w.shape[-1]
     if n < 2:
-        return total
+        return total, decoupled
     logf = torch.log(f)
     logw = torch.log(w[..., 1:])
     agR2 = torch.log(gR[..., 1:].real ** 2 + gR[..., 1:].imag ** 2)
@@ -114,9 +128,7 @@ def hilbert_schmidt_norm_sq(w: torch.Tensor, g_diag: torch.Tensor, gR: torch.Ten
         off = off.to(torch.complex128)
         logm = torch.log(off.real ** 2 + off.imag ** 2) + agR2  # j = 1..N-1
         logm = torch.broadcast_to(logm, torch.broadcast_shapes(logm.shape, logf[..., 1:].shape))
-        if bool(torch.isneginf(logm).any()):
-            raise ValueError("hilbert_schmidt_norm_sq: a zero off-diagonal entry or pivot ratio; "
-                             "the chain decouples -- sum the blocks separately")
+        decoupled = decoupled | torch.isneginf(logm).any()
         logP = torch.cat([torch.zeros_like(logm[..., :1]), torch.cumsum(logm, -1)], -1)
         logS = logP + torch.logcumsumexp(logf - logP, -1)
         terms = logw + logm + logS[..., :-1]
@@ -124,7 +136,7 @@ def hilbert_schmidt_norm_sq(w: torch.Tensor, g_diag: torch.Tensor, gR: torch.Ten
         if lower is None:
             total = total + torch.exp(torch.logsumexp(terms, -1))
             break
-    return total
+    return total, decoupled
 
 
 def hilbert_schmidt_norm_sq_ref(w: np.ndarray, A: np.ndarray) -> np.ndarray:

@@ -69,7 +69,7 @@ import torch
 
 from .opspec import OpSpec, define
 
-__all__ = ["TRIDIAGONAL_CALL", "host_values", "traced_call"]
+__all__ = ["TRIDIAGONAL_CALL", "host_values", "on_worker", "traced_call"]
 
 _transforms_active = torch._C._are_functorch_transforms_active
 
@@ -144,6 +144,10 @@ def _on_worker(fn, device: torch.device, *args: Any) -> Any:
                 return fn(*a)
 
     return _worker_pool().submit(run, *args).result()
+
+
+#: :func:`_on_worker` for other ops' backward recomputations (``semisep.nn``'s core op)
+on_worker = _on_worker
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,9 +324,7 @@ def _export_error(which: str, return_info: bool, real_logdet: bool) -> RuntimeEr
     return RuntimeError(
         f"semisep: torch.export cannot hold Tridiagonal.{which} here: {why}, which a graph "
         "cannot express.  Export a module that calls it without return_info (and, for logdet, "
-        "with a complex z or T); semisep.nn.BirmanSchwingerCore reads its diagnostics on the "
-        "host and cannot be exported: export a module calling Tridiagonal(v - 2, ones)"
-        ".resolvent_diagonal(z) instead, or use torch.compile")
+        "with a complex z or T), or use torch.compile")
 
 
 def _unwrapped(x: Any, *, batched_error: str | None = None) -> Any:

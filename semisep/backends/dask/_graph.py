@@ -184,7 +184,7 @@ def resolvent_diagonal(alpha: Any, beta: Any, pivmin: Any, shift: Any = None) ->
     Gb, gb, sb = {}, {}, {}
     row0 = 0
     for i, rows in enumerate(alpha.chunks[0]):
-        res = _resolvent.block(g, scan, list(AK[i]), list(BK[i]), PK[i], row0, S[i])
+        res = _resolvent.block(g, FAN, list(AK[i]), list(BK[i]), PK[i], row0, S[i])
         for k, key in enumerate(res):
             Gb[(i, k)] = g(T.pick, key, 0)
         flags = reduce(g, T.any_flags, [g(T.flags_of, x) for x in res])

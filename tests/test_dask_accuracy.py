@@ -210,7 +210,8 @@ def test_resolvent_graph_moves_only_a_few_numbers_per_row():
     def kind(k):
         return str(k[0] if isinstance(k, tuple) else k).split("-")[0]
 
-    own = [k for k in sizes if "semisep-resolvent" in str(k) and kind(k) not in ("resolvent", "pick", "semisep")]
+    own = [k for k in sizes
+           if "semisep-resolvent" in str(k) and kind(k) not in ("resolvent", "pick", "semisep")]
     kinds = {kind(k) for k in own}
     assert {"transfer", "scan_states", "sweeps", "repair"} <= kinds
     per_chunk = 10 * 16 * B  # ten complex numbers per row

@@ -208,7 +208,7 @@ def block(g: Any, fan: int, A: list, BT: list, pm: Any, row0: int, shift: Any) -
     states = scan(g, [g(transfer, A[k], BT[k], shift) for k in range(nc)], fan)
     c = [g(sweeps, A[k], BT[k], key, j, pm, shift) for k, (key, j) in enumerate(states)]
     for _ in range(_repair.MAX_ROUNDS):
-        c = [g(repair, A[k], BT[k], c[k], c[k - 1] if k else None, c[k + 1] if k < nc - 1 else None, pm, shift)
-             for k in range(nc)]
+        c = [g(repair, A[k], BT[k], c[k], c[k - 1] if k else None, c[k + 1] if k < nc - 1 else None, pm,
+               shift) for k in range(nc)]
     return [g(resolvent, A[k], BT[k], c[k - 1] if k else None, c[k], c[k + 1] if k < nc - 1 else None, pm,
               row0, shift) for k in range(nc)]

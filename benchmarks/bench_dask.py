@@ -61,6 +61,11 @@ def _task_times(stream, wall):
             "by_kind": dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:6])}
 
 
+def _graph_size(x) -> int:
+    """Tasks the scheduler runs for ``x`` (its optimised graph; the persisted inputs included)."""
+    return len(dict(x.__dask_optimize__(x.__dask_graph__(), x.__dask_keys__())))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--log2n", type=int, default=22)
@@ -118,7 +123,9 @@ def main(argv=None):
             t0 = time.perf_counter()
             run()
             wall = time.perf_counter() - t0
-        return t, moved, G, dd, ll, _task_times(ts.data, wall)
+        tasks = _task_times(ts.data, wall)
+        tasks["count"] = _graph_size(T.resolvent_diagonal(z, check_finite=False))
+        return t, moved, G, dd, ll, tasks
 
     # work stealing off: every task runs where its chunk lives (the cost model's assumption);
     # with it on, the scheduler may move a whole input chunk to an idle worker
@@ -199,8 +206,9 @@ def main(argv=None):
         tt = r.get("task_times")
         if tt:
             kinds = ", ".join(f"{k} {v:.2f}" for k, v in tt["by_kind"].items())
+            count = f", {tt['count']} tasks in the graph" if "count" in tt else ""
             print(f"{name}: one more run {tt['wall']:.3f} s wall, {tt['compute']:.3f} s computing in tasks "
-                  f"(summed over workers; {kinds})")
+                  f"(summed over workers; {kinds}){count}")
     for nn, b in moved_vs_n.items():
         nc2 = rows["dask, 2 worker(s)"]["chunks"]
         print(f"2 workers, N = {nn}, {nc2} chunks: {b:.0f} bytes moved per chunk")

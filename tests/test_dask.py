@@ -195,9 +195,9 @@ def test_task_inputs_are_order_chunk():
     chunk_bytes = C * 16  # one complex128 chunk of one row
     total = n * 16
     assert max(inputs.values()) <= 4 * chunk_bytes < total / 2
-    scans = [k for k in dsk if "seq_scan" in str(k) or "compose_all" in str(k)]
-    assert scans
-    assert max(inputs[k] for k in scans) <= 64 * nchunks
+    scans = [k for k in dsk if "scan_states" in str(k) or "compose-" in str(k)]
+    assert scans  # their inputs: both transfer matrices and a coupling per chunk and row
+    assert max(inputs[k] for k in scans) <= (2 * 64 + 16) * nchunks
 
 
 def test_ldos_sweep_reduces_lazily():

@@ -182,15 +182,53 @@ def test_chunk_pass_kernels_match_their_twins(cplx, C):
         assert np.abs(single - want[3 + k]).max() <= 1e-12 * np.abs(want[3 + k]).max()
 
 
-def test_repair_bytes_between_chunks_are_a_few_numbers_per_row():
-    """The repair's tasks that cross a boundary read one ratio per row of the predecessor."""
+def test_resolvent_graph_moves_only_a_few_numbers_per_row():
+    """Every task of the resolvent graph but the resolvent pass (which writes G) returns O(B)
+    numbers per chunk, independent of the chunk's length: nothing chunk-sized is handed from
+    one task to another (or between workers) but the inputs and G; the repair tasks read their
+    neighbours' few numbers."""
+    from dask.callbacks import Callback
     from dask.core import get_dependencies
 
-    d, lo, up = _chain("disordered", 2, 1024)
-    G = _dask(d, lo, up, 8).resolvent_diagonal(0.5 + 1e-4j, check_finite=False)
-    dsk = dict(G.__dask_graph__())
-    repairs = [k for k in dsk if isinstance(k, tuple) and str(k[0]).startswith("repair_if")]
-    assert repairs
-    for k in repairs:
-        deps = [str(dep[0]) if isinstance(dep, tuple) else str(dep) for dep in get_dependencies(dsk, k)]
-        assert sum(x.startswith("last_ratio_if") for x in deps) == 1
+    B, n, nchunks = 2, 1 << 13, 8
+    d, lo, up = _chain("disordered", B, n)
+    G = _dask(d, lo, up, nchunks).resolvent_diagonal(0.5 + 1e-4j, check_finite=False)
+    sizes: dict = {}
+    graphs: list = []
+
+    class Record(Callback):
+        def _start(self, dsk):
+            graphs.append(dsk)
+
+        def _posttask(self, key, result, dsk, state, id):
+            sizes[key] = _nbytes(result)
+
+    with Record(), dask.config.set(scheduler="sync"):
+        G.compute(optimize_graph=False)
+    dsk = graphs[0]
+
+    def kind(k):
+        return str(k[0] if isinstance(k, tuple) else k).split("-")[0]
+
+    own = [k for k in sizes
+           if "semisep-resolvent" in str(k) and kind(k) not in ("resolvent", "pick", "semisep")]
+    kinds = {kind(k) for k in own}
+    assert {"transfer", "scan_states", "sweeps", "repair"} <= kinds
+    per_chunk = 10 * 16 * B  # ten complex numbers per row
+    for k in own:
+        bound = per_chunk * nchunks if kind(k) == "scan_states" else per_chunk
+        assert sizes[k] <= bound, (k, sizes[k])
+    chunk_bytes = 16 * B * (n // nchunks)
+    assert per_chunk * nchunks < chunk_bytes / 4
+    for k in own:
+        if kind(k) == "repair":  # its own chunk's blocks and its neighbours' few numbers
+            big = [dep for dep in get_dependencies(dsk, k) if sizes.get(dep, chunk_bytes) > per_chunk]
+            assert len(big) == 2, k
+
+
+def _nbytes(x):
+    if isinstance(x, np.ndarray):
+        return x.nbytes
+    if isinstance(x, (tuple, list)):
+        return sum(_nbytes(v) for v in x)
+    return 0

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import Backend
 from . import _graph
+from . import _tasks as T
 
 
 def _is_dask(x: Any) -> bool:
@@ -95,15 +96,21 @@ class DaskBackend(Backend):
         return bool(da.isfinite(x).all().compute())
 
     def amax_abs(self, x: Any, axis: int) -> Any:
-        """``max(max|Re x|, max|Im x|)`` along ``axis``, a lazy tree reduction."""
+        """``max(max|Re x|, max|Im x|)`` along ``axis``, a lazy tree reduction; along the last
+        axis one task per block computes it in one read, without forming ``|x|``."""
         if x.shape[axis] == 0:
             shape = tuple(s for i, s in enumerate(x.shape) if i != axis % x.ndim)
             return da.zeros(shape, dtype=np.finfo(x.dtype).dtype)
+        if axis % x.ndim == x.ndim - 1:
+            return _graph.last_axis_reduce("amax", x, T.amax_parts, T.max_of, (np.finfo(x.dtype).dtype,))[0]
         parts = (x.real, x.imag) if np.iscomplexobj(x._meta) else (x,)
         return functools.reduce(da.maximum, [abs(v).max(axis=axis) for v in parts])
 
     def min_max(self, x: Any) -> tuple[Any, Any]:
-        return x.min(axis=-1), x.max(axis=-1)
+        """``(min, max)`` along the last axis from one task per block."""
+        if x.shape[-1] == 0:
+            return x.min(axis=-1), x.max(axis=-1)
+        return _graph.last_axis_reduce("minmax", x, T.lo_hi, T.lo_hi_of, (x.dtype, x.dtype))
 
     def maximum(self, a: Any, b: Any) -> Any:
         return da.maximum(a, b)

@@ -165,6 +165,25 @@ def _name(what: str, *xs: Any) -> str:
     return f"semisep-{what}-{tokenize(*xs)}"
 
 
+def last_axis_reduce(what: str, x: Any, chunk: Any, combine: Any, dtypes: tuple) -> tuple:
+    """``len(dtypes)`` lazy arrays of shape ``x.shape[:-1]``: ``chunk(block)`` per block of ``x``
+    (a tuple of ``(...)``-shaped arrays, one per output), combined over the blocks along the
+    last axis by ``combine(*parts)`` in a tree of fan-in :data:`FAN`.  One task per block, each
+    reading its block once (the pivot guard's maxima: no temporaries, no second pass)."""
+    g = _Graph(_name(what, x))
+    keys = x.__dask_keys__()
+    out: list = [{} for _ in dtypes]
+    for idx in np.ndindex(*x.numblocks[:-1]):
+        row = keys
+        for i in idx:
+            row = row[i]
+        total = reduce(g, combine, [g(chunk, k) for k in row])
+        for j, o in enumerate(out):
+            o[idx] = g(T.pick, total, j)
+    return tuple(g.array(f"out{j}", o, x.chunks[:-1], dt, [x]) for j, (o, dt) in enumerate(zip(out, dtypes,
+                                                                                                strict=True)))
+
+
 def resolvent_diagonal(alpha: Any, beta: Any, pivmin: Any, shift: Any = None) -> tuple[Any, Any, Any]:
     """``(G (B, N), guarded (B,), singular (B,))`` lazily (:mod:`._resolvent`); a singular row
     raises :class:`~semisep.errors.SingularMatrixError` when its chunk is computed.
@@ -184,7 +203,7 @@ def resolvent_diagonal(alpha: Any, beta: Any, pivmin: Any, shift: Any = None) ->
     Gb, gb, sb = {}, {}, {}
     row0 = 0
     for i, rows in enumerate(alpha.chunks[0]):
-        res = _resolvent.block(g, scan, list(AK[i]), list(BK[i]), PK[i], row0, S[i])
+        res = _resolvent.block(g, FAN, list(AK[i]), list(BK[i]), PK[i], row0, S[i])
         for k, key in enumerate(res):
             Gb[(i, k)] = g(T.pick, key, 0)
         flags = reduce(g, T.any_flags, [g(T.flags_of, x) for x in res])

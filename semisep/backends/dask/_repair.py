@@ -71,8 +71,11 @@ def _passes():
 class State(NamedTuple):
     """A chunk's repair state from one side: ``last (B,)`` the ratio leaving the chunk,
     ``g_used (B,)`` the carry its run started from, and (references to) the chunk's blocks as
-    :mod:`semisep.backends.numpy.chunk_passes` takes them, ``reverse`` for the right side.  The
-    repair tasks depend on the state alone, so they run where the chunk lives."""
+    :mod:`semisep.backends.numpy.chunk_passes` takes them, ``reverse`` for the right side.
+    logdet's and solve's rounds (:func:`rounds`) pass states between tasks, and a repair task
+    that the scheduler places away from the chunk takes the blocks along; the resolvent
+    diagonal's graph (:mod:`._resolvent`) builds a state inside each task from the chunk's
+    blocks and hands on only its few numbers."""
 
     last: Any
     g_used: Any

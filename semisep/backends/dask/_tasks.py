@@ -12,6 +12,7 @@ ratio entering the chunk; the second passes take the carry ratios ``gL, gR (B,)`
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,32 @@ def transfer(alpha, betaL, beta_out, sides: str, active=None, shift=None):
 
 def pick(pair, i: int):
     return pair[i]
+
+
+# -- the pivot guard's reductions: one read of a block, no temporaries ---------------------------
+def amax_parts(x: np.ndarray) -> tuple:
+    """``(max(max|Re x|, max|Im x|),)`` along the last axis (NaN where the block has one)."""
+    out = None
+    for p in ((x.real, x.imag) if np.iscomplexobj(x) else (x,)):
+        m = np.maximum(np.max(p, axis=-1), -np.min(p, axis=-1))
+        out = m if out is None else np.maximum(out, m)
+    return (out,)
+
+
+def max_of(*parts) -> tuple:
+    """:func:`amax_parts` of several blocks combined."""
+    return (functools.reduce(np.maximum, [p[0] for p in parts]),)
+
+
+def lo_hi(x: np.ndarray) -> tuple:
+    """``(min, max)`` along the last axis."""
+    return np.min(x, axis=-1), np.max(x, axis=-1)
+
+
+def lo_hi_of(*parts) -> tuple:
+    """:func:`lo_hi` of several blocks combined."""
+    return (functools.reduce(np.minimum, [p[0] for p in parts]),
+            functools.reduce(np.maximum, [p[1] for p in parts]))
 
 
 # -- scans over the chunks' few numbers --------------------------------------------------------

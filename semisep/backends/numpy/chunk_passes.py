@@ -26,13 +26,13 @@ import math
 
 import numba
 import numpy as np
-from numba import prange
 
-from .. import SINGULAR_FACTOR
-from .._numba import jit, key_caches_on_constants
+from .. import SINGULAR_FACTOR  # noqa: F401 - frozen into the kernels calling the resolvent row kernel
+from .._numba import key_caches_on_constants
 from .chunks import _BIG  # the accumulated matrices are rescaled outside [1/BIG, BIG]
 from .chunks import _maxabs as _mx
-from .scalars import _JIT, _combine_step, _guarded_recip, _pivot_step, _shifted, _times
+from .scalars import _JIT, _guarded_recip, _shifted, _times
+from .sweeps import resolvent_row_carried  # the whole-chain kernel, carries entering
 from .twins import resolvent_diagonal_ref
 
 __all__ = [
@@ -89,9 +89,9 @@ def _transfer_pair_row(diag, shift, b_in, beta, b_out, ML, MR):
     MR[0, 0], MR[0, 1], MR[1, 0], MR[1, 1] = r00 * s, r01 * s, r10 * s, r11 * s
 
 
-@jit(parallel=True, **_JIT)
+@numba.njit(**_JIT)
 def _transfer_pair_batch(diag, shift, b_in, beta, b_out, ML, MR):
-    for r in prange(diag.shape[0]):
+    for r in range(diag.shape[0]):
         _transfer_pair_row(diag[r], shift[r], b_in[r], beta[r], b_out[r], ML[r], MR[r])
 
 
@@ -137,57 +137,10 @@ def transfer_pair(diag, shift, b_in, beta, b_out):
 
 
 @numba.njit(**_JIT)
-def _resolvent_chunk_row(diag, shift, b_in, beta, b_out, gLc, gRc, pivmin, G):
-    """The two-sided resolvent sweep of :func:`semisep.backends.numpy.sweeps._resolvent_row_twosided`
-    on one chunk row, with the carries entering its ends: the left sweep starts from ``gLc``
-    through ``b_in``, the right one from ``gRc`` through ``b_out``, and the end elements combine
-    with them.  Returns ``(guarded, singular, gL_e, gR_s)``, the last two the ratios leaving the
-    chunk."""
-    n = diag.shape[0]
-    q = SINGULAR_FACTOR * pivmin
-    h = n // 2
-    guarded = 0
-    singular = False
-    gl = gLc
-    gr = gRc
-    for k in range(h):
-        j = n - 1 - k
-        gl, g1 = _pivot_step(diag[k], shift, beta[k - 1] if k > 0 else b_in, gl, pivmin)
-        gr, g2 = _pivot_step(diag[j], shift, beta[j] if j < n - 1 else b_out, gr, pivmin)
-        guarded += g1 + g2
-        G[k] = gl
-        G[j] = gr
-    if n - h > h:  # odd: the middle position is one more right-sweep step
-        gr, g2 = _pivot_step(diag[h], shift, beta[h] if h < n - 1 else b_out, gr, pivmin)
-        guarded += g2
-        G[h] = gr
-    for k in range(h):  # i = h .. (left sweep), j = h-1 .. 0 (right sweep)
-        i = h + k
-        j = h - 1 - k
-        more = i < n - 1
-        x, gl, g1, s1 = _combine_step(diag[i], shift, beta[i - 1], gl, beta[i] if more else b_out,
-                                      G[i + 1] if more else gRc, pivmin, q)
-        y, gr, g2, s2 = _combine_step(diag[j], shift, beta[j], gr, beta[j - 1] if j > 0 else b_in,
-                                      G[j - 1] if j > 0 else gLc, pivmin, q)
-        G[i] = x
-        G[j] = y
-        guarded += g1 + g2
-        singular |= s1 | s2
-    if n - h > h:  # odd: the last position
-        i = n - 1
-        x, gl, g1, s1 = _combine_step(diag[i], shift, beta[i - 1] if i > 0 else b_in, gl, b_out, gRc,
-                                      pivmin, q)
-        G[i] = x
-        guarded += g1
-        singular |= s1
-    return guarded, singular, gl, gr
-
-
-@jit(parallel=True, **_JIT)
 def _resolvent_chunk_batch(diag, shift, b_in, beta, b_out, gLc, gRc, pivmin, G, guarded, singular, lastL,
                            lastR):
-    for r in prange(diag.shape[0]):
-        guarded[r], singular[r], lastL[r], lastR[r] = _resolvent_chunk_row(
+    for r in range(diag.shape[0]):
+        guarded[r], singular[r], lastL[r], lastR[r] = resolvent_row_carried(
             diag[r], shift[r], b_in[r], beta[r], b_out[r], gLc[r], gRc[r], pivmin[r], G[r])
 
 
@@ -235,9 +188,9 @@ def _sweep_row(diag, shift, b_in, beta, b_out, reverse, g, pm):
     return g
 
 
-@jit(parallel=True, **_JIT)
+@numba.njit(**_JIT)
 def _sweep_batch(diag, shift, b_in, beta, b_out, reverse, g_in, pm, out):
-    for r in prange(diag.shape[0]):
+    for r in range(diag.shape[0]):
         out[r] = _sweep_row(diag[r], shift[r], b_in[r], beta[r], b_out[r], reverse, g_in[r], pm[r])
 
 
@@ -265,9 +218,9 @@ def _sweep_pair_row(diag, shift, b_in, beta, b_out, gl, gr, pm):
     return gl, gr
 
 
-@jit(parallel=True, **_JIT)
+@numba.njit(**_JIT)
 def _sweep_pair_batch(diag, shift, b_in, beta, b_out, gL, gR, pm, outL, outR):
-    for r in prange(diag.shape[0]):
+    for r in range(diag.shape[0]):
         outL[r], outR[r] = _sweep_pair_row(diag[r], shift[r], b_in[r], beta[r], b_out[r], gL[r], gR[r], pm[r])
 
 
@@ -307,10 +260,10 @@ def _repair_row(diag, shift, b_in, beta, b_out, reverse, g_old, g_new, pm, tol, 
     return 0, n, g_new
 
 
-@jit(parallel=True, **_JIT)
+@numba.njit(**_JIT)
 def _repair_batch(diag, shift, b_in, beta, b_out, reverse, g_old, g_new, pm, rows, tol, ref, block, stall,
                   status, steps, last):
-    for j in prange(rows.shape[0]):
+    for j in range(rows.shape[0]):
         r = rows[j]
         st, ns, g = _repair_row(diag[r], shift[r], b_in[r], beta[r], b_out[r], reverse, g_old[r], g_new[r],
                                 pm[r], tol, ref[r], block, stall)

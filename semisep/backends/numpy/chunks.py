@@ -20,6 +20,11 @@ Carries.  With the carry ``gL_{s-1}`` from the left and ``gR_{e+1}`` from the ri
 chunk's own sweeps on ``alpha'`` with ``alpha'_s = alpha_s - beta_{s-1} gL_{s-1}`` and
 ``alpha'_e = alpha_e - beta_e gR_{e+1}`` are the global sweeps restricted to the chunk (Schur
 complements of the rest of the chain), so the whole-chain kernels serve as second passes.
+
+Threads.  The kernels here and in :mod:`.chunk_passes` loop over a block's rows on the calling
+thread (no ``parallel=True``): they run inside Dask tasks, and Dask supplies the parallelism
+(one task per chunk and block of rows, a worker thread each); a thread pool per task would
+oversubscribe the cores of a worker with several threads.
 """
 
 from __future__ import annotations
@@ -28,10 +33,9 @@ import math
 
 import numba
 import numpy as np
-from numba import prange
 
 from .. import SINGULAR_FACTOR
-from .._numba import jit, key_caches_on_constants
+from .._numba import key_caches_on_constants
 from .scalars import _JIT, _guard, _recip
 
 __all__ = [
@@ -107,9 +111,9 @@ def _transfer_row(alpha, betaL, beta_out, shift, reverse, M):
     _pow2_rescale(m, M)
 
 
-@jit(parallel=True, **_JIT)
+@numba.njit(**_JIT)
 def _transfer_batch(alpha, betaL, beta_out, shift, reverse, M):
-    for r in prange(alpha.shape[0]):
+    for r in range(alpha.shape[0]):
         _transfer_row(alpha[r], betaL[r % betaL.shape[0]], beta_out[r % beta_out.shape[0]], shift[r],
                       reverse, M[r])
 
@@ -172,9 +176,9 @@ def _left_chunk_row(alpha, beta, beta_out, pivmin, is_last, gL, want_gL):
     return logabs, phase, guarded, singular
 
 
-@jit(parallel=True, **_JIT)
+@numba.njit(**_JIT)
 def _left_chunk_batch(alpha, beta, beta_out, pivmin, is_last, gL, want_gL, logabs, phase, guarded, singular):
-    for r in prange(alpha.shape[0]):
+    for r in range(alpha.shape[0]):
         la, ph, gd, sg = _left_chunk_row(alpha[r], beta[r], beta_out[r], pivmin[r], is_last, gL[r], want_gL)
         logabs[r] = la
         phase[r] = ph
@@ -209,11 +213,11 @@ def left_chunk(alpha, beta, beta_out, pivmin, is_last, want_gL=True):
     return (gL if want_gL else None), logabs, phase, guarded, singular
 
 
-@jit(parallel=True, **_JIT)
+@numba.njit(**_JIT)
 def _affine_batch(m, f, carry, reverse, y, P):
     B, C = m.shape
     k = f.shape[2]
-    for r in prange(B):
+    for r in range(B):
         p = m[r, 0] * 0 + 1.0
         for j in range(k):
             y_prev = carry[r, j]

@@ -193,8 +193,23 @@ def _pivots_rows_paired(diag, shift, beta, pivmin, G, gL, gR, a, b, guarded, sin
 
 @numba.njit(**_JIT)
 def _resolvent_row_twosided(diag, shift, beta, pivmin, G):
-    """``G_ii`` of one row with ``alpha_i = diag_i - shift``; returns (guarded, singular).
+    """``G_ii`` of one row with ``alpha_i = diag_i - shift``; returns (guarded, singular):
+    :func:`resolvent_row_carried` with nothing entering at the chain's ends."""
+    zg = diag[0] * 0 + shift * 0  # a zero typed like alpha
+    zb = beta.dtype.type(0)
+    guarded, singular, _, _ = resolvent_row_carried(diag, shift, zb, beta, zb, zg, zg, pivmin, G)
+    return guarded, singular
 
+
+@numba.njit(**_JIT)
+def resolvent_row_carried(diag, shift, b_in, beta, b_out, gLc, gRc, pivmin, G):
+    """``G_ii`` of one row with ``alpha_i = diag_i - shift`` and carries entering at its ends:
+    returns (guarded, singular, gL_last, gR_first).
+
+    The row is a whole chain (``b_in = b_out = 0``, ``gLc = gRc = 0``: :func:`_resolvent_row_twosided`)
+    or a chunk of one (the Dask backend's resolvent pass): the left sweep starts from the carry
+    ``gLc = gL_{s-1}`` through the coupling ``b_in = beta_{s-1}``, the right one from
+    ``gRc = gR_{e+1}`` through ``b_out = beta_e``, and the end elements combine with them.
     The LU sweep (from the left) and the UL sweep (from the right) are independent
     recursions, each latency-bound on its reciprocal; they run interleaved so that the CPU
     overlaps them.  Phase 1 (:func:`_pivot_step`): both sweeps up to the middle,
@@ -203,47 +218,47 @@ def _resolvent_row_twosided(diag, shift, beta, pivmin, G):
     ``G[i+1]``), the right sweep over ``[0, h)`` likewise with ``gL_{j-1}`` in ``G[j-1]``.
     Every pivot of both sweeps is formed and guard-counted, as in the reference; each element
     costs three reciprocals, one row reads ``diag`` twice and ``G`` once and writes ``G``
-    twice.  The steps take scalars (a zero ``b`` and ``g`` where a neighbour is missing).
+    twice.  The steps take scalars (the coupling and carry at the ends).  The last two
+    results are the ratios leaving the row: ``gL`` at its last element, ``gR`` at its first.
     """
     n = diag.shape[0]
     q = SINGULAR_FACTOR * pivmin
     h = n // 2
     guarded = 0
     singular = False
-    zg = diag[0] * 0 + shift * 0  # a zero typed like alpha
-    zb = beta.dtype.type(0)
-    gl = gr = zg
+    gl = gLc
+    gr = gRc
     for k in range(h):
         j = n - 1 - k
-        gl, g1 = _pivot_step(diag[k], shift, beta[k - 1] if k > 0 else zb, gl, pivmin)
-        gr, g2 = _pivot_step(diag[j], shift, beta[j] if j < n - 1 else zb, gr, pivmin)
+        gl, g1 = _pivot_step(diag[k], shift, beta[k - 1] if k > 0 else b_in, gl, pivmin)
+        gr, g2 = _pivot_step(diag[j], shift, beta[j] if j < n - 1 else b_out, gr, pivmin)
         guarded += g1 + g2
         G[k] = gl
         G[j] = gr
     if n - h > h:  # odd N: the middle position is one more right-sweep step
-        gr, g2 = _pivot_step(diag[h], shift, beta[h] if h < n - 1 else zb, gr, pivmin)
+        gr, g2 = _pivot_step(diag[h], shift, beta[h] if h < n - 1 else b_out, gr, pivmin)
         guarded += g2
         G[h] = gr
     for k in range(h):  # i = h .. N-1 (left sweep), j = h-1 .. 0 (right sweep)
         i = h + k
         j = h - 1 - k
         more = i < n - 1
-        x, gl, g1, s1 = _combine_step(diag[i], shift, beta[i - 1], gl, beta[i] if more else zb,
-                                      G[i + 1] if more else zg, pivmin, q)
-        y, gr, g2, s2 = _combine_step(diag[j], shift, beta[j], gr, beta[j - 1] if j > 0 else zb,
-                                      G[j - 1] if j > 0 else zg, pivmin, q)
+        x, gl, g1, s1 = _combine_step(diag[i], shift, beta[i - 1], gl, beta[i] if more else b_out,
+                                      G[i + 1] if more else gRc, pivmin, q)
+        y, gr, g2, s2 = _combine_step(diag[j], shift, beta[j], gr, beta[j - 1] if j > 0 else b_in,
+                                      G[j - 1] if j > 0 else gLc, pivmin, q)
         G[i] = x
         G[j] = y
         guarded += g1 + g2
         singular |= s1 | s2
     if n - h > h:  # odd N: the last position, gamma_{N-1} = t_{N-1}
         i = n - 1
-        x, gl, g1, s1 = _combine_step(diag[i], shift, beta[i - 1] if i > 0 else zb, gl, zb, zg,
+        x, gl, g1, s1 = _combine_step(diag[i], shift, beta[i - 1] if i > 0 else b_in, gl, b_out, gRc,
                                       pivmin, q)
         G[i] = x
         guarded += g1
         singular |= s1
-    return guarded, singular
+    return guarded, singular, gl, gr
 
 
 @jit(parallel=True, **_JIT)

@@ -413,8 +413,8 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
                 out = bk.astype(ldT.real + logabs, cdt) + 1j * bk.astype(phase, cdt)
             else:
                 # real: det(T - zI) and det K are real, the phase is exactly 0 or pi
-                if bk.is_complex(ldT.dtype):  # phase 0 or pi, up to a chunked phase sum's rounding
-                    re, negT = ldT.real, abs(ldT.imag) > 0.5 * np.pi
+                if bk.is_complex(ldT.dtype):  # a real problem's phase: exactly 0 or pi on every kernel
+                    re, negT = ldT.real, ldT.imag != 0
                 else:
                     re, negT = ldT, ldT != ldT  # all False
                 neg = negT ^ (sign < 0)

@@ -200,3 +200,37 @@ def test_fixed_repair_has_no_host_sync_and_ops_independent_of_n(monkeypatch):
         for path, Gc in G.items():
             assert _rel_err(Gc, G0[path]) <= 1e-14, path
     assert counts[1 << 12] == counts[1 << 14], counts
+
+
+def _real_rows(N: int, dtype):
+    """Four rows of ``T - zI`` for real symmetric chains at real shifts: determinants of both
+    signs (the sign of a row is ``(-1)^(negative pivots)``) and, in the last two rows, every
+    pivot negative (``diag`` in ``[-3.3, -1.3]``, off-diagonals in ``[0.5, 1]``)."""
+    rng = np.random.default_rng(N)
+    diag = np.stack([rng.uniform(-1, 1, N), 2.0 + rng.uniform(-1, 1, N),
+                     -2.3 + rng.uniform(-1, 1, N), -2.3 + rng.uniform(-1, 1, N)])
+    beta = rng.uniform(0.5, 1, (4, N - 1)) ** 2
+    return torch.from_numpy(diag).to(dtype), torch.from_numpy(beta).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("N", [300, 301, 4097, 1 << 16])
+def test_real_logdet_phase_exact(N, dtype):
+    """A real problem's chunked log-determinant (the CUDA path) has the sequential kernel's
+    phase exactly: 0 where the determinant is positive and pi where it is negative, with no
+    chunked phase sum's rounding (which left ``-pi + 2e-13`` where the answer is ``pi``, and
+    ``~1e-13`` where it is 0).  The torch.func path ("reference", a pivoted loop) too, at the
+    smaller N.  Real parts within ``1e4 eps`` relative."""
+    be = TorchBackend()
+    alpha, beta = _real_rows(N, dtype)
+    pm = torch.full((4,), 1e-30 if dtype == torch.float32 else 1e-300, dtype=torch.float64)
+    seq, _, _ = be.logdet(alpha, beta, pm, method="sequential")
+    methods = ["chunked", "reference"] if N <= 301 else ["chunked"]
+    for method in methods:
+        ld, _, singular = be.logdet(alpha, beta, pm, method=method)
+        assert not bool(singular.any())
+        assert torch.equal(ld.imag, seq.imag), (method, ld.imag.tolist(), seq.imag.tolist())
+        torch.testing.assert_close(ld.real, seq.real, rtol=1e4 * torch.finfo(dtype).eps, atol=0)
+    assert set(seq.imag.tolist()) <= {0.0, float(np.float32(np.pi)) if dtype == torch.float32 else np.pi}
+    if N in (300, 301):  # rows of both signs among the cases
+        assert {0.0} < set(seq.imag.tolist())

@@ -33,9 +33,22 @@ class CapacitanceChecks:
     rank: Any
     V: Any
 
-    def _capacitance(self, X: Any, what: str, z: Any):
-        """``K = I_r + V^T X`` and its condition numbers; raises if K is singular."""
-        return self._check_capacitance(self._capacitance_matrix(X), what, z, stacklevel=6)
+    def _capacitance(self, X: Any, what: str, z: Any, B: Any):
+        """``(K, cond_2(K), K^{-1} B)`` for ``K = I_r + V^T X``; raises if K is singular.
+
+        Where the backend defers reads (a GPU), ``K^{-1} B`` is solved before the capacitance
+        check's read, without the solver's own host sync (``bk.linalg.solve_ex``), and its
+        error flag is read with the check's flags; where it is set (K passed the check but
+        its LU factorization failed), the solve runs again and raises what the solver raises,
+        as on the host path, where the check comes first and the solve after it."""
+        bk = self._backend
+        K = self._capacitance_matrix(X)
+        if bk.host_reads(K) is None:
+            K, cond = self._check_capacitance(K, what, z, stacklevel=6)
+            return K, cond, la.solve(bk, K, B)
+        sol, ok = bk.linalg.solve_ex(K, B)
+        K, cond, (ok_h,) = self._check_capacitance(K, what, z, stacklevel=6, flags=(ok,))
+        return K, cond, sol if ok_h else la.solve(bk, K, B)
 
     def _capacitance_matrix(self, X: Any) -> Any:
         """``K = I_r + V^T X``, (..., r, r)."""
@@ -86,7 +99,6 @@ class CapacitanceChecks:
             loc = f" at batch index {idx}"
         zs = z if isinstance(z, (bool, int, float, complex)) else "the given z"
         raise_or_warn(what, r, bad, cond, rel, eps, zs, loc, stacklevel + 1)
-        return K, cond
         return K, cond
 
 

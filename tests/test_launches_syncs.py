@@ -77,7 +77,8 @@ class _ValueShapedOps(TorchDispatchMode):
         index = args[1] if name == "aten::index" and len(args) > 1 else ()
         if name in _SVD_OPS:
             self.count["svd"] += 1
-        elif name in _SYNCING_OPS or any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index):
+        elif name in _SYNCING_OPS or any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                                         for i in index):
             self.count["repair" if self.count["in_repair"] else "n"] += 1
         return func(*args, **(kwargs or {}))
 
@@ -705,7 +706,8 @@ def test_low_rank_solver_flag_read_with_the_check(case, monkeypatch):
     assert flagged and torch.equal(got, want)
 
     def raising(K, B):
-        raise torch.linalg.LinAlgError("linalg.solve: The solver failed because the input matrix is singular.")
+        raise torch.linalg.LinAlgError("linalg.solve: The solver failed because the input matrix is "
+                                       "singular.")
 
     monkeypatch.setattr(torch.linalg, "solve", raising)
     msg = _same_error(monkeypatch, call, torch.linalg.LinAlgError)

@@ -4,6 +4,11 @@ Run on a machine with a CUDA device (from the repository root)::
 
     python benchmarks/gpu_check.py --out gpu_check.json [--budget 480]
 
+and, without one, ``--dry-run`` (every step on CPU: tests/test_cuda.py in its CPU imitation, the
+Triton tests and benchmarks under Triton's interpreter where triton is importable, the
+benchmarks at tiny shapes; no budget): a check that the script and each step run end to end,
+so that the first lent GPU does not fail on a typo.  Its figures mean nothing.
+
 Steps, each in a subprocess with its own time limit so that one hang cannot eat the budget:
 
 1. the environment: torch, CUDA, triton, the device name and memory;
@@ -15,13 +20,18 @@ Steps, each in a subprocess with its own time limit so that one hang cannot eat 
    near chunk boundaries, complex128 (with and without the boundary repair) and complex64
    (worked in double or in single precision), and ``torch.compile(fullgraph=True)`` of their
    operator ``semisep::fused_resolvent_diagonal`` against its eager values;
-5. ``benchmarks/bench_cuda.py --json`` (the batch-64, N = 2^20 complex64 target against a
-   device-to-device copy; chunk-length variants with kernel counts, the fused kernels with and
-   without the repair and in single or double precision; the batch-8 forward and
-   forward+backward sweep), ``--quick`` when the budget is short.
+5. ``benchmarks/bench_cuda.py --counts --json``: kernel launches and host syncs of one public
+   call (chunked Tridiagonal and low-rank calls, forward and backward) at N = 2^14 and 2^20;
+6. ``benchmarks/bench_cuda.py --json`` (the batch-64, N = 2^20 complex64 target against a
+   device-to-device copy, forward and forward+backward; chunk-length variants with kernel
+   counts, the fused kernels with and without the repair and in single or double precision
+   ("wide"); the batch-8 forward and forward+backward sweep), ``--quick`` when the budget is
+   short.
 
-The JSON holds each step's exit status, wall time, and output tail, so a failed step still
-says why.  Without a GPU the script records that and exits 2.
+Budget shares (of ``--budget``, 480 s by default, under 8 minutes with the start-up): tests
+45 %, large shapes 15 %, accuracy 10 %, counts 8 %, the benchmark what is left.  The JSON holds
+each step's exit status, wall time, and output tail, so a failed step still says why.  Without
+a GPU (and without ``--dry-run``) the script records that and exits 2.
 """
 
 from __future__ import annotations
@@ -40,9 +50,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run(cmd: list[str], timeout: float) -> dict[str, Any]:
+def _run(cmd: list[str], timeout: float, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(extra_env or {})
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         rc, out = p.returncode, p.stdout + p.stderr
@@ -89,48 +100,64 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="gpu_check.json")
     p.add_argument("--budget", type=float, default=480.0, help="seconds for all steps together")
+    p.add_argument("--dry-run", action="store_true",
+                   help="every step on CPU (no GPU needed, no time limit): the script's own check")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     res: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                           "environment": _environment()}
+                           "environment": _environment(), "dry_run": args.dry_run}
     out = Path(args.out)
-    if not res["environment"]["cuda_available"]:
+    if not res["environment"]["cuda_available"] and not args.dry_run:
         res["skipped"] = "no CUDA device"
         out.write_text(json.dumps(res, indent=1))
         print("gpu_check: no CUDA device; nothing checked")
         return 2
+    dry = args.dry_run
+    # the dry run: test_cuda.py in its CPU imitation, Triton's interpreter for the fused kernels
+    env = {"SEMISEP_CUDA_TESTS_ON": "cpu", "TRITON_INTERPRET": "1"} if dry else {}
+    limit = (lambda share: 3600.0) if dry else (lambda share: share * args.budget)
+    flag = ["--dry-run"] if dry else []
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
         res["tests"] = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              "tests/test_cuda.py", "tests/test_triton_resolvent.py",
                              "tests/test_triton_launch.py",
-                             f"--junitxml={junit}"], timeout=0.45 * args.budget)
+                             f"--junitxml={junit}"], timeout=limit(0.45), extra_env=env)
         res["tests"]["summary"] = _junit_summary(junit)
         large_json = Path(tmp) / "large.json"
         res["large"] = _run([sys.executable, "benchmarks/gpu_large.py", "--json", str(large_json)],
-                            timeout=0.15 * args.budget)
+                            timeout=limit(0.15), extra_env=env)
         if large_json.exists():
             res["large"]["result"] = json.loads(large_json.read_text())
         acc_json = Path(tmp) / "accuracy.json"
-        res["accuracy"] = _run([sys.executable, "benchmarks/fused_accuracy.py", "--json",
-                                str(acc_json)], timeout=0.1 * args.budget)
+        res["accuracy"] = _run([sys.executable, "benchmarks/fused_accuracy.py", "--json", str(acc_json)]
+                               + (["--interpret"] if dry else []), timeout=limit(0.1), extra_env=env)
         if acc_json.exists():
             res["accuracy"]["result"] = json.loads(acc_json.read_text())
+        counts_json = Path(tmp) / "counts.json"
+        res["counts"] = _run([sys.executable, "benchmarks/bench_cuda.py", "--counts", "--json",
+                              str(counts_json)] + flag, timeout=limit(0.08), extra_env=env)
+        if counts_json.exists():
+            res["counts"]["result"] = json.loads(counts_json.read_text())
         left = args.budget - (time.perf_counter() - t0)
         bench_json = Path(tmp) / "bench.json"
-        cmd = [sys.executable, "benchmarks/bench_cuda.py", "--json", str(bench_json)]
-        if left < 300:
+        cmd = [sys.executable, "benchmarks/bench_cuda.py", "--json", str(bench_json)] + flag
+        if left < 300 and not dry:
             cmd.append("--quick")
-        res["bench"] = _run(cmd, timeout=max(left - 10, 30))
+        res["bench"] = _run(cmd, timeout=3600.0 if dry else max(left - 10, 30), extra_env=env)
         if bench_json.exists():
             res["bench"]["result"] = json.loads(bench_json.read_text())
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     out.write_text(json.dumps(res, indent=1))
     s = res["tests"]["summary"]
-    print(f"gpu_check: tests rc={res['tests']['rc']} {s}; large rc={res['large']['rc']}; "
-          f"accuracy rc={res['accuracy']['rc']}; bench rc={res['bench']['rc']}; "
+    # without CUDA gpu_large.py exits 2 (it has no CPU form): in a dry run that is its pass
+    ok_large = (2,) if dry and not res["environment"]["cuda_available"] else (0,)
+    print(f"gpu_check{' (dry run)' if dry else ''}: tests rc={res['tests']['rc']} {s}; "
+          f"large rc={res['large']['rc']}; accuracy rc={res['accuracy']['rc']}; "
+          f"counts rc={res['counts']['rc']}; bench rc={res['bench']['rc']}; "
           f"{res['wall_s']} s; written to {out}")
-    return 0 if all(res[k]["rc"] == 0 for k in ("tests", "large", "accuracy", "bench")) else 1
+    steps_ok = all(res[k]["rc"] == 0 for k in ("tests", "accuracy", "counts", "bench"))
+    return 0 if steps_ok and res["large"]["rc"] in ok_large else 1
 
 
 if __name__ == "__main__":

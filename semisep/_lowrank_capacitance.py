@@ -33,9 +33,22 @@ class CapacitanceChecks:
     rank: Any
     V: Any
 
-    def _capacitance(self, X: Any, what: str, z: Any):
-        """``K = I_r + V^T X`` and its condition numbers; raises if K is singular."""
-        return self._check_capacitance(self._capacitance_matrix(X), what, z, stacklevel=6)
+    def _capacitance(self, X: Any, what: str, z: Any, B: Any):
+        """``(K, cond_2(K), K^{-1} B)`` for ``K = I_r + V^T X``; raises if K is singular.
+
+        Where the backend defers reads (a GPU), ``K^{-1} B`` is solved before the capacitance
+        check's read, without the solver's own host sync (``bk.linalg.solve_ex``), and its
+        error flag is read with the check's flags; where it is set (K passed the check but
+        its LU factorization failed), the solve runs again and raises what the solver raises,
+        as on the host path, where the check comes first and the solve after it."""
+        bk = self._backend
+        K = self._capacitance_matrix(X)
+        if bk.host_reads(K) is None:
+            K, cond = self._check_capacitance(K, what, z, stacklevel=6)
+            return K, cond, la.solve(bk, K, B)
+        sol, ok = bk.linalg.solve_ex(K, B)
+        K, cond, (ok_h,) = self._check_capacitance(K, what, z, stacklevel=6, flags=(ok,))
+        return K, cond, sol if ok_h else la.solve(bk, K, B)
 
     def _capacitance_matrix(self, X: Any) -> Any:
         """``K = I_r + V^T X``, (..., r, r)."""
@@ -46,38 +59,36 @@ class CapacitanceChecks:
         """``(K, cond_2(K))``; raises if K is singular to working precision, warns if it is
         ill-conditioned (``stacklevel`` names the public method's caller).
 
-        Where the backend defers reads (:meth:`Backend.host_reads`: a GPU), the certificate and
-        the warning's test are computed on the device and read in one host sync, together
-        with the caller's 0-d ``flags``; ``cond`` then stays on the device (a tensor, made a
-        NumPy array by :func:`_host_cond` where ``return_info`` asks for it), and the host
-        computation below runs only where one of them fires (it raises or warns).  Inside a
-        spanning scope (a call read once, :meth:`TridiagonalPlusLowRank._one_read`) this read is
-        the call's one: it also checks every answer its tridiagonal calls took without a read.
-        Returns ``(K, cond, flag_values)`` where ``flags`` are given."""
+        The singular values are computed on the host (NumPy, float64 results) from a host copy
+        of the r x r matrices.  Where the backend defers reads (:meth:`Backend.host_reads`: a
+        GPU), that copy travels with the caller's 0-d ``flags`` in one host sync
+        (:meth:`HostReads.settle_with`): a singular value decomposition on the device would
+        sync by itself (it reads its convergence codes on the host).  Inside a spanning scope
+        (a call read once, :meth:`TridiagonalPlusLowRank._one_read`) this read is the call's
+        one: it also checks every answer its tridiagonal calls took without a read.  Returns
+        ``(K, cond, flag_values)`` where ``flags`` are given (a None flag reads False)."""
         bk = self._backend
         reads = bk.host_reads(K) if K.shape[-1] else None
         if reads is not None:
-            cond, bad, ill = _capacitance_flags(bk, K)
             with reads:
-                bad_h, ill_h, *values = reads.settle(bad, ill, *flags)
-            if not bad_h and not ill_h:
-                return (K, cond, values) if flags else (K, cond)
-        elif flags:
-            values = [bool(f) for f in flags]
-        out = self._check_capacitance_host(K, what, z, stacklevel + 1)
+                Kh, values = reads.settle_with(K, *flags)
+        else:
+            Kh, values = np.asarray(bk.to_numpy(K)), [bool(f) for f in flags]
+        out = self._check_capacitance_host(K, Kh, what, z, stacklevel + 1)
         return (*out, values) if flags else out
 
-    def _check_capacitance_host(self, K: Any, what: str, z: Any, stacklevel: int):
-        """:meth:`_check_capacitance` read on the host as it goes: ``(K, cond)``."""
+    def _check_capacitance_host(self, K: Any, Kh: np.ndarray, what: str, z: Any, stacklevel: int):
+        """:meth:`_check_capacitance` on ``Kh``, ``K``'s values on the host: ``(K, cond)``."""
         bk = self._backend
         r = self.rank
-        cond = la.condition_number(bk, K)
+        s = _singular_values(Kh)
+        cond = _condition_number(s)
         eps = bk.eps(K.dtype)
         # the certificate: K = I + V^T X is formed with errors of order eps (1 + ||V^T X||_2),
         # so where sigma_min(K) <= SINGULAR_FACTOR eps (1 + ||K - I||_2) it cannot be told from
         # a singular matrix, and neither can H - zI (det(H - zI) = det(T - zI) det(K)); this
         # also catches r = 1, where cond_2(K) is always 1
-        rel = _relative_capacitance_cond(bk, K)
+        rel = _relative_cond(Kh, s)
         bad = ~(np.maximum(cond, rel) * eps < 1.0 / SINGULAR_FACTOR)
         batch = tuple(K.shape[:-2])
         loc = ""
@@ -86,7 +97,6 @@ class CapacitanceChecks:
             loc = f" at batch index {idx}"
         zs = z if isinstance(z, (bool, int, float, complex)) else "the given z"
         raise_or_warn(what, r, bad, cond, rel, eps, zs, loc, stacklevel + 1)
-        return K, cond
         return K, cond
 
 
@@ -122,41 +132,46 @@ def _sub(info: bool, fn: Any, /, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
     return out if info else (out, None)
 
 
-def _capacitance_flags(bk, K: Any) -> tuple[Any, Any, Any]:
-    """On the device (r >= 1): ``(cond, bad, ill)``, ``cond_2(K)`` (float64, ``batch``) and
-    the 0-d flags of :meth:`TridiagonalPlusLowRank._check_capacitance_host`'s two tests (the
-    singular certificate fails somewhere; the worst ``cond_2(K) eps`` exceeds 1e-3), with its
-    arithmetic: the singular values in float64, ``inf`` where ``sigma_min = 0``, NaN failing.
-    Only backends that defer reads call it (torch tensors: ``double``, ``where``)."""
-    r = K.shape[-1]
-    s = la.svdvals(bk, K).double()
-    smax, smin = s[..., 0], s[..., -1]
-    dev = la.svdvals(bk, K - la.eye(bk, r, K.dtype, like=K)).double()[..., 0]
-    pos = smin > 0
-    safe = smin.where(pos, 1.0)
-    cond = (smax / safe).where(pos, np.inf)
-    rel = ((1.0 + dev) / safe).where(pos, np.inf)
-    eps = bk.eps(K.dtype)
-    bad = ~(bk.maximum(cond, rel) * eps < 1.0 / SINGULAR_FACTOR)
-    ill = (cond * eps > 1e-3) | (cond != cond)  # NaN: as np.max, which propagates it
-    return cond, bad.any(), ill.any()
-
-
 def _host_cond(bk, cond: Any) -> np.ndarray:
     """``cond`` as a NumPy float64 array (from the device where :meth:`_check_capacitance`
     left it there)."""
     return cond if isinstance(cond, np.ndarray) else np.asarray(bk.to_numpy(cond), dtype=np.float64)
 
 
+def _singular_values(Kh: np.ndarray) -> np.ndarray:
+    """The singular values of each r x r matrix of ``Kh`` (NumPy, ``(..., r, r)``), descending,
+    as float64 ``(..., r)``; NaN for a matrix with a non-finite entry (LAPACK's SVD does not
+    converge on NaN: the certificate then fails, as for a singular matrix)."""
+    finite = np.isfinite(Kh).all(axis=(-2, -1))
+    safe = np.where(finite[..., None, None], Kh, 0)
+    s = np.linalg.svd(safe, compute_uv=False).astype(np.float64)
+    return np.where(finite[..., None], s, np.nan)
+
+
+def _condition_number(s: np.ndarray) -> np.ndarray:
+    """``cond_2 = sigma_max / sigma_min`` from the singular values ``s (..., r)``; ``inf``
+    where ``sigma_min`` is exactly 0; 1 for r = 0."""
+    if s.shape[-1] == 0:
+        return np.ones(s.shape[:-1])
+    smax, smin = s[..., 0], s[..., -1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(smin > 0, smax / np.where(smin > 0, smin, 1.0), np.inf)
+
+
 def _relative_capacitance_cond(bk, K: Any) -> np.ndarray:
-    """``(1 + ||K - I||_2) / sigma_min(K)`` per r x r matrix (NumPy float64; inf where K is
-    exactly singular): ``sigma_min(K)`` measured against the size of what K was formed from.
-    It bounds ``cond_2(K)`` from above."""
-    r = K.shape[-1]
+    """:func:`_relative_cond` of ``K`` on the host (NumPy float64; the Dask path's check)."""
+    Kh = np.asarray(bk.to_numpy(K))
+    return _relative_cond(Kh, _singular_values(Kh))
+
+
+def _relative_cond(Kh: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``(1 + ||K - I||_2) / sigma_min(K)`` per r x r matrix (float64; inf where K is exactly
+    singular) from ``Kh`` and its singular values ``s``: ``sigma_min(K)`` measured against
+    the size of what K was formed from.  It bounds ``cond_2(K)`` from above."""
+    r = Kh.shape[-1]
     if r == 0:
-        return np.ones(tuple(K.shape[:-2]))
-    smin = np.asarray(bk.to_numpy(la.svdvals(bk, K)), dtype=np.float64)[..., -1]
-    KmI = K - la.eye(bk, r, K.dtype, like=K)
-    dev = np.asarray(bk.to_numpy(la.svdvals(bk, KmI)), dtype=np.float64)[..., 0]
+        return np.ones(Kh.shape[:-2])
+    smin = s[..., -1]
+    dev = _singular_values(Kh - np.eye(r, dtype=Kh.dtype))[..., 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(smin > 0, (1.0 + dev) / np.where(smin > 0, smin, 1.0), np.inf)

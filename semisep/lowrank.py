@@ -356,9 +356,9 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
                 sol, pinfo = _sub(return_info, self.tridiagonal.solve, rhs, z,
                                   method=method, **ck, check_finite=check_finite)
                 y, X = sol[..., :k], sol[..., k:]
-                K, cond = self._capacitance(X, "solve", z)
                 Vt = la.mT(bk.astype(self.V, dtype))
-                x = y - X @ la.solve(bk, K, Vt @ y)
+                K, cond, w = self._capacitance(X, "solve", z, Vt @ y)
+                x = y - X @ w
         x = x[..., 0] if is_vec else x
         if not return_info:
             return x
@@ -413,8 +413,8 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
                 out = bk.astype(ldT.real + logabs, cdt) + 1j * bk.astype(phase, cdt)
             else:
                 # real: det(T - zI) and det K are real, the phase is exactly 0 or pi
-                if bk.is_complex(ldT.dtype):  # phase 0 or pi, up to a chunked phase sum's rounding
-                    re, negT = ldT.real, abs(ldT.imag) > 0.5 * np.pi
+                if bk.is_complex(ldT.dtype):  # a real problem's phase: exactly 0 or pi on every kernel
+                    re, negT = ldT.real, ldT.imag != 0
                 else:
                     re, negT = ldT, ldT != ldT  # all False
                 neg = negT ^ (sign < 0)
@@ -491,10 +491,9 @@ class TridiagonalPlusLowRank(CapacitanceChecks, FusedWoodbury, StructuredOperato
                 Y, pY = _sub(return_info, T.T.solve, Vb, z, method=method, **ck, check_finite=False)
                 pivots["solve"] = pX
                 pivots["solve_transpose"] = pY
-            K, cond = self._capacitance(X, "resolvent_diagonal", z)
             # K W^T = Y^T, (..., r, N): factor the r x r K once against I_r and apply K^{-1}
             # with one matmul (cheaper than a LAPACK solve with N right-hand sides)
-            Kinv = la.solve(bk, K, la.eye(bk, r, K.dtype, like=K))
+            K, cond, Kinv = self._capacitance(X, "resolvent_diagonal", z, la.eye(bk, r, X.dtype, like=X))
             Wt = Kinv @ la.mT(Y)
             out = G - la.sum_(bk, X * la.mT(Wt), -1)
         if not return_info:

@@ -54,13 +54,19 @@ class _Launches(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-#: ops whose output size depends on the values: a host sync on CUDA
-_SYNCING_OPS = ("aten::nonzero", "aten::masked_select", "aten::nonzero_static")
+#: ops that read device values on the host: a host sync on CUDA -- those whose output size
+#: depends on the values, and the dense solvers' error check (``torch.linalg.solve``, ``inv``,
+#: ``cholesky`` ... read their LAPACK ``info`` codes to raise; the ``_ex`` variants with
+#: ``check_errors=False`` do not)
+_SYNCING_OPS = ("aten::nonzero", "aten::masked_select", "aten::nonzero_static", "aten::_linalg_check_errors")
+#: the SVD checks its convergence codes on the host inside the op (no ``_ex`` variant): a sync
+#: on CUDA that cannot be deferred, counted apart (``count["svd"]``)
+_SVD_OPS = ("aten::_linalg_svd",)
 
 
 class _ValueShapedOps(TorchDispatchMode):
-    """Counts the ops whose output shape depends on tensor values (``nonzero``, boolean-mask
-    indexing, ``masked_select``): each is a host sync on CUDA."""
+    """Counts the ops that sync on CUDA (:data:`_SYNCING_OPS`, boolean-mask indexing), and the
+    SVDs apart (:data:`_SVD_OPS`)."""
 
     def __init__(self, count):
         super().__init__()
@@ -69,7 +75,10 @@ class _ValueShapedOps(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func._schema.name
         index = args[1] if name == "aten::index" and len(args) > 1 else ()
-        if name in _SYNCING_OPS or any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index):
+        if name in _SVD_OPS:
+            self.count["svd"] += 1
+        elif name in _SYNCING_OPS or any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                                         for i in index):
             self.count["repair" if self.count["in_repair"] else "n"] += 1
         return func(*args, **(kwargs or {}))
 
@@ -101,7 +110,7 @@ _SYNC_NAMES = ("__bool__", "item", "tolist", "cpu", "numpy", "__array__", "__int
 @contextlib.contextmanager
 def _syncs(monkeypatch):
     """Counts the host reads of tensor values (see the module docstring)."""
-    count = {"n": 0, "repair": 0, "in_repair": False}
+    count = {"n": 0, "repair": 0, "svd": 0, "in_repair": False}
     fresh: set[int] = set()
     from semisep.backends.torch import _boundary
 
@@ -446,9 +455,9 @@ _LOW_RANK_CALLS = {
 def test_low_rank_syncs(case, symmetric, cplx, monkeypatch):
     """``TridiagonalPlusLowRank`` on a device: one host sync per public call.  Its tridiagonal
     calls join one spanning scope and read nothing (:meth:`HostReads.spanning`); their checks
-    are read with the capacitance matrix's (its singular certificate, the ill-conditioning
-    test and, for logdet, the sign of a real result), and ``cond_2(K)`` stays on the device
-    unless ``return_info`` asks for it.  The chunk-boundary repair's syncs are counted apart,
+    are read with the capacitance matrix (whose singular certificate and ill-conditioning test
+    the host computes from that copy: no SVD on the device), the r x r solves' error flags
+    and, for logdet, the sign of a real result.  The chunk-boundary repair's syncs are counted apart,
     per tridiagonal call.  "grad": T's diagonal needs a gradient (the forward under autograd)."""
     n = 2048
     call, subcalls = _LOW_RANK_CALLS[case]
@@ -461,6 +470,10 @@ def test_low_rank_syncs(case, symmetric, cplx, monkeypatch):
     assert out.requires_grad == (cplx == "grad")
     assert s["n"] <= 1, s["n"]
     assert s["repair"] <= subcalls[0 if symmetric else 1] * _REPAIR_SYNC_BOUND
+    # no SVD on the device (each would sync on CUDA to read its convergence codes: there is no
+    # svd_ex): the capacitance check's singular values come from K's host copy, brought with
+    # the call's one read
+    assert s["svd"] == 0, s["svd"]
     assert torch.isfinite(out).all()
     K = torch.eye(2, dtype=torch.complex128) + 0.01 * torch.ones(2, 2, dtype=torch.complex128)
     with _syncs(monkeypatch) as s:
@@ -664,3 +677,39 @@ def test_low_rank_deferred_raises_and_warns(monkeypatch):
         assert torch.isfinite(G).all()
         ld = Hn.logdet(0.0, method="chunked")
     assert ld.is_complex() and ld.imag == np.pi and abs(ld.real) < 1e-15
+
+
+@pytest.mark.parametrize("case", ["resolvent", "solve"])
+def test_low_rank_solver_flag_read_with_the_check(case, monkeypatch):
+    """On a device the r x r solves of Woodbury (``K^{-1} I``, ``K^{-1} V^T y``) run before the
+    capacitance check's read, by ``torch.linalg.solve_ex`` (no host sync), and their error flag
+    is read with the check's; where it is set the solve runs again as on the host path:
+    the host path's values where that solve succeeds, and torch's own error, message for
+    message, where it raises."""
+    from semisep.backends.torch import linalg as tl
+
+    H = _low_rank(300, symmetric=False)
+    b = _rhs(300)[0]
+    call = {"resolvent": lambda: H.resolvent_diagonal(Z, method="chunked"),
+            "solve": lambda: H.solve(b, Z, method="chunked")}[case]
+    real = tl.solve_ex
+    flagged = []
+
+    def failing(K, B):  # the factorization "failed": a void solution and the flag set
+        X, ok = real(K, B)
+        flagged.append(True)
+        return torch.full_like(X, float("nan")), ok & False
+
+    want = call()
+    with _as_on_a_device(monkeypatch):
+        monkeypatch.setattr(tl, "solve_ex", failing)
+        got = call()
+    assert flagged and torch.equal(got, want)
+
+    def raising(K, B):
+        raise torch.linalg.LinAlgError("linalg.solve: The solver failed because the input matrix is "
+                                       "singular.")
+
+    monkeypatch.setattr(torch.linalg, "solve", raising)
+    msg = _same_error(monkeypatch, call, torch.linalg.LinAlgError)
+    assert msg.startswith("linalg.solve")

@@ -125,13 +125,20 @@ def test_kernels_index_in_int64():
         assert f.name == "_pid" or not calls, f"{f.name} reads tl.program_id without _pid"
     for f in kernels:  # the index type is a compile-time choice of every kernel
         assert f.args.args[-1].arg == "IDX64", f.name
+    lanes = next(f for f in defs if f.name == "_lanes")  # the prologue: nc in the index type first
+    first = next(s for s in lanes.body if isinstance(s, ast.Assign))
+    assert first.targets[0].id == "nc" and first.value.func.id == "_ix"
+    assert lanes.body[-1].value.elts[0].id == "nc"  # returned first
     for f in kernels:
         params = {a.arg for a in f.args.args}
         assert "fmax" not in params, f.name
-        # nc, nb: rebound in the index type before any use; B: only ever inside _ix(...)
+        # nc, nb: rebound in the index type before any use (by _ix, or as the first value of
+        # the shared prologue _lanes, which rebinds it by _ix); B: only ever inside _ix(...)
         head = [s for s in f.body if isinstance(s, ast.Assign)][:4]
         rebound = {s.targets[0].id for s in head if isinstance(s.targets[0], ast.Name)
                    and isinstance(s.value, ast.Call) and getattr(s.value.func, "id", "") == "_ix"}
+        rebound |= {s.targets[0].elts[0].id for s in head if isinstance(s.targets[0], ast.Tuple)
+                    and isinstance(s.value, ast.Call) and getattr(s.value.func, "id", "") == "_lanes"}
         assert params & {"nc", "nb"} <= rebound, (f.name, params & {"nc", "nb"}, rebound)
         parents = {id(c): p for p in ast.walk(f) for c in ast.iter_child_nodes(p)}
         for n in ast.walk(f):

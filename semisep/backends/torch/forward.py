@@ -123,22 +123,29 @@ def _left_flags(mask, alpha, beta, gL, pivmin):
 def _logdet_from_pivots(d: torch.Tensor, L: int | None = None) -> torch.Tensor:
     """``sum_i log d_i`` as a complex number with imaginary part in (-pi, pi].
 
-    The angles are summed chunk by chunk and each partial sum reduced mod 2 pi before the chunk
-    sums are added, so the rounding error of the imaginary part is ~eps (L + N/L) pi rather than
-    ~eps N pi."""
+    Real ``d``: the phase is exactly ``pi (number of negative pivots mod 2)``, 0 or pi (an
+    integer count, no sum of rounded angles), as the sequential kernel's.  Complex ``d``: the
+    angles are summed chunk by chunk and each partial sum reduced mod 2 pi before the chunk
+    sums are added, so the rounding error of the imaginary part is ~eps (L + N/L) pi rather
+    than ~eps N pi."""
     B, N = d.shape
     cdt = torch.complex64 if _real_dtype(d.dtype) == torch.float32 else torch.complex128
     if N == 0:
         return torch.zeros(B, dtype=cdt, device=d.device)
     mag = torch.log(d.abs()).sum(dim=1)
-    if d.is_complex():
-        ang = torch.angle(d)
-    else:
-        ang = (d < 0).to(d.dtype) * math.pi
+    if not d.is_complex():
+        return torch.complex(mag, _odd_pi((d < 0).sum(dim=1), mag.dtype)).to(cdt)
+    ang = torch.angle(d)
     L = _scan_chunk_length(N) if L is None else L
     part = _wrap_angle(_to_chunks(ang, L, 0.0).sum(dim=0))  # (B, nc)
     ang = _wrap_angle(part.sum(dim=1))
     return torch.complex(mag, ang).to(cdt)
+
+
+def _odd_pi(count: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``pi`` where the integer ``count`` is odd, else 0: the phase of a product of real
+    numbers ``count`` of which are negative, exactly."""
+    return (count % 2).to(dtype) * math.pi
 
 
 def _solve_with_pivots(gL, upper, lower, f, method, L=None):

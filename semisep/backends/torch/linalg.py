@@ -26,9 +26,25 @@ def solve(K: Any, B: Any) -> Any:
     ``torch.linalg.solve`` reads a ``B`` of shape ``K.shape[:-1]`` as a batch of vectors (K of
     shape (r, r, r) against B = I_r would give a wrong-shaped, wrong answer), so such a ``B`` is
     given K's batch dimensions first."""
+    return torch.linalg.solve(K, _as_matrices(K, B))
+
+
+def solve_ex(K: Any, B: Any) -> tuple[Any, Any]:
+    """``(K^{-1} B, ok)`` as :func:`solve`, with no host sync: ``torch.linalg.solve`` reads
+    the LU factorization's error codes on the host (on a GPU, a sync) to raise where ``K`` is
+    singular; here they stay on the device, as the 0-d bool ``ok`` (every factorization
+    succeeded), for the caller to read with its other flags.  Where ``ok`` is False the
+    solution is void, and :func:`solve` on the same arguments raises torch's error."""
+    X, info = torch.linalg.solve_ex(K, _as_matrices(K, B), check_errors=False)
+    return X, (info == 0).all()
+
+
+def _as_matrices(K: Any, B: Any) -> Any:
+    """``B`` with ``K``'s batch dimensions where it has one dimension less (a matrix, not a
+    batch of vectors)."""
     if B.ndim == K.ndim - 1:
         B = B.expand(*K.shape[:-2], *B.shape[-2:])
-    return torch.linalg.solve(K, B)
+    return B
 
 
 def svdvals(K: Any) -> Any:

@@ -36,11 +36,15 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = ["HostReads", "StopCall", "note", "read_flags"]
 
 _local = threading.local()
+
+#: the NumPy dtype of a real torch dtype (payloads of :meth:`HostReads.settle_with`)
+_NUMPY = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 
 
 class StopCall(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -130,6 +134,30 @@ class HostReads:
         """:meth:`any` read now, in a spanning scope too: the items and every flag still
         deferred in one host sync (StopCall where one is not the value expected)."""
         return self._answer(items, read=True)
+
+    def settle_with(self, payload: torch.Tensor, *flags: torch.Tensor) -> tuple[Any, list[bool]]:
+        """:meth:`settle` of the 0-d bool ``flags`` (None reads False) that also brings
+        ``payload``'s values to the host, in the same host sync: ``(payload as a NumPy array of
+        its dtype, flag values)``; StopCall as :meth:`settle`.
+        For a small tensor the host computes on (an r x r matrix whose singular values would
+        cost a sync each on the device)."""
+        todo = [f.reshape(()) for f in flags if f is not None]
+        extra = self._take()
+        ts = todo + [t for _, t, _ in extra]
+        real = payload.detach().resolve_conj()
+        real = torch.view_as_real(real) if real.is_complex() else real
+        parts = [real.reshape(-1).to(torch.float64)]
+        if ts:
+            parts.insert(0, torch.stack(ts).to(torch.float64))
+        host = torch.cat(parts).cpu().numpy()  # the one host sync
+        vals = [bool(v) for v in host[:len(ts)]]
+        out = np.ascontiguousarray(host[len(ts):].astype(_NUMPY[real.dtype]).reshape(real.shape))
+        if payload.is_complex():  # (..., 2) reals -> complex, exactly
+            out = out.view(np.result_type(out.dtype, np.complex64))[..., 0]
+        if extra:
+            self._store(extra, vals[len(todo):])
+        read = iter(vals[:len(todo)])
+        return out, [False if f is None else next(read) for f in flags]
 
     def _answer(self, items: tuple, read: bool) -> list[bool]:
         root = self._root

@@ -127,9 +127,12 @@ def _logdet_pivoted_ref(alpha, upper, lower, pivmin):
     U, _, _, swaps, _ = _gtsv_ref_factor(alpha, upper, lower)
     cdt = torch.complex64 if _real_dtype(alpha.dtype) == torch.float32 else torch.complex128
     ld = torch.log(U.to(cdt)).sum(dim=1)
-    ang = ld.imag + math.pi * (swaps % 2).to(ld.real.dtype)
     pm = pivmin.to(_real_dtype(alpha.dtype))
     singular = (_cabs1(U) < SINGULAR_FACTOR * pm[:, None]).any(dim=1) | ~torch.isfinite(ld)
+    if not U.is_complex():  # the phase exactly: pi per negative pivot and per exchange, mod 2 pi
+        odd = ((U < 0).sum(dim=1) + swaps) % 2
+        return torch.complex(ld.real, odd.to(ld.real.dtype) * math.pi), singular
+    ang = ld.imag + math.pi * (swaps % 2).to(ld.real.dtype)
     return torch.complex(ld.real, _wrap_angle(ang)), singular
 
 

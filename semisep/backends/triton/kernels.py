@@ -174,9 +174,12 @@ if HAVE_TRITON:
         _store8(base, M, lane, live, _renorm8(uxr, uxi, wxr, wxi, uyr, uyi, wyr, wyi))
 
     @triton.jit
-    def _transfer_kernel(diag_ptr, beta_ptr, z_ptr, p_ptr, B, N, nc, sd, sb,
-                         L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr,
-                         BLOCK: tl.constexpr, IDX64: tl.constexpr):
+    def _lanes(z_ptr, B, nc, BLOCK: tl.constexpr, IDX64: tl.constexpr):
+        """The prologue of the per-chunk kernels (one chunk per lane, ``BLOCK`` lanes per
+        program on the grid's x): ``(nc, M, lane, live, row, k, zr, zi)`` -- ``nc`` and
+        ``M = B nc`` in the index type, the lanes' flat chunk index ``lane = row nc + k``, which
+        lanes hold a chunk, and each lane's row, chunk and shift ``z`` (re, im; 0 where not
+        live).  Inlined by Triton: the same loads as written out in each kernel."""
         nc = _ix(nc, IDX64)
         M = _ix(B, IDX64) * nc
         lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
@@ -185,6 +188,20 @@ if HAVE_TRITON:
         k = lane % nc
         zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
         zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
+        return nc, M, lane, live, row, k, zr, zi
+
+    @triton.jit
+    def _carry(ptr, lane, live):
+        """A lane's carried pivot reciprocal (complex) at ``ptr + 2 lane`` (re, im; 0 where not
+        live): the loads :func:`_store_end` and :func:`_store_ratio` store."""
+        return (tl.load(ptr + 2 * lane, mask=live, other=0.0),
+                tl.load(ptr + 2 * lane + 1, mask=live, other=0.0))
+
+    @triton.jit
+    def _transfer_kernel(diag_ptr, beta_ptr, z_ptr, p_ptr, B, N, nc, sd, sb,
+                         L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr,
+                         BLOCK: tl.constexpr, IDX64: tl.constexpr):
+        nc, M, lane, live, row, k, zr, zi = _lanes(z_ptr, B, nc, BLOCK, IDX64)
         WDT = p_ptr.dtype.element_ty  # the working precision (double for a wide call)
         one = tl.full(zr.shape, 1.0, WDT)
         zero = tl.zeros_like(one)
@@ -422,21 +439,43 @@ if HAVE_TRITON:
             tl.store(out + 2 * (row * nc + first) + 1, 0.0)
 
     @triton.jit
+    def _pivot_step(ar, ai, br, bi, gr, gi, inb, thr, bad):
+        """One step of a pivot sweep of the second pass: the pivot ``d = alpha - beta g`` from
+        the previous reciprocal ``g`` (``gL_{i-1}`` left, ``gR_{i+1}`` right), and its
+        reciprocal ``1/d`` (re, im); ``bad`` counts the live pivots the certificate rejects
+        (``|d|^2`` below ``thr``, infinite or NaN).  Returns ``(re 1/d, im 1/d, bad)``."""
+        dr = ar - (br * gr - bi * gi)
+        di = ai - (br * gi + bi * gr)
+        n = dr * dr + di * di
+        bad += (inb & ((n < thr) | _rejected(n))).to(tl.int32)
+        r = 1.0 / n
+        return dr * r, -di * r, bad
+
+    @triton.jit
+    def _combine(lr, li, br, bi, hr, hi):
+        """``G_i = gL_i / (1 - beta_i gL_i gR_{i+1})`` from ``gL_i = (lr, li)`` and
+        ``gR_{i+1} = (hr, hi)`` (re, im)."""
+        pr = br * lr - bi * li
+        pi = br * li + bi * lr
+        qr = 1.0 - (pr * hr - pi * hi)
+        qi = -(pr * hi + pi * hr)
+        qinv = 1.0 / (qr * qr + qi * qi)
+        return (lr * qr + li * qi) * qinv, (li * qr - lr * qi) * qinv
+
+    @triton.jit
+    def _absmax_g(Gr, Gi, inb, gmax):
+        """The running ``max(|Re G|, |Im G|)`` over the live positions, NaN-propagating."""
+        ag = tl.maximum(tl.abs(Gr), tl.abs(Gi))
+        return tl.where(inb & ((ag > gmax) | (ag != ag)), ag, gmax)
+
+    @triton.jit
     def _second_pass_kernel(diag_ptr, beta_ptr, z_ptr, carry_ptr, thr_ptr, g_ptr, bad_ptr, gmax_ptr,
                             ends_ptr, B, N, nc, sd, sb,
                             L: tl.constexpr, DIAG_COMPLEX: tl.constexpr, BETA_COMPLEX: tl.constexpr,
                             BLOCK: tl.constexpr, IDX64: tl.constexpr):
-        nc = _ix(nc, IDX64)
-        M = _ix(B, IDX64) * nc
-        lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < M
-        row = lane // nc
-        k = lane % nc
-        zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
-        zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
+        nc, M, lane, live, row, k, zr, zi = _lanes(z_ptr, B, nc, BLOCK, IDX64)
         thr = tl.load(thr_ptr + row, mask=live, other=0.0)
-        gr = tl.load(carry_ptr + 2 * lane, mask=live, other=0.0)
-        gi = tl.load(carry_ptr + 2 * lane + 1, mask=live, other=0.0)
+        gr, gi = _carry(carry_ptr, lane, live)
         WDT = carry_ptr.dtype.element_ty  # the working precision (double for a wide call)
         bad = tl.zeros(zr.shape, tl.int32)
         gmax = tl.zeros_like(gr)
@@ -446,18 +485,11 @@ if HAVE_TRITON:
             ar, ai = _alpha(diag_ptr, row * sd + i, zr, zi, inb, DIAG_COMPLEX)
             br, bi = _beta(beta_ptr, row * sb + i - 1, inb & (i > 0), zr, BETA_COMPLEX)
             ar, ai, br, bi = ar.to(WDT), ai.to(WDT), br.to(WDT), bi.to(WDT)
-            dr = ar - (br * gr - bi * gi)
-            di = ai - (br * gi + bi * gr)
-            n = dr * dr + di * di
-            bad += (inb & ((n < thr) | _rejected(n))).to(tl.int32)
-            r = 1.0 / n
-            gr = dr * r
-            gi = -di * r
+            gr, gi, bad = _pivot_step(ar, ai, br, bi, gr, gi, inb, thr, bad)
             tl.store(g_ptr + 2 * (row * N + i), gr, mask=inb)
             tl.store(g_ptr + 2 * (row * N + i) + 1, gi, mask=inb)
         _store_end(ends_ptr, lane, gr, gi, live)
-        hr = tl.load(carry_ptr + 2 * M + 2 * lane, mask=live, other=0.0)
-        hi = tl.load(carry_ptr + 2 * M + 2 * lane + 1, mask=live, other=0.0)
+        hr, hi = _carry(carry_ptr + 2 * M, lane, live)
         for tt in range(L):
             i = k * L + (L - 1 - tt)
             inb = live & (i < N)
@@ -467,25 +499,12 @@ if HAVE_TRITON:
             lr = tl.load(g_ptr + 2 * (row * N + i), mask=inb, other=0.0).to(WDT)
             li = tl.load(g_ptr + 2 * (row * N + i) + 1, mask=inb, other=0.0).to(WDT)
             # G_i = gL_i / (1 - beta_i gL_i gR_{i+1}), gR_{i+1} = h (before this step)
-            pr = br * lr - bi * li
-            pi = br * li + bi * lr
-            qr = 1.0 - (pr * hr - pi * hi)
-            qi = -(pr * hi + pi * hr)
-            qinv = 1.0 / (qr * qr + qi * qi)
-            Gr = (lr * qr + li * qi) * qinv
-            Gi = (li * qr - lr * qi) * qinv
+            Gr, Gi = _combine(lr, li, br, bi, hr, hi)
             tl.store(g_ptr + 2 * (row * N + i), Gr, mask=inb)
             tl.store(g_ptr + 2 * (row * N + i) + 1, Gi, mask=inb)
-            ag = tl.maximum(tl.abs(Gr), tl.abs(Gi))
-            gmax = tl.where(inb & ((ag > gmax) | (ag != ag)), ag, gmax)
+            gmax = _absmax_g(Gr, Gi, inb, gmax)
             # the UL pivot e_i = alpha_i - beta_i gR_{i+1}, gR_i = 1/e_i
-            er = ar - (br * hr - bi * hi)
-            ei = ai - (br * hi + bi * hr)
-            n = er * er + ei * ei
-            bad += (inb & ((n < thr) | _rejected(n))).to(tl.int32)
-            r = 1.0 / n
-            hr = er * r
-            hi = -ei * r
+            hr, hi, bad = _pivot_step(ar, ai, br, bi, hr, hi, inb, thr, bad)
         _store_end(ends_ptr + 2 * M, lane, hr, hi, live)
         tl.store(bad_ptr + lane, bad, mask=live)
         tl.store(gmax_ptr + lane, gmax, mask=live)

@@ -16,11 +16,13 @@ if HAVE_TRITON:
     import triton.language as tl
 
     from .kernels import (  # noqa: F401  (helpers the tiled kernels call by name)
+        _absmax_g,
         _alpha,
         _beta,
-        _ix,
-        _pid,
-        _rejected,
+        _carry,
+        _combine,
+        _lanes,
+        _pivot_step,
         _renorm8,
         _step_columns,
         _store8,
@@ -115,13 +117,7 @@ if HAVE_TRITON:
             ar, ai = _col(Ar, cols, t), _col(Ai, cols, t)
             br = tl.where(t == 0, bpr0, _col(Br, cols, t - 1))
             bi = tl.where(t == 0, bpi0, _col(Bi, cols, t - 1))
-            dr = ar - (br * gr - bi * gi)
-            di = ai - (br * gi + bi * gr)
-            n = dr * dr + di * di
-            bad += (inb & ((n < thr) | _rejected(n))).to(tl.int32)
-            r = 1.0 / n
-            gr = dr * r
-            gi = -di * r
+            gr, gi, bad = _pivot_step(ar, ai, br, bi, gr, gi, inb, thr, bad)
             Lr = tl.where(cols == t, gr[:, None], Lr)
             Li = tl.where(cols == t, gi[:, None], Li)
         Gtr = tl.zeros_like(Ar)
@@ -132,24 +128,11 @@ if HAVE_TRITON:
             ar, ai = _col(Ar, cols, t), _col(Ai, cols, t)
             br, bi = _col(Br, cols, t), _col(Bi, cols, t)
             lr, li = _col(Lr, cols, t), _col(Li, cols, t)
-            pr = br * lr - bi * li
-            pi = br * li + bi * lr
-            qr = 1.0 - (pr * hr - pi * hi)
-            qi = -(pr * hi + pi * hr)
-            qinv = 1.0 / (qr * qr + qi * qi)
-            Gr = (lr * qr + li * qi) * qinv
-            Gi = (li * qr - lr * qi) * qinv
+            Gr, Gi = _combine(lr, li, br, bi, hr, hi)
             Gtr = tl.where(cols == t, Gr[:, None], Gtr)
             Gti = tl.where(cols == t, Gi[:, None], Gti)
-            ag = tl.maximum(tl.abs(Gr), tl.abs(Gi))
-            gmax = tl.where(inb & ((ag > gmax) | (ag != ag)), ag, gmax)
-            er = ar - (br * hr - bi * hi)
-            ei = ai - (br * hi + bi * hr)
-            n = er * er + ei * ei
-            bad += (inb & ((n < thr) | _rejected(n))).to(tl.int32)
-            r = 1.0 / n
-            hr = er * r
-            hi = -ei * r
+            gmax = _absmax_g(Gr, Gi, inb, gmax)
+            hr, hi, bad = _pivot_step(ar, ai, br, bi, hr, hi, inb, thr, bad)
         return Gtr, Gti, bad, gmax, gr, gi, hr, hi
 
     @triton.jit
@@ -158,15 +141,8 @@ if HAVE_TRITON:
                                BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr, IDX64: tl.constexpr):
         """``_transfer_kernel`` with each program's ``BLOCK x L`` slab of diag and beta loaded
         once, coalesced, and both directions run from registers (L a power of two)."""
-        nc = _ix(nc, IDX64)
-        M = _ix(B, IDX64) * nc
-        lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < M
-        row = lane // nc
-        k = lane % nc
+        nc, M, lane, live, row, k, zr, zi = _lanes(z_ptr, B, nc, BLOCK, IDX64)
         cols = tl.arange(0, L)[None, :]
-        zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
-        zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
         Ar, Ai, Br, Bi, bpr0, bpi0 = _wide(p_ptr.dtype.element_ty, _chunk_tiles(
             diag_ptr, beta_ptr, row, k, live, zr, zi, N, sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX))
         for right in tl.static_range(2):
@@ -180,22 +156,13 @@ if HAVE_TRITON:
                                   BETA_COMPLEX: tl.constexpr, BLOCK: tl.constexpr, IDX64: tl.constexpr):
         """``_second_pass_kernel`` from register tiles: diag and beta loaded once (coalesced),
         ``gL`` kept in a register tile, ``G`` stored once (coalesced)."""
-        nc = _ix(nc, IDX64)
-        M = _ix(B, IDX64) * nc
-        lane = _pid(0, IDX64) * BLOCK + tl.arange(0, BLOCK)
-        live = lane < M
-        row = lane // nc
-        k = lane % nc
+        nc, M, lane, live, row, k, zr, zi = _lanes(z_ptr, B, nc, BLOCK, IDX64)
         cols = tl.arange(0, L)[None, :]
-        zr = tl.load(z_ptr + 2 * row, mask=live, other=0.0)
-        zi = tl.load(z_ptr + 2 * row + 1, mask=live, other=0.0)
         thr = tl.load(thr_ptr + row, mask=live, other=0.0)
         Ar, Ai, Br, Bi, bpr0, bpi0 = _wide(carry_ptr.dtype.element_ty, _chunk_tiles(
             diag_ptr, beta_ptr, row, k, live, zr, zi, N, sd, sb, cols, L, DIAG_COMPLEX, BETA_COMPLEX))
-        gr = tl.load(carry_ptr + 2 * lane, mask=live, other=0.0)
-        gi = tl.load(carry_ptr + 2 * lane + 1, mask=live, other=0.0)
-        hr = tl.load(carry_ptr + 2 * M + 2 * lane, mask=live, other=0.0)
-        hi = tl.load(carry_ptr + 2 * M + 2 * lane + 1, mask=live, other=0.0)
+        gr, gi = _carry(carry_ptr, lane, live)
+        hr, hi = _carry(carry_ptr + 2 * M, lane, live)
         Gtr, Gti, bad, gmax, gr, gi, hr, hi = _chunk_resolvent(
             Ar, Ai, Br, Bi, bpr0, bpi0, k, live, N, cols, L, gr, gi, hr, hi, thr)
         off2 = 2 * (row[:, None] * N + k[:, None] * L + cols)

@@ -8,7 +8,10 @@ compiling process: on a loaded machine they are inflated, counts are not.
 
 import collections
 import json
+import re
 import sys
+
+_FLAGS = re.compile(r"'(A|C|F)', (True|False)")  # an array type's layout and read-only flag
 
 
 def main(path: str, top: int = 25) -> None:
@@ -24,6 +27,16 @@ def main(path: str, top: int = 25) -> None:
           f"distinct top-level signatures: {len(procs)}; compiled in >1 process: {len(dups)} "
           f"({sum(len(p) - 1 for p in dups.values())} extra compilations)")
     print(f"all events incl. nested callees: {len(recs)}, distinct: {len({key(r) for r in recs})}")
+    # signatures of one kernel that differ only in arrays' layout ('C' / 'A') or read-only flag
+    first = {}
+    for r in outer:
+        first.setdefault(key(r), r)
+    groups = collections.defaultdict(list)
+    for (mod, name, sig), r in first.items():
+        groups[(mod, name, _FLAGS.sub("", sig))].append(r["dt"])
+    extra = [sorted(v)[:-1] for v in groups.values() if len(v) > 1]
+    print(f"signatures that only add a layout / read-only variant of another: "
+          f"{sum(map(len, extra))}, {sum(map(sum, extra)):.0f} s")
     per_test, n_test = collections.Counter(), collections.Counter()
     per_kernel, n_kernel = collections.Counter(), collections.Counter()
     for r in outer:

@@ -99,7 +99,7 @@ def test_a_selection_that_runs_no_example_fails():
     r = _run(
         """
         import sys, semisep
-        sys.exit(semisep.test(extra_args=["-k", "errors"]))
+        sys.exit(semisep.test(extra_args=["-k", "test_shape_errors or test_non_finite_rejected"]))
         """
     )
     out = r.stdout + r.stderr

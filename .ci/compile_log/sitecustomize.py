@@ -18,36 +18,63 @@ tests of tests/test_environment.py) is not logged.
 import os
 
 _LOG = os.environ.get("SEMISEP_COMPILE_LOG")
+
+
+def _install() -> None:
+    import json
+    import time
+
+    from numba.core import event
+
+    class _CompileLog(event.Listener):
+        def __init__(self):
+            self.starts = []
+
+        def on_start(self, ev):
+            self.starts.append(time.perf_counter())
+
+        def on_end(self, ev):
+            dt = time.perf_counter() - self.starts.pop()
+            data = ev.data or {}
+            fn = getattr(data.get("dispatcher"), "py_func", None)
+            rec = {
+                "pid": os.getpid(), "worker": os.environ.get("PYTEST_XDIST_WORKER", ""),
+                "test": os.environ.get("PYTEST_CURRENT_TEST", ""),
+                "mod": getattr(fn, "__module__", "?"), "name": getattr(fn, "__qualname__", "?"),
+                "sig": str(data.get("args")), "depth": len(self.starts), "dt": dt,
+                "t": time.time(),
+            }
+            with open(_LOG, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    event.register("numba:compile", _CompileLog())
+
+
 if _LOG:
-    try:
-        import json
-        import time
+    # numba is not imported here (a script may set NUMBA_* variables before it imports numba):
+    # the listener is registered right after the process's own first ``import numba``.
+    import importlib.abc
+    import importlib.util
+    import sys
 
-        from numba.core import event as _event
+    class _AfterNumba(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name != "numba":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.loader is None:
+                return spec
+            exec_module = spec.loader.exec_module
 
-        class _CompileLog(_event.Listener):
-            def __init__(self):
-                self.starts = []
+            def exec_then_install(module):
+                exec_module(module)
+                try:
+                    _install()
+                except Exception as exc:  # a numba without the event API: say so, run on
+                    print(f"compile_log: not installed ({exc!r})", file=sys.stderr)
 
-            def on_start(self, ev):
-                self.starts.append(time.perf_counter())
+            spec.loader.exec_module = exec_then_install
+            return spec
 
-            def on_end(self, ev):
-                dt = time.perf_counter() - self.starts.pop()
-                data = ev.data or {}
-                fn = getattr(data.get("dispatcher"), "py_func", None)
-                rec = {
-                    "pid": os.getpid(), "worker": os.environ.get("PYTEST_XDIST_WORKER", ""),
-                    "test": os.environ.get("PYTEST_CURRENT_TEST", ""),
-                    "mod": getattr(fn, "__module__", "?"), "name": getattr(fn, "__qualname__", "?"),
-                    "sig": str(data.get("args")), "depth": len(self.starts), "dt": dt,
-                    "t": time.time(),
-                }
-                with open(_LOG, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-
-        _event.register("numba:compile", _CompileLog())
-    except Exception as exc:  # a numba without the event API: say so, do not break the run
-        import sys
-
-        print(f"compile_log: not installed ({exc!r})", file=sys.stderr)
+    sys.meta_path.insert(0, _AfterNumba())

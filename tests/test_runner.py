@@ -19,10 +19,15 @@ def _run(code: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 def test_runner_passes_on_cpu_quick_profile():
+    """The runner end to end: a property test on both backends and the error tests pass through
+    ``semisep.test`` with the quick profile.  The selection is small on purpose: the shipped
+    suite itself (conformance classes in every dtype) runs in this repository's own test run;
+    here a wider ``-k`` would only compile the same kernels again in a cold subprocess."""
     r = _run(
         """
         import sys, semisep
-        sys.exit(semisep.test(profile="quick", extra_args=["-k", "resolvent_diagonal or errors"]))
+        sys.exit(semisep.test(profile="quick",
+                              extra_args=["-k", "test_properties and resolvent_diagonal or test_errors"]))
         """
     )
     out = r.stdout + r.stderr
@@ -94,7 +99,7 @@ def test_a_selection_that_runs_no_example_fails():
     r = _run(
         """
         import sys, semisep
-        sys.exit(semisep.test(extra_args=["-k", "errors"]))
+        sys.exit(semisep.test(extra_args=["-k", "test_shape_errors or test_non_finite_rejected"]))
         """
     )
     out = r.stdout + r.stderr

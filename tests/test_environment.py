@@ -238,30 +238,3 @@ def test_readonly_install_honours_numba_cache_dir(tmp_path_public):
     assert_ok(proc)
     assert "UncachedKernelsWarning" not in proc.stderr
     assert list(cache.rglob("*.nbi")), "no numba index file written to NUMBA_CACHE_DIR"
-
-
-def test_kernel_input_gives_one_numba_type_per_dtype_and_sharing():
-    """``kernel_input``: writable, read-only and row-strided inputs reach a kernel with one numba
-    type (C-contiguous, read-only); a stride-0 batch broadcast keeps its own (a view, no copy);
-    values are unchanged and the caller's array is not made read-only."""
-    import numpy as np
-    from numba import typeof
-
-    from semisep.backends._numba import kernel_input
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((3, 8))
-    ro = x.copy()
-    ro.flags.writeable = False
-    wide = rng.standard_normal((3, 16))
-    variants = [x, ro, wide[:, :8], np.broadcast_to(x[:1], (1, 8)), np.asfortranarray(x)]
-    types = {str(typeof(kernel_input(v))) for v in variants}
-    assert types == {"readonly array(float64, 2d, C)"}, types
-    for v in variants:
-        np.testing.assert_array_equal(kernel_input(v), v)
-    assert x.flags.writeable
-    shared = np.broadcast_to(x[0], (3, 8))
-    k = kernel_input(shared)
-    assert str(typeof(k)) == "readonly array(float64, 2d, A)"
-    assert k.strides[0] == 0 and np.shares_memory(k, x)
-    assert str(typeof(kernel_input(np.arange(3.0)))) == "readonly array(float64, 1d, C)"

@@ -45,7 +45,6 @@ __all__ = [
     "cache_usable",
     "configure_threading",
     "jit",
-    "kernel_input",
     "parallel_lock_needed",
     "threading_choice",
 ]
@@ -169,33 +168,6 @@ class _Serialized:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.dispatcher, name)
-
-
-def kernel_input(a: Any) -> Any:
-    """An input array (one the kernel only reads) in the canonical form kernels receive.
-
-    numba compiles one specialisation per argument *type*, and an array's type holds its layout
-    (``'C'`` contiguous or ``'A'`` any) and its read-only flag besides dtype and ndim: the same
-    kernel called with a writable array, a read-only one (``np.broadcast_to`` of a single row,
-    a read-only buffer) and a row-strided view (a Dask chunk of a wider array) is compiled three
-    times.  Returned here:
-
-    * a read-only **view** of ``a`` where its leading (batch) axis is a stride-0 broadcast of
-      more than one row (one row shared by the batch, kept without copying), typed ``'A'``;
-    * else ``a`` as a C-contiguous array (copied only if it is not one), as a read-only view.
-
-    So each input has at most two types per dtype and ndim, and none of them depends on whether
-    the caller's array was writable.  Values, dtype and shape are unchanged (a read-only view
-    compiles to the same arithmetic); the kernel must not write into it (numba rejects that at
-    compile time)."""
-    import numpy as np
-
-    a = np.asarray(a)
-    if not (a.ndim >= 2 and a.strides[0] == 0 and a.shape[0] > 1):
-        a = np.ascontiguousarray(a)
-    view = a.view()
-    view.flags.writeable = False
-    return view
 
 
 def jit(**options: Any) -> Any:

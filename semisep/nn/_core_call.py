@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..backends.torch.ops import on_worker
+from ..backends.torch.ops import on_worker, recomputed_vjp
 from ..backends.torch.opspec import OpSpec, define
 
 __all__ = ["BK_CORE_CALL", "CheckpointedCore", "compiled_call", "compute_dtype", "g_stats",
@@ -202,22 +202,11 @@ def _op_fake(v, U, V, z, z_scalar, precision, threshold):
 
 
 def _vjp(grad, ins, z_scalar, precision, threshold, needs):
-    with torch.enable_grad():
-        leaves = [None if x is None else x.detach().requires_grad_(need)
-                  for x, need in zip(ins, needs, strict=True)]
-        v, U, V, z = leaves
+    def compute(v, U, V, z):
         G = structured(v, U, V, _decode_z(z, z_scalar), precision, threshold)[0]
-        out = features_of(G, v.dtype)
-        wrt = [x for x in leaves if x is not None and x.requires_grad]
-        gs = iter(torch.autograd.grad(out, wrt, grad, allow_unused=True) if wrt else ())
-    res = []
-    for x in leaves:
-        if x is None or not x.requires_grad:
-            res.append(None)
-        else:
-            g = next(gs)
-            res.append(torch.zeros_like(x) if g is None else g.contiguous())
-    return res
+        return features_of(G, v.dtype)
+
+    return recomputed_vjp(compute, ins, needs, grad)
 
 
 def _op_backward(grads, saved, opts, needs, dtypes):

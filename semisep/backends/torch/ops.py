@@ -69,7 +69,7 @@ import torch
 
 from .opspec import OpSpec, define
 
-__all__ = ["TRIDIAGONAL_CALL", "host_values", "on_worker", "traced_call"]
+__all__ = ["TRIDIAGONAL_CALL", "host_values", "on_worker", "recomputed_vjp", "traced_call"]
 
 _transforms_active = torch._C._are_functorch_transforms_active
 
@@ -205,17 +205,15 @@ def _call_fake(which, diag, lower, upper, z, z_scalar, z_kind, b, indices, metho
     return diag.new_empty(shape, dtype=dtype)
 
 
-def _vjp(which, grad, ins, z_scalar, z_kind, indices, method, chunk_length, needs):
-    """Gradients of the eager method w.r.t. the inputs ``ins = (diag, lower, upper, z, b)``
-    where ``needs``; None elsewhere."""
+def recomputed_vjp(compute, ins, needs, grad):
+    """``grad``'s vector-Jacobian product through ``compute(*ins)``, recomputed with autograd:
+    the gradient of each input of ``ins`` where ``needs`` (zeros where the result does not depend
+    on it), None elsewhere and for absent (None) inputs.  Runs where a graph is recorded (the
+    caller's worker thread under a custom op's backward)."""
     with torch.enable_grad():
         leaves = [None if x is None else x.detach().requires_grad_(need)
                   for x, need in zip(ins, needs, strict=True)]
-        diag, lower, upper, z, b = leaves
-        out = _eager(which, diag, lower, upper, _decode_z(z, z_scalar, z_kind), b, indices,
-                     method, False, False, chunk_length)
-        if which == "logdet" and not out.is_complex():
-            out = out.to(grad.dtype)
+        out = compute(*leaves)
         wrt = [x for x in leaves if x is not None and x.requires_grad]
         gs = iter(torch.autograd.grad(out, wrt, grad, allow_unused=True) if wrt else ())
     res = []
@@ -227,6 +225,17 @@ def _vjp(which, grad, ins, z_scalar, z_kind, indices, method, chunk_length, need
             # an input the result does not depend on has gradient zero
             res.append(torch.zeros_like(x) if g is None else g.contiguous())
     return res
+
+
+def _vjp(which, grad, ins, z_scalar, z_kind, indices, method, chunk_length, needs):
+    """Gradients of the eager method w.r.t. the inputs ``ins = (diag, lower, upper, z, b)``
+    where ``needs``; None elsewhere."""
+    def compute(diag, lower, upper, z, b):
+        out = _eager(which, diag, lower, upper, _decode_z(z, z_scalar, z_kind), b, indices,
+                     method, False, False, chunk_length)
+        return out.to(grad.dtype) if which == "logdet" and not out.is_complex() else out
+
+    return recomputed_vjp(compute, ins, needs, grad)
 
 
 def _call_backward(grads, saved, opts, needs, dtypes):

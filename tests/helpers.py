@@ -85,3 +85,36 @@ def toeplitz_resolvent_diagonal(a: complex, bc: complex, n: int) -> np.ndarray:
     i = np.arange(n)
     return ((1 - rho ** (i + 1)) * (1 - rho ** (n - i))
             / (r1 * (1 - rho) * (1 - rho ** (n + 1))))
+
+
+def result_nbytes(x) -> int:
+    """Bytes of the NumPy arrays in a task result (arrays, tuples/lists/dicts of them)."""
+    if isinstance(x, np.ndarray):
+        return x.nbytes
+    if isinstance(x, (tuple, list)):
+        return sum(result_nbytes(v) for v in x)
+    if isinstance(x, dict):
+        return sum(result_nbytes(v) for v in x.values())
+    return 0
+
+
+def compute_recording_tasks(*collections):
+    """``dask.compute(*collections)`` on the synchronous scheduler, unoptimised, recording the
+    task graph and every task's result size: returns ``(dsk, sizes)``, the (first) graph run and
+    ``{key: bytes of its result}``."""
+    import dask
+    from dask.callbacks import Callback
+
+    sizes: dict = {}
+    graphs: list = []
+
+    class Record(Callback):
+        def _start(self, dsk):
+            graphs.append(dsk)
+
+        def _posttask(self, key, result, dsk, state, id):
+            sizes[key] = result_nbytes(result)
+
+    with Record(), dask.config.set(scheduler="sync"):
+        dask.compute(*collections, optimize_graph=False)
+    return graphs[0], sizes

@@ -14,6 +14,8 @@ import semisep as ss  # noqa: E402
 from semisep.backends import backend_for  # noqa: E402
 from semisep.errors import BackendError, SingularMatrixError  # noqa: E402
 
+from .helpers import compute_recording_tasks  # noqa: E402
+
 TOL = 1e-12
 
 
@@ -156,21 +158,10 @@ def test_tree_scan_many_chunks(monkeypatch):
         assert rel(Td.solve(b, z).compute(), Tn.solve(b, z)) <= TOL
 
 
-def _nbytes(x):
-    if isinstance(x, np.ndarray):
-        return x.nbytes
-    if isinstance(x, (tuple, list)):
-        return sum(_nbytes(v) for v in x)
-    if isinstance(x, dict):
-        return sum(_nbytes(v) for v in x.values())
-    return 0
-
-
 def test_task_inputs_are_order_chunk():
     """Run the graph with a callback recording every task's result, then check that no task's
     inputs (its dependencies' results) exceed a few chunks, and that the scan tasks read only
     a few numbers per chunk."""
-    from dask.callbacks import Callback
     from dask.core import get_dependencies
 
     n, nchunks = 1 << 14, 16
@@ -178,19 +169,7 @@ def test_task_inputs_are_order_chunk():
     d, lo, up = chain(n, batch=1, seed=4)
     Td = as_dask(d, lo, up, nchunks)
     G = Td.resolvent_diagonal(0.1 + 0.01j)
-    sizes: dict = {}
-    graphs: list = []
-
-    class Record(Callback):
-        def _start(self, dsk):
-            graphs.append(dsk)
-
-        def _posttask(self, key, result, dsk, state, id):
-            sizes[key] = _nbytes(result)
-
-    with Record(), dask.config.set(scheduler="sync"):
-        G.sum().compute(optimize_graph=False)
-    dsk = graphs[0]
+    dsk, sizes = compute_recording_tasks(G.sum())
     inputs = {k: sum(sizes.get(dep, 0) for dep in get_dependencies(dsk, k)) for k in dsk}
     chunk_bytes = C * 16  # one complex128 chunk of one row
     total = n * 16
@@ -343,21 +322,13 @@ def test_lowrank_on_dask_return_info_is_a_clear_error():
 def test_lowrank_on_dask_task_results_are_order_chunk():
     """No task of the Woodbury graph produces more than a few chunks' worth of data (r columns):
     nothing of length N is gathered."""
-    from dask.callbacks import Callback
-
     n, C, r = 1 << 14, 1 << 10, 2
     _, Hd = _lowrank_pair(False, seed=6, B=1, n=n, r=r, C=C)
-    sizes: list = []
-
-    class Record(Callback):
-        def _posttask(self, key, result, dsk, state, id):
-            sizes.append(_nbytes(result))
-
     b = np.ones((1, n))
-    with Record(), dask.config.set(scheduler="sync"):
-        # reduced on the workers: the client's own gather of a whole result is not a task's
-        dask.compute(Hd.resolvent_diagonal(0.2 + 0.05j).sum(), Hd.solve(b, 0.2 + 0.05j).sum(),
-                     optimize_graph=False)
+    # reduced on the workers: the client's own gather of a whole result is not a task's
+    _, by_key = compute_recording_tasks(Hd.resolvent_diagonal(0.2 + 0.05j).sum(),
+                                        Hd.solve(b, 0.2 + 0.05j).sum())
+    sizes = list(by_key.values())
     chunk_bytes = C * (r + 1) * 16  # one chunk of [y, X] (k + r = 3 complex columns)
     assert max(sizes) <= 2 * chunk_bytes and 2 * chunk_bytes < n * r * 16 / 4, (max(sizes), chunk_bytes)
 

@@ -21,6 +21,8 @@ dask = pytest.importorskip("dask")
 import semisep as ss  # noqa: E402
 from semisep.backends.numpy import chunk_passes as cp  # noqa: E402
 
+from .helpers import compute_recording_tasks  # noqa: E402
+
 N = 4096
 
 
@@ -187,25 +189,12 @@ def test_resolvent_graph_moves_only_a_few_numbers_per_row():
     numbers per chunk, independent of the chunk's length: nothing chunk-sized is handed from
     one task to another (or between workers) but the inputs and G; the repair tasks read their
     neighbours' few numbers."""
-    from dask.callbacks import Callback
     from dask.core import get_dependencies
 
     B, n, nchunks = 2, 1 << 13, 8
     d, lo, up = _chain("disordered", B, n)
     G = _dask(d, lo, up, nchunks).resolvent_diagonal(0.5 + 1e-4j, check_finite=False)
-    sizes: dict = {}
-    graphs: list = []
-
-    class Record(Callback):
-        def _start(self, dsk):
-            graphs.append(dsk)
-
-        def _posttask(self, key, result, dsk, state, id):
-            sizes[key] = _nbytes(result)
-
-    with Record(), dask.config.set(scheduler="sync"):
-        G.compute(optimize_graph=False)
-    dsk = graphs[0]
+    dsk, sizes = compute_recording_tasks(G)
 
     def kind(k):
         return str(k[0] if isinstance(k, tuple) else k).split("-")[0]
@@ -226,9 +215,3 @@ def test_resolvent_graph_moves_only_a_few_numbers_per_row():
             assert len(big) == 2, k
 
 
-def _nbytes(x):
-    if isinstance(x, np.ndarray):
-        return x.nbytes
-    if isinstance(x, (tuple, list)):
-        return sum(_nbytes(v) for v in x)
-    return 0
